@@ -1,0 +1,2 @@
+"""glassgem: glass surface segmentation with GEM."""
+__version__ = "0.1.0"

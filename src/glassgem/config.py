@@ -1,0 +1,138 @@
+"""Model and training presets as typed dataclasses: the one config system of glassgem.
+
+Presets reproduce the original GEM configs (GEM_ORIGINAL.md §5, §6, §7.3). `debug` is a small model
+for fast tests. Any field can be overridden with `key=value` strings (`apply_overrides`).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from .errors import ConfigError
+
+SAM_PIXEL_MEAN = (123.675, 116.28, 103.53)
+SAM_PIXEL_STD = (58.395, 57.12, 57.375)
+
+
+@dataclass
+class ModelConfig:
+    name: str = "gem-tiny"
+    # Encoder: "tinyvit" (MobileSAM TinyViT-5M), "sam_vit_b", "efficientnet_lite0", "debug".
+    encoder: str = "tinyvit"
+    # How the encoder feeds the head: "pyramid" = GEM's simple feature pyramid from the stride-16
+    # map (the paper); "native" = the encoder's own multi-scale maps (only for CNN encoders).
+    encoder_features: str = "pyramid"
+    image_size: int = 384  # the square test resize; the network itself takes any multiple of 32
+    pixel_mean: tuple[float, float, float] = SAM_PIXEL_MEAN  # on 0..255 RGB
+    pixel_std: tuple[float, float, float] = SAM_PIXEL_STD
+    drop_path_rate: float = 0.1  # TinyViT stochastic depth (original GEM-Tiny uses 0.1)
+    # ViT-B: how a SAM checkpoint's 64x64 pos-embed / 127-row rel-pos tables meet a smaller input.
+    # "interpolate" (glassgem default) or "drop" (original: start those tensors from zero).
+    vit_pos_init: str = "interpolate"
+    # Head
+    hidden_dim: int = 256
+    mask_dim: int = 256
+    num_classes: int = 2  # background, glass (+1 no-object logit)
+    num_queries: int = 100
+    dec_layers: int = 9
+    nheads: int = 8
+    dim_feedforward: int = 2048
+    dec_n_points: int = 4
+    num_feature_levels: int = 3
+    # Discerning query selection. Off = MaskDINO-style learned content queries (paper ablation).
+    use_dqs: bool = True
+    # Denoising training ("seg" as the original, or "none")
+    dn: str = "seg"
+    dn_num: int = 100
+    dn_noise_scale: float = 0.4
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "ModelConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ConfigError(f"unknown model config keys: {', '.join(unknown)}")
+        d = dict(d)
+        for k in ("pixel_mean", "pixel_std"):
+            if k in d:
+                d[k] = tuple(d[k])
+        return cls(**d)
+
+
+MODEL_PRESETS: dict[str, ModelConfig] = {
+    "gem-tiny": ModelConfig(name="gem-tiny", encoder="tinyvit", drop_path_rate=0.1),
+    "gem-base": ModelConfig(name="gem-base", encoder="sam_vit_b", drop_path_rate=0.0),
+    "gem-lite": ModelConfig(
+        name="gem-lite",
+        encoder="efficientnet_lite0",
+        # EfficientNet-Lite0 was trained on [0,1] RGB normalised with mean = std = 0.5.
+        pixel_mean=(127.5, 127.5, 127.5),
+        pixel_std=(127.5, 127.5, 127.5),
+        drop_path_rate=0.0,
+    ),
+    "debug": ModelConfig(
+        name="debug",
+        encoder="debug",
+        image_size=128,
+        drop_path_rate=0.0,
+        hidden_dim=64,
+        mask_dim=64,
+        num_queries=16,
+        dec_layers=2,
+        nheads=4,
+        dim_feedforward=128,
+        dn_num=16,
+    ),
+}
+
+
+def model_preset(name: str) -> ModelConfig:
+    if name not in MODEL_PRESETS:
+        raise ConfigError(f"unknown model preset {name!r}; choose one of {', '.join(MODEL_PRESETS)}")
+    return dataclasses.replace(MODEL_PRESETS[name])
+
+
+def _parse_value(raw: str, current: Any) -> Any:
+    if isinstance(current, bool):
+        if raw.lower() in ("1", "true", "yes", "on"):
+            return True
+        if raw.lower() in ("0", "false", "no", "off"):
+            return False
+        raise ValueError(f"expected a boolean, got {raw!r}")
+    if isinstance(current, (int, float, str)) and not isinstance(current, bool):
+        return type(current)(raw)
+    return json.loads(raw)  # tuples, lists, None
+
+
+def apply_overrides(cfg: Any, overrides: list[str] | None) -> Any:
+    """Return a copy of dataclass `cfg` with `key=value` overrides applied (values typed by field).
+
+    Nested dataclasses are addressed with dots, e.g. `model.dec_layers=6`.
+    """
+    cfg = dataclasses.replace(cfg)
+    for item in overrides or []:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} is not of the form key=value")
+        key, raw = item.split("=", 1)
+        target = cfg
+        parts = key.strip().split(".")
+        for p in parts[:-1]:
+            if not hasattr(target, p):
+                raise ConfigError(f"unknown config key {key!r}")
+            sub = dataclasses.replace(getattr(target, p))
+            setattr(target, p, sub)
+            target = sub
+        leaf = parts[-1]
+        if not dataclasses.is_dataclass(target) or leaf not in {f.name for f in fields(target)}:
+            raise ConfigError(f"unknown config key {key!r}")
+        try:
+            value = _parse_value(raw, getattr(target, leaf))
+        except (ValueError, json.JSONDecodeError) as e:
+            raise ConfigError(f"bad value for {key!r}: {e}") from None
+        setattr(target, leaf, value)
+    return cfg

@@ -1,0 +1,171 @@
+"""Image and mask reading, and atomic writes: the one place for these conversions.
+
+Images come back as uint8 RGB arrays (H, W, 3) with EXIF orientation applied; masks as uint8
+arrays (H, W) with values in {0, 1}. There is no ignore label inside a glass mask: any non-zero
+value (1, 255, a palette index, a coloured pixel) is glass.
+"""
+from __future__ import annotations
+
+import io as _io
+import os
+import tempfile
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+from PIL import Image, ImageOps
+
+from .errors import DataError
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+MASK_EXTENSIONS = (".png", ".bmp", ".tif", ".tiff", ".jpg", ".jpeg")
+
+# Decompression-bomb guard: 64 megapixels is far above any camera frame we expect to segment.
+MAX_PIXELS = 64_000_000
+
+
+def _open(path: Path, max_pixels: int) -> Image.Image:
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: file not found")
+    try:
+        img = Image.open(path)
+        w, h = img.size
+        if w * h > max_pixels:
+            raise DataError(
+                f"{path}: {w}x{h} = {w * h} pixels exceeds the limit of {max_pixels} "
+                "(possible decompression bomb; raise max_pixels if the image is genuine)"
+            )
+        img.load()
+    except DataError:
+        raise
+    except Image.DecompressionBombError as e:
+        raise DataError(f"{path}: refused as a possible decompression bomb ({e})") from None
+    except Exception as e:  # PIL raises many types for truncated/corrupt files
+        raise DataError(f"{path}: cannot read image ({type(e).__name__}: {e})") from None
+    return img
+
+
+def _to_uint8_array(img: Image.Image) -> np.ndarray:
+    """Any PIL mode -> uint8 array; 16-bit and float images are rescaled, not clipped."""
+    if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        arr = np.asarray(img, dtype=np.float64)
+        hi = 65535.0 if img.mode.startswith("I;16") or arr.max() > 255 else 255.0
+        if img.mode == "F" and arr.max() <= 1.0:
+            hi = 1.0
+        return np.clip(arr / hi * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    return np.asarray(img)
+
+
+def load_image(path: str | os.PathLike, max_pixels: int = MAX_PIXELS) -> np.ndarray:
+    """Read an image as uint8 RGB (H, W, 3), EXIF orientation applied.
+
+    Grayscale, palette, RGBA (composited on white), CMYK and 16-bit images are converted.
+    Raises DataError naming the file for anything unreadable.
+    """
+    path = Path(path)
+    img = _open(path, max_pixels)
+    try:
+        img = ImageOps.exif_transpose(img)
+    except Exception:
+        pass  # a broken EXIF block should not make a good image unreadable
+    if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        gray = _to_uint8_array(img)
+        return np.repeat(gray[:, :, None], 3, axis=2)
+    if img.mode in ("RGBA", "LA") or (img.mode == "P" and "transparency" in img.info):
+        rgba = img.convert("RGBA")
+        bg = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        img = Image.alpha_composite(bg, rgba)
+    arr = np.asarray(img.convert("RGB"))
+    return np.ascontiguousarray(arr)
+
+
+def mask_to_binary(arr: np.ndarray) -> np.ndarray:
+    """Any mask array (0/1, 0/255, palette indices, RGB(A), 16-bit) -> uint8 {0,1}.
+
+    RGB(A) masks are reduced to the max over colour channels (alpha ignored). Then the GSD-S evaluation convention (METRICS.md): if max > 127 the
+    values are divided by 255; glass = value > 0.5. So 0/1, 0/255 and JPEG-noisy 0/255 agree.
+    """
+    a = np.asarray(arr)
+    if a.ndim == 3:
+        a = a[..., :3].max(axis=2) if a.shape[2] >= 3 else a[..., 0]
+    if a.dtype == bool:
+        return a.astype(np.uint8)
+    a = a.astype(np.float64)
+    if a.max(initial=0) > 127:
+        a = a / 255.0
+    return (a > 0.5).astype(np.uint8)
+
+
+def load_mask(path: str | os.PathLike, max_pixels: int = MAX_PIXELS) -> np.ndarray:
+    """Read a glass mask as uint8 (H, W) in {0, 1}. No EXIF transpose: masks are stored as drawn."""
+    path = Path(path)
+    img = _open(path, max_pixels)
+    if img.mode == "P":
+        # Palette masks: index 0 is background, any other index is glass.
+        return (np.asarray(img) > 0).astype(np.uint8)
+    if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        return mask_to_binary(np.asarray(img, dtype=np.float64))
+    if img.mode == "1":
+        return np.asarray(img).astype(np.uint8)
+    return mask_to_binary(np.asarray(img.convert("RGB") if img.mode not in ("L", "RGB") else img))
+
+
+def read_mask_values(path: str | os.PathLike, max_pixels: int = MAX_PIXELS) -> np.ndarray:
+    """The raw single-channel values of a mask file (for data checks on non-binary values)."""
+    img = _open(Path(path), max_pixels)
+    a = np.asarray(img)
+    if a.ndim == 3:
+        a = a[..., :3].max(axis=2)
+    return a
+
+
+# ---------------------------------------------------------------------------------------------
+# Atomic writes: write to a temporary file in the same folder, fsync, then rename over the target.
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[_io.BufferedWriter], None]) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    return path
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    return atomic_write(path, lambda f: f.write(data))
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
+    return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def save_image(path: str | os.PathLike, arr: np.ndarray | Image.Image, **save_kwargs) -> Path:
+    """Atomically save an image; the format follows the file extension."""
+    path = Path(path)
+    img = arr if isinstance(arr, Image.Image) else Image.fromarray(np.asarray(arr))
+    fmt = Image.registered_extensions().get(path.suffix.lower())
+    if fmt is None:
+        raise DataError(f"{path}: unknown image extension {path.suffix!r}")
+
+    def write(f):
+        img.save(f, format=fmt, **save_kwargs)
+
+    return atomic_write(path, write)
+
+
+def save_mask(path: str | os.PathLike, mask: np.ndarray) -> Path:
+    """Save a {0,1} (or bool) mask as a 0/255 single-channel PNG, atomically."""
+    m = (np.asarray(mask) > 0).astype(np.uint8) * 255
+    return save_image(path, Image.fromarray(m, mode="L"))

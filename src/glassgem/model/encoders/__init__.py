@@ -1,0 +1,1 @@
+"""glassgem.model.encoders"""
