@@ -26,6 +26,63 @@ def _run_demo(args: argparse.Namespace) -> int:
     return run_demo(args.out)
 
 
+# ---------------------------------------------------------------------------------------- synth
+# `glassgem synth <what>`: a command group; each synthesiser adds its own nested subcommand here
+# with the same `_add_synth_<name>(synth_sub)` / `_run_synth_<name>(args)` pair.
+def _add_synth(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("synth", help="synthesise glass training data (procedural, ControlNet)")
+    synth_sub = p.add_subparsers(dest="synth_command", metavar="SYNTH_COMMAND")
+    # `glassgem synth` alone prints the group's help; a subcommand's own default replaces this func.
+    p.set_defaults(func=lambda args: _print_help(p))
+    for add in (_add_synth_procedural,):
+        add(synth_sub)
+
+
+def _print_help(parser: argparse.ArgumentParser) -> int:
+    parser.print_help()
+    return 2
+
+
+def _parse_size(text: str) -> tuple[int, int]:
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--size must look like 512x384, got {text!r}") from None
+    if w < 32 or h < 32:
+        raise argparse.ArgumentTypeError(f"--size {text!r}: width and height must be >= 32")
+    return w, h
+
+
+def _add_synth_procedural(synth_sub: argparse._SubParsersAction) -> None:
+    p = synth_sub.add_parser(
+        "procedural",
+        help="composite glass panes, doors and windows onto photos (offline, exact masks)",
+    )
+    p.add_argument("--out", required=True, help="output dataset folder (images/, masks/, manifest.jsonl)")
+    p.add_argument("--n", type=int, required=True, help="number of scenes")
+    p.add_argument("--backgrounds", default=None,
+                   help="folder of background photos (default: scikit-image's bundled sample photos)")
+    p.add_argument("--seed", type=int, default=0, help="scene i depends only on (seed, i) (default 0)")
+    p.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
+    p.add_argument("--size", type=_parse_size, default=(512, 384), help="WxH of every scene (default 512x384)")
+    p.add_argument("--contact-sheet", default=None, metavar="FILE",
+                   help="also save a contact sheet of 16 samples (image | mask overlay) to FILE")
+    p.set_defaults(func=_run_synth_procedural)
+
+
+def _run_synth_procedural(args: argparse.Namespace) -> int:
+    from .synth.procedural import contact_sheet, synthesize
+
+    summary = synthesize(args.out, n=args.n, seed=args.seed, backgrounds=args.backgrounds,
+                         workers=args.workers, size=args.size)
+    print(f"wrote {summary['n']} scenes to {args.out} ({summary['generated']} new, "
+          f"{summary['skipped']} already there; {summary['no_glass']} without glass)")
+    if args.contact_sheet:
+        contact_sheet(args.out, args.contact_sheet)
+        print(f"contact sheet: {args.contact_sheet}")
+    return 0
+
+
 # ---------------------------------------------------------------------------------------- main
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -34,7 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"glassgem {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for add in (_add_demo,):
+    for add in (_add_demo, _add_synth):
         add(sub)
     return parser
 
