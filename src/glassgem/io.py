@@ -91,6 +91,10 @@ def mask_to_binary(arr: np.ndarray) -> np.ndarray:
         a = a[..., :3].max(axis=2) if a.shape[2] >= 3 else a[..., 0]
     if a.dtype == bool:
         return a.astype(np.uint8)
+    if a.dtype.kind in "ui":
+        # Same rule in integer form, without a float64 copy (the evaluator calls this per image):
+        # v / 255 > 0.5  <=>  v > 127 for integers; otherwise v > 0.5  <=>  v > 0.
+        return (a > (127 if a.max(initial=0) > 127 else 0)).astype(np.uint8)
     a = a.astype(np.float64)
     if a.max(initial=0) > 127:
         a = a / 255.0
@@ -109,6 +113,30 @@ def load_mask(path: str | os.PathLike, max_pixels: int = MAX_PIXELS) -> np.ndarr
     if img.mode == "1":
         return np.asarray(img).astype(np.uint8)
     return mask_to_binary(np.asarray(img.convert("RGB") if img.mode not in ("L", "RGB") else img))
+
+
+def load_prediction(path: str | os.PathLike, max_pixels: int = MAX_PIXELS) -> np.ndarray:
+    """Read a predicted glass map as stored, for scoring (glassgem.metrics says how values map to [0, 1]).
+
+    1-bit and 8-bit files (0/1, 0/255 or a soft 0..255 map) -> uint8 (H, W); 16-bit files -> float32
+    value/65535; 32-bit float files -> float32 as stored. Palette files give their indices; colour
+    files the max over colour channels (alpha ignored), as for masks.
+    """
+    path = Path(path)
+    img = _open(path, max_pixels)
+    if img.mode == "1":
+        return np.asarray(img).astype(np.uint8)
+    if img.mode in ("L", "P"):
+        return np.asarray(img)
+    if img.mode.startswith("I;16"):
+        return (np.asarray(img, dtype=np.float32) / 65535.0).astype(np.float32)
+    if img.mode == "I":
+        a = np.asarray(img)
+        return a.astype(np.uint8) if 0 <= a.min(initial=0) and a.max(initial=0) <= 255 else (
+            np.clip(a, 0, 65535).astype(np.float32) / np.float32(65535.0))
+    if img.mode == "F":
+        return np.asarray(img, dtype=np.float32)
+    return np.asarray(img.convert("RGB")).max(axis=2)
 
 
 def read_mask_values(path: str | os.PathLike, max_pixels: int = MAX_PIXELS) -> np.ndarray:
