@@ -83,6 +83,49 @@ def _run_synth_procedural(args: argparse.Namespace) -> int:
     return 0
 
 
+# ----------------------------------------------------------------------------------------- data
+# `glassgem data <what>`: dataset tools.
+def _add_data(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("data", help="dataset tools (check a dataset before training or evaluation)")
+    data_sub = p.add_subparsers(dest="data_command", metavar="DATA_COMMAND")
+    p.set_defaults(func=lambda args: _print_help(p))
+    _add_data_check(data_sub)
+
+
+def _add_data_check(data_sub: argparse._SubParsersAction) -> None:
+    p = data_sub.add_parser(
+        "check",
+        help="report every problem of a dataset at once (exit 1 if there is any error)",
+        description="Scan image/mask pairs and list unreadable files, missing or orphan masks, size "
+        "mismatches, duplicate stems and empty folders (errors), and non-binary or empty masks (warnings).",
+    )
+    p.add_argument("dir", nargs="?", default=None, help="dataset folder (optional with --images/--masks)")
+    p.add_argument("--layout", default="auto", choices=("auto", "gsds", "gdd", "gsd", "sgsd"),
+                   help="folder layout (default: auto-detect)")
+    p.add_argument("--split", default=None, help="train, val or test (default: every split found)")
+    p.add_argument("--images", default=None, help="images folder (with --masks; relative to DIR if given)")
+    p.add_argument("--masks", default=None, help="masks folder (with --images)")
+    p.add_argument("--json", default=None, metavar="FILE", help="also write the report as JSON to FILE")
+    p.add_argument("--strict", action="store_true", help="count warnings as errors")
+    p.set_defaults(func=_run_data_check)
+
+
+def _run_data_check(args: argparse.Namespace) -> int:
+    import json
+
+    from .data.checks import check_dataset
+    from .io import atomic_write_text
+
+    if args.dir is None and args.images is None:
+        raise GlassgemError("data check: give a dataset folder, or --images and --masks")
+    report = check_dataset(args.dir, layout=args.layout, split=args.split, images=args.images,
+                           masks=args.masks, strict=args.strict, progress=True)
+    print(report.to_text())
+    if args.json:
+        atomic_write_text(args.json, json.dumps(report.to_dict(), indent=2) + "\n")
+    return 0 if report.ok else 1
+
+
 # ---------------------------------------------------------------------------------------- main
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -91,7 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"glassgem {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for add in (_add_demo, _add_synth):
+    for add in (_add_demo, _add_synth, _add_data):
         add(sub)
     return parser
 
