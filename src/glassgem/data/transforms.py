@@ -37,7 +37,7 @@ def _hw(size: int | Sequence[int]) -> tuple[int, int]:
 
 def image_to_tensor(image: np.ndarray) -> torch.Tensor:
     """uint8 [H,W,3] -> float32 [3,H,W] in 0..255."""
-    return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float()
+    return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1), dtype=np.float32))
 
 
 # ------------------------------------------------------------------------------ geometry
@@ -201,6 +201,8 @@ class TestTransform:
     Output: {"image": float32 [3,h,w], "orig_size": (H, W), "stem", and "mask": uint8 [H,W] if given}.
     """
 
+    __test__ = False  # not a pytest test class, despite the name
+
     def __init__(self, size: int | Sequence[int] = 384) -> None:
         self.size = _hw(size)
 
@@ -212,7 +214,7 @@ class TestTransform:
             "stem": sample["stem"],
         }
         if sample.get("mask") is not None:
-            out["mask"] = torch.from_numpy(np.ascontiguousarray(sample["mask"]))
+            out["mask"] = torch.from_numpy(np.array(sample["mask"], dtype=np.uint8))  # a writable copy
         return out
 
 
