@@ -26,6 +26,41 @@ def _run_demo(args: argparse.Namespace) -> int:
     return run_demo(args.out)
 
 
+# ------------------------------------------------------------------------------ evaluate-masks
+def _add_evaluate_masks(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "evaluate-masks",
+        help="score predicted masks against ground truth (GSD-S IoU, max F-beta, MAE, BER)",
+        description="Pair prediction files with ground-truth masks by file stem and print IoU, max "
+        "F-beta (beta^2=0.3), MAE and BER exactly as the GSD-S tables compute them. Predictions may be "
+        "binary (0/1 or 0/255) or soft (0..255 = value/255; 16-bit = value/65535).",
+    )
+    p.add_argument("--pred", required=True, help="folder of predicted masks or soft maps")
+    p.add_argument("--gt", required=True, help="folder of ground-truth masks (0/1 or 0/255)")
+    p.add_argument("--json", default=None, metavar="FILE", help="also write the metrics as JSON to FILE")
+    p.add_argument("--legacy", action="store_true",
+                   help="reproduce the original code exactly: NaN IoU/BER for images without glass etc.")
+    p.add_argument("--resize-pred", action="store_true",
+                   help="resize predictions to the ground-truth size (soft maps bilinearly, binary "
+                        "maps nearest) instead of failing on a size mismatch")
+    p.add_argument("--workers", type=int, default=None, help="file-reading threads (default: auto)")
+    p.set_defaults(func=_run_evaluate_masks)
+
+
+def _run_evaluate_masks(args: argparse.Namespace) -> int:
+    from .metrics import evaluate_pairs, format_table, pair_files, write_json
+
+    pairs, extra = pair_files(args.pred, args.gt)
+    if extra:
+        print(f"note: {len(extra)} predictions in {args.pred} have no ground truth and are ignored "
+              f"(e.g. {extra[0].name})", file=sys.stderr)
+    results = evaluate_pairs(pairs, legacy=args.legacy, resize_pred=args.resize_pred, workers=args.workers)
+    print(format_table(results))
+    if args.json:
+        write_json(args.json, results)
+    return 0
+
+
 # ---------------------------------------------------------------------------------------- synth
 # `glassgem synth <what>`: a command group; each synthesiser adds its own nested subcommand here
 # with the same `_add_synth_<name>(synth_sub)` / `_run_synth_<name>(args)` pair.
@@ -134,7 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"glassgem {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for add in (_add_demo, _add_synth, _add_data):
+    for add in (_add_demo, _add_evaluate_masks, _add_synth, _add_data):
         add(sub)
     return parser
 

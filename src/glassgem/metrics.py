@@ -19,9 +19,9 @@ Per image (binarisation for IoU and BER: predicted glass = pred >= 0.5):
 
 How thresholds are applied: every pixel is put in an integer bin, the largest k with pred >= k/255
 (a uint8 map's value itself), so one 256-bin histogram per image serves all 256 thresholds. For float
-maps the bin is floor(255 * pred + delta), with delta = 1e-9 for float64 maps and 1.2e-4 for float32 or
-float16 ones: a value that is k/255 up to float rounding lands in bin k (on the positive side of
-threshold k), so only values within delta/255 below a threshold are counted as on it.
+maps the bin is floor(255 * pred + delta) in float64, with delta = 1e-9 for float64 maps and 1e-4 for
+float32 (or float16) ones: a value that is k/255 up to float rounding lands in bin k (on the positive
+side of threshold k), so only values within delta/255 below a threshold are counted as on it.
 
 Cases the original leaves undefined (it gives NaN, and one NaN makes the mean NaN). By default:
 - IoU = 1 for an image with neither glass nor predicted glass (0 when only one of them is empty);
@@ -50,7 +50,8 @@ N_BINS = 256
 EPS = 1e-4  # the original's smoothing term in precision/recall
 BETA2 = 0.3
 # Float slack (in bins) so that a value equal to k/255 up to rounding lands in bin k (module docstring).
-_DELTA = {np.dtype(np.float64): 1e-9, np.dtype(np.float32): 1.2e-4}
+_DELTA_F64 = 1e-9
+_DELTA_F32 = 1e-4  # float32(k/255) is within 8e-6 bins of k (float16 rounding is coarser: pass float32)
 
 
 class ImageStats(NamedTuple):
@@ -98,13 +99,12 @@ def prediction_levels(pred: np.ndarray, name: str | None = None) -> tuple[np.nda
         return (a8 * np.uint8(255) if hi <= 1 else a8), None  # max <= 1: a binary 0/1 map
     if a.dtype.kind != "f":
         raise DataError(f"{_where(name)}prediction has unsupported dtype {a.dtype}")
-    if a.dtype != np.float64:
-        a = a.astype(np.float32, copy=False)
     lo, hi = float(a.min()), float(a.max())
     if not (0.0 <= lo and hi <= 1.0):  # also catches NaN
         raise DataError(f"{_where(name)}float prediction values must lie in [0, 1], got {lo:g}..{hi:g}")
-    x = a * a.dtype.type(N_BINS - 1)  # (H, W) in a's precision
-    x += a.dtype.type(_DELTA[a.dtype])
+    # float64 arithmetic whatever the input precision, so the only slack is the documented delta.
+    x = a.astype(np.float64) * float(N_BINS - 1)  # (H, W)
+    x += _DELTA_F64 if a.dtype == np.float64 else _DELTA_F32
     return np.floor(x, out=x).astype(np.uint8), a
 
 
