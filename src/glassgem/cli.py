@@ -154,7 +154,7 @@ def _run_data_check(args: argparse.Namespace) -> int:
     if args.dir is None and args.images is None:
         raise GlassgemError("data check: give a dataset folder, or --images and --masks")
     report = check_dataset(args.dir, layout=args.layout, split=args.split, images=args.images,
-                           masks=args.masks, strict=args.strict, progress=True)
+                           masks=args.masks, strict=args.strict)  # progress bar on big sets
     print(report.to_text())
     if args.json:
         atomic_write_text(args.json, json.dumps(report.to_dict(), indent=2) + "\n")
