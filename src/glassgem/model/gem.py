@@ -1,0 +1,257 @@
+"""GEM: normalisation + encoder + simple feature pyramid + pixel decoder + DQS + MaskDINO-style decoder.
+
+Output contract of `GEM.forward(images, targets=None)` (the training criterion is written against it):
+
+- images: float RGB in 0..255, [B, 3, H, W], H and W multiples of 32.
+- targets (training only): a list of B dicts {"labels": int64 [n] (class ids present, sorted:
+  0 = background, 1 = glass), "masks": bool/float [n, H, W] at the input (padded) resolution,
+  "boxes": float [n, 4] normalised cxcywh tight boxes}.
+- returns {
+    "pred_logits": [B, Q, 3] (background, glass, no-object),
+    "pred_masks": [B, Q, H/4, W/4] mask logits,
+    "pred_boxes": [B, Q, 4] sigmoid cxcywh,
+    "aux_outputs": 9 dicts with the same three keys: the initial prediction from the DQS queries, then
+                   decoder layers 1..8 (in eval mode their "pred_masks" are None: only the last layer
+                   predicts masks, as the original),
+    "proposal_cls_logits": [B, 2, H/16, W/16] DQS logits (None when cfg.use_dqs is False),
+    "dn_outputs": None, or in training with targets and cfg.dn == "seg": {"pred_logits": [B, P, 3],
+                  "pred_masks": [B, P, H/4, W/4], "pred_boxes": [B, P, 4], "aux_outputs": [9 dicts,
+                  index 0 = initial prediction], "scalar": int, "single_pad": int}, where the DN query of
+                  image b's GT j in group g is g·single_pad + j and P = scalar·single_pad.
+  }
+(Q = cfg.num_queries, 9 = cfg.dec_layers.) `semantic_scores(images)` gives the original's `sem_seg`
+[B, 2, H, W]: Σ_q softmax(class_q)[:2] · sigmoid(upsampled mask_q); argmax over dim 1 is the glass map.
+"""
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..config import ModelConfig, model_preset
+from ..errors import CheckpointError, ConfigError, DataError
+from .checkpoints import (describe_keys, infer_config_overrides, is_original_format, original_to_glassgem,
+                          read_weights, state_dict_bytes)
+from .decoder import GEMDecoder, MaskFn
+from .pyramid import PixelDecoder, SimpleFeaturePyramid
+from .query_selection import QuerySelection
+
+# Shipped default weights (a glassgem directory); another task fills it. `from_pretrained(None)` loads it.
+DEFAULT_WEIGHTS = Path(__file__).resolve().parents[1] / "weights" / "gem-tiny"
+CONFIG_NAME, WEIGHTS_NAME = "config.json", "model.safetensors"
+
+
+class GEM(nn.Module):
+    def __init__(self, cfg: ModelConfig, encoder: nn.Module | None = None) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.register_buffer("pixel_mean", torch.tensor(cfg.pixel_mean).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("pixel_std", torch.tensor(cfg.pixel_std).view(1, 3, 1, 1), persistent=False)
+        if encoder is None:
+            from .encoders import build_encoder
+
+            encoder = build_encoder(cfg)
+        self.encoder = encoder
+        channels = encoder.out_channels
+        if cfg.encoder_features == "pyramid":
+            if not isinstance(channels, int):
+                raise ConfigError(f"encoder {cfg.encoder!r} gives multi-scale maps; use encoder_features='native'")
+            self.pyramid: SimpleFeaturePyramid | None = SimpleFeaturePyramid(channels)
+        else:
+            self.pyramid = None
+        self.pixel_decoder = PixelDecoder(channels, cfg.hidden_dim, cfg.mask_dim)
+        self.query_selection = QuerySelection(cfg.hidden_dim, cfg.num_queries, cfg.num_classes) if cfg.use_dqs else None
+        self.decoder = GEMDecoder(cfg)
+        # Inference shortcut (exact up to float rounding): in eval mode the stride-4 transposed conv and the
+        # mask_features 1x1 conv are folded into the mask embeddings, so the 256-ch stride-4 map is never built.
+        self.fold_mask_head = True
+
+    # ------------------------------------------------------------------------------ construction
+    @classmethod
+    def from_config(cls, name_or_cfg: str | ModelConfig) -> "GEM":
+        return cls(model_preset(name_or_cfg) if isinstance(name_or_cfg, str) else name_or_cfg)
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path | None = None, config: ModelConfig | None = None) -> "GEM":
+        """Load a glassgem directory (config.json + model.safetensors), an original GEM checkpoint
+        (`{"model": state_dict}` with original key names, .pth/.pkl; config inferred from the keys) or,
+        with `path=None`, the shipped default weights. Returns the model in eval mode."""
+        if path is None:
+            if not (DEFAULT_WEIGHTS / WEIGHTS_NAME).is_file():
+                raise CheckpointError(f"{DEFAULT_WEIGHTS}: no default weights shipped yet; pass a checkpoint path")
+            path = DEFAULT_WEIGHTS
+        path = Path(path)
+        if path.is_dir():
+            if config is None:
+                config = _read_config(path / CONFIG_NAME)
+            path = path / WEIGHTS_NAME
+        sd = read_weights(path)
+        if is_original_format(sd):
+            if config is None:
+                try:
+                    fields = infer_config_overrides(sd)
+                except CheckpointError as e:
+                    raise CheckpointError(f"{path}: not a GEM checkpoint ({e})") from None
+                config = ModelConfig.from_dict({**model_preset(fields["name"]).to_dict(), **fields})
+            sd, _ = original_to_glassgem(sd, config.encoder)
+        elif config is None:
+            raise CheckpointError(f"{path}: no config.json beside it and not an original GEM checkpoint; "
+                                  "pass config= or load the glassgem directory")
+        model = cls(config)
+        model.load_checked(sd, path)
+        return model.eval()
+
+    def load_checked(self, sd: dict[str, Tensor], source: str | Path) -> None:
+        """load_state_dict with user-facing errors: CheckpointError naming `source` if it is not a GEM
+        checkpoint or a shape differs; a warning listing missing/unexpected keys otherwise."""
+        own = self.state_dict()
+        common = [k for k in sd if k in own]
+        head = [k for k in own if k.startswith("decoder.")]
+        if not any(k in sd for k in head):
+            raise CheckpointError(f"{source}: not a GEM checkpoint (none of the decoder's {len(head)} weights are "
+                                  f"in it; found e.g. {describe_keys(sorted(sd), 4)})")
+        bad = [f"{k} {tuple(sd[k].shape)} vs model {tuple(own[k].shape)}" for k in common if sd[k].shape != own[k].shape]
+        if bad:
+            raise CheckpointError(f"{source}: weights do not fit a {self.cfg.name} model ({len(bad)} shape "
+                                  f"mismatches: {describe_keys(bad, 4)})")
+        result = self.load_state_dict({k: sd[k] for k in common}, strict=False)
+        missing = [k for k in result.missing_keys if not k.endswith("num_batches_tracked")]
+        unexpected = [k for k in sd if k not in own]
+        if missing or unexpected:
+            warnings.warn(f"{source}: {len(missing)} missing keys (left at their initial values): "
+                          f"{describe_keys(missing)}; {len(unexpected)} unexpected keys (ignored): "
+                          f"{describe_keys(unexpected)}", stacklevel=3)
+
+    def save_pretrained(self, path: str | Path) -> Path:
+        """Write `path/config.json` and `path/model.safetensors` (each atomically)."""
+        from ..io import atomic_write_bytes, atomic_write_text
+
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(path / WEIGHTS_NAME, state_dict_bytes(self.state_dict()))
+        atomic_write_text(path / CONFIG_NAME, json.dumps(self.cfg.to_dict(), indent=2) + "\n")
+        return path
+
+    # ------------------------------------------------------------------------------ forward
+    def normalize(self, images: Tensor) -> Tensor:
+        """0..255 RGB -> (x - mean) / std, in fp32 whatever the autocast state."""
+        return (images.float() - self.pixel_mean) / self.pixel_std
+
+    def features(self, images: Tensor, with_res2: bool = True) -> dict[str, Tensor]:
+        """Encoder + pyramid: {"res2".."res5"} at strides 4..32 (res2 replaced by "res2_pre", the input of
+        the last transposed conv, when `with_res2` is False and the pyramid is used)."""
+        x = self.encoder(self.normalize(images))
+        if self.pyramid is None:
+            return x
+        return self.pyramid(x, with_res2=with_res2)
+
+    def _folding(self) -> bool:
+        return self.fold_mask_head and not self.training and self.pyramid is not None
+
+    def forward(self, images: Tensor, targets: list[dict[str, Tensor]] | None = None) -> dict:
+        _check_images(images)
+        if targets is not None and len(targets) != images.shape[0]:
+            raise DataError(f"got {len(targets)} targets for a batch of {images.shape[0]} images")
+        return self.forward_features(self.features(images, with_res2=not self._folding()), targets)
+
+    def forward_features(self, feats: dict[str, Tensor], targets: list[dict[str, Tensor]] | None = None) -> dict:
+        """The head on encoder/pyramid features {"res2" (or "res2_pre"), "res3", "res4", "res5"}."""
+        multi = self.pixel_decoder.project(feats)  # [P5, P4, P3]
+        if "res2" in feats:
+            mask_features = self.pixel_decoder.mask_features(feats["res2"])  # B x D x H/4 x W/4
+            mask_fn: MaskFn = lambda e: torch.einsum("bqc,bchw->bqhw", e, mask_features)  # noqa: E731
+        else:
+            mask_fn = self._folded_mask_fn(feats["res2_pre"])
+        proposals = self.query_selection(multi) if self.query_selection is not None else None
+        # memory: strides 8, 16, 32 flattened (the original's level order)
+        levels = multi[::-1]
+        shapes = [(int(x.shape[-2]), int(x.shape[-1])) for x in levels]
+        memory = torch.cat([x.flatten(2) for x in levels], dim=2).transpose(1, 2)  # B x S x C
+        out = self.decoder(proposals.queries if proposals is not None else None, memory, shapes, mask_fn, targets)
+        out["proposal_cls_logits"] = proposals.logits if proposals is not None else None
+        return out
+
+    def _folded_mask_fn(self, pre: Tensor) -> MaskFn:
+        """mask_features(transpose1[3](pre)) · e rewritten as (e·W_mask·W_convT)·pre + const: the per-query
+        kernels are tiny, and the 256-ch stride-4 map is never materialised."""
+        convt, proj = self.pyramid.transpose1[3], self.pixel_decoder.mask_features
+        b, c, h, w = pre.shape
+        flat = pre.flatten(2)  # B x C x h·w (h, w = stride 8)
+
+        def mask_fn(embed: Tensor) -> Tensor:  # B x Q x D -> B x Q x 2h x 2w
+            q = embed.shape[1]
+            e_out = embed @ proj.weight.flatten(1)  # B x Q x C' (mask weights on the convT output)
+            const = e_out @ convt.bias + embed @ proj.bias  # B x Q
+            kernels = e_out @ convt.weight.permute(1, 2, 3, 0).reshape(convt.weight.shape[1], 4 * c)
+            m = torch.bmm(kernels.reshape(b, q * 4, c), flat.to(kernels.dtype))  # B x Q·4 x h·w
+            m = m.view(b, q, 2, 2, h, w).permute(0, 1, 4, 2, 5, 3).reshape(b, q, 2 * h, 2 * w)
+            return m + const[..., None, None].to(m.dtype)
+
+        return mask_fn
+
+    def semantic_scores(self, images: Tensor) -> Tensor:
+        """The original's `sem_seg` [B, 2, H, W] (background, glass) at the input size, fp32."""
+        out = self(images)
+        return semantic_map(out["pred_logits"], out["pred_masks"], tuple(images.shape[-2:]))
+
+
+def _check_images(images: Tensor) -> None:
+    if not isinstance(images, Tensor) or images.dim() != 4 or images.shape[1] != 3:
+        shape = tuple(images.shape) if isinstance(images, Tensor) else type(images).__name__
+        raise DataError(f"images must be a [B, 3, H, W] RGB tensor (0..255), got {shape}")
+    h, w = images.shape[-2:]
+    if h % 32 or w % 32 or h == 0 or w == 0:
+        raise DataError(f"image size {h}x{w} is not a multiple of 32; pad or resize the input")
+
+
+def _read_config(path: Path) -> ModelConfig:
+    if not path.is_file():
+        raise CheckpointError(f"{path}: config file not found (a glassgem checkpoint directory has "
+                              f"{CONFIG_NAME} and {WEIGHTS_NAME})")
+    try:
+        return ModelConfig.from_dict(json.loads(path.read_text()))
+    except (json.JSONDecodeError, UnicodeDecodeError, TypeError) as e:
+        raise CheckpointError(f"{path}: not a valid model config ({e})") from None
+    except ConfigError as e:
+        raise CheckpointError(f"{path}: {e}") from None
+
+
+# ---------------------------------------------------------------------------------- semantic map
+def _source_rows(n_in: int, n_out: int, device: torch.device) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Bilinear (align_corners=False) source indices and weights along one axis, as PyTorch computes them:
+    -> (lo, hi, w_lo, w_hi), each [n_out]."""
+    src = ((torch.arange(n_out, dtype=torch.float32, device=device) + 0.5) * (n_in / n_out) - 0.5).clamp(min=0)
+    lo = src.long().clamp(max=n_in - 1)
+    hi = (lo + 1).clamp(max=n_in - 1)
+    w_hi = (src - lo).clamp(0, 1)
+    return lo, hi, 1 - w_hi, w_hi
+
+
+def semantic_map(logits: Tensor, masks: Tensor, size: tuple[int, int], rows_per_tile: int = 8) -> Tensor:
+    """Σ_q softmax(logits_q)[:K] · sigmoid(bilinear_up(masks_q)): [B,Q,K+1] x [B,Q,h,w] -> [B,K,H,W] fp32.
+
+    Same numbers as upsampling all Q masks to H×W first (the original), but the upsample, sigmoid and
+    class-weighted sum run over a few output rows at a time, so the Q×H×W working set stays in cache.
+    """
+    b, q, h, w = masks.shape
+    big_h, big_w = size
+    probs = logits.float().softmax(-1)[..., :-1].transpose(1, 2)  # B x K x Q
+    lo, hi, w_lo, w_hi = _source_rows(h, big_h, masks.device)
+    out = torch.empty(b, probs.shape[1], big_h, big_w, device=masks.device)
+    for i in range(b):
+        # horizontal pass over the h source rows once (height unchanged: identity rows)
+        wide = F.interpolate(masks[i : i + 1].float(), size=(h, big_w), mode="bilinear", align_corners=False)[0]
+        for r in range(0, big_h, rows_per_tile):
+            rows = slice(r, min(r + rows_per_tile, big_h))
+            tile = wide.index_select(1, lo[rows]) * w_lo[rows, None]  # Q x R x W
+            tile += wide.index_select(1, hi[rows]) * w_hi[rows, None]
+            tile = tile.sigmoid_().view(q, -1)
+            out[i, :, rows] = (probs[i] @ tile).view(-1, tile.shape[1] // big_w, big_w)
+    return out
+
+
+__all__ = ["CONFIG_NAME", "DEFAULT_WEIGHTS", "GEM", "WEIGHTS_NAME", "semantic_map"]

@@ -1,0 +1,88 @@
+"""Simple feature pyramid and pixel-decoder projections (GEM_ORIGINAL.md §2, §3).
+
+The SAM-family encoders give one stride-16 map; `SimpleFeaturePyramid` resamples it to strides 4, 8,
+16, 32 (two transposed convs up, identity, max-pool down) without any extra conv or norm, as the
+original. `PixelDecoder` then projects strides 8/16/32 with 1×1 conv + GroupNorm(32) (the memory of
+the decoder's cross-attention, ordered stride 32, 16, 8 as the original's list) and makes the stride-4
+pixel embedding with a bare 1×1 conv. The original's deformable encoder has zero layers and is absent.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+LEVELS = ("res2", "res3", "res4", "res5")
+
+
+class LayerNorm2d(nn.Module):
+    """LayerNorm over the channels of a B×C×H×W map (SAM's, eps 1e-6)."""
+
+    def __init__(self, channels: int, eps: float = 1e-6) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(channels))
+        self.bias = nn.Parameter(torch.zeros(channels))
+        self.eps = eps
+
+    def forward(self, x: Tensor) -> Tensor:
+        # layer_norm on a channels-last view: one fused kernel (and fp32 under autocast)
+        y = F.layer_norm(x.permute(0, 2, 3, 1), (x.shape[1],), self.weight, self.bias, self.eps)
+        return y.permute(0, 3, 1, 2)
+
+
+class SimpleFeaturePyramid(nn.Module):
+    """Stride-16 map [B,C,h,w] -> {"res2": [B,C,4h,4w], "res3": [B,C,2h,2w], "res4": x,
+    "res5": [B,C,h/2,w/2]}. Names `transpose1/2/4` are the original's (`backbone.transpose*`)."""
+
+    def __init__(self, channels: int = 256) -> None:
+        super().__init__()
+        self.transpose1 = nn.Sequential(
+            nn.ConvTranspose2d(channels, channels, 2, stride=2),
+            LayerNorm2d(channels),
+            nn.GELU(),
+            nn.ConvTranspose2d(channels, channels, 2, stride=2),
+        )
+        self.transpose2 = nn.Sequential(nn.ConvTranspose2d(channels, channels, 2, stride=2))
+        self.transpose4 = nn.MaxPool2d(kernel_size=2, stride=2)
+
+    def forward(self, x: Tensor, with_res2: bool = True) -> dict[str, Tensor]:
+        """`with_res2=False` skips the stride-4 map (and returns the GELU output `res2_pre` that the
+        last transposed conv would consume), for inference paths that fold that conv into the masks."""
+        out = {"res3": self.transpose2(x), "res4": x, "res5": self.transpose4(x)}
+        if with_res2:
+            out["res2"] = self.transpose1(x)
+        else:
+            out["res2_pre"] = self.transpose1[:3](x)
+        return out
+
+
+class PixelDecoder(nn.Module):
+    """1×1 projections of the pyramid. Names (`input_proj.{0,1,2}`, `mask_features`) are the original's
+    `sem_seg_head.pixel_decoder.*`; input_proj[0] is res5, [1] res4, [2] res3."""
+
+    def __init__(self, in_channels: dict[str, int] | int, hidden_dim: int = 256, mask_dim: int = 256) -> None:
+        super().__init__()
+        if isinstance(in_channels, int):
+            in_channels = {k: in_channels for k in LEVELS}
+        self.input_proj = nn.ModuleList(
+            nn.Sequential(nn.Conv2d(in_channels[k], hidden_dim, 1), nn.GroupNorm(32, hidden_dim))
+            for k in ("res5", "res4", "res3")
+        )
+        self.mask_features = nn.Conv2d(in_channels["res2"], mask_dim, 1)
+        for proj in self.input_proj:
+            nn.init.xavier_uniform_(proj[0].weight)
+            nn.init.zeros_(proj[0].bias)
+        # c2_xavier_fill: kaiming-uniform with a=1, zero bias
+        nn.init.kaiming_uniform_(self.mask_features.weight, a=1)
+        nn.init.zeros_(self.mask_features.bias)
+
+    def project(self, feats: dict[str, Tensor]) -> list[Tensor]:
+        """-> [P5, P4, P3], hidden_dim channels each (the original's `multi_scale_features`)."""
+        return [proj(feats[k]) for proj, k in zip(self.input_proj, ("res5", "res4", "res3"))]
+
+    def forward(self, feats: dict[str, Tensor]) -> tuple[Tensor, list[Tensor]]:
+        """-> (mask_features [B,mask_dim,H/4,W/4], [P5, P4, P3])."""
+        return self.mask_features(feats["res2"]), self.project(feats)
+
+
+__all__ = ["LEVELS", "LayerNorm2d", "PixelDecoder", "SimpleFeaturePyramid"]
