@@ -36,7 +36,8 @@ def _rng(seed: int) -> np.random.Generator:
 # ------------------------------------------------------------------------------ train geometry
 def test_paper_short_edge_choices():
     # GEM_ORIGINAL.md §7.2, as listed there.
-    assert PAPER_MIN_SIZES == (256, 307, 358, 409, 460, 512, 563, 614, 665, 716, 768, 819, 870, 921, 972, 1024)
+    listed = (256, 307, 358, 409, 460, 512, 563, 614, 665, 716, 768, 819, 870, 921, 972, 1024)
+    assert PAPER_MIN_SIZES == listed
     assert min_sizes_for(512) == PAPER_MIN_SIZES
     assert min_sizes_for(1024)[0] == 512 and min_sizes_for(1024)[-1] == 2048
 

@@ -56,9 +56,13 @@ class CheckReport:
         return not self.errors
 
     def summary(self) -> str:
-        where = ", ".join(f"{s['split'] or '-'}: {s['n_pairs']} pairs" for s in self.splits)
+        named = [s for s in self.splits if s["split"]]
+        if len(named) == 1:
+            where = f"; split {named[0]['split']}"
+        else:  # several splits: pairs per split
+            where = "".join(f"{'; ' if i == 0 else ', '}{s['split']}: {s['n_pairs']}" for i, s in enumerate(named))
         return (
-            f"{self.root or 'dataset'} (layout {self.layout}; {where}): {self.n_pairs} pairs, "
+            f"{self.root or self.splits[0]['images_dir']} (layout {self.layout}{where}): {self.n_pairs} pairs, "
             f"{self.n_empty} empty masks, {len(self.errors)} errors, {len(self.warnings)} warnings"
         )
 
@@ -191,7 +195,8 @@ def _check_split(res: ResolvedSplit, report: CheckReport, progress: Optional[boo
     if masks_empty:
         report.errors.append(f"{res.masks_dir}: empty folder (no mask files)")
     for stem, files in scan.duplicates.items():
-        report.errors.append(f"{files[0].parent}: stem {stem!r} names several files ({', '.join(f.name for f in files)})")
+        names = ", ".join(f.name for f in files)
+        report.errors.append(f"{files[0].parent}: stem {stem!r} names several files ({names})")
     if not masks_empty:  # with no masks at all, one "empty folder" line says it
         for path in scan.orphan_images:
             report.errors.append(f"{path}: image has no mask (no {path.stem}.* in {res.masks_dir})")
@@ -206,7 +211,8 @@ def _check_split(res: ResolvedSplit, report: CheckReport, progress: Optional[boo
     desc = f"checking {res.split or res.images_dir.name}"
     with ThreadPoolExecutor(max_workers=workers) as pool:  # PIL decodes without holding the GIL
         results = pool.map(_check_pair, scan.pairs)
-        results = list(tqdm(results, total=len(scan.pairs), desc=desc, unit="pair", disable=not show, leave=False))
+        bar = tqdm(results, total=len(scan.pairs), desc=desc, unit="pair", disable=not show, leave=False)
+        results = list(bar)
     empty = []
     for pair, r in zip(scan.pairs, results):
         report.errors.extend(r.errors)

@@ -14,7 +14,8 @@ from ..errors import DataError
 from ..io import MAX_PIXELS, load_image, load_mask
 from .layouts import LAYOUTS, Pair, available_splits, find_pairs, resolve_split, scan_folders
 
-__all__ = ["LAYOUTS", "Pair", "available_splits", "find_pairs", "resolve_split", "scan_folders", "GlassDataset"]
+__all__ = ["LAYOUTS", "Pair", "available_splits", "find_pairs", "resolve_split", "scan_folders",
+           "GlassDataset"]
 
 Transform = Callable[[dict[str, Any], np.random.Generator], dict[str, Any]]
 

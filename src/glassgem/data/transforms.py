@@ -78,7 +78,8 @@ def rgb_to_hsv_cv(image: np.ndarray) -> np.ndarray:
     s = np.where(v > 0, diff * 255.0 / np.maximum(v, 1.0), 0.0)
     d = np.maximum(diff, 1e-6)
     # Ties resolve in OpenCV's order: red, then green, then blue.
-    h = np.where(v == r, 60.0 * (g - b) / d, np.where(v == g, 120.0 + 60.0 * (b - r) / d, 240.0 + 60.0 * (r - g) / d))
+    h = np.where(v == r, 60.0 * (g - b) / d,
+                 np.where(v == g, 120.0 + 60.0 * (b - r) / d, 240.0 + 60.0 * (r - g) / d))
     h = np.where(diff > 0, np.mod(h, 360.0), 0.0)
     h8 = np.mod(np.round(h / 2.0), 180.0)
     return np.stack([h8, np.round(s), v], axis=-1).astype(np.uint8)
