@@ -114,6 +114,7 @@ def test_same_rng_same_output_different_rng_different_output():
     a, b, c = t(s, _rng(3)), t(s, _rng(3)), t(s, _rng(4))
     assert torch.equal(a["image"], b["image"]) and torch.equal(a["sem"], b["sem"])
     assert not torch.equal(a["image"], c["image"])
+    assert torch.equal(t(s, 3)["image"], a["image"])  # an int seed is the same as default_rng(seed)
 
 
 def test_colour_jitter_changes_the_image_not_the_labels():

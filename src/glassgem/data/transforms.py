@@ -8,7 +8,7 @@ All randomness comes from the `rng` passed to each call, so augmentation is repr
 """
 from __future__ import annotations
 
-from typing import Any, Optional, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -170,8 +170,9 @@ class TrainTransform:
         self.color_jitter = color_jitter
         self.flip = flip
 
-    def __call__(self, sample: dict[str, Any], rng: Optional[np.random.Generator] = None) -> dict[str, Any]:
-        rng = rng if rng is not None else np.random.default_rng()
+    def __call__(self, sample: dict[str, Any], rng: np.random.Generator | int | None = None) -> dict[str, Any]:
+        """`rng`: the generator (or seed) every random choice is drawn from; None = fresh entropy."""
+        rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
         image, mask = sample["image"], sample.get("mask")
         if mask is None:
             raise DataError(f"{sample.get('stem', '?')}: a training sample needs a mask")
@@ -207,8 +208,8 @@ class TestTransform:
     def __init__(self, size: int | Sequence[int] = 384) -> None:
         self.size = _hw(size)
 
-    def __call__(self, sample: dict[str, Any], rng: Optional[np.random.Generator] = None) -> dict[str, Any]:
-        image = sample["image"]
+    def __call__(self, sample: dict[str, Any], rng: Any = None) -> dict[str, Any]:
+        image = sample["image"]  # `rng` is accepted (and unused) so both pipelines are called alike
         out = {
             "image": image_to_tensor(resize_image(image, self.size)),
             "orig_size": (int(image.shape[0]), int(image.shape[1])),
