@@ -62,6 +62,7 @@ def test_gem_release_layout_maps_splits_and_prefers_zero_one(tmp_path):
     # GEM evaluates on GSD-S test under the name "validation": val and test both land there.
     assert _stems(find_pairs(tmp_path, split="val")) == ["v1"]
     assert _stems(find_pairs(tmp_path, split="test")) == ["v1"]
+    assert available_splits(tmp_path) == ["train", "val"]  # "test" is the same folder, listed once
 
 
 def test_gem_release_layout_with_plain_annotations(tmp_path):

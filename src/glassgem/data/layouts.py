@@ -107,13 +107,14 @@ def _auto_order(root: Path) -> tuple[str, ...]:
 def available_splits(root: str | os.PathLike) -> list[str]:
     """Canonical split names (train/val/test) present under `root` in any known layout."""
     root = Path(root)
-    found = []
+    found: dict[tuple[Path, Path], str] = {}  # folders -> first split name; GEM's val and test share one
     for split in _SPLIT_DIRS:
         for layout in ("gsds", "gdd", "gsd"):
-            if any(i.is_dir() and m.is_dir() for i, m in _candidates(root, layout, split)):
-                found.append(split)
+            hit = next(((i, m) for i, m in _candidates(root, layout, split) if i.is_dir() and m.is_dir()), None)
+            if hit is not None:
+                found.setdefault(hit, split)
                 break
-    return found
+    return list(found.values())
 
 
 def resolve_split(
