@@ -118,6 +118,28 @@ def _legacy_gt_values(gt: np.ndarray) -> np.ndarray | None:
     return g
 
 
+def _histogram(bins: np.ndarray, glass: np.ndarray) -> np.ndarray:
+    """(2, 256) int64 pixel counts per bin for background / glass GT, in a single bincount."""
+    code = glass.astype(np.uint16)  # code = 256 * glass + bin
+    code <<= 8
+    code |= bins
+    return np.bincount(code.ravel(), minlength=2 * N_BINS).reshape(2, N_BINS)
+
+
+def _only_0_255(bins: np.ndarray) -> bool:
+    return np.count_nonzero(bins) == np.count_nonzero(bins == 255)
+
+
+def _binary_histogram(bins: np.ndarray, glass: np.ndarray) -> np.ndarray:
+    """`_histogram` for a 0/255 map from three counts (5x faster than bincount: GEM's binary masks)."""
+    n, n_pos, n_glass = bins.size, np.count_nonzero(bins), np.count_nonzero(glass)
+    tp = np.count_nonzero(bins & glass)  # 255 & 1 = 1
+    hist = np.zeros((2, N_BINS), np.int64)
+    hist[1, N_BINS - 1], hist[0, N_BINS - 1] = tp, n_pos - tp
+    hist[1, 0], hist[0, 0] = n_glass - tp, n - n_pos - n_glass + tp
+    return hist
+
+
 def image_stats(pred: Any, gt: Any, *, legacy: bool = False, name: str | None = None) -> ImageStats:
     """Per-image sufficient statistics. pred, gt: (H, W) maps as described in the module docstring."""
     gt_raw = _as_array(gt)
@@ -129,12 +151,10 @@ def image_stats(pred: Any, gt: Any, *, legacy: bool = False, name: str | None = 
                         f"truth is {gt_raw.shape[1]}x{gt_raw.shape[0]}")
     glass = mask_to_binary(gt_raw)  # (H, W) uint8 {0, 1}
 
-    # One histogram for all thresholds: code = 256 * glass + bin, counted in a single bincount.
-    code = glass.astype(np.uint16)
-    code <<= 8
-    code |= bins
-    hist = np.bincount(code.ravel(), minlength=2 * N_BINS).reshape(2, N_BINS)  # (2, 256) int64
-
+    if soft is None and _only_0_255(bins):
+        hist = _binary_histogram(bins, glass)  # (2, 256)
+    else:
+        hist = _histogram(bins, glass)
     n_glass = int(hist[1].sum())
     n = int(bins.size)
     if soft is None:
