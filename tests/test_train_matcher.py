@@ -49,6 +49,13 @@ def test_point_sample_hits_pixel_values_at_centres_across_resolutions():
     assert torch.allclose(point_sample(full, pts)[:, 0], low.flatten(2)[:, 0], atol=1e-6)
 
 
+def test_point_sample_padding_at_the_outer_edge():
+    m = torch.full((1, 1, 4, 4), 6.0)
+    edge = torch.tensor([[[0.0, 0.5], [1.0, 0.5]]])  # left and right image borders
+    assert torch.allclose(point_sample(m, edge)[0, 0], torch.tensor([6.0, 6.0]))  # "border" default
+    assert torch.allclose(point_sample(m, edge, "zeros")[0, 0], torch.tensor([3.0, 3.0]))  # original
+
+
 def test_uniform_points_follow_the_generator():
     a = uniform_points(2, 50, torch.device("cpu"), torch.Generator().manual_seed(3))
     b = uniform_points(2, 50, torch.device("cpu"), torch.Generator().manual_seed(3))

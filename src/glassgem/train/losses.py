@@ -32,6 +32,7 @@ def sample_uncertain_points(
     oversample_ratio: float = 3.0,
     importance_sample_ratio: float = 0.75,
     generator: torch.Generator | None = None,
+    padding: str = "border",
 ) -> torch.Tensor:
     """PointRend-style points [M, num_points, 2]: the most uncertain (−|logit|) of oversampled random
     candidates, topped up with uniform random points so that the whole mask keeps some supervision."""
@@ -39,14 +40,16 @@ def sample_uncertain_points(
     num_candidates = int(num_points * oversample_ratio)
     num_uncertain = int(importance_sample_ratio * num_points)
     candidates = uniform_points(m, num_candidates, logits.device, generator)  # [M, K, 2]
-    uncertainty = -point_sample(logits, candidates)[:, 0].abs()  # [M, K]
+    uncertainty = -point_sample(logits, candidates, padding)[:, 0].abs()  # [M, K]
     top = uncertainty.topk(num_uncertain, dim=1).indices  # [M, num_uncertain]
     chosen = torch.gather(candidates, 1, top[..., None].expand(-1, -1, 2))
     rest = uniform_points(m, num_points - num_uncertain, logits.device, generator)
     return torch.cat([chosen, rest], dim=1)
 
 
-def sample_target_masks(targets: Targets, indices: Indices, points: torch.Tensor) -> torch.Tensor:
+def sample_target_masks(
+    targets: Targets, indices: Indices, points: torch.Tensor, padding: str = "border"
+) -> torch.Tensor:
     """Values of the matched GT masks at points [M, N, 2] -> [M, N] (pairs in `indices` order).
 
     DN repeats each GT `scalar` times; sampling each distinct GT mask once at all of its pairs' points
@@ -59,7 +62,7 @@ def sample_target_masks(targets: Targets, indices: Indices, points: torch.Tensor
             rows = start + (gt == g).nonzero()[:, 0].to(points.device)  # this GT's pairs
             mask = t["masks"][g].to(points.device, torch.float32)[None, None]  # [1, 1, H, W]
             pts = points[rows].reshape(1, -1, 2)
-            labels[rows] = point_sample(mask, pts)[0, 0].view(len(rows), -1)
+            labels[rows] = point_sample(mask, pts, padding)[0, 0].view(len(rows), -1)
         start += gt.numel()
     return labels
 
@@ -126,12 +129,17 @@ class GEMCriterion(nn.Module):
         oversample_ratio: float = 3.0,
         importance_sample_ratio: float = 0.75,
         dqs_target: DQSTarget = "sound",
+        point_padding: str = "border",  # "zeros" = original (see matcher.point_sample)
     ) -> None:
         super().__init__()
         if dqs_target not in ("sound", "original"):
             raise ValueError(f"unknown dqs_target {dqs_target!r}; choose 'sound' or 'original'")
         self.num_classes = num_classes
-        self.matcher = matcher if matcher is not None else HungarianMatcher(num_points=num_points)
+        if point_padding not in ("border", "zeros"):
+            raise ValueError(f"unknown point_padding {point_padding!r}; choose 'border' or 'zeros'")
+        if matcher is None:
+            matcher = HungarianMatcher(num_points=num_points, point_padding=point_padding)
+        self.matcher = matcher
         self.weight_dict = {
             "loss_ce": class_weight,
             "loss_mask": mask_weight,
@@ -144,6 +152,7 @@ class GEMCriterion(nn.Module):
         self.oversample_ratio = oversample_ratio
         self.importance_sample_ratio = importance_sample_ratio
         self.dqs_target = dqs_target
+        self.point_padding = point_padding
         empty_weight = torch.ones(num_classes + 1)
         empty_weight[-1] = eos_coef
         self.register_buffer("empty_weight", empty_weight, persistent=False)
@@ -191,10 +200,11 @@ class GEMCriterion(nn.Module):
             return zero, zero.clone()
         with torch.no_grad():
             points = sample_uncertain_points(
-                src, self.num_points, self.oversample_ratio, self.importance_sample_ratio, generator
+                src, self.num_points, self.oversample_ratio, self.importance_sample_ratio, generator,
+                self.point_padding,
             )
-            labels = sample_target_masks(targets, indices, points)  # [M, N]
-        logits = point_sample(src, points)[:, 0]  # [M, N]
+            labels = sample_target_masks(targets, indices, points, self.point_padding)  # [M, N]
+        logits = point_sample(src, points, self.point_padding)[:, 0]  # [M, N]
         return sigmoid_bce_loss(logits, labels, num_masks), dice_loss(logits, labels, num_masks)
 
     def loss_boxes(

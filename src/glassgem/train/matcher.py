@@ -19,14 +19,19 @@ from ..model.box_ops import box_cxcywh_to_xyxy, generalized_box_iou
 Indices = list[tuple[torch.Tensor, torch.Tensor]]  # per image: (query ids, target ids), int64
 
 
-def point_sample(inp: torch.Tensor, coords: torch.Tensor) -> torch.Tensor:
+def point_sample(inp: torch.Tensor, coords: torch.Tensor, padding: str = "border") -> torch.Tensor:
     """Bilinear values of inp [M, C, H, W] at coords [M, N, 2] (x, y in [0, 1]) -> [M, C, N].
 
     align_corners=False: coordinate 0 is the outer edge of the first pixel, so maps of different
     resolutions (1/4 predictions, full-size targets) are sampled at the same physical points.
+    padding "border" (glassgem default): a point in the outer half-pixel takes the edge pixel's value.
+    "zeros" is the original's grid_sample default: it blends edge values towards 0 there, more so on
+    the coarse predictions than on the targets, which biases the loss and draws the "uncertain"
+    (near-zero logit) points to the image border.
     """
     grid = 2.0 * coords[:, :, None, :] - 1.0  # [M, N, 1, 2] in grid_sample's [-1, 1]
-    return F.grid_sample(inp, grid.to(inp.dtype), mode="bilinear", align_corners=False)[..., 0]
+    out = F.grid_sample(inp, grid.to(inp.dtype), mode="bilinear", padding_mode=padding, align_corners=False)
+    return out[..., 0]
 
 
 def uniform_points(
@@ -70,6 +75,7 @@ class HungarianMatcher(nn.Module):
         cost_box: float = 5.0,
         cost_giou: float = 2.0,
         num_points: int = 12544,
+        point_padding: str = "border",  # "zeros" = original (see point_sample)
     ) -> None:
         super().__init__()
         self.cost_class = cost_class
@@ -78,6 +84,7 @@ class HungarianMatcher(nn.Module):
         self.cost_box = cost_box
         self.cost_giou = cost_giou
         self.num_points = num_points
+        self.point_padding = point_padding
 
     def cost_matrix(
         self,
@@ -91,8 +98,9 @@ class HungarianMatcher(nn.Module):
         labels = target["labels"]
         n, q = labels.numel(), logits.shape[0]
         pts = points[None]
-        out_pts = point_sample(masks[:, None].float(), pts.expand(q, -1, -1))[:, 0]  # [Q, N]
-        tgt_pts = point_sample(target["masks"][:, None].float(), pts.expand(n, -1, -1))[:, 0]  # [n, N]
+        pad = self.point_padding
+        out_pts = point_sample(masks[:, None].float(), pts.expand(q, -1, -1), pad)[:, 0]  # [Q, N]
+        tgt_pts = point_sample(target["masks"][:, None].float(), pts.expand(n, -1, -1), pad)[:, 0]  # [n, N]
         tgt_boxes = target["boxes"].float()
         boxes = boxes.float()
         cost = (
