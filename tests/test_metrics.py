@@ -334,14 +334,17 @@ def _dataset(tmp_path: Path, n: int = 6, seed: int = 0):
 
 def test_cli_json_matches_naive(tmp_path, capsys):
     pairs = _dataset(tmp_path)
+    _write(tmp_path / "pred" / "extra.png", np.zeros((24, 32), np.uint8))  # no GT: ignored, noted
     out = tmp_path / "m.json"
     rc = main(["evaluate-masks", "--pred", str(tmp_path / "pred"), "--gt", str(tmp_path / "gt"),
-               "--json", str(out)])
+               "--json", str(out), "--workers", "2"])
     assert rc == 0
     got = json.loads(out.read_text())
     assert_same(got, naive(pairs))
     assert (got["n_images"], got["n_iou_empty"], got["n_ber_no_glass"]) == (6, 1, 1)
-    assert "F-beta" in capsys.readouterr().out
+    captured = capsys.readouterr()
+    assert "F-beta" in captured.out
+    assert "1 prediction file(s)" in captured.err and "extra.png" in captured.err
 
 
 def test_cli_legacy_writes_null_for_nan(tmp_path):
@@ -408,6 +411,8 @@ def test_cli_empty_folder_and_unreadable_file(tmp_path, capsys):
     assert main(["evaluate-masks", "--pred", str(tmp_path / "pred"), "--gt", str(tmp_path / "gt")]) == 2
     assert "no ground-truth masks" in capsys.readouterr().err
     _write(tmp_path / "gt" / "a.png", np.zeros((4, 4), np.uint8))
+    assert main(["evaluate-masks", "--pred", str(tmp_path / "nowhere"), "--gt", str(tmp_path / "gt")]) == 2
+    assert "nowhere: prediction folder not found" in capsys.readouterr().err
     (tmp_path / "pred" / "a.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
     assert main(["evaluate-masks", "--pred", str(tmp_path / "pred"), "--gt", str(tmp_path / "gt")]) == 2
     assert str(tmp_path / "pred" / "a.png") in capsys.readouterr().err

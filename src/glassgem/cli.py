@@ -52,7 +52,7 @@ def _run_evaluate_masks(args: argparse.Namespace) -> int:
 
     pairs, extra = pair_files(args.pred, args.gt)
     if extra:
-        print(f"note: {len(extra)} predictions in {args.pred} have no ground truth and are ignored "
+        print(f"note: {len(extra)} prediction file(s) in {args.pred} have no ground truth and are ignored "
               f"(e.g. {extra[0].name})", file=sys.stderr)
     results = evaluate_pairs(pairs, legacy=args.legacy, resize_pred=args.resize_pred, workers=args.workers)
     print(format_table(results))

@@ -43,7 +43,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from .errors import DataError
+from .errors import ConfigError, DataError
 from .io import mask_to_binary
 
 N_BINS = 256
@@ -397,7 +397,9 @@ def evaluate_pairs(pairs: list[tuple[Path, Path]], *, legacy: bool = False, resi
 
     if not pairs:
         raise DataError("no (prediction, ground truth) pairs to evaluate")
-    workers = workers or min(4, (os.cpu_count() or 1) + 1)
+    if workers is not None and workers < 1:
+        raise ConfigError(f"workers must be at least 1, got {workers}")
+    workers = workers or min(4, (os.cpu_count() or 1) + 1)  # decoding threads; one more than cores
     metrics = GlassMetrics(legacy=legacy)
     todo = iter(pairs)
     with ThreadPoolExecutor(max_workers=workers) as pool, \
