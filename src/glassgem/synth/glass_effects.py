@@ -70,6 +70,7 @@ class GlassLook:
     reflectance: float                    # base reflection weight, straight on
     fresnel: float                        # how much more it reflects near the edges / at grazing angles
     reflection_gradient: float            # vertical gradient of the reflection (sign = direction)
+    reflection_patchiness: float = 0.0    # low-frequency variation of the reflection over the pane
     streaks: list[tuple[float, float, float, float]] = field(default_factory=list)  # angle, pos, width, amp
     smudge: float = 0.0                   # haze strength of smudge blobs
     dust: float = 0.0                     # specks per 10k glass pixels
@@ -99,6 +100,7 @@ def sample_glass_look(rng: np.random.Generator, grazing: float) -> GlassLook:
         reflectance=float(rng.uniform(0.06, 0.22) + 0.12 * grazing),
         fresnel=float(rng.uniform(0.3, 1.5)),
         reflection_gradient=float(rng.uniform(-0.6, 0.6)),
+        reflection_patchiness=float(rng.uniform(0.2, 0.8)),
         streaks=streaks,
         smudge=float(rng.choice([0.0, rng.uniform(0.03, 0.12)], p=[0.5, 0.5])),
         dust=float(rng.choice([0.0, rng.uniform(1.0, 12.0)], p=[0.6, 0.4])),
@@ -154,7 +156,10 @@ def render_pane(canvas: np.ndarray, behind: np.ndarray, reflection: np.ndarray, 
 
     # Reflection, Fresnel-like: stronger towards the edges and with a vertical gradient.
     edge_term = np.exp(-edge_d / (0.12 * min(size_px) + 1.0))
-    patchy = np.clip(1.0 + 0.6 * smooth_noise(rng, cov.shape, rng.uniform(1.5, 4))[cov], 0.2, 2.0)
+    patchy = 1.0
+    if look.reflection_patchiness > 0:
+        noise = smooth_noise(rng, cov.shape, rng.uniform(1.5, 4))[cov]
+        patchy = np.clip(1.0 + look.reflection_patchiness * noise, 0.2, 2.0)
     refl_w = (look.reflectance * patchy * (1.0 + look.fresnel * edge_term)
               * (1.0 + look.reflection_gradient * (v - 0.5) * 2))
     refl_w = np.clip(refl_w, 0.0, 0.6)[:, None]
