@@ -161,6 +161,98 @@ def _run_data_check(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
+# ---------------------------------------------------------------------------------- train / evaluate
+def _add_data_args(p: argparse.ArgumentParser, flag: str, what: str) -> None:
+    p.add_argument(flag, metavar="DIR", help=f"{what} dataset folder (any known layout)")
+    dest = flag.lstrip("-").replace("-", "_")
+    p.add_argument(f"{flag}-split", dest=f"{dest}_split", default=None, help="split name (default: auto)")
+    p.add_argument(f"{flag}-layout", dest=f"{dest}_layout", default="auto", help="dataset layout (default: auto)")
+
+
+def _spec(args: argparse.Namespace, dest: str):
+    from .train.runner import DataSpec
+
+    root = getattr(args, dest)
+    if root is None:
+        return None
+    return DataSpec(root=root, split=getattr(args, f"{dest}_split"), layout=getattr(args, f"{dest}_layout"))
+
+
+def _add_train(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="train a GEM model (pretrain or fine-tune)",
+                       description="Train GEM with the paper's recipe. Checkpoints are written atomically "
+                       "to RUN_DIR/checkpoints; --resume continues exactly where a run stopped.")
+    p.add_argument("--preset", default="gem-tiny", help="training preset: gem-tiny, gem-base, gem-lite, debug")
+    _add_data_args(p, "--data", "training")
+    _add_data_args(p, "--val", "validation")
+    p.add_argument("--val-fraction", type=float, default=0.0,
+                   help="hold out this fraction of the training images for validation instead of --val")
+    p.add_argument("--out", required=True, metavar="RUN_DIR", help="run folder (checkpoints, logs, best/, final/)")
+    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                   help="override config fields, e.g. max_iter=2000 lr=1e-4 model.dec_layers=6")
+    p.add_argument("--init-from", default=None, metavar="CKPT",
+                   help="start from these weights (glassgem dir or original checkpoint): pretrain -> fine-tune")
+    p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in RUN_DIR")
+    p.add_argument("--allow-test-selection", action="store_true",
+                   help="allow --val to be a test split (the original GEM selected on test; not recommended)")
+    p.add_argument("--max-steps", type=int, default=None,
+                   help="stop after this many steps in this invocation (resume later with --resume)")
+    p.set_defaults(func=_run_train)
+
+
+def _run_train(args: argparse.Namespace) -> int:
+    from .config import apply_overrides, train_preset
+    from .train.runner import run_training
+
+    if args.data is None:
+        raise GlassgemError("--data is required")
+    cfg = apply_overrides(train_preset(args.preset), args.set)
+    if args.init_from:
+        cfg.init_from = args.init_from
+    result = run_training(cfg, _spec(args, "data"), args.out, val=_spec(args, "val"),
+                          val_fraction=args.val_fraction, resume=args.resume,
+                          allow_test_selection=args.allow_test_selection, stop_after=args.max_steps)
+    best = f"; best validation IoU {result['best_iou']:.4f}" if result["best_iou"] >= 0 else ""
+    print(f"stopped at step {result['step']}/{result['max_iter']}{best}; run folder {args.out}")
+    return 0
+
+
+def _add_evaluate(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("evaluate", help="evaluate a model on a dataset with the GSD-S metrics",
+                       description="Squash each image to --size, predict, resize the scores back to the "
+                       "original size and score IoU / max F-beta / MAE / BER (also the zero-shot protocol).")
+    p.add_argument("--weights", default=None,
+                   help="glassgem model dir or original GEM checkpoint (default: the shipped model)")
+    _add_data_args(p, "--data", "evaluation")
+    p.add_argument("--size", type=int, default=None, help="square test size (default: the model's, 384)")
+    p.add_argument("--batch-size", type=int, default=4)
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
+    p.add_argument("--dtype", default="fp32", choices=("fp32", "bf16", "fp16"))
+    p.add_argument("--save-masks", default=None, metavar="DIR", help="write <stem>.png masks (0/255) here")
+    p.add_argument("--save-prob", action="store_true", help="with --save-masks, also write glass probability maps")
+    p.add_argument("--legacy", action="store_true", help="original NaN behaviour for images without glass")
+    p.add_argument("--json", default=None, metavar="FILE", help="also write the metrics as JSON")
+    p.set_defaults(func=_run_evaluate)
+
+
+def _run_evaluate(args: argparse.Namespace) -> int:
+    from .evaluate import evaluate_model, load_model_for_inference
+    from .metrics import format_table, write_json
+    from .train.runner import load_pairs
+
+    if args.data is None:
+        raise GlassgemError("--data is required")
+    model, device, dtype = load_model_for_inference(args.weights, args.device, args.dtype)
+    pairs = load_pairs(_spec(args, "data"))
+    size = args.size or model.cfg.image_size
+    results = evaluate_model(model, pairs, size=size, batch_size=args.batch_size, device=device, dtype=dtype,
+                             save_masks=args.save_masks, save_prob=args.save_prob, legacy=args.legacy)
+    print(format_table(results))
+    if args.json:
+        write_json(args.json, results)
+    return 0
+
+
 # ---------------------------------------------------------------------------------------- main
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -169,7 +261,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"glassgem {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for add in (_add_demo, _add_evaluate_masks, _add_synth, _add_data):
+    for add in (_add_demo, _add_evaluate_masks, _add_synth, _add_data, _add_train, _add_evaluate):
         add(sub)
     return parser
 

@@ -1,0 +1,125 @@
+"""Model inference on image files and evaluation with the GSD-S protocol (METRICS.md).
+
+Test protocol of the original: squash each image to size x size (aspect not kept), compute the
+2-class semantic scores, resize them bilinearly back to the original size, predict glass where the
+glass score beats the background score, and score with IoU / max F-beta / MAE / BER per image.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Iterable, Optional, Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from .data.datasets import GlassDataset, Pair
+from .data.transforms import TestTransform, resize_scores
+
+
+def glass_probability(scores: torch.Tensor) -> torch.Tensor:
+    """[..., 2, H, W] semantic scores (unnormalised sums over queries) -> glass share in [0, 1]."""
+    s = scores.float().clamp_min(0)
+    return s[..., 1, :, :] / (s[..., 0, :, :] + s[..., 1, :, :]).clamp_min(1e-12)
+
+
+def _collate(batch: list[dict[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {"image": torch.stack([b["image"] for b in batch])}
+    for key in ("orig_size", "stem", "mask"):
+        out[key] = [b.get(key) for b in batch]
+    return out
+
+
+def autocast_context(device: torch.device, dtype: Optional[torch.dtype]):
+    if dtype is None or dtype == torch.float32:
+        return torch.autocast(device.type, enabled=False)
+    return torch.autocast(device.type, dtype=dtype)
+
+
+@torch.no_grad()
+def iterate_predictions(
+    model: torch.nn.Module,
+    pairs: Sequence[Pair],
+    size: int | tuple[int, int] = 384,
+    batch_size: int = 4,
+    num_workers: int = 2,
+    device: Optional[torch.device] = None,
+    dtype: Optional[torch.dtype] = None,
+) -> Iterable[tuple[str, torch.Tensor, Optional[torch.Tensor]]]:
+    """Yield (stem, scores [2,H,W] at the original size, gt mask [H,W] or None) per pair, in order."""
+    device = device or next(model.parameters()).device
+    loader = DataLoader(
+        GlassDataset(list(pairs), TestTransform(size)), batch_size=batch_size, num_workers=num_workers,
+        collate_fn=_collate,
+    )
+    was_training = model.training
+    model.eval()
+    try:
+        for batch in loader:
+            with autocast_context(device, dtype):
+                scores = model.semantic_scores(batch["image"].to(device))
+            scores = scores.float().cpu()
+            for i, stem in enumerate(batch["stem"]):
+                full = resize_scores(scores[i : i + 1], batch["orig_size"][i])[0]
+                yield stem, full, batch["mask"][i]
+    finally:
+        model.train(was_training)
+
+
+def evaluate_model(
+    model: torch.nn.Module,
+    pairs: Sequence[Pair],
+    size: int | tuple[int, int] = 384,
+    batch_size: int = 4,
+    num_workers: int = 2,
+    device: Optional[torch.device] = None,
+    dtype: Optional[torch.dtype] = None,
+    save_masks: Optional[str | Path] = None,
+    save_prob: bool = False,
+    legacy: bool = False,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """GSD-S metrics of `model` on image/mask pairs; optionally writes `<stem>.png` masks (0/255)."""
+    from tqdm.auto import tqdm
+
+    from .io import save_image, save_mask
+    from .metrics import GlassMetrics
+
+    metrics = GlassMetrics(legacy=legacy)
+    out_dir = Path(save_masks) if save_masks else None
+    preds = iterate_predictions(model, pairs, size, batch_size, num_workers, device, dtype)
+    for stem, scores, gt in tqdm(preds, total=len(pairs), desc="evaluate", unit="img", disable=not progress):
+        pred = (scores[1] > scores[0]).numpy().astype(np.uint8)  # argmax; ties go to background
+        metrics.update(pred, gt.numpy())
+        if out_dir is not None:
+            save_mask(out_dir / f"{stem}.png", pred)
+            if save_prob:
+                prob = (glass_probability(scores).numpy() * 255.0 + 0.5).astype(np.uint8)
+                save_image(out_dir / "prob" / f"{stem}.png", prob)
+    return metrics.compute()
+
+
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def resolve_device(device: Optional[str]) -> torch.device:
+    from .errors import ConfigError
+
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"--device {device}: CUDA is not available on this machine")
+    return dev
+
+
+def load_model_for_inference(weights: Optional[str], device: Optional[str] = None, dtype: str = "fp32"):
+    """(model in eval mode on its device, device, autocast dtype or None for fp32)."""
+    from .errors import ConfigError
+    from .model.gem import GEM
+
+    if dtype not in DTYPES:
+        raise ConfigError(f"unknown dtype {dtype!r}; choose one of {', '.join(DTYPES)}")
+    dev = resolve_device(device)
+    model = GEM.from_pretrained(weights).to(dev).eval()
+    return model, dev, (None if dtype == "fp32" else DTYPES[dtype])

@@ -1,0 +1,278 @@
+"""The training loop: Accelerate, exact resume, periodic validation, best-checkpoint selection.
+
+Run layout (`--out RUN_DIR`):
+  config.json            the resolved TrainConfig
+  checkpoints/step_*.pt  full training state (model, optimiser, scheduler, scaler, RNG, step), last K kept
+  best/                  glassgem model dir of the best validation IoU (+ best.json with its metrics)
+  final/                 glassgem model dir after the last step
+  log.csv, tb/           per-log-period losses, lr, throughput (CSV and TensorBoard)
+  val.csv                validation metrics per evaluation
+
+Determinism: the data order is a per-epoch permutation drawn from (seed, epoch); each sample's
+augmentation from (seed, epoch, index); each micro-step re-seeds torch from (seed, step, micro, rank).
+So a run resumed from any checkpoint replays exactly the steps an uninterrupted run would take.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator, Optional
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from ..config import TrainConfig
+from ..data.datasets import GlassDataset, Pair
+from ..data.transforms import TrainTransform, collate
+from ..errors import ConfigError
+from ..io import atomic_write_text
+from .checkpoint import latest_checkpoint, load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from .optim import build_optimizer, build_scheduler
+from .targets import targets_from_batch
+
+
+# ------------------------------------------------------------------------------------ data order
+class _SeededSamples(Dataset):
+    """Wraps a GlassDataset so that item (epoch, index) is augmented with rng (seed, epoch, index)."""
+
+    def __init__(self, dataset: GlassDataset, transform: TrainTransform, seed: int) -> None:
+        self.dataset, self.transform, self.seed = dataset, transform, seed
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, key: tuple[int, int]) -> dict[str, Any]:
+        epoch, index = key
+        sample = self.dataset.load(index)
+        return self.transform(sample, np.random.default_rng([self.seed, epoch, index]))
+
+
+class _StepBatches(Sampler):
+    """Yields this process's micro-batches of (epoch, index) keys from optimiser step `start` on.
+
+    The global sample stream is the concatenation of per-epoch permutations; global step s consumes
+    positions [s*B, (s+1)*B). Within a step, micro-batch m of rank r takes its consecutive slice.
+    """
+
+    def __init__(self, n: int, seed: int, batch: int, accum: int, world: int, rank: int, start: int, max_iter: int):
+        self.n, self.seed, self.batch, self.accum = n, seed, batch, accum
+        self.world, self.rank, self.start, self.max_iter = world, rank, start, max_iter
+        self.micro = batch // (accum * world)
+        self._perm: dict[int, np.ndarray] = {}
+
+    def _key(self, pos: int) -> tuple[int, int]:
+        epoch = pos // self.n
+        if epoch not in self._perm:
+            self._perm = {epoch: np.random.default_rng([self.seed, epoch]).permutation(self.n)}
+        return epoch, int(self._perm[epoch][pos % self.n])
+
+    def __len__(self) -> int:
+        return (self.max_iter - self.start) * self.accum
+
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        for step in range(self.start, self.max_iter):
+            for m in range(self.accum):
+                first = step * self.batch + (m * self.world + self.rank) * self.micro
+                yield [self._key(p) for p in range(first, first + self.micro)]
+
+
+def step_seed(seed: int, step: int, micro: int, rank: int) -> int:
+    return int(np.random.default_rng([seed, step, micro, rank]).integers(2**62))
+
+
+# ------------------------------------------------------------------------------------ the run
+@dataclass
+class RunData:
+    train: list[Pair]
+    val: Optional[list[Pair]] = None
+
+
+def resolve_max_iter(cfg: TrainConfig, n_train: int) -> int:
+    if cfg.epochs > 0:
+        return max(1, math.ceil(cfg.epochs * n_train / cfg.batch_size))
+    return cfg.max_iter
+
+
+def check_batch(cfg: TrainConfig, world: int) -> int:
+    per = cfg.batch_size // (cfg.grad_accum * world)
+    if per < 1 or per * cfg.grad_accum * world != cfg.batch_size:
+        raise ConfigError(
+            f"batch_size {cfg.batch_size} must be a multiple of grad_accum {cfg.grad_accum} x "
+            f"processes {world}"
+        )
+    return per
+
+
+def build_model(cfg: TrainConfig):
+    """GEM with the encoder initialised as cfg.encoder_init says, then optionally cfg.init_from."""
+    from ..model.gem import GEM
+
+    if cfg.encoder_init not in ("random", "imagenet", "sam"):
+        raise ConfigError(f"encoder_init must be random, imagenet or sam, got {cfg.encoder_init!r}")
+    if cfg.encoder_init == "sam" and not cfg.encoder_weights and not cfg.init_from:
+        raise ConfigError(
+            "encoder_init=sam needs encoder_weights=PATH (MobileSAM mobile_sam.pt or SAM "
+            "sam_vit_b_01ec64.pth); or use encoder_init=random"
+        )
+    from ..model.encoders import build_encoder
+
+    encoder = build_encoder(cfg.model, pretrained=cfg.encoder_init == "imagenet")
+    if cfg.encoder_init == "sam" and cfg.encoder_weights:
+        from ..model.encoder_checkpoints import load_sam_encoder_weights
+
+        load_sam_encoder_weights(encoder, cfg.encoder_weights, vit_pos_init=cfg.model.vit_pos_init)
+    model = GEM(cfg.model, encoder=encoder)
+    if cfg.init_from:
+        # Pretrain -> fine-tune: every weight of the source that fits this model is taken.
+        source = GEM.from_pretrained(cfg.init_from)
+        model.load_checked(source.state_dict(), cfg.init_from)
+    return model
+
+
+def build_criterion(cfg: TrainConfig):
+    from .losses import GEMCriterion
+
+    return GEMCriterion.from_train_config(cfg)
+
+
+class Trainer:
+    def __init__(self, cfg: TrainConfig, data: RunData, out_dir: str | Path, progress: bool = True,
+                 stop_after: Optional[int] = None) -> None:
+        from accelerate import Accelerator
+
+        self.cfg, self.data, self.out = cfg, data, Path(out_dir)
+        self.progress = progress
+        self.stop_after = stop_after  # for tests and time-boxed runs: return after this many steps
+        self.acc = Accelerator(mixed_precision=cfg.mixed_precision)
+        self.micro = check_batch(cfg, self.acc.num_processes)
+        self.max_iter = resolve_max_iter(cfg, len(data.train))
+        torch.manual_seed(cfg.seed)  # model init is identical on every process
+        model = build_model(cfg)
+        self.criterion = build_criterion(cfg)
+        optimizer = build_optimizer(model, cfg)
+        self.scheduler = build_scheduler(optimizer, cfg, self.max_iter)
+        self.model, self.optimizer = self.acc.prepare(model, optimizer)
+        self.step = 0
+        self.best_iou = -1.0
+
+    # -------------------------------------------------------------------------------- state
+    def _state(self) -> dict[str, Any]:
+        scaler = self.acc.scaler.state_dict() if self.acc.scaler is not None else {}
+        return {
+            "step": self.step,
+            "model": self.acc.unwrap_model(self.model).state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": scaler,
+            "rng": rng_state(),
+            "best_iou": self.best_iou,
+            "config": self.cfg.to_dict(),
+        }
+
+    def _restore(self, path: Path) -> None:
+        state = load_checkpoint(path)
+        self.acc.unwrap_model(self.model).load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        if self.acc.scaler is not None and state["scaler"]:
+            self.acc.scaler.load_state_dict(state["scaler"])
+        set_rng_state(state["rng"])
+        self.step, self.best_iou = int(state["step"]), float(state["best_iou"])
+
+    def save(self) -> None:
+        if self.acc.is_main_process:
+            save_checkpoint(self.out, self.step, self._state(), self.cfg.keep_last)
+        self.acc.wait_for_everyone()
+
+    # -------------------------------------------------------------------------------- loop
+    def _loader(self) -> DataLoader:
+        cfg = self.cfg
+        dataset = GlassDataset(self.data.train)
+        transform = TrainTransform(cfg.crop_size, cfg.min_sizes, cfg.max_size)
+        sampler = _StepBatches(len(dataset), cfg.seed, cfg.batch_size, cfg.grad_accum, self.acc.num_processes,
+                               self.acc.process_index, self.step, self.max_iter)
+        return DataLoader(
+            _SeededSamples(dataset, transform, cfg.seed), batch_sampler=sampler, collate_fn=collate,
+            num_workers=cfg.num_workers, persistent_workers=False,
+            generator=torch.Generator().manual_seed(cfg.seed),  # keeps the global RNG untouched
+        )
+
+    def _micro_step(self, batch: dict[str, Any], micro: int) -> dict[str, torch.Tensor]:
+        torch.manual_seed(step_seed(self.cfg.seed, self.step, micro, self.acc.process_index))
+        images = batch["image"].to(self.acc.device)
+        targets = [{k: v.to(self.acc.device) for k, v in t.items()} for t in targets_from_batch(batch["sem"])]
+        with self.acc.autocast():
+            outputs = self.model(images, targets)
+            losses = self.criterion(outputs, targets)
+        self.acc.backward(losses["loss"] / self.cfg.grad_accum)
+        return losses
+
+    def train(self, resume: bool = False) -> dict[str, Any]:
+        from tqdm.auto import tqdm
+
+        from .runlog import RunLogger
+
+        self.out.mkdir(parents=True, exist_ok=True)
+        if resume and (ckpt := latest_checkpoint(self.out)) is not None:
+            self._restore(ckpt)
+        if self.acc.is_main_process:
+            atomic_write_text(self.out / "config.json", json.dumps(self.cfg.to_dict(), indent=2))
+        logger = RunLogger(self.out, enabled=self.acc.is_main_process, resume_step=self.step)
+        self.model.train()
+        loader = iter(self._loader())
+        bar = tqdm(total=self.max_iter, initial=self.step, desc="train", unit="it", dynamic_ncols=True,
+                   disable=not (self.progress and self.acc.is_main_process))
+        stop = self.max_iter if self.stop_after is None else min(self.max_iter, self.step + self.stop_after)
+        t0, images_seen = time.perf_counter(), 0
+        while self.step < stop:
+            for m in range(self.cfg.grad_accum):
+                batch = next(loader)
+                sync = m == self.cfg.grad_accum - 1
+                with self.acc.no_sync(self.model) if not sync else contextlib.nullcontext():
+                    losses = self._micro_step(batch, m)
+                images_seen += len(batch["stem"]) * self.acc.num_processes
+            grad_norm = self.acc.clip_grad_norm_(self.model.parameters(), self.cfg.clip_grad_norm)
+            self.optimizer.step()
+            self.scheduler.step()
+            self.optimizer.zero_grad(set_to_none=True)
+            self.step += 1
+            lr = max(g["lr"] for g in self.optimizer.param_groups)
+            loss = self.acc.reduce(losses["loss"].detach(), reduction="mean").item()
+            if not math.isfinite(loss):
+                raise FloatingPointError(f"loss became {loss} at step {self.step}; stopping (last checkpoint kept)")
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss:.3f}", lr=f"{lr:.2e}")
+            if self.step % self.cfg.log_period == 0 or self.step == stop:
+                rate = images_seen / max(time.perf_counter() - t0, 1e-9)
+                logger.log_train(self.step, loss, losses, lr, float(grad_norm), rate)
+            if self.data.val and (self.step % self.cfg.eval_period == 0 or self.step == self.max_iter):
+                self.validate(logger)
+            if self.step % self.cfg.checkpoint_period == 0 or self.step == stop:
+                self.save()
+        bar.close()
+        if self.step >= self.max_iter and self.acc.is_main_process:
+            self.acc.unwrap_model(self.model).save_pretrained(self.out / "final")
+        logger.close()
+        return {"step": self.step, "max_iter": self.max_iter, "best_iou": self.best_iou}
+
+    def validate(self, logger) -> dict[str, float]:
+        from ..evaluate import evaluate_model
+
+        metrics: dict[str, float] = {}
+        if self.acc.is_main_process:
+            model = self.acc.unwrap_model(self.model)
+            model.eval()
+            metrics = evaluate_model(model, self.data.val, size=self.cfg.eval_size, progress=False)
+            model.train()
+            logger.log_val(self.step, metrics)
+            if metrics["iou"] > self.best_iou:
+                self.best_iou = metrics["iou"]
+                model.save_pretrained(self.out / "best")
+                atomic_write_text(self.out / "best.json", json.dumps({"step": self.step, **metrics}, indent=2))
+        self.acc.wait_for_everyone()
+        return metrics

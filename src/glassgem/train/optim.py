@@ -1,0 +1,76 @@
+"""Optimiser and learning-rate schedule of the original GEM recipe (GEM_ORIGINAL.md §7.3).
+
+AdamW; the encoder and simple feature pyramid (the original's "backbone") train at lr x 0.5;
+no weight decay on BatchNorm/GroupNorm/nn.LayerNorm parameters nor on nn.Embedding; everything else,
+biases and the custom LayerNorm2d included, decays at 0.05 (detectron2's builder treats them so).
+Schedule: linear warm-up then x gamma at each step in `lr_steps` (detectron2's WarmupMultiStepLR).
+"""
+from __future__ import annotations
+
+import bisect
+from typing import Iterable
+
+import torch
+from torch import nn
+
+from ..config import TrainConfig
+
+# Modules whose parameters get weight_decay_norm. The neck's LayerNorm2d is deliberately absent.
+NORM_TYPES = (
+    nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm, nn.GroupNorm,
+    nn.InstanceNorm2d, nn.LayerNorm, nn.LocalResponseNorm,
+)
+BACKBONE_PREFIXES = ("encoder.", "pyramid.")
+
+
+def is_backbone(name: str) -> bool:
+    """The original multiplies the lr of every module whose name contains "backbone"."""
+    return name.startswith(BACKBONE_PREFIXES)
+
+
+def param_groups(model: nn.Module, cfg: TrainConfig) -> list[dict]:
+    """One group per (lr, weight decay) combination, each parameter exactly once (shared ones too)."""
+    seen: set[int] = set()
+    groups: dict[tuple[float, float], list[nn.Parameter]] = {}
+    for module_name, module in model.named_modules():
+        for pname, p in module.named_parameters(recurse=False):
+            if not p.requires_grad or id(p) in seen:
+                continue
+            seen.add(id(p))
+            full = f"{module_name}.{pname}" if module_name else pname
+            lr = cfg.lr * (cfg.backbone_lr_mult if is_backbone(full) else 1.0)
+            if isinstance(module, NORM_TYPES):
+                wd = cfg.weight_decay_norm
+            elif isinstance(module, nn.Embedding):
+                wd = cfg.weight_decay_embed
+            else:
+                wd = cfg.weight_decay
+            groups.setdefault((lr, wd), []).append(p)
+    return [{"params": ps, "lr": lr, "weight_decay": wd} for (lr, wd), ps in groups.items()]
+
+
+def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:
+    return torch.optim.AdamW(param_groups(model, cfg), lr=cfg.lr, betas=(0.9, 0.999), eps=1e-8)
+
+
+def lr_factor(step: int, steps: Iterable[int], gamma: float, warmup_iters: int, warmup_factor: float) -> float:
+    """Multiplier of the base lr at iteration `step` (0-based), as detectron2's WarmupMultiStepLR."""
+    factor = gamma ** bisect.bisect_right(sorted(steps), step)
+    if step < warmup_iters:
+        alpha = step / warmup_iters
+        factor *= warmup_factor * (1 - alpha) + alpha
+    return factor
+
+
+def build_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig, max_iter: int) -> torch.optim.lr_scheduler.LambdaLR:
+    steps = scaled_lr_steps(cfg, max_iter)
+    return torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: lr_factor(s, steps, cfg.lr_gamma, cfg.warmup_iters, cfg.warmup_factor)
+    )
+
+
+def scaled_lr_steps(cfg: TrainConfig, max_iter: int) -> tuple[int, ...]:
+    """lr_steps are given for cfg.max_iter; a run of another length keeps their relative positions."""
+    if max_iter == cfg.max_iter:
+        return tuple(cfg.lr_steps)
+    return tuple(int(round(s * max_iter / cfg.max_iter)) for s in cfg.lr_steps)

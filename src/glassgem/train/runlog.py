@@ -1,0 +1,79 @@
+"""Run logs: CSV files anyone can plot, plus TensorBoard scalars. Only the main process writes."""
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+
+# Main (final-layer) terms worth a column; the other ~90 deep-supervision terms go to TensorBoard only.
+MAIN_TERMS = ("loss_ce", "loss_mask", "loss_dice", "loss_bbox", "loss_giou", "loss_proposal")
+
+
+class RunLogger:
+    def __init__(self, out_dir: Path, enabled: bool = True, resume_step: int = 0) -> None:
+        self.out, self.enabled = Path(out_dir), enabled
+        self._tb = None
+        if not enabled:
+            return
+        # A resumed run drops log rows from after its checkpoint, which the replay will write again.
+        for name in ("log.csv", "val.csv"):
+            _truncate_after(self.out / name, resume_step)
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self._tb = SummaryWriter(str(self.out / "tb"), purge_step=resume_step or None)
+        except Exception:  # tensorboard missing or broken: CSV logs still work
+            self._tb = None
+
+    def log_train(self, step: int, loss: float, terms: Mapping[str, torch.Tensor], lr: float,
+                  grad_norm: float, images_per_s: float) -> None:
+        if not self.enabled:
+            return
+        row = {"step": step, "loss": loss}
+        row.update({k: float(terms[k].detach()) for k in MAIN_TERMS if k in terms})
+        row.update({"lr": lr, "grad_norm": grad_norm, "images_per_s": images_per_s})
+        _append(self.out / "log.csv", row)
+        if self._tb is not None:
+            for k, v in terms.items():
+                self._tb.add_scalar(f"train/{k}", float(v.detach()), step)
+            self._tb.add_scalar("train/lr", lr, step)
+            self._tb.add_scalar("train/images_per_s", images_per_s, step)
+
+    def log_val(self, step: int, metrics: Mapping[str, Any]) -> None:
+        if not self.enabled:
+            return
+        row = {"step": step, **{k: v for k, v in metrics.items() if isinstance(v, (int, float))}}
+        _append(self.out / "val.csv", row)
+        if self._tb is not None:
+            for k in ("iou", "fbeta", "mae", "ber"):
+                if k in metrics:
+                    self._tb.add_scalar(f"val/{k}", float(metrics[k]), step)
+
+    def close(self) -> None:
+        if self._tb is not None:
+            self._tb.close()
+
+
+def _append(path: Path, row: dict[str, Any]) -> None:
+    new = not path.exists()
+    with open(path, "a", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(row))
+        if new:
+            writer.writeheader()
+        writer.writerow(row)
+
+
+def _truncate_after(path: Path, step: int) -> None:
+    if not path.exists():
+        return
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    if not rows:
+        return
+    keep = [r for r in rows if int(r["step"]) <= step]
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(keep)

@@ -1,0 +1,87 @@
+"""What `glassgem train` and `glassgem evaluate` do between parsing and the loop: resolve the
+datasets, validate them (bad data fails in seconds, not hours), and refuse test-split selection."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+
+from ..config import TrainConfig
+from ..data.checks import require_valid
+from ..data.layouts import available_splits, find_pairs
+from ..errors import ConfigError
+
+TRAIN_SPLITS = ("train", "training")
+VAL_SPLITS = ("val", "validation")
+TEST_SPLITS = ("test", "testing")
+
+
+@dataclass
+class DataSpec:
+    """A dataset on disk: a root (with an optional split) or explicit images/masks folders."""
+
+    root: Optional[str] = None
+    split: Optional[str] = None
+    layout: str = "auto"
+    images: Optional[str] = None
+    masks: Optional[str] = None
+
+    def describe(self) -> str:
+        if self.images:
+            return f"{self.images} + {self.masks}"
+        return f"{self.root}" + (f" (split {self.split})" if self.split else "")
+
+
+def default_split(root: Optional[str], wanted: tuple[str, ...]) -> Optional[str]:
+    """The first of `wanted` that `root` has; None for a split-less folder (images/ + masks/)."""
+    if root is None:
+        return None
+    found = available_splits(root)
+    return next((s for s in wanted if s in found), None)
+
+
+def load_pairs(spec: DataSpec, progress: bool = True) -> list:
+    """Validate the whole dataset (every problem at once), then list its pairs."""
+    require_valid(spec.root, spec.layout, spec.split, spec.images, spec.masks, progress=progress)
+    return find_pairs(spec.root, spec.layout, spec.split, spec.images, spec.masks)
+
+
+def holdout(pairs: list, fraction: float, seed: int) -> tuple[list, list]:
+    """A deterministic validation hold-out of `fraction` of the training pairs."""
+    if not 0 < fraction < 1:
+        raise ConfigError(f"--val-fraction must be between 0 and 1, got {fraction}")
+    order = np.random.default_rng([seed, 7]).permutation(len(pairs))
+    n_val = max(1, int(round(fraction * len(pairs))))
+    val_idx = set(order[:n_val].tolist())
+    return ([p for i, p in enumerate(pairs) if i not in val_idx], [p for i, p in enumerate(pairs) if i in val_idx])
+
+
+def run_training(cfg: TrainConfig, train: DataSpec, out: str | Path, val: Optional[DataSpec] = None,
+                 val_fraction: float = 0.0, resume: bool = False, allow_test_selection: bool = False,
+                 progress: bool = True, stop_after: Optional[int] = None) -> dict[str, Any]:
+    from .engine import RunData, Trainer
+
+    if train.split is None and not train.images:
+        train.split = default_split(train.root, TRAIN_SPLITS)
+    if val is not None and val.split is None and not val.images:
+        val.split = default_split(val.root, VAL_SPLITS)
+        if val.split is None and default_split(val.root, TEST_SPLITS):
+            raise ConfigError(
+                f"{val.root} has a test split but no validation split. Selecting checkpoints on the test "
+                "split inflates the reported numbers; use --val-fraction to hold out training images"
+            )
+    if val is not None and val.split in TEST_SPLITS and not allow_test_selection:
+        raise ConfigError(
+            f"refusing to select checkpoints on the test split of {val.root} (pass "
+            "--allow-test-selection to reproduce the original GEM, which did)"
+        )
+    train_pairs = load_pairs(train, progress)
+    val_pairs = load_pairs(val, progress) if val is not None else None
+    if val_fraction:
+        if val_pairs is not None:
+            raise ConfigError("give either --val or --val-fraction, not both")
+        train_pairs, val_pairs = holdout(train_pairs, val_fraction, cfg.seed)
+    trainer = Trainer(cfg, RunData(train_pairs, val_pairs), out, progress=progress, stop_after=stop_after)
+    return trainer.train(resume=resume)
