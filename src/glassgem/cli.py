@@ -161,6 +161,50 @@ def _run_data_check(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
+# -------------------------------------------------------------------------------------- convert
+def _add_convert(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("convert", help="convert an original GEM checkpoint (model_final.pth/.pkl) to a glassgem directory")
+    p.add_argument("src", help="original checkpoint ({'model': state_dict} with detectron2/MaskDINO key names)")
+    p.add_argument("dst", help="output directory (config.json + model.safetensors)")
+    p.set_defaults(func=_run_convert)
+
+
+def _run_convert(args: argparse.Namespace) -> int:
+    from .model.checkpoints import convert
+
+    summary = convert(args.src, args.dst)
+    print(f"converted {args.src} ({summary['encoder']}, {summary['tensors']} tensors, "
+          f"{summary['parameters'] / 1e6:.1f} M parameters) -> {args.dst}")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------- bench
+def _add_bench(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("bench", help="inference latency, FLOPs and efficiency of a GEM model (random input)")
+    p.add_argument("--model", default="gem-tiny", choices=("gem-tiny", "gem-base", "gem-lite", "debug"),
+                   help="model preset (default gem-tiny; random weights unless --weights)")
+    p.add_argument("--weights", default=None, help="checkpoint to load instead of random weights")
+    p.add_argument("--size", type=int, default=384, help="square input side, a multiple of 32 (default 384)")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--dtype", default="fp32", choices=("fp32", "bf16", "fp16"), help="autocast dtype (default fp32)")
+    p.add_argument("--batch", type=int, default=1, help="batch size (default 1)")
+    p.add_argument("--runs", type=int, default=10, help="timed runs after 3 warm-up runs (default 10)")
+    p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    p.add_argument("--json", default=None, metavar="FILE", help="also write the numbers to FILE")
+    p.set_defaults(func=_run_bench)
+
+
+def _run_bench(args: argparse.Namespace) -> int:
+    from .bench import benchmark, format_report, write_json
+
+    result = benchmark(model=args.model, weights=args.weights, size=args.size, threads=args.threads,
+                       dtype=args.dtype, batch=args.batch, runs=args.runs, device=args.device)
+    print(format_report(result))
+    if args.json:
+        write_json(result, args.json)
+    return 0
+
+
 # ---------------------------------------------------------------------------------- train / evaluate
 def _add_data_args(p: argparse.ArgumentParser, flag: str, what: str) -> None:
     p.add_argument(flag, metavar="DIR", help=f"{what} dataset folder (any known layout)")
@@ -261,7 +305,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"glassgem {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for add in (_add_demo, _add_evaluate_masks, _add_synth, _add_data, _add_train, _add_evaluate):
+    for add in (_add_demo, _add_evaluate_masks, _add_synth, _add_data, _add_convert, _add_bench,
+                _add_train, _add_evaluate):
         add(sub)
     return parser
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import pickle
 import re
-import zipfile
 from pathlib import Path
 from typing import Any, Callable
 
@@ -71,19 +70,31 @@ def read_weights(path: str | Path) -> dict[str, Tensor]:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint file not found")
+    with open(path, "rb") as f:
+        head = f.read(16)
+    is_zip, is_pickle = head.startswith(b"PK"), head[:1] == b"\x80"
     try:
         if path.suffix == ".safetensors":
             from safetensors.torch import load_file
 
             obj: Any = load_file(str(path))
-        elif path.suffix == ".pkl" and not zipfile.is_zipfile(path):
+        elif not (is_zip or is_pickle):
+            raise CheckpointError(f"{path}: not a checkpoint (neither a torch/zip, pickle nor safetensors file)")
+        elif is_pickle and path.suffix == ".pkl":
             obj = _load_pickle(path)
         else:
             obj = torch.load(path, map_location="cpu", weights_only=True)
     except CheckpointError:
         raise
-    except Exception as e:  # corrupt zip, truncated pickle, refused global, ...
-        raise CheckpointError(f"{path}: cannot read weights ({type(e).__name__}: {str(e).splitlines()[0][:300]})") from None
+    except pickle.UnpicklingError as e:
+        # torch's weights_only refusal is a long essay; its last line names the offending global
+        lines = [ln for ln in str(e).splitlines() if ln.strip()]
+        why = next((ln for ln in lines if "GLOBAL" in ln or "refusing" in ln), lines[0] if lines else "")
+        raise CheckpointError(f"{path}: refused to unpickle (only plain tensors/arrays are loaded safely): "
+                              f"{why.strip()[:300]}") from None
+    except Exception as e:  # corrupt zip, truncated file, ...
+        msg = str(e).splitlines()[0][:300] if str(e) else ""
+        raise CheckpointError(f"{path}: cannot read weights, file corrupt or truncated ({type(e).__name__}: {msg})") from None
     for wrapper in ("model", "state_dict"):
         if isinstance(obj, dict) and isinstance(obj.get(wrapper), dict):
             obj = obj[wrapper]
@@ -245,6 +256,19 @@ def state_dict_bytes(sd: dict[str, Tensor]) -> bytes:
     return save(flat)
 
 
-__all__ = ["IGNORED_ORIGINAL", "describe_keys", "glassgem_to_original", "infer_config_overrides",
+def convert(src: str | Path, dst: str | Path) -> dict[str, Any]:
+    """Original GEM checkpoint file -> glassgem directory (config.json + model.safetensors)."""
+    from .gem import GEM
+
+    if not is_original_format(read_weights(src)):
+        raise CheckpointError(f"{src}: not an original GEM checkpoint (no backbone.* / sem_seg_head.* keys); "
+                              "glassgem directories load directly with GEM.from_pretrained")
+    model = GEM.from_pretrained(src)
+    model.save_pretrained(dst)
+    return {"encoder": model.cfg.encoder, "tensors": len(model.state_dict()),
+            "parameters": sum(p.numel() for p in model.parameters())}
+
+
+__all__ = ["IGNORED_ORIGINAL", "convert", "describe_keys", "glassgem_to_original", "infer_config_overrides",
            "is_original_format", "original_encoder_kind", "original_key_to_glassgem", "original_to_glassgem",
            "read_weights", "state_dict_bytes"]

@@ -170,7 +170,7 @@ class GEM(nn.Module):
         # memory: strides 8, 16, 32 flattened (the original's level order)
         levels = multi[::-1]
         shapes = [(int(x.shape[-2]), int(x.shape[-1])) for x in levels]
-        memory = torch.cat([x.flatten(2) for x in levels], dim=2).transpose(1, 2)  # B x S x C
+        memory = torch.cat([x.flatten(2).transpose(1, 2) for x in levels], dim=1)  # B x S x C, contiguous
         out = self.decoder(proposals.queries if proposals is not None else None, memory, shapes, mask_fn, targets)
         out["proposal_cls_logits"] = proposals.logits if proposals is not None else None
         return out

@@ -1,0 +1,121 @@
+"""Inference speed of a GEM model: latency percentiles, FLOPs, and how close to the machine's matmul peak.
+
+`glassgem bench` measures `GEM.semantic_scores` (the whole inference: normalisation, encoder, head,
+mask upsampling and the class-weighted sum) on random input, after warm-up, in the same process as a
+2048² matmul that calibrates what this machine can do at the chosen dtype.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .errors import ConfigError
+
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def _autocast(dtype: str, device: str) -> contextlib.AbstractContextManager:
+    if dtype == "fp32":
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device, dtype=DTYPES[dtype])
+
+
+def _sync(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def matmul_gflops(dtype: str = "fp32", n: int = 2048, runs: int = 5, device: str = "cpu") -> float:
+    """Achieved GFLOP/s of an n×n @ n×n matmul (best of `runs`), the yardstick for model efficiency."""
+    a = torch.randn(n, n, device=device, dtype=DTYPES[dtype])
+    b = torch.randn(n, n, device=device, dtype=DTYPES[dtype])
+    a @ b  # warm-up (thread pool, packing buffers)
+    best = float("inf")
+    for _ in range(runs):
+        _sync(device)
+        t = time.perf_counter()
+        a @ b
+        _sync(device)
+        best = min(best, time.perf_counter() - t)
+    return 2 * n**3 / best / 1e9
+
+
+def count_flops(model: torch.nn.Module, images: torch.Tensor, dtype: str = "fp32") -> int:
+    """FLOPs (2·MAC) of one `semantic_scores` call as torch's FlopCounterMode counts them
+    (matmuls, convolutions, attention; element-wise work and gathers are not counted)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    counter = FlopCounterMode(display=False)
+    with torch.no_grad(), _autocast(dtype, images.device.type), counter:
+        model.semantic_scores(images)
+    return int(counter.get_total_flops())
+
+
+def benchmark(model: str = "gem-tiny", weights: str | None = None, size: int = 384, threads: int | None = None,
+              dtype: str = "fp32", batch: int = 1, runs: int = 10, warmup: int = 3, device: str = "cpu") -> dict[str, Any]:
+    """Time `runs` calls after `warmup` calls; returns latencies (ms), FLOPs and efficiency figures."""
+    from .model.gem import GEM
+
+    if dtype not in DTYPES:
+        raise ConfigError(f"unknown dtype {dtype!r}; choose one of {', '.join(DTYPES)}")
+    if runs < 1 or warmup < 0 or batch < 1:
+        raise ConfigError("--runs and --batch must be >= 1 and --warmup >= 0")
+    if size % 32:
+        raise ConfigError(f"--size {size} is not a multiple of 32")
+    if threads:
+        torch.set_num_threads(threads)
+    net = GEM.from_pretrained(weights) if weights else GEM.from_config(model)
+    net = net.to(device).eval()
+    images = torch.rand(batch, 3, size, size, device=device) * 255
+    times = []
+    with torch.no_grad(), _autocast(dtype, device):
+        for i in range(warmup + runs):
+            _sync(device)
+            t = time.perf_counter()
+            net.semantic_scores(images)
+            _sync(device)
+            if i >= warmup:
+                times.append(time.perf_counter() - t)
+    flops = count_flops(net, images, dtype)
+    times_ms = sorted(1000 * t for t in times)
+    median = statistics.median(times_ms)
+    achieved = flops / (median / 1000) / 1e9
+    result: dict[str, Any] = {
+        "model": net.cfg.name, "weights": weights, "size": size, "batch": batch, "dtype": dtype, "device": device,
+        "threads": torch.get_num_threads(), "runs": runs,
+        "median_ms": median, "p90_ms": times_ms[min(len(times_ms) - 1, int(round(0.9 * (len(times_ms) - 1))))],
+        "min_ms": times_ms[0], "gflops": flops / 1e9, "achieved_gflops_per_s": achieved,
+    }
+    for ref in ["fp32"] + ([dtype] if dtype != "fp32" else []):
+        peak = matmul_gflops(ref, device=device)
+        result[f"matmul_{ref}_gflops_per_s"] = peak
+        result[f"fraction_of_matmul_{ref}"] = achieved / peak
+    return result
+
+
+def format_report(r: dict[str, Any]) -> str:
+    lines = [
+        f"{r['model']} {r['size']}x{r['size']} batch {r['batch']} {r['dtype']} on {r['device']}, "
+        f"{r['threads']} threads, {r['runs']} runs",
+        f"  latency   median {r['median_ms']:.1f} ms   p90 {r['p90_ms']:.1f} ms   min {r['min_ms']:.1f} ms",
+        f"  FLOPs     {r['gflops']:.2f} GFLOP (2·MAC, torch flop counter)   achieved {r['achieved_gflops_per_s']:.1f} GFLOP/s",
+    ]
+    for key in sorted(k for k in r if k.startswith("matmul_")):
+        ref = key.split("_")[1]
+        lines.append(f"  vs 2048² {ref} matmul at {r[key]:.1f} GFLOP/s: {100 * r[f'fraction_of_matmul_{ref}']:.0f}%")
+    return "\n".join(lines)
+
+
+def write_json(result: dict[str, Any], path: str | Path) -> None:
+    from .io import atomic_write_text
+
+    atomic_write_text(path, json.dumps(result, indent=2) + "\n")
+
+
+__all__ = ["DTYPES", "benchmark", "count_flops", "format_report", "matmul_gflops", "write_json"]
