@@ -9,15 +9,16 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Optional, TypeVar
-
-import torch
+from typing import TYPE_CHECKING, Any, Callable, Optional, TypeVar
 
 from ..errors import CheckpointError, ConfigError
 
 DEFAULT_BASE = "stable-diffusion-v1-5/stable-diffusion-v1-5"
 DEFAULT_CONTROLNET = "lllyasviel/sd-controlnet-seg"
 SD_SUBFOLDERS = ("unet", "vae", "text_encoder", "tokenizer", "scheduler")
+
+if TYPE_CHECKING:  # torch is imported where it is used, so the CLI can read the defaults cheaply
+    import torch
 
 T = TypeVar("T")
 
@@ -111,6 +112,8 @@ def load_controlnet(ref: str | os.PathLike, unet: Optional[torch.nn.Module] = No
 
 def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
     """'auto' is fp16 on CUDA (SD's usual inference precision) and fp32 elsewhere."""
+    import torch
+
     table = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
     if name == "auto":
         return torch.float16 if device.type == "cuda" else torch.float32
@@ -121,6 +124,8 @@ def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
 
 def weight_dtype(mixed_precision: str) -> torch.dtype:
     """The dtype of the frozen models under Accelerate's mixed precision (the trainable net stays fp32)."""
+    import torch
+
     return {"no": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[mixed_precision]
 
 
