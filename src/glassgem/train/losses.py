@@ -41,7 +41,8 @@ def sample_uncertain_points(
     num_uncertain = int(importance_sample_ratio * num_points)
     candidates = uniform_points(m, num_candidates, logits.device, generator)  # [M, K, 2]
     uncertainty = -point_sample(logits, candidates, padding)[:, 0].abs()  # [M, K]
-    top = uncertainty.topk(num_uncertain, dim=1).indices  # [M, num_uncertain]
+    # The losses average over points, so their order does not matter: unsorted topk is ~2x faster.
+    top = uncertainty.topk(num_uncertain, dim=1, sorted=False).indices  # [M, num_uncertain]
     chosen = torch.gather(candidates, 1, top[..., None].expand(-1, -1, 2))
     rest = uniform_points(m, num_points - num_uncertain, logits.device, generator)
     return torch.cat([chosen, rest], dim=1)

@@ -29,7 +29,7 @@ def point_sample(inp: torch.Tensor, coords: torch.Tensor, padding: str = "border
     the coarse predictions than on the targets, which biases the loss and draws the "uncertain"
     (near-zero logit) points to the image border.
     """
-    grid = 2.0 * coords[:, :, None, :] - 1.0  # [M, N, 1, 2] in grid_sample's [-1, 1]
+    grid = coords[:, :, None, :].mul(2.0).sub_(1.0)  # [M, N, 1, 2] in grid_sample's [-1, 1]
     out = F.grid_sample(inp, grid.to(inp.dtype), mode="bilinear", padding_mode=padding, align_corners=False)
     return out[..., 0]
 
