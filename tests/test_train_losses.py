@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from glassgem.config import train_preset
+from glassgem.config import apply_overrides, train_preset
 from glassgem.train.losses import (
     GEMCriterion,
     box_losses,
@@ -344,5 +344,9 @@ def test_from_train_config_uses_preset_weights():
     assert base.weight_dict["loss_ce"] == 4.0 and tiny.weight_dict["loss_ce"] == 5.0
     assert tiny.weight_dict["loss_proposal"] == 80.0 and tiny.num_points == 12544
     assert torch.allclose(tiny.empty_weight, torch.tensor([1.0, 1.0, 0.1]))
+    assert tiny.matcher.num_points == 12544 and tiny.point_padding == tiny.matcher.point_padding == "border"
+    cfg = apply_overrides(train_preset("gem-tiny"), ["point_padding=zeros", "dqs_target=original"])
+    orig = GEMCriterion.from_train_config(cfg)
+    assert orig.point_padding == orig.matcher.point_padding == "zeros" and orig.dqs_target == "original"
     with pytest.raises(ValueError, match="dqs_target"):
         GEMCriterion(dqs_target="bogus")

@@ -180,6 +180,7 @@ class TrainConfig:
     oversample_ratio: float = 3.0
     importance_sample_ratio: float = 0.75
     dqs_target: str = "sound"  # "sound" | "original"
+    point_padding: str = "border"  # mask-loss point sampling at the image edge: "border" | "zeros" (original)
     # Initialisation: encoder "sam" (MobileSAM/SAM file in encoder_weights), "imagenet", "random"
     encoder_init: str = "random"
     encoder_weights: str = ""

@@ -135,9 +135,9 @@ class GEMCriterion(nn.Module):
         super().__init__()
         if dqs_target not in ("sound", "original"):
             raise ValueError(f"unknown dqs_target {dqs_target!r}; choose 'sound' or 'original'")
-        self.num_classes = num_classes
         if point_padding not in ("border", "zeros"):
             raise ValueError(f"unknown point_padding {point_padding!r}; choose 'border' or 'zeros'")
+        self.num_classes = num_classes
         if matcher is None:
             matcher = HungarianMatcher(num_points=num_points, point_padding=point_padding)
         self.matcher = matcher
@@ -163,7 +163,6 @@ class GEMCriterion(nn.Module):
         """Criterion with the weights of a `glassgem.config.TrainConfig` (matcher costs stay 4/5/5/5/2)."""
         return cls(
             num_classes=cfg.model.num_classes,
-            matcher=HungarianMatcher(num_points=cfg.num_points),
             class_weight=cfg.class_weight,
             mask_weight=cfg.mask_weight,
             dice_weight=cfg.dice_weight,
@@ -175,6 +174,7 @@ class GEMCriterion(nn.Module):
             oversample_ratio=cfg.oversample_ratio,
             importance_sample_ratio=cfg.importance_sample_ratio,
             dqs_target=cfg.dqs_target,
+            point_padding=cfg.point_padding,
         )
 
     # ---- single loss terms (the unweighted values) -------------------------------------------------
