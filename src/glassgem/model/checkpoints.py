@@ -51,8 +51,9 @@ class _NumpyOnlyUnpickler(pickle.Unpickler):
 
 
 def _to_tensor(v: Any) -> Any:
-    if isinstance(v, np.ndarray):
-        return torch.from_numpy(np.ascontiguousarray(v))
+    if isinstance(v, (np.ndarray, np.generic)):
+        arr = np.array(v, copy=True, order="C")  # keeps 0-d arrays 0-d (ascontiguousarray would not)
+        return torch.from_numpy(arr)
     return v
 
 
@@ -138,9 +139,9 @@ def original_encoder_kind(sd: dict[str, Tensor]) -> str | None:
 def _encoder_renames(encoder: str) -> tuple[Callable[[str], str], Callable[[str], str]]:
     """(original -> glassgem, glassgem -> original) renames of a key inside the encoder."""
     if encoder == "sam_vit_b":
-        # SAM's image encoder names its MLP layers lin1/lin2; timm's fc1/fc2
-        return (lambda k: k.replace(".mlp.lin1.", ".mlp.fc1.").replace(".mlp.lin2.", ".mlp.fc2."),
-                lambda k: k.replace(".mlp.fc1.", ".mlp.lin1.").replace(".mlp.fc2.", ".mlp.lin2."))
+        from .encoders.sam_vit import sam_to_timm_key, timm_to_sam_key  # SAM lin1/lin2 = timm fc1/fc2
+
+        return sam_to_timm_key, timm_to_sam_key
     return (lambda k: k), (lambda k: k)
 
 
