@@ -97,7 +97,8 @@ def sample_glass_look(rng: np.random.Generator, grazing: float) -> GlassLook:
         refraction_px=float(rng.uniform(0.3, 3.0)),
         edge_refraction_px=float(rng.uniform(0.0, 5.0)),
         defocus_sigma=float(rng.choice([0.0, rng.uniform(0.4, 1.6)], p=[0.3, 0.7])),
-        reflectance=float(rng.uniform(0.06, 0.22) + 0.12 * grazing),
+        reflectance=float((rng.uniform(0.07, 0.22) if rng.random() < 0.75 else rng.uniform(0.25, 0.45))
+                          + 0.12 * grazing),  # a quarter are strongly reflective (shop windows)
         fresnel=float(rng.uniform(0.3, 1.5)),
         reflection_gradient=float(rng.uniform(-0.6, 0.6)),
         reflection_patchiness=float(rng.uniform(0.2, 0.8)),
@@ -238,11 +239,16 @@ def drop_shadow(canvas: np.ndarray, quad: np.ndarray, offset: tuple[float, float
                 strength: float) -> None:
     """Darken the wall around an object as if it stood a little off the wall (soft, offset shadow)."""
     h, w = canvas.shape[:2]
-    shadow = rasterize_polygon(quad + np.asarray(offset), (h, w)).astype(np.float32)
-    if not shadow.any():
+    hit = local_mask(quad + np.asarray(offset), (h, w))
+    if hit is None:
         return
+    (r0, r1, c0, c1), cov = hit
+    pad = int(3 * sigma) + 1  # blur only the shadow's neighbourhood, not the whole image
+    R0, R1, C0, C1 = max(r0 - pad, 0), min(r1 + pad, h), max(c0 - pad, 0), min(c1 + pad, w)
+    shadow = np.zeros((R1 - R0, C1 - C0), np.float32)
+    shadow[r0 - R0:r1 - R0, c0 - C0:c1 - C0] = cov
     shadow = ndimage.gaussian_filter(shadow, sigma)
-    canvas *= (1.0 - strength * shadow)[..., None]
+    canvas[R0:R1, C0:C1] *= (1.0 - strength * shadow)[..., None]
 
 
 def render_occluder(canvas: np.ndarray, poly: np.ndarray, texture: np.ndarray, rng: np.random.Generator,

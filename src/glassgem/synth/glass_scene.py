@@ -1,27 +1,22 @@
-"""Composing one procedural glass scene: what glass goes where, drawn in depth order, with its exact mask.
+"""Laying out one procedural glass scene: which glass goes where, before anything is drawn.
 
 A scene is a base (a photo, or a painted wall) and a list of glazed units (glass walls, windows, doors,
-partitions), each a plane seen in perspective and laid out as frame bars + panes + hardware in its own
-unit square (glass_geometry). Units are drawn back to front, then foreground occluders. Every drawn shape
-is also recorded as a layer {kind, glass, polygon}: replaying the layers in order (glass shapes set the
-mask, opaque shapes clear it) reproduces the mask exactly, which is what the tests check.
+partitions, and opaque framed decoys), each a plane seen in perspective and laid out as frame bars +
+panes + hardware in its own unit square (glass_geometry). Each scene kind has a maker here that decides
+sizes, grids, frames and what the glass shows; procedural.py draws the units back to front.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
 import numpy as np
-from PIL import Image, ImageFilter
 
-from .backgrounds import Backgrounds, augment, painted_wall
-from .glass_effects import (FRAME_COLOURS, GlassLook, drop_shadow, render_bar, render_occluder,
-                            render_pane, sample_glass_look)
-from .glass_geometry import (UnitLayout, blob_polygon, grid_layout, perspective_plane, rect_to_quad,
-                             sub_homography)
+from .glass_effects import FRAME_COLOURS, GlassLook, sample_glass_look
+from .glass_geometry import UnitLayout, grid_layout, perspective_plane, rect_to_quad, sub_homography
 
 # Scene kinds and how often each is drawn. "none" scenes have no glass at all (hard negatives).
-MODES = {"glass_wall": 0.25, "windows": 0.21, "doors": 0.20, "partition": 0.15, "small_windows": 0.14,
-         "none": 0.05}
+MODES = {"glass_wall": 0.26, "windows": 0.2, "doors": 0.2, "partition": 0.16, "small_windows": 0.11,
+         "none": 0.07}
 
 
 @dataclass
@@ -109,8 +104,10 @@ def make_glass_wall(rng, scene: Scene) -> None:
     if not framed and rng.random() < 0.4:
         frame_px = (0.0, rng.uniform(6, 16), 0.0, rng.uniform(6, 16))  # floor and ceiling channels only
     mullion = rng.uniform(4, 12) if framed else rng.uniform(1.5, 3.5)  # frameless panels meet at seams
-    unit = _glass_unit(rng, "glass_wall", plane, rows, cols, frame_px, mullion,
-                       "same" if rng.random() < 0.5 else "other", _finish(rng) if framed else "steel",
+    # Frameless glass showing an unrelated picture reads as a pasted photo: it mostly shows the scene.
+    through = "same" if rng.random() < (0.4 if framed else 0.85) else "other"
+    unit = _glass_unit(rng, "glass_wall", plane, rows, cols, frame_px, mullion, through,
+                       _finish(rng) if framed else "steel",
                        even=rng.random() < 0.6)
     if rng.random() < 0.3:  # one panel is a door
         pane = unit.layout.panes[int(rng.integers(len(unit.layout.panes)))]
@@ -141,7 +138,9 @@ def make_windows(rng, scene: Scene) -> None:
         unit.shadow = rng.random() < 0.7
         scene.units.append(unit)
         u += widths[k] + gap
-    scene.wall_base = rng.random() < 0.75
+    scene.wall_base = rng.random() < 0.85
+    if scene.wall_base and rng.random() < 0.2:
+        _decoy(rng, scene, wall)
 
 
 def make_doors(rng, scene: Scene) -> None:
@@ -153,7 +152,9 @@ def make_doors(rng, scene: Scene) -> None:
     width = height * (h / w) * rng.uniform(0.38, 0.55)
     n = 2 if rng.random() < 0.35 else 1
     u = rng.uniform(0.05, max(0.06, 0.95 - n * width))
-    finish, through = _finish(rng), "same" if rng.random() < 0.4 else "other"
+    scene.wall_base = rng.random() < 0.8  # a door on a painted wall shows another room through it
+    finish = _finish(rng)
+    through = "same" if not scene.wall_base and rng.random() < 0.5 else "other"
     frame = rng.uniform(8, 22)
     kick = rng.uniform(12, 60) if rng.random() < 0.5 else frame
     rows = 2 if rng.random() < 0.25 else 1
@@ -169,7 +170,8 @@ def make_doors(rng, scene: Scene) -> None:
     if rng.random() < 0.35 and u + 0.3 * width < 1.1:  # a fixed sidelight beside the door
         plane = sub_homography(wall, (u, bottom - height, u + width * rng.uniform(0.3, 0.5), bottom))
         scene.units.append(_glass_unit(rng, "sidelight", plane, 1, 1, (frame,) * 4, frame, through, finish))
-    scene.wall_base = rng.random() < 0.7
+    if scene.wall_base and rng.random() < 0.2:
+        _decoy(rng, scene, wall)
 
 
 def make_partition(rng, scene: Scene) -> None:
@@ -212,21 +214,27 @@ def make_small_windows(rng, scene: Scene) -> None:
             unit = _glass_unit(rng, "window", plane, 1, cols, (frame,) * 4, frame, "other", finish)
             unit.shadow = rng.random() < 0.5
             scene.units.append(unit)
-    scene.wall_base = rng.random() < 0.6
+    scene.wall_base = True  # a facade: small windows pasted on a photo read as stickers
+
+
+def _decoy(rng, scene: Scene, wall: np.ndarray) -> None:
+    """An opaque framed panel on the wall (a solid door panel or a picture): looks framed, is not glass."""
+    u0, v0 = rng.uniform(0.05, 0.6), rng.uniform(0.05, 0.4)
+    plane = sub_homography(wall, (u0, v0, u0 + rng.uniform(0.15, 0.35), v0 + rng.uniform(0.2, 0.5)))
+    frame = _frame_uv((rng.uniform(4, 14),) * 4, _quad_size(plane))
+    rows, cols = (1, 1) if rng.random() < 0.6 else (int(rng.integers(1, 3)), int(rng.integers(1, 3)))
+    layout = grid_layout(rng, rows, cols, frame, (frame[0], frame[1]))
+    scene.units.insert(0, Unit("panel", plane, layout, _finish(rng), through="none", shadow=True))
 
 
 def make_none(rng, scene: Scene) -> None:
-    """No glass. Half the time an opaque framed panel (a solid door, a picture) as a hard negative."""
+    """No glass. Usually an opaque framed panel or picture on a wall, as a hard negative."""
     w, h = scene.size
-    if rng.random() < 0.5:
+    if rng.random() < 0.7:
         wall = _wall_plane(rng, w, h)
-        u0, v0 = rng.uniform(0.05, 0.55), rng.uniform(0.05, 0.4)
-        plane = sub_homography(wall, (u0, v0, u0 + rng.uniform(0.2, 0.4), v0 + rng.uniform(0.3, 0.55)))
-        size = _quad_size(plane)
-        frame = _frame_uv((rng.uniform(6, 16),) * 4, size)
-        layout = grid_layout(rng, int(rng.integers(1, 3)), int(rng.integers(1, 3)), frame, (frame[0], frame[1]))
-        scene.units.append(Unit("panel", plane, layout, _finish(rng), through="none", shadow=True))
-    scene.wall_base = rng.random() < 0.5
+        for _ in range(int(rng.integers(1, 3))):
+            _decoy(rng, scene, wall)
+    scene.wall_base = rng.random() < 0.6
 
 
 MAKERS = {"glass_wall": make_glass_wall, "windows": make_windows, "doors": make_doors,

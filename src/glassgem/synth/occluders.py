@@ -13,6 +13,8 @@ from .glass_geometry import blob_polygon, fit_homography
 
 UNIT_SQUARE = np.array([[0, 0], [1, 0], [1, 1], [0, 1]], dtype=float)
 SKIN = [(0.87, 0.70, 0.58), (0.72, 0.53, 0.40), (0.48, 0.33, 0.24), (0.30, 0.20, 0.15)]
+CLOTHES = [(0.10, 0.12, 0.20), (0.08, 0.08, 0.09), (0.40, 0.40, 0.42), (0.70, 0.64, 0.52),
+           (0.85, 0.85, 0.83), (0.25, 0.35, 0.55), (0.55, 0.12, 0.12), (0.35, 0.24, 0.16), (0.20, 0.30, 0.22)]
 HAIR = [(0.08, 0.06, 0.05), (0.25, 0.17, 0.10), (0.55, 0.42, 0.25), (0.45, 0.45, 0.45)]
 
 
@@ -29,15 +31,15 @@ def _person(rng, cx: float, h: int) -> list[tuple[np.ndarray, np.ndarray]]:
     bottom = h * rng.uniform(1.0, 1.3)
     top = bottom - height
     r = 0.065 * height
-    body = np.array([[cx - 0.45 * r, top + 1.9 * r], [cx + 0.45 * r, top + 1.9 * r],
-                     [cx + 2.0 * r, top + 2.5 * r], [cx + 2.5 * r, top + 3.4 * r],
-                     [cx + 2.4 * r, bottom + 1.0], [cx - 2.4 * r, bottom + 1.0],
-                     [cx - 2.5 * r, top + 3.4 * r], [cx - 2.0 * r, top + 2.5 * r]])
-    body += rng.normal(0, 0.08 * r, body.shape)
+    half = np.array([(0.45, 1.9), (1.6, 2.3), (2.3, 2.8), (2.55, 4.0), (2.5, 6.5), (2.1, 7.5), (2.3, 9.5)])
+    right = np.c_[cx + half[:, 0] * r, top + half[:, 1] * r]
+    right = np.vstack([right, [[cx + 2.2 * r, bottom + 1.0]]])
+    left = right[::-1] * [-1, 1] + [2 * cx, 0]
+    body = np.vstack([right, left]) + rng.normal(0, 0.06 * r, (2 * len(right), 2))
     head = blob_polygon(rng, (cx + rng.normal(0, 0.1 * r), top + r), (0.8 * r, r), n=32)
-    cloth = rng.uniform(0.05, 0.7, 3) * rng.uniform(0.6, 1.0)
+    cloth = np.asarray(CLOTHES[int(rng.integers(len(CLOTHES)))]) * rng.uniform(0.8, 1.15)
     face = SKIN[int(rng.integers(len(SKIN)))] if rng.random() < 0.5 else HAIR[int(rng.integers(len(HAIR)))]
-    return [(body, _texture(rng, cloth, 0.15, 20)), (head, _texture(rng, face, 0.08, 8))]
+    return [(body, _texture(rng, cloth, 0.07, 12)), (head, _texture(rng, face, 0.08, 8))]
 
 
 def _plant(rng, cx: float, w: int, h: int) -> list[tuple[np.ndarray, np.ndarray]]:

@@ -24,9 +24,8 @@ from ..errors import ConfigError, DataError
 from ..io import atomic_write_text, load_image, load_mask, save_image, save_mask
 from .backgrounds import (Backgrounds, augment, default_backgrounds, folder_backgrounds, outdoor_view,
                           painted_wall)
-from .glass_effects import (FRAME_COLOURS, drop_shadow, plane_coords, polygon_bbox, render_bar,
-                            render_occluder, render_pane)
-from .glass_geometry import blob_polygon, fit_homography, rect_to_quad, sub_homography
+from .glass_effects import FRAME_COLOURS, drop_shadow, polygon_bbox, render_bar, render_occluder, render_pane
+from .glass_geometry import rect_to_quad, sub_homography
 from .glass_scene import MAKERS, MODES, Scene, Unit
 from .occluders import add_occluders
 
@@ -38,19 +37,24 @@ MANIFEST_NAME = "manifest.jsonl"
 
 
 # ------------------------------------------------------------------------------------- one scene
-def _pick(rng: np.random.Generator, bgs: Backgrounds, avoid: set[int]) -> int:
-    p = bgs.weights.copy()
+def _pick(rng: np.random.Generator, bgs: Backgrounds, avoid: set[int], scene: bool) -> int:
+    """A photo not used yet in this scene (when possible); scene photos follow the set's weights."""
+    p = bgs.weights.copy() if scene else np.full(len(bgs), 1.0 / len(bgs))
     if len(avoid) < len(bgs):
         p[list(avoid)] = 0.0
         p /= p.sum()
     return int(rng.choice(len(bgs), p=p))
 
 
-def _photo(rng, bgs: Backgrounds, size, avoid: set[int]) -> tuple[np.ndarray, dict]:
-    i = _pick(rng, bgs, avoid)
+def _photo(rng, bgs: Backgrounds, size, avoid: set[int], scene: bool = False) -> tuple[np.ndarray, dict]:
+    i = _pick(rng, bgs, avoid, scene)
     avoid.add(i)
     img, params = augment(rng, bgs.image(i), size)
     return img, {"source": bgs.name(i), **params}
+
+
+def _to_u8(img: np.ndarray) -> np.ndarray:
+    return (np.clip(img, 0, 1) * 255 + 0.5).astype(np.uint8)
 
 
 def _blur(img: np.ndarray, sigma: float, box: tuple[int, int, int, int] | None = None) -> np.ndarray:
@@ -62,26 +66,53 @@ def _blur(img: np.ndarray, sigma: float, box: tuple[int, int, int, int] | None =
         out = img.copy()
         out[r0:r1, c0:c1] = _blur(img[r0:r1, c0:c1], sigma)
         return out
-    u8 = Image.fromarray((np.clip(img, 0, 1) * 255 + 0.5).astype(np.uint8))
-    return np.asarray(u8.filter(ImageFilter.GaussianBlur(sigma)), np.float32) / 255.0
+    if sigma < 0.9:  # a 3x3 kernel is a faithful Gaussian this small, and several times cheaper
+        g = np.exp(-0.5 * (np.arange(-1, 2) / sigma) ** 2)
+        kernel = ImageFilter.Kernel((3, 3), np.outer(g, g).ravel().tolist())
+        return np.asarray(Image.fromarray(_to_u8(img)).filter(kernel), np.float32) / 255.0
+    return np.asarray(Image.fromarray(_to_u8(img)).filter(ImageFilter.GaussianBlur(sigma)), np.float32) / 255.0
 
 
 def _reflected_room(rng, bgs: Backgrounds, size, avoid: set[int]) -> tuple[np.ndarray, dict]:
-    """What the glass reflects: another photo, mirrored, defocused, sometimes with ceiling lights."""
-    img, meta = _photo(rng, bgs, size, avoid)
-    img = np.ascontiguousarray(img[:, ::-1]) * np.float32(rng.uniform(0.7, 1.3))
+    """What the glass reflects: another photo, mirrored, defocused, sometimes with ceiling lights.
+
+    Made at half resolution and upsampled: a reflection is blurred anyway, and this is a quarter
+    of the work.
+    """
     w, h = size
+    hw, hh = max(w // 2, 8), max(h // 2, 8)
+    img, meta = _photo(rng, bgs, (hw, hh), avoid)
+    img = np.ascontiguousarray(img[:, ::-1]) * np.float32(rng.uniform(0.7, 1.3))
     lights = int(rng.choice([0, 0, 1, 2, 3, 4]))
-    if lights:  # a row of ceiling lamps in the reflected room (separable Gaussians: outer products)
-        ys = np.arange(h, dtype=np.float32)[:, None]
-        xs = np.arange(w, dtype=np.float32)[None, :]
-        y = rng.uniform(0.05, 0.4) * h
-        for x in rng.uniform(0.1, 0.9, lights) * w:
-            rx, ry = rng.uniform(0.01, 0.06) * w, rng.uniform(0.005, 0.02) * h
+    if lights:  # a row of ceiling lamps in the reflected room (separable profiles: outer products)
+        ys = np.arange(hh, dtype=np.float32)[:, None]
+        xs = np.arange(hw, dtype=np.float32)[None, :]
+        y = rng.uniform(0.05, 0.4) * hh
+        for x in rng.uniform(0.1, 0.9, lights) * hw:
+            rx, ry = rng.uniform(0.01, 0.06) * hw, rng.uniform(0.005, 0.02) * hh + 0.5
             img = img + (np.exp(-((ys - y) / ry) ** 4) * np.exp(-((xs - x) / rx) ** 4))[..., None] * 2.0
     sigma = float(rng.uniform(0.8, 3.5))
     meta.update(mirrored=True, blur=round(sigma, 2), lights=lights)
-    return _blur(np.clip(img, 0, 1), sigma), meta
+    small = Image.fromarray(_to_u8(img)).filter(ImageFilter.GaussianBlur(sigma / 2))
+    return np.asarray(small.resize((w, h), Image.BILINEAR), np.float32) / 255.0, meta
+
+
+def _camera(rng, canvas: np.ndarray) -> tuple[np.ndarray, dict]:
+    """Vignetting, sensor noise and a touch of lens softness, shared by the glass and its surroundings."""
+    h, w = canvas.shape[:2]
+    ys = np.arange(h, dtype=np.float32)[:, None] / h - 0.5
+    xs = np.arange(w, dtype=np.float32)[None, :] / w - 0.5
+    vignette = float(rng.uniform(0.0, 0.25))
+    canvas *= (1 - vignette * 2 * (xs ** 2 + ys ** 2))[..., None]  # in place: the canvas is ours
+    noise = float(rng.uniform(0.5, 2.5))
+    grain = rng.standard_normal(canvas.shape, dtype=np.float32)
+    grain *= np.float32(noise / 255.0)
+    canvas += grain
+    soft = float(rng.uniform(0.3, 0.8))  # 3x3 Gaussian on the 8-bit image (also softens the noise)
+    g = np.exp(-0.5 * (np.arange(-1, 2) / soft) ** 2)
+    kernel = ImageFilter.Kernel((3, 3), np.outer(g, g).ravel().tolist())
+    image = np.asarray(Image.fromarray(_to_u8(canvas)).filter(kernel))
+    return image, {"blur": round(soft, 3), "vignette": round(vignette, 3), "noise": round(noise, 3)}
 
 
 def _render_unit(canvas, mask, unit: Unit, other: np.ndarray, reflection: np.ndarray, rng, bgs, size,
@@ -107,9 +138,13 @@ def _render_unit(canvas, mask, unit: Unit, other: np.ndarray, reflection: np.nda
         if unit.look is None:  # an opaque decoy: a solid panel or a framed picture, never glass
             if picture:
                 tex, _ = _photo(rng, bgs, (96, 96), avoid)
-                render_occluder(canvas, quad, (tex * 255).astype(np.uint8), rng)
+                hit = render_occluder(canvas, quad, _to_u8(tex), rng, flatten=0.0)
             else:
-                render_bar(canvas, quad, np.linalg.inv(sub_homography(unit.h, rect)), colour * 0.9, 0.1, light, rng)
+                hit = render_bar(canvas, quad, np.linalg.inv(sub_homography(unit.h, rect)), colour * 0.9, 0.1,
+                                 light, rng)
+            if hit is not None:
+                (r0, r1, c0, c1), cov = hit
+                mask[r0:r1, c0:c1] &= ~cov
             layers.append({"kind": "panel", "glass": False, "polygon": quad.tolist()})
             continue
         hit = render_pane(canvas, behind, reflection, quad, h_inv, rect, unit.look, rng)
@@ -141,7 +176,7 @@ def generate_scene(rng: np.random.Generator, backgrounds: Backgrounds, size: tup
     scene = Scene(size=(w, h))
     MAKERS[mode](rng, scene)
     avoid: set[int] = set()
-    base, base_meta = _photo(rng, backgrounds, size, avoid)
+    base, base_meta = _photo(rng, backgrounds, size, avoid, scene=True)
     if scene.wall_base:
         detail = base if rng.random() < 0.4 else None
         base, wall_meta = painted_wall(rng, size, detail)
@@ -152,7 +187,8 @@ def generate_scene(rng: np.random.Generator, backgrounds: Backgrounds, size: tup
         other_meta = {"outdoor": view_meta, "ground_from": other_meta["source"] if view_meta["ground"] else None}
     # A view out of a window or door is usually brighter than the room (daylight).
     daylight = float(rng.uniform(1.1, 1.4)) if rng.random() < (0.5 if mode in OUTWARD else 0.2) else 1.0
-    other = np.clip(other * np.float32(daylight), 0, 1)
+    if daylight != 1.0:
+        other = np.minimum(other * np.float32(daylight), 1.0)
     other_meta["daylight"] = round(daylight, 3)
     reflection, refl_meta = _reflected_room(rng, backgrounds, size, avoid)
 
@@ -169,22 +205,13 @@ def generate_scene(rng: np.random.Generator, backgrounds: Backgrounds, size: tup
     if mask.any() and rng.random() < 0.3:
         layers += add_occluders(rng, canvas, mask)
 
-    # Camera: a touch of lens softness, vignetting and sensor noise shared by glass and surroundings.
-    soft = float(rng.uniform(0.3, 0.8))
-    canvas = _blur(canvas, soft)
-    ys = np.arange(h, dtype=np.float32)[:, None] / h - 0.5
-    xs = np.arange(w, dtype=np.float32)[None, :] / w - 0.5
-    vignette = float(rng.uniform(0.0, 0.25))
-    canvas = canvas * (1 - vignette * 2 * (xs ** 2 + ys ** 2))[..., None]
-    noise = float(rng.uniform(0.5, 2.5))
-    canvas = canvas + rng.standard_normal(canvas.shape, dtype=np.float32) * np.float32(noise / 255.0)
-    image = (np.clip(canvas, 0, 1) * 255 + 0.5).astype(np.uint8)
+    image, camera = _camera(rng, canvas)
 
     n_panes = sum(1 for L in layers if L["glass"] and polygon_bbox(np.asarray(L["polygon"]), (h, w)))
     meta = {"mode": mode, "no_glass": not mask.any(), "n_panes": n_panes,
             "glass_fraction": round(float(mask.mean()), 5), "size": [w, h],
             "background": base_meta, "behind": other_meta, "reflection": refl_meta,
-            "camera": {"blur": round(soft, 3), "vignette": round(vignette, 3), "noise": round(noise, 3)},
+            "camera": camera,
             "units": units_meta, "layers": layers,
             "coordinates": "x right, y down, pixels; pixel (r, c) is centred at (x=c, y=r)"}
     return image, mask.astype(np.uint8), meta
