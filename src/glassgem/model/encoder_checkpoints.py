@@ -22,6 +22,7 @@ from ..errors import CheckpointError
 from .checkpoints import read_weights
 
 SAM_PREFIX = "image_encoder."
+D2_PREFIX = "backbone."
 # MobileSAM's TinyViT classifier; its modules are commented out in MobileSAM and GEM.
 _UNUSED_TINYVIT = ("head.", "norm_head.")
 _VIT_WIDTHS = {768: "SAM ViT-B", 1024: "SAM ViT-L", 1280: "SAM ViT-H"}
@@ -56,16 +57,27 @@ class EncoderLoadReport:
 
 # ------------------------------------------------------------------------------ MobileSAM / SAM
 
+def _encoder_prefix(sd: dict[str, Tensor]) -> str | None:
+    """`image_encoder.` for SAM/MobileSAM files; `backbone.` for the encoder-only detectron2 files that
+    GEM's converter script makes from them (no head keys); None otherwise."""
+    if any(k.startswith(SAM_PREFIX) for k in sd):
+        return SAM_PREFIX
+    if sd and all(k.startswith(D2_PREFIX) and not k.startswith(D2_PREFIX + "transpose") for k in sd):
+        return D2_PREFIX
+    return None
+
+
 def _describe_checkpoint(sd: dict[str, Tensor]) -> str:
     """A short guess at what a state dict is, for error messages."""
     keys = list(sd)
-    if "image_encoder.patch_embed.seq.0.c.weight" in sd:
-        return "a MobileSAM checkpoint (TinyViT image encoder)"
-    w = sd.get("image_encoder.patch_embed.proj.weight")
-    if w is not None:
-        return f"a {_VIT_WIDTHS.get(w.shape[0], f'SAM ViT (width {w.shape[0]})')} checkpoint"
-    if any(k.startswith(("backbone.", "sem_seg_head.")) for k in keys):
+    if any(k.startswith("sem_seg_head.") for k in keys):
         return "an original GEM (detectron2) checkpoint; load it with glassgem.model.checkpoints"
+    for prefix in (SAM_PREFIX, D2_PREFIX):
+        if prefix + "patch_embed.seq.0.c.weight" in sd:
+            return "a MobileSAM checkpoint (TinyViT image encoder)"
+        w = sd.get(prefix + "patch_embed.proj.weight")
+        if w is not None:
+            return f"a {_VIT_WIDTHS.get(w.shape[0], f'SAM ViT (width {w.shape[0]})')} checkpoint"
     if any(k.startswith(("encoder.", "decoder.", "pyramid.")) for k in keys):
         return "a glassgem GEM state dict; load it with GEM.from_pretrained / load_state_dict"
     if "_conv_stem.weight" in sd or "conv_stem.weight" in sd:
@@ -106,7 +118,8 @@ def load_sam_encoder_weights(encoder: nn.Module, path_or_state_dict: str | Path 
                              vit_pos_init: str = "interpolate") -> EncoderLoadReport:
     """Load the image encoder of a MobileSAM (`mobile_sam.pt`) or SAM ViT-B (`sam_vit_b_01ec64.pth`) file.
 
-    `encoder` is a glassgem TinyViT or SAM ViT-B encoder (e.g. `gem.encoder`). Raises CheckpointError
+    `encoder` is a glassgem TinyViT or SAM ViT-B encoder (e.g. `gem.encoder`). Encoder-only detectron2
+    files made from those by GEM's converter (`backbone.*` keys, numpy arrays in a .pkl) load too. Raises CheckpointError
     naming the file when it is unreadable, has no image encoder, or is the encoder of another model.
     BatchNorm `num_batches_tracked` counters are never reported missing (they do not affect outputs).
     """
@@ -117,10 +130,11 @@ def load_sam_encoder_weights(encoder: nn.Module, path_or_state_dict: str | Path 
     else:
         source, sd = str(path_or_state_dict), read_weights(path_or_state_dict)
     kind = _encoder_kind(encoder)
-    if not any(k.startswith(SAM_PREFIX) for k in sd):
+    prefix = _encoder_prefix(sd)
+    if prefix is None:
         raise CheckpointError(f"{source}: no image_encoder.* keys; this looks like {_describe_checkpoint(sd)}")
-    expected = "tinyvit" if "image_encoder.patch_embed.seq.0.c.weight" in sd else None
-    vit_w = sd.get("image_encoder.patch_embed.proj.weight")
+    expected = "tinyvit" if prefix + "patch_embed.seq.0.c.weight" in sd else None
+    vit_w = sd.get(prefix + "patch_embed.proj.weight")
     if vit_w is not None and vit_w.shape[0] == 768:
         expected = "sam_vit_b"
     if expected != kind:
@@ -132,10 +146,10 @@ def load_sam_encoder_weights(encoder: nn.Module, path_or_state_dict: str | Path 
     report = EncoderLoadReport(source=source)
     incoming: dict[str, Tensor] = {}
     for key, value in sd.items():
-        if not key.startswith(SAM_PREFIX):
+        if not key.startswith(prefix):
             report.discarded.append(key)
             continue
-        name = key[len(SAM_PREFIX):]
+        name = key[len(prefix):]
         if kind == "tinyvit" and name.startswith(_UNUSED_TINYVIT):
             report.discarded.append(key)
             continue
@@ -160,7 +174,7 @@ def load_sam_encoder_weights(encoder: nn.Module, path_or_state_dict: str | Path 
                 report.resized[name] = (tuple(value.shape), want)
         else:
             raise CheckpointError(
-                f"{source}: image_encoder.{name} has shape {tuple(value.shape)} but the encoder expects {want}; "
+                f"{source}: {prefix}{name} has shape {tuple(value.shape)} but the encoder expects {want}; "
                 f"this looks like {_describe_checkpoint(sd)} of another size"
             )
     encoder.load_state_dict(to_load, strict=False)
