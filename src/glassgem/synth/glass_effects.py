@@ -51,10 +51,10 @@ def plane_coords(h_inv: np.ndarray, box: Box) -> tuple[np.ndarray, np.ndarray]:
 
 
 def sample_bilinear(img: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
-    """img (H, W, 3) at fractional (rows, cols) -> (N, 3); outside reads the nearest border pixel."""
+    """img (H, W, 3) at fractional (rows, cols) -> (3, N) planes; outside reads the nearest border pixel."""
     coords = np.stack([rows.ravel(), cols.ravel()])
     return np.stack([ndimage.map_coordinates(img[..., k], coords, order=1, mode="nearest")
-                     for k in range(3)], axis=-1)
+                     for k in range(3)])
 
 
 # ------------------------------------------------------------------------------------------ glass
@@ -94,7 +94,8 @@ def sample_glass_look(rng: np.random.Generator, grazing: float) -> GlassLook:
         tint=tint,
         attenuation=float(rng.uniform(0.02, 0.12)),
         contrast_loss=float(rng.uniform(0.04, 0.22)),
-        refraction_px=float(rng.uniform(0.3, 3.0)),
+        # Float glass is flat: a faint wobble mostly, a strong one for old or patterned glass.
+        refraction_px=float(rng.uniform(0.2, 1.2) if rng.random() < 0.85 else rng.uniform(1.5, 3.5)),
         edge_refraction_px=float(rng.uniform(0.0, 5.0)),
         defocus_sigma=float(rng.choice([0.0, rng.uniform(0.4, 1.6)], p=[0.3, 0.7])),
         reflectance=float((rng.uniform(0.07, 0.22) if rng.random() < 0.75 else rng.uniform(0.25, 0.45))
@@ -140,6 +141,8 @@ def render_pane(canvas: np.ndarray, behind: np.ndarray, reflection: np.ndarray, 
     edge_d = _edge_distance(s, t, size_px)
     rows, cols = np.nonzero(cov)
     rows, cols = rows + r0, cols + c0
+    # Colours are handled as (3, N) planes: per-channel boolean gathers and scatters are several times
+    # faster than gathering (N, 3) rows of an interleaved image.
 
     # Refraction: a smooth wobble everywhere plus a pull near the edges, where thick glass bends most.
     cells = rng.uniform(2, 6)
@@ -151,9 +154,8 @@ def render_pane(canvas: np.ndarray, behind: np.ndarray, reflection: np.ndarray, 
     seen = sample_bilinear(behind, rows + dy, cols + dx)
 
     # Transmission: tint, attenuation and a loss of contrast (scattering inside the sheet).
-    seen = seen * np.asarray(look.tint, np.float32) * (1.0 - look.attenuation)
-    mean = seen.mean(axis=0, keepdims=True)
-    seen = seen + (mean - seen) * look.contrast_loss
+    seen *= (np.asarray(look.tint, np.float32) * np.float32(1.0 - look.attenuation))[:, None]
+    seen += (seen.mean(axis=1, keepdims=True) - seen) * np.float32(look.contrast_loss)
 
     # Reflection, Fresnel-like: stronger towards the edges and with a vertical gradient.
     edge_term = np.exp(-edge_d / (0.12 * min(size_px) + 1.0))
@@ -163,31 +165,38 @@ def render_pane(canvas: np.ndarray, behind: np.ndarray, reflection: np.ndarray, 
         patchy = np.clip(1.0 + look.reflection_patchiness * noise, 0.2, 2.0)
     refl_w = (look.reflectance * patchy * (1.0 + look.fresnel * edge_term)
               * (1.0 + look.reflection_gradient * (v - 0.5) * 2))
-    refl_w = np.clip(refl_w, 0.0, 0.6)[:, None]
-    seen = seen * (1.0 - refl_w) + reflection[rows, cols] * refl_w
+    refl_w = np.clip(refl_w, 0.0, 0.6).astype(np.float32)
+    block = reflection[r0:r1, c0:c1]
+    mirrored = np.stack([block[..., k][cov] for k in range(3)])
+    seen += (mirrored - seen) * refl_w
 
-    # Specular streaks: soft diagonal bands of light on the plane (screen-blended).
-    aspect = size_px[0] / max(size_px[1], 1.0)
-    light = np.zeros_like(u)
-    for angle, pos, width, amp in look.streaks:
-        d = u * aspect * np.cos(angle) + v * np.sin(angle) - pos
-        light += amp * np.exp(-(d / width) ** 2)
-    seen = seen + light[:, None] * (1.0 - seen)
+    # Specular streaks: soft diagonal bands of light on the unit's plane (screen-blended). The unit's
+    # aspect ratio (not the pane's) keeps a band straight across all the panes of a window.
+    aspect = size_px[0] / max(size_px[1], 1.0) * (rect[3] - rect[1]) / (rect[2] - rect[0])
+    if look.streaks:
+        light = np.zeros_like(u)
+        for angle, pos, width, amp in look.streaks:
+            d = u * np.float32(aspect * np.cos(angle)) + v * np.float32(np.sin(angle)) - np.float32(pos)
+            light += np.float32(amp) * np.exp(-(d / np.float32(width)) ** 2)
+        seen += light * (1.0 - seen)
 
     # Smudges (low-amplitude haze blobs) and dust specks.
     if look.smudge > 0:
         blob = np.clip(smooth_noise(rng, cov.shape, rng.uniform(6, 14))[cov] - 0.6, 0.0, None)
-        seen = seen + (look.smudge * blob)[:, None] * (0.85 - seen)
+        seen += (look.smudge * blob) * (0.85 - seen)
     if look.dust > 0:
         n = rng.poisson(look.dust * len(rows) / 1e4)
         pick = rng.integers(0, len(rows), n)
-        seen[pick] = seen[pick] * 0.6 + rng.uniform(0.3, 0.5)
+        seen[:, pick] = seen[:, pick] * 0.6 + np.float32(rng.uniform(0.3, 0.5))
 
     # The rim: the sheet's edge seen through its thickness reads as a dark green-grey line.
-    rim = np.exp(-edge_d / look.rim_px)[:, None] * look.rim_darkening
-    seen = seen * (1.0 - rim * np.array([1.0, 0.75, 0.85], np.float32))
+    rim = np.exp(-edge_d / look.rim_px) * np.float32(look.rim_darkening)
+    seen *= 1.0 - rim * np.array([1.0, 0.75, 0.85], np.float32)[:, None]
 
-    canvas[rows, cols] = np.clip(seen, 0.0, 1.0)
+    np.clip(seen, 0.0, 1.0, out=seen)
+    target = canvas[r0:r1, c0:c1]
+    for k in range(3):
+        target[..., k][cov] = seen[k]
     return box, cov
 
 

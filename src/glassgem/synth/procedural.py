@@ -97,6 +97,17 @@ def _reflected_room(rng, bgs: Backgrounds, size, avoid: set[int]) -> tuple[np.nd
     return np.asarray(small.resize((w, h), Image.BILINEAR), np.float32) / 255.0, meta
 
 
+def _soften(img: np.ndarray, sigma: float) -> np.ndarray:
+    """A 3x3 Gaussian (separable, in place on the interior); borders are left sharp."""
+    g = np.exp(-0.5 * (np.arange(-1, 2) / sigma) ** 2)
+    a, b = np.float32(g[0] / g.sum()), np.float32(g[1] / g.sum())
+    rows = img[1:-1] * b + (img[:-2] + img[2:]) * a
+    img[1:-1] = rows
+    cols = img[:, 1:-1] * b + (img[:, :-2] + img[:, 2:]) * a
+    img[:, 1:-1] = cols
+    return img
+
+
 def _camera(rng, canvas: np.ndarray) -> tuple[np.ndarray, dict]:
     """Vignetting, sensor noise and a touch of lens softness, shared by the glass and its surroundings."""
     h, w = canvas.shape[:2]
@@ -105,13 +116,13 @@ def _camera(rng, canvas: np.ndarray) -> tuple[np.ndarray, dict]:
     vignette = float(rng.uniform(0.0, 0.25))
     canvas *= (1 - vignette * 2 * (xs ** 2 + ys ** 2))[..., None]  # in place: the canvas is ours
     noise = float(rng.uniform(0.5, 2.5))
-    grain = rng.standard_normal(canvas.shape, dtype=np.float32)
-    grain *= np.float32(noise / 255.0)
+    # Uniform noise of the same standard deviation: indistinguishable here and 4x cheaper to draw.
+    grain = rng.random(canvas.shape, dtype=np.float32)
+    grain -= np.float32(0.5)
+    grain *= np.float32(noise / 255.0 * np.sqrt(12.0))
     canvas += grain
-    soft = float(rng.uniform(0.3, 0.8))  # 3x3 Gaussian on the 8-bit image (also softens the noise)
-    g = np.exp(-0.5 * (np.arange(-1, 2) / soft) ** 2)
-    kernel = ImageFilter.Kernel((3, 3), np.outer(g, g).ravel().tolist())
-    image = np.asarray(Image.fromarray(_to_u8(canvas)).filter(kernel))
+    soft = float(rng.uniform(0.3, 0.8))  # also softens the noise, as demosaicing does
+    image = _to_u8(_soften(canvas, soft))
     return image, {"blur": round(soft, 3), "vignette": round(vignette, 3), "noise": round(noise, 3)}
 
 
@@ -176,11 +187,11 @@ def generate_scene(rng: np.random.Generator, backgrounds: Backgrounds, size: tup
     scene = Scene(size=(w, h))
     MAKERS[mode](rng, scene)
     avoid: set[int] = set()
-    base, base_meta = _photo(rng, backgrounds, size, avoid, scene=True)
     if scene.wall_base:
-        detail = base if rng.random() < 0.4 else None
-        base, wall_meta = painted_wall(rng, size, detail)
-        base_meta = {"wall": wall_meta, "texture_from": base_meta["source"] if detail is not None else None}
+        base, wall_meta = painted_wall(rng, size)
+        base_meta = {"wall": wall_meta}
+    else:
+        base, base_meta = _photo(rng, backgrounds, size, avoid, scene=True)
     other, other_meta = _photo(rng, backgrounds, size, avoid)
     if rng.random() < (0.65 if mode in OUTWARD else 0.2):  # looking out: sky, skyline, the photo as ground
         other, view_meta = outdoor_view(rng, size, other if rng.random() < 0.6 else None)
