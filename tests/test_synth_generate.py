@@ -177,7 +177,7 @@ def test_processes_split_the_jobs_and_the_main_one_merges(tmp_path, monkeypatch,
     for rank in (1, 0):  # process 1 finishes first; process 0 (main) merges after the barrier
         state = SimpleNamespace(process_index=rank, num_processes=2, is_main_process=rank == 0,
                                 device=torch.device("cpu"), wait_for_everyone=lambda: None)
-        monkeypatch.setattr("accelerate.PartialState", lambda: state)
+        monkeypatch.setattr("accelerate.PartialState", lambda cpu=False: state)
         generate(cfg, on_job_done=lambda job, record, r=rank: done[r].append(job.id))
         if rank == 1:
             assert manifest.shard_path(out, 1).is_file() and not (out / "manifest.jsonl").exists()

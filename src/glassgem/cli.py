@@ -171,8 +171,9 @@ def _run_synth_finetune_controlnet(args: argparse.Namespace) -> int:
         seed=args.seed, num_workers=args.num_workers,
     )
     summary = finetune_controlnet(cfg)
-    print(f"trained steps {summary['start_step']}..{summary['step']} (last loss {summary['loss']:.4f}); "
-          f"ControlNet: {summary['controlnet']}")
+    if summary["main_process"]:  # under `accelerate launch` every process returns here
+        print(f"trained steps {summary['start_step']}..{summary['step']} (last loss {summary['loss']:.4f}); "
+              f"ControlNet: {summary['controlnet']}")
     return 0
 
 
@@ -220,8 +221,9 @@ def _run_synth_generate(args: argparse.Namespace) -> int:
         image_format=args.image_format, allow_eval_masks=args.allow_eval_masks,
     )
     s = generate(cfg)
-    print(f"{s['jobs']} jobs: {s['done_before']} already done, {s['generated']} generated here; "
-          f"{s['kept']} images kept, {s['dropped']} dropped by the CLIP filter -> {s['out']}")
+    if s["main_process"]:
+        print(f"{s['jobs']} jobs: {s['done_before']} already done, {s['generated']} generated here; "
+              f"{s['kept']} images kept, {s['dropped']} dropped by the CLIP filter -> {s['out']}")
     return 0
 
 

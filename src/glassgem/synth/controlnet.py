@@ -229,7 +229,8 @@ def _start(accelerator: Any, cfg: FinetuneConfig, out: Path) -> Optional[tuple[i
 
 
 def finetune_controlnet(cfg: FinetuneConfig) -> dict:
-    """Fine-tune a ControlNet; returns {"start_step", "step", "loss", "controlnet", "checkpoints"}."""
+    """Fine-tune a ControlNet; returns {"start_step", "step", "loss" (of the last step, averaged over
+    processes), "controlnet", "checkpoints", "main_process"}."""
     from diffusers import DDPMScheduler
     from torch.utils.data import DataLoader
     from tqdm.auto import tqdm
@@ -290,7 +291,7 @@ def finetune_controlnet(cfg: FinetuneConfig) -> dict:
         lr_scheduler.step()
         optimizer.zero_grad(set_to_none=True)
         step += 1
-        loss_value = total
+        loss_value = accelerator.reduce(torch.tensor(total, device=device), reduction="mean").item()
         bar.update(1)
         bar.set_postfix(loss=f"{loss_value:.4f}")
         if step % cfg.checkpoint_every == 0 or step == cfg.max_steps:
@@ -304,4 +305,4 @@ def finetune_controlnet(cfg: FinetuneConfig) -> dict:
         export_controlnet(accelerator.unwrap_model(controlnet), out / "controlnet")
     accelerator.wait_for_everyone()
     return {"start_step": start_step, "step": step, "loss": loss_value, "controlnet": str(out / "controlnet"),
-            "checkpoints": [str(p) for _, p in list_checkpoints(out)]}
+            "checkpoints": [str(p) for _, p in list_checkpoints(out)], "main_process": accelerator.is_main_process}

@@ -192,7 +192,8 @@ def _check_same_settings(record: dict, job: Job, cfg: GenerateConfig) -> None:
 # ------------------------------------------------------------------------------ the run
 def generate(cfg: GenerateConfig, on_job_done: Optional[Callable[[Job, dict], None]] = None) -> dict:
     """Run (or finish) a generation. `on_job_done(job, record)` is called after each new job is
-    recorded. Returns counts: {"jobs", "done_before", "generated", "kept", "dropped"}."""
+    recorded. Returns {"jobs", "done_before", "generated" (by this process), "kept", "dropped" (totals, on
+    the main process), "out", "main_process"}."""
     import torch
     from accelerate import PartialState
     from tqdm.auto import tqdm
@@ -201,7 +202,8 @@ def generate(cfg: GenerateConfig, on_job_done: Optional[Callable[[Job, dict], No
     out = Path(cfg.out)
     prompts = select_prompts(cfg.prompts_file, cfg.single_prompt)
     jobs = plan_jobs(find_masks(cfg.masks, cfg.allow_eval_masks), cfg.scale, cfg.seed, prompts)
-    state = PartialState()
+    # AcceleratorState honours `accelerate launch --cpu` (ACCELERATE_USE_CPU); PartialState needs telling.
+    state = PartialState(cpu=os.environ.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true", "yes"))
     records = manifest.read_records(out)
     mine, done_before = [], 0
     for job in jobs:
@@ -254,4 +256,4 @@ def generate(cfg: GenerateConfig, on_job_done: Optional[Callable[[Job, dict], No
         dropped = sum(1 for r in merged if not r.get("kept", True) and r["id"] in order)
     state.wait_for_everyone()
     return {"jobs": len(jobs), "done_before": done_before, "generated": generated, "kept": kept,
-            "dropped": dropped, "out": str(out)}
+            "dropped": dropped, "out": str(out), "main_process": state.is_main_process}
