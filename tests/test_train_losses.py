@@ -350,3 +350,39 @@ def test_from_train_config_uses_preset_weights():
     assert orig.point_padding == orig.matcher.point_padding == "zeros" and orig.dqs_target == "original"
     with pytest.raises(ValueError, match="dqs_target"):
         GEMCriterion(dqs_target="bogus")
+
+
+def _slice_outputs(out: dict, b: int) -> dict:
+    """The outputs of image b alone, as a batch of one."""
+    def one(pred: dict) -> dict:
+        return {k: pred[k][b : b + 1] for k in ("pred_logits", "pred_masks", "pred_boxes")}
+
+    sliced = one(out)
+    sliced["aux_outputs"] = [one(a) for a in out["aux_outputs"]]
+    sliced["proposal_cls_logits"] = None
+    sliced["dn_outputs"] = None
+    return sliced
+
+
+def test_per_image_generators_make_each_image_independent_of_its_batch():
+    """With one generator per image, an image's point draws do not depend on the other images of the
+    batch, so a batch split across processes gets the same sums: loss_AB·N_AB = loss_A·N_A + loss_B·N_B."""
+    out = _outputs(layers=2, dn=False, proposal=False)
+    sem = _semantic_batch()
+    sem[1, :, :12] = 0  # both images now have background and glass
+    targets = targets_from_batch(sem)
+    crit = _criterion()
+
+    def gens(*seeds):
+        return [torch.Generator().manual_seed(s) for s in seeds]
+
+    both = crit.compute_terms(out, targets, gens(11, 12))
+    alone = [crit.compute_terms(_slice_outputs(out, b), targets[b : b + 1], gens(11 + b)) for b in range(2)]
+    n = [float(t["labels"].numel()) for t in targets]
+    for name in ("loss_mask", "loss_dice", "loss_bbox", "loss_giou", "loss_mask_1", "loss_dice_0"):
+        joint = both[name] * sum(n)
+        split = alone[0][name] * n[0] + alone[1][name] * n[1]
+        assert torch.allclose(joint, split, rtol=1e-5, atol=1e-6), name
+    # and a single shared generator does not have this property (the draws interleave across images)
+    shared = crit.compute_terms(out, targets, torch.Generator().manual_seed(11))
+    assert not torch.allclose(shared["loss_mask"] * sum(n), alone[0]["loss_mask"] * n[0] + alone[1]["loss_mask"] * n[1])

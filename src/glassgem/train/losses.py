@@ -24,6 +24,9 @@ from .matcher import HungarianMatcher, Indices, point_sample, uniform_points
 from .targets import DQS_IGNORE, DQSTarget, dqs_target
 
 Targets = list[dict[str, torch.Tensor]]
+# One generator for the whole batch, or one per image: per-image streams make every random draw of an
+# image independent of which process (or which other images) it was batched with.
+Generators = torch.Generator | list[torch.Generator] | None
 
 
 def sample_uncertain_points(
@@ -192,7 +195,7 @@ class GEMCriterion(nn.Module):
         targets: Targets,
         indices: Indices,
         num_masks: torch.Tensor,
-        generator: torch.Generator | None = None,
+        generator: Generators = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         batch, query = _batch_index(indices)
         src = masks[batch.to(masks.device), query.to(masks.device)].float()[:, None]  # [M, 1, h, w]
@@ -200,13 +203,20 @@ class GEMCriterion(nn.Module):
             zero = masks.sum() * 0.0
             return zero, zero.clone()
         with torch.no_grad():
-            points = sample_uncertain_points(
-                src, self.num_points, self.oversample_ratio, self.importance_sample_ratio, generator,
-                self.point_padding,
-            )
+            if isinstance(generator, (list, tuple)):
+                counts = [len(q) for q, _ in indices]
+                points = torch.cat([
+                    self._points(chunk, generator[b]) for b, chunk in enumerate(src.split(counts)) if len(chunk)
+                ])
+            else:
+                points = self._points(src, generator)
             labels = sample_target_masks(targets, indices, points, self.point_padding)  # [M, N]
         logits = point_sample(src, points, self.point_padding)[:, 0]  # [M, N]
         return sigmoid_bce_loss(logits, labels, num_masks), dice_loss(logits, labels, num_masks)
+
+    def _points(self, src: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+        return sample_uncertain_points(src, self.num_points, self.oversample_ratio, self.importance_sample_ratio,
+                                       generator, self.point_padding)
 
     def loss_boxes(
         self, boxes: torch.Tensor, targets: Targets, indices: Indices, num_masks: torch.Tensor
@@ -233,7 +243,7 @@ class GEMCriterion(nn.Module):
         targets: Targets,
         indices: Indices,
         num_masks: torch.Tensor,
-        generator: torch.Generator | None = None,
+        generator: Generators = None,
     ) -> dict[str, torch.Tensor]:
         """The five terms of one prediction (pred_logits, pred_masks, pred_boxes) under an assignment."""
         ce = self.loss_labels(out["pred_logits"], targets, indices)
@@ -243,10 +253,11 @@ class GEMCriterion(nn.Module):
 
     # ---- the whole criterion -----------------------------------------------------------------------
     def compute_terms(
-        self, outputs: dict, targets: Targets, generator: torch.Generator | None = None
+        self, outputs: dict, targets: Targets, generator: Generators = None
     ) -> dict[str, torch.Tensor]:
         """All unweighted terms, fp32 even under autocast. Randomness (matching and loss points) comes
-        from `generator` when given, in a fixed order, so a resumed run can reproduce it."""
+        from `generator` when given (one for the batch or one per image), in a fixed order, so a resumed
+        run can reproduce it."""
         device = outputs["pred_logits"].device
         with torch.autocast(device.type, enabled=False):
             return self._compute_terms(outputs, targets, generator, device)
@@ -289,5 +300,5 @@ class GEMCriterion(nn.Module):
         weighted["loss"] = torch.stack(list(weighted.values())).sum()
         return weighted
 
-    def forward(self, outputs: dict, targets: Targets, generator: torch.Generator | None = None):
+    def forward(self, outputs: dict, targets: Targets, generator: Generators = None):
         return self.weight_terms(self.compute_terms(outputs, targets, generator))

@@ -117,9 +117,10 @@ class HungarianMatcher(nn.Module):
         self,
         outputs: dict[str, torch.Tensor],  # pred_logits [B,Q,C], pred_masks [B,Q,h,w], pred_boxes [B,Q,4]
         targets: list[dict[str, torch.Tensor]],
-        generator: torch.Generator | None = None,
+        generator: torch.Generator | list[torch.Generator] | None = None,
     ) -> Indices:
-        """Per image, the minimal-cost one-to-one assignment of min(Q, n) queries to targets."""
+        """Per image, the minimal-cost one-to-one assignment of min(Q, n) queries to targets.
+        `generator` is one for the batch or one per image (then image b's points come from generator[b])."""
         device = outputs["pred_logits"].device
         indices: Indices = []
         with torch.autocast(device.type, enabled=False):
@@ -128,7 +129,8 @@ class HungarianMatcher(nn.Module):
                     empty = torch.zeros(0, dtype=torch.int64)
                     indices.append((empty, empty.clone()))
                     continue
-                points = uniform_points(1, self.num_points, device, generator)[0]
+                gen = generator[b] if isinstance(generator, (list, tuple)) else generator
+                points = uniform_points(1, self.num_points, device, gen)[0]
                 cost = self.cost_matrix(
                     outputs["pred_logits"][b],
                     outputs["pred_masks"][b],
