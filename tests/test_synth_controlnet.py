@@ -173,3 +173,10 @@ def test_micro_batch_generator_depends_on_seed_rank_and_micro():
     assert not torch.equal(draw(0, 0, 5), draw(0, 0, 6))
     assert not torch.equal(draw(0, 0, 5), draw(0, 1, 5))
     assert not torch.equal(draw(0, 0, 5), draw(1, 0, 5))
+
+
+def test_bad_training_data_fails_before_training(tmp_path):
+    root = write_pairs(tmp_path / "d", n=2, size=(40, 48))
+    Image.fromarray(np.zeros((30, 30), np.uint8)).save(root / "masks" / "m1.png")  # wrong size
+    with pytest.raises(GlassgemError, match="m1"):
+        training_pairs(root)

@@ -39,9 +39,11 @@ def refuse_eval_split(folders: list[Path], allow: bool, option: str = "--allow-e
             )
 
 
-def training_pairs(data: str | os.PathLike, allow_eval_masks: bool = False) -> list:
-    """The image/mask pairs to fine-tune on: the `train` split if `data` has splits, else `data` itself."""
-    from ..data import available_splits, find_pairs, resolve_split
+def training_pairs(data: str | os.PathLike, allow_eval_masks: bool = False, check: bool = True) -> list:
+    """The image/mask pairs to fine-tune on: the `train` split if `data` has splits, else `data` itself.
+    With `check`, every pair is validated first (`glassgem data check`), so bad data fails in seconds,
+    not inside a data-loader worker hours into a run."""
+    from ..data import available_splits, find_pairs, require_valid, resolve_split
 
     root = Path(data)
     if not root.is_dir():
@@ -55,6 +57,8 @@ def training_pairs(data: str | os.PathLike, allow_eval_masks: bool = False) -> l
         )
     res = resolve_split(root, "auto", split)
     refuse_eval_split([root, res.images_dir.relative_to(root), res.masks_dir.relative_to(root)], allow_eval_masks)
+    if check:
+        require_valid(None, images=res.images_dir, masks=res.masks_dir)
     return find_pairs(None, images=res.images_dir, masks=res.masks_dir)
 
 
