@@ -179,8 +179,10 @@ def test_synthesize_writes_the_sgsd_layout_with_a_consistent_manifest(small_set)
 
 
 def test_glassgem_data_check_passes_on_the_output(small_set):
-    report = check_dataset(small_set, layout="sgsd", strict=True, progress=False)
+    report = check_dataset(small_set, layout="sgsd", progress=False)
     assert report.ok, report.to_text()
+    # No-glass scenes are by design; nothing else may be even a warning.
+    assert [w for w in report.warnings if "no glass" not in w] == [], report.to_text()
 
 
 def test_same_seed_same_bytes_whatever_the_worker_count(small_set, tmp_path):

@@ -138,7 +138,7 @@ def make_windows(rng, scene: Scene) -> None:
         unit.shadow = rng.random() < 0.7
         scene.units.append(unit)
         u += widths[k] + gap
-    scene.wall_base = rng.random() < 0.85
+    scene.wall_base = rng.random() < 0.9  # windows belong in walls; a few sit on a photo for variety
     if scene.wall_base and rng.random() < 0.2:
         _decoy(rng, scene, wall)
 

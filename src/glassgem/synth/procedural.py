@@ -353,7 +353,7 @@ def synthesize(out_dir: str | os.PathLike, n: int, seed: int = 0,
 
 # --------------------------------------------------------------------------------- contact sheet
 def contact_sheet(out_dir: str | os.PathLike, path: str | os.PathLike, n: int = 16,
-                  tile: tuple[int, int] = (256, 192), pairs_per_row: int = 4) -> Path:
+                  tile: tuple[int, int] = (256, 192), pairs_per_row: int = 4, quality: int = 85) -> Path:
     """Save an image of n scenes spread over the set, each as `image | mask overlay` side by side."""
     out = Path(out_dir)
     manifest = out / MANIFEST_NAME
@@ -384,5 +384,5 @@ def contact_sheet(out_dir: str | os.PathLike, path: str | os.PathLike, n: int = 
         rows += [np.concatenate(row[:-1], axis=1), np.full((3 * gap, row[0].shape[1] * pairs_per_row
                                                             + 3 * gap * (pairs_per_row - 1), 3), 255, np.uint8)]
     sheet = np.concatenate(rows[:-1], axis=0)
-    kwargs = {"quality": 85} if Path(path).suffix.lower() in (".jpg", ".jpeg") else {}
+    kwargs = {"quality": quality} if Path(path).suffix.lower() in (".jpg", ".jpeg") else {}
     return save_image(path, sheet, **kwargs)
