@@ -10,7 +10,8 @@ with `accelerate launch` (no code change). Output folder:
 
 Checkpoints are written into a temporary folder and renamed, so a checkpoint-<step> folder is always
 complete; `resume=True` continues from the newest one and, because every random draw is a function of
-(seed, micro-batch), reproduces the uninterrupted run.
+(seed, micro-batch), reproduces the uninterrupted run. Accelerate stores optimizer and RNG state as
+pickles, so resume only from run folders you made yourself.
 """
 from __future__ import annotations
 

@@ -214,6 +214,8 @@ def generate(cfg: GenerateConfig, on_job_done: Optional[Callable[[Job, dict], No
         elif job.index % state.num_processes == state.process_index:
             mine.append(job)
 
+    if cfg.progress and state.is_main_process and done_before:
+        print(f"synth generate: {done_before} of {len(jobs)} jobs already done in {out}")
     generated = 0
     if mine:
         dtype = resolve_dtype(cfg.dtype, state.device)
