@@ -15,13 +15,13 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
-from ..errors import ConfigError, DataError, GlassgemError
+from ..errors import ConfigError, DataError
 from ..io import load_image, load_mask
 
 EVAL_SPLIT_NAMES = ("val", "valid", "validation", "test", "testing")
 
 
-class EvalSplitError(GlassgemError):
+class EvalSplitError(DataError):
     """Masks from an evaluation split were offered for training or generation."""
 
 

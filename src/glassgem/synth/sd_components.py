@@ -71,10 +71,10 @@ def load_sd(base: str | os.PathLike, dtype: Optional[torch.dtype] = None) -> SDC
 
     check_ref(base, "Stable Diffusion model")
     if _is_local(base):
-        missing = [s for s in SD_SUBFOLDERS if not (Path(base) / s).is_dir()]
+        missing = [f"{s}/" for s in SD_SUBFOLDERS if not (Path(base) / s).is_dir()]
         if missing:
             raise CheckpointError(
-                f"{base}: not a Stable Diffusion folder in the diffusers layout (missing {', '.join(m + '/' for m in missing)})"
+                f"{base}: not a Stable Diffusion folder in the diffusers layout (missing {', '.join(missing)})"
             )
     kw = {"torch_dtype": dtype} if dtype is not None else {}
     return SDComponents(
