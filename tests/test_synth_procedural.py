@@ -254,8 +254,10 @@ def test_user_backgrounds_folder(tmp_path):
     for k in range(2):
         Image.fromarray(rng.integers(0, 255, (90, 140, 3), dtype=np.uint8)).save(folder / f"photo{k}.png")
     out = tmp_path / "out"
-    synthesize(out, n=3, seed=1, backgrounds=folder, size=(96, 64), progress=False)
+    synthesize(out, n=3, seed=1, backgrounds=folder, size=(96, 64), image_format="png", progress=False)
     records = [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
+    assert sorted(os.listdir(out / "images")) == [f"proc_00000{i}.png" for i in range(3)]
+    assert load_image(out / records[0]["image"]).shape == (64, 96, 3)
     for r in records:  # every photo it used came from the folder
         text = json.dumps(r)
         assert "skimage:" not in text and ("photo0.png" in text or "photo1.png" in text)

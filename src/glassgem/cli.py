@@ -100,6 +100,7 @@ def _add_synth_procedural(synth_sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0, help="scene i depends only on (seed, i) (default 0)")
     p.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
     p.add_argument("--size", type=_parse_size, default=(512, 384), help="WxH of every scene (default 512x384)")
+    p.add_argument("--image-format", choices=("jpg", "png"), default="jpg", help="image files (default jpg)")
     p.add_argument("--contact-sheet", default=None, metavar="FILE",
                    help="also save a contact sheet of 16 samples (image | mask overlay) to FILE")
     p.set_defaults(func=_run_synth_procedural)
@@ -109,9 +110,10 @@ def _run_synth_procedural(args: argparse.Namespace) -> int:
     from .synth.procedural import contact_sheet, synthesize
 
     summary = synthesize(args.out, n=args.n, seed=args.seed, backgrounds=args.backgrounds,
-                         workers=args.workers, size=args.size)
-    print(f"wrote {summary['n']} scenes to {args.out} ({summary['generated']} new, "
-          f"{summary['skipped']} already there; {summary['no_glass']} without glass)")
+                         workers=args.workers, size=args.size, image_format=args.image_format)
+    print(f"wrote {summary['n']} scenes to {args.out} ({summary['generated']} new at "
+          f"{summary['scenes_per_second']:.1f}/s, {summary['skipped']} already there; "
+          f"{summary['no_glass']} without glass)")
     if args.contact_sheet:
         contact_sheet(args.out, args.contact_sheet)
         print(f"contact sheet: {args.contact_sheet}")

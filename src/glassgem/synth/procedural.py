@@ -126,8 +126,8 @@ def _camera(rng, canvas: np.ndarray) -> tuple[np.ndarray, dict]:
     return image, {"blur": round(soft, 3), "vignette": round(vignette, 3), "noise": round(noise, 3)}
 
 
-def _render_unit(canvas, mask, unit: Unit, other: np.ndarray, reflection: np.ndarray, rng, bgs, size,
-                 avoid, light: float) -> list[dict]:
+def _render_unit(canvas, mask, unit: Unit, other: np.ndarray, reflection: np.ndarray, rng, bgs, avoid,
+                 light: float) -> list[dict]:
     """Draw a unit back to front (shadow, panes, bars, hardware); update the mask; return its layers."""
     layers = []
     outer = rect_to_quad(unit.h, (0, 0, 1, 1))
@@ -208,7 +208,7 @@ def generate_scene(rng: np.random.Generator, backgrounds: Backgrounds, size: tup
     light = float(rng.choice([-1.0, 1.0]))
     layers, units_meta = [], []
     for unit in scene.units:
-        unit_layers = _render_unit(canvas, mask, unit, other, reflection, rng, backgrounds, size, avoid, light)
+        unit_layers = _render_unit(canvas, mask, unit, other, reflection, rng, backgrounds, avoid, light)
         units_meta.append({"kind": unit.kind, "through": unit.through, "finish": unit.finish,
                            "homography": unit.h.tolist(), "outer": rect_to_quad(unit.h, (0, 0, 1, 1)).tolist(),
                            "panes": len(unit.layout.panes), "look": unit.look.to_dict() if unit.look else None})
