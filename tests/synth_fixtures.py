@@ -168,3 +168,14 @@ def tiny_sd(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_cn(tmp_path_factory) -> Path:
     return make_tiny_controlnet_dir(tmp_path_factory.mktemp("tiny_cn"))
+
+
+@pytest.fixture
+def fresh_accelerate():
+    """Accelerate keeps process-wide state (the first Accelerator's mixed precision wins); start each
+    test from none, as a new `glassgem` process would, whatever ran before it in this pytest session."""
+    from accelerate.state import AcceleratorState, GradientState
+
+    AcceleratorState._reset_state(reset_partial_state=True)
+    GradientState._reset_state()
+    yield

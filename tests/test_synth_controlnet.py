@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 from safetensors.torch import load_file
-from synth_fixtures import one_thread, tiny_cn, tiny_sd, write_pairs  # noqa: F401 (fixtures)
+from synth_fixtures import fresh_accelerate, one_thread, tiny_cn, tiny_sd, write_pairs  # noqa: F401 (fixtures)
 
 from glassgem.cli import main
 from glassgem.errors import ConfigError, GlassgemError
@@ -18,7 +18,7 @@ from glassgem.synth.controlnet import FinetuneConfig, finetune_controlnet, list_
 from glassgem.synth.controlnet_data import (ControlNetPairs, DrawSampler, EvalSplitError, micro_batch_generator,
                                             training_pairs)
 
-pytestmark = pytest.mark.usefixtures("one_thread")
+pytestmark = pytest.mark.usefixtures("one_thread", "fresh_accelerate")
 GDD_DEV = Path(__file__).resolve().parents[2] / "shared" / "data" / "gdd-dev"
 WEIGHTS = "controlnet/diffusion_pytorch_model.safetensors"
 

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from synth_fixtures import (make_tiny_clip, one_thread, tiny_cn, tiny_sd, write_masks,  # noqa: F401
-                            write_pairs)
+from synth_fixtures import (fresh_accelerate, make_tiny_clip, one_thread, tiny_cn, tiny_sd,  # noqa: F401
+                            write_masks, write_pairs)
 
 import glassgem.synth.generate as gen_mod
 from glassgem.cli import main
@@ -23,7 +23,7 @@ from glassgem.synth.controlnet_data import EvalSplitError
 from glassgem.synth.generate import GenerateConfig, find_masks, generate, generation_size, plan_jobs
 from glassgem.synth.prompts import expand
 
-pytestmark = pytest.mark.usefixtures("one_thread")
+pytestmark = pytest.mark.usefixtures("one_thread", "fresh_accelerate")
 PROMPTS = expand()
 
 
