@@ -180,7 +180,9 @@ class GEMDecoder(nn.Module):
     def predict(self, out: Tensor, mask_fn: MaskFn | None) -> tuple[Tensor, Tensor | None]:
         """Heads on [B,T,C]: decoder_norm is applied here again (the original's double LayerNorm)."""
         x = self.decoder_norm(out)
-        logits = self.class_embed(x)  # B x T x 3
+        with torch.autocast(x.device.type, enabled=False):
+            # fp32 even under autocast: logits of ~±30 in bf16 would be rounded to steps of 0.125 (free: 3 outputs)
+            logits = self.class_embed(x.float())  # B x T x 3
         return logits, (mask_fn(self.mask_embed(x)) if mask_fn is not None else None)
 
     # ------------------------------------------------------------------------------ forward

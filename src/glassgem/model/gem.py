@@ -167,10 +167,7 @@ class GEM(nn.Module):
         else:
             mask_fn = self._folded_mask_fn(feats["res2_pre"])
         proposals = self.query_selection(multi) if self.query_selection is not None else None
-        # memory: strides 8, 16, 32 flattened (the original's level order)
-        levels = multi[::-1]
-        shapes = [(int(x.shape[-2]), int(x.shape[-1])) for x in levels]
-        memory = torch.cat([x.flatten(2).transpose(1, 2) for x in levels], dim=1)  # B x S x C, contiguous
+        memory, shapes = flatten_levels(multi)
         out = self.decoder(proposals.queries if proposals is not None else None, memory, shapes, mask_fn, targets)
         out["proposal_cls_logits"] = proposals.logits if proposals is not None else None
         return out
@@ -197,6 +194,13 @@ class GEM(nn.Module):
         """The original's `sem_seg` [B, 2, H, W] (background, glass) at the input size, fp32."""
         out = self(images)
         return semantic_map(out["pred_logits"], out["pred_masks"], tuple(images.shape[-2:]))
+
+
+def flatten_levels(multi: list[Tensor]) -> tuple[Tensor, list[tuple[int, int]]]:
+    """[P5, P4, P3] -> (memory [B, S, C] with levels in the order stride 8, 16, 32 as the original, shapes)."""
+    levels = multi[::-1]
+    shapes = [(int(x.shape[-2]), int(x.shape[-1])) for x in levels]
+    return torch.cat([x.flatten(2).transpose(1, 2) for x in levels], dim=1), shapes  # contiguous
 
 
 def _check_images(images: Tensor) -> None:
@@ -254,4 +258,4 @@ def semantic_map(logits: Tensor, masks: Tensor, size: tuple[int, int], rows_per_
     return out
 
 
-__all__ = ["CONFIG_NAME", "DEFAULT_WEIGHTS", "GEM", "WEIGHTS_NAME", "semantic_map"]
+__all__ = ["CONFIG_NAME", "DEFAULT_WEIGHTS", "GEM", "WEIGHTS_NAME", "flatten_levels", "semantic_map"]
