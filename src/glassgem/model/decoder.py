@@ -187,10 +187,11 @@ class GEMDecoder(nn.Module):
 
     # ------------------------------------------------------------------------------ forward
     def forward(self, queries: Tensor | None, memory: Tensor, shapes: list[tuple[int, int]], mask_fn: MaskFn,
-                targets: list[dict[str, Tensor]] | None = None) -> dict:
+                targets: list[dict[str, Tensor]] | None = None, internals: bool = False) -> dict:
         """queries [B,K,C] from DQS (None: learned `query_feat`), memory [B,S,C] -> output dict (see gem.py).
 
         Eval mode predicts masks for the last layer only (as the original); training for all.
+        `internals` adds "references" (for inspection, see gem.py).
         """
         b = memory.shape[0]
         tgt = queries if queries is not None else self.query_feat.weight[None].expand(b, -1, -1)
@@ -227,7 +228,10 @@ class GEMDecoder(nn.Module):
             logits = [x[:, p:] for x in logits]
             masks = [x[:, p:] if x is not None else None for x in masks]
             boxes = [x[:, p:] for x in boxes]
+            refs = [x[:, p:] for x in refs]
         out.update(_bundle(logits, masks, boxes))
+        if internals:  # [0] = sigmoid(anchors), [l] = the boxes refined by layer l
+            out["references"] = torch.stack([r.detach() for r in refs], dim=1)  # B x (L+1) x Q x 4
         return out
 
 

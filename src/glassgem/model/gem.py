@@ -19,6 +19,11 @@ Output contract of `GEM.forward(images, targets=None)` (the training criterion i
                   index 0 = initial prediction], "scalar": int, "single_pad": int}, where the DN query of
                   image b's GT j in group g is g·single_pad + j and P = scalar·single_pad.
   }
+With `internals=True` (for inspection, e.g. glassgem.viz.queries) the dict also has
+    "query_indices": [B, Q] the DQS positions behind the queries, flat y·(W/16) + x by descending
+                     score (query i starts from position i; None when cfg.use_dqs is False),
+    "references": [B, L+1, Q, 4] the decoder's reference boxes (sigmoid cxcywh, detached): [0] the
+                  initial anchors, [l] the boxes after decoder layer l.
 (Q = cfg.num_queries, 9 = cfg.dec_layers.) `semantic_scores(images)` gives the original's `sem_seg`
 [B, 2, H, W]: Σ_q softmax(class_q)[:2] · sigmoid(upsampled mask_q); argmax over dim 1 is the glass map.
 """
@@ -152,13 +157,14 @@ class GEM(nn.Module):
     def _folding(self) -> bool:
         return self.fold_mask_head and not self.training and self.pyramid is not None
 
-    def forward(self, images: Tensor, targets: list[dict[str, Tensor]] | None = None) -> dict:
+    def forward(self, images: Tensor, targets: list[dict[str, Tensor]] | None = None, internals: bool = False) -> dict:
         _check_images(images)
         if targets is not None and len(targets) != images.shape[0]:
             raise DataError(f"got {len(targets)} targets for a batch of {images.shape[0]} images")
-        return self.forward_features(self.features(images, with_res2=not self._folding()), targets)
+        return self.forward_features(self.features(images, with_res2=not self._folding()), targets, internals)
 
-    def forward_features(self, feats: dict[str, Tensor], targets: list[dict[str, Tensor]] | None = None) -> dict:
+    def forward_features(self, feats: dict[str, Tensor], targets: list[dict[str, Tensor]] | None = None,
+                         internals: bool = False) -> dict:
         """The head on encoder/pyramid features {"res2" (or "res2_pre"), "res3", "res4", "res5"}."""
         multi = self.pixel_decoder.project(feats)  # [P5, P4, P3]
         if "res2" in feats:
@@ -168,8 +174,11 @@ class GEM(nn.Module):
             mask_fn = self._folded_mask_fn(feats["res2_pre"])
         proposals = self.query_selection(multi) if self.query_selection is not None else None
         memory, shapes = flatten_levels(multi)
-        out = self.decoder(proposals.queries if proposals is not None else None, memory, shapes, mask_fn, targets)
+        out = self.decoder(proposals.queries if proposals is not None else None, memory, shapes, mask_fn, targets,
+                           internals)
         out["proposal_cls_logits"] = proposals.logits if proposals is not None else None
+        if internals:
+            out["query_indices"] = proposals.indices if proposals is not None else None
         return out
 
     def _folded_mask_fn(self, pre: Tensor) -> MaskFn:
