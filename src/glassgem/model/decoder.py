@@ -46,11 +46,8 @@ def sine_embed(boxes: Tensor, num_feats: int = 128) -> Tensor:
     """
     dim_t = torch.arange(num_feats, dtype=torch.float32, device=boxes.device)
     dim_t = 10000 ** (2 * (dim_t // 2) / num_feats)
-    parts = []
-    for coord in (1, 0, 2, 3):  # y, x, w, h
-        v = boxes[..., coord, None] * (2 * math.pi) / dim_t
-        parts.append(torch.stack((v[..., 0::2].sin(), v[..., 1::2].cos()), dim=-1).flatten(-2))
-    return torch.cat(parts, dim=-1)
+    v = boxes[..., [1, 0, 2, 3], None] * (2 * math.pi) / dim_t  # ... x 4 x n, coordinates as y, x, w, h
+    return torch.stack((v[..., 0::2].sin(), v[..., 1::2].cos()), dim=-1).flatten(-3)
 
 
 class DecoderLayer(nn.Module):

@@ -62,30 +62,24 @@ def bilinear_bags(
     flattened B·S memory, weight [B·Q·M, L·P·4] fp32 = attention × bilinear weight, 0 outside the map).
     """
     b, q, m, n_levels, p, _ = loc.shape
-    loc, attn = loc.float(), attn.float()
     sizes = torch.tensor(shapes, dtype=torch.float32, device=loc.device)  # L x 2 (h, w)
-    starts = torch.tensor(level_starts(shapes), dtype=torch.int64, device=loc.device)  # L
-    h = sizes[:, 0].view(n_levels, 1)
-    w = sizes[:, 1].view(n_levels, 1)
-    # align_corners=False: pixel centres sit at (i + 0.5) / size
-    x = loc[..., 0] * w - 0.5  # B x Q x M x L x P
-    y = loc[..., 1] * h - 0.5
-    x0, y0 = x.floor(), y.floor()
-    fx, fy = x - x0, y - y0
-    idx, wts = [], []
-    for dy, wy in ((0, 1 - fy), (1, fy)):
-        for dx, wx in ((0, 1 - fx), (1, fx)):
-            xi, yi = x0 + dx, y0 + dy
-            inside = (xi >= 0) & (xi < w) & (yi >= 0) & (yi < h)
-            # outside corners contribute zero (zero padding); their index just has to be valid
-            flat = (yi.clamp(min=0) * w + xi.clamp(min=0)).long()
-            flat = torch.where(inside, flat + starts.view(n_levels, 1), starts.view(n_levels, 1).expand_as(flat))
-            idx.append(flat)
-            wts.append(torch.where(inside, wx * wy * attn, torch.zeros_like(attn)))
-    batch_offset = torch.arange(b, device=loc.device).view(b, 1, 1, 1, 1) * rows_per_batch
-    index = (torch.stack(idx, dim=-1) + batch_offset[..., None]).reshape(b * q * m, -1)
-    weight = torch.stack(wts, dim=-1).reshape(b * q * m, -1)
-    return index, weight
+    wh = sizes.flip(-1).view(n_levels, 1, 2)  # L x 1 x (w, h), broadcasts against loc[..., L, P, 2]
+    # align_corners=False: pixel centres sit at (i + 0.5) / size; corners (x0, y0) and (x0+1, y0+1)
+    pix = loc.float() * wh - 0.5  # B x Q x M x L x P x 2
+    lo = pix.floor()
+    frac = pix - lo
+    corner = torch.stack([lo, lo + 1], dim=-1)  # ... x 2(xy) x 2(lo/hi)
+    weight = torch.stack([1 - frac, frac], dim=-1)
+    inside = (corner >= 0) & (corner < wh[..., None])
+    weight = weight * inside  # zero padding: outside corners weigh nothing
+    corner = torch.minimum(corner.clamp(min=0), wh[..., None] - 1).long()  # any valid row will do
+    # 4 corners as (y, x) pairs: index = start + y·w + x, weight = w_y · w_x · attention
+    starts = torch.tensor(level_starts(shapes), dtype=torch.int64, device=loc.device).view(n_levels, 1, 1, 1)
+    width = torch.tensor([w for _, w in shapes], dtype=torch.int64, device=loc.device).view(n_levels, 1, 1, 1)
+    index = starts + corner[..., 1, :, None] * width + corner[..., 0, None, :]  # ... x 2(y) x 2(x)
+    weight = weight[..., 1, :, None] * weight[..., 0, None, :] * attn.float()[..., None, None]
+    batch_offset = torch.arange(b, device=loc.device).view(b, 1, 1, 1, 1, 1, 1) * rows_per_batch
+    return (index + batch_offset).reshape(b * q * m, -1), weight.reshape(b * q * m, -1)
 
 
 def sample_bag(
@@ -99,8 +93,6 @@ def sample_bag(
     _, q, m, _, _, _ = loc.shape
     index, weight = bilinear_bags(shapes, loc, attn, rows_per_batch=s)
     table = memory.reshape(b * s, c).contiguous()  # a strided table is ~20x slower to gather from
-    if table.dtype == torch.bfloat16 and not table.is_cuda:
-        table = table.float()  # CPU embedding_bag has no bf16 kernel for per-sample weights
     pooled = F.embedding_bag(index, table, per_sample_weights=weight.to(table.dtype), mode="sum")  # B·Q·M x C
     pooled = pooled.view(b * q, m, c).transpose(0, 1)  # M x B·Q x C
     d = value_proj.out_features // m
