@@ -408,6 +408,42 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+# -------------------------------------------------------------------------------------- predict
+def _add_predict(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "predict", help="write glass masks (and optional overlays, probability maps) for photos",
+        description="Segment glass in image files, folders and glob patterns (quote them to let glassgem "
+        "expand them, ** included). Each photo is squashed to --size, scored, and the scores are resized "
+        "back: OUT/<stem>.png is a 0/255 mask at the photo's own size. Unreadable photos are reported and "
+        "skipped (exit code 1 if any); photos sharing a stem get _2, _3, ... (reported).",
+    )
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders or glob patterns")
+    p.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    p.add_argument("--weights", default=None,
+                   help="glassgem model dir or original GEM checkpoint (default: the shipped model)")
+    p.add_argument("--size", type=int, default=None,
+                   help="square test size, a multiple of 32 (default: the model's, 384)")
+    p.add_argument("--batch-size", type=int, default=4, help="photos per forward pass (default 4)")
+    p.add_argument("--recursive", action="store_true", help="also read the subfolders of folder inputs")
+    p.add_argument("--save-prob", action="store_true", help="also write <stem>_prob.png (glass probability x 255)")
+    p.add_argument("--overlay", action="store_true", help="also write <stem>_overlay.jpg (glass tinted red)")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
+    p.add_argument("--dtype", default="fp32", choices=("fp32", "bf16", "fp16"), help="autocast dtype (default fp32)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_run_predict)
+
+
+def _run_predict(args: argparse.Namespace) -> int:
+    from .predict import build_scorer, collect_inputs, predict_files
+
+    photos = collect_inputs(args.inputs, recursive=args.recursive, out=args.out)  # before loading a model
+    scorer = build_scorer(args.weights, args.device, args.dtype)
+    summary = predict_files(photos, args.out, scorer, size=args.size, batch_size=args.batch_size,
+                            save_prob=args.save_prob, overlay=args.overlay, progress=not args.quiet)
+    print(summary.line())
+    return 1 if summary.failed else 0
+
+
 # ---------------------------------------------------------------------------------------- main
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -417,7 +453,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"glassgem {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for add in (_add_demo, _add_evaluate_masks, _add_synth, _add_data, _add_convert, _add_bench,
-                _add_train, _add_evaluate):
+                _add_train, _add_evaluate, _add_predict):
         add(sub)
     return parser
 

@@ -15,12 +15,7 @@ from torch.utils.data import DataLoader
 
 from .data.datasets import GlassDataset, Pair
 from .data.transforms import TestTransform, resize_scores
-
-
-def glass_probability(scores: torch.Tensor) -> torch.Tensor:
-    """[..., 2, H, W] semantic scores (unnormalised sums over queries) -> glass share in [0, 1]."""
-    s = scores.float().clamp_min(0)
-    return s[..., 1, :, :] / (s[..., 0, :, :] + s[..., 1, :, :]).clamp_min(1e-12)
+from .model.inference import glass_probability  # noqa: F401  (defined beside the model; re-exported here)
 
 
 def _collate(batch: list[dict[str, Any]]) -> dict[str, Any]:

@@ -69,6 +69,11 @@ def load_image(path: str | os.PathLike, max_pixels: int = MAX_PIXELS) -> np.ndar
         img = ImageOps.exif_transpose(img)
     except Exception:
         pass  # a broken EXIF block should not make a good image unreadable
+    return pil_to_rgb(img)
+
+
+def pil_to_rgb(img: Image.Image) -> np.ndarray:
+    """A loaded PIL image of any mode -> uint8 RGB (H, W, 3), as load_image converts (no EXIF step)."""
     if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
         gray = _to_uint8_array(img)
         return np.repeat(gray[:, :, None], 3, axis=2)

@@ -204,6 +204,14 @@ class GEM(nn.Module):
         out = self(images)
         return semantic_map(out["pred_logits"], out["pred_masks"], tuple(images.shape[-2:]))
 
+    def predict(self, image, size: int | None = None, return_prob: bool = False):
+        """Glass mask of one photo (PIL image, uint8 H x W x 3 array or file path) at its own size:
+        uint8 {0, 1} [H, W], or with `return_prob` the glass probability, float32 [H, W] in [0, 1].
+        Squashes to `size` (default cfg.image_size), as the paper's test protocol (model/inference.py)."""
+        from .inference import predict_image
+
+        return predict_image(self, image, size=size, return_prob=return_prob)
+
 
 def flatten_levels(multi: list[Tensor]) -> tuple[Tensor, list[tuple[int, int]]]:
     """[P5, P4, P3] -> (memory [B, S, C] with levels in the order stride 8, 16, 32 as the original, shapes)."""

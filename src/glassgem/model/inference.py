@@ -1,0 +1,96 @@
+"""The test-time protocol of the original, for one image or a batch, with no dependency on data/.
+
+Squash the photo to size x size (aspect not kept, PIL bilinear as the original's T.Resize), compute the
+2-class semantic scores, resize them bilinearly back to the photo's size, and call a pixel glass where the
+glass score beats the background score (ties go to background). `glassgem.predict` (files and folders),
+`GEM.predict` (one image) and `glassgem.evaluate` (via data.transforms.TestTransform, the same squash)
+follow it; the tests check that the three agree.
+"""
+from __future__ import annotations
+
+import os
+from typing import Union
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch import Tensor
+
+from ..errors import DataError
+
+ImageLike = Union[Image.Image, np.ndarray, str, os.PathLike]
+
+
+def glass_probability(scores: Tensor) -> Tensor:
+    """[..., 2, H, W] semantic scores (unnormalised sums over queries) -> glass share in [0, 1]."""
+    s = scores.float().clamp_min(0)
+    return s[..., 1, :, :] / (s[..., 0, :, :] + s[..., 1, :, :]).clamp_min(1e-12)
+
+
+def glass_mask(scores: Tensor) -> Tensor:
+    """[..., 2, H, W] semantic scores -> uint8 {0, 1} [..., H, W]: glass score > background score."""
+    return (scores[..., 1, :, :] > scores[..., 0, :, :]).to(torch.uint8)
+
+
+def as_rgb_array(image: ImageLike) -> np.ndarray:
+    """A PIL image, a uint8 array (H x W x 3 or H x W) or an image file -> uint8 RGB H x W x 3.
+
+    Files go through glassgem.io.load_image (EXIF orientation applied, any mode converted). A PIL
+    image is taken as given (no EXIF rotation: the mask must line up with the pixels passed in).
+    """
+    from ..io import load_image, pil_to_rgb
+
+    if isinstance(image, Image.Image):
+        return pil_to_rgb(image)
+    if isinstance(image, (str, os.PathLike)):
+        return load_image(image)
+    if isinstance(image, np.ndarray):
+        if image.dtype != np.uint8:
+            raise DataError(f"image array must be uint8 RGB (0..255), got dtype {image.dtype}")
+        if image.ndim == 2:
+            image = np.repeat(image[:, :, None], 3, axis=2)
+        if image.ndim != 3 or image.shape[2] != 3 or 0 in image.shape:
+            raise DataError(f"image array must be H x W x 3 (RGB) or H x W (gray), got shape {image.shape}")
+        return np.ascontiguousarray(image)
+    raise DataError(f"cannot use a {type(image).__name__} as an image: pass a PIL image, a uint8 array or a path")
+
+
+def squash(image: np.ndarray, size: int) -> Tensor:
+    """uint8 [H,W,3] -> float32 [3,size,size] RGB 0..255, PIL bilinear (as data.transforms.TestTransform)."""
+    if image.shape[:2] != (size, size):
+        image = np.asarray(Image.fromarray(image).resize((size, size), Image.Resampling.BILINEAR))
+    return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1), dtype=np.float32))
+
+
+def unsquash(scores: Tensor, hw: tuple[int, int]) -> Tensor:
+    """[B,2,s,s] network-size scores -> [B,2,H,W] at the photo's size (bilinear, align_corners=False)."""
+    if tuple(scores.shape[-2:]) == tuple(hw):
+        return scores
+    return F.interpolate(scores, size=(int(hw[0]), int(hw[1])), mode="bilinear", align_corners=False)
+
+
+def check_size(size: int) -> int:
+    size = int(size)
+    if size <= 0 or size % 32:
+        raise DataError(f"test size {size} must be a positive multiple of 32 (384 is the paper's)")
+    return size
+
+
+@torch.no_grad()
+def predict_image(model: torch.nn.Module, image: ImageLike, size: int | None = None,
+                  return_prob: bool = False) -> np.ndarray:
+    """One image -> uint8 {0,1} mask [H,W] at its own size, or float32 glass probability in [0,1]."""
+    rgb = as_rgb_array(image)
+    size = check_size(size or model.cfg.image_size)
+    param = next(model.parameters())
+    was_training = model.training
+    model.eval()
+    try:
+        scores = model.semantic_scores(squash(rgb, size)[None].to(param.device))
+    finally:
+        model.train(was_training)
+    full = unsquash(scores.float(), rgb.shape[:2])[0].cpu()  # 2 x H x W
+    if return_prob:
+        return glass_probability(full).numpy().astype(np.float32)
+    return glass_mask(full).numpy()
