@@ -136,6 +136,32 @@ def test_loading_weights_after_eval_takes_effect() -> None:
     torch.testing.assert_close(after_a, after_b, atol=0, rtol=0)
 
 
+def test_gathered_bias_follows_every_change_of_the_table() -> None:
+    attn = Attention(64, 2, 7).eval()
+    x = torch.randn(1, 7, 7, 64)
+    with torch.inference_mode():
+        first = attn(x)
+        torch.testing.assert_close(attn(x), first, atol=0, rtol=0)
+    with torch.no_grad():
+        attn.attention_biases.add_(torch.randn(2, 49))  # in place, as an optimiser step would
+    with torch.inference_mode():
+        second = attn(x)
+    assert not torch.allclose(first, second, atol=1e-4)
+    attn.attention_biases = torch.nn.Parameter(torch.zeros(2, 49))  # replaced outright
+    with torch.inference_mode():
+        third = attn(x)
+    # with a zero table it is plain attention: compare with that, built by hand
+    qkv = attn.qkv(attn.norm(x.reshape(49, 64))).view(49, 2, 96).transpose(0, 1)
+    q, k, v = qkv[..., :32], qkv[..., 32:64], qkv[..., 64:]
+    plain = attn.proj(F.scaled_dot_product_attention(q, k, v).transpose(0, 1).reshape(1, 7, 7, 64))
+    torch.testing.assert_close(third, plain, atol=1e-5, rtol=1e-4)
+    # built inside inference_mode (no version counters): still correct, just not cached
+    with torch.inference_mode():
+        inf = Attention(64, 2, 7).eval()
+        inf.load_state_dict(attn.state_dict())
+        torch.testing.assert_close(inf(x), third, atol=1e-6, rtol=1e-5)
+
+
 def test_bias_index_is_the_originals_first_seen_offset_order() -> None:
     # The original numbers each distinct (|dy|,|dx|) in the order first met over all position pairs.
     for ws in (7, 14):

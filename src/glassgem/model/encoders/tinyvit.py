@@ -34,6 +34,28 @@ class LayerNorm2d(nn.Module):
         return y.permute(0, 3, 1, 2)
 
 
+def _conv(x: Tensor, conv: nn.Conv2d, weight: Tensor, bias: Tensor | None) -> Tensor:
+    """conv2d with `conv`'s geometry; a 1×1 conv runs as a GEMM over the channels-last pixels.
+
+    (On CPU, 1×1 convs on channels-last maps otherwise fall back to a slow im2col path.) The result is a
+    channels-last B×C×H×W map either way.
+    """
+    if conv.kernel_size == (1, 1) and conv.stride == (1, 1) and conv.groups == 1 and conv.padding == (0, 0):
+        y = F.linear(x.permute(0, 2, 3, 1), weight.flatten(1), bias)  # B×H×W×Cout
+        return y.permute(0, 3, 1, 2)
+    return F.conv2d(x, weight, bias, conv.stride, conv.padding, conv.dilation, conv.groups)
+
+
+class Conv1x1(nn.Conv2d):
+    """A bias-free 1×1 nn.Conv2d (same parameters and names) that runs as a GEMM on channels-last maps."""
+
+    def __init__(self, cin: int, cout: int) -> None:
+        super().__init__(cin, cout, 1, bias=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return _conv(x, self, self.weight, None)
+
+
 class Conv2d_BN(nn.Sequential):  # noqa: N801 - the original's name; its children are `c` and `bn`
     def __init__(self, cin: int, cout: int, k: int = 1, stride: int = 1, pad: int = 0, groups: int = 1,
                  bn_weight_init: float = 1.0) -> None:
@@ -47,13 +69,11 @@ class Conv2d_BN(nn.Sequential):  # noqa: N801 - the original's name; its childre
     def forward(self, x: Tensor) -> Tensor:
         c, bn = self.c, self.bn
         if self.training or bn.running_var is None:
-            return bn(c(x))
+            return bn(_conv(x, c, c.weight, None))
         # Eval: fold BN into the conv weights on every call (cheap, never stale) to save a full pass
         # over the activation map.
         scale = bn.weight * torch.rsqrt(bn.running_var + bn.eps)  # Cout
-        w = c.weight * scale[:, None, None, None]
-        b = bn.bias - bn.running_mean * scale
-        return F.conv2d(x, w, b, c.stride, c.padding, c.dilation, c.groups)
+        return _conv(x, c, c.weight * scale[:, None, None, None], bn.bias - bn.running_mean * scale)
 
 
 class PatchEmbed(nn.Module):
@@ -141,6 +161,26 @@ class Attention(nn.Module):
         # Depends on the window only (not the input size), so it is rebuilt rather than saved.
         self.register_buffer("attention_bias_idxs", _bias_index(window), persistent=False)
 
+    def _bias(self, dtype: torch.dtype) -> Tensor:
+        """1×heads×ws²×ws² bias (4-D, so CPU SDPA picks its fused kernel; a 3-D mask falls back to math).
+
+        Without autograd the gathered table is reused while `attention_biases` is the same tensor at the
+        same version: loading weights, optimiser steps or `.to()` all change one of them, so the cache
+        cannot go stale (the original's eval-mode cache could).
+        """
+        table = self.attention_biases
+        # Inference tensors (a model built under inference_mode) have no version counter: no caching.
+        cacheable = not torch.is_grad_enabled() and not table.is_inference()
+        if cacheable:
+            key = (table._version, dtype, self.attention_bias_idxs.device)
+            cached = getattr(self, "_bias_cache", None)
+            if cached is not None and cached[0] is table and cached[1] == key:
+                return cached[2]
+        bias = table[:, self.attention_bias_idxs].to(dtype)[None]
+        if cacheable:
+            self._bias_cache = (table, key, bias)
+        return bias
+
     def forward(self, x: Tensor) -> Tensor:
         B, H, W, C = x.shape
         ws, nh, kd = self.window, self.num_heads, self.key_dim
@@ -157,8 +197,7 @@ class Attention(nn.Module):
         # B×Hp×Wp×3C → 3 × (B·nH·nW) × heads × ws² × kd
         qkv = qkv.view(B, nH, ws, nW, ws, nh, 3, kd).permute(6, 0, 1, 3, 5, 2, 4, 7)
         q, k, v = qkv.reshape(3, B * nH * nW, nh, ws * ws, kd).unbind(0)
-        # 1×heads×ws²×ws²: a 4-D mask lets the CPU pick the fused (flash) kernel; 3-D falls back to math.
-        bias = self.attention_biases[:, self.attention_bias_idxs].to(q.dtype)[None]
+        bias = self._bias(q.dtype)
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)  # (B·nH·nW)×heads×ws²×kd
         out = out.view(B, nH, nW, nh, ws, ws, kd).permute(0, 1, 4, 2, 5, 3, 6).reshape(B, Hp, Wp, C)
         if pad_b or pad_r:
@@ -242,7 +281,7 @@ class TinyViT(nn.Module):
                 stride=1 if i == n - 2 else 2,
             ))
         self.neck = nn.Sequential(
-            nn.Conv2d(embed_dims[-1], out_chans, 1, bias=False),
+            Conv1x1(embed_dims[-1], out_chans),
             LayerNorm2d(out_chans),
             nn.Conv2d(out_chans, out_chans, 3, padding=1, bias=False),
             LayerNorm2d(out_chans),
