@@ -60,16 +60,25 @@ def count_flops(model: torch.nn.Module, images: torch.Tensor, dtype: str = "fp32
 def benchmark(model: str = "gem-tiny", weights: str | None = None, size: int = 384, threads: int | None = None,
               dtype: str = "fp32", batch: int = 1, runs: int = 10, warmup: int = 3, device: str = "cpu") -> dict[str, Any]:
     """Time `runs` calls after `warmup` calls; returns latencies (ms), FLOPs and efficiency figures."""
-    from .model.gem import GEM
-
     if dtype not in DTYPES:
         raise ConfigError(f"unknown dtype {dtype!r}; choose one of {', '.join(DTYPES)}")
     if runs < 1 or warmup < 0 or batch < 1:
         raise ConfigError("--runs and --batch must be >= 1 and --warmup >= 0")
     if size % 32:
         raise ConfigError(f"--size {size} is not a multiple of 32")
+    previous_threads = torch.get_num_threads()
     if threads:
         torch.set_num_threads(threads)
+    try:
+        return _run(model, weights, size, dtype, batch, runs, warmup, device)
+    finally:
+        torch.set_num_threads(previous_threads)
+
+
+def _run(model: str, weights: str | None, size: int, dtype: str, batch: int, runs: int, warmup: int,
+         device: str) -> dict[str, Any]:
+    from .model.gem import GEM
+
     net = GEM.from_pretrained(weights) if weights else GEM.from_config(model)
     net = net.to(device).eval()
     images = torch.rand(batch, 3, size, size, device=device) * 255

@@ -1,0 +1,46 @@
+"""`glassgem bench`: report and JSON fields, FLOP counting convention, bad options."""
+import json
+
+import torch
+
+from glassgem.bench import count_flops, matmul_gflops
+from glassgem.cli import main
+
+
+class _Matmul(torch.nn.Module):
+    """A 'model' whose semantic_scores is one known matmul: [B, 32, 48] @ [48, 16]."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.randn(48, 16))
+
+    def semantic_scores(self, x: torch.Tensor) -> torch.Tensor:
+        return x @ self.w
+
+
+def test_flops_are_two_per_multiply_accumulate():
+    assert count_flops(_Matmul(), torch.randn(3, 32, 48)) == 2 * 3 * 32 * 48 * 16
+
+
+def test_matmul_yardstick_is_positive():
+    assert matmul_gflops("fp32", n=256, runs=2) > 0
+
+
+def test_bench_cli_writes_json(tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    code = main(["bench", "--model", "debug", "--size", "128", "--threads", "1", "--runs", "3",
+                 "--batch", "2", "--json", str(out)])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "median" in printed and "p90" in printed and "GFLOP" in printed
+    r = json.loads(out.read_text())
+    assert r["model"] == "debug" and r["batch"] == 2 and r["runs"] == 3 and r["threads"] == 1
+    assert 0 < r["min_ms"] <= r["median_ms"] <= r["p90_ms"]
+    assert r["gflops"] > 0
+    assert abs(r["achieved_gflops_per_s"] - r["gflops"] / (r["median_ms"] / 1000)) < 1e-6 * r["achieved_gflops_per_s"]
+    assert abs(r["fraction_of_matmul_fp32"] - r["achieved_gflops_per_s"] / r["matmul_fp32_gflops_per_s"]) < 1e-9
+
+
+def test_bench_rejects_bad_sizes(capsys):
+    assert main(["bench", "--model", "debug", "--size", "100", "--runs", "1"]) == 2
+    assert "multiple of 32" in capsys.readouterr().err
