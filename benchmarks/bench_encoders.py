@@ -4,7 +4,8 @@
     .venv/bin/python benchmarks/bench_encoders.py --encoders tinyvit sam_vit_b efficientnet_lite0 \
         --sizes 384 512 --dtype bf16 --runs 20
 
-Numbers are only comparable on an otherwise idle machine: the load average is printed with them.
+Numbers are only comparable on an otherwise idle machine: the load average and the speed of a 2048²
+fp32 matmul (about 204 GFLOP/s on an idle 2-core EPYC box, ../reference/README.md) are printed with them.
 """
 from __future__ import annotations
 
@@ -33,6 +34,12 @@ def _time_ms(fn, warmup: int, runs: int) -> list[float]:
         fn()
         out.append((time.perf_counter() - t) * 1e3)
     return out
+
+
+def matmul_gflops(warmup: int = 2, runs: int = 5) -> float:
+    a = torch.randn(2048, 2048)
+    ms = statistics.median(_time_ms(lambda: a @ a, warmup, runs))
+    return 2 * 2048**3 / ms / 1e6
 
 
 def bench(encoder: str, size: int, dtype: str, warmup: int, runs: int) -> str:
@@ -66,11 +73,11 @@ def main() -> None:
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {args.threads} threads, load average before: "
-          f"{os.getloadavg()[0]:.2f}")
+          f"{os.getloadavg()[0]:.2f}, 2048² matmul {matmul_gflops():.0f} GFLOP/s")
     for enc in args.encoders:
         for size in args.sizes:
             print(bench(enc, size, args.dtype, args.warmup, args.runs), flush=True)
-    print(f"load average after: {os.getloadavg()[0]:.2f}")
+    print(f"load average after: {os.getloadavg()[0]:.2f}, 2048² matmul {matmul_gflops():.0f} GFLOP/s")
 
 
 if __name__ == "__main__":
