@@ -5,8 +5,11 @@ Architecture and parameter names follow the original exactly (GEM_ORIGINAL.md §
 which change the numbers at 384²:
 - the token grid is computed from the input at run time (the original hard-codes 24×24);
 - maps travel between blocks as channels-last B×H×W×C instead of B×L×C tokens (no reshapes per block);
-- the attention bias is gathered from `attention_biases` on every call (no eval-mode cache that can go
-  stale when weights are loaded after `.eval()`), and attention runs through `scaled_dot_product_attention`;
+- the gathered attention bias is cached only while `attention_biases` is provably unchanged (same tensor,
+  same version counter), so unlike the original's eval-mode cache it cannot go stale when weights are
+  loaded after `.eval()`; attention runs through `scaled_dot_product_attention`;
+- in eval mode each Conv_BN folds its BatchNorm into the conv weights on the fly, and 1×1 convs run as
+  GEMMs over channels-last maps (all convs run channels-last: much faster depthwise convs on CPU);
 - the window padding is applied after `norm` + `qkv` (a zero token maps to the constant `qkv(norm.bias)`,
   which is exactly what the original computes for its zero-padded tokens), and padded rows are cropped
   before `proj`, so no matmul is spent on padding.
@@ -170,7 +173,9 @@ class Attention(nn.Module):
         """
         table = self.attention_biases
         # Inference tensors (a model built under inference_mode) have no version counter: no caching.
-        cacheable = not torch.is_grad_enabled() and not table.is_inference()
+        # No caching while tracing/compiling either: the graph must contain the gather.
+        cacheable = not (torch.is_grad_enabled() or table.is_inference() or torch.jit.is_tracing()
+                         or torch.compiler.is_compiling())
         if cacheable:
             key = (table._version, dtype, self.attention_bias_idxs.device)
             cached = getattr(self, "_bias_cache", None)
