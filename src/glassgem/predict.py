@@ -275,7 +275,8 @@ def predict_files(
     try:
         for batch in _batches(_prefetch(photos, size, window=2 * batch_size), batch_size):
             good = [item for item in batch if item.error is None]
-            scores = scorer(torch.stack([item.squashed for item in good])).float().cpu() if good else []
+            with torch.no_grad():
+                scores = scorer(torch.stack([item.squashed for item in good])).float().cpu() if good else []
             rows = iter(scores)  # one [2,s,s] row per readable photo, in batch order
             for item in batch:
                 if item.error is None:
