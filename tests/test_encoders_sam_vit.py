@@ -1,6 +1,7 @@
 """SAM ViT-B (GEM-Base encoder, from timm): the original's keys and shapes, any multiple-of-32 input."""
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 
@@ -9,6 +10,7 @@ import torch
 from torch import nn
 
 from glassgem.config import model_preset
+from glassgem.errors import ConfigError
 from glassgem.model.encoders import build_encoder
 from glassgem.model.encoders.sam_vit import SamViTEncoder, build_sam_vit_b, sam_to_timm_key, timm_to_sam_key
 
@@ -75,6 +77,15 @@ def test_any_multiple_of_32(vit: SamViTEncoder, h: int, w: int) -> None:
 def test_rejects_sizes_that_are_not_multiples_of_32(vit: SamViTEncoder) -> None:
     with pytest.raises(ValueError, match="multiples of 32"):
         vit(torch.randn(1, 3, 400, 384))
+
+
+def test_stored_grid_follows_image_size() -> None:
+    cfg = dataclasses.replace(model_preset("gem-base"), image_size=512)
+    enc = build_encoder(cfg)
+    assert tuple(enc.pos_embed.shape) == (1, 32, 32, 768)
+    assert tuple(enc.blocks[2].attn.rel_pos_h.shape) == (63, 64)
+    with pytest.raises(ConfigError, match="multiple of 32"):
+        build_encoder(dataclasses.replace(cfg, image_size=500))
 
 
 def test_drop_path_follows_config() -> None:

@@ -55,7 +55,11 @@ def build_encoder(cfg: ModelConfig, pretrained: bool = False) -> nn.Module:
     if cfg.encoder == "sam_vit_b":
         from .sam_vit import build_sam_vit_b
 
-        return build_sam_vit_b(drop_path_rate=cfg.drop_path_rate)
+        if cfg.image_size % 32:
+            raise ConfigError(f"image_size must be a multiple of 32, got {cfg.image_size}")
+        # The stored pos-embed grid is image_size/16 (24×24 at the original 384; 64×64 at 1024 matches
+        # SAM's own); other input sizes resample it at run time.
+        return build_sam_vit_b(drop_path_rate=cfg.drop_path_rate, img_size=cfg.image_size)
     if cfg.encoder == "efficientnet_lite0":
         from .efficientnet import EfficientNetLite0Encoder
 
