@@ -63,7 +63,7 @@ def build_encoder(cfg: ModelConfig, pretrained: bool = False) -> nn.Module:
     if cfg.encoder == "efficientnet_lite0":
         from .efficientnet import EfficientNetLite0Encoder
 
-        return EfficientNetLite0Encoder(native=native, pretrained=pretrained)
+        return EfficientNetLite0Encoder(native=native, pretrained=pretrained, drop_path_rate=cfg.drop_path_rate)
     from .debug import DebugEncoder
 
     if pretrained:

@@ -24,10 +24,11 @@ NECK_CHANNELS = 256
 class EfficientNetLite0Encoder(nn.Module):
     """Stem + MBConv stages of EfficientNet-Lite0 (+ a SAM-style neck in pyramid mode)."""
 
-    def __init__(self, native: bool = False, pretrained: bool = False, weights_path: str | None = None) -> None:
+    def __init__(self, native: bool = False, pretrained: bool = False, weights_path: str | None = None,
+                 drop_path_rate: float = 0.0) -> None:
         super().__init__()
         self.native = native
-        net = timm.create_model(TIMM_NAME, pretrained=False, num_classes=0)
+        net = timm.create_model(TIMM_NAME, pretrained=False, num_classes=0, drop_path_rate=drop_path_rate)
         if pretrained:
             from ..encoder_checkpoints import load_efficientnet_lite0_weights
 
