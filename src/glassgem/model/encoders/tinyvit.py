@@ -194,8 +194,10 @@ class Attention(nn.Module):
         if pad_b or pad_r:
             # The original zero-pads before norm; a zero token normalises to norm.bias exactly.
             pad_token = F.linear(self.norm.bias, self.qkv.weight, self.qkv.bias).to(qkv.dtype)
-            padded = pad_token.expand(B, H + pad_b, W + pad_r, 3 * C).clone()
+            padded = qkv.new_empty(B, H + pad_b, W + pad_r, 3 * C)
             padded[:, :H, :W] = qkv
+            padded[:, H:] = pad_token  # bottom rows
+            padded[:, :H, W:] = pad_token  # right columns
             qkv = padded
         Hp, Wp = H + pad_b, W + pad_r
         nH, nW = Hp // ws, Wp // ws
