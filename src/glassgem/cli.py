@@ -444,6 +444,105 @@ def _run_predict(args: argparse.Namespace) -> int:
     return 1 if summary.failed else 0
 
 
+# ------------------------------------------------------------------------------------ visualize
+# `glassgem visualize <what>`: inspection figures of a model; each adds a nested subcommand here.
+def _add_visualize(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("visualize", help="inspection figures of a model (DQS query positions, reference boxes)")
+    viz_sub = p.add_subparsers(dest="visualize_command", metavar="VISUALIZE_COMMAND")
+    p.set_defaults(func=lambda args: _print_help(p))
+    for add in (_add_visualize_queries,):
+        add(viz_sub)
+
+
+def _add_visualize_queries(viz_sub: argparse._SubParsersAction) -> None:
+    p = viz_sub.add_parser(
+        "queries",
+        help="the paper's Figure 6: predicted glass (red) and the positions DQS selected (yellow dots)",
+        description="Squash IMAGE to --size, predict, and draw on the photo at its own size the glass mask "
+        "in red and, as yellow dots, the centres of the stride-16 cells whose features discerning query "
+        "selection handed to the decoder. --all-layers instead writes a grid of panels: that picture, then "
+        "every query's reference box before the first decoder layer and after each layer.",
+    )
+    p.add_argument("image", metavar="IMAGE", help="photo to inspect")
+    p.add_argument("--weights", default=None,
+                   help="glassgem model dir or original GEM checkpoint (default: the shipped model)")
+    p.add_argument("--out", required=True, metavar="FILE", help="figure to write (.png, .jpg)")
+    p.add_argument("--size", type=int, default=None, help="square network input side (default: the model's, 384)")
+    p.add_argument("--all-layers", action="store_true", help="also draw the reference boxes of every decoder layer")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
+    p.set_defaults(func=_run_visualize_queries)
+
+
+def _run_visualize_queries(args: argparse.Namespace) -> int:
+    from .evaluate import load_model_for_inference
+    from .io import load_image, save_image
+    from .viz.queries import query_figure
+
+    image = load_image(args.image)  # before loading a model
+    model, _, _ = load_model_for_inference(args.weights, args.device)
+    figure, info = query_figure(model, image, size=args.size, all_layers=args.all_layers)
+    save_image(args.out, figure)
+    h, w = info["image_size"]
+    print(f"{args.out}: {len(info['points'])} DQS positions on a {info['grid'][0]}x{info['grid'][1]} grid, "
+          f"{info['glass_fraction']:.1%} of the {w}x{h} photo predicted glass")
+    return 0
+
+
+# -------------------------------------------------------------------------------------- analyze
+# `glassgem analyze <what>`: analyses of data sets; each adds a nested subcommand here.
+def _add_analyze(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("analyze", help="analyses of image sets (t-SNE of real vs synthetic features)")
+    analyze_sub = p.add_subparsers(dest="analyze_command", metavar="ANALYZE_COMMAND")
+    p.set_defaults(func=lambda args: _print_help(p))
+    for add in (_add_analyze_tsne,):
+        add(analyze_sub)
+
+
+def _add_analyze_tsne(analyze_sub: argparse._SubParsersAction) -> None:
+    p = analyze_sub.add_parser(
+        "tsne",
+        help="t-SNE of image features of several sets in one scatter plot (+ CSV of the coordinates)",
+        description="Extract one feature vector per image (GEM encoder: global average of the stride-16 map; "
+        "or CLIP image embeddings), embed them with t-SNE and plot one colour per set. The 2-D "
+        "coordinates go to the plot's name with .csv (set, image, x, y).",
+    )
+    p.add_argument("--data", nargs="+", required=True, metavar="NAME=DIR",
+                   help="image sets: a dataset root (any known layout, every split) or a plain folder of images")
+    p.add_argument("--out", required=True, metavar="FILE", help="plot to write (.png, .jpg, .pdf, .svg)")
+    p.add_argument("--features", default="encoder", choices=("encoder", "clip"),
+                   help="encoder: GEM encoder, global average pool (default); clip: CLIP image embeddings")
+    p.add_argument("--weights", default=None,
+                   help="GEM weights for encoder features (default: the shipped model)")
+    p.add_argument("--clip-model", default=None, metavar="PATH_OR_ID",
+                   help="CLIP folder or hub id for --features clip (a hub id needs network or a filled cache)")
+    p.add_argument("--max-per-set", type=int, default=200, metavar="N",
+                   help="sample at most N images per set, the same ones for the same --seed (default 200)")
+    p.add_argument("--perplexity", type=float, default=30.0,
+                   help="t-SNE perplexity, lowered to (n-1)/3 for small sets (default 30)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the sampling and of t-SNE (default 0)")
+    p.add_argument("--batch-size", type=int, default=8, help="images per feature batch (default 8)")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
+    p.set_defaults(func=_run_analyze_tsne)
+
+
+def _run_analyze_tsne(args: argparse.Namespace) -> int:
+    from .evaluate import load_model_for_inference, resolve_device
+    from .viz.tsne import load_sets, tsne_figure
+
+    load_sets(args.data, args.max_per_set, args.seed)  # fail on bad sets before loading a model
+    model, device = None, resolve_device(args.device)
+    if args.features == "encoder":
+        model, device, _ = load_model_for_inference(args.weights, args.device)
+    elif args.clip_model is None:
+        raise GlassgemError("--features clip needs --clip-model (a local CLIP folder or a hub id)")
+    s = tsne_figure(args.data, args.out, features=args.features, model=model, clip_model=args.clip_model,
+                    max_per_set=args.max_per_set, perplexity=args.perplexity, seed=args.seed,
+                    batch_size=args.batch_size, device=device)
+    counts = ", ".join(f"{k} {v}" for k, v in s["counts"].items())
+    print(f"t-SNE of {args.features} features ({counts}; perplexity {s['perplexity']:g}) -> {s['plot']}, {s['csv']}")
+    return 0
+
+
 # ---------------------------------------------------------------------------------------- main
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -453,7 +552,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"glassgem {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for add in (_add_demo, _add_evaluate_masks, _add_synth, _add_data, _add_convert, _add_bench,
-                _add_train, _add_evaluate, _add_predict):
+                _add_train, _add_evaluate, _add_predict, _add_visualize, _add_analyze):
         add(sub)
     return parser
 
