@@ -22,8 +22,11 @@ def test_flops_are_two_per_multiply_accumulate():
     assert count_flops(_Matmul(), torch.randn(3, 32, 48)) == 2 * 3 * 32 * 48 * 16
 
 
-def test_matmul_yardstick_is_positive():
-    assert matmul_gflops("fp32", n=256, runs=2) > 0
+def test_matmul_yardstick_is_positive_and_sized_to_the_time_budget():
+    gflops, n = matmul_gflops("fp32", n=512, runs=2)
+    assert gflops > 0 and n == 512
+    _, n_small = matmul_gflops("fp32", n=2048, runs=1, max_seconds=1e-9)  # too slow for any n: smallest
+    assert n_small == 256
 
 
 def test_bench_cli_writes_json(tmp_path, capsys):

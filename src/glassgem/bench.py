@@ -31,8 +31,7 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def matmul_gflops(dtype: str = "fp32", n: int = 2048, runs: int = 5, device: str = "cpu") -> float:
-    """Achieved GFLOP/s of an n×n @ n×n matmul (best of `runs`), the yardstick for model efficiency."""
+def _time_matmul(n: int, dtype: str, runs: int, device: str) -> float:
     a = torch.randn(n, n, device=device, dtype=DTYPES[dtype])
     b = torch.randn(n, n, device=device, dtype=DTYPES[dtype])
     a @ b  # warm-up (thread pool, packing buffers)
@@ -44,6 +43,27 @@ def matmul_gflops(dtype: str = "fp32", n: int = 2048, runs: int = 5, device: str
         _sync(device)
         best = min(best, time.perf_counter() - t)
     return 2 * n**3 / best / 1e9
+
+
+def matmul_gflops(dtype: str = "fp32", n: int = 2048, runs: int = 5, device: str = "cpu",
+                  max_seconds: float = 1.0) -> tuple[float, int]:
+    """Achieved GFLOP/s of an n×n @ n×n matmul (best of `runs`), the yardstick for model efficiency.
+
+    -> (GFLOP/s, n used). On hardware without a fast kernel for `dtype` (bf16 on CPUs without
+    AVX512-BF16/AMX runs ~100x slower than fp32) n is reduced so one product takes <= max_seconds.
+    """
+    probe = _time_matmul(256, dtype, 1, device)
+    while n > 256 and 2 * n**3 / (probe * 1e9) > max_seconds:
+        n //= 2
+    return _time_matmul(n, dtype, runs, device), n
+
+
+def native_bf16() -> bool:
+    """Whether this CPU has native bf16 matmul support (oneDNN's check: AVX512-BF16 or AMX)."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
 
 
 def count_flops(model: torch.nn.Module, images: torch.Tensor, dtype: str = "fp32") -> int:
@@ -102,9 +122,12 @@ def _run(model: str, weights: str | None, size: int, dtype: str, batch: int, run
         "min_ms": times_ms[0], "gflops": flops / 1e9, "achieved_gflops_per_s": achieved,
     }
     for ref in ["fp32"] + ([dtype] if dtype != "fp32" else []):
-        peak = matmul_gflops(ref, device=device)
+        peak, n = matmul_gflops(ref, device=device)
         result[f"matmul_{ref}_gflops_per_s"] = peak
+        result[f"matmul_{ref}_n"] = n
         result[f"fraction_of_matmul_{ref}"] = achieved / peak
+    if device == "cpu" and dtype == "bf16":
+        result["native_bf16"] = native_bf16()
     return result
 
 
@@ -115,9 +138,11 @@ def format_report(r: dict[str, Any]) -> str:
         f"  latency   median {r['median_ms']:.1f} ms   p90 {r['p90_ms']:.1f} ms   min {r['min_ms']:.1f} ms",
         f"  FLOPs     {r['gflops']:.2f} GFLOP (2·MAC, torch flop counter)   achieved {r['achieved_gflops_per_s']:.1f} GFLOP/s",
     ]
-    for key in sorted(k for k in r if k.startswith("matmul_")):
-        ref = key.split("_")[1]
-        lines.append(f"  vs 2048² {ref} matmul at {r[key]:.1f} GFLOP/s: {100 * r[f'fraction_of_matmul_{ref}']:.0f}%")
+    for key in sorted(k for k in r if k.startswith("matmul_") and k.endswith("_gflops_per_s")):
+        ref, n = key.split("_")[1], r[key.replace("gflops_per_s", "n")]
+        lines.append(f"  vs {n}² {ref} matmul at {r[key]:.1f} GFLOP/s: {100 * r[f'fraction_of_matmul_{ref}']:.1f}%")
+    if r.get("native_bf16") is False:
+        lines.append("  note: this CPU has no native bf16 matmul (no AVX512-BF16/AMX); bf16 runs emulated and slow")
     return "\n".join(lines)
 
 
@@ -127,4 +152,4 @@ def write_json(result: dict[str, Any], path: str | Path) -> None:
     atomic_write_text(path, json.dumps(result, indent=2) + "\n")
 
 
-__all__ = ["DTYPES", "benchmark", "count_flops", "format_report", "matmul_gflops", "write_json"]
+__all__ = ["DTYPES", "benchmark", "count_flops", "format_report", "matmul_gflops", "native_bf16", "write_json"]
