@@ -25,14 +25,14 @@ PRESET = {"tinyvit": "gem-tiny", "sam_vit_b": "gem-base", "efficientnet_lite0": 
 DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
-def _time_ms(fn, warmup: int, runs: int) -> list[float]:
+def _time_ms(fn, warmup: int, runs: int, clock=time.perf_counter) -> list[float]:
     for _ in range(warmup):
         fn()
     out = []
     for _ in range(runs):
-        t = time.perf_counter()
+        t = clock()
         fn()
-        out.append((time.perf_counter() - t) * 1e3)
+        out.append((clock() - t) * 1e3)
     return out
 
 
@@ -57,9 +57,12 @@ def bench(encoder: str, size: int, dtype: str, warmup: int, runs: int) -> str:
         forward()
     gflops = counter.get_total_flops() / 1e9
     ms = _time_ms(forward, warmup, runs)
+    # CPU time of the whole process: with --threads 1 on a busy machine it leaves out the time the
+    # process waited for a core, so it is the steadier number there.
+    cpu = statistics.median(_time_ms(forward, 0, runs, clock=time.process_time))
     med = statistics.median(ms)
     return (f"{encoder:18s} {size:5d}² {dtype:5s}  median {med:8.1f} ms  min {min(ms):8.1f} ms  "
-            f"{gflops:6.2f} GFLOPs  {gflops / med * 1e3:6.1f} GFLOP/s")
+            f"cpu {cpu:8.1f} ms  {gflops:6.2f} GFLOPs  {gflops / med * 1e3:6.1f} GFLOP/s")
 
 
 def main() -> None:
