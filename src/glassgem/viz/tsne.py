@@ -159,10 +159,14 @@ def valid_perplexity(perplexity: float, n: int) -> float:
 
 
 def tsne_2d(features: np.ndarray, perplexity: float, seed: int) -> np.ndarray:
+    """[N, D] -> [N, 2], Barnes-Hut t-SNE with PCA init, single-threaded: the same coordinates on every
+    machine, and on a busy machine OpenMP threads made a few hundred points ~10x slower, not faster."""
     from sklearn.manifold import TSNE
+    from threadpoolctl import threadpool_limits
 
     tsne = TSNE(n_components=2, perplexity=perplexity, init="pca", learning_rate="auto", random_state=seed)
-    return tsne.fit_transform(features)
+    with threadpool_limits(limits=1):
+        return tsne.fit_transform(features)
 
 
 def plot(coords: np.ndarray, labels: Sequence[str], names: Sequence[str], title: str, path: Path) -> Path:
