@@ -10,7 +10,7 @@ from glassgem.cli import main
 from glassgem.errors import ConfigError
 from glassgem.model.gem import GEM
 from glassgem.viz.overlay import GLASS_RED, overlay_mask
-from glassgem.viz.queries import YELLOW, query_figure
+from glassgem.viz.queries import YELLOW, layer_panels, query_figure
 
 H, W = 150, 200  # not a multiple of 32, not square: the dots must be mapped back from the squashed input
 
@@ -129,7 +129,7 @@ def test_cli_writes_figures(model_dir, photo, tmp_path, capsys):
     assert "16 DQS positions on a 8x8 grid" in capsys.readouterr().out
     layers = tmp_path / "layers.png"
     args = ["visualize", "queries", str(photo), "--weights", str(model_dir), "--out", str(layers), "--all-layers"]
-    assert main(args + ["--size", "160"]) == 0
+    assert main(args + ["--size", "160", "--boxes", "5"]) == 0
     with Image.open(layers) as im:
         assert im.format == "PNG" and im.mode == "RGB" and im.width > im.height > 100
 
@@ -153,3 +153,16 @@ def test_model_without_dqs_is_refused(photo):
     cfg.use_dqs = False
     with pytest.raises(ConfigError, match="no discerning query selection"):
         query_figure(GEM(cfg).eval(), photo)
+
+
+def test_layer_panels_draw_only_the_best_ranked_boxes():
+    picture = np.full((96, 128, 3), 128, np.uint8)  # gray: every coloured pixel is a box edge
+    refs = np.array([[[0.25, 0.5, 0.3, 0.6], [0.75, 0.5, 0.3, 0.6], [0.5, 0.25, 0.8, 0.3]]] * 2)  # 2 panels x 3 boxes
+
+    def coloured(max_boxes):
+        fig = layer_panels(picture, refs, max_boxes=max_boxes)
+        return int(((fig.max(axis=2).astype(int) - fig.min(axis=2)) > 60).sum())
+
+    one, two, every = coloured(1), coloured(2), coloured(None)
+    assert 0 < one < two < every == coloured(3)
+    assert coloured(0) == 0

@@ -469,6 +469,8 @@ def _add_visualize_queries(viz_sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, metavar="FILE", help="figure to write (.png, .jpg)")
     p.add_argument("--size", type=int, default=None, help="square network input side (default: the model's, 384)")
     p.add_argument("--all-layers", action="store_true", help="also draw the reference boxes of every decoder layer")
+    p.add_argument("--boxes", type=int, default=None, metavar="N",
+                   help="with --all-layers, draw the boxes of the N best-ranked queries only (default: all)")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
     p.set_defaults(func=_run_visualize_queries)
 
@@ -480,7 +482,7 @@ def _run_visualize_queries(args: argparse.Namespace) -> int:
 
     image = load_image(args.image)  # before loading a model
     model, _, _ = load_model_for_inference(args.weights, args.device)
-    figure, info = query_figure(model, image, size=args.size, all_layers=args.all_layers)
+    figure, info = query_figure(model, image, size=args.size, all_layers=args.all_layers, max_boxes=args.boxes)
     save_image(args.out, figure)
     h, w = info["image_size"]
     print(f"{args.out}: {len(info['points'])} DQS positions on a {info['grid'][0]}x{info['grid'][1]} grid, "

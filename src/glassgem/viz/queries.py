@@ -81,12 +81,13 @@ def run_queries(model: torch.nn.Module, image: np.ndarray, size: int | None = No
 
 
 def query_figure(model: torch.nn.Module, image: ImageLike, size: int | None = None, all_layers: bool = False,
-                 alpha: float = 0.45) -> tuple[np.ndarray, dict[str, Any]]:
+                 max_boxes: int | None = None, alpha: float = 0.45) -> tuple[np.ndarray, dict[str, Any]]:
     """-> (figure uint8 RGB, info).
 
     Without `all_layers` the figure is the photo at its own size with the glass mask in red and the
     selected positions as yellow dots. With `all_layers` it is a grid of panels (matplotlib): that
-    picture, then the reference boxes of every query before the first decoder layer and after each.
+    picture, then the reference boxes of every query (of the `max_boxes` best-ranked ones) before the
+    first decoder layer and after each.
     info: "points" [K, 2] float (x, y) dot centres by descending DQS score, "pixels" [K, 2] int (x, y)
     pixels they fall in, "indices" [K] flat cell indices, "grid" (gh, gw), "image_size" (H, W),
     "input_size", "dot_radius", "glass_fraction", "references" [L+1, K, 4] (normalised cxcywh).
@@ -104,14 +105,15 @@ def query_figure(model: torch.nn.Module, image: ImageLike, size: int | None = No
         "glass_fraction": float(res["mask"].mean()), "references": res["references"],
     }
     if all_layers:
-        return layer_panels(picture, res["references"], tinted), info
+        return layer_panels(picture, res["references"], tinted, max_boxes=max_boxes), info
     return picture, info
 
 
-def layer_panels(picture: np.ndarray, references: np.ndarray, background: np.ndarray | None = None, cols: int = 4,
-                 panel_inches: float = 3.0) -> np.ndarray:
-    """Grid of panels: `picture`, then one per entry of `references` [L+1, K, 4] with each query's box
-    drawn on a faded copy of `background` (default `picture`), coloured by query rank. -> uint8 RGB."""
+def layer_panels(picture: np.ndarray, references: np.ndarray, background: np.ndarray | None = None,
+                 max_boxes: int | None = None, cols: int = 4, panel_inches: float = 3.0) -> np.ndarray:
+    """Grid of panels: `picture`, then one per entry of `references` [L+1, K, 4] with the boxes of the
+    queries (the first `max_boxes`, i.e. the best-ranked, if given) drawn on a faded copy of `background`
+    (default `picture`), coloured by query rank. -> uint8 RGB."""
     from matplotlib import colormaps
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -128,6 +130,7 @@ def layer_panels(picture: np.ndarray, references: np.ndarray, background: np.nda
     base = picture if background is None else background
     faded = (base.astype(np.float32) * 0.55 + 255 * 0.45).astype(np.uint8)
     k = references.shape[1]
+    shown = k if max_boxes is None else max(0, min(int(max_boxes), k))
     colors = colormaps["plasma"](np.linspace(0.0, 0.85, k))
     for i, ax in enumerate(axes):
         ax.set_xticks([])
@@ -141,7 +144,7 @@ def layer_panels(picture: np.ndarray, references: np.ndarray, background: np.nda
             continue
         ax.imshow(faded)
         boxes = references[i - 1]
-        for q in range(k - 1, -1, -1):  # best-ranked queries drawn last, on top
+        for q in range(shown - 1, -1, -1):  # best-ranked queries drawn last, on top
             cx, cy, bw, bh = boxes[q]
             ax.add_patch(Rectangle(((cx - bw / 2) * w, (cy - bh / 2) * h), bw * w, bh * h, fill=False,
                                    linewidth=0.6, edgecolor=colors[q]))
