@@ -10,6 +10,7 @@ Only the blocks a mode uses are kept, so no parameter goes unused (DDP needs tha
 from __future__ import annotations
 
 import timm
+import torch
 from torch import Tensor, nn
 
 from .tinyvit import LayerNorm2d
@@ -53,7 +54,8 @@ class EfficientNetLite0Encoder(nn.Module):
     def forward(self, x: Tensor) -> Tensor | dict[str, Tensor]:
         if x.ndim != 4 or x.shape[1] != 3 or x.shape[2] % 32 or x.shape[3] % 32:
             raise ValueError(f"EfficientNet-Lite0 expects B×3×H×W with H, W multiples of 32, got {tuple(x.shape)}")
-        x = self.bn1(self.conv_stem(x))  # B×32×H/2×W/2 (bn1 includes the ReLU6)
+        # Channels-last: the depthwise convs run much faster on CPU; outputs are made contiguous again.
+        x = self.bn1(self.conv_stem(x.contiguous(memory_format=torch.channels_last)))  # B×32×H/2×W/2, ReLU6
         feats: dict[str, Tensor] = {}
         wanted = {i: name for name, i in NATIVE_STAGES.items()}
         for i, stage in enumerate(self.blocks):
@@ -61,8 +63,8 @@ class EfficientNetLite0Encoder(nn.Module):
             if i in wanted:
                 feats[wanted[i]] = x
         if self.native:
-            return feats  # res2 B×24×H/4×W/4 … res5 B×320×H/32×W/32
-        return self.neck(feats["res4"])  # B×256×H/16×W/16
+            return {k: v.contiguous() for k, v in feats.items()}  # res2 B×24×H/4×W/4 … res5 B×320×H/32×W/32
+        return self.neck(feats["res4"]).contiguous()  # B×256×H/16×W/16
 
 
 __all__ = ["EfficientNetLite0Encoder", "NATIVE_CHANNELS", "TIMM_NAME"]
