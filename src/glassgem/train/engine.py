@@ -81,8 +81,9 @@ class _StepBatches(Sampler):
                 yield [self._key(p) for p in range(first, first + self.micro)]
 
 
-def step_seed(seed: int, step: int, micro: int, rank: int) -> int:
-    return int(np.random.default_rng([seed, step, micro, rank]).integers(2**62))
+def step_seed(seed: int, step: int, a: int, b: int) -> int:
+    """A 62-bit seed that depends only on its four arguments (negative values allowed)."""
+    return int(np.random.default_rng([seed, step, a % 2**32, b % 2**32]).integers(2**62))
 
 
 # ------------------------------------------------------------------------------------ the run
@@ -202,13 +203,20 @@ class Trainer:
             generator=torch.Generator().manual_seed(cfg.seed),  # keeps the global RNG untouched
         )
 
+    def _image_generators(self, micro: int, n: int) -> list[torch.Generator]:
+        """One generator per image, seeded by its position in the global batch: an image's random draws
+        do not depend on how the batch is split over processes."""
+        first = (micro * self.acc.num_processes + self.acc.process_index) * self.micro
+        return [torch.Generator().manual_seed(step_seed(self.cfg.seed, self.step, first + i, -1)) for i in range(n)]
+
     def _micro_step(self, batch: dict[str, Any], micro: int) -> dict[str, torch.Tensor]:
         torch.manual_seed(step_seed(self.cfg.seed, self.step, micro, self.acc.process_index))
         images = batch["image"].to(self.acc.device)
         targets = [{k: v.to(self.acc.device) for k, v in t.items()} for t in targets_from_batch(batch["sem"])]
+        gens = self._image_generators(micro, len(targets))
         with self.acc.autocast():
             outputs = self.model(images, targets)
-            losses = self.criterion(outputs, targets)
+            losses = self.criterion(outputs, targets, gens)
         self.acc.backward(losses["loss"] / self.cfg.grad_accum)
         return losses
 
