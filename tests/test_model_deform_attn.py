@@ -74,9 +74,10 @@ def test_bilinear_bags_weights_sum_to_attention_inside_the_map():
     torch.testing.assert_close(weight.sum(-1), attn.view(6, -1).sum(-1))
     # every index lands in its own level
     starts = level_starts(SHAPES) + [sum(h * w for h, w in SHAPES)]
-    per_level = index.view(6, len(SHAPES), 2 * 4)
+    per_level = index.view(6, 4, len(SHAPES), 2)  # bag entries are corners x levels x points
     for lvl in range(len(SHAPES)):
-        assert (per_level[:, lvl] >= starts[lvl]).all() and (per_level[:, lvl] < starts[lvl + 1]).all()
+        rows = per_level[:, :, lvl]
+        assert (rows >= starts[lvl]).all() and (rows < starts[lvl + 1]).all()
 
 
 def test_init_is_deformable_detr():

@@ -19,6 +19,7 @@ not supported: GEM never pads the feature maps (valid ratios are all 1).
 """
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -53,33 +54,54 @@ def sample_grid(value: Tensor, shapes: list[tuple[int, int]], loc: Tensor, attn:
     return out.view(b, m * d, q).transpose(1, 2)
 
 
+@functools.lru_cache(maxsize=8)
+def _bag_constants(shapes: tuple[tuple[int, int], ...], loc_shape: tuple[int, ...], rows_per_batch: int,
+                   device: torch.device) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Per-sample map sizes, first memory rows and widths, materialised at full size and cached.
+
+    Element-wise ops that broadcast a per-level constant over tiny inner dims (P = 4, xy = 2) run
+    ~50x slower on CPU than same-shape ones, and every decoder layer asks for the same shapes.
+    -> (size [2(w, h), B,Q,M,L,P] float, size - 1, start row [B,Q,M,L,P] int64, width [B,Q,M,L,P] int64).
+    """
+    b, q, m, n_levels, p, _ = loc_shape
+    per_level, full = (1, 1, 1, n_levels, 1), (b, q, m, n_levels, p)
+    w = torch.tensor([w for _, w in shapes], dtype=torch.float32, device=device).view(per_level).expand(full)
+    h = torch.tensor([h for h, _ in shapes], dtype=torch.float32, device=device).view(per_level).expand(full)
+    size = torch.stack([w, h]).contiguous()
+    start = torch.tensor(level_starts(list(shapes)), device=device).view(per_level)
+    start = start + torch.arange(b, device=device).view(b, 1, 1, 1, 1) * rows_per_batch
+    return size, size - 1, start.expand(full).contiguous(), w.long().contiguous()
+
+
 def bilinear_bags(
     shapes: list[tuple[int, int]], loc: Tensor, attn: Tensor, rows_per_batch: int
 ) -> tuple[Tensor, Tensor]:
     """Memory-row indices and weights of every (batch, query, head) bag.
 
-    loc [B,Q,M,L,P,2] (x, y) in [0,1], attn [B,Q,M,L,P] -> (index [B·Q·M, L·P·4] int64 into the
-    flattened B·S memory, weight [B·Q·M, L·P·4] fp32 = attention × bilinear weight, 0 outside the map).
+    loc [B,Q,M,L,P,2] (x, y) in [0,1], attn [B,Q,M,L,P] -> (index [B·Q·M, 4·L·P] int64 into the
+    flattened B·S memory, weight [B·Q·M, 4·L·P] fp32 = attention × bilinear weight, 0 outside the map).
     """
-    b, q, m, n_levels, p, _ = loc.shape
-    sizes = torch.tensor(shapes, dtype=torch.float32, device=loc.device)  # L x 2 (h, w)
-    wh = sizes.flip(-1).view(n_levels, 1, 2)  # L x 1 x (w, h), broadcasts against loc[..., L, P, 2]
-    # align_corners=False: pixel centres sit at (i + 0.5) / size; corners (x0, y0) and (x0+1, y0+1)
-    pix = loc.float() * wh - 0.5  # B x Q x M x L x P x 2
+    b, q, m = loc.shape[:3]
+    key = tuple((int(h), int(w)) for h, w in shapes)
+    size, last, start, width = _bag_constants(key, tuple(loc.shape), rows_per_batch, loc.device)
+    # align_corners=False: pixel centres sit at (i + 0.5) / size; x and y handled together as dim 0
+    pix = loc.float().permute(5, 0, 1, 2, 3, 4) * size - 0.5  # 2(x, y) x B x Q x M x L x P
     lo = pix.floor()
     frac = pix - lo
-    corner = torch.stack([lo, lo + 1], dim=-1)  # ... x 2(xy) x 2(lo/hi)
-    weight = torch.stack([1 - frac, frac], dim=-1)
-    inside = (corner >= 0) & (corner < wh[..., None])
-    weight = weight * inside  # zero padding: outside corners weigh nothing
-    corner = torch.minimum(corner.clamp(min=0), wh[..., None] - 1).long()  # any valid row will do
-    # 4 corners as (y, x) pairs: index = start + y·w + x, weight = w_y · w_x · attention
-    starts = torch.tensor(level_starts(shapes), dtype=torch.int64, device=loc.device).view(n_levels, 1, 1, 1)
-    width = torch.tensor([w for _, w in shapes], dtype=torch.int64, device=loc.device).view(n_levels, 1, 1, 1)
-    index = starts + corner[..., 1, :, None] * width + corner[..., 0, None, :]  # ... x 2(y) x 2(x)
-    weight = weight[..., 1, :, None] * weight[..., 0, None, :] * attn.float()[..., None, None]
-    batch_offset = torch.arange(b, device=loc.device).view(b, 1, 1, 1, 1, 1, 1) * rows_per_batch
-    return (index + batch_offset).reshape(b * q * m, -1), weight.reshape(b * q * m, -1)
+    hi = lo + 1
+    c_lo = torch.minimum(lo.clamp(min=0), last)
+    c_hi = torch.minimum(hi.clamp(min=0), last)
+    # zero padding: a corner outside the map weighs nothing (its clamped index is just some valid row)
+    w_lo = (1 - frac) * (c_lo == lo)
+    w_hi = frac * (c_hi == hi)
+    c_lo, c_hi = c_lo.long(), c_hi.long()
+    row_lo = start + c_lo[1] * width  # memory row of (y, x=0)
+    row_hi = start + c_hi[1] * width
+    index = torch.stack([row_lo + c_lo[0], row_lo + c_hi[0], row_hi + c_lo[0], row_hi + c_hi[0]], dim=3)
+    a = attn.float()
+    wy_lo, wy_hi = w_lo[1] * a, w_hi[1] * a
+    weight = torch.stack([wy_lo * w_lo[0], wy_lo * w_hi[0], wy_hi * w_lo[0], wy_hi * w_hi[0]], dim=3)
+    return index.reshape(b * q * m, -1), weight.reshape(b * q * m, -1)  # corners x L x P per bag
 
 
 def sample_bag(
@@ -148,14 +170,18 @@ class MSDeformAttn(nn.Module):
         m, n_levels, p = self.n_heads, self.n_levels, self.n_points
         if len(shapes) != n_levels:
             raise ValueError(f"memory has {len(shapes)} levels, attention was built for {n_levels}")
-        if ref_boxes.dim() == 3:
-            ref_boxes = ref_boxes[:, :, None].expand(b, q, n_levels, 4)
-        offsets = self.sampling_offsets(query).view(b, q, m, n_levels, p, 2)
+        offsets = self.sampling_offsets(query).float()  # B x Q x M·L·P·2
         logits = self.attention_weights(query).view(b, q, m, n_levels * p)
         attn = F.softmax(logits.float(), -1).view(b, q, m, n_levels, p)  # fp32: 12-way softmax is cheap
-        ref = ref_boxes.float()[:, :, None, :, None]  # B x Q x 1 x L x 1 x 4
-        # same operation order as the original: off / P · wh · 0.5
-        loc = ref[..., :2] + offsets.float() / p * ref[..., 2:] * 0.5  # B x Q x M x L x P x 2
+        # Locations are computed with (x, y) as the leading dim: broadcasting a box over the tiny trailing
+        # dims of the original layout is an order of magnitude slower on CPU. Same operation order as the
+        # original: ref_xy + off / P · ref_wh · 0.5.
+        off = offsets.view(b, q, m, n_levels, p, 2).permute(5, 0, 1, 2, 3, 4)  # 2 x B x Q x M x L x P
+        if ref_boxes.dim() == 3:  # one box for all levels (GEM: valid ratios are all 1)
+            ref = ref_boxes.float().permute(2, 0, 1)[..., None, None, None]  # 4 x B x Q x 1 x 1 x 1
+        else:
+            ref = ref_boxes.float().permute(3, 0, 1, 2)[:, :, :, None, :, None]  # 4 x B x Q x 1 x L x 1
+        loc = (ref[:2] + off / p * ref[2:] * 0.5).permute(1, 2, 3, 4, 5, 0)  # B x Q x M x L x P x 2 (view)
         if self.impl == "grid_sample":
             value = self.value_proj(memory).view(b, memory.shape[1], m, self.d_model // m)
             out = sample_grid(value, shapes, loc, attn)
