@@ -541,7 +541,7 @@ def _run_analyze_tsne(args: argparse.Namespace) -> int:
                     max_per_set=args.max_per_set, perplexity=args.perplexity, seed=args.seed,
                     batch_size=args.batch_size, device=device)
     counts = ", ".join(f"{k} {v}" for k, v in s["counts"].items())
-    print(f"t-SNE of {args.features} features ({counts}; perplexity {s['perplexity']:g}) -> {s['plot']}, {s['csv']}")
+    print(f"t-SNE of {args.features} features ({counts}; perplexity {s['perplexity']:.3g}) -> {s['plot']}, {s['csv']}")
     return 0
 
 

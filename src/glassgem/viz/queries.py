@@ -110,7 +110,7 @@ def query_figure(model: torch.nn.Module, image: ImageLike, size: int | None = No
 
 
 def layer_panels(picture: np.ndarray, references: np.ndarray, background: np.ndarray | None = None,
-                 max_boxes: int | None = None, cols: int = 4, panel_inches: float = 3.0) -> np.ndarray:
+                 max_boxes: int | None = None, cols: int = 4, panel_inches: float = 2.5) -> np.ndarray:
     """Grid of panels: `picture`, then one per entry of `references` [L+1, K, 4] with the boxes of the
     queries (the first `max_boxes`, i.e. the best-ranked, if given) drawn on a faded copy of `background`
     (default `picture`), coloured by query rank. -> uint8 RGB."""
@@ -127,11 +127,12 @@ def layer_panels(picture: np.ndarray, references: np.ndarray, background: np.nda
     fig = Figure(figsize=(cols * panel_inches, rows * (panel_inches * aspect + 0.35) + 0.4), dpi=100)
     FigureCanvasAgg(fig)
     axes = fig.subplots(rows, cols, squeeze=False).ravel()
-    base = picture if background is None else background
-    faded = (base.astype(np.float32) * 0.55 + 255 * 0.45).astype(np.uint8)
+    base = (picture if background is None else background).astype(np.float32)
+    # a pale grey copy: the coloured boxes stand out, and the figure stays small as a JPEG
+    faded = np.repeat((base @ np.float32([0.299, 0.587, 0.114]) * 0.3 + 178.5)[..., None], 3, axis=2).astype(np.uint8)
     k = references.shape[1]
     shown = k if max_boxes is None else max(0, min(int(max_boxes), k))
-    colors = colormaps["plasma"](np.linspace(0.0, 0.85, k))
+    colors = colormaps["plasma"](np.linspace(0.0, 0.85, max(shown, 1)))
     for i, ax in enumerate(axes):
         ax.set_xticks([])
         ax.set_yticks([])

@@ -234,7 +234,7 @@ def tsne_figure(specs: Sequence[str], out: str | os.PathLike, features: str = "e
     used = valid_perplexity(perplexity, n)
     coords = tsne_2d(feats, used, seed)
     labels = [s.name for s in sets for _ in s.paths]
-    title = f"t-SNE of {features} features ({n} images, perplexity {used:g})"
+    title = f"t-SNE of {features} features ({n} images, perplexity {used:.3g})"
     plot(coords, labels, [s.name for s in sets], title, out)
     csv_path = write_csv(out.with_suffix(".csv"), sets, coords)
     return {"plot": out, "csv": csv_path, "counts": {s.name: len(s.paths) for s in sets},
