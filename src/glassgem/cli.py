@@ -545,6 +545,52 @@ def _run_analyze_tsne(args: argparse.Namespace) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------------------- export
+# `glassgem export <format>`: deployable graphs of a model; each format adds a nested subcommand here.
+def _add_export(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("export", help="export a model for deployment (ONNX)")
+    export_sub = p.add_subparsers(dest="export_command", metavar="FORMAT")
+    p.set_defaults(func=lambda args: _print_help(p))
+    _add_export_onnx(export_sub)
+
+
+def _add_export_onnx(export_sub: argparse._SubParsersAction) -> None:
+    p = export_sub.add_parser(
+        "onnx",
+        help="the whole network with semantic inference as one ONNX graph (images -> scores)",
+        description="Write an ONNX graph: input 'images' float32 [B,3,H,W] RGB 0..255 (not normalised), output "
+        "'scores' float32 [B,2,H,W] (background, glass; argmax = glass map), the same numbers as "
+        "GEM.semantic_scores. The file is then run with onnxruntime on a random input and compared with "
+        "PyTorch; if they differ by more than --tolerance it is not written to --out (exit code 2).",
+    )
+    p.add_argument("--weights", default=None,
+                   help="glassgem model dir or original GEM checkpoint (default: the shipped model)")
+    p.add_argument("--out", required=True, metavar="FILE", help="output .onnx file (written atomically)")
+    p.add_argument("--size", default=None, metavar="N|HxW",
+                   help="input size: N (square) or HxW (height x width), multiples of 32 "
+                        "(default: the model's, 384)")
+    p.add_argument("--dynamic-batch", action="store_true", help="any batch size (default: batch 1)")
+    p.add_argument("--opset", type=int, default=18, help="ONNX opset, 18 or newer (default 18)")
+    p.add_argument("--tolerance", type=float, default=1e-3,
+                   help="largest accepted abs difference of the scores, onnxruntime vs PyTorch (default 1e-3)")
+    p.add_argument("--no-verify", action="store_true", help="skip the onnxruntime check")
+    p.add_argument("--no-optimize", action="store_true",
+                   help="skip the slow op-fusion pass (constants are still folded): export several times "
+                        "faster, graph somewhat slower in onnxruntime")
+    p.set_defaults(func=_run_export_onnx)
+
+
+def _run_export_onnx(args: argparse.Namespace) -> int:
+    from .export import export_onnx
+    from .model.gem import GEM
+
+    model = GEM.from_pretrained(args.weights)
+    report = export_onnx(model, args.out, size=args.size, dynamic_batch=args.dynamic_batch, opset=args.opset,
+                         verify=not args.no_verify, tolerance=args.tolerance, optimize=not args.no_optimize)
+    print(report.line())
+    return 0
+
+
 # ---------------------------------------------------------------------------------------- main
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -554,7 +600,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"glassgem {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for add in (_add_demo, _add_evaluate_masks, _add_synth, _add_data, _add_convert, _add_bench,
-                _add_train, _add_evaluate, _add_predict, _add_visualize, _add_analyze):
+                _add_train, _add_evaluate, _add_predict, _add_visualize, _add_analyze, _add_export):
         add(sub)
     return parser
 

@@ -1,0 +1,134 @@
+"""Run an exported glassgem ONNX file with onnxruntime: no model code, no torch-side weights.
+
+    scorer = load_onnx_scorer("gem-tiny.onnx")       # CPUExecutionProvider
+    scores = scorer(images)                          # float32 [B,3,H,W] RGB 0..255 -> torch [B,2,H,W]
+    glass = scores.argmax(1)
+
+`scorer.input_size` is (H, W) (None if the graph's spatial size is symbolic), `scorer.batch_dynamic`
+says whether any batch size runs in one call (a graph exported for batch 1 is run image by image),
+`scorer.config` is the model config stored in the file's metadata.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .errors import CheckpointError, ConfigError, DataError, GlassgemError
+
+DEVICES = ("cpu", "cuda", "auto")
+
+
+def _ort():
+    try:
+        import onnxruntime
+    except ImportError:
+        raise GlassgemError("onnxruntime is not installed: pip install 'glassgem[export]'") from None
+    return onnxruntime
+
+
+def _providers(device: str) -> list[str]:
+    ort = _ort()
+    if device not in DEVICES:
+        raise ConfigError(f"device {device!r}: choose one of {', '.join(DEVICES)}")
+    cuda = "CUDAExecutionProvider" in ort.get_available_providers()
+    if device == "cuda" and not cuda:
+        raise ConfigError("device 'cuda': this onnxruntime build has no CUDAExecutionProvider "
+                          "(install onnxruntime-gpu, or use device='cpu')")
+    if device == "cuda" or (device == "auto" and cuda):
+        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    return ["CPUExecutionProvider"]
+
+
+class OnnxScorer:
+    """A glassgem ONNX graph as a scorer: images [B,3,H,W] 0..255 -> scores [B,2,H,W] (torch fp32, CPU)."""
+
+    def __init__(self, session: Any, source: str) -> None:
+        self.session, self.source = session, source
+        inputs, outputs = session.get_inputs(), session.get_outputs()
+        if len(inputs) != 1 or len(outputs) != 1 or len(inputs[0].shape) != 4 or len(outputs[0].shape) != 4 \
+                or inputs[0].shape[1] != 3 or outputs[0].shape[1] != 2:
+            sig = ", ".join(f"{a.name} {a.shape}" for a in inputs) + " -> " + \
+                ", ".join(f"{a.name} {a.shape}" for a in outputs)
+            raise CheckpointError(f"{source}: not a glassgem export (expected images [B,3,H,W] -> scores "
+                                  f"[B,2,H,W], the graph has {sig})")
+        self.input_name, self.output_name = inputs[0].name, outputs[0].name
+        b, _, h, w = inputs[0].shape
+        self.batch_dynamic = not isinstance(b, int)
+        self.batch_size: int | None = None if self.batch_dynamic else int(b)
+        self.input_size: tuple[int, int] | None = (h, w) if isinstance(h, int) and isinstance(w, int) else None
+        self.metadata: dict[str, str] = dict(session.get_modelmeta().custom_metadata_map)
+        try:
+            self.config: dict[str, Any] = json.loads(self.metadata.get("glassgem.config", "{}"))
+        except json.JSONDecodeError as e:
+            raise CheckpointError(f"{source}: the glassgem.config metadata is not valid JSON ({e})") from None
+        self.providers: list[str] = list(session.get_providers())
+
+    @classmethod
+    def from_bytes(cls, data: bytes, source: str = "<bytes>", device: str = "cpu",
+                   threads: int | None = None) -> "OnnxScorer":
+        ort = _ort()
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = int(threads)
+        options.log_severity_level = 3  # errors only: unused-initializer notes are not the user's concern
+        try:
+            session = ort.InferenceSession(data, options, providers=_providers(device))
+        except GlassgemError:
+            raise
+        except Exception as e:  # onnxruntime raises its own exception types for bad or unsupported files
+            first = str(e).strip().splitlines()[0][:400] if str(e).strip() else type(e).__name__
+            raise CheckpointError(f"{source}: onnxruntime cannot load it ({first})") from None
+        return cls(session, source)
+
+    def __call__(self, images: np.ndarray | torch.Tensor) -> torch.Tensor:
+        x = self._as_array(images)
+        if self.batch_dynamic or x.shape[0] == self.batch_size:
+            out = self._run(x)
+        elif self.batch_size == 1:
+            out = np.concatenate([self._run(x[i : i + 1]) for i in range(x.shape[0])])
+        else:
+            raise DataError(f"{self.source}: exported for batches of {self.batch_size}, got {x.shape[0]} images")
+        return torch.from_numpy(out)
+
+    def _run(self, x: np.ndarray) -> np.ndarray:
+        return np.asarray(self.session.run([self.output_name], {self.input_name: x})[0], dtype=np.float32)
+
+    def _as_array(self, images: np.ndarray | torch.Tensor) -> np.ndarray:
+        if isinstance(images, torch.Tensor):
+            images = images.detach().to("cpu", torch.float32).numpy()
+        if not isinstance(images, np.ndarray):
+            raise DataError(f"images must be a numpy array or torch tensor, got {type(images).__name__}")
+        x = np.ascontiguousarray(images, dtype=np.float32)
+        if x.ndim != 4 or x.shape[1] != 3 or 0 in x.shape:
+            raise DataError(f"images must be [B, 3, H, W] RGB 0..255, got shape {tuple(x.shape)}")
+        if self.input_size is not None and tuple(x.shape[2:]) != self.input_size:
+            h, w = self.input_size
+            raise DataError(f"{self.source}: exported for {h}x{w} (HxW) inputs, got {x.shape[2]}x{x.shape[3]}; "
+                            "resize the images or export again with --size")
+        return x
+
+    def __repr__(self) -> str:
+        size = "x".join(map(str, self.input_size)) if self.input_size else "any size"
+        batch = "dynamic batch" if self.batch_dynamic else f"batch {self.batch_size}"
+        return f"OnnxScorer({self.source!r}, {size}, {batch}, {self.config.get('name', '?')}, {self.providers[0]})"
+
+
+def load_onnx_scorer(path: str | os.PathLike, device: str = "cpu", threads: int | None = None) -> OnnxScorer:
+    """Open an exported glassgem ONNX file. device: "cpu", "cuda" (onnxruntime-gpu) or "auto";
+    threads: onnxruntime intra-op threads (default: onnxruntime's choice, all cores)."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: ONNX file not found")
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise CheckpointError(f"{path}: cannot read it ({e.strerror or e})") from None
+    return OnnxScorer.from_bytes(data, source=str(path), device=device, threads=threads)
+
+
+__all__ = ["OnnxScorer", "load_onnx_scorer"]
