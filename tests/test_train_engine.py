@@ -107,6 +107,28 @@ def test_sigkill_and_resume_replays_the_same_losses(tmp_path):
     assert ckpts == ["step_0000006.pt", "step_0000008.pt", "step_0000009.pt"]
 
 
+def test_two_processes_give_the_same_first_step_loss_as_one(tmp_path):
+    """Same global batch of 4 on 1 process and on 2 gloo processes (torchrun): the first-step loss agrees.
+    Images are larger than the crop (no padding) and every crop holds both classes, so every
+    per-process mean has the same denominator as the global one."""
+    data = make_dataset(tmp_path / "data", 8, 160, 160, seed=3)
+    args = ["train", "--preset", "debug", "--data", str(data),
+            "--set", "max_iter=1", "batch_size=4", "log_period=1", "min_sizes=[160]", "crop_size=128",
+            "num_points=512"]
+    one, two = tmp_path / "one", tmp_path / "two"
+    subprocess.run(GLASSGEM + args + ["--out", str(one)], check=True, env=_env(), capture_output=True)
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517"]
+    res = subprocess.run(torchrun + ["-m", "glassgem.cli"] + args + ["--out", str(two)], env=_env(),
+                         capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr[-3000:]
+    import json
+
+    assert json.loads((two / "run_info.json").read_text())["num_processes"] == 2
+    assert json.loads((one / "run_info.json").read_text())["num_processes"] == 1
+    l1, l2 = read_log(one)[1]["loss"], read_log(two)[1]["loss"]
+    assert abs(l1 - l2) <= 1e-4 * abs(l1), (l1, l2)
+
+
 def test_bad_data_fails_before_the_first_step(tmp_path):
     data = make_dataset(tmp_path / "data", 4, 64, 64)
     (data / "images" / "s01.png").write_bytes(b"not a png at all")

@@ -90,8 +90,26 @@ def dn_attn_mask(pad_size: int, num_queries: int, scalar: int, single_pad: int, 
     return mask
 
 
+def _dn_noise(labels: Tensor, boxes: Tensor, counts: list[int], scalar: int, num_classes: int,
+              generators: list[torch.Generator] | None) -> tuple[Tensor, Tensor, Tensor]:
+    """Uniform draws for label flips, flip classes and box jitter, laid out like `labels` (group-major).
+    With one generator per image, image b's draws come from generators[b] alone."""
+    device = labels.device
+    if generators is None:
+        return (torch.rand(labels.shape, device=device), torch.randint_like(labels, 0, num_classes),
+                torch.rand_like(boxes))
+    per_image = []
+    for n, gen in zip(counts, generators):
+        per_image.append((torch.rand(scalar, n, generator=gen), torch.randint(0, num_classes, (scalar, n), generator=gen),
+                          torch.rand(scalar, n, 4, generator=gen)))
+    # [scalar, n_b, ...] per image -> concatenate images within each group -> flatten groups
+    u, k, r = (torch.cat([p[i] for p in per_image], dim=1).flatten(0, 1).to(device) for i in range(3))
+    return u, k.to(labels.dtype), r
+
+
 def build_dn_queries(targets: list[dict[str, Tensor]], label_enc: nn.Embedding, dn_num: int, noise_scale: float,
-                     num_classes: int, num_queries: int) -> DNQueries | None:
+                     num_classes: int, num_queries: int,
+                     generators: list[torch.Generator] | None = None) -> DNQueries | None:
     """DN-DETR denoising queries, MaskDINO "seg" variant: each GT (one per class mask) is repeated in
     `dn_num // max_gt` groups with label flips (p = noise_scale/2) and box jitter (±noise_scale of the
     half-size for the centre, of the size for w/h). DN query of image b's GT j in group g: g·single_pad + j.
@@ -109,10 +127,10 @@ def build_dn_queries(targets: list[dict[str, Tensor]], label_enc: nn.Embedding, 
     batch = batch.repeat(scalar)
     slot = torch.cat([slot + single_pad * g for g in range(scalar)])
     if noise_scale > 0:
-        flip = torch.rand(labels.shape, device=device) < noise_scale * 0.5
-        labels = torch.where(flip, torch.randint_like(labels, 0, num_classes), labels)
+        u, new_class, jitter = _dn_noise(labels, boxes, counts, scalar, num_classes, generators)
+        labels = torch.where(u < noise_scale * 0.5, new_class, labels)
         spread = torch.cat([boxes[:, 2:] / 2, boxes[:, 2:]], dim=1)
-        boxes = (boxes + (torch.rand_like(boxes) * 2 - 1.0) * spread * noise_scale).clamp(min=0.0, max=1.0)
+        boxes = (boxes + (jitter * 2 - 1.0) * spread * noise_scale).clamp(min=0.0, max=1.0)
     pad_size = single_pad * scalar
     b, c = len(targets), label_enc.embedding_dim
     content = torch.zeros(b, pad_size, c, device=device, dtype=label_enc.weight.dtype)
@@ -184,7 +202,8 @@ class GEMDecoder(nn.Module):
 
     # ------------------------------------------------------------------------------ forward
     def forward(self, queries: Tensor | None, memory: Tensor, shapes: list[tuple[int, int]], mask_fn: MaskFn,
-                targets: list[dict[str, Tensor]] | None = None, internals: bool = False) -> dict:
+                targets: list[dict[str, Tensor]] | None = None, internals: bool = False,
+                generators: list[torch.Generator] | None = None) -> dict:
         """queries [B,K,C] from DQS (None: learned `query_feat`), memory [B,S,C] -> output dict (see gem.py).
 
         Eval mode predicts masks for the last layer only (as the original); training for all.
@@ -196,7 +215,7 @@ class GEMDecoder(nn.Module):
         dn = None
         if self.training and targets is not None and self.cfg.dn != "none":
             dn = build_dn_queries(targets, self.label_enc, self.cfg.dn_num, self.cfg.dn_noise_scale,
-                                  self.cfg.num_classes, self.num_queries)
+                                  self.cfg.num_classes, self.num_queries, generators)
         attn_mask = None
         if dn is not None:
             tgt = torch.cat([dn.content.to(tgt.dtype), tgt], dim=1)

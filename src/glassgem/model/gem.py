@@ -157,14 +157,18 @@ class GEM(nn.Module):
     def _folding(self) -> bool:
         return self.fold_mask_head and not self.training and self.pyramid is not None
 
-    def forward(self, images: Tensor, targets: list[dict[str, Tensor]] | None = None, internals: bool = False) -> dict:
+    def forward(self, images: Tensor, targets: list[dict[str, Tensor]] | None = None, internals: bool = False,
+                generators: list[torch.Generator] | None = None) -> dict:
+        """`generators` (training): one per image for the denoising noise, so an image's noise does not
+        depend on the rest of its batch (multi-process runs then match single-process ones)."""
         _check_images(images)
         if targets is not None and len(targets) != images.shape[0]:
             raise DataError(f"got {len(targets)} targets for a batch of {images.shape[0]} images")
-        return self.forward_features(self.features(images, with_res2=not self._folding()), targets, internals)
+        feats = self.features(images, with_res2=not self._folding())
+        return self.forward_features(feats, targets, internals, generators)
 
     def forward_features(self, feats: dict[str, Tensor], targets: list[dict[str, Tensor]] | None = None,
-                         internals: bool = False) -> dict:
+                         internals: bool = False, generators: list[torch.Generator] | None = None) -> dict:
         """The head on encoder/pyramid features {"res2" (or "res2_pre"), "res3", "res4", "res5"}."""
         multi = self.pixel_decoder.project(feats)  # [P5, P4, P3]
         if "res2" in feats:
@@ -175,7 +179,7 @@ class GEM(nn.Module):
         proposals = self.query_selection(multi) if self.query_selection is not None else None
         memory, shapes = flatten_levels(multi)
         out = self.decoder(proposals.queries if proposals is not None else None, memory, shapes, mask_fn, targets,
-                           internals)
+                           internals, generators)
         out["proposal_cls_logits"] = proposals.logits if proposals is not None else None
         if internals:
             out["query_indices"] = proposals.indices if proposals is not None else None

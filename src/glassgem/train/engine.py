@@ -215,7 +215,7 @@ class Trainer:
         targets = [{k: v.to(self.acc.device) for k, v in t.items()} for t in targets_from_batch(batch["sem"])]
         gens = self._image_generators(micro, len(targets))
         with self.acc.autocast():
-            outputs = self.model(images, targets)
+            outputs = self.model(images, targets, generators=gens)
             losses = self.criterion(outputs, targets, gens)
         self.acc.backward(losses["loss"] / self.cfg.grad_accum)
         return losses
@@ -230,6 +230,10 @@ class Trainer:
             self._restore(ckpt)
         if self.acc.is_main_process:
             atomic_write_text(self.out / "config.json", json.dumps(self.cfg.to_dict(), indent=2))
+            info = {"num_processes": self.acc.num_processes, "device": str(self.acc.device),
+                    "mixed_precision": self.cfg.mixed_precision, "per_process_batch": self.micro,
+                    "max_iter": self.max_iter, "torch": torch.__version__}
+            atomic_write_text(self.out / "run_info.json", json.dumps(info, indent=2))
         logger = RunLogger(self.out, enabled=self.acc.is_main_process, resume_step=self.step)
         self.model.train()
         loader = iter(self._loader())

@@ -5,8 +5,9 @@ from torch import Tensor, nn
 
 
 def _down(cin: int, cout: int) -> nn.Sequential:
-    # one stride-2 step: 3x3 conv + BN + GELU
-    return nn.Sequential(nn.Conv2d(cin, cout, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(cout), nn.GELU())
+    # one stride-2 step: 3x3 conv + GroupNorm + GELU. GroupNorm, not BatchNorm: its output does not depend
+    # on the other images of the batch, so tests can compare a batch split over processes with one process.
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, stride=2, padding=1, bias=False), nn.GroupNorm(4, cout), nn.GELU())
 
 
 class DebugEncoder(nn.Module):
