@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 onnx = pytest.importorskip("onnx", reason="the export extra (onnx, onnxruntime) is not installed")
 pytest.importorskip("onnxruntime", reason="the export extra (onnx, onnxruntime) is not installed")
@@ -24,7 +25,7 @@ from glassgem.export import (ExportVerificationError, export_onnx, load_onnx_sco
                              write_verified)
 from glassgem.io import load_image  # noqa: E402
 from glassgem.model.gem import GEM  # noqa: E402
-from glassgem.model.inference import squash  # noqa: E402
+from glassgem.model.inference import predict_image, squash  # noqa: E402
 
 SHARED = Path(os.environ.get("GLASSGEM_SHARED", Path(__file__).resolve().parents[1].parent / "shared"))
 REF = SHARED / "reference" / "gem-tiny"
@@ -116,6 +117,18 @@ def test_scorer_takes_numpy_and_checks_shapes(debug_onnx):
         scorer(np.zeros((3, DEBUG_H, DEBUG_W), np.float32))
 
 
+def test_predict_onnx_refuses_what_it_cannot_run(debug_onnx, tmp_path):
+    photo = tmp_path / "photo.png"
+    Image.fromarray(np.full((40, 60, 3), 128, np.uint8)).save(photo)
+    out = str(tmp_path / "pred")
+    rc, _, err = _cli("predict", str(photo), "--onnx", str(debug_onnx[0]), "--out", out, "--quiet")
+    assert rc == 2 and f"{DEBUG_H}x{DEBUG_W}" in err and "square" in err  # predict squashes to a square
+    rc, _, err = _cli("predict", str(photo), "--onnx", str(tmp_path / "none.onnx"), "--out", out, "--quiet")
+    assert rc == 2 and "none.onnx: ONNX file not found" in err
+    rc, _, err = _cli("predict", str(photo), "--onnx", str(debug_onnx[0]), "--weights", "x", "--out", out)
+    assert rc == 2 and "--weights" in err
+
+
 def test_failed_verification_leaves_out_untouched(debug_onnx, debug_dir, tmp_path):
     proto = onnx.load(str(debug_onnx[0]))
     model = GEM.from_pretrained(debug_dir)
@@ -154,6 +167,19 @@ def test_gem_tiny_original_checkpoint_matches_pytorch(tmp_path):
     _assert_same_scores(got, ref)
     original = torch.load(REF / "outputs.pt", map_location="cpu", weights_only=True)["sem_seg"]
     assert (got[0] - original).abs().max().item() <= TOL
+
+    # glassgem predict --onnx: same probability maps as the PyTorch path, at the photos' own sizes
+    photos = [REF / "input.png"] + real
+    rc, _, err = _cli("predict", *map(str, photos), "--onnx", str(path), "--out", str(tmp_path / "pred"),
+                      "--save-prob", "--quiet", "--device", "cpu")
+    assert rc == 0, err
+    for p in photos:
+        want = predict_image(model, load_image(p), return_prob=True)
+        prob = np.asarray(Image.open(tmp_path / "pred" / f"{p.stem}_prob.png"), dtype=np.int32)
+        assert prob.shape == want.shape
+        assert np.abs(prob - np.round(want * 255)).max() <= 1
+        mask = np.asarray(Image.open(tmp_path / "pred" / f"{p.stem}.png")) > 0
+        assert (mask == (predict_image(model, load_image(p)) > 0)).mean() >= 0.999
 
 
 # ------------------------------------------------------------------------------------- errors

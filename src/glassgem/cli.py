@@ -429,6 +429,8 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--overlay", action="store_true", help="also write <stem>_overlay.jpg (glass tinted red)")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
     p.add_argument("--dtype", default="fp32", choices=("fp32", "bf16", "fp16"), help="autocast dtype (default fp32)")
+    p.add_argument("--onnx", default=None, metavar="FILE",
+                   help="score with a graph from `glassgem export onnx` (onnxruntime) instead of PyTorch weights")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_run_predict)
 
@@ -437,8 +439,16 @@ def _run_predict(args: argparse.Namespace) -> int:
     from .predict import build_scorer, collect_inputs, predict_files
 
     photos = collect_inputs(args.inputs, recursive=args.recursive, out=args.out)  # before loading a model
-    scorer = build_scorer(args.weights, args.device, args.dtype)
-    summary = predict_files(photos, args.out, scorer, size=args.size, batch_size=args.batch_size,
+    if args.onnx:
+        if args.weights or args.dtype != "fp32":
+            raise GlassgemError("--onnx runs an exported fp32 graph: leave out --weights and --dtype")
+        from .onnx_runner import load_onnx_scorer
+
+        scorer = load_onnx_scorer(args.onnx, device=args.device or "auto")
+        size = scorer.square_size(args.size)
+    else:
+        scorer, size = build_scorer(args.weights, args.device, args.dtype), args.size
+    summary = predict_files(photos, args.out, scorer, size=size, batch_size=args.batch_size,
                             save_prob=args.save_prob, overlay=args.overlay, progress=not args.quiet)
     print(summary.line())
     return 1 if summary.failed else 0

@@ -31,16 +31,18 @@ def _ort():
     return onnxruntime
 
 
-def _providers(device: str) -> list[str]:
+def _providers(device: str) -> list:
+    """"cpu", "cuda", "cuda:N" or "auto" (CUDA if this onnxruntime build has it) -> session providers."""
     ort = _ort()
-    if device not in DEVICES:
-        raise ConfigError(f"device {device!r}: choose one of {', '.join(DEVICES)}")
+    kind, _, index = device.partition(":")
+    if kind not in DEVICES or (index and (kind != "cuda" or not index.isdigit())):
+        raise ConfigError(f"device {device!r}: choose one of cpu, cuda, cuda:N, auto")
     cuda = "CUDAExecutionProvider" in ort.get_available_providers()
-    if device == "cuda" and not cuda:
-        raise ConfigError("device 'cuda': this onnxruntime build has no CUDAExecutionProvider "
-                          "(install onnxruntime-gpu, or use device='cpu')")
-    if device == "cuda" or (device == "auto" and cuda):
-        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    if kind == "cuda" and not cuda:
+        raise ConfigError(f"device {device!r}: this onnxruntime build has no CUDAExecutionProvider "
+                          "(install onnxruntime-gpu, or use the CPU)")
+    if kind == "cuda" or (kind == "auto" and cuda):
+        return [("CUDAExecutionProvider", {"device_id": int(index or 0)}), "CPUExecutionProvider"]
     return ["CPUExecutionProvider"]
 
 
@@ -85,6 +87,20 @@ class OnnxScorer:
             raise CheckpointError(f"{source}: onnxruntime cannot load it ({first})") from None
         return cls(session, source)
 
+    def square_size(self, requested: int | None = None) -> int:
+        """The square size to squash photos to for this graph (glassgem predict): `requested` if given,
+        else the graph's. ConfigError if the graph is fixed at a non-square or another size."""
+        if self.input_size is None:
+            return int(requested or self.config.get("image_size", 384))
+        h, w = self.input_size
+        if h != w:
+            raise ConfigError(f"{self.source}: exported for {h}x{w} (HxW) inputs, but photos are squashed to a "
+                              "square; export again with --size N")
+        if requested and int(requested) != h:
+            raise ConfigError(f"--size {requested}: {self.source} was exported for {h}x{w} inputs "
+                              f"(export again with --size {requested}, or leave --size out)")
+        return h
+
     def __call__(self, images: np.ndarray | torch.Tensor) -> torch.Tensor:
         x = self._as_array(images)
         if self.batch_dynamic or x.shape[0] == self.batch_size:
@@ -119,7 +135,7 @@ class OnnxScorer:
 
 
 def load_onnx_scorer(path: str | os.PathLike, device: str = "cpu", threads: int | None = None) -> OnnxScorer:
-    """Open an exported glassgem ONNX file. device: "cpu", "cuda" (onnxruntime-gpu) or "auto";
+    """Open an exported glassgem ONNX file. device: "cpu", "cuda"/"cuda:N" (onnxruntime-gpu) or "auto";
     threads: onnxruntime intra-op threads (default: onnxruntime's choice, all cores)."""
     path = Path(path)
     if not path.is_file():
