@@ -74,6 +74,15 @@ MODEL_PRESETS: dict[str, ModelConfig] = {
         pixel_mean=(127.5, 127.5, 127.5),
         pixel_std=(127.5, 127.5, 127.5),
         drop_path_rate=0.0,
+        # Measured on this 2-core CPU: the encoder's own stride-4..32 maps train ~25% faster than the
+        # simple feature pyramid from its stride-16 map, and a lighter head keeps inference near 50 ms.
+        encoder_features="native",
+        hidden_dim=128,
+        mask_dim=128,
+        num_queries=50,
+        dec_layers=6,
+        dim_feedforward=1024,
+        dn_num=50,
     ),
     "debug": ModelConfig(
         name="debug",
@@ -224,9 +233,11 @@ def _train_presets() -> dict[str, TrainConfig]:
             lr_steps=(16875, 18750), class_weight=4.0, encoder_init="sam",
         ),
         "gem-lite": TrainConfig(
-            model=model_preset("gem-lite"), batch_size=8, lr=2e-4, max_iter=20_000,
-            lr_steps=(16875, 18750), class_weight=5.0, encoder_init="imagenet",
-            eval_period=500, checkpoint_period=250,
+            # CPU-sized: 4,000 steps of 8 crops (~56 epochs of the 572 gdd-dev images); fewer mask-loss
+            # points than the original's 12,544 (the criterion dominates a CPU step otherwise).
+            model=model_preset("gem-lite"), batch_size=8, lr=2e-4, max_iter=4_000,
+            lr_steps=(3400, 3750), class_weight=5.0, encoder_init="imagenet", num_points=4096,
+            num_workers=1, eval_period=250, checkpoint_period=250,
         ),
         # Small and fast: for tests and smoke runs on CPU.
         "debug": TrainConfig(
