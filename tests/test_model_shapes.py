@@ -211,3 +211,21 @@ def test_bf16_autocast_runs():
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
         sem = model.semantic_scores(x)
     assert sem.dtype == torch.float32 and torch.isfinite(sem).all()
+
+
+def test_patch_conv_transpose_equals_torch_conv_transpose():
+    from glassgem.model.pyramid import PatchConvTranspose2d
+
+    torch.manual_seed(0)
+    fast = PatchConvTranspose2d(6, 5, 2)
+    ref = torch.nn.ConvTranspose2d(6, 5, 2, stride=2)
+    ref.load_state_dict(fast.state_dict())
+    x = torch.randn(2, 6, 3, 4, requires_grad=True)
+    x2 = x.detach().clone().requires_grad_()
+    y, y_ref = fast(x), ref(x2)
+    assert y.shape == (2, 5, 6, 8)
+    torch.testing.assert_close(y, y_ref)
+    y.square().sum().backward()
+    y_ref.square().sum().backward()
+    torch.testing.assert_close(x.grad, x2.grad)
+    torch.testing.assert_close(fast.weight.grad, ref.weight.grad)
