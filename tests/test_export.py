@@ -142,6 +142,8 @@ def test_failed_verification_leaves_out_untouched(debug_onnx, debug_dir, tmp_pat
     with pytest.raises(ExportVerificationError, match="bad.onnx.*differ by up to 0.0"):
         write_verified(proto, out, x, ref + 0.05)
     assert out.read_bytes() == b"previous export"
+    with pytest.raises(ExportVerificationError, match="only 1.0e-07 apart"):  # the near-tie hint
+        write_verified(proto, out, x, ref + 0.05, rank_gap=1e-7)
     assert load_onnx_scorer(tmp_path / "bad.unverified.onnx").input_size == (DEBUG_H, DEBUG_W)
 
 
