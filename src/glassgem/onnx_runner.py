@@ -71,12 +71,14 @@ class OnnxScorer:
         self.providers: list[str] = list(session.get_providers())
 
     @classmethod
-    def from_bytes(cls, data: bytes, source: str = "<bytes>", device: str = "cpu",
-                   threads: int | None = None) -> "OnnxScorer":
+    def from_bytes(cls, data: bytes, source: str = "<bytes>", device: str = "cpu", threads: int | None = None,
+                   spinning: bool = True) -> "OnnxScorer":
         ort = _ort()
         options = ort.SessionOptions()
         if threads:
             options.intra_op_num_threads = int(threads)
+        if not spinning:  # idle workers sleep instead of spinning: much faster when other processes share the cores
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         options.log_severity_level = 3  # errors only: unused-initializer notes are not the user's concern
         try:
             session = ort.InferenceSession(data, options, providers=_providers(device))
@@ -134,9 +136,11 @@ class OnnxScorer:
         return f"OnnxScorer({self.source!r}, {size}, {batch}, {self.config.get('name', '?')}, {self.providers[0]})"
 
 
-def load_onnx_scorer(path: str | os.PathLike, device: str = "cpu", threads: int | None = None) -> OnnxScorer:
+def load_onnx_scorer(path: str | os.PathLike, device: str = "cpu", threads: int | None = None,
+                     spinning: bool = True) -> OnnxScorer:
     """Open an exported glassgem ONNX file. device: "cpu", "cuda"/"cuda:N" (onnxruntime-gpu) or "auto";
-    threads: onnxruntime intra-op threads (default: onnxruntime's choice, all cores)."""
+    threads: onnxruntime intra-op threads (default: onnxruntime's choice, all cores); spinning=False lets
+    idle worker threads sleep (measured at load 3.5 on 2 cores: 450 instead of 720 ms for GEM-Tiny)."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: ONNX file not found")
@@ -144,7 +148,7 @@ def load_onnx_scorer(path: str | os.PathLike, device: str = "cpu", threads: int 
         data = path.read_bytes()
     except OSError as e:
         raise CheckpointError(f"{path}: cannot read it ({e.strerror or e})") from None
-    return OnnxScorer.from_bytes(data, source=str(path), device=device, threads=threads)
+    return OnnxScorer.from_bytes(data, source=str(path), device=device, threads=threads, spinning=spinning)
 
 
 __all__ = ["OnnxScorer", "load_onnx_scorer"]
