@@ -229,3 +229,16 @@ def test_patch_conv_transpose_equals_torch_conv_transpose():
     y_ref.square().sum().backward()
     torch.testing.assert_close(x.grad, x2.grad)
     torch.testing.assert_close(fast.weight.grad, ref.weight.grad)
+
+
+def test_semantic_scores_shortcut_equals_full_forward():
+    model = _debug().eval()
+    x = torch.rand(2, 3, 160, 192) * 255
+    with torch.no_grad():
+        out = model(x)
+        full = semantic_map(out["pred_logits"], out["pred_masks"], (160, 192))
+        torch.testing.assert_close(model.semantic_scores(x), full, atol=0, rtol=0)
+        model.train()
+        out = model(x)  # training mode: masks for every layer; semantic_scores uses the last
+        torch.testing.assert_close(model.semantic_scores(x), semantic_map(out["pred_logits"], out["pred_masks"],
+                                                                          (160, 192)), atol=0, rtol=0)

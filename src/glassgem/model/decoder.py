@@ -201,6 +201,19 @@ class GEMDecoder(nn.Module):
         return logits, (mask_fn(self.mask_embed(x)) if mask_fn is not None else None)
 
     # ------------------------------------------------------------------------------ forward
+    def _initial(self, queries: Tensor | None, b: int) -> tuple[Tensor, Tensor]:
+        """Content queries (DQS features or learned `query_feat`) and unsigmoided anchors, [B,Q,C], [B,Q,4]."""
+        tgt = queries if queries is not None else self.query_feat.weight[None].expand(b, -1, -1)
+        return tgt, self.query_embed.weight[None].expand(b, -1, -1)
+
+    def predict_last(self, queries: Tensor | None, memory: Tensor, shapes: list[tuple[int, int]],
+                     mask_fn: MaskFn) -> tuple[Tensor, Tensor]:
+        """Inference shortcut for semantic maps: the last layer's class logits [B,Q,3] and masks only
+        (what `forward` returns as pred_logits/pred_masks in eval mode, without boxes or aux outputs)."""
+        tgt, anchors = self._initial(queries, memory.shape[0])
+        _, hs, _ = self.run_layers(tgt, anchors, memory, shapes)
+        return self.predict(hs[-1], mask_fn)
+
     def forward(self, queries: Tensor | None, memory: Tensor, shapes: list[tuple[int, int]], mask_fn: MaskFn,
                 targets: list[dict[str, Tensor]] | None = None, internals: bool = False,
                 generators: list[torch.Generator] | None = None) -> dict:
@@ -209,9 +222,7 @@ class GEMDecoder(nn.Module):
         Eval mode predicts masks for the last layer only (as the original); training for all.
         `internals` adds "references" (for inspection, see gem.py).
         """
-        b = memory.shape[0]
-        tgt = queries if queries is not None else self.query_feat.weight[None].expand(b, -1, -1)
-        anchors = self.query_embed.weight[None].expand(b, -1, -1)
+        tgt, anchors = self._initial(queries, memory.shape[0])
         dn = None
         if self.training and targets is not None and self.cfg.dn != "none":
             dn = build_dn_queries(targets, self.label_enc, self.cfg.dn_num, self.cfg.dn_noise_scale,

@@ -43,7 +43,7 @@ from .checkpoints import (describe_keys, infer_config_overrides, is_original_for
                           read_weights, state_dict_bytes)
 from .decoder import GEMDecoder, MaskFn
 from .pyramid import PixelDecoder, SimpleFeaturePyramid
-from .query_selection import QuerySelection
+from .query_selection import Proposals, QuerySelection
 
 # Shipped default weights (a glassgem directory); another task fills it. `from_pretrained(None)` loads it.
 DEFAULT_WEIGHTS = Path(__file__).resolve().parents[1] / "weights" / "gem-tiny"
@@ -170,6 +170,16 @@ class GEM(nn.Module):
     def forward_features(self, feats: dict[str, Tensor], targets: list[dict[str, Tensor]] | None = None,
                          internals: bool = False, generators: list[torch.Generator] | None = None) -> dict:
         """The head on encoder/pyramid features {"res2" (or "res2_pre"), "res3", "res4", "res5"}."""
+        proposals, memory, shapes, mask_fn = self._head_inputs(feats)
+        out = self.decoder(proposals.queries if proposals is not None else None, memory, shapes, mask_fn, targets,
+                           internals, generators)
+        out["proposal_cls_logits"] = proposals.logits if proposals is not None else None
+        if internals:
+            out["query_indices"] = proposals.indices if proposals is not None else None
+        return out
+
+    def _head_inputs(self, feats: dict[str, Tensor]) -> tuple[Proposals | None, Tensor, list[tuple[int, int]], MaskFn]:
+        """Pixel decoder + DQS: (proposals, memory [B,S,C], level shapes, mask function)."""
         multi = self.pixel_decoder.project(feats)  # [P5, P4, P3]
         if "res2" in feats:
             mask_features = self.pixel_decoder.mask_features(feats["res2"])  # B x D x H/4 x W/4
@@ -178,12 +188,7 @@ class GEM(nn.Module):
             mask_fn = self._folded_mask_fn(feats["res2_pre"])
         proposals = self.query_selection(multi) if self.query_selection is not None else None
         memory, shapes = flatten_levels(multi)
-        out = self.decoder(proposals.queries if proposals is not None else None, memory, shapes, mask_fn, targets,
-                           internals, generators)
-        out["proposal_cls_logits"] = proposals.logits if proposals is not None else None
-        if internals:
-            out["query_indices"] = proposals.indices if proposals is not None else None
-        return out
+        return proposals, memory, shapes, mask_fn
 
     def _folded_mask_fn(self, pre: Tensor) -> MaskFn:
         """mask_features(transpose1[3](pre)) · e rewritten as (e·W_mask·W_convT)·pre + const: the per-query
@@ -204,9 +209,19 @@ class GEM(nn.Module):
         return mask_fn
 
     def semantic_scores(self, images: Tensor) -> Tensor:
-        """The original's `sem_seg` [B, 2, H, W] (background, glass) at the input size, fp32."""
-        out = self(images)
-        return semantic_map(out["pred_logits"], out["pred_masks"], tuple(images.shape[-2:]))
+        """The original's `sem_seg` [B, 2, H, W] (background, glass) at the input size, fp32.
+
+        In eval mode only the last layer's heads run (no boxes, no aux predictions): same numbers as
+        `semantic_map` on `forward`'s outputs, less work."""
+        if self.training:
+            out = self(images)
+            logits, masks = out["pred_logits"], out["pred_masks"]
+        else:
+            _check_images(images)
+            proposals, memory, shapes, mask_fn = self._head_inputs(self.features(images, not self._folding()))
+            queries = proposals.queries if proposals is not None else None
+            logits, masks = self.decoder.predict_last(queries, memory, shapes, mask_fn)
+        return semantic_map(logits, masks, tuple(images.shape[-2:]))
 
     def predict(self, image, size: int | None = None, return_prob: bool = False):
         """Glass mask of one photo (PIL image, uint8 H x W x 3 array or file path) at its own size:
