@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import statistics
 import time
 from pathlib import Path
@@ -58,6 +59,13 @@ def matmul_gflops(dtype: str = "fp32", n: int = 2048, runs: int = 5, device: str
     return _time_matmul(n, dtype, runs, device), n
 
 
+def _load_average() -> float | None:
+    try:
+        return os.getloadavg()[0]
+    except (AttributeError, OSError):  # not available on Windows
+        return None
+
+
 def native_bf16() -> bool:
     """Whether this CPU has native bf16 matmul support (oneDNN's check: AVX512-BF16 or AMX)."""
     try:
@@ -102,6 +110,7 @@ def _run(model: str, weights: str | None, size: int, dtype: str, batch: int, run
     net = GEM.from_pretrained(weights) if weights else GEM.from_config(model)
     net = net.to(device).eval()
     images = torch.rand(batch, 3, size, size, device=device) * 255
+    load_before = _load_average()
     times = []
     with torch.no_grad(), _autocast(dtype, device):
         for i in range(warmup + runs):
@@ -120,6 +129,8 @@ def _run(model: str, weights: str | None, size: int, dtype: str, batch: int, run
         "threads": torch.get_num_threads(), "runs": runs,
         "median_ms": median, "p90_ms": times_ms[min(len(times_ms) - 1, int(round(0.9 * (len(times_ms) - 1))))],
         "min_ms": times_ms[0], "gflops": flops / 1e9, "achieved_gflops_per_s": achieved,
+        # other processes on the machine distort timings: keep the 1-minute load average with them
+        "load_average": [load_before, _load_average()],
     }
     for ref in ["fp32"] + ([dtype] if dtype != "fp32" else []):
         peak, n = matmul_gflops(ref, device=device)
@@ -138,6 +149,8 @@ def format_report(r: dict[str, Any]) -> str:
         f"  latency   median {r['median_ms']:.1f} ms   p90 {r['p90_ms']:.1f} ms   min {r['min_ms']:.1f} ms",
         f"  FLOPs     {r['gflops']:.2f} GFLOP (2·MAC, torch flop counter)   achieved {r['achieved_gflops_per_s']:.1f} GFLOP/s",
     ]
+    if None not in r.get("load_average", [None]):
+        lines[0] += f" (load average {r['load_average'][0]:.2f} -> {r['load_average'][1]:.2f})"
     for key in sorted(k for k in r if k.startswith("matmul_") and k.endswith("_gflops_per_s")):
         ref, n = key.split("_")[1], r[key.replace("gflops_per_s", "n")]
         lines.append(f"  vs {n}² {ref} matmul at {r[key]:.1f} GFLOP/s: {100 * r[f'fraction_of_matmul_{ref}']:.1f}%")
