@@ -111,15 +111,16 @@ def _run(model: str, weights: str | None, size: int, dtype: str, batch: int, run
     net = net.to(device).eval()
     images = torch.rand(batch, 3, size, size, device=device) * 255
     load_before = _load_average()
-    times = []
+    times, cpu_times = [], []
     with torch.no_grad(), _autocast(dtype, device):
         for i in range(warmup + runs):
             _sync(device)
-            t = time.perf_counter()
+            t, c = time.perf_counter(), time.process_time()
             net.semantic_scores(images)
             _sync(device)
             if i >= warmup:
                 times.append(time.perf_counter() - t)
+                cpu_times.append(time.process_time() - c)
     flops = count_flops(net, images, dtype)
     times_ms = sorted(1000 * t for t in times)
     median = statistics.median(times_ms)
@@ -129,6 +130,9 @@ def _run(model: str, weights: str | None, size: int, dtype: str, batch: int, run
         "threads": torch.get_num_threads(), "runs": runs,
         "median_ms": median, "p90_ms": times_ms[min(len(times_ms) - 1, int(round(0.9 * (len(times_ms) - 1))))],
         "min_ms": times_ms[0], "gflops": flops / 1e9, "achieved_gflops_per_s": achieved,
+        # CPU seconds this process spent per run (all threads): on a busy machine, with 1 thread, this is
+        # close to the quiet-machine latency while wall-clock time is not
+        "median_cpu_ms": statistics.median(1000 * c for c in cpu_times),
         # other processes on the machine distort timings: keep the 1-minute load average with them
         "load_average": [load_before, _load_average()],
     }
@@ -146,7 +150,8 @@ def format_report(r: dict[str, Any]) -> str:
     lines = [
         f"{r['model']} {r['size']}x{r['size']} batch {r['batch']} {r['dtype']} on {r['device']}, "
         f"{r['threads']} threads, {r['runs']} runs",
-        f"  latency   median {r['median_ms']:.1f} ms   p90 {r['p90_ms']:.1f} ms   min {r['min_ms']:.1f} ms",
+        f"  latency   median {r['median_ms']:.1f} ms   p90 {r['p90_ms']:.1f} ms   min {r['min_ms']:.1f} ms   "
+        f"(CPU time per run {r['median_cpu_ms']:.1f} ms)",
         f"  FLOPs     {r['gflops']:.2f} GFLOP (2·MAC, torch flop counter)   achieved {r['achieved_gflops_per_s']:.1f} GFLOP/s",
     ]
     if None not in r.get("load_average", [None]):
