@@ -47,7 +47,7 @@ def _time_matmul(n: int, dtype: str, runs: int, device: str) -> float:
 
 
 def matmul_gflops(dtype: str = "fp32", n: int = 2048, runs: int = 5, device: str = "cpu",
-                  max_seconds: float = 1.0) -> tuple[float, int]:
+                  max_seconds: float = 5.0) -> tuple[float, int]:
     """Achieved GFLOP/s of an n×n @ n×n matmul (best of `runs`), the yardstick for model efficiency.
 
     -> (GFLOP/s, n used). On hardware without a fast kernel for `dtype` (bf16 on CPUs without
