@@ -17,13 +17,14 @@ from .errors import GlassgemError
 def _add_demo(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="run the built-in default end to end (what `make demo` runs)")
     p.add_argument("--out", default="demo_out", help="output folder (default: demo_out)")
+    p.add_argument("--weights", default=None, help="model to run (default: the shipped GEM-Lite)")
     p.set_defaults(func=_run_demo)
 
 
 def _run_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
-    return run_demo(args.out)
+    return run_demo(args.out, weights=args.weights)
 
 
 # ------------------------------------------------------------------------------ evaluate-masks
