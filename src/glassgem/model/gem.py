@@ -46,7 +46,7 @@ from .pyramid import PixelDecoder, SimpleFeaturePyramid
 from .query_selection import Proposals, QuerySelection
 
 # Shipped default weights (a glassgem directory); another task fills it. `from_pretrained(None)` loads it.
-DEFAULT_WEIGHTS = Path(__file__).resolve().parents[1] / "weights" / "gem-tiny"
+DEFAULT_WEIGHTS = Path(__file__).resolve().parents[1] / "weights" / "gem-lite"
 CONFIG_NAME, WEIGHTS_NAME = "config.json", "model.safetensors"
 
 
