@@ -242,3 +242,11 @@ def test_semantic_scores_shortcut_equals_full_forward():
         out = model(x)  # training mode: masks for every layer; semantic_scores uses the last
         torch.testing.assert_close(model.semantic_scores(x), semantic_map(out["pred_logits"], out["pred_masks"],
                                                                           (160, 192)), atol=0, rtol=0)
+
+
+def test_dqs_ranking_breaks_exact_ties_towards_the_lower_index_and_keeps_strict_order():
+    from glassgem.model.query_selection import ranking_key
+
+    scores = torch.tensor([[0.7, 1.0, 0.9, 1.0, 1.0, 0.9 + 6e-8]], dtype=torch.float32)
+    order = ranking_key(scores).topk(6, dim=1).indices[0].tolist()
+    assert order == [1, 3, 4, 5, 2, 0]

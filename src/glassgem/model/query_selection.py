@@ -38,6 +38,17 @@ def fuse_levels(p5: Tensor, p4: Tensor, p3: Tensor) -> Tensor:
     return p4 + up + down
 
 
+def ranking_key(scores: Tensor) -> Tensor:
+    """Scores [B, N] -> float64 keys with the same order, ties broken towards the lower index.
+
+    A trained model saturates its softmax: many cells score exactly 1.0 in fp32, and top-k implementations
+    (PyTorch CPU/CUDA, onnxruntime) order exact ties differently, which would change which anchor each
+    query gets. The offset (≤ N·1e-11) is far below the fp32 spacing of distinct scores (≥ 6e-8 above 0.5,
+    where max-softmax scores live), so every strict order is kept."""
+    offset = torch.arange(scores.shape[1], device=scores.device, dtype=torch.float64) * 1e-11
+    return scores.double() - offset
+
+
 class QuerySelection(nn.Module):
     """[P5, P4, P3] -> Proposals. `conv_proposal_cls_logits` is the original's name."""
 
@@ -61,10 +72,10 @@ class QuerySelection(nn.Module):
                 f"input too small for {self.num_queries} queries: its stride-16 grid is {h}x{w} = {h * w} "
                 f"positions (use an input of at least {16 * int(self.num_queries ** 0.5 + 0.999)} px a side)"
             )
-        indices = scores.topk(self.num_queries, dim=1).indices  # B x K, sorted by descending score
+        indices = ranking_key(scores).topk(self.num_queries, dim=1).indices  # B x K, by descending score
         flat = fused.flatten(2)  # B x C x h·w
         queries = torch.gather(flat, 2, indices[:, None].expand(-1, flat.shape[1], -1)).transpose(1, 2)
         return Proposals(queries, logits, indices, scores, fused)
 
 
-__all__ = ["Proposals", "QuerySelection", "fuse_levels"]
+__all__ = ["Proposals", "QuerySelection", "fuse_levels", "ranking_key"]
