@@ -1,0 +1,52 @@
+"""The `glassgem` command. Thin: it parses arguments and calls the library.
+
+Commands live in run.py (demo, predict, evaluate, evaluate-masks, train), synth.py and tools.py.
+
+Each command is a pair: `_add_<name>(subparsers)` declares its arguments and `_run_<name>(args)`
+does the work, importing what it needs lazily so that `glassgem --help` stays fast.
+User errors (GlassgemError) are printed as one line naming the file and the problem, exit code 2.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .. import __version__
+from ..errors import GlassgemError
+from .run import _add_demo, _add_evaluate_masks, _add_train, _add_evaluate, _add_predict
+from .synth import _add_synth
+from .tools import _add_data, _add_convert, _add_bench, _add_visualize, _add_analyze, _add_export
+
+
+# ---------------------------------------------------------------------------------------- main
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="glassgem",
+        description="Glass surface segmentation with GEM: predict, evaluate, train, synthesise data.",
+    )
+    parser.add_argument("--version", action="version", version=f"glassgem {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for add in (_add_demo, _add_evaluate_masks, _add_synth, _add_data, _add_convert, _add_bench,
+                _add_train, _add_evaluate, _add_predict, _add_visualize, _add_analyze, _add_export):
+        add(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except GlassgemError as e:
+        print(f"glassgem: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("glassgem: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

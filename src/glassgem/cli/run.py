@@ -1,0 +1,194 @@
+"""Commands that run models and score results: demo, predict, evaluate, evaluate-masks, train."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ..errors import GlassgemError
+
+
+# --------------------------------------------------------------------------------------- demo
+def _add_demo(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("demo", help="run the built-in default end to end (what `make demo` runs)")
+    p.add_argument("--out", default="demo_out", help="output folder (default: demo_out)")
+    p.add_argument("--weights", default=None, help="model to run (default: the shipped GEM-Lite)")
+    p.set_defaults(func=_run_demo)
+
+
+def _run_demo(args: argparse.Namespace) -> int:
+    from ..demo import run_demo
+
+    return run_demo(args.out, weights=args.weights)
+
+
+# ------------------------------------------------------------------------------ evaluate-masks
+def _add_evaluate_masks(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "evaluate-masks",
+        help="score predicted masks against ground truth (GSD-S IoU, max F-beta, MAE, BER)",
+        description="Pair prediction files with ground-truth masks by file stem and print IoU, max "
+        "F-beta (beta^2=0.3), MAE and BER exactly as the GSD-S tables compute them. Predictions may be "
+        "binary (0/1 or 0/255) or soft (0..255 = value/255; 16-bit = value/65535).",
+    )
+    p.add_argument("--pred", required=True, help="folder of predicted masks or soft maps")
+    p.add_argument("--gt", required=True, help="folder of ground-truth masks (0/1 or 0/255)")
+    p.add_argument("--json", default=None, metavar="FILE", help="also write the metrics as JSON to FILE")
+    p.add_argument("--legacy", action="store_true",
+                   help="reproduce the original code exactly: NaN IoU/BER for images without glass etc.")
+    p.add_argument("--resize-pred", action="store_true",
+                   help="resize predictions to the ground-truth size (soft maps bilinearly, binary "
+                        "maps nearest) instead of failing on a size mismatch")
+    p.add_argument("--workers", type=int, default=None, help="file-reading threads (default: auto)")
+    p.set_defaults(func=_run_evaluate_masks)
+
+
+def _run_evaluate_masks(args: argparse.Namespace) -> int:
+    from ..metrics import evaluate_pairs, format_table, pair_files, write_json
+
+    pairs, extra = pair_files(args.pred, args.gt)
+    if extra:
+        print(f"note: {len(extra)} prediction file(s) in {args.pred} have no ground truth and are ignored "
+              f"(e.g. {extra[0].name})", file=sys.stderr)
+    results = evaluate_pairs(pairs, legacy=args.legacy, resize_pred=args.resize_pred, workers=args.workers)
+    print(format_table(results))
+    if args.json:
+        write_json(args.json, results)
+    return 0
+
+
+# ---------------------------------------------------------------------------------- train / evaluate
+def _add_data_args(p: argparse.ArgumentParser, flag: str, what: str) -> None:
+    p.add_argument(flag, metavar="DIR", help=f"{what} dataset folder (any known layout)")
+    dest = flag.lstrip("-").replace("-", "_")
+    p.add_argument(f"{flag}-split", dest=f"{dest}_split", default=None, help="split name (default: auto)")
+    p.add_argument(f"{flag}-layout", dest=f"{dest}_layout", default="auto", help="dataset layout (default: auto)")
+
+
+def _spec(args: argparse.Namespace, dest: str):
+    from ..train.runner import DataSpec
+
+    root = getattr(args, dest)
+    if root is None:
+        return None
+    return DataSpec(root=root, split=getattr(args, f"{dest}_split"), layout=getattr(args, f"{dest}_layout"))
+
+
+def _add_train(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="train a GEM model (pretrain or fine-tune)",
+                       description="Train GEM with the paper's recipe. Checkpoints are written atomically "
+                       "to RUN_DIR/checkpoints; --resume continues exactly where a run stopped.")
+    p.add_argument("--preset", default="gem-tiny", help="training preset: gem-tiny, gem-base, gem-lite, debug")
+    _add_data_args(p, "--data", "training")
+    _add_data_args(p, "--val", "validation")
+    p.add_argument("--val-fraction", type=float, default=0.0,
+                   help="hold out this fraction of the training images for validation instead of --val")
+    p.add_argument("--out", required=True, metavar="RUN_DIR", help="run folder (checkpoints, logs, best/, final/)")
+    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                   help="override config fields, e.g. max_iter=2000 lr=1e-4 model.dec_layers=6")
+    p.add_argument("--init-from", default=None, metavar="CKPT",
+                   help="start from these weights (glassgem dir or original checkpoint): pretrain -> fine-tune")
+    p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in RUN_DIR")
+    p.add_argument("--allow-test-selection", action="store_true",
+                   help="allow --val to be a test split (the original GEM selected on test; not recommended)")
+    p.add_argument("--max-steps", type=int, default=None,
+                   help="stop after this many steps in this invocation (resume later with --resume)")
+    p.set_defaults(func=_run_train)
+
+
+def _run_train(args: argparse.Namespace) -> int:
+    from ..config import apply_overrides, train_preset
+    from ..train.runner import run_training
+
+    if args.data is None:
+        raise GlassgemError("--data is required")
+    cfg = apply_overrides(train_preset(args.preset), args.set)
+    if args.init_from:
+        cfg.init_from = args.init_from
+    result = run_training(cfg, _spec(args, "data"), args.out, val=_spec(args, "val"),
+                          val_fraction=args.val_fraction, resume=args.resume,
+                          allow_test_selection=args.allow_test_selection, stop_after=args.max_steps)
+    best = f"; best validation IoU {result['best_iou']:.4f}" if result["best_iou"] >= 0 else ""
+    print(f"stopped at step {result['step']}/{result['max_iter']}{best}; run folder {args.out}")
+    return 0
+
+
+def _add_evaluate(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("evaluate", help="evaluate a model on a dataset with the GSD-S metrics",
+                       description="Squash each image to --size, predict, resize the scores back to the "
+                       "original size and score IoU / max F-beta / MAE / BER (also the zero-shot protocol).")
+    p.add_argument("--weights", default=None,
+                   help="glassgem model dir or original GEM checkpoint (default: the shipped model)")
+    _add_data_args(p, "--data", "evaluation")
+    p.add_argument("--size", type=int, default=None, help="square test size (default: the model's, 384)")
+    p.add_argument("--batch-size", type=int, default=4)
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
+    p.add_argument("--dtype", default="fp32", choices=("fp32", "bf16", "fp16"))
+    p.add_argument("--save-masks", default=None, metavar="DIR", help="write <stem>.png masks (0/255) here")
+    p.add_argument("--save-prob", action="store_true", help="with --save-masks, also write glass probability maps")
+    p.add_argument("--legacy", action="store_true", help="original NaN behaviour for images without glass")
+    p.add_argument("--json", default=None, metavar="FILE", help="also write the metrics as JSON")
+    p.set_defaults(func=_run_evaluate)
+
+
+def _run_evaluate(args: argparse.Namespace) -> int:
+    from ..evaluate import evaluate_model, load_model_for_inference
+    from ..metrics import format_table, write_json
+    from ..train.runner import load_pairs
+
+    if args.data is None:
+        raise GlassgemError("--data is required")
+    model, device, dtype = load_model_for_inference(args.weights, args.device, args.dtype)
+    pairs = load_pairs(_spec(args, "data"))
+    size = args.size or model.cfg.image_size
+    results = evaluate_model(model, pairs, size=size, batch_size=args.batch_size, device=device, dtype=dtype,
+                             save_masks=args.save_masks, save_prob=args.save_prob, legacy=args.legacy)
+    print(format_table(results))
+    if args.json:
+        write_json(args.json, results)
+    return 0
+
+
+# -------------------------------------------------------------------------------------- predict
+def _add_predict(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "predict", help="write glass masks (and optional overlays, probability maps) for photos",
+        description="Segment glass in image files, folders and glob patterns (quote them to let glassgem "
+        "expand them, ** included). Each photo is squashed to --size, scored, and the scores are resized "
+        "back: OUT/<stem>.png is a 0/255 mask at the photo's own size. Unreadable photos are reported and "
+        "skipped (exit code 1 if any); photos sharing a stem get _2, _3, ... (reported).",
+    )
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders or glob patterns")
+    p.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    p.add_argument("--weights", default=None,
+                   help="glassgem model dir or original GEM checkpoint (default: the shipped model)")
+    p.add_argument("--size", type=int, default=None,
+                   help="square test size, a multiple of 32 (default: the model's, 384)")
+    p.add_argument("--batch-size", type=int, default=4, help="photos per forward pass (default 4)")
+    p.add_argument("--recursive", action="store_true", help="also read the subfolders of folder inputs")
+    p.add_argument("--save-prob", action="store_true", help="also write <stem>_prob.png (glass probability x 255)")
+    p.add_argument("--overlay", action="store_true", help="also write <stem>_overlay.jpg (glass tinted red)")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
+    p.add_argument("--dtype", default="fp32", choices=("fp32", "bf16", "fp16"), help="autocast dtype (default fp32)")
+    p.add_argument("--onnx", default=None, metavar="FILE",
+                   help="score with a graph from `glassgem export onnx` (onnxruntime) instead of PyTorch weights")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_run_predict)
+
+
+def _run_predict(args: argparse.Namespace) -> int:
+    from ..predict import build_scorer, collect_inputs, predict_files
+
+    photos = collect_inputs(args.inputs, recursive=args.recursive, out=args.out)  # before loading a model
+    if args.onnx:
+        if args.weights or args.dtype != "fp32":
+            raise GlassgemError("--onnx runs an exported fp32 graph: leave out --weights and --dtype")
+        from ..onnx_runner import load_onnx_scorer
+
+        scorer = load_onnx_scorer(args.onnx, device=args.device or "auto")
+        size = scorer.square_size(args.size)
+    else:
+        scorer, size = build_scorer(args.weights, args.device, args.dtype), args.size
+    summary = predict_files(photos, args.out, scorer, size=size, batch_size=args.batch_size,
+                            save_prob=args.save_prob, overlay=args.overlay, progress=not args.quiet)
+    print(summary.line())
+    return 1 if summary.failed else 0

@@ -1,0 +1,241 @@
+"""Dataset, model and inspection tools: data check, convert, bench, visualize, analyze, export."""
+from __future__ import annotations
+
+import argparse
+
+from ..errors import GlassgemError
+from .common import _print_help
+
+
+# ----------------------------------------------------------------------------------------- data
+# `glassgem data <what>`: dataset tools.
+def _add_data(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("data", help="dataset tools (check a dataset before training or evaluation)")
+    data_sub = p.add_subparsers(dest="data_command", metavar="DATA_COMMAND")
+    p.set_defaults(func=lambda args: _print_help(p))
+    _add_data_check(data_sub)
+
+
+def _add_data_check(data_sub: argparse._SubParsersAction) -> None:
+    p = data_sub.add_parser(
+        "check",
+        help="report every problem of a dataset at once (exit 1 if there is any error)",
+        description="Scan image/mask pairs and list unreadable files, missing or orphan masks, size "
+        "mismatches, duplicate stems and empty folders (errors), and non-binary or empty masks (warnings).",
+    )
+    p.add_argument("dir", nargs="?", default=None, help="dataset folder (optional with --images/--masks)")
+    p.add_argument("--layout", default="auto", choices=("auto", "gsds", "gdd", "gsd", "sgsd"),
+                   help="folder layout (default: auto-detect)")
+    p.add_argument("--split", default=None, help="train, val or test (default: every split found)")
+    p.add_argument("--images", default=None, help="images folder (with --masks; relative to DIR if given)")
+    p.add_argument("--masks", default=None, help="masks folder (with --images)")
+    p.add_argument("--json", default=None, metavar="FILE", help="also write the report as JSON to FILE")
+    p.add_argument("--strict", action="store_true", help="count warnings as errors")
+    p.set_defaults(func=_run_data_check)
+
+
+def _run_data_check(args: argparse.Namespace) -> int:
+    import json
+
+    from ..data.checks import check_dataset
+    from ..io import atomic_write_text
+
+    if args.dir is None and args.images is None:
+        raise GlassgemError("data check: give a dataset folder, or --images and --masks")
+    report = check_dataset(args.dir, layout=args.layout, split=args.split, images=args.images,
+                           masks=args.masks, strict=args.strict)  # progress bar on big sets
+    print(report.to_text())
+    if args.json:
+        atomic_write_text(args.json, json.dumps(report.to_dict(), indent=2) + "\n")
+    return 0 if report.ok else 1
+
+
+# -------------------------------------------------------------------------------------- convert
+def _add_convert(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("convert", help="convert an original GEM checkpoint (model_final.pth/.pkl) to a glassgem directory")
+    p.add_argument("src", help="original checkpoint ({'model': state_dict} with detectron2/MaskDINO key names)")
+    p.add_argument("dst", help="output directory (config.json + model.safetensors)")
+    p.set_defaults(func=_run_convert)
+
+
+def _run_convert(args: argparse.Namespace) -> int:
+    from ..model.checkpoints import convert
+
+    summary = convert(args.src, args.dst)
+    print(f"converted {args.src} ({summary['encoder']}, {summary['tensors']} tensors, "
+          f"{summary['parameters'] / 1e6:.1f} M parameters) -> {args.dst}")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------- bench
+def _add_bench(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("bench", help="inference latency, FLOPs and efficiency of a GEM model (random input)")
+    p.add_argument("--model", default="gem-tiny", choices=("gem-tiny", "gem-base", "gem-lite", "debug"),
+                   help="model preset (default gem-tiny; random weights unless --weights)")
+    p.add_argument("--weights", default=None, help="checkpoint to load instead of random weights")
+    p.add_argument("--size", type=int, default=384, help="square input side, a multiple of 32 (default 384)")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--dtype", default="fp32", choices=("fp32", "bf16", "fp16"), help="autocast dtype (default fp32)")
+    p.add_argument("--batch", type=int, default=1, help="batch size (default 1)")
+    p.add_argument("--runs", type=int, default=10, help="timed runs after 3 warm-up runs (default 10)")
+    p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    p.add_argument("--json", default=None, metavar="FILE", help="also write the numbers to FILE")
+    p.set_defaults(func=_run_bench)
+
+
+def _run_bench(args: argparse.Namespace) -> int:
+    from ..bench import benchmark, format_report, write_json
+
+    result = benchmark(model=args.model, weights=args.weights, size=args.size, threads=args.threads,
+                       dtype=args.dtype, batch=args.batch, runs=args.runs, device=args.device)
+    print(format_report(result))
+    if args.json:
+        write_json(result, args.json)
+    return 0
+
+
+# ------------------------------------------------------------------------------------ visualize
+# `glassgem visualize <what>`: inspection figures of a model; each adds a nested subcommand here.
+def _add_visualize(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("visualize", help="inspection figures of a model (DQS query positions, reference boxes)")
+    viz_sub = p.add_subparsers(dest="visualize_command", metavar="VISUALIZE_COMMAND")
+    p.set_defaults(func=lambda args: _print_help(p))
+    for add in (_add_visualize_queries,):
+        add(viz_sub)
+
+
+def _add_visualize_queries(viz_sub: argparse._SubParsersAction) -> None:
+    p = viz_sub.add_parser(
+        "queries",
+        help="the paper's Figure 6: predicted glass (red) and the positions DQS selected (yellow dots)",
+        description="Squash IMAGE to --size, predict, and draw on the photo at its own size the glass mask "
+        "in red and, as yellow dots, the centres of the stride-16 cells whose features discerning query "
+        "selection handed to the decoder. --all-layers instead writes a grid of panels: that picture, then "
+        "every query's reference box before the first decoder layer and after each layer.",
+    )
+    p.add_argument("image", metavar="IMAGE", help="photo to inspect")
+    p.add_argument("--weights", default=None,
+                   help="glassgem model dir or original GEM checkpoint (default: the shipped model)")
+    p.add_argument("--out", required=True, metavar="FILE", help="figure to write (.png, .jpg)")
+    p.add_argument("--size", type=int, default=None, help="square network input side (default: the model's, 384)")
+    p.add_argument("--all-layers", action="store_true", help="also draw the reference boxes of every decoder layer")
+    p.add_argument("--boxes", type=int, default=None, metavar="N",
+                   help="with --all-layers, draw the boxes of the N best-ranked queries only (default: all)")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
+    p.set_defaults(func=_run_visualize_queries)
+
+
+def _run_visualize_queries(args: argparse.Namespace) -> int:
+    from ..evaluate import load_model_for_inference
+    from ..io import load_image, save_image
+    from ..viz.queries import query_figure
+
+    image = load_image(args.image)  # before loading a model
+    model, _, _ = load_model_for_inference(args.weights, args.device)
+    figure, info = query_figure(model, image, size=args.size, all_layers=args.all_layers, max_boxes=args.boxes)
+    save_image(args.out, figure)
+    h, w = info["image_size"]
+    print(f"{args.out}: {len(info['points'])} DQS positions on a {info['grid'][0]}x{info['grid'][1]} grid, "
+          f"{info['glass_fraction']:.1%} of the {w}x{h} photo predicted glass")
+    return 0
+
+
+# -------------------------------------------------------------------------------------- analyze
+# `glassgem analyze <what>`: analyses of data sets; each adds a nested subcommand here.
+def _add_analyze(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("analyze", help="analyses of image sets (t-SNE of real vs synthetic features)")
+    analyze_sub = p.add_subparsers(dest="analyze_command", metavar="ANALYZE_COMMAND")
+    p.set_defaults(func=lambda args: _print_help(p))
+    for add in (_add_analyze_tsne,):
+        add(analyze_sub)
+
+
+def _add_analyze_tsne(analyze_sub: argparse._SubParsersAction) -> None:
+    p = analyze_sub.add_parser(
+        "tsne",
+        help="t-SNE of image features of several sets in one scatter plot (+ CSV of the coordinates)",
+        description="Extract one feature vector per image (GEM encoder: global average of the stride-16 map; "
+        "or CLIP image embeddings), embed them with t-SNE and plot one colour per set. The 2-D "
+        "coordinates go to the plot's name with .csv (set, image, x, y).",
+    )
+    p.add_argument("--data", nargs="+", required=True, metavar="NAME=DIR",
+                   help="image sets: a dataset root (any known layout, every split) or a plain folder of images")
+    p.add_argument("--out", required=True, metavar="FILE", help="plot to write (.png, .jpg, .pdf, .svg)")
+    p.add_argument("--features", default="encoder", choices=("encoder", "clip"),
+                   help="encoder: GEM encoder, global average pool (default); clip: CLIP image embeddings")
+    p.add_argument("--weights", default=None,
+                   help="GEM weights for encoder features (default: the shipped model)")
+    p.add_argument("--clip-model", default=None, metavar="PATH_OR_ID",
+                   help="CLIP folder or hub id for --features clip (a hub id needs network or a filled cache)")
+    p.add_argument("--max-per-set", type=int, default=200, metavar="N",
+                   help="sample at most N images per set, the same ones for the same --seed (default 200)")
+    p.add_argument("--perplexity", type=float, default=30.0,
+                   help="t-SNE perplexity, lowered to (n-1)/3 for small sets (default 30)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the sampling and of t-SNE (default 0)")
+    p.add_argument("--batch-size", type=int, default=8, help="images per feature batch (default 8)")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
+    p.set_defaults(func=_run_analyze_tsne)
+
+
+def _run_analyze_tsne(args: argparse.Namespace) -> int:
+    from ..evaluate import load_model_for_inference, resolve_device
+    from ..viz.tsne import load_sets, tsne_figure
+
+    load_sets(args.data, args.max_per_set, args.seed)  # fail on bad sets before loading a model
+    model, device = None, resolve_device(args.device)
+    if args.features == "encoder":
+        model, device, _ = load_model_for_inference(args.weights, args.device)
+    elif args.clip_model is None:
+        raise GlassgemError("--features clip needs --clip-model (a local CLIP folder or a hub id)")
+    s = tsne_figure(args.data, args.out, features=args.features, model=model, clip_model=args.clip_model,
+                    max_per_set=args.max_per_set, perplexity=args.perplexity, seed=args.seed,
+                    batch_size=args.batch_size, device=device)
+    counts = ", ".join(f"{k} {v}" for k, v in s["counts"].items())
+    print(f"t-SNE of {args.features} features ({counts}; perplexity {s['perplexity']:.3g}) -> {s['plot']}, {s['csv']}")
+    return 0
+
+
+# --------------------------------------------------------------------------------------- export
+# `glassgem export <format>`: deployable graphs of a model; each format adds a nested subcommand here.
+def _add_export(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("export", help="export a model for deployment (ONNX)")
+    export_sub = p.add_subparsers(dest="export_command", metavar="FORMAT")
+    p.set_defaults(func=lambda args: _print_help(p))
+    _add_export_onnx(export_sub)
+
+
+def _add_export_onnx(export_sub: argparse._SubParsersAction) -> None:
+    p = export_sub.add_parser(
+        "onnx",
+        help="the whole network with semantic inference as one ONNX graph (images -> scores)",
+        description="Write an ONNX graph: input 'images' float32 [B,3,H,W] RGB 0..255 (not normalised), output "
+        "'scores' float32 [B,2,H,W] (background, glass; argmax = glass map), the same numbers as "
+        "GEM.semantic_scores. The file is then run with onnxruntime on a random input and compared with "
+        "PyTorch; if they differ by more than --tolerance it is not written to --out (exit code 2).",
+    )
+    p.add_argument("--weights", default=None,
+                   help="glassgem model dir or original GEM checkpoint (default: the shipped model)")
+    p.add_argument("--out", required=True, metavar="FILE", help="output .onnx file (written atomically)")
+    p.add_argument("--size", default=None, metavar="N|HxW",
+                   help="input size: N (square) or HxW (height x width), multiples of 32 "
+                        "(default: the model's, 384)")
+    p.add_argument("--dynamic-batch", action="store_true", help="any batch size (default: batch 1)")
+    p.add_argument("--opset", type=int, default=18, help="ONNX opset, 18 or newer (default 18)")
+    p.add_argument("--tolerance", type=float, default=1e-3,
+                   help="largest accepted abs difference of the scores, onnxruntime vs PyTorch (default 1e-3)")
+    p.add_argument("--no-verify", action="store_true", help="skip the onnxruntime check")
+    p.add_argument("--no-optimize", action="store_true",
+                   help="skip the slow op-fusion pass (constants are still folded): ~40%% quicker export, "
+                        "same onnxruntime speed for GEM-Tiny")
+    p.set_defaults(func=_run_export_onnx)
+
+
+def _run_export_onnx(args: argparse.Namespace) -> int:
+    from ..export import export_onnx
+    from ..model.gem import GEM
+
+    model = GEM.from_pretrained(args.weights)
+    report = export_onnx(model, args.out, size=args.size, dynamic_batch=args.dynamic_batch, opset=args.opset,
+                         verify=not args.no_verify, tolerance=args.tolerance, optimize=not args.no_optimize)
+    print(report.line())
+    return 0
