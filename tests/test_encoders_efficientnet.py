@@ -104,3 +104,36 @@ def test_every_parameter_is_used_in_training() -> None:
 def test_rejects_sizes_that_are_not_multiples_of_32() -> None:
     with pytest.raises(ValueError, match="multiples of 32"):
         EfficientNetLite0Encoder()(torch.randn(1, 3, 64, 80))
+
+
+def test_batchnorm_folding_keeps_outputs_and_locks_the_model(tmp_path) -> None:
+    from glassgem.errors import CheckpointError
+    from glassgem.model.gem import GEM
+
+    torch.manual_seed(0)
+    model = GEM.from_config("gem-lite").eval()
+    for m in model.encoder.modules():  # non-trivial statistics, or folding would be a no-op check
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-1, 1)
+            m.running_var.uniform_(0.5, 2.0)
+            m.weight.data.uniform_(0.5, 1.5)
+            m.bias.data.uniform_(-0.5, 0.5)
+    x = torch.rand(2, 3, 128, 160) * 255
+    with torch.no_grad():
+        before = model.semantic_scores(x)
+        n_bn = sum(isinstance(m, torch.nn.BatchNorm2d) for m in model.encoder.modules())
+        assert model.encoder.fuse_batchnorm_() == n_bn == 48  # stem + 2 (depthwise-separable) + 15 x 3
+        assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in model.encoder.modules())
+        model._fused = True
+        after = model.semantic_scores(x)
+    assert (after - before).abs().max().item() < 1e-4
+    assert (after.argmax(1) == before.argmax(1)).float().mean().item() > 0.999
+    with pytest.raises(CheckpointError, match="fused"):
+        model.save_pretrained(tmp_path / "fused")
+    with pytest.raises(RuntimeError, match="fused"):
+        model.train()
+    fresh = GEM.from_config("gem-lite")  # training mode: folding running statistics would be wrong
+    with pytest.raises(RuntimeError, match="eval mode"):
+        fresh.encoder.fuse_batchnorm_()
+    tiny = GEM.from_config("debug").eval()
+    assert tiny.fuse_for_inference() is tiny and not getattr(tiny, "_fused", False)

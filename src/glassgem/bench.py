@@ -108,7 +108,7 @@ def _run(model: str, weights: str | None, size: int, dtype: str, batch: int, run
     from .model.gem import GEM
 
     net = GEM.from_pretrained(weights) if weights else GEM.from_config(model)
-    net = net.to(device).eval()
+    net = net.to(device).eval().fuse_for_inference()
     images = torch.rand(batch, 3, size, size, device=device) * 255
     load_before = _load_average()
     times, cpu_times = [], []

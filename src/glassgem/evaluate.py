@@ -109,12 +109,12 @@ def resolve_device(device: Optional[str]) -> torch.device:
 
 
 def load_model_for_inference(weights: Optional[str], device: Optional[str] = None, dtype: str = "fp32"):
-    """(model in eval mode on its device, device, autocast dtype or None for fp32)."""
+    """(model in eval mode on its device, BatchNorms folded, device, autocast dtype or None for fp32)."""
     from .errors import ConfigError
     from .model.gem import GEM
 
     if dtype not in DTYPES:
         raise ConfigError(f"unknown dtype {dtype!r}; choose one of {', '.join(DTYPES)}")
     dev = resolve_device(device)
-    model = GEM.from_pretrained(weights).to(dev).eval()
+    model = GEM.from_pretrained(weights).to(dev).eval().fuse_for_inference()
     return model, dev, (None if dtype == "fp32" else DTYPES[dtype])

@@ -131,10 +131,31 @@ class GEM(nn.Module):
                           f"{describe_keys(missing)}; {len(unexpected)} unexpected keys (ignored): "
                           f"{describe_keys(unexpected)}", stacklevel=3)
 
+    def fuse_for_inference(self) -> "GEM":
+        """Fold the encoder's BatchNorms into its convs (EfficientNet-Lite0; a no-op for the ViT encoders)
+        for faster inference. In place and one-way: the model can no longer be trained or saved.
+        The CLI's predict/evaluate/bench/visualize paths use it; `GEM.predict` does not."""
+        fuse = getattr(self.encoder, "fuse_batchnorm_", None)
+        if fuse is None or getattr(self, "_fused", False):
+            return self
+        self.eval()
+        if fuse():
+            self._fused = True
+        return self
+
+    def train(self, mode: bool = True) -> "GEM":
+        if mode and getattr(self, "_fused", False):
+            raise RuntimeError("this GEM was fused for inference (fuse_for_inference) and cannot be trained; "
+                               "load the weights again to train")
+        return super().train(mode)
+
     def save_pretrained(self, path: str | Path) -> Path:
         """Write `path/config.json` and `path/model.safetensors` (each atomically)."""
         from ..io import atomic_write_bytes, atomic_write_text
 
+        if getattr(self, "_fused", False):
+            raise CheckpointError("this GEM was fused for inference (fuse_for_inference): its BatchNorm "
+                                  "weights are folded away; save the model before fusing it")
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(path / WEIGHTS_NAME, state_dict_bytes(self.state_dict()))
