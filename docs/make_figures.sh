@@ -26,8 +26,9 @@ for n in names:
         continue
     Image.fromarray(img).convert("RGB").save(out / f"{n}.jpg", quality=92)
 PY
-SCENE=$(ls "$TMP/procedural/images" | head -1)
+SCENE=proc_000014.jpg  # three windows with mullions: glass and wall both in view
 "$GG" visualize queries "$TMP/procedural/images/$SCENE" --out "$OUT/queries_example.jpg"
 "$GG" visualize queries "$TMP/procedural/images/$SCENE" --all-layers --boxes 10 --out "$OUT/queries_layers_example.jpg"
 "$GG" analyze tsne --data photos="$TMP/photos" procedural="$TMP/procedural" --out "$OUT/tsne_example.png"
+rm -f "$OUT/tsne_example.csv"  # the coordinates: not kept in the repository
 echo "figures written to $OUT"
