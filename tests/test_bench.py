@@ -47,3 +47,18 @@ def test_bench_cli_writes_json(tmp_path, capsys):
 def test_bench_rejects_bad_sizes(capsys):
     assert main(["bench", "--model", "debug", "--size", "100", "--runs", "1"]) == 2
     assert "multiple of 32" in capsys.readouterr().err
+
+
+def test_inference_commands_flush_denormals_only_while_they_run():
+    import torch
+
+    from glassgem.cli.common import INFERENCE_COMMANDS, flush_denormals
+
+    tiny = torch.tensor([1e-39], dtype=torch.float32)  # a denormal
+    assert (tiny * 1.0).item() != 0.0
+    with flush_denormals(True):
+        assert (tiny * 1.0).item() == 0.0
+    assert (tiny * 1.0).item() != 0.0  # restored: training and user code keep IEEE behaviour
+    with flush_denormals(False):
+        assert (tiny * 1.0).item() != 0.0
+    assert {"predict", "evaluate", "bench"} <= INFERENCE_COMMANDS and "train" not in INFERENCE_COMMANDS

@@ -13,6 +13,7 @@ import sys
 
 from .. import __version__
 from ..errors import GlassgemError
+from .common import INFERENCE_COMMANDS, flush_denormals
 from .run import _add_demo, _add_evaluate_masks, _add_train, _add_evaluate, _add_predict
 from .synth import _add_synth
 from .tools import _add_data, _add_convert, _add_bench, _add_visualize, _add_analyze, _add_export
@@ -39,7 +40,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        return int(args.func(args) or 0)
+        with flush_denormals(args.command in INFERENCE_COMMANDS):
+            return int(args.func(args) or 0)
     except GlassgemError as e:
         print(f"glassgem: error: {e}", file=sys.stderr)
         return 2

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 
 def _print_help(parser: argparse.ArgumentParser) -> int:
     parser.print_help()
@@ -16,3 +17,24 @@ def _parse_size(text: str) -> tuple[int, int]:
     if w < 32 or h < 32:
         raise argparse.ArgumentTypeError(f"--size {text!r}: width and height must be >= 32")
     return w, h
+
+
+# Commands that only run models forward. Sigmoids and exponentials of large negative logits produce
+# denormal floats, which x86 CPUs process ~100x slower; flushing them to zero made GEM-Lite inference
+# ~20% faster (interleaved A/B, 2 threads) and changes no value above 1.2e-38.
+INFERENCE_COMMANDS = frozenset({"predict", "evaluate", "bench", "demo", "visualize", "analyze"})
+
+
+@contextlib.contextmanager
+def flush_denormals(enabled: bool = True):
+    """Flush denormal floats to zero on the CPU for the duration (then back to the default, off)."""
+    if not enabled:
+        yield
+        return
+    import torch
+
+    torch.set_flush_denormal(True)
+    try:
+        yield
+    finally:
+        torch.set_flush_denormal(False)
