@@ -136,4 +136,4 @@ def test_batchnorm_folding_keeps_outputs_and_locks_the_model(tmp_path) -> None:
     with pytest.raises(RuntimeError, match="eval mode"):
         fresh.encoder.fuse_batchnorm_()
     tiny = GEM.from_config("debug").eval()
-    assert tiny.fuse_for_inference() is tiny and not getattr(tiny, "_fused", False)
+    assert tiny.fuse_for_inference() is tiny and not tiny._fused

@@ -9,6 +9,16 @@ def _print_help(parser: argparse.ArgumentParser) -> int:
     return 2
 
 
+def _add_group(sub: argparse._SubParsersAction, name: str, help: str, adders, metavar: str | None = None) -> None:
+    """A command group (`glassgem NAME <what>`): each `add(group_sub)` in `adders` declares one nested
+    subcommand. `glassgem NAME` alone prints the group's help (a subcommand's own default replaces it)."""
+    p = sub.add_parser(name, help=help)
+    group_sub = p.add_subparsers(dest=f"{name}_command", metavar=metavar or f"{name.upper()}_COMMAND")
+    p.set_defaults(func=lambda args: _print_help(p))
+    for add in adders:
+        add(group_sub)
+
+
 def _parse_size(text: str) -> tuple[int, int]:
     try:
         w, h = (int(v) for v in text.lower().split("x"))

@@ -3,19 +3,15 @@ from __future__ import annotations
 
 import argparse
 
-from .common import _parse_size, _print_help
+from .common import _add_group, _parse_size
 
 
 # ---------------------------------------------------------------------------------------- synth
 # `glassgem synth <what>`: a command group; each synthesiser adds its own nested subcommand here
 # with the same `_add_synth_<name>(synth_sub)` / `_run_synth_<name>(args)` pair.
 def _add_synth(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("synth", help="synthesise glass training data (procedural, ControlNet)")
-    synth_sub = p.add_subparsers(dest="synth_command", metavar="SYNTH_COMMAND")
-    # `glassgem synth` alone prints the group's help; a subcommand's own default replaces this func.
-    p.set_defaults(func=lambda args: _print_help(p))
-    for add in (_add_synth_procedural, _add_synth_finetune_controlnet, _add_synth_generate):
-        add(synth_sub)
+    _add_group(sub, "synth", "synthesise glass training data (procedural, ControlNet)",
+               (_add_synth_procedural, _add_synth_finetune_controlnet, _add_synth_generate))
 
 
 

@@ -4,16 +4,13 @@ from __future__ import annotations
 import argparse
 
 from ..errors import GlassgemError
-from .common import _print_help
+from .common import _add_group
 
 
 # ----------------------------------------------------------------------------------------- data
 # `glassgem data <what>`: dataset tools.
 def _add_data(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("data", help="dataset tools (check a dataset before training or evaluation)")
-    data_sub = p.add_subparsers(dest="data_command", metavar="DATA_COMMAND")
-    p.set_defaults(func=lambda args: _print_help(p))
-    _add_data_check(data_sub)
+    _add_group(sub, "data", "dataset tools (check a dataset before training or evaluation)", (_add_data_check,))
 
 
 def _add_data_check(data_sub: argparse._SubParsersAction) -> None:
@@ -97,11 +94,8 @@ def _run_bench(args: argparse.Namespace) -> int:
 # ------------------------------------------------------------------------------------ visualize
 # `glassgem visualize <what>`: inspection figures of a model; each adds a nested subcommand here.
 def _add_visualize(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("visualize", help="inspection figures of a model (DQS query positions, reference boxes)")
-    viz_sub = p.add_subparsers(dest="visualize_command", metavar="VISUALIZE_COMMAND")
-    p.set_defaults(func=lambda args: _print_help(p))
-    for add in (_add_visualize_queries,):
-        add(viz_sub)
+    _add_group(sub, "visualize", "inspection figures of a model (DQS query positions, reference boxes)",
+               (_add_visualize_queries,))
 
 
 def _add_visualize_queries(viz_sub: argparse._SubParsersAction) -> None:
@@ -143,11 +137,7 @@ def _run_visualize_queries(args: argparse.Namespace) -> int:
 # -------------------------------------------------------------------------------------- analyze
 # `glassgem analyze <what>`: analyses of data sets; each adds a nested subcommand here.
 def _add_analyze(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("analyze", help="analyses of image sets (t-SNE of real vs synthetic features)")
-    analyze_sub = p.add_subparsers(dest="analyze_command", metavar="ANALYZE_COMMAND")
-    p.set_defaults(func=lambda args: _print_help(p))
-    for add in (_add_analyze_tsne,):
-        add(analyze_sub)
+    _add_group(sub, "analyze", "analyses of image sets (t-SNE of real vs synthetic features)", (_add_analyze_tsne,))
 
 
 def _add_analyze_tsne(analyze_sub: argparse._SubParsersAction) -> None:
@@ -198,10 +188,7 @@ def _run_analyze_tsne(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------------------- export
 # `glassgem export <format>`: deployable graphs of a model; each format adds a nested subcommand here.
 def _add_export(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("export", help="export a model for deployment (ONNX)")
-    export_sub = p.add_subparsers(dest="export_command", metavar="FORMAT")
-    p.set_defaults(func=lambda args: _print_help(p))
-    _add_export_onnx(export_sub)
+    _add_group(sub, "export", "export a model for deployment (ONNX)", (_add_export_onnx,), metavar="FORMAT")
 
 
 def _add_export_onnx(export_sub: argparse._SubParsersAction) -> None:

@@ -53,6 +53,7 @@ CONFIG_NAME, WEIGHTS_NAME = "config.json", "model.safetensors"
 class GEM(nn.Module):
     def __init__(self, cfg: ModelConfig, encoder: nn.Module | None = None) -> None:
         super().__init__()
+        self._fused = False  # set by fuse_for_inference(): BatchNorms folded, no training or saving
         self.cfg = cfg
         self.register_buffer("pixel_mean", torch.tensor(cfg.pixel_mean).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("pixel_std", torch.tensor(cfg.pixel_std).view(1, 3, 1, 1), persistent=False)
@@ -136,7 +137,7 @@ class GEM(nn.Module):
         for faster inference. In place and one-way: the model can no longer be trained or saved.
         The CLI's predict/evaluate/bench/visualize paths use it; `GEM.predict` does not."""
         fuse = getattr(self.encoder, "fuse_batchnorm_", None)
-        if fuse is None or getattr(self, "_fused", False):
+        if fuse is None or self._fused:
             return self
         self.eval()
         if fuse():
@@ -144,7 +145,7 @@ class GEM(nn.Module):
         return self
 
     def train(self, mode: bool = True) -> "GEM":
-        if mode and getattr(self, "_fused", False):
+        if mode and self._fused:
             raise RuntimeError("this GEM was fused for inference (fuse_for_inference) and cannot be trained; "
                                "load the weights again to train")
         return super().train(mode)
@@ -153,7 +154,7 @@ class GEM(nn.Module):
         """Write `path/config.json` and `path/model.safetensors` (each atomically)."""
         from ..io import atomic_write_bytes, atomic_write_text
 
-        if getattr(self, "_fused", False):
+        if self._fused:
             raise CheckpointError("this GEM was fused for inference (fuse_for_inference): its BatchNorm "
                                   "weights are folded away; save the model before fusing it")
         path = Path(path)
