@@ -124,6 +124,9 @@ def test_batchnorm_folding_keeps_outputs_and_locks_the_model(tmp_path) -> None:
         n_bn = sum(isinstance(m, torch.nn.BatchNorm2d) for m in model.encoder.modules())
         assert model.encoder.fuse_batchnorm_() == n_bn == 48  # stem + 2 (depthwise-separable) + 15 x 3
         assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in model.encoder.modules())
+        # the four strided depthwise convs lost their dynamic padding; the stem keeps it (faster there)
+        same = [n for n, m in model.encoder.named_modules() if type(m).__name__ == "Conv2dSame"]
+        assert same == ["conv_stem"]
         model._fused = True
         after = model.semantic_scores(x)
     assert (after - before).abs().max().item() < 1e-4
@@ -137,3 +140,23 @@ def test_batchnorm_folding_keeps_outputs_and_locks_the_model(tmp_path) -> None:
         fresh.encoder.fuse_batchnorm_()
     tiny = GEM.from_config("debug").eval()
     assert tiny.fuse_for_inference() is tiny and not tiny._fused
+
+
+@pytest.mark.parametrize("k", [3, 5])
+@pytest.mark.parametrize("hw", [(32, 48), (24, 24), (96, 160)])
+def test_unpadded_stride2_conv_is_the_same_conv(k, hw) -> None:
+    from timm.layers import Conv2dSame
+
+    from glassgem.model.encoders.efficientnet import unpadded_stride2_conv
+
+    torch.manual_seed(k)
+    same = Conv2dSame(12, 12, k, stride=2, groups=12, bias=True)
+    plain = unpadded_stride2_conv(same)
+    assert type(plain) is torch.nn.Conv2d and plain.kernel_size == (k + 1, k + 1)
+    x = torch.randn(2, 12, *hw)
+    with torch.no_grad():
+        a, b = same(x), plain(x)
+    assert a.shape == b.shape == (2, 12, hw[0] // 2, hw[1] // 2)
+    assert (a - b).abs().max().item() < 1e-5
+    with pytest.raises(ValueError, match="stride-2"):
+        unpadded_stride2_conv(torch.nn.Conv2d(3, 3, 3, stride=1))

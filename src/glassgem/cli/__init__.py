@@ -13,6 +13,7 @@ import sys
 
 from .. import __version__
 from ..errors import GlassgemError
+from ..runtime import keep_freed_memory
 from .common import INFERENCE_COMMANDS, flush_denormals
 from .run import _add_demo, _add_evaluate_masks, _add_train, _add_evaluate, _add_predict
 from .synth import _add_synth
@@ -39,6 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    keep_freed_memory()  # the command owns the process: keep freed activations for reuse (runtime.py)
     try:
         with flush_denormals(args.command in INFERENCE_COMMANDS):
             return int(args.func(args) or 0)

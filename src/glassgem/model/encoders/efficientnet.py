@@ -59,7 +59,8 @@ class EfficientNetLite0Encoder(nn.Module):
     @torch.no_grad()
     def fuse_batchnorm_(self) -> int:
         """Fold every eval-mode BatchNorm into the conv before it (in place, irreversible: the BN
-        parameters leave the state dict). Same outputs up to float rounding, ~18% less encoder time on CPU.
+        parameters leave the state dict), and make the strided depthwise convs pad-free
+        (`unpadded_stride2_conv`). Same outputs up to float rounding, ~18% less encoder time on CPU.
         Returns the number of folded pairs."""
         from torch.nn.utils.fusion import fuse_conv_bn_eval
 
@@ -79,6 +80,10 @@ class EfficientNetLite0Encoder(nn.Module):
             if isinstance(getattr(parent, bn_name), nn.BatchNorm2d):
                 fold(parent, conv_name, bn_name)
                 n += 1
+        for blk in self.blocks.modules():
+            conv = getattr(blk, "conv_dw", None)
+            if conv is not None and type(conv).__name__ == "Conv2dSame" and conv.stride == (2, 2):
+                blk.conv_dw = unpadded_stride2_conv(conv)
         return n
 
     def forward(self, x: Tensor) -> Tensor | dict[str, Tensor]:
@@ -97,4 +102,25 @@ class EfficientNetLite0Encoder(nn.Module):
         return self.neck(feats["res4"]).contiguous()  # B×256×H/16×W/16
 
 
-__all__ = ["EfficientNetLite0Encoder", "NATIVE_CHANNELS", "TIMM_NAME"]
+@torch.no_grad()
+def unpadded_stride2_conv(conv: nn.Conv2d) -> nn.Conv2d:
+    """A stride-2 TF-"same" conv (timm's Conv2dSame: pads k-2 pixels, the extra one bottom/right, on even
+    inputs) as a plain conv with symmetric padding: the kernel grows by a zero first row and column,
+    which shifts every window by the one pixel the asymmetric padding would. Exactly the same sums (the
+    added taps multiply zeros), valid for even input sides, which every stride-2 input of the encoder
+    has (inputs are multiples of 32). Saves the padded copy of the input (1.5 ms of the 96-channel,
+    192² one at 384² on the dev box). Inference only: training would move the zero taps."""
+    k = conv.kernel_size[0]
+    if conv.kernel_size != (k, k) or conv.stride != (2, 2) or conv.dilation != (1, 1) or k % 2 == 0:
+        raise ValueError(f"expected an odd square stride-2 conv, got {conv}")
+    left = (k - 2) // 2
+    out = nn.Conv2d(conv.in_channels, conv.out_channels, k + 1, stride=2, padding=left + 1,
+                    groups=conv.groups, bias=conv.bias is not None).to(conv.weight.device, conv.weight.dtype)
+    out.weight.zero_()
+    out.weight[:, :, 1:, 1:] = conv.weight
+    if conv.bias is not None:
+        out.bias.copy_(conv.bias)
+    return out
+
+
+__all__ = ["EfficientNetLite0Encoder", "unpadded_stride2_conv", "NATIVE_CHANNELS", "TIMM_NAME"]
