@@ -5,6 +5,7 @@ size with a dynamic batch (batch 1 and 3), and GEM-Tiny from the original checkp
 original code's own sem_seg). Metadata round-trips; bad inputs raise errors that name the file.
 """
 import contextlib
+import json
 import io
 import os
 from pathlib import Path
@@ -240,3 +241,27 @@ def test_load_onnx_scorer_errors(tmp_path):
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)], ir_version=10), str(other))
     with pytest.raises(CheckpointError, match="identity.onnx: not a glassgem export"):
         load_onnx_scorer(other)
+
+
+def test_bench_times_onnxruntime_on_a_fresh_export_or_a_given_file(debug_onnx, tmp_path, capsys) -> None:
+    path = debug_onnx[0]
+    out = tmp_path / "bench.json"
+    assert main(["bench", "--model", "debug", "--size", "128", "--threads", "1", "--runs", "2",
+                 "--runtime", "onnxruntime", "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "exporting debug" in printed and "with onnxruntime" in printed
+    r = json.loads(out.read_text())
+    assert r["runtime"] == "onnxruntime" and r["threads"] == 1 and r["runs"] == 2
+    assert 0 < r["min_ms"] <= r["median_ms"] <= r["p90_ms"]
+    # FLOPs are those of the same network in PyTorch
+    torch_json = tmp_path / "torch.json"
+    assert main(["bench", "--model", "debug", "--size", "128", "--threads", "1", "--runs", "1",
+                 "--json", str(torch_json)]) == 0
+    assert r["gflops"] == json.loads(torch_json.read_text())["gflops"] > 0
+    capsys.readouterr()
+    # an existing export: its size must be the benchmarked one
+    assert main(["bench", "--onnx", str(path), "--size", "128", "--runs", "1"]) == 2
+    err = capsys.readouterr().err
+    assert str(path) in err and "320x448" in err
+    assert main(["bench", "--onnx", str(path), "--size", "128", "--runs", "1", "--dtype", "bf16"]) == 2
+    assert "fp32" in capsys.readouterr().err

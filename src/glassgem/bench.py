@@ -85,11 +85,24 @@ def count_flops(model: torch.nn.Module, images: torch.Tensor, dtype: str = "fp32
     return int(counter.get_total_flops())
 
 
+RUNTIMES = ("torch", "onnxruntime")
+
+
 def benchmark(model: str = "gem-tiny", weights: str | None = None, size: int = 384, threads: int | None = None,
-              dtype: str = "fp32", batch: int = 1, runs: int = 10, warmup: int = 3, device: str = "cpu") -> dict[str, Any]:
-    """Time `runs` calls after `warmup` calls; returns latencies (ms), FLOPs and efficiency figures."""
+              dtype: str = "fp32", batch: int = 1, runs: int = 10, warmup: int = 3, device: str = "cpu",
+              runtime: str = "torch", onnx: str | None = None) -> dict[str, Any]:
+    """Time `runs` calls after `warmup` calls; returns latencies (ms), FLOPs and efficiency figures.
+
+    runtime "onnxruntime" times the exported graph (glassgem export onnx) on onnxruntime's CPU provider:
+    the file `onnx`, or, without one, an export of the model made (and verified) for this run."""
     if dtype not in DTYPES:
         raise ConfigError(f"unknown dtype {dtype!r}; choose one of {', '.join(DTYPES)}")
+    if runtime not in RUNTIMES:
+        raise ConfigError(f"unknown runtime {runtime!r}; choose one of {', '.join(RUNTIMES)}")
+    if onnx:
+        runtime = "onnxruntime"
+    if runtime == "onnxruntime" and (dtype != "fp32" or device != "cpu"):
+        raise ConfigError("the onnxruntime benchmark runs the fp32 export on the CPU (leave --dtype and --device out)")
     if runs < 1 or warmup < 0 or batch < 1:
         raise ConfigError("--runs and --batch must be >= 1 and --warmup >= 0")
     if size % 32:
@@ -98,9 +111,25 @@ def benchmark(model: str = "gem-tiny", weights: str | None = None, size: int = 3
     if threads:
         torch.set_num_threads(threads)
     try:
+        if runtime == "onnxruntime":
+            return _run_onnx(model, weights, onnx, size, batch, runs, warmup, threads)
         return _run(model, weights, size, dtype, batch, runs, warmup, device)
     finally:
         torch.set_num_threads(previous_threads)
+
+
+def _time_calls(fn, runs: int, warmup: int, device: str = "cpu") -> tuple[list[float], list[float]]:
+    """Wall-clock and process CPU seconds of `runs` calls of fn() after `warmup` untimed ones."""
+    times, cpu_times = [], []
+    for i in range(warmup + runs):
+        _sync(device)
+        t, c = time.perf_counter(), time.process_time()
+        fn()
+        _sync(device)
+        if i >= warmup:
+            times.append(time.perf_counter() - t)
+            cpu_times.append(time.process_time() - c)
+    return times, cpu_times
 
 
 def _run(model: str, weights: str | None, size: int, dtype: str, batch: int, runs: int, warmup: int,
@@ -111,22 +140,57 @@ def _run(model: str, weights: str | None, size: int, dtype: str, batch: int, run
     net = net.to(device).eval().fuse_for_inference()
     images = torch.rand(batch, 3, size, size, device=device) * 255
     load_before = _load_average()
-    times, cpu_times = [], []
     with torch.no_grad(), _autocast(dtype, device):
-        for i in range(warmup + runs):
-            _sync(device)
-            t, c = time.perf_counter(), time.process_time()
-            net.semantic_scores(images)
-            _sync(device)
-            if i >= warmup:
-                times.append(time.perf_counter() - t)
-                cpu_times.append(time.process_time() - c)
+        times, cpu_times = _time_calls(lambda: net.semantic_scores(images), runs, warmup, device)
     flops = count_flops(net, images, dtype)
+    result = _summary(net.cfg.name, weights, size, batch, dtype, device, runs, times, cpu_times, flops, load_before)
+    result["runtime"] = "torch"
+    return result
+
+
+def _run_onnx(model: str, weights: str | None, onnx: str | None, size: int, batch: int, runs: int, warmup: int,
+              threads: int | None) -> dict[str, Any]:
+    import tempfile
+
+    from .config import ModelConfig
+    from .model.gem import GEM
+    from .onnx_runner import load_onnx_scorer
+
+    with tempfile.TemporaryDirectory(prefix="glassgem-bench-") as tmp:
+        if onnx is None:
+            from .export import export_onnx
+
+            net = GEM.from_pretrained(weights) if weights else GEM.from_config(model)
+            onnx_path = str(Path(tmp) / "model.onnx")
+            print(f"exporting {net.cfg.name} at {size}x{size} to ONNX for the benchmark (verified against PyTorch) ...",
+                  flush=True)
+            export_onnx(net.eval(), onnx_path, size=size, dynamic_batch=batch > 1)
+        else:
+            onnx_path = onnx
+        n_threads = threads or torch.get_num_threads()
+        scorer = load_onnx_scorer(onnx_path, threads=n_threads)
+        if scorer.input_size is not None and scorer.input_size != (size, size):
+            h, w = scorer.input_size
+            raise ConfigError(f"{onnx_path}: exported for {h}x{w} inputs, not --size {size}")
+        if not scorer.batch_dynamic and batch != scorer.batch_size:
+            raise ConfigError(f"{onnx_path}: exported for batch {scorer.batch_size}, not --batch {batch}")
+        images = (torch.rand(batch, 3, size, size) * 255).numpy()
+        load_before = _load_average()
+        times, cpu_times = _time_calls(lambda: scorer(images), runs, warmup)
+        net = GEM(ModelConfig.from_dict(scorer.config)).eval() if scorer.config else GEM.from_config(model).eval()
+        flops = count_flops(net, torch.from_numpy(images))  # same graph: count it on the PyTorch model
+    result = _summary(net.cfg.name, weights, size, batch, "fp32", "cpu", runs, times, cpu_times, flops, load_before)
+    result.update(runtime="onnxruntime", onnx=onnx, threads=n_threads)
+    return result
+
+
+def _summary(name: str, weights: str | None, size: int, batch: int, dtype: str, device: str, runs: int,
+             times: list[float], cpu_times: list[float], flops: int, load_before: float | None) -> dict[str, Any]:
     times_ms = sorted(1000 * t for t in times)
     median = statistics.median(times_ms)
     achieved = flops / (median / 1000) / 1e9
     result: dict[str, Any] = {
-        "model": net.cfg.name, "weights": weights, "size": size, "batch": batch, "dtype": dtype, "device": device,
+        "model": name, "weights": weights, "size": size, "batch": batch, "dtype": dtype, "device": device,
         "threads": torch.get_num_threads(), "runs": runs,
         "median_ms": median, "p90_ms": times_ms[min(len(times_ms) - 1, int(round(0.9 * (len(times_ms) - 1))))],
         "min_ms": times_ms[0], "gflops": flops / 1e9, "achieved_gflops_per_s": achieved,
@@ -148,7 +212,8 @@ def _run(model: str, weights: str | None, size: int, dtype: str, batch: int, run
 
 def format_report(r: dict[str, Any]) -> str:
     lines = [
-        f"{r['model']} {r['size']}x{r['size']} batch {r['batch']} {r['dtype']} on {r['device']}, "
+        f"{r['model']} {r['size']}x{r['size']} batch {r['batch']} {r['dtype']} on {r['device']}"
+        f"{' with onnxruntime' if r.get('runtime') == 'onnxruntime' else ''}, "
         f"{r['threads']} threads, {r['runs']} runs",
         f"  latency   median {r['median_ms']:.1f} ms   p90 {r['p90_ms']:.1f} ms   min {r['min_ms']:.1f} ms   "
         f"(CPU time per run {r['median_cpu_ms']:.1f} ms)",
@@ -170,4 +235,4 @@ def write_json(result: dict[str, Any], path: str | Path) -> None:
     atomic_write_text(path, json.dumps(result, indent=2) + "\n")
 
 
-__all__ = ["DTYPES", "benchmark", "count_flops", "format_report", "matmul_gflops", "native_bf16", "write_json"]
+__all__ = ["DTYPES", "RUNTIMES", "benchmark", "count_flops", "format_report", "matmul_gflops", "native_bf16", "write_json"]

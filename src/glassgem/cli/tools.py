@@ -76,6 +76,11 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch", type=int, default=1, help="batch size (default 1)")
     p.add_argument("--runs", type=int, default=10, help="timed runs after 3 warm-up runs (default 10)")
     p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    p.add_argument("--runtime", default="torch", choices=("torch", "onnxruntime"),
+                   help="torch (default) or onnxruntime: export the model to ONNX first (verified), then time "
+                   "onnxruntime's CPU provider on it (needs glassgem[export])")
+    p.add_argument("--onnx", default=None, metavar="FILE",
+                   help="time this exported file with onnxruntime (implies --runtime onnxruntime)")
     p.add_argument("--json", default=None, metavar="FILE", help="also write the numbers to FILE")
     p.set_defaults(func=_run_bench)
 
@@ -84,7 +89,8 @@ def _run_bench(args: argparse.Namespace) -> int:
     from ..bench import benchmark, format_report, write_json
 
     result = benchmark(model=args.model, weights=args.weights, size=args.size, threads=args.threads,
-                       dtype=args.dtype, batch=args.batch, runs=args.runs, device=args.device)
+                       dtype=args.dtype, batch=args.batch, runs=args.runs, device=args.device,
+                       runtime=args.runtime, onnx=args.onnx)
     print(format_report(result))
     if args.json:
         write_json(result, args.json)
