@@ -107,6 +107,30 @@ def test_sigkill_and_resume_replays_the_same_losses(tmp_path):
     assert ckpts == ["step_0000006.pt", "step_0000008.pt", "step_0000009.pt"]
 
 
+def test_resume_keeps_the_runs_settings_and_applies_only_new_overrides(tmp_path, capsys):
+    """`--resume` starts from the run's config.json, not the preset: a fine-tune started with a custom
+    lr and scales keeps them when resumed with just a longer schedule."""
+    import json
+
+    from glassgem.cli import main
+
+    data = make_dataset(tmp_path / "data", 4, 96, 96)
+    run = tmp_path / "run"
+    base = ["train", "--preset", "debug", "--data", str(data), "--out", str(run)]
+    torch.set_num_threads(1)
+    assert main(base + ["--set", "max_iter=2", "checkpoint_period=2", "batch_size=2", "num_points=256",
+                        "lr=3e-5", "min_sizes=[96,112]", "crop_size=96"]) == 0
+    assert main(base + ["--resume", "--set", "max_iter=3", "lr_steps=[2]"]) == 0
+    assert "resuming with the settings in" in capsys.readouterr().out
+    cfg = json.loads((run / "config.json").read_text())
+    assert cfg["lr"] == 3e-5 and cfg["min_sizes"] == [96, 112] and cfg["crop_size"] == 96
+    assert cfg["max_iter"] == 3 and cfg["lr_steps"] == [2] and cfg["num_points"] == 256
+    assert max(read_log(run)) == 3
+    (run / "config.json").write_text("{not json")
+    assert main(base + ["--resume"]) == 2
+    assert "config.json" in capsys.readouterr().err
+
+
 def test_two_processes_give_the_same_first_step_loss_as_one(tmp_path):
     """Same global batch of 4 on 1 process and on 2 gloo processes (torchrun): the first-step loss agrees.
     Images are larger than the crop (no padding) and every crop holds both classes, so every

@@ -6,11 +6,13 @@ its way through all its big activations again. Raising malloc's mmap and trim th
 memory in the process for reuse: peak memory is the same, the page faults go (GEM-Lite 384² on the
 2-core dev box: see the README's speed table). It is process-wide and cannot be undone cleanly, so the
 `glassgem` command calls it (it owns the process); library users may call it themselves.
+GLASSGEM_KEEP_FREED_MEMORY=0 in the environment turns it off.
 """
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import os
 import sys
 
 _M_TRIM_THRESHOLD = -1
@@ -26,7 +28,7 @@ def keep_freed_memory() -> bool:
     global _applied
     if _applied:
         return True
-    if not sys.platform.startswith("linux"):
+    if not sys.platform.startswith("linux") or os.environ.get("GLASSGEM_KEEP_FREED_MEMORY", "1") == "0":
         return False
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")

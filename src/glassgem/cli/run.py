@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+from pathlib import Path
 
-from ..errors import GlassgemError
+from ..errors import ConfigError, GlassgemError
 
 
 # --------------------------------------------------------------------------------------- demo
@@ -101,7 +103,13 @@ def _run_train(args: argparse.Namespace) -> int:
 
     if args.data is None:
         raise GlassgemError("--data is required")
-    cfg = apply_overrides(train_preset(args.preset), args.set)
+    saved = Path(args.out) / "config.json"
+    if args.resume and saved.is_file():
+        # The run's own settings, not the preset's: only what --set names changes (new schedule, say).
+        cfg = apply_overrides(_saved_config(saved), args.set)
+        print(f"resuming with the settings in {saved}" + (f" plus {' '.join(args.set)}" if args.set else ""))
+    else:
+        cfg = apply_overrides(train_preset(args.preset), args.set)
     if args.init_from:
         cfg.init_from = args.init_from
     result = run_training(cfg, _spec(args, "data"), args.out, val=_spec(args, "val"),
@@ -110,6 +118,15 @@ def _run_train(args: argparse.Namespace) -> int:
     best = f"; best validation IoU {result['best_iou']:.4f}" if result["best_iou"] >= 0 else ""
     print(f"stopped at step {result['step']}/{result['max_iter']}{best}; run folder {args.out}")
     return 0
+
+
+def _saved_config(path: Path):
+    from ..config import TrainConfig
+
+    try:
+        return TrainConfig.from_dict(json.loads(path.read_text()))
+    except (OSError, ValueError, TypeError, KeyError, GlassgemError) as e:
+        raise ConfigError(f"{path}: cannot read the run's saved settings to resume ({e})") from None
 
 
 def _add_evaluate(sub: argparse._SubParsersAction) -> None:
