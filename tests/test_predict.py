@@ -315,3 +315,39 @@ def test_real_photos_give_masks_at_their_own_size(weights, tmp_path):
         w, h = Image.open(f).size
         assert _read(tmp_path / f"{f.stem}.png").shape == (h, w)
         assert Image.open(tmp_path / f"{f.stem}_overlay.jpg").size == (w, h)
+
+
+# ----------------------------------------------------------------------------------------------- TTA
+def test_flip_tta_is_the_mean_of_both_views_and_mirror_equivariant(photos, weights, tmp_path, capsys):
+    from glassgem.model.inference import flip_averaged
+
+    model = GEM.from_pretrained(weights).eval()
+    x = torch.rand(2, 3, 64, 96) * 255
+    with torch.no_grad():
+        plain, mirrored = model.semantic_scores(x), model.semantic_scores(x.flip(-1)).flip(-1)
+        tta = flip_averaged(model.semantic_scores, x)
+        tta_of_mirror = flip_averaged(model.semantic_scores, x.flip(-1))
+    assert (plain - mirrored).abs().max() > 1e-4  # the views really differ, so averaging does something
+    assert torch.allclose(tta, 0.5 * (plain + mirrored), atol=1e-6)
+    assert torch.allclose(tta_of_mirror.flip(-1), tta, atol=1e-5)  # a mirrored photo gets the mirrored answer
+    # the three user paths: GEM.predict, glassgem predict, glassgem evaluate
+    arr = np.asarray(Image.open(photos / "portrait.png").convert("RGB"))
+    with_tta = model.predict(arr, tta=True)
+    flipped = model.predict(np.ascontiguousarray(arr[:, ::-1]), tta=True)
+    assert (with_tta == flipped[:, ::-1]).mean() > 0.995
+    assert not np.array_equal(with_tta, model.predict(arr))
+    out = tmp_path / "out"
+    assert main(["predict", str(photos / "portrait.png"), "--out", str(out), "--weights", str(weights),
+                 "--tta", "--quiet"]) == 0
+    assert np.array_equal(_read(out / "portrait.png") > 127, with_tta.astype(bool))
+    data = tmp_path / "data"
+    (data / "images").mkdir(parents=True)
+    (data / "masks").mkdir()
+    Image.fromarray(arr).save(data / "images" / "p.png")
+    Image.fromarray(with_tta * 255).save(data / "masks" / "p.png")
+    capsys.readouterr()
+    assert main(["evaluate", "--weights", str(weights), "--data", str(data), "--tta", "--json",
+                 str(tmp_path / "m.json")]) == 0
+    import json
+
+    assert json.loads((tmp_path / "m.json").read_text())["iou"] > 0.999  # its own TTA masks as ground truth

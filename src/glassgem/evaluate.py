@@ -40,8 +40,12 @@ def iterate_predictions(
     num_workers: int = 2,
     device: Optional[torch.device] = None,
     dtype: Optional[torch.dtype] = None,
+    tta: bool = False,
 ) -> Iterable[tuple[str, torch.Tensor, Optional[torch.Tensor]]]:
-    """Yield (stem, scores [2,H,W] at the original size, gt mask [H,W] or None) per pair, in order."""
+    """Yield (stem, scores [2,H,W] at the original size, gt mask [H,W] or None) per pair, in order.
+    `tta`: average with the mirrored images' mirrored scores (model/inference.flip_averaged)."""
+    from .model.inference import flip_averaged
+
     device = device or next(model.parameters()).device
     loader = DataLoader(
         GlassDataset(list(pairs), TestTransform(size)), batch_size=batch_size, num_workers=num_workers,
@@ -52,7 +56,8 @@ def iterate_predictions(
     try:
         for batch in loader:
             with autocast_context(device, dtype):
-                scores = model.semantic_scores(batch["image"].to(device))
+                images = batch["image"].to(device)
+                scores = flip_averaged(model.semantic_scores, images) if tta else model.semantic_scores(images)
             scores = scores.float().cpu()
             for i, stem in enumerate(batch["stem"]):
                 full = resize_scores(scores[i : i + 1], batch["orig_size"][i])[0]
@@ -73,6 +78,7 @@ def evaluate_model(
     save_prob: bool = False,
     legacy: bool = False,
     progress: bool = True,
+    tta: bool = False,
 ) -> dict[str, Any]:
     """GSD-S metrics of `model` on image/mask pairs; optionally writes `<stem>.png` masks (0/255)."""
     from tqdm.auto import tqdm
@@ -82,7 +88,7 @@ def evaluate_model(
 
     metrics = GlassMetrics(legacy=legacy)
     out_dir = Path(save_masks) if save_masks else None
-    preds = iterate_predictions(model, pairs, size, batch_size, num_workers, device, dtype)
+    preds = iterate_predictions(model, pairs, size, batch_size, num_workers, device, dtype, tta)
     for stem, scores, gt in tqdm(preds, total=len(pairs), desc="evaluate", unit="img", disable=not progress):
         pred = (scores[1] > scores[0]).numpy().astype(np.uint8)  # argmax; ties go to background
         metrics.update(pred, gt.numpy())

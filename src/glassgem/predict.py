@@ -175,6 +175,22 @@ class ModelScorer:
             return self.model.semantic_scores(images.to(self.device))
 
 
+class FlipAveraged:
+    """Any scorer (GEM or ONNX) with flip test-time augmentation: 2 forward passes per batch."""
+
+    def __init__(self, scorer) -> None:
+        self.scorer = scorer
+        self.input_size = scorer.input_size
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        from .model.inference import flip_averaged
+
+        return flip_averaged(self.scorer, torch.as_tensor(images))
+
+    def __getattr__(self, name: str):  # square_size, config, ... of the wrapped scorer
+        return getattr(self.scorer, name)
+
+
 def build_scorer(weights: Optional[str], device: Optional[str] = None, dtype: str = "fp32") -> ModelScorer:
     """The shipped model (weights=None), a glassgem directory or an original GEM checkpoint."""
     from .evaluate import load_model_for_inference

@@ -143,6 +143,9 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--save-masks", default=None, metavar="DIR", help="write <stem>.png masks (0/255) here")
     p.add_argument("--save-prob", action="store_true", help="with --save-masks, also write glass probability maps")
     p.add_argument("--legacy", action="store_true", help="original NaN behaviour for images without glass")
+    p.add_argument("--tta", action="store_true",
+                   help="test-time augmentation: also score the mirrored images and average (2x the time; "
+                   "not the paper's protocol)")
     p.add_argument("--json", default=None, metavar="FILE", help="also write the metrics as JSON")
     p.set_defaults(func=_run_evaluate)
 
@@ -158,7 +161,8 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     pairs = load_pairs(_spec(args, "data"))
     size = args.size or model.cfg.image_size
     results = evaluate_model(model, pairs, size=size, batch_size=args.batch_size, device=device, dtype=dtype,
-                             save_masks=args.save_masks, save_prob=args.save_prob, legacy=args.legacy)
+                             save_masks=args.save_masks, save_prob=args.save_prob, legacy=args.legacy,
+                             tta=args.tta)
     print(format_table(results))
     if args.json:
         write_json(args.json, results)
@@ -188,6 +192,8 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dtype", default="fp32", choices=("fp32", "bf16", "fp16"), help="autocast dtype (default fp32)")
     p.add_argument("--onnx", default=None, metavar="FILE",
                    help="score with a graph from `glassgem export onnx` (onnxruntime) instead of PyTorch weights")
+    p.add_argument("--tta", action="store_true",
+                   help="test-time augmentation: also score the mirrored photo and average (2x the time)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_run_predict)
 
@@ -205,6 +211,10 @@ def _run_predict(args: argparse.Namespace) -> int:
         size = scorer.square_size(args.size)
     else:
         scorer, size = build_scorer(args.weights, args.device, args.dtype), args.size
+    if args.tta:
+        from ..predict import FlipAveraged
+
+        scorer = FlipAveraged(scorer)
     summary = predict_files(photos, args.out, scorer, size=size, batch_size=args.batch_size,
                             save_prob=args.save_prob, overlay=args.overlay, progress=not args.quiet)
     print(summary.line())

@@ -245,13 +245,14 @@ class GEM(nn.Module):
             logits, masks = self.decoder.predict_last(queries, memory, shapes, mask_fn)
         return semantic_map(logits, masks, tuple(images.shape[-2:]))
 
-    def predict(self, image, size: int | None = None, return_prob: bool = False):
+    def predict(self, image, size: int | None = None, return_prob: bool = False, tta: bool = False):
         """Glass mask of one photo (PIL image, uint8 H x W x 3 array or file path) at its own size:
         uint8 {0, 1} [H, W], or with `return_prob` the glass probability, float32 [H, W] in [0, 1].
-        Squashes to `size` (default cfg.image_size), as the paper's test protocol (model/inference.py)."""
+        Squashes to `size` (default cfg.image_size), as the paper's test protocol (model/inference.py);
+        `tta=True` also scores the mirrored photo and averages (2x the time)."""
         from .inference import predict_image
 
-        return predict_image(self, image, size=size, return_prob=return_prob)
+        return predict_image(self, image, size=size, return_prob=return_prob, tta=tta)
 
 
 def flatten_levels(multi: list[Tensor]) -> tuple[Tensor, list[tuple[int, int]]]:

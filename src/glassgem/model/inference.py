@@ -28,6 +28,12 @@ def glass_probability(scores: Tensor) -> Tensor:
     return s[..., 1, :, :] / (s[..., 0, :, :] + s[..., 1, :, :]).clamp_min(1e-12)
 
 
+def flip_averaged(score_fn, images: Tensor) -> Tensor:
+    """Test-time augmentation: the mean of score_fn(images) and the mirrored scores of the mirrored
+    images ([B,3,H,W] -> [B,2,H,W]); two forward passes. Not part of the paper's protocol: opt-in."""
+    return 0.5 * (score_fn(images).float() + score_fn(images.flip(-1)).float().flip(-1))
+
+
 def glass_mask(scores: Tensor) -> Tensor:
     """[..., 2, H, W] semantic scores -> uint8 {0, 1} [..., H, W]: glass score > background score."""
     return (scores[..., 1, :, :] > scores[..., 0, :, :]).to(torch.uint8)
@@ -79,15 +85,17 @@ def check_size(size: int) -> int:
 
 @torch.no_grad()
 def predict_image(model: torch.nn.Module, image: ImageLike, size: int | None = None,
-                  return_prob: bool = False) -> np.ndarray:
-    """One image -> uint8 {0,1} mask [H,W] at its own size, or float32 glass probability in [0,1]."""
+                  return_prob: bool = False, tta: bool = False) -> np.ndarray:
+    """One image -> uint8 {0,1} mask [H,W] at its own size, or float32 glass probability in [0,1].
+    `tta`: average with the horizontally mirrored image (flip_averaged)."""
     rgb = as_rgb_array(image)
     size = check_size(size or model.cfg.image_size)
     param = next(model.parameters())
     was_training = model.training
     model.eval()
     try:
-        scores = model.semantic_scores(squash(rgb, size)[None].to(param.device))
+        x = squash(rgb, size)[None].to(param.device)
+        scores = flip_averaged(model.semantic_scores, x) if tta else model.semantic_scores(x)
     finally:
         model.train(was_training)
     full = unsquash(scores.float(), rgb.shape[:2])[0].cpu()  # 2 x H x W
