@@ -3,8 +3,10 @@
 `keep_freed_memory()`: glibc's malloc hands large blocks (a stride-2 feature map of 14 MB, say) back to
 the kernel when they are freed and maps fresh ones on the next call, so every forward pass page-faults
 its way through all its big activations again. Raising malloc's mmap and trim thresholds keeps freed
-memory in the process for reuse: peak memory is the same, the page faults go (GEM-Lite 384² on the
-2-core dev box: see the README's speed table). It is process-wide and cannot be undone cleanly, so the
+memory in the process for reuse: peak memory is the same, the page faults go. Measured on the 2-core
+dev box: a GEM-Lite training step (batch 8, 384²) 5.45 -> 3.84 s in benchmarks/bench_train.py, a real
+gdd-dev run 1.29 -> 1.47 images/s; single-image inference latency showed no difference beyond the
+machine's noise. It is process-wide and cannot be undone cleanly, so the
 `glassgem` command calls it (it owns the process); library users may call it themselves.
 GLASSGEM_KEEP_FREED_MEMORY=0 in the environment turns it off.
 """
