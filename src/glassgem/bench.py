@@ -156,6 +156,7 @@ def _run_onnx(model: str, weights: str | None, onnx: str | None, size: int, batc
     from .model.gem import GEM
     from .onnx_runner import load_onnx_scorer
 
+    net = None  # the model whose FLOPs are counted: the exported one, or built from the file's config
     with tempfile.TemporaryDirectory(prefix="glassgem-bench-") as tmp:
         if onnx is None:
             from .export import export_onnx
@@ -177,8 +178,9 @@ def _run_onnx(model: str, weights: str | None, onnx: str | None, size: int, batc
         images = (torch.rand(batch, 3, size, size) * 255).numpy()
         load_before = _load_average()
         times, cpu_times = _time_calls(lambda: scorer(images), runs, warmup)
-        net = GEM(ModelConfig.from_dict(scorer.config)).eval() if scorer.config else GEM.from_config(model).eval()
-        flops = count_flops(net, torch.from_numpy(images))  # same graph: count it on the PyTorch model
+        if net is None:
+            net = GEM(ModelConfig.from_dict(scorer.config)) if scorer.config else GEM.from_config(model)
+        flops = count_flops(net.eval(), torch.from_numpy(images))  # same graph: count it on the PyTorch model
     result = _summary(net.cfg.name, weights, size, batch, "fp32", "cpu", runs, times, cpu_times, flops, load_before)
     result.update(runtime="onnxruntime", onnx=onnx, threads=n_threads)
     return result

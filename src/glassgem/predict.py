@@ -180,14 +180,13 @@ class FlipAveraged:
 
     def __init__(self, scorer) -> None:
         self.scorer = scorer
-        self.input_size = scorer.input_size
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
         from .model.inference import flip_averaged
 
         return flip_averaged(self.scorer, torch.as_tensor(images))
 
-    def __getattr__(self, name: str):  # square_size, config, ... of the wrapped scorer
+    def __getattr__(self, name: str):  # input_size, square_size, config, ... of the wrapped scorer
         return getattr(self.scorer, name)
 
 
