@@ -16,6 +16,8 @@ from glassgem.data.transforms import (
     color_aug_ssd,
     hsv_cv_to_rgb,
     min_sizes_for,
+    resize_image,
+    resize_mask,
     resize_scores,
     rgb_to_hsv_cv,
     shortest_edge_shape,
@@ -87,6 +89,37 @@ def test_crop_never_exceeds_size_and_follows_the_resize():
         assert (rows, cols) in possible
         seen.add((rows, cols))
     assert len(seen) >= 3  # the short side really is drawn at random
+
+
+def test_squash_mode_resizes_both_sides_like_the_test_pipeline():
+    sample = _sample(100, 300)
+    plain = TrainTransform(size=64, min_sizes=(64,), resize_mode="squash", color_jitter=False, flip=False)
+    out = plain(sample, _rng(0))
+    # At the crop size the whole photo is kept, aspect not: exactly the test view of it.
+    assert torch.equal(out["image"], TestTransform(64)(sample)["image"])
+    assert torch.equal(out["sem"], torch.from_numpy(resize_mask(sample["mask"], (64, 64)).astype(np.int64)))
+    assert int((out["sem"] == 255).sum()) == 0  # no padding: the squashed photo fills the crop
+    # Larger choices give square crops of a squashed photo (never aspect-kept shapes).
+    zoom = TrainTransform(size=64, min_sizes=(96,), resize_mode="squash", color_jitter=False, flip=False)
+    big = resize_image(sample["image"], (96, 96))
+    out = zoom(sample, _rng(3))
+    img = out["image"].permute(1, 2, 0).numpy().astype(np.uint8)
+    hits = [(y, x) for y in range(33) for x in range(33) if np.array_equal(big[y:y + 64, x:x + 64], img)]
+    assert len(hits) == 1
+    # The paper's mode on the same photo keeps the aspect: a 64-high, 192-wide resize, cropped.
+    paper = TrainTransform(size=64, min_sizes=(64,), color_jitter=False, flip=False)
+    assert not torch.equal(paper(sample, _rng(0))["image"], TestTransform(64)(sample)["image"])
+
+
+def test_unknown_resize_mode_is_refused_in_the_transform_and_the_config():
+    from glassgem.config import TrainConfig
+    from glassgem.errors import ConfigError
+
+    with pytest.raises(ValueError, match="resize_mode"):
+        TrainTransform(size=64, resize_mode="stretch")
+    with pytest.raises(ConfigError, match="resize_mode.*stretch"):
+        TrainConfig.from_dict({"resize_mode": "stretch"})
+    assert TrainConfig.from_dict({"resize_mode": "squash"}).resize_mode == "squash"
 
 
 def test_flip_moves_image_and_mask_together():

@@ -176,6 +176,9 @@ class TrainConfig:
     crop_size: int = 384
     min_sizes: tuple[int, ...] = PAPER_MIN_SIZES
     max_size: int = 2048
+    # "short_edge": the paper's resize (short edge to a min_sizes choice, aspect kept); "squash": both sides
+    # to the choice, aspect not kept, as the test pipeline squashes the whole photo
+    resize_mode: str = "short_edge"
     num_workers: int = 2
     # Losses (weights of the weighted sum) and matcher
     class_weight: float = 5.0
@@ -214,6 +217,10 @@ class TrainConfig:
             raise ConfigError(f"unknown train config keys: {', '.join(unknown)}")
         if isinstance(d.get("model"), dict):
             d["model"] = ModelConfig.from_dict(d["model"])
+        from .data.transforms import RESIZE_MODES
+
+        if d.get("resize_mode", RESIZE_MODES[0]) not in RESIZE_MODES:
+            raise ConfigError(f"resize_mode must be one of {', '.join(RESIZE_MODES)}, got {d['resize_mode']!r}")
         for k in ("lr_steps", "min_sizes"):
             if k in d:
                 d[k] = tuple(d[k])

@@ -17,7 +17,7 @@ from ..runtime import keep_freed_memory
 from .common import INFERENCE_COMMANDS, flush_denormals
 from .run import _add_demo, _add_evaluate_masks, _add_train, _add_evaluate, _add_predict
 from .synth import _add_synth
-from .tools import _add_data, _add_convert, _add_bench, _add_visualize, _add_analyze, _add_export
+from .tools import _add_data, _add_convert, _add_average, _add_bench, _add_visualize, _add_analyze, _add_export
 
 
 # ---------------------------------------------------------------------------------------- main
@@ -28,7 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"glassgem {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for add in (_add_demo, _add_evaluate_masks, _add_synth, _add_data, _add_convert, _add_bench,
+    for add in (_add_demo, _add_evaluate_masks, _add_synth, _add_data, _add_convert, _add_average, _add_bench,
                 _add_train, _add_evaluate, _add_predict, _add_visualize, _add_analyze, _add_export):
         add(sub)
     return parser

@@ -1,4 +1,4 @@
-"""Dataset, model and inspection tools: data check, convert, bench, visualize, analyze, export."""
+"""Dataset, model and inspection tools: data check, convert, average, bench, visualize, analyze, export."""
 from __future__ import annotations
 
 import argparse
@@ -61,6 +61,28 @@ def _run_convert(args: argparse.Namespace) -> int:
     summary = convert(args.src, args.dst)
     print(f"converted {args.src} ({summary['encoder']}, {summary['tensors']} tensors, "
           f"{summary['parameters'] / 1e6:.1f} M parameters) -> {args.dst}")
+    return 0
+
+
+# -------------------------------------------------------------------------------------- average
+def _add_average(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "average", help="average the weights of checkpoints of one model into a glassgem directory",
+        description="Element-wise mean of the weights of glassgem directories, original GEM checkpoints or "
+        "training checkpoints (RUN/checkpoints/step_N.pt) of the same model (a 'model soup', e.g. the last "
+        "checkpoints of a run). BatchNorm running statistics are averaged too (an approximation). With one "
+        "source it exports a training checkpoint as a glassgem directory.",
+    )
+    p.add_argument("sources", nargs="+", help="checkpoints to average (same config, same tensors)")
+    p.add_argument("--out", required=True, help="output directory (config.json + model.safetensors + average.json)")
+    p.set_defaults(func=_run_average)
+
+
+def _run_average(args: argparse.Namespace) -> int:
+    from ..train.average import average_checkpoints
+
+    out = average_checkpoints(args.sources, args.out)
+    print(f"averaged {len(args.sources)} checkpoint(s) -> {out}")
     return 0
 
 

@@ -1,6 +1,6 @@
 """The paper's train and test pipelines (GEM_ORIGINAL.md §7.2), at any input size.
 
-Train: resize shortest edge to a random choice -> random crop -> SSD colour jitter -> horizontal flip
+Train: resize shortest edge to a random choice (or, resize_mode "squash", both sides to it) -> random crop -> SSD colour jitter -> horizontal flip
 -> pad bottom/right to exactly size (image 128, label 255). Test: squash to size (aspect not kept).
 Images stay RGB 0..255 floats; the model normalises. Resizes use PIL, as detectron2 does for uint8 images
 (bilinear for images, which antialiases when shrinking; nearest for masks).
@@ -20,6 +20,7 @@ from ..errors import DataError
 # int(x * 0.1 * 512) for x = 5..20: the short-edge choices of the original 384 recipe.
 PAPER_MIN_SIZES = tuple(int(x * 0.1 * 512) for x in range(5, 21))
 PAD_VALUE = 128
+RESIZE_MODES = ("short_edge", "squash")
 IGNORE = 255
 
 
@@ -161,7 +162,11 @@ class TrainTransform:
         ignore: int = IGNORE,
         color_jitter: bool = True,
         flip: bool = True,
+        resize_mode: str = "short_edge",
     ) -> None:
+        if resize_mode not in RESIZE_MODES:
+            raise ValueError(f"resize_mode must be one of {', '.join(RESIZE_MODES)}, got {resize_mode!r}")
+        self.resize_mode = resize_mode
         self.size = _hw(size)
         self.min_sizes = tuple(int(s) for s in min_sizes)
         self.max_size = int(max_size)
@@ -176,8 +181,12 @@ class TrainTransform:
         image, mask = sample["image"], sample.get("mask")
         if mask is None:
             raise DataError(f"{sample.get('stem', '?')}: a training sample needs a mask")
-        # 1. shortest edge to a random choice (long side capped)
-        hw = shortest_edge_shape(*image.shape[:2], int(rng.choice(self.min_sizes)), self.max_size)
+        # 1. shortest edge to a random choice (long side capped), or both sides to it ("squash")
+        side = int(rng.choice(self.min_sizes))
+        if self.resize_mode == "squash":
+            hw = (side, side)
+        else:
+            hw = shortest_edge_shape(*image.shape[:2], side, self.max_size)
         image, mask = resize_image(image, hw), resize_mask(mask, hw)
         # 2. random crop of at most size (smaller when the image is smaller)
         ch, cw = min(self.size[0], hw[0]), min(self.size[1], hw[1])

@@ -86,27 +86,7 @@ class GEM(nn.Module):
         """Load a glassgem directory (config.json + model.safetensors), an original GEM checkpoint
         (`{"model": state_dict}` with original key names, .pth/.pkl; config inferred from the keys) or,
         with `path=None`, the shipped default weights. Returns the model in eval mode."""
-        if path is None:
-            if not (DEFAULT_WEIGHTS / WEIGHTS_NAME).is_file():
-                raise CheckpointError(f"{DEFAULT_WEIGHTS}: no default weights shipped yet; pass a checkpoint path")
-            path = DEFAULT_WEIGHTS
-        path = Path(path)
-        if path.is_dir():
-            if config is None:
-                config = _read_config(path / CONFIG_NAME)
-            path = path / WEIGHTS_NAME
-        sd = read_weights(path)
-        if is_original_format(sd):
-            if config is None:
-                try:
-                    fields = infer_config_overrides(sd)
-                except CheckpointError as e:
-                    raise CheckpointError(f"{path}: not a GEM checkpoint ({e})") from None
-                config = ModelConfig.from_dict({**model_preset(fields["name"]).to_dict(), **fields})
-            sd, _ = original_to_glassgem(sd, config.encoder)
-        elif config is None:
-            raise CheckpointError(f"{path}: no config.json beside it and not an original GEM checkpoint; "
-                                  "pass config= or load the glassgem directory")
+        config, sd, path = read_pretrained(path, config)
         model = cls(config)
         model.load_checked(sd, path)
         return model.eval()
@@ -255,6 +235,34 @@ class GEM(nn.Module):
         return predict_image(self, image, size=size, return_prob=return_prob, tta=tta)
 
 
+def read_pretrained(path: str | Path | None = None, config: ModelConfig | None = None,
+                    ) -> tuple[ModelConfig, dict[str, Tensor], Path]:
+    """What `GEM.from_pretrained` loads, without building the model: (config, glassgem-named state dict,
+    weights file)."""
+    if path is None:
+        if not (DEFAULT_WEIGHTS / WEIGHTS_NAME).is_file():
+            raise CheckpointError(f"{DEFAULT_WEIGHTS}: no default weights shipped yet; pass a checkpoint path")
+        path = DEFAULT_WEIGHTS
+    path = Path(path)
+    if path.is_dir():
+        if config is None:
+            config = _read_config(path / CONFIG_NAME)
+        path = path / WEIGHTS_NAME
+    sd = read_weights(path)
+    if is_original_format(sd):
+        if config is None:
+            try:
+                fields = infer_config_overrides(sd)
+            except CheckpointError as e:
+                raise CheckpointError(f"{path}: not a GEM checkpoint ({e})") from None
+            config = ModelConfig.from_dict({**model_preset(fields["name"]).to_dict(), **fields})
+        sd, _ = original_to_glassgem(sd, config.encoder)
+    elif config is None:
+        raise CheckpointError(f"{path}: no config.json beside it and not an original GEM checkpoint; "
+                              "pass config= or load the glassgem directory")
+    return config, sd, path
+
+
 def flatten_levels(multi: list[Tensor]) -> tuple[Tensor, list[tuple[int, int]]]:
     """[P5, P4, P3] -> (memory [B, S, C] with levels in the order stride 8, 16, 32 as the original, shapes)."""
     levels = multi[::-1]
@@ -331,4 +339,4 @@ def semantic_map(logits: Tensor, masks: Tensor, size: tuple[int, int], rows_per_
             out[i, :, r:r_end] = torch.matmul(probs[i], tile).transpose(0, 1)  # K x R x W
     return out
 
-__all__ = ["CONFIG_NAME", "DEFAULT_WEIGHTS", "GEM", "WEIGHTS_NAME", "flatten_levels", "semantic_map"]
+__all__ = ["CONFIG_NAME", "DEFAULT_WEIGHTS", "GEM", "WEIGHTS_NAME", "flatten_levels", "read_pretrained", "semantic_map"]

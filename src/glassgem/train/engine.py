@@ -194,7 +194,7 @@ class Trainer:
     def _loader(self) -> DataLoader:
         cfg = self.cfg
         dataset = GlassDataset(self.data.train)
-        transform = TrainTransform(cfg.crop_size, cfg.min_sizes, cfg.max_size)
+        transform = TrainTransform(cfg.crop_size, cfg.min_sizes, cfg.max_size, resize_mode=cfg.resize_mode)
         sampler = _StepBatches(len(dataset), cfg.seed, cfg.batch_size, cfg.grad_accum, self.acc.num_processes,
                                self.acc.process_index, self.step, self.max_iter)
         return DataLoader(

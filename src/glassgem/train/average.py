@@ -1,0 +1,94 @@
+"""Weight averaging of checkpoints of one model ("model soup" / SWA-style averaging).
+
+`average_checkpoints(sources, out)` reads glassgem directories, original GEM checkpoints and training
+checkpoints (`RUN/checkpoints/step_NNNNNNN.pt`), checks that they are the same model (same config, same
+tensor names and shapes), takes the element-wise mean of every floating-point tensor (computed in float64,
+stored in the original dtype; integer buffers such as BatchNorm's `num_batches_tracked` come from the first
+source) and writes a glassgem directory plus `average.json` naming the sources.
+
+BatchNorm running statistics are averaged like any other tensor, an approximation: SWA proper would
+re-estimate them on training data. With a single source this simply exports a training checkpoint as a
+glassgem directory.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Sequence
+
+import torch
+from torch import Tensor
+
+from ..config import ModelConfig
+from ..errors import CheckpointError
+
+AVERAGE_RECORD = "average.json"
+
+
+def _is_training_checkpoint(path: Path) -> bool:
+    return path.is_file() and path.suffix == ".pt"
+
+
+def load_model_weights(path: str | Path) -> tuple[ModelConfig, dict[str, Tensor]]:
+    """(model config, state dict) of a glassgem directory, an original GEM checkpoint or a training checkpoint."""
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"{path}: no such file or directory")
+    if _is_training_checkpoint(path):
+        from .checkpoint import load_checkpoint
+
+        state = load_checkpoint(path)
+        model_cfg = state.get("config", {}).get("model") if isinstance(state.get("config"), dict) else None
+        if not isinstance(model_cfg, dict):
+            raise CheckpointError(f"{path}: training checkpoint without a model config")
+        return ModelConfig.from_dict(model_cfg), dict(state["model"])
+    from ..model.gem import read_pretrained
+
+    cfg, sd, _ = read_pretrained(path)
+    return cfg, sd
+
+
+def _config_difference(a: ModelConfig, b: ModelConfig) -> list[str]:
+    da, db = a.to_dict(), b.to_dict()
+    return [f"{k}: {da.get(k)!r} vs {db.get(k)!r}" for k in sorted(set(da) | set(db)) if da.get(k) != db.get(k)]
+
+
+def average_state_dicts(sources: Sequence[str | Path]) -> tuple[ModelConfig, dict[str, Tensor]]:
+    """Element-wise mean over the sources' weights; CheckpointError naming the file that does not fit."""
+    if not sources:
+        raise CheckpointError("average: give at least one checkpoint")
+    first = Path(sources[0])
+    cfg, first_sd = load_model_weights(first)
+    sums = {k: v.double().clone() if v.is_floating_point() else v.clone() for k, v in first_sd.items()}
+    for src in sources[1:]:
+        other_cfg, sd = load_model_weights(src)
+        diff = _config_difference(cfg, other_cfg)
+        if diff:
+            raise CheckpointError(f"{src}: not the same model as {first} ({'; '.join(diff[:4])})")
+        missing, extra = sorted(set(sums) - set(sd)), sorted(set(sd) - set(sums))
+        if missing or extra:
+            raise CheckpointError(f"{src}: different tensors than {first} (missing {missing[:3]}, extra {extra[:3]})")
+        for k, v in sd.items():
+            if v.shape != sums[k].shape:
+                raise CheckpointError(f"{src}: {k} has shape {tuple(v.shape)}, {first} has {tuple(sums[k].shape)}")
+            if v.is_floating_point():
+                sums[k] += v.double()
+    n = len(sources)
+    return cfg, {k: (v / n).to(first_sd[k].dtype) if v.is_floating_point() else v for k, v in sums.items()}
+
+
+def average_checkpoints(sources: Sequence[str | Path], out: str | Path) -> Path:
+    """Average `sources` (see module doc) into the glassgem directory `out`; returns it."""
+    from ..io import atomic_write_text
+    from ..model.gem import GEM
+
+    cfg, sd = average_state_dicts(sources)
+    model = GEM(cfg)
+    model.load_checked(sd, ", ".join(str(s) for s in sources))
+    out = model.save_pretrained(out)
+    record = {"sources": [str(Path(s).resolve()) for s in sources], "method": "uniform mean of the weights"}
+    atomic_write_text(out / AVERAGE_RECORD, json.dumps(record, indent=2) + "\n")
+    return out
+
+
+__all__ = ["AVERAGE_RECORD", "average_checkpoints", "average_state_dicts", "load_model_weights"]
