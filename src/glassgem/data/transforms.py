@@ -1,7 +1,8 @@
 """The paper's train and test pipelines (GEM_ORIGINAL.md §7.2), at any input size.
 
-Train: resize shortest edge to a random choice (or, resize_mode "squash", both sides to it) -> random crop -> SSD colour jitter -> horizontal flip
--> pad bottom/right to exactly size (image 128, label 255). Test: squash to size (aspect not kept).
+Train: resize shortest edge to a random choice (or, resize_mode "squash", both sides to it) -> random crop
+-> SSD colour jitter -> horizontal flip -> pad bottom/right to exactly size (image 128, label 255).
+Test: squash to size (aspect not kept).
 Images stay RGB 0..255 floats; the model normalises. Resizes use PIL, as detectron2 does for uint8 images
 (bilinear for images, which antialiases when shrinking; nearest for masks).
 All randomness comes from the `rng` passed to each call, so augmentation is reproducible.

@@ -38,7 +38,8 @@ def load_model_weights(path: str | Path) -> tuple[ModelConfig, dict[str, Tensor]
         from .checkpoint import load_checkpoint
 
         state = load_checkpoint(path)
-        model_cfg = state.get("config", {}).get("model") if isinstance(state.get("config"), dict) else None
+        train_cfg = state.get("config")
+        model_cfg = train_cfg.get("model") if isinstance(train_cfg, dict) else None
         if not isinstance(model_cfg, dict):
             raise CheckpointError(f"{path}: training checkpoint without a model config")
         return ModelConfig.from_dict(model_cfg), dict(state["model"])
