@@ -50,3 +50,12 @@ def test_corrupt_image_error_names_the_file(tmp_path):
     bad.write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
     with pytest.raises(DataError, match="broken.jpg"):
         load_image(bad)
+
+
+def test_empty_file_is_called_empty(tmp_path):
+    empty = tmp_path / "empty.png"
+    empty.write_bytes(b"")
+    with pytest.raises(DataError, match=r"empty\.png: cannot read image \(empty file, 0 bytes\)"):
+        load_image(empty)
+    with pytest.raises(DataError, match="empty file"):
+        load_mask(empty)

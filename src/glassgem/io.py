@@ -28,6 +28,8 @@ def _open(path: Path, max_pixels: int) -> Image.Image:
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: file not found")
+    if path.stat().st_size == 0:
+        raise DataError(f"{path}: cannot read image (empty file, 0 bytes)")
     try:
         img = Image.open(path)
         w, h = img.size
