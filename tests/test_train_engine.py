@@ -161,3 +161,26 @@ def test_bad_data_fails_before_the_first_step(tmp_path):
     assert res.returncode == 2
     assert "s01.png" in res.stderr and "dataset check failed" in res.stderr
     assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_init_from_takes_every_weight_of_the_source(tmp_path):
+    from glassgem.errors import CheckpointError
+    from glassgem.model.gem import GEM
+    from glassgem.train.engine import build_model
+
+    torch.manual_seed(1)
+    source = GEM(train_preset("debug").model)
+    source.save_pretrained(tmp_path / "pre")
+    cfg = train_preset("debug")
+    torch.manual_seed(2)  # a different random start: every weight must come from the source
+    fresh = build_model(cfg).state_dict()
+    cfg.init_from = str(tmp_path / "pre")
+    torch.manual_seed(2)
+    tuned = build_model(cfg).state_dict()
+    src = source.state_dict()
+    assert set(tuned) == set(src)
+    assert all(torch.equal(tuned[k], src[k]) for k in src)
+    assert any(not torch.equal(fresh[k], src[k]) for k in src)
+    cfg.init_from = str(tmp_path / "missing")
+    with pytest.raises(CheckpointError, match="missing"):
+        build_model(cfg)

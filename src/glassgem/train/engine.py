@@ -129,9 +129,12 @@ def build_model(cfg: TrainConfig):
         load_sam_encoder_weights(encoder, cfg.encoder_weights, vit_pos_init=cfg.model.vit_pos_init)
     model = GEM(cfg.model, encoder=encoder)
     if cfg.init_from:
-        # Pretrain -> fine-tune: every weight of the source that fits this model is taken.
-        source = GEM.from_pretrained(cfg.init_from)
-        model.load_checked(source.state_dict(), cfg.init_from)
+        # Pretrain -> fine-tune: every weight of the source that fits this model is taken (read only,
+        # no second model built).
+        from ..model.gem import read_pretrained
+
+        _, source_sd, _ = read_pretrained(cfg.init_from)
+        model.load_checked(source_sd, cfg.init_from)
     return model
 
 
