@@ -14,7 +14,7 @@ class _Matmul(torch.nn.Module):
         super().__init__()
         self.w = torch.nn.Parameter(torch.randn(48, 16))
 
-    def semantic_scores(self, x: torch.Tensor) -> torch.Tensor:
+    def semantic_scores(self, x: torch.Tensor, graph: bool = True) -> torch.Tensor:
         return x @ self.w
 
 
@@ -62,3 +62,14 @@ def test_inference_commands_flush_denormals_only_while_they_run():
     with flush_denormals(False):
         assert (tiny * 1.0).item() != 0.0
     assert {"predict", "evaluate", "bench"} <= INFERENCE_COMMANDS and "train" not in INFERENCE_COMMANDS
+
+
+def test_bench_times_the_graph_for_gem_lite_unless_eager(tmp_path):
+    results = {}
+    for flag in ([], ["--eager"]):
+        out = tmp_path / f"bench{len(flag)}.json"
+        assert main(["bench", "--model", "gem-lite", "--size", "128", "--threads", "1", "--runs", "1",
+                     "--json", str(out), *flag]) == 0
+        results[bool(flag)] = json.loads(out.read_text())
+    assert results[False]["graph"] is True and results[True]["graph"] is False
+    assert results[False]["gflops"] == results[True]["gflops"] > 0  # FLOPs counted on the eager model either way

@@ -76,12 +76,13 @@ def native_bf16() -> bool:
 
 def count_flops(model: torch.nn.Module, images: torch.Tensor, dtype: str = "fp32") -> int:
     """FLOPs (2·MAC) of one `semantic_scores` call as torch's FlopCounterMode counts them
-    (matmuls, convolutions, attention; element-wise work and gathers are not counted)."""
+    (matmuls, convolutions, attention; element-wise work and gathers are not counted). Counted on the
+    eager model: a TorchScript graph's pre-packed oneDNN ops are invisible to the counter."""
     from torch.utils.flop_counter import FlopCounterMode
 
     counter = FlopCounterMode(display=False)
     with torch.no_grad(), _autocast(dtype, images.device.type), counter:
-        model.semantic_scores(images)
+        model.semantic_scores(images, graph=False)
     return int(counter.get_total_flops())
 
 
@@ -90,9 +91,11 @@ RUNTIMES = ("torch", "onnxruntime")
 
 def benchmark(model: str = "gem-tiny", weights: str | None = None, size: int = 384, threads: int | None = None,
               dtype: str = "fp32", batch: int = 1, runs: int = 10, warmup: int = 3, device: str = "cpu",
-              runtime: str = "torch", onnx: str | None = None) -> dict[str, Any]:
+              runtime: str = "torch", onnx: str | None = None, eager: bool = False) -> dict[str, Any]:
     """Time `runs` calls after `warmup` calls; returns latencies (ms), FLOPs and efficiency figures.
 
+    runtime "torch" times the CLI's inference path (`fuse_for_inference()`: a TorchScript graph where that
+    is faster, model/graph.py); `eager` times plain eager PyTorch instead.
     runtime "onnxruntime" times the exported graph (glassgem export onnx) on onnxruntime's CPU provider:
     the file `onnx`, or, without one, an export of the model made (and verified) for this run."""
     if dtype not in DTYPES:
@@ -113,7 +116,7 @@ def benchmark(model: str = "gem-tiny", weights: str | None = None, size: int = 3
     try:
         if runtime == "onnxruntime":
             return _run_onnx(model, weights, onnx, size, batch, runs, warmup, threads)
-        return _run(model, weights, size, dtype, batch, runs, warmup, device)
+        return _run(model, weights, size, dtype, batch, runs, warmup, device, eager)
     finally:
         torch.set_num_threads(previous_threads)
 
@@ -133,18 +136,21 @@ def _time_calls(fn, runs: int, warmup: int, device: str = "cpu") -> tuple[list[f
 
 
 def _run(model: str, weights: str | None, size: int, dtype: str, batch: int, runs: int, warmup: int,
-         device: str) -> dict[str, Any]:
+         device: str, eager: bool = False) -> dict[str, Any]:
     from .model.gem import GEM
 
     net = GEM.from_pretrained(weights) if weights else GEM.from_config(model)
-    net = net.to(device).eval().fuse_for_inference()
+    net = net.to(device).eval().fuse_for_inference(graphs=False if eager else None)
     images = torch.rand(batch, 3, size, size, device=device) * 255
     load_before = _load_average()
     with torch.no_grad(), _autocast(dtype, device):
         times, cpu_times = _time_calls(lambda: net.semantic_scores(images), runs, warmup, device)
     flops = count_flops(net, images, dtype)
     result = _summary(net.cfg.name, weights, size, batch, dtype, device, runs, times, cpu_times, flops, load_before)
+    graphs = net._graphs
     result["runtime"] = "torch"
+    # whether the timed calls ran a TorchScript graph (they do not under autocast, on GPUs, or if tracing failed)
+    result["graph"] = bool(graphs is not None and graphs.graphs and graphs.failed is None)
     return result
 
 
@@ -215,7 +221,8 @@ def _summary(name: str, weights: str | None, size: int, batch: int, dtype: str, 
 def format_report(r: dict[str, Any]) -> str:
     lines = [
         f"{r['model']} {r['size']}x{r['size']} batch {r['batch']} {r['dtype']} on {r['device']}"
-        f"{' with onnxruntime' if r.get('runtime') == 'onnxruntime' else ''}, "
+        f"{' with onnxruntime' if r.get('runtime') == 'onnxruntime' else ''}"
+        f"{' as a TorchScript graph' if r.get('graph') else ''}, "
         f"{r['threads']} threads, {r['runs']} runs",
         f"  latency   median {r['median_ms']:.1f} ms   p90 {r['p90_ms']:.1f} ms   min {r['min_ms']:.1f} ms   "
         f"(CPU time per run {r['median_cpu_ms']:.1f} ms)",

@@ -103,6 +103,8 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
                    "onnxruntime's CPU provider on it (needs glassgem[export])")
     p.add_argument("--onnx", default=None, metavar="FILE",
                    help="time this exported file with onnxruntime (implies --runtime onnxruntime)")
+    p.add_argument("--eager", action="store_true",
+                   help="time eager PyTorch, not the TorchScript graph that predict/evaluate run for GEM-Lite")
     p.add_argument("--json", default=None, metavar="FILE", help="also write the numbers to FILE")
     p.set_defaults(func=_run_bench)
 
@@ -112,7 +114,7 @@ def _run_bench(args: argparse.Namespace) -> int:
 
     result = benchmark(model=args.model, weights=args.weights, size=args.size, threads=args.threads,
                        dtype=args.dtype, batch=args.batch, runs=args.runs, device=args.device,
-                       runtime=args.runtime, onnx=args.onnx)
+                       runtime=args.runtime, onnx=args.onnx, eager=args.eager)
     print(format_report(result))
     if args.json:
         write_json(result, args.json)

@@ -54,6 +54,7 @@ class GEM(nn.Module):
     def __init__(self, cfg: ModelConfig, encoder: nn.Module | None = None) -> None:
         super().__init__()
         self._fused = False  # set by fuse_for_inference(): BatchNorms folded, no training or saving
+        self._graphs = None  # set by fuse_for_inference(graphs=True): TorchScript graphs (model/graph.py)
         self.cfg = cfg
         self.register_buffer("pixel_mean", torch.tensor(cfg.pixel_mean).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("pixel_std", torch.tensor(cfg.pixel_std).view(1, 3, 1, 1), persistent=False)
@@ -94,6 +95,8 @@ class GEM(nn.Module):
     def load_checked(self, sd: dict[str, Tensor], source: str | Path) -> None:
         """load_state_dict with user-facing errors: CheckpointError naming `source` if it is not a GEM
         checkpoint or a shape differs; a warning listing missing/unexpected keys otherwise."""
+        if self._graphs is not None:
+            self._graphs.graphs.clear()  # traced with the old weights
         own = self.state_dict()
         common = [k for k in sd if k in own]
         head = [k for k in own if k.startswith("decoder.")]
@@ -112,15 +115,21 @@ class GEM(nn.Module):
                           f"{describe_keys(missing)}; {len(unexpected)} unexpected keys (ignored): "
                           f"{describe_keys(unexpected)}", stacklevel=3)
 
-    def fuse_for_inference(self) -> "GEM":
+    def fuse_for_inference(self, graphs: bool | None = None) -> "GEM":
         """Fold the encoder's BatchNorms into its convs (EfficientNet-Lite0; a no-op for the ViT encoders)
-        for faster inference. In place and one-way: the model can no longer be trained or saved.
-        The CLI's predict/evaluate/bench/visualize paths use it; `GEM.predict` does not."""
-        fuse = getattr(self.encoder, "fuse_batchnorm_", None)
-        if fuse is None or self._fused:
-            return self
+        and, with `graphs`, run `semantic_scores` through frozen TorchScript graphs on CPU (model/graph.py:
+        same scores to float rounding; by default only for encoders where that measured faster, i.e.
+        EfficientNet-Lite0). In place and one-way for the fused encoder: the model can no longer be trained
+        or saved. The CLI's predict/evaluate/bench/visualize paths use it; `GEM.predict` does not."""
         self.eval()
-        if fuse():
+        if graphs is None:
+            graphs = bool(getattr(self.encoder, "graphs_faster", False))
+        if graphs and self._graphs is None:
+            from .graph import ScoreGraphs
+
+            self._graphs = ScoreGraphs(self)
+        fuse = getattr(self.encoder, "fuse_batchnorm_", None)
+        if fuse is not None and not self._fused and fuse():
             self._fused = True
         return self
 
@@ -128,6 +137,8 @@ class GEM(nn.Module):
         if mode and self._fused:
             raise RuntimeError("this GEM was fused for inference (fuse_for_inference) and cannot be trained; "
                                "load the weights again to train")
+        if mode:
+            self._graphs = None  # traced with the current weights: training would leave them behind
         return super().train(mode)
 
     def save_pretrained(self, path: str | Path) -> Path:
@@ -210,11 +221,14 @@ class GEM(nn.Module):
 
         return mask_fn
 
-    def semantic_scores(self, images: Tensor) -> Tensor:
+    def semantic_scores(self, images: Tensor, graph: bool = True) -> Tensor:
         """The original's `sem_seg` [B, 2, H, W] (background, glass) at the input size, fp32.
 
         In eval mode only the last layer's heads run (no boxes, no aux predictions): same numbers as
-        `semantic_map` on `forward`'s outputs, less work."""
+        `semantic_map` on `forward`'s outputs, less work. After `fuse_for_inference()` CPU inference runs
+        a TorchScript graph of this computation (`graph=False`: always eager)."""
+        if graph and self._graphs is not None and self._graphs.applies(images):
+            return self._graphs(images)
         if self.training:
             out = self(images)
             logits, masks = out["pred_logits"], out["pred_masks"]
