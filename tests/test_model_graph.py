@@ -9,11 +9,10 @@ from glassgem import GEM
 from glassgem.model.inference import squash
 
 
-def _debug(graphs=True, max_graphs=4):
+def _debug(max_graphs=4, after_seconds=0.0):
     torch.manual_seed(0)
-    model = GEM.from_config("debug").fuse_for_inference(graphs=graphs)
-    if model._graphs is not None:
-        model._graphs.max_graphs = max_graphs
+    model = GEM.from_config("debug").fuse_for_inference(graphs=True)
+    model._graphs.max_graphs, model._graphs.after_seconds = max_graphs, after_seconds
     return model
 
 
@@ -21,6 +20,7 @@ def test_shipped_model_graph_gives_the_eager_scores_on_a_real_photo():
     from skimage import data
 
     model = GEM.from_pretrained().fuse_for_inference()  # GEM-Lite: graphs on by default
+    model._graphs.after_seconds = 0.0
     x = squash(np.asarray(data.coffee()), 384)[None]
     with torch.no_grad():
         eager = model.semantic_scores(x, graph=False)
@@ -50,6 +50,20 @@ def test_graph_is_built_per_shape_and_only_for_plain_cpu_inference():
         model.semantic_scores(torch.rand(1, 3, 160, 160) * 255)
     shapes = [key[0] for key in model._graphs.graphs]
     assert shapes == [(2, 3, 128, 128), (1, 3, 160, 160)]  # the oldest shape was dropped
+
+
+def test_a_shape_is_traced_only_after_enough_eager_time():
+    model = _debug(after_seconds=3600.0)
+    x = torch.rand(1, 3, 128, 128) * 255
+    with torch.no_grad():
+        for _ in range(3):
+            model.semantic_scores(x)
+        assert not model._graphs.graphs and 0 < model._graphs.eager_seconds[(tuple(x.shape), x.dtype,
+                                                                              torch.get_num_threads())]
+        model._graphs.after_seconds = 1e-9  # already spent: the next call traces
+        model.semantic_scores(x)
+    assert len(model._graphs.graphs) == 1 and not model._graphs.eager_seconds
+    assert GEM.from_config("gem-lite").fuse_for_inference()._graphs.after_seconds > 1  # the CLI default waits
 
 
 def test_graphs_default_to_the_encoders_preference_and_go_when_training():

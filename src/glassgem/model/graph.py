@@ -4,13 +4,18 @@ Eager PyTorch runs GEM-Lite's ~1,000 small ops one by one. Tracing `semantic_sco
 freezing the weights into the graph and running `torch.jit.optimize_for_inference` (conv + add/ReLU
 fusion, oneDNN convolutions with pre-packed weights) makes the same computation faster: measured on the
 2-core dev VM, GEM-Lite at 384² 62 -> 47..53 ms, with scores within ~3e-6 of eager on real photos and the
-same glass map. Tracing takes about a second per input shape; graphs are kept for the last few shapes.
+same glass map. Tracing costs about 1.5 s per input shape, ~25 eager calls' worth of savings, so a shape is
+traced only once it has taken `after_seconds` (default 5 s) of eager time: a one-off `glassgem predict`
+never waits for a trace, a camera stream or a long evaluation switches over after ~100 frames (the
+ski-rental rule: never more than ~2x the better choice's time). `glassgem bench` traces at once and
+times the steady state. Graphs are kept for the last few shapes.
 
 Used only where it cannot change what is computed: eval mode, no autograd, no autocast, CPU. Anything
 else (or a tracing failure, e.g. in a later PyTorch without TorchScript) runs the eager model.
 """
 from __future__ import annotations
 
+import time
 import warnings
 from collections import OrderedDict
 import torch
@@ -29,11 +34,13 @@ class _Scores(nn.Module):
 
 
 class ScoreGraphs:
-    """Per input shape, a frozen graph of `model.semantic_scores` (the last `max_graphs` shapes)."""
+    """Per input shape, a frozen graph of `model.semantic_scores` (the last `max_graphs` shapes), made once
+    that shape has run `after_seconds` eagerly (0: at the first call)."""
 
-    def __init__(self, model: nn.Module, max_graphs: int = 4) -> None:
-        self.model, self.max_graphs = model, max_graphs
+    def __init__(self, model: nn.Module, max_graphs: int = 4, after_seconds: float = 5.0) -> None:
+        self.model, self.max_graphs, self.after_seconds = model, max_graphs, after_seconds
         self.graphs: OrderedDict[tuple, torch.jit.ScriptModule] = OrderedDict()
+        self.eager_seconds: dict[tuple, float] = {}  # per shape not traced yet
         self.failed: str | None = None  # why tracing was given up (then everything runs eagerly)
 
     def applies(self, images: Tensor) -> bool:
@@ -47,9 +54,15 @@ class ScoreGraphs:
         key = (tuple(images.shape), images.dtype, torch.get_num_threads())
         graph = self.graphs.get(key)
         if graph is None:
+            if self.eager_seconds.get(key, 0.0) < self.after_seconds:
+                start = time.perf_counter()
+                scores = self.model.semantic_scores(images, graph=False)
+                self.eager_seconds[key] = self.eager_seconds.get(key, 0.0) + time.perf_counter() - start
+                return scores
             graph = self._trace(images)
             if graph is None:
                 return self.model.semantic_scores(images, graph=False)
+            self.eager_seconds.pop(key, None)
             self.graphs[key] = graph
             while len(self.graphs) > self.max_graphs:
                 self.graphs.popitem(last=False)
