@@ -4,13 +4,14 @@ Eager PyTorch runs GEM-Lite's ~1,000 small ops one by one. Tracing `semantic_sco
 freezing the weights into the graph and running `torch.jit.optimize_for_inference` (conv + add/ReLU
 fusion, oneDNN convolutions with pre-packed weights) makes the same computation faster: measured on the
 2-core dev VM, GEM-Lite at 384² 62 -> 47..53 ms, with scores within ~3e-6 of eager on real photos and the
-same glass map. Tracing costs about 1.5 s per input shape, ~25 eager calls' worth of savings, so a shape is
-traced only once it has taken `after_seconds` (default 5 s) of eager time: a one-off `glassgem predict`
-never waits for a trace, a camera stream or a long evaluation switches over after ~100 frames (the
-ski-rental rule: never more than ~2x the better choice's time). `glassgem bench` traces at once and
-times the steady state. Graphs are kept for the last few shapes.
+same glass map. Tracing costs about 1.5 s per input shape, what the graph saves over ~100 calls, so a
+shape is traced only once it has taken `after_seconds` (default 5 s) of eager time, i.e. once the savings
+forgone (~25% of that time) approach the tracing cost (the ski-rental rule: never much more than ~2x the
+better choice's total). A one-off `glassgem predict` never waits for a trace; a camera stream or a long
+evaluation switches over after ~80 frames. `glassgem bench` traces in its warm-up and times the steady
+state. Graphs are kept for the last few shapes.
 
-Used only where it cannot change what is computed: eval mode, no autograd, no autocast, CPU. Anything
+Used only where it computes what eager PyTorch would: eval mode, no autograd, no autocast, CPU. Anything
 else (or a tracing failure, e.g. in a later PyTorch without TorchScript) runs the eager model.
 """
 from __future__ import annotations
