@@ -227,8 +227,8 @@ class GEM(nn.Module):
         In eval mode only the last layer's heads run (no boxes, no aux predictions): same numbers as
         `semantic_map` on `forward`'s outputs, less work. After `fuse_for_inference()` CPU inference runs
         a TorchScript graph of this computation (`graph=False`: always eager)."""
-        if graph and self._graphs is not None and self._graphs.applies(images):
-            return self._graphs(images)
+        if graph and self._graphs is not None:
+            return self._graphs(images)  # runs this method eagerly (graph=False) where a graph does not apply
         if self.training:
             out = self(images)
             logits, masks = out["pred_logits"], out["pred_masks"]

@@ -19,6 +19,7 @@ from __future__ import annotations
 import time
 import warnings
 from collections import OrderedDict
+
 import torch
 from torch import Tensor, nn
 
