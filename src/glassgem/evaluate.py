@@ -79,8 +79,13 @@ def evaluate_model(
     legacy: bool = False,
     progress: bool = True,
     tta: bool = False,
+    report: Any = None,
 ) -> dict[str, Any]:
-    """GSD-S metrics of `model` on image/mask pairs; optionally writes `<stem>.png` masks (0/255)."""
+    """GSD-S metrics of `model` on image/mask pairs; optionally writes `<stem>.png` masks (0/255).
+    `report`: a `glassgem.report.PerImageReport` that receives every image's scores and, for its worst
+    images, draws the photo with the prediction's errors."""
+    from functools import partial
+
     from tqdm.auto import tqdm
 
     from .io import save_image, save_mask
@@ -89,15 +94,26 @@ def evaluate_model(
     metrics = GlassMetrics(legacy=legacy)
     out_dir = Path(save_masks) if save_masks else None
     preds = iterate_predictions(model, pairs, size, batch_size, num_workers, device, dtype, tta)
-    for stem, scores, gt in tqdm(preds, total=len(pairs), desc="evaluate", unit="img", disable=not progress):
+    bar = tqdm(preds, total=len(pairs), desc="evaluate", unit="img", disable=not progress)
+    for pair, (stem, scores, gt) in zip(pairs, bar):
         pred = (scores[1] > scores[0]).numpy().astype(np.uint8)  # argmax; ties go to background
-        metrics.update(pred, gt.numpy())
+        gt = gt.numpy()
+        score = metrics.update(pred, gt, name=str(pair.image_path))
+        if report is not None:
+            report.add(stem, score, partial(_error_picture, pair.image_path, pred, gt))
         if out_dir is not None:
             save_mask(out_dir / f"{stem}.png", pred)
             if save_prob:
                 prob = (glass_probability(scores).numpy() * 255.0 + 0.5).astype(np.uint8)
                 save_image(out_dir / "prob" / f"{stem}.png", prob)
     return metrics.compute()
+
+
+def _error_picture(image_path: Path, pred: np.ndarray, gt: np.ndarray) -> np.ndarray:
+    from .io import load_image
+    from .viz.overlay import error_overlay
+
+    return error_overlay(load_image(image_path), pred, gt)
 
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}

@@ -179,6 +179,16 @@ def image_stats(pred: Any, gt: Any, *, legacy: bool = False, name: str | None = 
     return ImageStats(hist, tp, fp, fn, tn, abs_err)
 
 
+class ImageScore(NamedTuple):
+    """One image's own numbers (what `GlassMetrics.add` returns; a per-image report's row)."""
+
+    iou: float  # NaN only in legacy mode, for an image with neither glass nor predicted glass
+    mae: float
+    ber: float  # percent; NaN only in legacy mode, for an image without glass or all glass
+    glass: float  # fraction of the pixels that are glass in the ground truth
+    predicted: float  # fraction predicted as glass (pred >= 0.5)
+
+
 class GlassMetrics:
     """Streaming GSD-S metrics: `update(pred, gt)` per image, then `compute()`.
 
@@ -198,22 +208,25 @@ class GlassMetrics:
         self.n_ber_no_glass = 0
         self.n_ber_all_glass = 0
 
-    def update(self, pred: Any, gt: Any, name: str | None = None) -> None:
+    def update(self, pred: Any, gt: Any, name: str | None = None) -> ImageScore:
         """Score one image: pred and gt are (H, W) maps of the same size (module docstring)."""
-        self.add(image_stats(pred, gt, legacy=self.legacy, name=name))
+        return self.add(image_stats(pred, gt, legacy=self.legacy, name=name))
 
-    def add(self, s: ImageStats) -> None:
-        """Accumulate the statistics of one image computed by `image_stats`."""
+    def add(self, s: ImageStats) -> ImageScore:
+        """Accumulate the statistics of one image computed by `image_stats`; returns its own scores."""
         # Pixels at or above threshold k, in total and on glass: reversed cumulative sums. (256,)
         n_pos = np.cumsum(s.hist.sum(axis=0)[::-1])[::-1]
         tp_t = np.cumsum(s.hist[1, ::-1])[::-1]
         n_glass = s.tp + s.fn
+        n = s.tp + s.fp + s.fn + s.tn
         self.precision_sum += (tp_t + EPS) / (n_pos + EPS)
         self.recall_sum += (tp_t + EPS) / (n_glass + EPS)
-        self.mae_sum += s.abs_err / (s.tp + s.fp + s.fn + s.tn)
-        self.iou_sum += self._iou(s)
-        self.ber_sum += self._ber(s)
+        score = ImageScore(self._iou(s), s.abs_err / n, self._ber(s), n_glass / n, (s.tp + s.fp) / n)
+        self.mae_sum += score.mae
+        self.iou_sum += score.iou
+        self.ber_sum += score.ber
         self.n_images += 1
+        return score
 
     def _iou(self, s: ImageStats) -> float:
         union = s.tp + s.fp + s.fn
@@ -367,7 +380,8 @@ def resize_map(pred: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return rows[:, x0] * (1 - wx) + rows[:, x1] * wx  # (h, w)
 
 
-def _pair_stats(pred_path: Path, gt_path: Path, legacy: bool, resize_pred: bool) -> ImageStats:
+def _pair_maps(pred_path: Path, gt_path: Path, legacy: bool, resize_pred: bool) -> tuple[np.ndarray, np.ndarray]:
+    """(prediction, ground truth) decoded from files, the prediction at the GT's size."""
     from .io import load_mask, load_prediction, read_mask_values
 
     # The legacy MAE needs the stored GT values; the default only the binarised mask.
@@ -379,16 +393,34 @@ def _pair_stats(pred_path: Path, gt_path: Path, legacy: bool, resize_pred: bool)
                             f"but ground truth {gt_path} is {gt.shape[1]}x{gt.shape[0]}; resize predictions "
                             "to the ground-truth size (--resize-pred)")
         pred = resize_map(pred, gt.shape[:2])
+    return pred, gt
+
+
+def _pair_stats(pred_path: Path, gt_path: Path, legacy: bool, resize_pred: bool) -> ImageStats:
+    pred, gt = _pair_maps(pred_path, gt_path, legacy, resize_pred)
     return image_stats(pred, gt, legacy=legacy, name=str(pred_path))
 
 
+def _pair_picture(pred_path: Path, gt_path: Path, resize_pred: bool) -> np.ndarray:
+    """The error picture of one file pair (no photo: errors on grey), for a per-image report."""
+    from .viz.overlay import error_overlay
+
+    pred, gt = _pair_maps(pred_path, gt_path, False, resize_pred)
+    hard = prediction_levels(pred, str(pred_path))[0] >= 128  # pred >= 0.5 (to the bin)
+    return error_overlay(None, hard, gt)
+
+
 def evaluate_pairs(pairs: list[tuple[Path, Path]], *, legacy: bool = False, resize_pred: bool = False,
-                   workers: int | None = None, progress: bool = True) -> dict[str, Any]:
+                   workers: int | None = None, progress: bool = True, report: Any = None) -> dict[str, Any]:
     """Score (prediction file, GT file) pairs; returns `GlassMetrics.compute()`.
 
     Files are decoded in a thread pool (PIL and most of numpy release the GIL) a bounded number of
-    pairs ahead, so decoding overlaps accumulation and memory stays constant.
+    pairs ahead, so decoding overlaps accumulation and memory stays constant. `report`: a
+    `glassgem.report.PerImageReport` that receives every image's scores (named by the prediction's stem)
+    and, for its worst images, re-reads the two files to draw them.
     """
+    from functools import partial
+
     import os
     from collections import deque
     from concurrent.futures import ThreadPoolExecutor
@@ -412,7 +444,10 @@ def evaluate_pairs(pairs: list[tuple[Path, Path]], *, legacy: bool = False, resi
                 nxt = next(todo, None)
                 if nxt is not None:
                     ahead.append(pool.submit(_pair_stats, *nxt, legacy, resize_pred))
-                metrics.add(stats)
+                score = metrics.add(stats)
+                if report is not None:
+                    p, g = pairs[metrics.n_images - 1]
+                    report.add(p.stem, score, partial(_pair_picture, p, g, resize_pred))
                 bar.update()
         except BaseException:
             for f in ahead:

@@ -41,7 +41,33 @@ def _add_evaluate_masks(sub: argparse._SubParsersAction) -> None:
                    help="resize predictions to the ground-truth size (soft maps bilinearly, binary "
                         "maps nearest) instead of failing on a size mismatch")
     p.add_argument("--workers", type=int, default=None, help="file-reading threads (default: auto)")
+    _add_report_args(p)
     p.set_defaults(func=_run_evaluate_masks)
+
+
+def _add_report_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--report", default=None, metavar="DIR",
+                   help="write a per-image report here: per_image.csv (IoU, MAE, BER, glass and predicted "
+                   "fractions per image), worst.jpg (the lowest-IoU images with their errors coloured: "
+                   "green found, red false, blue missed glass) and metrics.json")
+    p.add_argument("--worst", type=int, default=12, metavar="N",
+                   help="how many lowest-IoU images worst.jpg shows (default 12; 0: no picture)")
+
+
+def _make_report(args: argparse.Namespace):
+    if args.worst < 0:
+        raise ConfigError(f"--worst must be 0 or more, got {args.worst}")
+    if args.report is None:
+        return None
+    from ..report import PerImageReport
+
+    return PerImageReport(worst=args.worst)
+
+
+def _finish_report(args: argparse.Namespace, report, results: dict) -> None:
+    if report is not None:
+        written = report.write(args.report, results)
+        print(f"per-image report: {', '.join(str(p) for p in written)}")
 
 
 def _run_evaluate_masks(args: argparse.Namespace) -> int:
@@ -51,10 +77,13 @@ def _run_evaluate_masks(args: argparse.Namespace) -> int:
     if extra:
         print(f"note: {len(extra)} prediction file(s) in {args.pred} have no ground truth and are ignored "
               f"(e.g. {extra[0].name})", file=sys.stderr)
-    results = evaluate_pairs(pairs, legacy=args.legacy, resize_pred=args.resize_pred, workers=args.workers)
+    report = _make_report(args)
+    results = evaluate_pairs(pairs, legacy=args.legacy, resize_pred=args.resize_pred, workers=args.workers,
+                             report=report)
     print(format_table(results))
     if args.json:
         write_json(args.json, results)
+    _finish_report(args, report, results)
     return 0
 
 
@@ -147,6 +176,7 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
                    help="test-time augmentation: also score the mirrored images and average (2x the time; "
                    "not the paper's protocol)")
     p.add_argument("--json", default=None, metavar="FILE", help="also write the metrics as JSON")
+    _add_report_args(p)
     p.set_defaults(func=_run_evaluate)
 
 
@@ -157,15 +187,17 @@ def _run_evaluate(args: argparse.Namespace) -> int:
 
     if args.data is None:
         raise GlassgemError("--data is required")
+    report = _make_report(args)
     model, device, dtype = load_model_for_inference(args.weights, args.device, args.dtype)
     pairs = load_pairs(_spec(args, "data"))
     size = args.size or model.cfg.image_size
     results = evaluate_model(model, pairs, size=size, batch_size=args.batch_size, device=device, dtype=dtype,
                              save_masks=args.save_masks, save_prob=args.save_prob, legacy=args.legacy,
-                             tta=args.tta)
+                             tta=args.tta, report=report)
     print(format_table(results))
     if args.json:
         write_json(args.json, results)
+    _finish_report(args, report, results)
     return 0
 
 

@@ -153,3 +153,40 @@ def grid(
         y = r * (ch + gap) + (ch - fitted.shape[0]) // 2
         sheet.paste(tile, (x, y))
     return np.asarray(sheet)
+
+
+# Error colours of `error_overlay`: found glass, false glass, missed glass.
+HIT_GREEN: Color = (40, 200, 60)
+FALSE_RED: Color = (255, 40, 40)
+MISS_BLUE: Color = (30, 120, 255)
+
+
+def error_overlay(image: np.ndarray | None, pred: np.ndarray, gt: np.ndarray, alpha: float = 0.5) -> np.ndarray:
+    """A prediction's errors against the ground truth: glass found (pred and GT) tinted green, false glass
+    (pred only) red, missed glass (GT only) blue; the rest of the photo unchanged. pred and gt: [H,W] masks
+    (non-zero = glass) of one size; image: uint8 [H,W,3] of that size, or None for a mid-grey canvas.
+    -> uint8 [H,W,3]."""
+    p = np.asarray(pred) > 0
+    g = _binary(gt, p.shape)
+    if image is None:
+        out = np.full(p.shape + (3,), 128, np.uint8)
+    else:
+        out = _as_rgb(image).copy()
+        if out.shape[:2] != p.shape:
+            raise ValueError(f"image shape {out.shape[:2]} does not match the masks' {p.shape}")
+    for region, color in ((p & g, HIT_GREEN), (p & ~g, FALSE_RED), (~p & g, MISS_BLUE)):
+        tint = np.asarray(color, dtype=np.float32)
+        out[region] = np.clip(out[region] * (1.0 - alpha) + tint * alpha + 0.5, 0, 255).astype(np.uint8)
+    return out
+
+
+def titled(picture: np.ndarray, title: str, background: Color = (255, 255, 255)) -> np.ndarray:
+    """`picture` with a line of black text on a strip above it. -> uint8 [H + strip, W, 3]."""
+    pic = _as_rgb(picture)
+    probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    x0, y0, x1, y1 = probe.textbbox((0, 0), title)
+    strip = (y1 - y0) + 8
+    canvas = Image.new("RGB", (max(pic.shape[1], x1 - x0 + 8), pic.shape[0] + strip), background)
+    ImageDraw.Draw(canvas).text((4, 4 - y0), title, fill=(0, 0, 0))
+    canvas.paste(Image.fromarray(np.ascontiguousarray(pic)), (0, strip))
+    return np.asarray(canvas)
