@@ -419,11 +419,10 @@ def evaluate_pairs(pairs: list[tuple[Path, Path]], *, legacy: bool = False, resi
     `glassgem.report.PerImageReport` that receives every image's scores (named by the prediction's stem)
     and, for its worst images, re-reads the two files to draw them.
     """
-    from functools import partial
-
     import os
     from collections import deque
     from concurrent.futures import ThreadPoolExecutor
+    from functools import partial
 
     from tqdm import tqdm
 
@@ -434,6 +433,7 @@ def evaluate_pairs(pairs: list[tuple[Path, Path]], *, legacy: bool = False, resi
     workers = workers or min(4, (os.cpu_count() or 1) + 1)  # decoding threads; one more than cores
     metrics = GlassMetrics(legacy=legacy)
     todo = iter(pairs)
+    done = 0  # pairs scored so far; results come back in the order of `pairs`
     with ThreadPoolExecutor(max_workers=workers) as pool, \
             tqdm(total=len(pairs), unit="img", desc="evaluate", disable=not progress) as bar:
         ahead = deque(pool.submit(_pair_stats, p, g, legacy, resize_pred)
@@ -446,8 +446,9 @@ def evaluate_pairs(pairs: list[tuple[Path, Path]], *, legacy: bool = False, resi
                     ahead.append(pool.submit(_pair_stats, *nxt, legacy, resize_pred))
                 score = metrics.add(stats)
                 if report is not None:
-                    p, g = pairs[metrics.n_images - 1]
+                    p, g = pairs[done]
                     report.add(p.stem, score, partial(_pair_picture, p, g, resize_pred))
+                done += 1
                 bar.update()
         except BaseException:
             for f in ahead:
