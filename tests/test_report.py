@@ -44,8 +44,8 @@ def test_error_overlay_colours_each_kind_of_pixel():
 
 
 # ------------------------------------------------------------------------------ the report object
-def _score(iou: float) -> ImageScore:
-    return ImageScore(iou, 0.1, 10.0, 0.5, 0.5)
+def _score(iou: float, mae: float = 0.1) -> ImageScore:
+    return ImageScore(iou, mae, 10.0, 0.5, 0.5)
 
 
 def test_report_keeps_only_the_worst_and_draws_only_them():
@@ -70,6 +70,11 @@ def test_report_keeps_only_the_worst_and_draws_only_them():
     want = sorted(range(40), key=lambda i: (finite[i], i))[:5]
     assert [n for n, _, _ in report.worst_images()] == [f"img{i}" for i in want]
     assert want[:2] == [7, 30]
+    # equal IoUs (say the zeros of glass-free photos with false glass): more error first, then order
+    zeros = PerImageReport(worst=3)
+    for i, mae in enumerate([0.2, 0.9, 0.2, 0.5]):
+        zeros.add(f"z{i}", _score(0.0, mae), picture(i))
+    assert [n for n, _, _ in zeros.worst_images()] == ["z1", "z3", "z0"]
     assert drawn == []  # nothing drawn until the sheet is made
     sheet = report.sheet()
     assert sorted(drawn) == sorted(want)

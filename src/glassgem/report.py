@@ -3,7 +3,8 @@
 `glassgem evaluate ... --report DIR` and `glassgem evaluate-masks ... --report DIR` write:
 - `per_image.csv`: one row per image in evaluation order: name, IoU, MAE, BER (%), the fraction of the
   image that is glass in the ground truth and the fraction predicted as glass;
-- `worst.jpg`: the `worst` lowest-IoU images, worst first, each with its errors coloured
+- `worst.jpg`: the `worst` lowest-IoU images, worst first (equal IoUs, e.g. the zeros of glass-free photos
+  with false glass: larger MAE first), each with its errors coloured
   (`viz.overlay.error_overlay`: green = glass found, red = false glass, blue = missed glass);
 - `metrics.json`: the dataset-level numbers (the same as `--json`).
 
@@ -43,25 +44,26 @@ class PerImageReport:
             raise ValueError(f"worst must be >= 0, got {worst}")
         self.worst = int(worst)
         self.rows: list[tuple[str, ImageScore]] = []
-        # Max-heap on IoU via negation: the root is the best of the kept worst, the first to go.
-        self._heap: list[tuple[float, int, str, Picture]] = []
+        # Worse = lower IoU, then more error (MAE: e.g. more false glass on a glass-free photo), then
+        # earlier. Kept as a min-heap on (-iou, mae, -index), so the root is the best of the kept worst.
+        self._heap: list[tuple[float, float, int, str, Picture]] = []
 
     def add(self, name: str, score: ImageScore, picture: Optional[Picture] = None) -> None:
         index = len(self.rows)
         self.rows.append((name, score))
         if self.worst == 0 or picture is None:
             return
-        item = (-_sort_iou(score.iou), -index, name, picture)  # ties: the earlier image is kept
+        item = (-_sort_iou(score.iou), score.mae, -index, name, picture)
         if len(self._heap) < self.worst:
             heapq.heappush(self._heap, item)
-        elif item[:2] > self._heap[0][:2]:
+        elif item[:3] > self._heap[0][:3]:
             heapq.heapreplace(self._heap, item)
 
     def worst_images(self) -> list[tuple[str, ImageScore, Picture]]:
-        """The kept lowest-IoU images, worst first (ties in evaluation order)."""
+        """The kept lowest-IoU images, worst first (equal IoUs: larger MAE first, then evaluation order)."""
         scores = dict(self.rows)
-        kept = sorted(self._heap, key=lambda it: (-it[0], -it[1]))
-        return [(name, scores[name], picture) for _, _, name, picture in kept]
+        kept = sorted(self._heap, key=lambda it: (-it[0], -it[1], -it[2]))
+        return [(name, scores[name], picture) for _, _, _, name, picture in kept]
 
     def csv_text(self) -> str:
         buf = io.StringIO()
@@ -80,7 +82,7 @@ class PerImageReport:
         if not worst:
             return None
         cells = [picture() for _, _, picture in worst]
-        labels = [f"{name}  IoU {s.iou:.3f}" for name, s, _ in worst]
+        labels = [f"{name}  IoU {s.iou:.3f}  MAE {s.mae:.3f}" for name, s, _ in worst]
         body = grid(cells, cols=SHEET_COLS, cell=SHEET_CELL, labels=labels)
         return titled(body, f"{len(worst)} lowest-IoU of {len(self.rows)} images, worst first.  "
                             "green: glass found   red: false glass   blue: missed glass")

@@ -10,7 +10,8 @@ from .common import _add_group
 # ----------------------------------------------------------------------------------------- data
 # `glassgem data <what>`: dataset tools.
 def _add_data(sub: argparse._SubParsersAction) -> None:
-    _add_group(sub, "data", "dataset tools (check a dataset before training or evaluation)", (_add_data_check,))
+    _add_group(sub, "data", "dataset tools (check a dataset before training or evaluation; glass-free crops)",
+               (_add_data_check, _add_data_negatives))
 
 
 def _add_data_check(data_sub: argparse._SubParsersAction) -> None:
@@ -45,6 +46,36 @@ def _run_data_check(args: argparse.Namespace) -> int:
     if args.json:
         atomic_write_text(args.json, json.dumps(report.to_dict(), indent=2) + "\n")
     return 0 if report.ok else 1
+
+
+def _add_data_negatives(data_sub: argparse._SubParsersAction) -> None:
+    p = data_sub.add_parser(
+        "negatives",
+        help="crop the largest glass-free rectangle of every photo (negatives: measure or train false glass)",
+        description="For every image/mask pair, cut the largest rectangle that holds no glass (aspect at most "
+        "--max-aspect) and write it to OUT/images/<stem>.png with an all-background mask in OUT/masks/. "
+        "`glassgem evaluate --data OUT` then measures false glass (MAE = mean fraction predicted as glass; "
+        "IoU = fraction of crops with none); OUT can also be mixed into training data.",
+    )
+    p.add_argument("dir", help="dataset folder (any known layout)")
+    p.add_argument("--out", required=True, help="output folder (images/, masks/, negatives.json)")
+    p.add_argument("--layout", default="auto", choices=("auto", "gsds", "gdd", "gsd", "sgsd"),
+                   help="folder layout (default: auto-detect)")
+    p.add_argument("--split", default=None, help="train, val or test (default: auto)")
+    p.add_argument("--min-side", type=int, default=128,
+                   help="skip photos whose glass-free rectangle has a side shorter than this (pixels)")
+    p.add_argument("--max-aspect", type=float, default=2.0, help="longest / shortest side of a crop at most")
+    p.set_defaults(func=_run_data_negatives)
+
+
+def _run_data_negatives(args: argparse.Namespace) -> int:
+    from ..data.layouts import find_pairs
+    from ..data.negatives import glass_free_crops
+
+    pairs = find_pairs(args.dir, args.layout, args.split)
+    summary = glass_free_crops(pairs, args.out, min_side=args.min_side, max_aspect=args.max_aspect)
+    print(f"{summary.line()} in {args.out} (from {len(pairs)} photos)")
+    return 0
 
 
 # -------------------------------------------------------------------------------------- convert
