@@ -90,3 +90,19 @@ def test_cli_and_errors(tmp_path, capsys):
     Image.fromarray(np.zeros((10, 10), np.uint8)).save(data / "masks" / "p0.png")  # wrong size
     with pytest.raises(DataError, match="p0.png.*size mismatch|size mismatch.*p0.png"):
         glass_free_crops(find_pairs(data), tmp_path / "x", progress=False)
+
+
+def test_sample_and_prefix(tmp_path):
+    data = _dataset(tmp_path / "d", n=6)
+    pairs = find_pairs(data)
+    full = glass_free_crops(pairs, tmp_path / "all", min_side=16, progress=False)
+    n = len(full.written)
+    assert n == 3  # p0, p1, p2 (16 free columns); p3.. are all glass
+    a = glass_free_crops(pairs, tmp_path / "a", min_side=16, sample=2, seed=5, prefix="neg_", progress=False)
+    b = glass_free_crops(pairs, tmp_path / "b", min_side=16, sample=2, seed=5, prefix="neg_", progress=False)
+    assert [c["name"] for c in a.written] == [c["name"] for c in b.written]  # the seed decides
+    keep = sorted(np.random.default_rng(5).choice(n, 2, replace=False).tolist())
+    assert [c["name"] for c in a.written] == ["neg_" + full.written[i]["name"] for i in keep]
+    assert [c["box"] for c in a.written] == [full.written[i]["box"] for i in keep]
+    assert sorted(p.name for p in (tmp_path / "a" / "images").iterdir()) == [c["name"] + ".png" for c in a.written]
+    assert a.eligible == n and f"a sample of the {n} eligible" in a.line()

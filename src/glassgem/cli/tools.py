@@ -65,6 +65,11 @@ def _add_data_negatives(data_sub: argparse._SubParsersAction) -> None:
     p.add_argument("--min-side", type=int, default=128,
                    help="skip photos whose glass-free rectangle has a side shorter than this (pixels)")
     p.add_argument("--max-aspect", type=float, default=2.0, help="longest / shortest side of a crop at most")
+    p.add_argument("--sample", type=int, default=None, metavar="N",
+                   help="write only N of the eligible crops, drawn with --seed (e.g. a set share for training)")
+    p.add_argument("--seed", type=int, default=0, help="seed of --sample (default 0)")
+    p.add_argument("--prefix", default="", help="put this before every crop's name (e.g. neg_, to mix the crops "
+                   "into the folder of the photos they came from)")
     p.set_defaults(func=_run_data_negatives)
 
 
@@ -73,7 +78,8 @@ def _run_data_negatives(args: argparse.Namespace) -> int:
     from ..data.negatives import glass_free_crops
 
     pairs = find_pairs(args.dir, args.layout, args.split)
-    summary = glass_free_crops(pairs, args.out, min_side=args.min_side, max_aspect=args.max_aspect)
+    summary = glass_free_crops(pairs, args.out, min_side=args.min_side, max_aspect=args.max_aspect,
+                               sample=args.sample, seed=args.seed, prefix=args.prefix)
     print(f"{summary.line()} in {args.out} (from {len(pairs)} photos)")
     return 0
 

@@ -91,9 +91,12 @@ def glass_free_box(mask: np.ndarray, cell: int = 8, max_aspect: float = 2.0) -> 
 class NegativesSummary:
     written: list[dict] = field(default_factory=list)  # {"name", "source", "box": [top, left, h, w]}
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (image, why)
+    eligible: int = 0  # photos with a large enough glass-free rectangle (more than written when sampling)
 
     def line(self) -> str:
         s = f"{len(self.written)} glass-free crops written"
+        if self.eligible > len(self.written):
+            s += f" (a sample of the {self.eligible} eligible)"
         if self.skipped:
             n = len(self.skipped)
             s += f", {n} photo{'s' if n != 1 else ''} skipped (no glass-free rectangle large enough)"
@@ -101,25 +104,33 @@ class NegativesSummary:
 
 
 def glass_free_crops(pairs: Sequence[Pair], out_dir: str | os.PathLike, min_side: int = 128,
-                     cell: int = 8, max_aspect: float = 2.0, progress: bool = True) -> NegativesSummary:
-    """Write the largest glass-free rectangle of each pair's photo to out/images/<stem>.png with an
-    all-zero mask out/masks/<stem>.png, skipping photos whose rectangle has a side under `min_side`
-    pixels; out/negatives.json records each crop's source and box."""
+                     cell: int = 8, max_aspect: float = 2.0, sample: Optional[int] = None, seed: int = 0,
+                     prefix: str = "", progress: bool = True) -> NegativesSummary:
+    """Write the largest glass-free rectangle of each pair's photo to out/images/<prefix><stem>.png with
+    an all-zero mask out/masks/<prefix><stem>.png, skipping photos whose rectangle has a side under
+    `min_side` pixels; out/negatives.json records each crop's source and box.
+
+    `sample`: write only this many of the eligible crops, chosen (in pair order) by
+    `np.random.default_rng(seed).choice(n_eligible, sample, replace=False)`, e.g. to mix a set share of
+    negatives into a training set; `prefix` keeps their names apart from the photos they came from."""
     from tqdm.auto import tqdm
 
     from ..io import atomic_write_text, load_image, load_mask, save_image, save_mask
 
     if min_side < 1:
         raise ConfigError(f"min_side must be >= 1, got {min_side}")
+    if sample is not None and sample < 1:
+        raise ConfigError(f"sample must be >= 1, got {sample}")
     if not pairs:
         raise DataError("no image/mask pairs to crop")
     out = Path(out_dir)
     summary = NegativesSummary()
-    for pair in tqdm(pairs, desc="negatives", unit="img", disable=not progress):
+    eligible: list[tuple[Pair, tuple[int, int, int, int]]] = []
+    for pair in tqdm(pairs, desc="finding glass-free rectangles", unit="img", disable=not progress):
         if pair.mask_path is None:
             raise DataError(f"{pair.image_path}: no mask, so its glass-free part is unknown")
         mask = load_mask(pair.mask_path)
-        image = load_image(pair.image_path)
+        image = load_image(pair.image_path)  # read now, so a bad photo fails before anything is written
         if image.shape[:2] != mask.shape:
             raise DataError(f"size mismatch: image {pair.image_path} is {image.shape[1]}x{image.shape[0]} "
                             f"(WxH) but mask {pair.mask_path} is {mask.shape[1]}x{mask.shape[0]}")
@@ -127,17 +138,22 @@ def glass_free_crops(pairs: Sequence[Pair], out_dir: str | os.PathLike, min_side
         if box is None or min(box[2], box[3]) < min_side:
             size = "none" if box is None else f"{box[3]}x{box[2]}"
             summary.skipped.append((str(pair.image_path), f"largest glass-free rectangle {size}"))
-            continue
-        top, left, h, w = box
-        crop = image[top : top + h, left : left + w]
-        assert not mask[top : top + h, left : left + w].any()
-        save_image(out / "images" / f"{pair.stem}.png", crop)
-        save_mask(out / "masks" / f"{pair.stem}.png", np.zeros((h, w), np.uint8))
-        summary.written.append({"name": pair.stem, "source": str(pair.image_path), "box": [top, left, h, w]})
-    if not summary.written:
+        else:
+            eligible.append((pair, box))
+    if not eligible:
         raise DataError(f"no photo has a glass-free rectangle of at least {min_side}x{min_side} pixels "
                         f"({len(pairs)} photos; lower --min-side)")
-    record = {"min_side": min_side, "cell": cell, "max_aspect": max_aspect, "crops": summary.written,
-              "skipped": [{"image": i, "why": w} for i, w in summary.skipped]}
+    summary.eligible = len(eligible)
+    if sample is not None and sample < len(eligible):
+        keep = sorted(np.random.default_rng(seed).choice(len(eligible), sample, replace=False).tolist())
+        eligible = [eligible[i] for i in keep]
+    for pair, (top, left, h, w) in tqdm(eligible, desc="writing crops", unit="img", disable=not progress):
+        image = load_image(pair.image_path)
+        name = f"{prefix}{pair.stem}"
+        save_image(out / "images" / f"{name}.png", image[top : top + h, left : left + w])
+        save_mask(out / "masks" / f"{name}.png", np.zeros((h, w), np.uint8))
+        summary.written.append({"name": name, "source": str(pair.image_path), "box": [top, left, h, w]})
+    record = {"min_side": min_side, "cell": cell, "max_aspect": max_aspect, "sample": sample, "seed": seed,
+              "crops": summary.written, "skipped": [{"image": i, "why": w} for i, w in summary.skipped]}
     atomic_write_text(out / MANIFEST, json.dumps(record, indent=1) + "\n")
     return summary
