@@ -87,6 +87,8 @@ def test_cli_and_errors(tmp_path, capsys):
     assert "2 glass-free crops written, 1 photo skipped" in capsys.readouterr().out
     assert main(["data", "negatives", str(data), "--out", str(tmp_path / "none"), "--min-side", "500"]) == 2
     assert "no photo has a glass-free rectangle" in capsys.readouterr().err
+    assert main(["data", "negatives", str(data), "--out", str(tmp_path / "neg"), "--min-side", "64"]) == 2
+    assert "already holds files" in capsys.readouterr().err  # never mixed with an earlier run's crops
     Image.fromarray(np.zeros((10, 10), np.uint8)).save(data / "masks" / "p0.png")  # wrong size
     with pytest.raises(DataError, match="p0.png.*size mismatch|size mismatch.*p0.png"):
         glass_free_crops(find_pairs(data), tmp_path / "x", progress=False)

@@ -124,6 +124,9 @@ def glass_free_crops(pairs: Sequence[Pair], out_dir: str | os.PathLike, min_side
     if not pairs:
         raise DataError("no image/mask pairs to crop")
     out = Path(out_dir)
+    for sub in ("images", "masks"):  # crops of an earlier run with other settings would mix in silently
+        if (out / sub).is_dir() and any((out / sub).iterdir()):
+            raise DataError(f"{out / sub}: already holds files; give an empty or new --out folder")
     summary = NegativesSummary()
     eligible: list[tuple[Pair, tuple[int, int, int, int]]] = []
     for pair in tqdm(pairs, desc="finding glass-free rectangles", unit="img", disable=not progress):
