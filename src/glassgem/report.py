@@ -45,15 +45,16 @@ class PerImageReport:
         self.worst = int(worst)
         self.rows: list[tuple[str, ImageScore]] = []
         # Worse = lower IoU, then more error (MAE: e.g. more false glass on a glass-free photo), then
-        # earlier. Kept as a min-heap on (-iou, mae, -index), so the root is the best of the kept worst.
-        self._heap: list[tuple[float, float, int, str, Picture]] = []
+        # earlier. Kept as a min-heap on (-iou, mae, -index), so the root is the best of the kept worst;
+        # the index is unique, so comparisons never reach the name, score or picture.
+        self._heap: list[tuple[float, float, int, str, ImageScore, Picture]] = []
 
     def add(self, name: str, score: ImageScore, picture: Optional[Picture] = None) -> None:
         index = len(self.rows)
         self.rows.append((name, score))
         if self.worst == 0 or picture is None:
             return
-        item = (-_sort_iou(score.iou), score.mae, -index, name, picture)
+        item = (-_sort_iou(score.iou), score.mae, -index, name, score, picture)
         if len(self._heap) < self.worst:
             heapq.heappush(self._heap, item)
         elif item[:3] > self._heap[0][:3]:
@@ -61,9 +62,8 @@ class PerImageReport:
 
     def worst_images(self) -> list[tuple[str, ImageScore, Picture]]:
         """The kept lowest-IoU images, worst first (equal IoUs: larger MAE first, then evaluation order)."""
-        scores = dict(self.rows)
         kept = sorted(self._heap, key=lambda it: (-it[0], -it[1], -it[2]))
-        return [(name, scores[name], picture) for _, _, _, name, picture in kept]
+        return [(name, score, picture) for _, _, _, name, score, picture in kept]
 
     def csv_text(self) -> str:
         buf = io.StringIO()

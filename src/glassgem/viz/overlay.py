@@ -41,6 +41,12 @@ def mask_outline(mask: np.ndarray, width: int = 1) -> np.ndarray:
     return m & ~_erode(m, max(1, int(width)))
 
 
+def _tint(picture: np.ndarray, region: np.ndarray, color: Color, alpha: float) -> None:
+    """Blend `color` at opacity `alpha` into the `region` (bool [H,W]) of a uint8 [H,W,3] picture, in place."""
+    tint = np.asarray(color, dtype=np.float32)
+    picture[region] = np.clip(picture[region] * (1.0 - alpha) + tint * alpha + 0.5, 0, 255).astype(np.uint8)
+
+
 def overlay_mask(
     image: np.ndarray,
     mask: np.ndarray,
@@ -60,8 +66,7 @@ def overlay_mask(
         raise ValueError(f"alpha must be in [0, 1], got {alpha}")
     glass = _binary(mask, img.shape[:2])
     out = img.copy()
-    tint = np.asarray(color, dtype=np.float32)
-    out[glass] = np.clip(img[glass] * (1.0 - alpha) + tint * alpha + 0.5, 0, 255).astype(np.uint8)
+    _tint(out, glass, color, alpha)
     if outline:
         width = outline_width or max(1, round(min(img.shape[:2]) / 250))  # ~2 px on a 500 px photo
         out[mask_outline(glass, width)] = np.asarray(color, dtype=np.uint8)
@@ -175,8 +180,7 @@ def error_overlay(image: np.ndarray | None, pred: np.ndarray, gt: np.ndarray, al
         if out.shape[:2] != p.shape:
             raise ValueError(f"image shape {out.shape[:2]} does not match the masks' {p.shape}")
     for region, color in ((p & g, HIT_GREEN), (p & ~g, FALSE_RED), (~p & g, MISS_BLUE)):
-        tint = np.asarray(color, dtype=np.float32)
-        out[region] = np.clip(out[region] * (1.0 - alpha) + tint * alpha + 0.5, 0, 255).astype(np.uint8)
+        _tint(out, region, color, alpha)
     return out
 
 
