@@ -62,6 +62,10 @@ def test_uniform_points_follow_the_generator():
     c = uniform_points(2, 50, torch.device("cpu"), torch.Generator().manual_seed(4))
     assert a.shape == (2, 50, 2) and torch.equal(a, b) and not torch.equal(a, c)
     assert a.min() >= 0 and a.max() < 1
+    # On the CPU the points are the generator's own stream (the accelerator path draws a seed first):
+    # runs and checkpoints made before that path existed replay unchanged.
+    assert torch.equal(a, torch.rand(2, 50, 2, generator=torch.Generator().manual_seed(3)))
+    assert torch.equal(uniform_points(2, 50, "cpu", torch.Generator().manual_seed(3)), a)  # str device too
 
 
 def test_cost_matrix_matches_direct_computation():

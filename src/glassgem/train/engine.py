@@ -157,7 +157,7 @@ class Trainer:
         self.max_iter = resolve_max_iter(cfg, len(data.train))
         torch.manual_seed(cfg.seed)  # model init is identical on every process
         model = build_model(cfg)
-        self.criterion = build_criterion(cfg)
+        self.criterion = build_criterion(cfg).to(self.acc.device)  # its class weights are a buffer
         optimizer = build_optimizer(model, cfg)
         self.scheduler = build_scheduler(optimizer, cfg, self.max_iter)
         self.model, self.optimizer = self.acc.prepare(model, optimizer)
@@ -215,7 +215,7 @@ class Trainer:
     def _micro_step(self, batch: dict[str, Any], micro: int) -> dict[str, torch.Tensor]:
         torch.manual_seed(step_seed(self.cfg.seed, self.step, micro, self.acc.process_index))
         images = batch["image"].to(self.acc.device)
-        targets = [{k: v.to(self.acc.device) for k, v in t.items()} for t in targets_from_batch(batch["sem"])]
+        targets = targets_from_batch(batch["sem"].to(self.acc.device))  # built where they are used
         gens = self._image_generators(micro, len(targets))
         with self.acc.autocast():
             outputs = self.model(images, targets, generators=gens)

@@ -187,7 +187,8 @@ class GEMCriterion(nn.Module):
         batch, query = _batch_index(indices)
         matched = torch.cat([t["labels"][j] for t, (_, j) in zip(targets, indices)])
         target_classes[batch.to(logits.device), query.to(logits.device)] = matched.to(logits.device)
-        return F.cross_entropy(logits.float().transpose(1, 2), target_classes, self.empty_weight.float())
+        weight = self.empty_weight.to(logits.device, torch.float32)
+        return F.cross_entropy(logits.float().transpose(1, 2), target_classes, weight)
 
     def loss_masks(
         self,

@@ -37,9 +37,18 @@ def point_sample(inp: torch.Tensor, coords: torch.Tensor, padding: str = "border
 def uniform_points(
     m: int, n: int, device: torch.device, generator: torch.Generator | None = None
 ) -> torch.Tensor:
-    """[m, n, 2] uniform points in [0, 1)^2, drawn from `generator` (on its own device) if given."""
+    """[m, n, 2] uniform points in [0, 1)^2, drawn from `generator` if given.
+
+    A CPU generator with an accelerator `device`: one seed is drawn from the generator and the points
+    come from a generator on `device` seeded with it (still a function of the generator's state alone).
+    Drawing them on the CPU and copying was ~70% of a GPU training step.
+    """
     if generator is None:
         return torch.rand(m, n, 2, device=device)
+    device = torch.device(device)
+    if device.type != generator.device.type:
+        seed = int(torch.randint(0, 2**62, (1,), generator=generator))
+        generator = torch.Generator(device=device).manual_seed(seed)
     return torch.rand(m, n, 2, generator=generator, device=generator.device).to(device)
 
 
