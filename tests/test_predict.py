@@ -351,3 +351,42 @@ def test_flip_tta_is_the_mean_of_both_views_and_mirror_equivariant(photos, weigh
     import json
 
     assert json.loads((tmp_path / "m.json").read_text())["iou"] > 0.999  # its own TTA masks as ground truth
+
+
+def test_threshold_cuts_the_glass_probability_on_every_user_path(photos, weights, tmp_path, capsys):
+    """--threshold T: glass where probability > T, the same in GEM.predict, glassgem predict and
+    glassgem evaluate; lower T only adds glass; no threshold = the larger score (the protocol)."""
+    import json
+
+    from glassgem.model.inference import glass_mask
+
+    model = GEM.from_pretrained(weights).eval()
+    arr = np.asarray(Image.open(photos / "portrait.png").convert("RGB"))
+    prob = model.predict(arr, return_prob=True)
+    default, low, high = model.predict(arr), model.predict(arr, threshold=0.3), model.predict(arr, threshold=0.7)
+    assert np.array_equal(low, (prob > 0.3).astype(np.uint8)) and np.array_equal(high, (prob > 0.7).astype(np.uint8))
+    assert np.all(low >= default) and np.all(default >= high)  # lower threshold: a superset
+    assert low.sum() > default.sum() > high.sum()  # the balanced model has pixels on both sides of each cut
+    scores = torch.rand(2, 2, 7, 9) * 3
+    assert torch.equal(glass_mask(scores), glass_mask(scores, 0.5))  # argmax = probability > 0.5
+    out = tmp_path / "out"
+    assert main(["predict", str(photos / "portrait.png"), "--out", str(out), "--weights", str(weights),
+                 "--threshold", "0.3", "--quiet"]) == 0
+    assert np.array_equal(_read(out / "portrait.png") > 127, low.astype(bool))
+    data = tmp_path / "data"
+    (data / "images").mkdir(parents=True)
+    (data / "masks").mkdir()
+    Image.fromarray(arr).save(data / "images" / "p.png")
+    Image.fromarray(low * 255).save(data / "masks" / "p.png")
+    capsys.readouterr()
+    for t, want_perfect in (("0.3", True), (None, False)):
+        args = ["evaluate", "--weights", str(weights), "--data", str(data), "--json", str(tmp_path / "m.json")]
+        assert main(args + (["--threshold", t] if t else [])) == 0
+        got = json.loads((tmp_path / "m.json").read_text())
+        assert (got["iou"] > 0.999) == want_perfect and got.get("threshold") == (float(t) if t else None)
+    assert "glass probability > 0.3" in capsys.readouterr().out
+    for bad in ("0", "1", "-0.2", "1.5"):
+        assert main(["predict", str(photos / "wide.jpg"), "--out", str(tmp_path / "o"), "--threshold", bad]) == 2
+        assert "--threshold" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        model.predict(arr, threshold=1.0)

@@ -15,7 +15,7 @@ from torch.utils.data import DataLoader
 
 from .data.datasets import GlassDataset, Pair
 from .data.transforms import TestTransform, resize_scores
-from .model.inference import glass_probability  # noqa: F401  (defined beside the model; re-exported here)
+from .model.inference import check_threshold, glass_mask, glass_probability  # noqa: F401  (glass_probability re-exported)
 
 
 def _collate(batch: list[dict[str, Any]]) -> dict[str, Any]:
@@ -80,10 +80,12 @@ def evaluate_model(
     progress: bool = True,
     tta: bool = False,
     report: Any = None,
+    threshold: Optional[float] = None,
 ) -> dict[str, Any]:
     """GSD-S metrics of `model` on image/mask pairs; optionally writes `<stem>.png` masks (0/255).
     `report`: a `glassgem.report.PerImageReport` that receives every image's scores and, for its worst
-    images, draws the photo with the prediction's errors."""
+    images, draws the photo with the prediction's errors. `threshold`: glass where its probability
+    exceeds it (default None: the larger score wins, the protocol; see model.inference.glass_mask)."""
     from functools import partial
 
     from tqdm.auto import tqdm
@@ -91,12 +93,13 @@ def evaluate_model(
     from .io import save_image, save_mask
     from .metrics import GlassMetrics
 
+    check_threshold(threshold)
     metrics = GlassMetrics(legacy=legacy)
     out_dir = Path(save_masks) if save_masks else None
     preds = iterate_predictions(model, pairs, size, batch_size, num_workers, device, dtype, tta)
     bar = tqdm(preds, total=len(pairs), desc="evaluate", unit="img", disable=not progress)
     for pair, (stem, scores, gt) in zip(pairs, bar):
-        pred = (scores[1] > scores[0]).numpy().astype(np.uint8)  # argmax; ties go to background
+        pred = glass_mask(scores, threshold).numpy()  # default: argmax, ties go to background
         gt = gt.numpy()
         score = metrics.update(pred, gt, name=str(pair.image_path))
         if report is not None:
@@ -106,7 +109,10 @@ def evaluate_model(
             if save_prob:
                 prob = (glass_probability(scores).numpy() * 255.0 + 0.5).astype(np.uint8)
                 save_image(out_dir / "prob" / f"{stem}.png", prob)
-    return metrics.compute()
+    results = metrics.compute()
+    if threshold is not None:
+        results["threshold"] = float(threshold)  # not the protocol's argmax: said in the JSON too
+    return results
 
 
 def _error_picture(image_path: Path, pred: np.ndarray, gt: np.ndarray) -> np.ndarray:

@@ -28,7 +28,7 @@ import torch
 
 from .errors import DataError, GlassgemError
 from .io import IMAGE_EXTENSIONS, load_image, save_image, save_mask
-from .model.inference import check_size, glass_mask, glass_probability, squash, unsquash
+from .model.inference import check_size, check_threshold, glass_mask, glass_probability, squash, unsquash
 
 Scorer = Callable[[torch.Tensor], torch.Tensor]  # float [B,3,s,s] 0..255 -> [B,2,s,s]
 GLOB_CHARS = set("*?[")
@@ -238,10 +238,11 @@ def _batches(loaded: Iterator[_Loaded], batch_size: int) -> Iterator[list[_Loade
         yield batch
 
 
-def _write(item: _Loaded, scores: torch.Tensor, out: Path, save_prob: bool, overlay: bool) -> None:
+def _write(item: _Loaded, scores: torch.Tensor, out: Path, save_prob: bool, overlay: bool,
+           threshold: Optional[float] = None) -> None:
     """scores [2,s,s] -> the photo's mask (and probability map, overlay) in `out`."""
     full = unsquash(scores[None].float(), item.rgb.shape[:2])[0]  # 2 x H x W
-    mask = glass_mask(full).numpy()
+    mask = glass_mask(full, threshold).numpy()
     save_mask(out / f"{item.photo.name}.png", mask)
     if save_prob:
         prob = (glass_probability(full).numpy() * 255.0 + 0.5).astype(np.uint8)
@@ -262,16 +263,21 @@ def predict_files(
     overlay: bool = False,
     progress: bool = True,
     report: Callable[[str], None] | None = None,
+    threshold: Optional[float] = None,
 ) -> Summary:
     """Write masks (and optional probability maps / overlays) for `photos` into `out`.
 
     `size`: the square test size (default: scorer.input_size). `report` receives one line per
     renamed output or skipped photo (default: stderr, above the progress bar). Never raises for a bad
-    photo: it is listed in the returned Summary.failed with the reason.
+    photo: it is listed in the returned Summary.failed with the reason. `threshold`: see glass_mask.
     """
     from tqdm.auto import tqdm
 
     size = check_size(size or getattr(scorer, "input_size", 384))
+    try:
+        check_threshold(threshold)
+    except ValueError as e:
+        raise GlassgemError(f"--threshold: {e}") from None
     if batch_size < 1:
         raise GlassgemError(f"--batch-size must be at least 1, got {batch_size}")
     out = Path(out)
@@ -296,7 +302,7 @@ def predict_files(
             for item in batch:
                 if item.error is None:
                     try:
-                        _write(item, next(rows), out, save_prob, overlay)
+                        _write(item, next(rows), out, save_prob, overlay, threshold)
                         summary.written += 1
                     except OSError as e:
                         item.error = f"{item.photo.path}: cannot write its outputs to {out} ({e})"

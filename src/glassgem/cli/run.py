@@ -175,6 +175,9 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--tta", action="store_true",
                    help="test-time augmentation: also score the mirrored images and average (2x the time; "
                    "not the paper's protocol)")
+    p.add_argument("--threshold", type=float, default=None, metavar="T",
+                   help="glass where its probability exceeds T, 0 < T < 1 (default: the larger score wins, "
+                   "= 0.5, the paper's protocol); lower finds more glass and more false glass")
     p.add_argument("--json", default=None, metavar="FILE", help="also write the metrics as JSON")
     _add_report_args(p)
     p.set_defaults(func=_run_evaluate)
@@ -187,13 +190,16 @@ def _run_evaluate(args: argparse.Namespace) -> int:
 
     if args.data is None:
         raise GlassgemError("--data is required")
+    _check_threshold_arg(args.threshold)
     report = _make_report(args)
     model, device, dtype = load_model_for_inference(args.weights, args.device, args.dtype)
     pairs = load_pairs(_spec(args, "data"))
     size = args.size or model.cfg.image_size
     results = evaluate_model(model, pairs, size=size, batch_size=args.batch_size, device=device, dtype=dtype,
                              save_masks=args.save_masks, save_prob=args.save_prob, legacy=args.legacy,
-                             tta=args.tta, report=report)
+                             tta=args.tta, report=report, threshold=args.threshold)
+    if args.threshold is not None:
+        print(f"masks: glass probability > {args.threshold:g} (not the protocol's argmax)")
     print(format_table(results))
     if args.json:
         write_json(args.json, results)
@@ -226,13 +232,27 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
                    help="score with a graph from `glassgem export onnx` (onnxruntime) instead of PyTorch weights")
     p.add_argument("--tta", action="store_true",
                    help="test-time augmentation: also score the mirrored photo and average (2x the time)")
+    p.add_argument("--threshold", type=float, default=None, metavar="T",
+                   help="glass where its probability exceeds T, 0 < T < 1 (default: the larger score wins, "
+                   "= 0.5, the paper's protocol); lower finds more glass and more false glass")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_run_predict)
+
+
+def _check_threshold_arg(threshold) -> None:
+    """Refuse a bad --threshold before any model is loaded."""
+    from ..model.inference import check_threshold
+
+    try:
+        check_threshold(threshold)
+    except ValueError as e:
+        raise GlassgemError(f"--threshold: {e}") from None
 
 
 def _run_predict(args: argparse.Namespace) -> int:
     from ..predict import build_scorer, collect_inputs, predict_files
 
+    _check_threshold_arg(args.threshold)
     photos = collect_inputs(args.inputs, recursive=args.recursive, out=args.out)  # before loading a model
     if args.onnx:
         if args.weights or args.dtype != "fp32":
@@ -248,6 +268,7 @@ def _run_predict(args: argparse.Namespace) -> int:
 
         scorer = FlipAveraged(scorer)
     summary = predict_files(photos, args.out, scorer, size=size, batch_size=args.batch_size,
-                            save_prob=args.save_prob, overlay=args.overlay, progress=not args.quiet)
+                            save_prob=args.save_prob, overlay=args.overlay, progress=not args.quiet,
+                            threshold=args.threshold)
     print(summary.line())
     return 1 if summary.failed else 0

@@ -239,14 +239,16 @@ class GEM(nn.Module):
             logits, masks = self.decoder.predict_last(queries, memory, shapes, mask_fn)
         return semantic_map(logits, masks, tuple(images.shape[-2:]))
 
-    def predict(self, image, size: int | None = None, return_prob: bool = False, tta: bool = False):
+    def predict(self, image, size: int | None = None, return_prob: bool = False, tta: bool = False,
+                threshold: float | None = None):
         """Glass mask of one photo (PIL image, uint8 H x W x 3 array or file path) at its own size:
         uint8 {0, 1} [H, W], or with `return_prob` the glass probability, float32 [H, W] in [0, 1].
         Squashes to `size` (default cfg.image_size), as the paper's test protocol (model/inference.py);
-        `tta=True` also scores the mirrored photo and averages (2x the time)."""
+        `tta=True` also scores the mirrored photo and averages (2x the time); `threshold` (0..1): glass
+        where its probability exceeds it (default: the larger score wins, = 0.5)."""
         from .inference import predict_image
 
-        return predict_image(self, image, size=size, return_prob=return_prob, tta=tta)
+        return predict_image(self, image, size=size, return_prob=return_prob, tta=tta, threshold=threshold)
 
 
 def read_pretrained(path: str | Path | None = None, config: ModelConfig | None = None,

@@ -34,9 +34,23 @@ def flip_averaged(score_fn, images: Tensor) -> Tensor:
     return 0.5 * (score_fn(images).float() + score_fn(images.flip(-1)).float().flip(-1))
 
 
-def glass_mask(scores: Tensor) -> Tensor:
-    """[..., 2, H, W] semantic scores -> uint8 {0, 1} [..., H, W]: glass score > background score."""
-    return (scores[..., 1, :, :] > scores[..., 0, :, :]).to(torch.uint8)
+def check_threshold(threshold: float | None) -> float | None:
+    """None (the larger score wins: the paper's protocol) or a glass-probability cut strictly in (0, 1)."""
+    if threshold is None:
+        return None
+    t = float(threshold)
+    if not 0.0 < t < 1.0:
+        raise ValueError(f"threshold must be between 0 and 1 (exclusive), got {threshold}")
+    return t
+
+
+def glass_mask(scores: Tensor, threshold: float | None = None) -> Tensor:
+    """[..., 2, H, W] semantic scores -> uint8 {0, 1} [..., H, W]. Default: glass score > background score
+    (ties: background), i.e. glass probability > 0.5. With `threshold`: glass probability > threshold
+    (lower finds more glass and more false glass)."""
+    if check_threshold(threshold) is None:
+        return (scores[..., 1, :, :] > scores[..., 0, :, :]).to(torch.uint8)
+    return (glass_probability(scores) > threshold).to(torch.uint8)
 
 
 def as_rgb_array(image: ImageLike) -> np.ndarray:
@@ -85,9 +99,10 @@ def check_size(size: int) -> int:
 
 @torch.no_grad()
 def predict_image(model: torch.nn.Module, image: ImageLike, size: int | None = None,
-                  return_prob: bool = False, tta: bool = False) -> np.ndarray:
+                  return_prob: bool = False, tta: bool = False, threshold: float | None = None) -> np.ndarray:
     """One image -> uint8 {0,1} mask [H,W] at its own size, or float32 glass probability in [0,1].
-    `tta`: average with the horizontally mirrored image (flip_averaged)."""
+    `tta`: average with the horizontally mirrored image (flip_averaged); `threshold`: see glass_mask."""
+    check_threshold(threshold)
     rgb = as_rgb_array(image)
     size = check_size(size or model.cfg.image_size)
     param = next(model.parameters())
@@ -101,4 +116,4 @@ def predict_image(model: torch.nn.Module, image: ImageLike, size: int | None = N
     full = unsquash(scores.float(), rgb.shape[:2])[0].cpu()  # 2 x H x W
     if return_prob:
         return glass_probability(full).numpy().astype(np.float32)
-    return glass_mask(full).numpy()
+    return glass_mask(full, threshold).numpy()
