@@ -92,6 +92,15 @@ def _read(path: Path) -> np.ndarray:
     return np.asarray(Image.open(path))
 
 
+def _one_pair_dataset(root: Path, photo: np.ndarray, mask01: np.ndarray) -> Path:
+    """root/images/p.png + root/masks/p.png (0/255): a dataset whose ground truth is `mask01`."""
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    Image.fromarray(photo).save(root / "images" / "p.png")
+    Image.fromarray(mask01 * 255).save(root / "masks" / "p.png")
+    return root
+
+
 # ----------------------------------------------------------------------------------------------- CLI
 def test_cli_folder_writes_masks_overlays_probs_and_skips_the_corrupt_file(photos, weights, tmp_path, capsys):
     out = tmp_path / "out"
@@ -340,11 +349,7 @@ def test_flip_tta_is_the_mean_of_both_views_and_mirror_equivariant(photos, weigh
     assert main(["predict", str(photos / "portrait.png"), "--out", str(out), "--weights", str(weights),
                  "--tta", "--quiet"]) == 0
     assert np.array_equal(_read(out / "portrait.png") > 127, with_tta.astype(bool))
-    data = tmp_path / "data"
-    (data / "images").mkdir(parents=True)
-    (data / "masks").mkdir()
-    Image.fromarray(arr).save(data / "images" / "p.png")
-    Image.fromarray(with_tta * 255).save(data / "masks" / "p.png")
+    data = _one_pair_dataset(tmp_path / "data", arr, with_tta)
     capsys.readouterr()
     assert main(["evaluate", "--weights", str(weights), "--data", str(data), "--tta", "--json",
                  str(tmp_path / "m.json")]) == 0
@@ -373,11 +378,7 @@ def test_threshold_cuts_the_glass_probability_on_every_user_path(photos, weights
     assert main(["predict", str(photos / "portrait.png"), "--out", str(out), "--weights", str(weights),
                  "--threshold", "0.3", "--quiet"]) == 0
     assert np.array_equal(_read(out / "portrait.png") > 127, low.astype(bool))
-    data = tmp_path / "data"
-    (data / "images").mkdir(parents=True)
-    (data / "masks").mkdir()
-    Image.fromarray(arr).save(data / "images" / "p.png")
-    Image.fromarray(low * 255).save(data / "masks" / "p.png")
+    data = _one_pair_dataset(tmp_path / "data", arr, low)
     capsys.readouterr()
     for t, want_perfect in (("0.3", True), (None, False)):
         args = ["evaluate", "--weights", str(weights), "--data", str(data), "--json", str(tmp_path / "m.json")]
