@@ -15,7 +15,7 @@ from torch.utils.data import DataLoader
 
 from .data.datasets import GlassDataset, Pair
 from .data.transforms import TestTransform, resize_scores
-from .model.inference import check_threshold, glass_mask, glass_probability  # noqa: F401  (glass_probability re-exported)
+from .model.inference import check_threshold, glass_mask, glass_probability  # noqa: F401  (last one re-exported)
 
 
 def _collate(batch: list[dict[str, Any]]) -> dict[str, Any]:

@@ -16,7 +16,6 @@ import json
 from pathlib import Path
 from typing import Sequence
 
-import torch
 from torch import Tensor
 
 from ..config import ModelConfig
