@@ -246,7 +246,6 @@ def outdoor_view(rng: np.random.Generator, size: tuple[int, int], ground: np.nda
     """
     w, h = size
     ys = np.arange(h, dtype=np.float32)[:, None] / h
-    xs = np.arange(w, dtype=np.float32)[None, :] / w
     horizon = float(rng.uniform(0.35, 0.9))
     overcast = bool(rng.random() < 0.3)
     top = np.float32([0.55, 0.6, 0.66]) if overcast else np.float32([0.25, 0.45, 0.8]) * rng.uniform(0.9, 1.2)
