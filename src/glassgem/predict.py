@@ -28,7 +28,7 @@ import torch
 
 from .errors import DataError, GlassgemError
 from .io import IMAGE_EXTENSIONS, load_image, save_image, save_mask
-from .model.inference import check_size, check_threshold, glass_mask, glass_probability, squash, unsquash
+from .model.inference import check_size, glass_mask, glass_probability, squash, threshold_option, unsquash
 
 Scorer = Callable[[torch.Tensor], torch.Tensor]  # float [B,3,s,s] 0..255 -> [B,2,s,s]
 GLOB_CHARS = set("*?[")
@@ -274,10 +274,7 @@ def predict_files(
     from tqdm.auto import tqdm
 
     size = check_size(size or getattr(scorer, "input_size", 384))
-    try:
-        check_threshold(threshold)
-    except ValueError as e:
-        raise GlassgemError(f"--threshold: {e}") from None
+    threshold_option(threshold)
     if batch_size < 1:
         raise GlassgemError(f"--batch-size must be at least 1, got {batch_size}")
     out = Path(out)

@@ -185,12 +185,13 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
 
 def _run_evaluate(args: argparse.Namespace) -> int:
     from ..evaluate import evaluate_model, load_model_for_inference
+    from ..model.inference import threshold_option
     from ..metrics import format_table, write_json
     from ..train.runner import load_pairs
 
     if args.data is None:
         raise GlassgemError("--data is required")
-    _check_threshold_arg(args.threshold)
+    threshold_option(args.threshold)  # before any model is loaded
     report = _make_report(args)
     model, device, dtype = load_model_for_inference(args.weights, args.device, args.dtype)
     pairs = load_pairs(_spec(args, "data"))
@@ -239,20 +240,11 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_run_predict)
 
 
-def _check_threshold_arg(threshold) -> None:
-    """Refuse a bad --threshold before any model is loaded."""
-    from ..model.inference import check_threshold
-
-    try:
-        check_threshold(threshold)
-    except ValueError as e:
-        raise GlassgemError(f"--threshold: {e}") from None
-
-
 def _run_predict(args: argparse.Namespace) -> int:
+    from ..model.inference import threshold_option
     from ..predict import build_scorer, collect_inputs, predict_files
 
-    _check_threshold_arg(args.threshold)
+    threshold_option(args.threshold)  # before any model is loaded
     photos = collect_inputs(args.inputs, recursive=args.recursive, out=args.out)  # before loading a model
     if args.onnx:
         if args.weights or args.dtype != "fp32":

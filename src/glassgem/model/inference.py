@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor
 
-from ..errors import DataError
+from ..errors import DataError, GlassgemError
 
 ImageLike = Union[Image.Image, np.ndarray, str, os.PathLike]
 
@@ -42,6 +42,14 @@ def check_threshold(threshold: float | None) -> float | None:
     if not 0.0 < t < 1.0:
         raise ValueError(f"threshold must be between 0 and 1 (exclusive), got {threshold}")
     return t
+
+
+def threshold_option(threshold: float | None) -> float | None:
+    """check_threshold for the command line: a bad value is a GlassgemError naming --threshold."""
+    try:
+        return check_threshold(threshold)
+    except ValueError as e:
+        raise GlassgemError(f"--threshold: {e}") from None
 
 
 def glass_mask(scores: Tensor, threshold: float | None = None) -> Tensor:
