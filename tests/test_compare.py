@@ -153,3 +153,47 @@ def test_compare_reads_the_reports_evaluate_masks_writes(tmp_path, capsys):
     assert r["iou"]["mean_b"] == 1.0 and r["iou"]["ci95"][0] > 0 and r["iou"]["b_better"] == 12
     assert r["mae"]["diff"] < 0 and r["ber"]["diff"] < 0
     assert "IoU: B is better than A" in out and "MAE: B is better than A" in out
+    # F-beta from the curves the reports kept: the same number as the evaluator's, and B is better
+    for method in ("pa", "pb"):
+        table = json.loads((tmp_path / f"rep-{method}" / "metrics.json").read_text())
+        assert r["fbeta"]["mean_" + method[1]] == pytest.approx(table["fbeta"], abs=1e-12)
+    assert r["fbeta"]["diff"] > 0 and r["fbeta"]["ci95"][0] > 0 and r["fbeta"]["b_better"] is None
+    assert "F-beta: B is better than A" in out
+
+
+def test_fbeta_is_resampled_from_the_per_image_curves(tmp_path):
+    """Reports with the per-image precision/recall curves: F-beta's mean is the evaluator's, B = A gives
+    an exact zero, and a report without curves leaves F-beta out, saying why."""
+    from glassgem.metrics import GlassMetrics
+
+    rng = np.random.default_rng(3)
+    gts = [(rng.random((16, 16)) < rng.uniform(0.2, 0.8)).astype(np.uint8) for _ in range(30)]
+    preds = [np.clip(g * rng.uniform(0.5, 1.0) + rng.random(g.shape) * 0.4, 0, 1) for g in gts]
+    metrics, rep = GlassMetrics(), PerImageReport(worst=0)
+    for i, (p, g) in enumerate(zip(preds, gts)):
+        rep.add(f"im{i}", metrics.update(p, g))
+    table = metrics.compute()
+    rep.write(tmp_path / "a", table)
+    rep.write(tmp_path / "b", table)
+    assert (tmp_path / "a" / "per_image_fbeta.npz").is_file()
+    r = compare_reports(tmp_path / "a", tmp_path / "b", resamples=300)
+    f = r["metrics"]["fbeta"]
+    assert f["mean_a"] == pytest.approx(table["fbeta"], abs=1e-12) and f["n"] == 30
+    assert f["diff"] == 0 and f["ci95"] == [0.0, 0.0] and f["p"] == 1.0
+    assert list(r["metrics"]) == ["iou", "fbeta", "mae", "ber"] and r["fbeta_missing"] == []
+    # the interval of a real difference holds the observed one
+    worse = GlassMetrics()
+    rep_b = PerImageReport(worst=0)
+    for i, (p, g) in enumerate(zip(preds, gts)):
+        rep_b.add(f"im{i}", worse.update(np.clip(p + 0.3 * rng.random(p.shape), 0, 1), g))
+    rep_b.write(tmp_path / "c", worse.compute())
+    f = compare_reports(tmp_path / "a", tmp_path / "c", resamples=2000)["metrics"]["fbeta"]
+    assert f["diff"] == pytest.approx(worse.compute()["fbeta"] - table["fbeta"])
+    assert f["ci95"][0] <= f["diff"] <= f["ci95"][1]
+    # without curves (an older report): no F-beta, and the missing file is named
+    (tmp_path / "b" / "per_image_fbeta.npz").unlink()
+    r = compare_reports(tmp_path / "a", tmp_path / "b", resamples=100)
+    assert "fbeta" not in r["metrics"] and r["fbeta_missing"] == [str(tmp_path / "b" / "per_image_fbeta.npz")]
+    (tmp_path / "b" / "per_image_fbeta.npz").write_bytes(b"not an npz")
+    with pytest.raises(DataError, match="per_image_fbeta.npz: not a per-image F-beta file"):
+        compare_reports(tmp_path / "a", tmp_path / "b", resamples=100)

@@ -3,7 +3,8 @@
 A validation set of ~100 photos moves by +-0.01 IoU between two checkpoints of the same run, so a mean
 alone cannot tell a better model from a luckier one. `compare_reports` pairs two per-image reports
 (`glassgem evaluate ... --report DIR` writes `DIR/per_image.csv`) by image name and gives, for IoU, MAE
-and BER (the per-image metrics; max F-beta is a dataset-level number and has no per-image value):
+and BER (per-image metrics) and max F-beta (a dataset-level number, from the per-image precision and
+recall curves in `DIR/per_image_fbeta.npz`, resampled as a whole):
 
 - both means and the mean of the per-image differences B - A;
 - a 95% paired bootstrap confidence interval of that difference (resample images with replacement,
@@ -27,11 +28,13 @@ from typing import Any, Optional, Sequence
 import numpy as np
 
 from .errors import ConfigError, DataError
+from .metrics import N_BINS, max_fbeta
+from .report import CURVES_FILE
 
 REPORT_CSV = "per_image.csv"
 # metric -> True when higher is better
 METRICS = {"iou": True, "mae": False, "ber": False}
-LABELS = {"iou": "IoU", "mae": "MAE", "ber": "BER (%)"}
+LABELS = {"iou": "IoU", "fbeta": "F-beta", "mae": "MAE", "ber": "BER (%)"}
 
 
 @dataclass(frozen=True)
@@ -78,29 +81,82 @@ def read_per_image(path: str | Path) -> PerImage:
     return PerImage(p, rows)
 
 
-def paired_bootstrap(diff: np.ndarray, resamples: int = 10_000, seed: int = 0,
-                     level: float = 0.95) -> tuple[float, float, float]:
-    """(low, high, p): percentile interval of the mean of `diff` over images resampled with replacement,
-    and a two-sided p-value for "the mean difference is 0" (twice the smaller tail beyond 0, at most 1;
-    with all differences exactly 0 it is 1)."""
-    diff = np.asarray(diff, dtype=np.float64)
-    if diff.ndim != 1 or diff.size == 0:
-        raise ValueError("paired_bootstrap needs a non-empty 1-D array of differences")
+def _resample_counts(n: int, resamples: int, seed: int):
+    """Bootstrap resamples of n images as count matrices [chunk, n] (how often each image was drawn),
+    in chunks of bounded size; the same seed gives the same resamples for every statistic."""
+    rng = np.random.default_rng(seed)
+    chunk = max(1, 2_000_000 // n)
+    for start in range(0, resamples, chunk):
+        c = min(chunk, resamples - start)
+        idx = rng.integers(0, n, size=(c, n)) + n * np.arange(c)[:, None]
+        yield np.bincount(idx.ravel(), minlength=c * n).reshape(c, n).astype(np.float64)
+
+
+def bootstrap_means(values: np.ndarray, resamples: int = 10_000, seed: int = 0) -> np.ndarray:
+    """Means over images of `values` [n, ...] for each bootstrap resample: [resamples, ...]."""
+    values = np.asarray(values, dtype=np.float64)
+    if values.ndim == 0 or values.shape[0] == 0:
+        raise ValueError("bootstrap needs values for at least one image")
     if resamples < 1:
         raise ValueError(f"resamples must be >= 1, got {resamples}")
-    rng = np.random.default_rng(seed)
-    means = np.empty(resamples)
-    chunk = max(1, 2_000_000 // diff.size)  # bounded memory for big sets
-    for start in range(0, resamples, chunk):
-        n = min(chunk, resamples - start)
-        idx = rng.integers(0, diff.size, size=(n, diff.size))
-        means[start:start + n] = diff[idx].mean(axis=1)
+    n = values.shape[0]
+    flat = values.reshape(n, -1)
+    out = np.concatenate([counts @ flat / n for counts in _resample_counts(n, resamples, seed)])
+    return out.reshape((resamples,) + values.shape[1:])
+
+
+def interval(stats: np.ndarray, level: float = 0.95) -> tuple[float, float, float]:
+    """(low, high, p) of resampled differences: the percentile interval and an approximate two-sided
+    p-value for "the difference is 0" (twice the smaller tail beyond 0, at most 1; 1 if all are 0)."""
     alpha = (1.0 - level) / 2.0
-    low, high = np.quantile(means, [alpha, 1.0 - alpha])
-    if not np.any(diff):
+    low, high = np.quantile(stats, [alpha, 1.0 - alpha])
+    if not np.any(stats):
         return 0.0, 0.0, 1.0
-    p = 2.0 * min(np.mean(means <= 0.0), np.mean(means >= 0.0))
+    p = 2.0 * min(np.mean(stats <= 0.0), np.mean(stats >= 0.0))
     return float(low), float(high), float(min(1.0, p))
+
+
+def paired_bootstrap(diff: np.ndarray, resamples: int = 10_000, seed: int = 0,
+                     level: float = 0.95) -> tuple[float, float, float]:
+    """(low, high, p) for the mean over images of per-image differences `diff` (see `interval`)."""
+    diff = np.asarray(diff, dtype=np.float64)
+    if diff.ndim != 1:
+        raise ValueError("paired_bootstrap needs a 1-D array of per-image differences")
+    return interval(bootstrap_means(diff, resamples, seed), level)
+
+
+def read_curves(report: PerImage) -> Optional[dict[str, tuple[np.ndarray, np.ndarray]]]:
+    """{name: (precision, recall)} from the report's per_image_fbeta.npz, or None if it has none
+    (reports written before glassgem kept the curves)."""
+    path = report.path.parent / CURVES_FILE
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            names, precision, recall = z["names"], z["precision"], z["recall"]
+    except (OSError, ValueError, KeyError) as e:
+        raise DataError(f"{path}: not a per-image F-beta file ({e})") from None
+    if precision.shape != recall.shape or precision.shape != (len(names), N_BINS):
+        raise DataError(f"{path}: expected precision and recall of shape ({len(names)}, {N_BINS}), got "
+                        f"{precision.shape} and {recall.shape}")
+    return {str(n): (p, r) for n, p, r in zip(names, precision, recall)}
+
+
+def _fbeta_comparison(ca, cb, names: list[str], resamples: int, seed: int) -> dict[str, Any]:
+    """Max F-beta of A and B on `names`, and the paired bootstrap of its difference (the same image
+    resamples for both models)."""
+    pa = np.stack([ca[n][0] for n in names])
+    ra = np.stack([ca[n][1] for n in names])
+    pb = np.stack([cb[n][0] for n in names])
+    rb = np.stack([cb[n][1] for n in names])
+    fa, fb = float(max_fbeta(pa.mean(0), ra.mean(0))), float(max_fbeta(pb.mean(0), rb.mean(0)))
+    # one pass over the resamples: the four mean curves per resample, then each one's max F-beta
+    means = bootstrap_means(np.stack([pa, ra, pb, rb], axis=1), resamples, seed)  # [R, 4, 256]
+    diffs = max_fbeta(means[:, 2], means[:, 3]) - max_fbeta(means[:, 0], means[:, 1])
+    low, high, p = interval(diffs)
+    return {"n": len(names), "mean_a": fa, "mean_b": fb, "diff": fb - fa, "ci95": [low, high], "p": p,
+            "higher_is_better": True, "b_better": None, "b_worse": None, "unchanged": None,
+            "largest_changes": []}
 
 
 def compare_reports(a: str | Path | PerImage, b: str | Path | PerImage, resamples: int = 10_000,
@@ -119,7 +175,14 @@ def compare_reports(a: str | Path | PerImage, b: str | Path | PerImage, resample
         "only_in_b": [n for n in rb.rows if n not in ra.rows], "resamples": resamples, "seed": seed,
         "tie": tie, "metrics": {},
     }
+    ca, cb = read_curves(ra), read_curves(rb)
+    lacking = [str(r.path.parent / CURVES_FILE) for r, c in ((ra, ca), (rb, cb)) if c is None]
+    out["fbeta_missing"] = lacking  # F-beta needs both reports' curves
     for m, higher in METRICS.items():
+        if m == "mae" and not lacking:  # F-beta after IoU, in the order of the GSD-S tables
+            names = [n for n in common if n in ca and n in cb]
+            if names:
+                out["metrics"]["fbeta"] = _fbeta_comparison(ca, cb, names, resamples, seed)
         va = np.array([ra.rows[n][m] for n in common])
         vb = np.array([rb.rows[n][m] for n in common])
         ok = ~(np.isnan(va) | np.isnan(vb))
@@ -166,12 +229,17 @@ def format_comparison(result: dict[str, Any]) -> str:
         low, high = r["ci95"]
         rows.append((LABELS[m], f"{r['mean_a']:.{digits}f}", f"{r['mean_b']:.{digits}f}",
                      f"{r['diff']:+.{digits}f}", f"[{low:+.{digits}f}, {high:+.{digits}f}]",
-                     f"{r['b_better']}/{r['b_worse']}/{r['unchanged']}"))
+                     "-" if r["b_better"] is None else f"{r['b_better']}/{r['b_worse']}/{r['unchanged']}"))
     widths = [max(len(str(x[i])) for x in [header, *rows]) for i in range(len(header))]
     lines.append("  ".join(f"{h:<{w}}" for h, w in zip(header, widths)).rstrip())
     lines.extend("  ".join(f"{c:<{w}}" for c, w in zip(row, widths)).rstrip() for row in rows)
     lines.append(f"(B - A per image, mean over images; {result['resamples']} resamples, seed {result['seed']}; "
                  f"same = within {result['tie']:g}, BER within {result['tie'] * 100:g})")
+    if result.get("fbeta_missing"):
+        lines.append(f"(no F-beta: {' and '.join(result['fbeta_missing'])} missing; reports written by this "
+                     "version keep the per-image curves it needs)")
+    else:
+        lines.append("(F-beta is a dataset-level number: resampled as a whole, no per-image counts)")
     lines.append("")
     lines.extend(verdict(m, r) for m, r in result["metrics"].items())
     iou = result["metrics"].get("iou")

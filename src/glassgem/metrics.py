@@ -187,6 +187,10 @@ class ImageScore(NamedTuple):
     ber: float  # percent; NaN only in legacy mode, for an image without glass or all glass
     glass: float  # fraction of the pixels that are glass in the ground truth
     predicted: float  # fraction predicted as glass (pred >= 0.5)
+    # The image's precision and recall at the 256 thresholds k/255 (its share of max F-beta, which is a
+    # dataset-level number: reports keep them so that `glassgem compare` can resample F-beta too)
+    precision: np.ndarray | None = None
+    recall: np.ndarray | None = None
 
 
 class GlassMetrics:
@@ -219,9 +223,12 @@ class GlassMetrics:
         tp_t = np.cumsum(s.hist[1, ::-1])[::-1]
         n_glass = s.tp + s.fn
         n = s.tp + s.fp + s.fn + s.tn
-        self.precision_sum += (tp_t + EPS) / (n_pos + EPS)
-        self.recall_sum += (tp_t + EPS) / (n_glass + EPS)
-        score = ImageScore(self._iou(s), s.abs_err / n, self._ber(s), n_glass / n, (s.tp + s.fp) / n)
+        precision = (tp_t + EPS) / (n_pos + EPS)
+        recall = (tp_t + EPS) / (n_glass + EPS)
+        self.precision_sum += precision
+        self.recall_sum += recall
+        score = ImageScore(self._iou(s), s.abs_err / n, self._ber(s), n_glass / n, (s.tp + s.fp) / n,
+                           precision, recall)
         self.mae_sum += score.mae
         self.iou_sum += score.iou
         self.ber_sum += score.ber
@@ -264,10 +271,9 @@ class GlassMetrics:
             raise DataError("no images were evaluated")
         p = self.precision_sum / self.n_images  # (256,) mean precision per threshold
         r = self.recall_sum / self.n_images
-        f = (1.0 + BETA2) * p * r / (BETA2 * p + r)
         return {
             "iou": self.iou_sum / self.n_images,
-            "fbeta": float(f.max()),
+            "fbeta": float(max_fbeta(p, r)),
             "mae": self.mae_sum / self.n_images,
             "ber": self.ber_sum / self.n_images,
             "n_images": self.n_images,
@@ -276,6 +282,11 @@ class GlassMetrics:
             "n_ber_all_glass": self.n_ber_all_glass,
             "legacy": self.legacy,
         }
+
+
+def max_fbeta(precision: np.ndarray, recall: np.ndarray) -> np.ndarray:
+    """Max F-beta from mean precision and recall curves [..., 256] (over the last axis)."""
+    return ((1.0 + BETA2) * precision * recall / (BETA2 * precision + recall)).max(axis=-1)
 
 
 def format_table(results: dict[str, Any]) -> str:

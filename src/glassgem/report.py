@@ -6,10 +6,13 @@
 - `worst.jpg`: the `worst` lowest-IoU images, worst first (equal IoUs, e.g. the zeros of glass-free photos
   with false glass: larger MAE first), each with its errors coloured
   (`viz.overlay.error_overlay`: green = glass found, red = false glass, blue = missed glass);
+- `per_image_fbeta.npz`: every image's precision and recall at the 256 thresholds k/255 (`names`,
+  `precision` and `recall` [N, 256] float64): max F-beta is computed from their means over images, so
+  `glassgem compare` needs them to resample F-beta;
 - `metrics.json`: the dataset-level numbers (the same as `--json`).
 
-Memory stays bounded: only the `worst` lowest-IoU images keep what is needed to draw them (a callable
-that makes the picture when the sheet is written), the others keep their numbers only.
+Memory: only the `worst` lowest-IoU images keep what is needed to draw them (a callable that makes the
+picture when the sheet is written); the others keep their numbers and two 256-value curves (4 KB).
 """
 from __future__ import annotations
 
@@ -27,6 +30,7 @@ from .metrics import ImageScore
 Picture = Callable[[], np.ndarray]  # makes one error picture (uint8 [H,W,3]) on demand
 
 CSV_COLUMNS = ("name", "iou", "mae", "ber", "glass_fraction", "predicted_fraction")
+CURVES_FILE = "per_image_fbeta.npz"
 SHEET_COLS = 4
 SHEET_CELL = (216, 288)  # h, w of one picture on the sheet
 
@@ -74,6 +78,16 @@ class PerImageReport:
                                  (s.iou, s.mae, s.ber, s.glass, s.predicted)])
         return buf.getvalue()
 
+    def curves(self) -> Optional[bytes]:
+        """The per-image precision/recall curves as .npz bytes (None unless every image has them)."""
+        if not self.rows or any(s.precision is None or s.recall is None for _, s in self.rows):
+            return None
+        buf = io.BytesIO()
+        np.savez_compressed(buf, names=np.array([name for name, _ in self.rows]),
+                            precision=np.stack([s.precision for _, s in self.rows]).astype(np.float64),
+                            recall=np.stack([s.recall for _, s in self.rows]).astype(np.float64))
+        return buf.getvalue()
+
     def sheet(self) -> Optional[np.ndarray]:
         """The worst images' error pictures on one contact sheet (None when there are none)."""
         from .viz.overlay import grid, titled
@@ -88,13 +102,17 @@ class PerImageReport:
                             "green: glass found   red: false glass   blue: missed glass")
 
     def write(self, out_dir: str | Path, results: dict[str, Any]) -> list[Path]:
-        """Write per_image.csv, worst.jpg (if any picture was kept) and metrics.json into out_dir."""
-        from .io import atomic_write_text, save_image
+        """Write per_image.csv, per_image_fbeta.npz, worst.jpg (if any picture was kept) and metrics.json
+        into out_dir."""
+        from .io import atomic_write_bytes, atomic_write_text, save_image
         from .metrics import write_json
 
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         written = [atomic_write_text(out / "per_image.csv", self.csv_text())]
+        curves = self.curves()
+        if curves is not None:
+            written.append(atomic_write_bytes(out / CURVES_FILE, curves))
         sheet = self.sheet()
         if sheet is not None:
             written.append(save_image(out / "worst.jpg", sheet, quality=90))
