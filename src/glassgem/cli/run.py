@@ -94,7 +94,8 @@ def _add_compare(sub: argparse._SubParsersAction) -> None:
         help="is model B better than model A? paired bootstrap over two per-image reports",
         description="Pair two per-image reports (`glassgem evaluate ... --report DIR`, or evaluate-masks) by "
         "image name and print, for IoU, MAE and BER: both means, the mean per-image difference B - A with a "
-        "95%% paired bootstrap confidence interval and p-value, and how many images got better or worse.",
+        "95% paired bootstrap confidence interval and p-value, and how many images got better or worse; "
+        "max F-beta is recomputed on the same resamples from the per-image curves the reports keep.",
     )
     p.add_argument("a", help="report folder (or its per_image.csv) of model A, the baseline")
     p.add_argument("b", help="report folder (or its per_image.csv) of model B")
