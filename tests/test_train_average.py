@@ -84,6 +84,27 @@ def test_different_models_are_refused_naming_the_file(tmp_path):
         average_state_dicts([])
 
 
+def test_checkpoints_differing_only_in_stochastic_depth_are_averaged(tmp_path):
+    """drop_path_rate acts only in training: a fine-tune that switched it on holds the same tensors, so it
+    can be averaged with its starting point; the soup keeps the first source's value and says so."""
+    a, b = _model(0), _model(1, drop_path_rate=0.1)
+    a.save_pretrained(tmp_path / "a")
+    b.save_pretrained(tmp_path / "b")
+    out = average_checkpoints([tmp_path / "a", tmp_path / "b"], tmp_path / "soup")
+    soup = GEM.from_pretrained(out)
+    assert soup.cfg == a.cfg and soup.cfg.drop_path_rate == 0.0
+    sa, sb, ss = a.state_dict(), b.state_dict(), soup.state_dict()
+    for k in sa:
+        if sa[k].is_floating_point():
+            torch.testing.assert_close(ss[k], (sa[k] + sb[k]) / 2, rtol=1e-6, atol=1e-6)
+    record = json.loads((out / AVERAGE_RECORD).read_text())
+    assert record["config_differences_kept_from_first"] == ["drop_path_rate: 0.0 vs 0.1"]
+    # anything else that differs is still refused
+    _model(2, drop_path_rate=0.1, dec_layers=3).save_pretrained(tmp_path / "c")
+    with pytest.raises(CheckpointError, match=r"c: not the same model as .*a \(dec_layers: 2 vs 3\)$"):
+        average_state_dicts([tmp_path / "a", tmp_path / "c"])
+
+
 def test_average_cli(tmp_path, capsys):
     _model(0).save_pretrained(tmp_path / "a")
     _model(1).save_pretrained(tmp_path / "b")

@@ -1,8 +1,8 @@
 """Weight averaging of checkpoints of one model ("model soup" / SWA-style averaging).
 
 `average_checkpoints(sources, out)` reads glassgem directories, original GEM checkpoints and training
-checkpoints (`RUN/checkpoints/step_NNNNNNN.pt`), checks that they are the same model (same config, same
-tensor names and shapes), takes the element-wise mean of every floating-point tensor (computed in float64,
+checkpoints (`RUN/checkpoints/step_NNNNNNN.pt`), checks that they are the same model (same config up to
+fields that only act in training, such as `drop_path_rate`; same tensor names and shapes), takes the element-wise mean of every floating-point tensor (computed in float64,
 stored in the original dtype; integer buffers such as BatchNorm's `num_batches_tracked` come from the first
 source) and writes a glassgem directory plus `average.json` naming the sources.
 
@@ -48,9 +48,15 @@ def load_model_weights(path: str | Path) -> tuple[ModelConfig, dict[str, Tensor]
     return cfg, sd
 
 
-def _config_difference(a: ModelConfig, b: ModelConfig) -> list[str]:
+# Model config fields that only act while training (stochastic depth): checkpoints that differ in them
+# hold the same tensors of the same network, so they can be averaged; the result keeps the first's value.
+TRAINING_ONLY_FIELDS = frozenset({"drop_path_rate"})
+
+
+def _config_difference(a: ModelConfig, b: ModelConfig, ignore: frozenset[str] = frozenset()) -> list[str]:
     da, db = a.to_dict(), b.to_dict()
-    return [f"{k}: {da.get(k)!r} vs {db.get(k)!r}" for k in sorted(set(da) | set(db)) if da.get(k) != db.get(k)]
+    return [f"{k}: {da.get(k)!r} vs {db.get(k)!r}" for k in sorted(set(da) | set(db))
+            if k not in ignore and da.get(k) != db.get(k)]
 
 
 def average_state_dicts(sources: Sequence[str | Path]) -> tuple[ModelConfig, dict[str, Tensor]]:
@@ -62,7 +68,7 @@ def average_state_dicts(sources: Sequence[str | Path]) -> tuple[ModelConfig, dic
     sums = {k: v.double().clone() if v.is_floating_point() else v.clone() for k, v in first_sd.items()}
     for src in sources[1:]:
         other_cfg, sd = load_model_weights(src)
-        diff = _config_difference(cfg, other_cfg)
+        diff = _config_difference(cfg, other_cfg, ignore=TRAINING_ONLY_FIELDS)
         if diff:
             raise CheckpointError(f"{src}: not the same model as {first} ({'; '.join(diff[:4])})")
         missing, extra = sorted(set(sums) - set(sd)), sorted(set(sd) - set(sums))
@@ -87,8 +93,11 @@ def average_checkpoints(sources: Sequence[str | Path], out: str | Path) -> Path:
     model.load_checked(sd, ", ".join(str(s) for s in sources))
     out = model.save_pretrained(out)
     record = {"sources": [str(Path(s).resolve()) for s in sources], "method": "uniform mean of the weights"}
+    ignored = sorted({d for s in sources[1:] for d in _config_difference(cfg, load_model_weights(s)[0])})
+    if ignored:  # only training-only fields can differ here (average_state_dicts refused the rest)
+        record["config_differences_kept_from_first"] = ignored
     atomic_write_text(out / AVERAGE_RECORD, json.dumps(record, indent=2) + "\n")
     return out
 
 
-__all__ = ["AVERAGE_RECORD", "average_checkpoints", "average_state_dicts", "load_model_weights"]
+__all__ = ["AVERAGE_RECORD", "TRAINING_ONLY_FIELDS", "average_checkpoints", "average_state_dicts", "load_model_weights"]
