@@ -60,15 +60,16 @@ def test_model_card_metrics_are_what_the_shipped_weights_score_on_gdd_dev_val():
 
 
 def test_shipped_model_leaves_glass_free_textures_and_the_cat_clean():
-    """The model card's claim: scikit-image's cat, coins, textures, micrographs, moon and Hubble field get
-    <= 0.1% glass (the stage-4 weights, trained without glass-free photos, marked up to 99% of them)."""
+    """The model card's claim: scikit-image's cat, coins, textures, moon and Hubble field get <= 0.1% glass
+    and its immunohistochemistry micrograph 0.3% (the stage-4 weights, trained without glass-free photos,
+    marked up to 99% of them; stage 10 alone 88% of the micrograph)."""
     from glassgem.data.samples import glass_free_photos
 
     photos = glass_free_photos()
     model = GEM.from_pretrained()
-    for name in ("chelsea", "coins", "brick", "grass", "gravel", "immunohistochemistry", "moon",
-                 "hubble_deep_field"):
+    for name in ("chelsea", "coins", "brick", "grass", "gravel", "moon", "hubble_deep_field"):
         assert model.predict(photos[f"skimage:{name}"]).mean() <= 0.001, name
+    assert model.predict(photos["skimage:immunohistochemistry"]).mean() <= 0.005
 
 
 @pytest.mark.skipif(not (_gdd_dev() / "val" / "images").is_dir(),
