@@ -2,9 +2,10 @@
 
 `average_checkpoints(sources, out)` reads glassgem directories, original GEM checkpoints and training
 checkpoints (`RUN/checkpoints/step_NNNNNNN.pt`), checks that they are the same model (same config up to
-fields that only act in training, such as `drop_path_rate`; same tensor names and shapes), takes the element-wise mean of every floating-point tensor (computed in float64,
-stored in the original dtype; integer buffers such as BatchNorm's `num_batches_tracked` come from the first
-source) and writes a glassgem directory plus `average.json` naming the sources.
+fields that only act in training, such as `drop_path_rate`; same tensor names and shapes), takes the
+element-wise mean of every floating-point tensor (computed in float64, stored in the original dtype;
+integer buffers such as BatchNorm's `num_batches_tracked` come from the first source) and writes a
+glassgem directory plus `average.json` naming the sources (and any training-only config difference).
 
 BatchNorm running statistics are averaged like any other tensor, an approximation: SWA proper would
 re-estimate them on training data. With a single source this simply exports a training checkpoint as a
@@ -61,16 +62,24 @@ def _config_difference(a: ModelConfig, b: ModelConfig, ignore: frozenset[str] = 
 
 def average_state_dicts(sources: Sequence[str | Path]) -> tuple[ModelConfig, dict[str, Tensor]]:
     """Element-wise mean over the sources' weights; CheckpointError naming the file that does not fit."""
+    cfg, sd, _ = _average(sources)
+    return cfg, sd
+
+
+def _average(sources: Sequence[str | Path]) -> tuple[ModelConfig, dict[str, Tensor], list[str]]:
+    """`average_state_dicts`, plus the training-only config differences it let through."""
     if not sources:
         raise CheckpointError("average: give at least one checkpoint")
     first = Path(sources[0])
     cfg, first_sd = load_model_weights(first)
     sums = {k: v.double().clone() if v.is_floating_point() else v.clone() for k, v in first_sd.items()}
+    kept: list[str] = []  # training-only differences: the result keeps the first source's values
     for src in sources[1:]:
         other_cfg, sd = load_model_weights(src)
         diff = _config_difference(cfg, other_cfg, ignore=TRAINING_ONLY_FIELDS)
         if diff:
             raise CheckpointError(f"{src}: not the same model as {first} ({'; '.join(diff[:4])})")
+        kept += [d for d in _config_difference(cfg, other_cfg) if d not in kept]
         missing, extra = sorted(set(sums) - set(sd)), sorted(set(sd) - set(sums))
         if missing or extra:
             raise CheckpointError(f"{src}: different tensors than {first} (missing {missing[:3]}, extra {extra[:3]})")
@@ -80,7 +89,7 @@ def average_state_dicts(sources: Sequence[str | Path]) -> tuple[ModelConfig, dic
             if v.is_floating_point():
                 sums[k] += v.double()
     n = len(sources)
-    return cfg, {k: (v / n).to(first_sd[k].dtype) if v.is_floating_point() else v for k, v in sums.items()}
+    return cfg, {k: (v / n).to(first_sd[k].dtype) if v.is_floating_point() else v for k, v in sums.items()}, kept
 
 
 def average_checkpoints(sources: Sequence[str | Path], out: str | Path) -> Path:
@@ -88,14 +97,13 @@ def average_checkpoints(sources: Sequence[str | Path], out: str | Path) -> Path:
     from ..io import atomic_write_text
     from ..model.gem import GEM
 
-    cfg, sd = average_state_dicts(sources)
+    cfg, sd, kept = _average(sources)
     model = GEM(cfg)
     model.load_checked(sd, ", ".join(str(s) for s in sources))
     out = model.save_pretrained(out)
     record = {"sources": [str(Path(s).resolve()) for s in sources], "method": "uniform mean of the weights"}
-    ignored = sorted({d for s in sources[1:] for d in _config_difference(cfg, load_model_weights(s)[0])})
-    if ignored:  # only training-only fields can differ here (average_state_dicts refused the rest)
-        record["config_differences_kept_from_first"] = ignored
+    if kept:
+        record["config_differences_kept_from_first"] = kept
     atomic_write_text(out / AVERAGE_RECORD, json.dumps(record, indent=2) + "\n")
     return out
 
