@@ -29,9 +29,8 @@ import numpy as np
 
 from .errors import ConfigError, DataError
 from .metrics import N_BINS, max_fbeta
-from .report import CURVES_FILE
+from .report import CSV_FILE, CURVES_FILE
 
-REPORT_CSV = "per_image.csv"
 # metric -> True when higher is better
 METRICS = {"iou": True, "mae": False, "ber": False}
 LABELS = {"iou": "IoU", "fbeta": "F-beta", "mae": "MAE", "ber": "BER (%)"}
@@ -49,7 +48,7 @@ def report_csv(path: str | Path) -> Path:
     """A report folder (its per_image.csv) or the CSV file itself."""
     p = Path(path)
     if p.is_dir():
-        p = p / REPORT_CSV
+        p = p / CSV_FILE
     if not p.is_file():
         raise DataError(f"{p}: no per-image report here (write one with `glassgem evaluate ... --report DIR`)")
     return p
@@ -173,16 +172,17 @@ def compare_reports(a: str | Path | PerImage, b: str | Path | PerImage, resample
         "a": str(ra.path), "b": str(rb.path), "n_a": len(ra.rows), "n_b": len(rb.rows),
         "n_common": len(common), "only_in_a": [n for n in ra.rows if n not in rb.rows],
         "only_in_b": [n for n in rb.rows if n not in ra.rows], "resamples": resamples, "seed": seed,
-        "tie": tie, "metrics": {},
+        "tie": tie,
     }
+    results: dict[str, dict[str, Any]] = {}
     ca, cb = read_curves(ra), read_curves(rb)
     lacking = [str(r.path.parent / CURVES_FILE) for r, c in ((ra, ca), (rb, cb)) if c is None]
     out["fbeta_missing"] = lacking  # F-beta needs both reports' curves
+    if not lacking:
+        with_curves = [n for n in common if n in ca and n in cb]
+        if with_curves:
+            results["fbeta"] = _fbeta_comparison(ca, cb, with_curves, resamples, seed)
     for m, higher in METRICS.items():
-        if m == "mae" and not lacking:  # F-beta after IoU, in the order of the GSD-S tables
-            names = [n for n in common if n in ca and n in cb]
-            if names:
-                out["metrics"]["fbeta"] = _fbeta_comparison(ca, cb, names, resamples, seed)
         va = np.array([ra.rows[n][m] for n in common])
         vb = np.array([rb.rows[n][m] for n in common])
         ok = ~(np.isnan(va) | np.isnan(vb))
@@ -197,13 +197,14 @@ def compare_reports(a: str | Path | PerImage, b: str | Path | PerImage, resample
         order = np.argsort(diff, kind="stable")
         movers = [{"name": names[i], "a": float(va[i]), "b": float(vb[i]), "change": float(diff[i])}
                   for i in (list(order[:top]) + list(order[::-1][:top])) if diff[i] != 0.0]
-        out["metrics"][m] = {
+        results[m] = {
             "n": int(va.size), "mean_a": float(va.mean()), "mean_b": float(vb.mean()),
             "diff": float(diff.mean()), "ci95": [low, high], "p": p, "higher_is_better": higher,
             "b_better": int(np.sum(gain > t)), "b_worse": int(np.sum(gain < -t)),
             "unchanged": int(np.sum(np.abs(gain) <= t)),
             "largest_changes": sorted({d["name"]: d for d in movers}.values(), key=lambda d: d["change"]),
         }
+    out["metrics"] = {m: results[m] for m in LABELS if m in results}  # the GSD-S tables' order
     return out
 
 
@@ -254,7 +255,7 @@ def format_comparison(result: dict[str, Any]) -> str:
 def short_label(path: str | Path) -> str:
     """A report's name for a plot: its folder's last two parts (per_image.csv dropped)."""
     p = Path(path)
-    if p.name == REPORT_CSV:
+    if p.name == CSV_FILE:
         p = p.parent
     return "/".join(p.parts[-2:])
 

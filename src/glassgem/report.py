@@ -30,6 +30,7 @@ from .metrics import ImageScore
 Picture = Callable[[], np.ndarray]  # makes one error picture (uint8 [H,W,3]) on demand
 
 CSV_COLUMNS = ("name", "iou", "mae", "ber", "glass_fraction", "predicted_fraction")
+CSV_FILE = "per_image.csv"
 CURVES_FILE = "per_image_fbeta.npz"
 SHEET_COLS = 4
 SHEET_CELL = (216, 288)  # h, w of one picture on the sheet
@@ -109,7 +110,7 @@ class PerImageReport:
 
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
-        written = [atomic_write_text(out / "per_image.csv", self.csv_text())]
+        written = [atomic_write_text(out / CSV_FILE, self.csv_text())]
         curves = self.curves()
         if curves is not None:
             written.append(atomic_write_bytes(out / CURVES_FILE, curves))
