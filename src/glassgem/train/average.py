@@ -54,10 +54,10 @@ def load_model_weights(path: str | Path) -> tuple[ModelConfig, dict[str, Tensor]
 TRAINING_ONLY_FIELDS = frozenset({"drop_path_rate"})
 
 
-def _config_difference(a: ModelConfig, b: ModelConfig, ignore: frozenset[str] = frozenset()) -> list[str]:
+def _config_difference(a: ModelConfig, b: ModelConfig) -> dict[str, str]:
+    """{field: "field: a vs b"} for every model config field that differs."""
     da, db = a.to_dict(), b.to_dict()
-    return [f"{k}: {da.get(k)!r} vs {db.get(k)!r}" for k in sorted(set(da) | set(db))
-            if k not in ignore and da.get(k) != db.get(k)]
+    return {k: f"{k}: {da.get(k)!r} vs {db.get(k)!r}" for k in sorted(set(da) | set(db)) if da.get(k) != db.get(k)}
 
 
 def average_state_dicts(sources: Sequence[str | Path]) -> tuple[ModelConfig, dict[str, Tensor]]:
@@ -76,10 +76,11 @@ def _average(sources: Sequence[str | Path]) -> tuple[ModelConfig, dict[str, Tens
     kept: list[str] = []  # training-only differences: the result keeps the first source's values
     for src in sources[1:]:
         other_cfg, sd = load_model_weights(src)
-        diff = _config_difference(cfg, other_cfg, ignore=TRAINING_ONLY_FIELDS)
-        if diff:
-            raise CheckpointError(f"{src}: not the same model as {first} ({'; '.join(diff[:4])})")
-        kept += [d for d in _config_difference(cfg, other_cfg) if d not in kept]
+        diff = _config_difference(cfg, other_cfg)
+        blocking = [text for k, text in diff.items() if k not in TRAINING_ONLY_FIELDS]
+        if blocking:
+            raise CheckpointError(f"{src}: not the same model as {first} ({'; '.join(blocking[:4])})")
+        kept += [text for text in diff.values() if text not in kept]
         missing, extra = sorted(set(sums) - set(sd)), sorted(set(sd) - set(sums))
         if missing or extra:
             raise CheckpointError(f"{src}: different tensors than {first} (missing {missing[:3]}, extra {extra[:3]})")
