@@ -220,10 +220,10 @@ def test_collect_inputs_files_folders_globs(tmp_path):
     # earlier results inside --out are not inputs
     assert names([str(tmp_path / "a")], recursive=True, out=tmp_path / "a" / "sub") == [
         ("a/1.jpg", "1"), ("a/2.png", "2")]
-    with pytest.raises(DataError, match="matches no image files"):
+    with pytest.raises(DataError, match="matches no image or video files"):
         collect_inputs([str(tmp_path / "*.webp")])
     (tmp_path / "empty").mkdir()
-    with pytest.raises(DataError, match="empty: no image files"):
+    with pytest.raises(DataError, match="empty: no image or video files"):
         collect_inputs([str(tmp_path / "empty")])
 
 

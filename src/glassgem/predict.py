@@ -9,7 +9,8 @@ Outputs per photo in --out: `<name>.png` (mask 0/255 at the photo's size), optio
 (glass probability x 255) and `<name>_overlay.jpg` (photo with the glass tinted). `<name>` is the file
 stem (the path below the folder, for folders read with --recursive); photos that would share a name get
 `_2`, `_3`, ... in input order, and each renaming is reported. An unreadable photo is reported and
-skipped; the others are still written.
+skipped; the others are still written. Video files among the inputs get a mask per frame
+(glassgem.video: `<name>/000000.png` ..., `<name>/frames.csv`, `<name>_overlay.mp4`).
 """
 from __future__ import annotations
 
@@ -29,6 +30,7 @@ import torch
 from .errors import DataError, GlassgemError
 from .io import IMAGE_EXTENSIONS, load_image, save_image, save_mask
 from .model.inference import check_size, glass_mask, glass_probability, squash, threshold_option, unsquash
+from .video import VIDEO_EXTENSIONS, is_video, video_outputs
 
 Scorer = Callable[[torch.Tensor], torch.Tensor]  # float [B,3,s,s] 0..255 -> [B,2,s,s]
 GLOB_CHARS = set("*?[")
@@ -39,6 +41,10 @@ class Photo:
     path: Path
     name: str  # output name below --out, no extension ("x" or "sub/x")
 
+    @property
+    def video(self) -> bool:  # a video file (glassgem.video), not a photo
+        return is_video(self.path)
+
 
 @dataclass
 class Summary:
@@ -47,26 +53,30 @@ class Summary:
     failed: list[tuple[Path, str]] = field(default_factory=list)
     seconds: float = 0.0
     extras: tuple[str, ...] = ()
+    videos: list = field(default_factory=list)  # glassgem.video.VideoSummary per video
 
     def line(self) -> str:
         rate = self.written / self.seconds if self.seconds > 0 else 0.0
         extras = f" (+ {' and '.join(self.extras)})" if self.extras else ""
-        return (f"wrote {self.written} mask(s){extras} to {self.out} in {self.seconds:.1f} s "
-                f"({rate:.2f} images/s); {len(self.failed)} failed")
+        lines = [v.line() for v in self.videos]
+        if self.written or not self.videos or self.failed:
+            lines.append(f"wrote {self.written} mask(s){extras} to {self.out} in {self.seconds:.1f} s "
+                         f"({rate:.2f} images/s); {len(self.failed)} failed")
+        return "\n".join(lines)
 
 
 # ------------------------------------------------------------------------------------------ inputs
-def _is_image(path: Path) -> bool:
-    return path.suffix.lower() in IMAGE_EXTENSIONS and not path.name.startswith(".")
+def _is_input(path: Path) -> bool:  # a photo or a video
+    return path.suffix.lower() in IMAGE_EXTENSIONS + VIDEO_EXTENSIONS and not path.name.startswith(".")
 
 
 def _folder_images(folder: Path, recursive: bool) -> list[Path]:
     if not recursive:
-        return sorted(p for p in folder.iterdir() if p.is_file() and _is_image(p))
+        return sorted(p for p in folder.iterdir() if p.is_file() and _is_input(p))
     found = []
     for root, dirs, files in os.walk(folder):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        found += [Path(root) / f for f in sorted(files) if _is_image(Path(f))]
+        found += [Path(root) / f for f in sorted(files) if _is_input(Path(f))]
     return found
 
 
@@ -95,7 +105,8 @@ def collect_inputs(inputs: Sequence[str], recursive: bool = False, out: Optional
         images = _folder_images(folder, recursive)
         if not images:
             deep = "" if recursive else " (use --recursive for subfolders)"
-            raise DataError(f"{label}: no image files ({', '.join(IMAGE_EXTENSIONS)}) in this folder{deep}")
+            raise DataError(f"{label}: no image or video files ({', '.join(IMAGE_EXTENSIONS + VIDEO_EXTENSIONS)}) "
+                            f"in this folder{deep}")
         for p in images:
             add(p, p.relative_to(folder).with_suffix("").as_posix())
 
@@ -111,18 +122,30 @@ def collect_inputs(inputs: Sequence[str], recursive: bool = False, out: Optional
             found = 0
             for m in (Path(m) for m in sorted(glob.glob(text, recursive=True))):
                 images = [(p, p.relative_to(m).with_suffix("").as_posix()) for p in _folder_images(m, recursive)] \
-                    if m.is_dir() else [(m, m.stem)] if _is_image(m) else []
+                    if m.is_dir() else [(m, m.stem)] if _is_input(m) else []
                 found += len(images)
                 for p, name in images:
                     add(p, name)
             if not found:
-                raise DataError(f"{text}: the pattern matches no image files")
+                raise DataError(f"{text}: the pattern matches no image or video files")
         else:
             raise DataError(f"{text}: no such file or folder")
     return photos
 
 
-def _outputs(name: str, save_prob: bool, overlay: bool) -> list[str]:
+def check_video_inputs(photos: Sequence[Photo], every: int = 1, max_frames: Optional[int] = None) -> None:
+    """Raise GlassgemError before any work if videos cannot be read (PyAV missing) or the frame options are
+    wrong."""
+    from .video import check_frame_options, require_av
+
+    check_frame_options(every, max_frames)
+    if any(p.video for p in photos):
+        require_av()
+
+
+def _outputs(name: str, save_prob: bool, overlay: bool, video: bool = False) -> list[str]:
+    if video:
+        return video_outputs(name, overlay)
     return [f"{name}.png"] + ([f"{name}_prob.png"] if save_prob else []) + (
         [f"{name}_overlay.jpg"] if overlay else [])
 
@@ -138,17 +161,17 @@ def assign_names(photos: list[Photo], out: str | Path, save_prob: bool = False, 
     result = []
     for photo in photos:
         name, k = photo.name, 1
-        while any(f.casefold() in taken for f in _outputs(name, save_prob, overlay)):
+        while any(f.casefold() in taken for f in _outputs(name, save_prob, overlay, photo.video)):
             k += 1
             name = f"{photo.name}_{k}"
-        taken.update(f.casefold() for f in _outputs(name, save_prob, overlay))
+        taken.update(f.casefold() for f in _outputs(name, save_prob, overlay, photo.video))
         if name != photo.name:
             renamed.append(f"{photo.path} -> {name}.png")
         result.append(Photo(photo.path, name))
     inputs = {p.path.resolve() for p in photos}
     out = Path(out)
     for photo in result:
-        for f in _outputs(photo.name, save_prob, overlay):
+        for f in _outputs(photo.name, save_prob, overlay, photo.video):
             if (out / f).resolve() in inputs:
                 raise GlassgemError(f"--out {out}: writing {f} would overwrite the input {out / f}; "
                                     "choose another output folder")
@@ -238,19 +261,20 @@ def _batches(loaded: Iterator[_Loaded], batch_size: int) -> Iterator[list[_Loade
         yield batch
 
 
-def _write(item: _Loaded, scores: torch.Tensor, out: Path, save_prob: bool, overlay: bool,
-           threshold: Optional[float] = None) -> None:
-    """scores [2,s,s] -> the photo's mask (and probability map, overlay) in `out`."""
-    full = unsquash(scores[None].float(), item.rgb.shape[:2])[0]  # 2 x H x W
+def write_prediction(out: Path, name: str, rgb: np.ndarray, scores: torch.Tensor, save_prob: bool, overlay: bool,
+                     threshold: Optional[float] = None) -> np.ndarray:
+    """scores [2,s,s] -> the photo's mask (and probability map, overlay) in `out` as `name`...; -> the mask."""
+    full = unsquash(scores[None].float(), rgb.shape[:2])[0]  # 2 x H x W
     mask = glass_mask(full, threshold).numpy()
-    save_mask(out / f"{item.photo.name}.png", mask)
+    save_mask(out / f"{name}.png", mask)
     if save_prob:
         prob = (glass_probability(full).numpy() * 255.0 + 0.5).astype(np.uint8)
-        save_image(out / f"{item.photo.name}_prob.png", prob)
+        save_image(out / f"{name}_prob.png", prob)
     if overlay:
         from .viz.overlay import overlay_mask
 
-        save_image(out / f"{item.photo.name}_overlay.jpg", overlay_mask(item.rgb, mask), quality=90)
+        save_image(out / f"{name}_overlay.jpg", overlay_mask(rgb, mask), quality=90)
+    return mask
 
 
 def predict_files(
@@ -264,12 +288,18 @@ def predict_files(
     progress: bool = True,
     report: Callable[[str], None] | None = None,
     threshold: Optional[float] = None,
+    every: int = 1,
+    max_frames: Optional[int] = None,
+    resume: bool = False,
 ) -> Summary:
     """Write masks (and optional probability maps / overlays) for `photos` into `out`.
 
     `size`: the square test size (default: scorer.input_size). `report` receives one line per
     renamed output or skipped photo (default: stderr, above the progress bar). Never raises for a bad
     photo: it is listed in the returned Summary.failed with the reason. `threshold`: see glass_mask.
+    Videos among `photos` follow the photos, one by one (glassgem.video.predict_video with `every`,
+    `max_frames`, `resume`); a video that cannot be opened, or stops decoding part-way, is in
+    Summary.failed too (in the second case with its frames up to there written).
     """
     from tqdm.auto import tqdm
 
@@ -277,15 +307,19 @@ def predict_files(
     threshold_option(threshold)
     if batch_size < 1:
         raise GlassgemError(f"--batch-size must be at least 1, got {batch_size}")
+    check_video_inputs(photos, every, max_frames)
     out = Path(out)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise GlassgemError(f"--out {out}: cannot create the output folder ({e.strerror or e})") from None
     photos, notes = assign_names(list(photos), out, save_prob, overlay)
+    videos = [p for p in photos if p.video]
+    photos = [p for p in photos if not p.video]
     extras = tuple(x for x, on in (("overlays", overlay), ("probability maps", save_prob)) if on)
     summary = Summary(out=out, extras=extras)
-    bar = tqdm(total=len(photos), desc="predict", unit="img", disable=not progress, dynamic_ncols=True)
+    bar = tqdm(total=len(photos), desc="predict", unit="img", disable=not progress or not photos,
+               dynamic_ncols=True)
     say = report or (lambda line: tqdm.write(line, file=sys.stderr))  # above the bar, not through it
     for note in notes:
         say(note)
@@ -299,7 +333,7 @@ def predict_files(
             for item in batch:
                 if item.error is None:
                     try:
-                        _write(item, next(rows), out, save_prob, overlay, threshold)
+                        write_prediction(out, item.photo.name, item.rgb, next(rows), save_prob, overlay, threshold)
                         summary.written += 1
                     except OSError as e:
                         item.error = f"{item.photo.path}: cannot write its outputs to {out} ({e})"
@@ -310,4 +344,26 @@ def predict_files(
     finally:
         bar.close()
     summary.seconds = time.perf_counter() - start
+    for video in videos:
+        _predict_video(video, out, scorer, size, batch_size, save_prob, overlay, threshold, every, max_frames,
+                       resume, progress, summary, say)
     return summary
+
+
+def _predict_video(video: Photo, out: Path, scorer: Scorer, size: int, batch_size: int, save_prob: bool,
+                   overlay: bool, threshold: Optional[float], every: int, max_frames: Optional[int],
+                   resume: bool, progress: bool, summary: Summary, say: Callable[[str], None]) -> None:
+    from .video import predict_video
+
+    try:
+        result = predict_video(video.path, video.name, out, scorer, size, batch_size=batch_size,
+                               save_prob=save_prob, overlay=overlay, threshold=threshold, every=every,
+                               max_frames=max_frames, resume=resume, progress=progress)
+    except DataError as e:
+        summary.failed.append((video.path, str(e)))
+        say(f"skipped {e}")
+        return
+    summary.videos.append(result)
+    if result.error:
+        summary.failed.append((video.path, f"{video.path}: {result.error}"))
+        say(f"{video.path}: {result.error}")

@@ -250,7 +250,7 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
         "back: OUT/<stem>.png is a 0/255 mask at the photo's own size. Unreadable photos are reported and "
         "skipped (exit code 1 if any); photos sharing a stem get _2, _3, ... (reported).",
     )
-    p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders or glob patterns")
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="image or video files, folders or glob patterns")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder")
     p.add_argument("--weights", default=None,
                    help="glassgem model dir or original GEM checkpoint (default: the shipped model)")
@@ -269,16 +269,25 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threshold", type=float, default=None, metavar="T",
                    help="glass where its probability exceeds T, 0 < T < 1 (default: the larger score wins, "
                    "= 0.5, the paper's protocol); lower finds more glass and more false glass")
+    v = p.add_argument_group("videos", "video files (.mp4, .mov, .avi, .mkv, .webm, ...; needs "
+                             "`pip install \"glassgem[video]\"`) get OUT/<stem>/<frame>.png masks, "
+                             "OUT/<stem>/frames.csv (frame, time, glass fraction) and, with --overlay, "
+                             "OUT/<stem>_overlay.mp4")
+    v.add_argument("--every", type=int, default=1, metavar="N", help="score every N-th frame (default 1: all)")
+    v.add_argument("--max-frames", type=int, default=None, metavar="M", help="stop after M scored frames")
+    v.add_argument("--resume", action="store_true",
+                   help="keep the frame masks an interrupted run already wrote and score only the rest")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_run_predict)
 
 
 def _run_predict(args: argparse.Namespace) -> int:
     from ..model.inference import threshold_option
-    from ..predict import build_scorer, collect_inputs, predict_files
+    from ..predict import build_scorer, check_video_inputs, collect_inputs, predict_files
 
     threshold_option(args.threshold)  # before any model is loaded
     photos = collect_inputs(args.inputs, recursive=args.recursive, out=args.out)  # before loading a model
+    check_video_inputs(photos, args.every, args.max_frames)
     if args.onnx:
         if args.weights or args.dtype != "fp32":
             raise GlassgemError("--onnx runs an exported fp32 graph: leave out --weights and --dtype")
@@ -294,6 +303,7 @@ def _run_predict(args: argparse.Namespace) -> int:
         scorer = FlipAveraged(scorer)
     summary = predict_files(photos, args.out, scorer, size=size, batch_size=args.batch_size,
                             save_prob=args.save_prob, overlay=args.overlay, progress=not args.quiet,
-                            threshold=args.threshold)
+                            threshold=args.threshold, every=args.every, max_frames=args.max_frames,
+                            resume=args.resume)
     print(summary.line())
     return 1 if summary.failed else 0
