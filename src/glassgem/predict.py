@@ -70,7 +70,7 @@ def _is_input(path: Path) -> bool:  # a photo or a video
     return path.suffix.lower() in IMAGE_EXTENSIONS + VIDEO_EXTENSIONS and not path.name.startswith(".")
 
 
-def _folder_images(folder: Path, recursive: bool) -> list[Path]:
+def _folder_inputs(folder: Path, recursive: bool) -> list[Path]:
     if not recursive:
         return sorted(p for p in folder.iterdir() if p.is_file() and _is_input(p))
     found = []
@@ -102,7 +102,7 @@ def collect_inputs(inputs: Sequence[str], recursive: bool = False, out: Optional
             photos.append(Photo(path, name))
 
     def add_folder(folder: Path, label: str) -> None:
-        images = _folder_images(folder, recursive)
+        images = _folder_inputs(folder, recursive)
         if not images:
             deep = "" if recursive else " (use --recursive for subfolders)"
             raise DataError(f"{label}: no image or video files ({', '.join(IMAGE_EXTENSIONS + VIDEO_EXTENSIONS)}) "
@@ -121,7 +121,7 @@ def collect_inputs(inputs: Sequence[str], recursive: bool = False, out: Optional
         elif GLOB_CHARS & set(text):
             found = 0
             for m in (Path(m) for m in sorted(glob.glob(text, recursive=True))):
-                images = [(p, p.relative_to(m).with_suffix("").as_posix()) for p in _folder_images(m, recursive)] \
+                images = [(p, p.relative_to(m).with_suffix("").as_posix()) for p in _folder_inputs(m, recursive)] \
                     if m.is_dir() else [(m, m.stem)] if _is_input(m) else []
                 found += len(images)
                 for p, name in images:
@@ -166,7 +166,7 @@ def assign_names(photos: list[Photo], out: str | Path, save_prob: bool = False, 
             name = f"{photo.name}_{k}"
         taken.update(f.casefold() for f in _outputs(name, save_prob, overlay, photo.video))
         if name != photo.name:
-            renamed.append(f"{photo.path} -> {name}.png")
+            renamed.append(f"{photo.path} -> {name}{'/' if photo.video else '.png'}")
         result.append(Photo(photo.path, name))
     inputs = {p.path.resolve() for p in photos}
     out = Path(out)
@@ -344,26 +344,19 @@ def predict_files(
     finally:
         bar.close()
     summary.seconds = time.perf_counter() - start
-    for video in videos:
-        _predict_video(video, out, scorer, size, batch_size, save_prob, overlay, threshold, every, max_frames,
-                       resume, progress, summary, say)
-    return summary
-
-
-def _predict_video(video: Photo, out: Path, scorer: Scorer, size: int, batch_size: int, save_prob: bool,
-                   overlay: bool, threshold: Optional[float], every: int, max_frames: Optional[int],
-                   resume: bool, progress: bool, summary: Summary, say: Callable[[str], None]) -> None:
     from .video import predict_video
 
-    try:
-        result = predict_video(video.path, video.name, out, scorer, size, batch_size=batch_size,
-                               save_prob=save_prob, overlay=overlay, threshold=threshold, every=every,
-                               max_frames=max_frames, resume=resume, progress=progress)
-    except DataError as e:
-        summary.failed.append((video.path, str(e)))
-        say(f"skipped {e}")
-        return
-    summary.videos.append(result)
-    if result.error:
-        summary.failed.append((video.path, f"{video.path}: {result.error}"))
-        say(f"{video.path}: {result.error}")
+    for video in videos:
+        try:
+            result = predict_video(video.path, video.name, out, scorer, size, batch_size=batch_size,
+                                   save_prob=save_prob, overlay=overlay, threshold=threshold, every=every,
+                                   max_frames=max_frames, resume=resume, progress=progress)
+        except DataError as e:
+            summary.failed.append((video.path, str(e)))
+            say(f"skipped {e}")
+            continue
+        summary.videos.append(result)
+        if result.error:
+            summary.failed.append((video.path, f"{video.path}: {result.error}"))
+            say(f"{video.path}: {result.error}")
+    return summary

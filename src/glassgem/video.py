@@ -31,6 +31,7 @@ import torch
 
 from .errors import DataError, GlassgemError
 from .io import atomic_write_text, load_mask
+from .model.inference import squash
 
 VIDEO_EXTENSIONS = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
 FRAMES_CSV = "frames.csv"
@@ -234,8 +235,6 @@ def predict_video(
     def flush(batch: list[_Frame]) -> None:
         todo = [f for f in batch if f.mask is None]
         if todo:
-            from .model.inference import squash
-
             with torch.no_grad():
                 scores = scorer(torch.stack([squash(f.rgb, size) for f in todo])).float().cpu()
             for f, s in zip(todo, scores):
