@@ -5,8 +5,10 @@
 The photos are the glass-free sample photos that ship inside installed packages (scikit-image,
 scikit-learn, matplotlib: glassgem.data.samples), so nothing is downloaded. For each model it prints the
 fraction of every photo predicted as glass (the paper's protocol: squash to --size, argmax of the
-semantic scores) and the means over all photos and over the held-out ones (those no glassgem training
-data uses). With --sheet, writes the photos with the first model's predicted glass (red).
+semantic scores) with, in brackets, the photo's mean glass probability, and the means over all photos and
+over the held-out ones (those no glassgem training data uses). The probability tells a confident mistake
+(p near 1) from an undecided model (p near 0.5), where the argmax fraction flips between nearly equal
+weights. With --sheet, writes the photos with the first model's predicted glass (red).
 """
 from __future__ import annotations
 
@@ -28,14 +30,20 @@ def main() -> None:
     args = ap.parse_args()
     photos = glass_free_photos()
     models = {str(w or "shipped"): GEM.from_pretrained(w).fuse_for_inference() for w in args.weights}
-    masks = {name: {n: m.predict(p, size=args.size) for n, p in photos.items()} for name, m in models.items()}
+    masks, probs = {}, {}
+    for name, m in models.items():
+        masks[name] = {n: m.predict(p, size=args.size) for n, p in photos.items()}
+        probs[name] = {n: float(m.predict(p, size=args.size, return_prob=True).mean()) for n, p in photos.items()}
+
+    def row(names):  # per model: mean glass fraction (mean glass probability) over the photos `names`
+        return " ".join(f"{np.mean([masks[k][n].mean() for n in names]):17.3f} "
+                        f"(p {np.mean([probs[k][n] for n in names]):.2f})" for k in models)
+
     print(f"{'photo':32s} " + " ".join(f"{name[-24:]:>24s}" for name in models))
     for n in photos:
-        print(f"{n:32s} " + " ".join(f"{masks[name][n].mean():24.3f}" for name in models))
-    print(f"{'mean, all photos':32s} "
-          + " ".join(f"{np.mean([v.mean() for v in masks[name].values()]):24.3f}" for name in models))
-    print(f"{'mean, held out':32s} "
-          + " ".join(f"{np.mean([masks[name][n].mean() for n in HELD_OUT]):24.3f}" for name in models))
+        print(f"{n:32s} " + row([n]))
+    print(f"{'mean, all photos':32s} " + row(list(photos)))
+    print(f"{'mean, held out':32s} " + row(list(HELD_OUT)))
     if args.sheet:
         first = next(iter(models))
         cells = [overlay_mask(p, masks[first][n]) for n, p in photos.items()]
