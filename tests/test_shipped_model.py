@@ -61,15 +61,15 @@ def test_model_card_metrics_are_what_the_shipped_weights_score_on_gdd_dev_val():
 
 def test_shipped_model_leaves_glass_free_textures_and_the_cat_clean():
     """The model card's claim: scikit-image's cat, coins, textures, moon and Hubble field get <= 0.1% glass
-    and its immunohistochemistry micrograph 0.3% (the stage-4 weights, trained without glass-free photos,
-    marked up to 99% of them; stage 10 alone 88% of the micrograph)."""
+    (the stage-4 weights, trained without glass-free photos, marked up to 99% of them). Not the
+    immunohistochemistry micrograph: the model is undecided on it (mean glass probability 0.49-0.64 across
+    the last averages), so its argmax share flips between nearly equal weights (0.3% -> 96%); the card says so."""
     from glassgem.data.samples import glass_free_photos
 
     photos = glass_free_photos()
     model = GEM.from_pretrained()
     for name in ("chelsea", "coins", "brick", "grass", "gravel", "moon", "hubble_deep_field"):
         assert model.predict(photos[f"skimage:{name}"]).mean() <= 0.001, name
-    assert model.predict(photos["skimage:immunohistochemistry"]).mean() <= 0.005
 
 
 @pytest.mark.skipif(not (_gdd_dev() / "val" / "images").is_dir(),
