@@ -31,9 +31,10 @@ def main() -> None:
     photos = glass_free_photos()
     models = {str(w or "shipped"): GEM.from_pretrained(w).fuse_for_inference() for w in args.weights}
     masks, probs = {}, {}
-    for name, m in models.items():
-        masks[name] = {n: m.predict(p, size=args.size) for n, p in photos.items()}
-        probs[name] = {n: float(m.predict(p, size=args.size, return_prob=True).mean()) for n, p in photos.items()}
+    for name, m in models.items():  # one forward pass a photo: the scores are >= 0, so glass wins iff p > 0.5
+        prob = {n: m.predict(p, size=args.size, return_prob=True) for n, p in photos.items()}
+        masks[name] = {n: (v > 0.5).astype(np.uint8) for n, v in prob.items()}
+        probs[name] = {n: float(v.mean()) for n, v in prob.items()}
 
     def row(names):  # per model: mean glass fraction (mean glass probability) over the photos `names`
         return " ".join(f"{np.mean([masks[k][n].mean() for n in names]):17.3f} "
