@@ -105,6 +105,18 @@ def test_checkpoints_differing_only_in_stochastic_depth_are_averaged(tmp_path):
         average_state_dicts([tmp_path / "a", tmp_path / "c"])
 
 
+def test_checkpoints_differing_only_in_score_smoothing_are_averaged(tmp_path):
+    """score_smoothing acts after the network: weights saved before the option (0, raw scores) average with
+    a run of the smoothing gem-lite preset; the soup keeps the first source's value and says so."""
+    a, b = _model(0), _model(1, score_smoothing=0.0625)
+    a.save_pretrained(tmp_path / "a")
+    b.save_pretrained(tmp_path / "b")
+    out = average_checkpoints([tmp_path / "b", tmp_path / "a"], tmp_path / "soup")
+    assert GEM.from_pretrained(out).cfg.score_smoothing == 0.0625
+    record = json.loads((out / AVERAGE_RECORD).read_text())
+    assert record["config_differences_kept_from_first"] == ["score_smoothing: 0.0625 vs 0.0"]
+
+
 def test_average_cli(tmp_path, capsys):
     _model(0).save_pretrained(tmp_path / "a")
     _model(1).save_pretrained(tmp_path / "b")

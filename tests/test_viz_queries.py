@@ -106,6 +106,19 @@ def test_red_tint_is_the_predicted_mask(model, photo):
     assert (fig[near] != expected[near]).any()
 
 
+def test_red_tint_follows_the_models_score_smoothing(model, photo):
+    """With score smoothing on (as the shipped GEM-Lite), the figure still shows predict's mask."""
+    raw = model.predict(Image.open(photo))
+    model.cfg.score_smoothing = 0.1
+    try:
+        _, info = query_figure(model, photo)
+        smoothed = model.predict(Image.open(photo))
+    finally:
+        model.cfg.score_smoothing = 0.0
+    assert (smoothed != raw).any()
+    assert info["glass_fraction"] == pytest.approx(smoothed.mean())
+
+
 def test_reference_boxes_per_layer(model, photo):
     fig, info = query_figure(model, photo, all_layers=True)
     refs = info["references"]

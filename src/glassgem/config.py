@@ -47,6 +47,9 @@ class ModelConfig:
     dn: str = "seg"
     dn_num: int = 100
     dn_noise_scale: float = 0.4
+    # Inference: box-filter the 2-class semantic scores before they are resized back, window radius =
+    # this fraction of the input's shorter side (0.0625 at 384² = 24 px). 0 = off, the original GEM.
+    score_smoothing: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -61,7 +64,20 @@ class ModelConfig:
         for k in ("pixel_mean", "pixel_std"):
             if k in d:
                 d[k] = tuple(d[k])
+        if "score_smoothing" in d:
+            d["score_smoothing"] = check_smoothing(d["score_smoothing"])
         return cls(**d)
+
+
+def check_smoothing(value: Any) -> float:
+    """A valid `score_smoothing` (0 <= value < 0.5, a fraction of the input side) or ConfigError."""
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"score smoothing {value!r}: expected a number, 0 (off) to below 0.5") from None
+    if not 0.0 <= value < 0.5:
+        raise ConfigError(f"score smoothing {value:g}: expected 0 (off) to below 0.5 (a fraction of the input side)")
+    return value
 
 
 MODEL_PRESETS: dict[str, ModelConfig] = {
@@ -83,6 +99,9 @@ MODEL_PRESETS: dict[str, ModelConfig] = {
         dec_layers=6,
         dim_feedforward=1024,
         dn_num=50,
+        # Measured with the shipped weights (model card): smoothing the speckled score maps raised
+        # gdd-dev/train IoU 0.882 -> 0.903 (the radius with the highest train IoU) and val 0.783 -> 0.810.
+        score_smoothing=0.0625,
     ),
     "debug": ModelConfig(
         name="debug",

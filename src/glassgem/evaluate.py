@@ -136,8 +136,11 @@ def resolve_device(device: Optional[str]) -> torch.device:
     return dev
 
 
-def load_model_for_inference(weights: Optional[str], device: Optional[str] = None, dtype: str = "fp32"):
-    """(model in eval mode on its device, BatchNorms folded, device, autocast dtype or None for fp32)."""
+def load_model_for_inference(weights: Optional[str], device: Optional[str] = None, dtype: str = "fp32",
+                             smoothing: Optional[float] = None):
+    """(model in eval mode on its device, BatchNorms folded, device, autocast dtype or None for fp32).
+    `smoothing`: replaces the model's `score_smoothing` (0: off, the original protocol's raw scores)."""
+    from .config import check_smoothing
     from .errors import ConfigError
     from .model.gem import GEM
 
@@ -145,4 +148,6 @@ def load_model_for_inference(weights: Optional[str], device: Optional[str] = Non
         raise ConfigError(f"unknown dtype {dtype!r}; choose one of {', '.join(DTYPES)}")
     dev = resolve_device(device)
     model = GEM.from_pretrained(weights).to(dev).eval().fuse_for_inference()
+    if smoothing is not None:
+        model.cfg.score_smoothing = check_smoothing(smoothing)
     return model, dev, (None if dtype == "fp32" else DTYPES[dtype])

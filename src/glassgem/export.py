@@ -46,6 +46,7 @@ from torch import Tensor, nn
 
 from . import __version__
 from .errors import ConfigError, GlassgemError
+from .model.gem import smooth_scores
 from .onnx_runner import OnnxScorer, load_onnx_scorer  # noqa: F401  (re-exported: export + run in one place)
 
 MIN_OPSET = 18
@@ -62,7 +63,8 @@ META_DIFF = "glassgem.verified_max_abs_diff"
 META_TORCH = "glassgem.torch_version"
 META_OUTPUT = "glassgem.output"
 OUTPUT_DOC = ("scores float32 [B,2,H,W]: background, glass (sums over queries of class probability x mask "
-              "probability, as GEM.semantic_scores); argmax over dim 1 is the glass map")
+              "probability, box-smoothed per the config's score_smoothing, as GEM.semantic_scores); argmax over "
+              "dim 1 is the glass map")
 
 
 class ExportVerificationError(GlassgemError):
@@ -93,7 +95,8 @@ class ExportReport:
 class SemanticScores(nn.Module):
     """GEM + semantic inference as one module: images [B,3,H,W] 0..255 -> scores [B,2,H,W] fp32.
 
-    The same sum as `gem.semantic_map` (Σ_q softmax(class_q)[:2] · sigmoid(bilinear_up(mask_q))), written
+    The same sum as `gem.semantic_map` (Σ_q softmax(class_q)[:2] · sigmoid(bilinear_up(mask_q))), then the
+    model's score smoothing (`gem.smooth_scores`, baked in for the exported size), written
     with whole-batch ops (Resize, Sigmoid, MatMul) instead of its per-image, row-tiled loop, which would
     fix the batch size in the graph.
     """
@@ -108,7 +111,9 @@ class SemanticScores(nn.Module):
         probs = out["pred_logits"].float().softmax(-1)[..., :-1]  # B x Q x 2
         masks = F.interpolate(out["pred_masks"].float(), size=(h, w), mode="bilinear", align_corners=False)
         masks = masks.sigmoid().flatten(2)  # B x Q x H·W
-        return torch.matmul(probs.transpose(1, 2), masks).unflatten(-1, (h, w))  # B x 2 x H x W
+        scores = torch.matmul(probs.transpose(1, 2), masks).unflatten(-1, (h, w))  # B x 2 x H x W
+        smoothing = getattr(getattr(self.model, "cfg", None), "score_smoothing", 0.0)
+        return smooth_scores(scores, smoothing)  # as GEM.semantic_scores
 
 
 def parse_size(size: int | str | tuple[int, int] | None, default: int) -> tuple[int, int]:

@@ -213,11 +213,13 @@ class FlipAveraged:
         return getattr(self.scorer, name)
 
 
-def build_scorer(weights: Optional[str], device: Optional[str] = None, dtype: str = "fp32") -> ModelScorer:
-    """The shipped model (weights=None), a glassgem directory or an original GEM checkpoint."""
+def build_scorer(weights: Optional[str], device: Optional[str] = None, dtype: str = "fp32",
+                 smoothing: Optional[float] = None) -> ModelScorer:
+    """The shipped model (weights=None), a glassgem directory or an original GEM checkpoint; `smoothing`
+    replaces the model's score smoothing (see evaluate.load_model_for_inference)."""
     from .evaluate import load_model_for_inference
 
-    model, dev, autocast_dtype = load_model_for_inference(weights, device, dtype)
+    model, dev, autocast_dtype = load_model_for_inference(weights, device, dtype, smoothing)
     return ModelScorer(model, dev, autocast_dtype)
 
 

@@ -211,6 +211,10 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threshold", type=float, default=None, metavar="T",
                    help="glass where its probability exceeds T, 0 < T < 1 (default: the larger score wins, "
                    "= 0.5, the paper's protocol); lower finds more glass and more false glass")
+    p.add_argument("--smoothing", type=float, default=None, metavar="F",
+                   help="box-smooth the glass scores over this fraction of the input side before resizing back (default: "
+                   "the model's; the shipped GEM-Lite uses 0.0625 = 24 px at 384; 0 = off, the original GEM's raw "
+                   "scores)")
     p.add_argument("--json", default=None, metavar="FILE", help="also write the metrics as JSON")
     _add_report_args(p)
     p.set_defaults(func=_run_evaluate)
@@ -218,6 +222,7 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
 
 def _run_evaluate(args: argparse.Namespace) -> int:
     from ..evaluate import evaluate_model, load_model_for_inference
+    from ..config import check_smoothing
     from ..model.inference import threshold_option
     from ..metrics import format_table, write_json
     from ..train.runner import load_pairs
@@ -225,8 +230,10 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     if args.data is None:
         raise GlassgemError("--data is required")
     threshold_option(args.threshold)  # before any model is loaded
+    if args.smoothing is not None:
+        check_smoothing(args.smoothing)
     report = _make_report(args)
-    model, device, dtype = load_model_for_inference(args.weights, args.device, args.dtype)
+    model, device, dtype = load_model_for_inference(args.weights, args.device, args.dtype, args.smoothing)
     pairs = load_pairs(_spec(args, "data"))
     size = args.size or model.cfg.image_size
     results = evaluate_model(model, pairs, size=size, batch_size=args.batch_size, device=device, dtype=dtype,
@@ -269,6 +276,10 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threshold", type=float, default=None, metavar="T",
                    help="glass where its probability exceeds T, 0 < T < 1 (default: the larger score wins, "
                    "= 0.5, the paper's protocol); lower finds more glass and more false glass")
+    p.add_argument("--smoothing", type=float, default=None, metavar="F",
+                   help="box-smooth the glass scores over this fraction of the input side before resizing back (default: "
+                   "the model's; the shipped GEM-Lite uses 0.0625 = 24 px at 384; 0 = off, the original GEM's raw "
+                   "scores)")
     v = p.add_argument_group("videos", "video files (.mp4, .mov, .avi, .mkv, .webm, ...; needs "
                              "`pip install \"glassgem[video]\"`) get OUT/<stem>/<frame>.png masks, "
                              "OUT/<stem>/frames.csv (frame, time, glass fraction) and, with --overlay, "
@@ -282,21 +293,25 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_predict(args: argparse.Namespace) -> int:
+    from ..config import check_smoothing
     from ..model.inference import threshold_option
     from ..predict import build_scorer, check_video_inputs, collect_inputs, predict_files
 
     threshold_option(args.threshold)  # before any model is loaded
+    if args.smoothing is not None:
+        check_smoothing(args.smoothing)
     photos = collect_inputs(args.inputs, recursive=args.recursive, out=args.out)  # before loading a model
     check_video_inputs(photos, args.every, args.max_frames)
     if args.onnx:
-        if args.weights or args.dtype != "fp32":
-            raise GlassgemError("--onnx runs an exported fp32 graph: leave out --weights and --dtype")
+        if args.weights or args.dtype != "fp32" or args.smoothing is not None:
+            raise GlassgemError("--onnx runs an exported fp32 graph (its smoothing included): leave out --weights, "
+                                "--dtype and --smoothing")
         from ..onnx_runner import load_onnx_scorer
 
         scorer = load_onnx_scorer(args.onnx, device=args.device or "auto")
         size = scorer.square_size(args.size)
     else:
-        scorer, size = build_scorer(args.weights, args.device, args.dtype), args.size
+        scorer, size = build_scorer(args.weights, args.device, args.dtype, args.smoothing), args.size
     if args.tta:
         from ..predict import FlipAveraged
 

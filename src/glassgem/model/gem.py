@@ -237,7 +237,7 @@ class GEM(nn.Module):
             proposals, memory, shapes, mask_fn = self._head_inputs(self.features(images, not self._folding()))
             queries = proposals.queries if proposals is not None else None
             logits, masks = self.decoder.predict_last(queries, memory, shapes, mask_fn)
-        return semantic_map(logits, masks, tuple(images.shape[-2:]))
+        return smooth_scores(semantic_map(logits, masks, tuple(images.shape[-2:])), self.cfg.score_smoothing)
 
     def predict(self, image, size: int | None = None, return_prob: bool = False, tta: bool = False,
                 threshold: float | None = None):
@@ -355,4 +355,36 @@ def semantic_map(logits: Tensor, masks: Tensor, size: tuple[int, int], rows_per_
             out[i, :, r:r_end] = torch.matmul(probs[i], tile).transpose(0, 1)  # K x R x W
     return out
 
-__all__ = ["CONFIG_NAME", "DEFAULT_WEIGHTS", "GEM", "WEIGHTS_NAME", "flatten_levels", "read_pretrained", "semantic_map"]
+
+def smoothing_radius(fraction: float, size: tuple[int, int]) -> int:
+    """Box radius in pixels for a `score_smoothing` fraction of the shorter side of `size` (H, W)."""
+    return int(fraction * float(min(size[0], size[1])) + 0.5)  # float(): sizes are tensors while tracing
+
+
+def _box_mean(x: Tensor, r: int, dim: int) -> Tensor:
+    """Mean over the window i-r..i+r along `dim` (-1 or -2), counting only positions inside x: a running
+    sum (cumsum) and one difference per pixel, O(1) in r (avg_pool2d takes 28 ms at r = 24 on 384²)."""
+    n = x.shape[dim]
+    pad = (r + 1, r) if dim == -1 else (0, 0, r + 1, r)
+    c = F.pad(x, pad).cumsum(dim)
+    total = c.narrow(dim, 2 * r + 1, n) - c.narrow(dim, 0, n)
+    i = torch.arange(n, device=x.device, dtype=x.dtype)
+    count = (torch.clamp(i + r, max=n - 1) - torch.clamp(i - r, min=0) + 1)
+    return total / (count if dim == -1 else count[:, None])
+
+
+def smooth_scores(scores: Tensor, fraction: float) -> Tensor:
+    """[B,K,H,W] scores averaged over a (2r+1)² box, r = smoothing_radius(fraction, (H, W)); near the
+    border only the pixels inside the image count. fraction 0: unchanged.
+
+    GEM's scores are speckled (dot-product masks at stride 4 from 50 queries): on the shipped GEM-Lite,
+    isolated specks of glass and holes in panes account for much of the error, and the box mean removes
+    them (model card: gdd-dev/val IoU 0.783 -> 0.810 at r = 24 px on 384²)."""
+    r = smoothing_radius(fraction, tuple(scores.shape[-2:])) if fraction else 0
+    if r <= 0:
+        return scores
+    return _box_mean(_box_mean(scores, r, -1), r, -2)
+
+
+__all__ = ["CONFIG_NAME", "DEFAULT_WEIGHTS", "GEM", "WEIGHTS_NAME", "flatten_levels", "read_pretrained", "semantic_map",
+           "smooth_scores"]

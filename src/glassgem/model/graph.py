@@ -53,7 +53,8 @@ class ScoreGraphs:
     def __call__(self, images: Tensor) -> Tensor:
         if not self.applies(images):
             return self.model.semantic_scores(images, graph=False)
-        key = (tuple(images.shape), images.dtype, torch.get_num_threads())
+        # the smoothing is traced in as a constant, so a changed cfg.score_smoothing needs its own graph
+        key = (tuple(images.shape), images.dtype, torch.get_num_threads(), self.model.cfg.score_smoothing)
         graph = self.graphs.get(key)
         if graph is None:
             if self.eager_seconds.get(key, 0.0) < self.after_seconds:

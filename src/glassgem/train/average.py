@@ -2,10 +2,10 @@
 
 `average_checkpoints(sources, out)` reads glassgem directories, original GEM checkpoints and training
 checkpoints (`RUN/checkpoints/step_NNNNNNN.pt`), checks that they are the same model (same config up to
-fields that only act in training, such as `drop_path_rate`; same tensor names and shapes), takes the
+fields that do not shape the weights: `drop_path_rate`, `score_smoothing`; same tensor names and shapes), takes the
 element-wise mean of every floating-point tensor (computed in float64, stored in the original dtype;
 integer buffers such as BatchNorm's `num_batches_tracked` come from the first source) and writes a
-glassgem directory plus `average.json` naming the sources (and any training-only config difference).
+glassgem directory plus `average.json` naming the sources (and any such config difference).
 
 BatchNorm running statistics are averaged like any other tensor, an approximation: SWA proper would
 re-estimate them on training data. With a single source this simply exports a training checkpoint as a
@@ -49,9 +49,10 @@ def load_model_weights(path: str | Path) -> tuple[ModelConfig, dict[str, Tensor]
     return cfg, sd
 
 
-# Model config fields that only act while training (stochastic depth): checkpoints that differ in them
-# hold the same tensors of the same network, so they can be averaged; the result keeps the first's value.
-TRAINING_ONLY_FIELDS = frozenset({"drop_path_rate"})
+# Model config fields that do not shape the weights: stochastic depth (acts only while training) and score
+# smoothing (acts only after the network, at inference). Checkpoints that differ in them hold the same
+# tensors of the same network, so they can be averaged; the result keeps the first's value.
+NON_WEIGHT_FIELDS = frozenset({"drop_path_rate", "score_smoothing"})
 
 
 def _config_difference(a: ModelConfig, b: ModelConfig) -> dict[str, str]:
@@ -67,17 +68,17 @@ def average_state_dicts(sources: Sequence[str | Path]) -> tuple[ModelConfig, dic
 
 
 def _average(sources: Sequence[str | Path]) -> tuple[ModelConfig, dict[str, Tensor], list[str]]:
-    """`average_state_dicts`, plus the training-only config differences it let through."""
+    """`average_state_dicts`, plus the non-weight config differences it let through."""
     if not sources:
         raise CheckpointError("average: give at least one checkpoint")
     first = Path(sources[0])
     cfg, first_sd = load_model_weights(first)
     sums = {k: v.double().clone() if v.is_floating_point() else v.clone() for k, v in first_sd.items()}
-    kept: list[str] = []  # training-only differences: the result keeps the first source's values
+    kept: list[str] = []  # non-weight differences: the result keeps the first source's values
     for src in sources[1:]:
         other_cfg, sd = load_model_weights(src)
         diff = _config_difference(cfg, other_cfg)
-        blocking = [text for k, text in diff.items() if k not in TRAINING_ONLY_FIELDS]
+        blocking = [text for k, text in diff.items() if k not in NON_WEIGHT_FIELDS]
         if blocking:
             raise CheckpointError(f"{src}: not the same model as {first} ({'; '.join(blocking[:4])})")
         kept += [text for text in diff.values() if text not in kept]
@@ -109,4 +110,4 @@ def average_checkpoints(sources: Sequence[str | Path], out: str | Path) -> Path:
     return out
 
 
-__all__ = ["AVERAGE_RECORD", "TRAINING_ONLY_FIELDS", "average_checkpoints", "average_state_dicts", "load_model_weights"]
+__all__ = ["AVERAGE_RECORD", "NON_WEIGHT_FIELDS", "average_checkpoints", "average_state_dicts", "load_model_weights"]

@@ -15,7 +15,7 @@ import torch
 from PIL import Image, ImageDraw
 
 from ..errors import ConfigError
-from ..model.gem import semantic_map
+from ..model.gem import semantic_map, smooth_scores
 from ..model.inference import ImageLike, as_rgb_array, check_size, glass_mask, squash, unsquash
 from .overlay import GLASS_RED, overlay_mask
 
@@ -69,6 +69,7 @@ def run_queries(model: torch.nn.Module, image: np.ndarray, size: int | None = No
         x = squash(image, size)[None].to(device)
         out = model(x, internals=True)
         sem = semantic_map(out["pred_logits"], out["pred_masks"], (size, size))
+        sem = smooth_scores(sem, getattr(model.cfg, "score_smoothing", 0.0))  # the mask predict gives
     finally:
         model.train(was_training)
     return {
