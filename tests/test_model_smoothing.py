@@ -122,3 +122,33 @@ def test_predict_smoothing_override_changes_the_mask(tmp_path):
     assert np.abs(probs["0"] - raw * 255).max() <= 1.0
     # the box mean flattens the map: less spread between pixels
     assert probs["0.3"].std() < 0.7 * probs["0"].std()
+
+
+def test_evaluate_cli_reports_the_smoothing_it_used(tmp_path, capsys):
+    import json
+
+    from PIL import Image
+
+    torch.manual_seed(0)
+    model = GEM.from_config("debug")
+    model.cfg.score_smoothing = 0.1
+    weights = model.save_pretrained(tmp_path / "w")
+    rng = np.random.default_rng(1)
+    for sub in ("images", "masks"):
+        (tmp_path / "data" / sub).mkdir(parents=True)
+    for i in range(2):
+        Image.fromarray(rng.integers(0, 256, (64, 96, 3), dtype=np.uint8)).save(tmp_path / "data" / "images" / f"{i}.png")
+        mask = np.zeros((64, 96), np.uint8)
+        mask[10:40, 20:70] = 255
+        Image.fromarray(mask).save(tmp_path / "data" / "masks" / f"{i}.png")
+    results = {}
+    for value in (None, "0"):
+        extra = [] if value is None else ["--smoothing", value]
+        out = tmp_path / f"m{value}.json"
+        assert main(["evaluate", "--weights", str(weights), "--data", str(tmp_path / "data"), "--json", str(out),
+                     *extra]) == 0
+        results[value] = (json.loads(out.read_text()), capsys.readouterr().out)
+    smoothed, printed = results[None]
+    assert smoothed["score_smoothing"] == 0.1 and "box-smoothed over 27x27 px at 128x128" in printed
+    raw, printed = results["0"]
+    assert "score_smoothing" not in raw and "box-smoothed" not in printed

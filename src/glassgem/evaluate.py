@@ -112,6 +112,9 @@ def evaluate_model(
     results = metrics.compute()
     if threshold is not None:
         results["threshold"] = float(threshold)  # not the protocol's argmax: said in the JSON too
+    smoothing = float(getattr(getattr(model, "cfg", None), "score_smoothing", 0.0))
+    if smoothing:
+        results["score_smoothing"] = smoothing  # the model's post-processing, recorded beside its numbers
     return results
 
 

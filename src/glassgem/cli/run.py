@@ -191,6 +191,11 @@ def _saved_config(path: Path):
         raise ConfigError(f"{path}: cannot read the run's saved settings to resume ({e})") from None
 
 
+SMOOTHING_HELP = ("box-average the glass scores over this fraction of the input side before resizing them back "
+                  "(default: the model's; the shipped GEM-Lite: 0.0625 = 24 px at 384; 0 = off, the original GEM's "
+                  "raw scores)")
+
+
 def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("evaluate", help="evaluate a model on a dataset with the GSD-S metrics",
                        description="Squash each image to --size, predict, resize the scores back to the "
@@ -212,9 +217,7 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
                    help="glass where its probability exceeds T, 0 < T < 1 (default: the larger score wins, "
                    "= 0.5, the paper's protocol); lower finds more glass and more false glass")
     p.add_argument("--smoothing", type=float, default=None, metavar="F",
-                   help="box-smooth the glass scores over this fraction of the input side before resizing back (default: "
-                   "the model's; the shipped GEM-Lite uses 0.0625 = 24 px at 384; 0 = off, the original GEM's raw "
-                   "scores)")
+                   help=SMOOTHING_HELP)
     p.add_argument("--json", default=None, metavar="FILE", help="also write the metrics as JSON")
     _add_report_args(p)
     p.set_defaults(func=_run_evaluate)
@@ -241,6 +244,12 @@ def _run_evaluate(args: argparse.Namespace) -> int:
                              tta=args.tta, report=report, threshold=args.threshold)
     if args.threshold is not None:
         print(f"masks: glass probability > {args.threshold:g} (not the protocol's argmax)")
+    if results.get("score_smoothing"):
+        from ..model.gem import smoothing_radius
+
+        r = smoothing_radius(results["score_smoothing"], (size, size))
+        print(f"scores box-smoothed over {2 * r + 1}x{2 * r + 1} px at {size}x{size} (score_smoothing "
+              f"{results['score_smoothing']:g}; --smoothing 0 for the raw scores)")
     print(format_table(results))
     if args.json:
         write_json(args.json, results)
@@ -277,9 +286,7 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
                    help="glass where its probability exceeds T, 0 < T < 1 (default: the larger score wins, "
                    "= 0.5, the paper's protocol); lower finds more glass and more false glass")
     p.add_argument("--smoothing", type=float, default=None, metavar="F",
-                   help="box-smooth the glass scores over this fraction of the input side before resizing back (default: "
-                   "the model's; the shipped GEM-Lite uses 0.0625 = 24 px at 384; 0 = off, the original GEM's raw "
-                   "scores)")
+                   help=SMOOTHING_HELP)
     v = p.add_argument_group("videos", "video files (.mp4, .mov, .avi, .mkv, .webm, ...; needs "
                              "`pip install \"glassgem[video]\"`) get OUT/<stem>/<frame>.png masks, "
                              "OUT/<stem>/frames.csv (frame, time, glass fraction) and, with --overlay, "

@@ -245,7 +245,8 @@ class GEM(nn.Module):
         uint8 {0, 1} [H, W], or with `return_prob` the glass probability, float32 [H, W] in [0, 1].
         Squashes to `size` (default cfg.image_size), as the paper's test protocol (model/inference.py);
         `tta=True` also scores the mirrored photo and averages (2x the time); `threshold` (0..1): glass
-        where its probability exceeds it (default: the larger score wins, = 0.5)."""
+        where its probability exceeds it (default: the larger score wins, = 0.5). The scores are box-smoothed
+        first if `cfg.score_smoothing` says so (the shipped GEM-Lite: yes; set it to 0 for the raw map)."""
         from .inference import predict_image
 
         return predict_image(self, image, size=size, return_prob=return_prob, tta=tta, threshold=threshold)
