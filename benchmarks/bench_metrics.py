@@ -19,7 +19,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from glassgem.metrics import GlassMetrics, evaluate_pairs, pair_files
+from glassgem.mask_eval import evaluate_pairs, pair_files
+from glassgem.metrics import GlassMetrics
 
 
 VARIANTS = ("binary", "soft", "noisy")

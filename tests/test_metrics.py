@@ -12,7 +12,8 @@ from PIL import Image
 
 from glassgem.cli import main
 from glassgem.errors import DataError
-from glassgem.metrics import GlassMetrics, format_table, image_stats, resize_map
+from glassgem.mask_eval import resize_map
+from glassgem.metrics import GlassMetrics, format_table, image_stats
 
 E = 1e-4  # the smoothing term of METRICS.md
 

@@ -50,7 +50,8 @@ def contact_sheet(out: Path, names: list[str]) -> Path:
 
 
 def run_demo(out_dir: str | Path, weights: Optional[str] = None, progress: bool = True) -> int:
-    from .metrics import evaluate_pairs, format_table, pair_files, write_json
+    from .mask_eval import evaluate_pairs, pair_files
+    from .metrics import format_table, write_json
     from .predict import build_scorer, collect_inputs, predict_files
 
     out = Path(out_dir)

@@ -71,7 +71,8 @@ def _finish_report(args: argparse.Namespace, report, results: dict) -> None:
 
 
 def _run_evaluate_masks(args: argparse.Namespace) -> int:
-    from ..metrics import evaluate_pairs, format_table, pair_files, write_json
+    from ..mask_eval import evaluate_pairs, pair_files
+    from ..metrics import format_table, write_json
 
     pairs, extra = pair_files(args.pred, args.gt)
     if extra:
