@@ -43,7 +43,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from .errors import ConfigError, DataError
+from .errors import DataError
 from .io import mask_to_binary
 
 N_BINS = 256

@@ -192,9 +192,25 @@ def _saved_config(path: Path):
         raise ConfigError(f"{path}: cannot read the run's saved settings to resume ({e})") from None
 
 
-SMOOTHING_HELP = ("box-average the glass scores over this fraction of the input side before resizing them back "
-                  "(default: the model's; the shipped GEM-Lite: 0.0625 = 24 px at 384; 0 = off, the original GEM's "
-                  "raw scores)")
+def _add_mask_args(p: argparse.ArgumentParser) -> None:
+    """--threshold and --smoothing: how predict and evaluate turn the model's scores into a mask."""
+    p.add_argument("--threshold", type=float, default=None, metavar="T",
+                   help="glass where its probability exceeds T, 0 < T < 1 (default: the larger score wins, "
+                   "= 0.5, the paper's protocol); lower finds more glass and more false glass")
+    p.add_argument("--smoothing", type=float, default=None, metavar="F",
+                   help="box-average the glass scores over this fraction of the input side before resizing them "
+                   "back (default: the model's; the shipped GEM-Lite: 0.0625 = 24 px at 384; 0 = off, the "
+                   "original GEM's raw scores)")
+
+
+def _check_mask_args(args: argparse.Namespace) -> None:
+    """Refuse a bad --threshold or --smoothing before any model is loaded."""
+    from ..config import check_smoothing
+    from ..model.inference import threshold_option
+
+    threshold_option(args.threshold)
+    if args.smoothing is not None:
+        check_smoothing(args.smoothing)
 
 
 def _add_evaluate(sub: argparse._SubParsersAction) -> None:
@@ -214,11 +230,7 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--tta", action="store_true",
                    help="test-time augmentation: also score the mirrored images and average (2x the time; "
                    "not the paper's protocol)")
-    p.add_argument("--threshold", type=float, default=None, metavar="T",
-                   help="glass where its probability exceeds T, 0 < T < 1 (default: the larger score wins, "
-                   "= 0.5, the paper's protocol); lower finds more glass and more false glass")
-    p.add_argument("--smoothing", type=float, default=None, metavar="F",
-                   help=SMOOTHING_HELP)
+    _add_mask_args(p)
     p.add_argument("--json", default=None, metavar="FILE", help="also write the metrics as JSON")
     _add_report_args(p)
     p.set_defaults(func=_run_evaluate)
@@ -226,16 +238,12 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
 
 def _run_evaluate(args: argparse.Namespace) -> int:
     from ..evaluate import evaluate_model, load_model_for_inference
-    from ..config import check_smoothing
-    from ..model.inference import threshold_option
     from ..metrics import format_table, write_json
     from ..train.runner import load_pairs
 
     if args.data is None:
         raise GlassgemError("--data is required")
-    threshold_option(args.threshold)  # before any model is loaded
-    if args.smoothing is not None:
-        check_smoothing(args.smoothing)
+    _check_mask_args(args)
     report = _make_report(args)
     model, device, dtype = load_model_for_inference(args.weights, args.device, args.dtype, args.smoothing)
     pairs = load_pairs(_spec(args, "data"))
@@ -283,11 +291,7 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
                    help="score with a graph from `glassgem export onnx` (onnxruntime) instead of PyTorch weights")
     p.add_argument("--tta", action="store_true",
                    help="test-time augmentation: also score the mirrored photo and average (2x the time)")
-    p.add_argument("--threshold", type=float, default=None, metavar="T",
-                   help="glass where its probability exceeds T, 0 < T < 1 (default: the larger score wins, "
-                   "= 0.5, the paper's protocol); lower finds more glass and more false glass")
-    p.add_argument("--smoothing", type=float, default=None, metavar="F",
-                   help=SMOOTHING_HELP)
+    _add_mask_args(p)
     v = p.add_argument_group("videos", "video files (.mp4, .mov, .avi, .mkv, .webm, ...; needs "
                              "`pip install \"glassgem[video]\"`) get OUT/<stem>/<frame>.png masks, "
                              "OUT/<stem>/frames.csv (frame, time, glass fraction) and, with --overlay, "
@@ -301,13 +305,9 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_predict(args: argparse.Namespace) -> int:
-    from ..config import check_smoothing
-    from ..model.inference import threshold_option
     from ..predict import build_scorer, check_video_inputs, collect_inputs, predict_files
 
-    threshold_option(args.threshold)  # before any model is loaded
-    if args.smoothing is not None:
-        check_smoothing(args.smoothing)
+    _check_mask_args(args)
     photos = collect_inputs(args.inputs, recursive=args.recursive, out=args.out)  # before loading a model
     check_video_inputs(photos, args.every, args.max_frames)
     if args.onnx:
