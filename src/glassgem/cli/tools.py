@@ -11,7 +11,7 @@ from .common import _add_group
 # `glassgem data <what>`: dataset tools.
 def _add_data(sub: argparse._SubParsersAction) -> None:
     _add_group(sub, "data", "dataset tools (check a dataset before training or evaluation; glass-free crops)",
-               (_add_data_check, _add_data_negatives))
+               (_add_data_check, _add_data_negatives, _add_data_photos))
 
 
 def _add_data_check(data_sub: argparse._SubParsersAction) -> None:
@@ -81,6 +81,54 @@ def _run_data_negatives(args: argparse.Namespace) -> int:
     summary = glass_free_crops(pairs, args.out, min_side=args.min_side, max_aspect=args.max_aspect,
                                sample=args.sample, seed=args.seed, prefix=args.prefix)
     print(f"{summary.line()} in {args.out} (from {len(pairs)} photos)")
+    return 0
+
+
+def _add_data_photos(data_sub: argparse._SubParsersAction) -> None:
+    from ..data.photos import DEBIAN_PACKAGES, HELDOUT_SOURCES, PYTHON_PACKAGES
+
+    p = data_sub.add_parser(
+        "photos",
+        help="build a corpus of real glass-free photos from installed packages (train/ and held-out/ by source)",
+        description="Gather the glass-free photos that installed packages ship (Debian desktop backgrounds: "
+        f"{', '.join(DEBIAN_PACKAGES)}; the sample photos of {', '.join(PYTHON_PACKAGES)}) and any --folder, "
+        "drop unreadable files, resolution variants, near-duplicates and photos checked by eye to show glass, "
+        "split them by source and write OUT/train and OUT/heldout (images/ + all-zero masks/), "
+        "OUT/manifest.jsonl (source, licence, original file), OUT/dropped.jsonl and contact sheets. "
+        "Install the Debian sources first: apt-get install " + " ".join(DEBIAN_PACKAGES),
+    )
+    p.add_argument("--out", required=True, help="output folder (new or empty)")
+    p.add_argument("--folder", action="append", default=[], metavar="SOURCE=DIR",
+                   help="also read the photos of DIR as source SOURCE (repeatable)")
+    p.add_argument("--only-folders", action="store_true", help="read only the --folder sources, no packages")
+    p.add_argument("--heldout", default=",".join(HELDOUT_SOURCES), metavar="SRC,SRC",
+                   help=f"sources used only to measure false glass (default: {','.join(HELDOUT_SOURCES)})")
+    p.add_argument("--crops", type=int, default=3, help="random crops per training photo besides the whole photo (default 3)")
+    p.add_argument("--long-side", type=int, default=640, help="scale photos down to this long side (default 640, as gdd-dev)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the crops (default 0)")
+    p.add_argument("--keep-all", action="store_true", help="keep the photos excluded by eye (to look at them again)")
+    p.set_defaults(func=_run_data_photos)
+
+
+def _run_data_photos(args: argparse.Namespace) -> int:
+    from ..data.photos import build_corpus, installed_photos
+
+    folders = {}
+    for item in args.folder:
+        source, sep, folder = item.partition("=")
+        if not sep or not source or not folder:
+            raise GlassgemError(f"--folder {item!r}: expected SOURCE=DIR, e.g. --folder myphotos=~/pictures")
+        folders[source] = folder
+    if args.only_folders:
+        photos, missing = installed_photos((), (), folders)
+    else:
+        photos, missing = installed_photos(folders=folders)
+    if missing:
+        print(f"note: no photos from {', '.join(missing)} (not installed)")
+    heldout = tuple(s for s in args.heldout.split(",") if s)
+    corpus = build_corpus(photos, args.out, heldout=heldout, crops=args.crops, long_side=args.long_side,
+                          seed=args.seed, keep_all=args.keep_all)
+    print(corpus.line())
     return 0
 
 
