@@ -59,6 +59,20 @@ def test_demo_runs_end_to_end(tmp_path, capsys, debug_weights):
     written = np.asarray(Image.open(out / "predictions" / f"{names[0]}.png")) > 0
     assert (own.astype(bool) == written).mean() > 0.999
 
+    # glass-free photos: every installed held-out photo (scikit-learn's and matplotlib's at least), its
+    # printed false glass is the fraction of its written mask, and the mean line agrees with them
+    free = sorted(p.stem for p in (out / "glass_free" / "images").glob("*.png"))
+    assert {"scikit-learn__flower", "matplotlib__grace_hopper"} <= set(free)
+    assert "scikit-learn__china" not in free  # excluded by eye: a building with windows
+    fractions = []
+    for name in free:
+        mask = np.asarray(Image.open(out / "glass_free" / "predictions" / f"{name}.png")) > 0
+        fractions.append(mask.mean())
+        assert f"{name:60s} {100 * mask.mean():6.1f}% predicted glass" in text
+    clean = sum(f < 0.01 for f in fractions)
+    assert f"mean {np.mean(fractions):.3f} of the pixels; {clean} of {len(free)} photos under 1%" in text
+    assert (out / "glass_free" / "contact_sheet.jpg").is_file()
+
 
 def test_demo_scenes_are_deterministic(tmp_path, debug_weights):
     for run in ("a", "b"):

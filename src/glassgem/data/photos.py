@@ -159,7 +159,7 @@ def same_picture(a: tuple[np.ndarray, np.ndarray], b: tuple[np.ndarray, np.ndarr
     return float(np.abs(a[0] - b[0]).mean()) < DUPLICATE_DIFF and float((a[1] * b[1]).sum()) > DUPLICATE_CORR
 
 
-def _scaled(image: np.ndarray, long_side: int) -> np.ndarray:
+def scale_down(image: np.ndarray, long_side: int) -> np.ndarray:
     from PIL import Image
 
     h, w = image.shape[:2]
@@ -178,7 +178,7 @@ def _crop_boxes(rng: np.random.Generator, h: int, w: int, n: int) -> list[tuple[
     return boxes
 
 
-def _safe_name(photo: Photo) -> str:
+def corpus_name(photo: Photo) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", f"{photo.source}__{Path(photo_name(photo)).stem}")
 
 
@@ -209,7 +209,7 @@ def select_photos(photos: Sequence[Photo], keep_all: bool = False, progress: boo
             dropped.append({"source": photo.source, "path": str(photo.path), "why": why})
             continue
         try:
-            image = _scaled(load_image(photo.path), WORKING_SIDE)  # bounded memory, enough for the crops
+            image = scale_down(load_image(photo.path), WORKING_SIDE)  # bounded memory, enough for the crops
         except GlassgemError as e:
             dropped.append({"source": photo.source, "path": str(photo.path), "why": f"unreadable: {e}"})
             continue
@@ -259,18 +259,18 @@ def build_corpus(photos: Iterable[Photo], out_dir: str | os.PathLike, heldout: S
     rows, thumbs = [], {"train": [], "heldout": []}
     for photo, image in kept:
         split = "heldout" if photo.source in heldout else "train"
-        name = _safe_name(photo)
+        name = corpus_name(photo)
         rng = np.random.default_rng([seed, *name.encode()])  # each photo's crops depend on its name only
         h, w = image.shape[:2]
         boxes = [(0, 0, h, w)] + (_crop_boxes(rng, h, w, crops) if split == "train" else [])
         for k, (top, left, ch, cw) in enumerate(boxes):
-            pic = _scaled(image[top:top + ch, left:left + cw], long_side)
+            pic = scale_down(image[top:top + ch, left:left + cw], long_side)
             stem = name if k == 0 else f"{name}_crop{k}"
             save_image(tmp / split / "images" / f"{stem}.png", pic)
             save_mask(tmp / split / "masks" / f"{stem}.png", np.zeros(pic.shape[:2], np.uint8))
             rows.append({"file": f"{split}/images/{stem}.png", "split": split, "source": photo.source,
                          "licence": photo.licence, "original": str(photo.path), "box": [top, left, ch, cw]})
-        thumbs[split].append((_scaled(image, 256), f"{photo.source}: {photo_name(photo)}"[:40]))
+        thumbs[split].append((scale_down(image, 256), f"{photo.source}: {photo_name(photo)}"[:40]))
     atomic_write_text(tmp / "manifest.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
     atomic_write_text(tmp / "dropped.jsonl", "".join(json.dumps(r) + "\n" for r in dropped))
     for split, items in thumbs.items():
