@@ -46,9 +46,12 @@ def iterate_predictions(
     `tta`: average with the mirrored images' mirrored scores (model/inference.flip_averaged)."""
     from .model.inference import flip_averaged
 
+    from .runtime import loader_workers
+
     device = device or next(model.parameters()).device
-    loader = DataLoader(
-        GlassDataset(list(pairs), TestTransform(size)), batch_size=batch_size, num_workers=num_workers,
+    loader = DataLoader(  # worker processes: at most one per core beside this one (runtime.loader_workers)
+        GlassDataset(list(pairs), TestTransform(size)), batch_size=batch_size,
+        num_workers=loader_workers(num_workers),
         collate_fn=_collate,
     )
     was_training = model.training

@@ -179,6 +179,31 @@ def atomic_write(path: str | os.PathLike, write: Callable[[_io.BufferedWriter], 
     return path
 
 
+def is_temp_name(name: str) -> bool:
+    """A temporary file of atomic_write: `.<target name>.<random>.tmp`."""
+    return name.startswith(".") and name.endswith(".tmp") and name.count(".") >= 3
+
+
+def remove_stale_temps(folder: str | os.PathLike, min_age_s: float = 0.0) -> list[Path]:
+    """Delete atomic_write's temporary files that a killed write left in `folder` (not below it), if they are
+    at least `min_age_s` old (another process may be writing there right now). -> the files removed."""
+    import time
+
+    folder, removed, now = Path(folder), [], time.time()
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return removed
+    for e in entries:
+        try:
+            if is_temp_name(e.name) and e.is_file(follow_symlinks=False) and now - e.stat().st_mtime >= min_age_s:
+                os.unlink(e.path)
+                removed.append(Path(e.path))
+        except OSError:
+            pass
+    return removed
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)

@@ -241,8 +241,11 @@ def _load(photo: Photo, size: int) -> _Loaded:
 
 
 def _prefetch(photos: Iterable[Photo], size: int, window: int) -> Iterator[_Loaded]:
-    """Decode and squash photos in two threads, at most `window` ahead of the consumer, in order."""
-    with ThreadPoolExecutor(max_workers=2) as pool:
+    """Decode and squash photos in runtime.decode_threads() threads (1 on 2 cores: more would take the cores
+    the network's OpenMP threads run on), at most `window` ahead of the consumer, in order."""
+    from .runtime import decode_threads
+
+    with ThreadPoolExecutor(max_workers=decode_threads()) as pool:
         pending: deque[Future] = deque()
         for photo in photos:
             pending.append(pool.submit(_load, photo, size))

@@ -13,7 +13,7 @@ import sys
 
 from .. import __version__
 from ..errors import GlassgemError
-from ..runtime import keep_freed_memory
+from ..runtime import configure_cpu_threads, keep_freed_memory
 from .common import INFERENCE_COMMANDS, flush_denormals
 from .run import _add_demo, _add_evaluate_masks, _add_compare, _add_train, _add_evaluate, _add_predict
 from .synth import _add_synth
@@ -35,6 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    configure_cpu_threads()  # before anything imports torch: OpenMP reads its wait policy once (runtime.py)
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):

@@ -167,6 +167,8 @@ def _run_train(args: argparse.Namespace) -> int:
     if args.data is None:
         raise GlassgemError("--data is required")
     saved = Path(args.out) / "config.json"
+    if not args.resume:
+        _refuse_existing_run(Path(args.out))
     if args.resume and saved.is_file():
         # The run's own settings, not the preset's: only what --set names changes (new schedule, say).
         cfg = apply_overrides(_saved_config(saved), args.set)
@@ -181,6 +183,19 @@ def _run_train(args: argparse.Namespace) -> int:
     best = f"; best validation IoU {result['best_iou']:.4f}" if result["best_iou"] >= 0 else ""
     print(f"stopped at step {result['step']}/{result['max_iter']}{best}; run folder {args.out}")
     return 0
+
+
+def _refuse_existing_run(out: Path) -> None:
+    """A new run never goes into the folder of another one (their checkpoints, logs, best/ and final/ would
+    mix, and keep-last pruning would delete the new run's checkpoints)."""
+    from ..train.checkpoint import list_checkpoints
+
+    found = [name for name in ("config.json", "log.csv", "best", "final") if (out / name).exists()]
+    if list_checkpoints(out):
+        found.insert(0, "checkpoints/")
+    if found:
+        raise ConfigError(f"--out {out}: already holds a training run ({', '.join(found)}); pass --resume to "
+                          "continue it, or choose a new --out")
 
 
 def _saved_config(path: Path):

@@ -49,6 +49,14 @@ def save_checkpoint(run_dir: str | Path, step: int, state: dict[str, Any], keep_
     return path
 
 
+def remove_stale_temps(folder: str | Path, min_age_s: float = 0.0) -> list[Path]:
+    """Delete the temporary files (`.<name>.<random>.tmp`, glassgem.io.atomic_write) that writes killed
+    mid-way left in `folder`, if at least `min_age_s` old; -> the files removed."""
+    from ..io import remove_stale_temps as _remove
+
+    return _remove(folder, min_age_s)
+
+
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     try:

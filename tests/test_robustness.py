@@ -1,0 +1,136 @@
+"""Issue 20's defects D1-D16 and first-time-user points, one test (or two) each; every one failed before the fix.
+
+Training runs use the debug preset on 4 tiny generated images, in-process, one thread."""
+from __future__ import annotations
+
+import csv
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from glassgem.cli import main
+
+torch.set_num_threads(1)
+
+
+def make_dataset(root: Path, n: int = 4, size: int = 96, mask_values=(0, 255)) -> Path:
+    rng = np.random.default_rng(0)
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir(parents=True)
+    for i in range(n):
+        Image.fromarray(rng.integers(0, 255, (size, size, 3), dtype=np.uint8)).save(root / "images" / f"s{i}.png")
+        mask = np.full((size, size), mask_values[0], np.uint8)
+        for j, v in enumerate(mask_values[1:]):
+            mask[8 + 16 * j: 24 + 16 * j, 8:60] = v
+        Image.fromarray(mask).save(root / "masks" / f"s{i}.png")
+    return root
+
+
+TRAIN_SET = ["max_iter=4", "checkpoint_period=1", "log_period=1", "batch_size=2", "num_points=64",
+             "min_sizes=[96]", "crop_size=96", "keep_last=3", "eval_period=1000"]
+
+
+def train(data: Path, run: Path, *extra: str, steps: int | None = None) -> int:
+    argv = ["train", "--preset", "debug", "--data", str(data), "--out", str(run), "--set", *TRAIN_SET, *extra]
+    return main(argv + (["--max-steps", str(steps)] if steps else []))
+
+
+def one_line_error(capsys, code: int, expected: int = 2, *names: str) -> str:
+    err = capsys.readouterr().err
+    assert code == expected, err
+    lines = [l for l in err.splitlines() if l.startswith("glassgem: error:")]
+    assert len(lines) == 1 and "Traceback" not in err, err
+    for name in names:
+        assert name in lines[0], (name, lines[0])
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> Path:
+    return make_dataset(tmp_path_factory.mktemp("d") / "data")
+
+
+# ------------------------------------------------------------------------------------ D1 log.csv
+def test_d1_a_kill_while_the_log_is_trimmed_leaves_the_old_log(tmp_path, monkeypatch):
+    from glassgem.train import runlog
+
+    log = tmp_path / "log.csv"
+    log.write_text("step,loss\n1,0.5\n2,0.4\n3,0.3\n")
+    real = csv.DictWriter.writerows
+
+    def killed(self, rows):  # the process dies while the kept rows are being written
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(csv.DictWriter, "writerows", killed)
+    with pytest.raises(KeyboardInterrupt):
+        runlog._truncate_after(log, 2)
+    monkeypatch.setattr(csv.DictWriter, "writerows", real)
+    assert log.read_text() == "step,loss\n1,0.5\n2,0.4\n3,0.3\n"
+    runlog._truncate_after(log, 2)
+    assert log.read_text().splitlines() == ["step,loss", "1,0.5", "2,0.4"]
+
+
+def test_d1_an_empty_log_gets_its_header_back(tmp_path):
+    from glassgem.train.runlog import RunLogger
+
+    (tmp_path / "log.csv").write_text("")  # what a kill between open("w") and the first row left
+    logger = RunLogger(tmp_path, resume_step=0)
+    logger.log_train(1, 0.5, {}, 1e-3, 1.0, 2.0)
+    logger.close()
+    rows = list(csv.DictReader(open(tmp_path / "log.csv", newline="")))
+    assert rows[0]["step"] == "1" and float(rows[0]["loss"]) == 0.5
+
+
+# ------------------------------------------------------------------------ D2, D14, D13, D8 runs
+def test_d2_train_into_an_existing_run_without_resume_is_refused(tmp_path, data, capsys):
+    run = tmp_path / "run"
+    assert train(data, run, steps=1) == 0
+    before = sorted(p.name for p in (run / "checkpoints").iterdir())
+    one_line_error(capsys, train(data, run, steps=1), 2, str(run), "--resume")
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == before
+
+
+def test_d14_resume_without_a_checkpoint_is_an_error(tmp_path, data, capsys):
+    code = main(["train", "--preset", "debug", "--data", str(data), "--out", str(tmp_path / "empty"), "--resume",
+                 "--set", *TRAIN_SET, "--max-steps", "1"])
+    one_line_error(capsys, code, 2, "--resume", "checkpoint")
+    assert not (tmp_path / "empty" / "checkpoints").exists() or not any((tmp_path / "empty" / "checkpoints").iterdir())
+
+
+def test_d14_a_corrupt_latest_checkpoint_falls_back_to_the_one_before(tmp_path, data, capsys):
+    run = tmp_path / "run"
+    assert train(data, run, steps=2) == 0
+    ckpts = sorted((run / "checkpoints").glob("step_*.pt"))
+    assert [p.name for p in ckpts] == ["step_0000001.pt", "step_0000002.pt"]
+    ckpts[-1].write_bytes(ckpts[-1].read_bytes()[:1000])  # damaged
+    capsys.readouterr()
+    assert train(data, run, "--resume", steps=2) == 0
+    out = capsys.readouterr()
+    assert "step_0000002.pt" in out.err and "before it" in out.err
+    assert "stopped at step 3/4" in out.out
+    steps = [int(r["step"]) for r in csv.DictReader(open(run / "log.csv", newline=""))]
+    assert steps == [1, 2, 3]  # nothing lost, nothing doubled
+
+
+def test_d13_orphan_temporary_files_are_removed_on_resume(tmp_path, data):
+    run = tmp_path / "run"
+    assert train(data, run, steps=1) == 0
+    orphan = run / "checkpoints" / ".step_0000002.pt.k1ll3d.tmp"
+    orphan.write_bytes(b"x" * 100)
+    log_orphan = run / ".log.csv.ab12cd.tmp"
+    log_orphan.write_text("step\n")
+    assert train(data, run, "--resume", steps=1) == 0
+    assert not orphan.exists() and not log_orphan.exists()
+
+
+def test_d8_resume_with_another_architecture_names_the_difference(tmp_path, data, capsys):
+    run = tmp_path / "run"
+    assert train(data, run, steps=1) == 0
+    (run / "config.json").unlink()  # so the preset's settings (plus --set) apply, not the run's own
+    line = one_line_error(capsys, train(data, run, "model.dec_layers=3", "--resume", steps=1), 2)
+    assert "dec_layers" in line and "step_0000001.pt" in line
