@@ -134,3 +134,40 @@ def test_d8_resume_with_another_architecture_names_the_difference(tmp_path, data
     (run / "config.json").unlink()  # so the preset's settings (plus --set) apply, not the run's own
     line = one_line_error(capsys, train(data, run, "model.dec_layers=3", "--resume", steps=1), 2)
     assert "dec_layers" in line and "step_0000001.pt" in line
+
+
+# ------------------------------------------------------------------------------ D3 full disk
+FULL_DISK = r"""
+import io, resource, signal, sys
+import numpy as np
+from PIL import Image
+from glassgem.io import save_image
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG, as ENOSPC on a full disk
+arr = np.random.default_rng(0).integers(0, 255, (700, 700, 3), dtype=np.uint8)
+buf = io.BytesIO(); Image.fromarray(arr).save(buf, format="JPEG", quality=90)
+full = len(buf.getvalue())
+resource.setrlimit(resource.RLIMIT_FSIZE, (full - 4000, full - 4000))  # the last chunk gets a short write
+try:
+    save_image(sys.argv[1], arr, quality=90)
+    print("written", full)
+except OSError as e:
+    print("refused", e.errno)
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_getaffinity"), reason="RLIMIT_FSIZE: Linux")
+def test_d3_a_full_disk_never_publishes_a_truncated_jpeg(tmp_path):
+    import subprocess
+    import sys
+
+    target = tmp_path / "photo.jpg"
+    import glassgem
+
+    env = dict(os.environ, PYTHONPATH=str(Path(glassgem.__file__).resolve().parents[1]))
+    out = subprocess.run([sys.executable, "-c", FULL_DISK, str(target)], env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    if out.stdout.startswith("written"):  # then it must be whole
+        assert target.stat().st_size == int(out.stdout.split()[1])
+    else:
+        assert out.stdout.startswith("refused") and not target.exists()
+        assert not [p for p in tmp_path.iterdir()]  # no temporary file left either

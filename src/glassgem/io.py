@@ -226,10 +226,12 @@ def save_image(path: str | os.PathLike, arr: np.ndarray | Image.Image, **save_kw
     if fmt is None:
         raise DataError(f"{path}: unknown image extension {path.suffix!r}")
 
-    def write(f):
-        img.save(f, format=fmt, **save_kwargs)
-
-    return atomic_write(path, write)
+    # Encode in memory, then write the bytes with Python's file object, which retries short writes and raises
+    # on a full disk. Handed a real file, Pillow's encoders write to its descriptor in C and ignore a short
+    # final write: a full disk published a truncated JPEG as written.
+    buf = _io.BytesIO()
+    img.save(buf, format=fmt, **save_kwargs)
+    return atomic_write_bytes(path, buf.getvalue())
 
 
 def save_mask(path: str | os.PathLike, mask: np.ndarray) -> Path:
