@@ -171,3 +171,57 @@ def test_d3_a_full_disk_never_publishes_a_truncated_jpeg(tmp_path):
     else:
         assert out.stdout.startswith("refused") and not target.exists()
         assert not [p for p in tmp_path.iterdir()]  # no temporary file left either
+
+
+# --------------------------------------------------------------------------- predict: D4, D5, D6
+def _photos(folder: Path, n: int = 2) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i in range(n):
+        paths.append(folder / f"p{i}.png")
+        Image.fromarray(np.full((40, 48, 3), 90 + i, np.uint8)).save(paths[-1])
+    return paths
+
+
+def test_d4_an_input_named_inside_out_is_refused_not_overwritten(tmp_path, capsys):
+    out = tmp_path / "out"
+    (photo,) = _photos(out, 1)
+    before = photo.read_bytes()
+    one_line_error(capsys, main(["predict", str(photo), "--out", str(out), "--quiet"]), 2, str(photo), "--out")
+    assert photo.read_bytes() == before and [p.name for p in out.iterdir()] == ["p0.png"]
+
+
+@pytest.mark.parametrize("where", ["same", "above"])
+def test_d5_out_equal_to_or_above_the_input_folder_is_an_error_not_zero_masks(tmp_path, capsys, where):
+    photos = tmp_path / "photos"
+    _photos(photos)
+    out = photos if where == "same" else tmp_path
+    one_line_error(capsys, main(["predict", str(photos), "--out", str(out), "--quiet"]), 2, "--out", str(photos))
+    assert sorted(p.name for p in photos.iterdir()) == ["p0.png", "p1.png"]
+
+
+def test_d6_symlink_loops_are_one_line_errors(tmp_path, capsys):
+    photos = tmp_path / "photos"
+    _photos(photos)
+    loop = tmp_path / "loop"
+    loop.symlink_to(loop)
+    one_line_error(capsys, main(["predict", str(photos), "--out", str(loop), "--quiet"]), 2, str(loop))
+    one_line_error(capsys, main(["predict", str(loop), "--out", str(tmp_path / "o"), "--quiet"]), 2, str(loop))
+    one_line_error(capsys, main(["data", "check", str(loop)]), 2, str(loop))
+
+
+# ----------------------------------------------------------------------------- D7 file names
+@pytest.mark.skipif(os.name == "nt", reason="non-UTF-8 names are a POSIX thing")
+def test_d7_non_utf8_file_names_do_not_crash_the_report(tmp_path, capsys):
+    pred, gt = tmp_path / "pred", tmp_path / "gt"
+    name = os.fsdecode(b"\xff\xfeglass.png")
+    for folder in (pred, gt):
+        folder.mkdir()
+        m = np.zeros((32, 32), np.uint8)
+        m[4:20, 4:20] = 255
+        Image.fromarray(m).save(folder / name)
+        Image.fromarray(m).save(folder / "plain.png")
+    code = main(["evaluate-masks", "--pred", str(pred), "--gt", str(gt), "--report", str(tmp_path / "rep")])
+    assert code == 0, capsys.readouterr().err
+    text = (tmp_path / "rep" / "per_image.csv").read_bytes().decode("utf-8")  # valid UTF-8
+    assert "\\udcff\\udcfeglass" in text and "plain" in text

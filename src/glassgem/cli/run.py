@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from ..errors import ConfigError, GlassgemError
+from .common import _test_size
 
 
 # --------------------------------------------------------------------------------------- demo
@@ -161,7 +162,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_train(args: argparse.Namespace) -> int:
-    from ..config import apply_overrides, train_preset
+    from ..config import apply_overrides, check_train_config, train_preset
     from ..train.runner import run_training
 
     if args.data is None:
@@ -177,6 +178,7 @@ def _run_train(args: argparse.Namespace) -> int:
         cfg = apply_overrides(train_preset(args.preset), args.set)
     if args.init_from:
         cfg.init_from = args.init_from
+    check_train_config(cfg)
     result = run_training(cfg, _spec(args, "data"), args.out, val=_spec(args, "val"),
                           val_fraction=args.val_fraction, resume=args.resume,
                           allow_test_selection=args.allow_test_selection, stop_after=args.max_steps)
@@ -235,7 +237,7 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--weights", default=None,
                    help="glassgem model dir or original GEM checkpoint (default: the shipped model)")
     _add_data_args(p, "--data", "evaluation")
-    p.add_argument("--size", type=int, default=None, help="square test size (default: the model's, 384)")
+    p.add_argument("--size", type=_test_size, default=None, help="square test size (default: the model's, 384)")
     p.add_argument("--batch-size", type=int, default=4)
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
     p.add_argument("--dtype", default="fp32", choices=("fp32", "bf16", "fp16"))
@@ -262,7 +264,7 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     report = _make_report(args)
     model, device, dtype = load_model_for_inference(args.weights, args.device, args.dtype, args.smoothing)
     pairs = load_pairs(_spec(args, "data"))
-    size = args.size or model.cfg.image_size
+    size = args.size if args.size is not None else model.cfg.image_size
     results = evaluate_model(model, pairs, size=size, batch_size=args.batch_size, device=device, dtype=dtype,
                              save_masks=args.save_masks, save_prob=args.save_prob, legacy=args.legacy,
                              tta=args.tta, report=report, threshold=args.threshold)
@@ -294,7 +296,7 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, metavar="DIR", help="output folder")
     p.add_argument("--weights", default=None,
                    help="glassgem model dir or original GEM checkpoint (default: the shipped model)")
-    p.add_argument("--size", type=int, default=None,
+    p.add_argument("--size", type=_test_size, default=None,
                    help="square test size, a multiple of 32 (default: the model's, 384)")
     p.add_argument("--batch-size", type=int, default=4, help="photos per forward pass (default 4)")
     p.add_argument("--recursive", action="store_true", help="also read the subfolders of folder inputs")

@@ -29,7 +29,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from ..errors import DataError
-from ..io import MAX_PIXELS, mask_to_binary
+from ..io import MAX_PIXELS, MAX_PIXELS_ENV, _max_pixels, mask_to_binary
 from .layouts import MANIFEST_NAME, Pair, ResolvedSplit, available_splits, resolve_split, scan_folders
 
 _EXIF_ORIENTATION = 0x0112
@@ -89,8 +89,10 @@ class _PairResult:
 def _open_checked(path: Path) -> Image.Image:
     img = Image.open(path)
     w, h = img.size
-    if w * h > MAX_PIXELS:
-        raise DataError(f"{w}x{h} pixels exceeds the limit of {MAX_PIXELS} (possible decompression bomb)")
+    limit = _max_pixels(MAX_PIXELS)
+    if w * h > limit:
+        raise DataError(f"{w}x{h} pixels exceeds the limit of {limit} (possible decompression bomb; if the "
+                        f"image is genuine, set {MAX_PIXELS_ENV}={w * h} in the environment)")
     return img
 
 
