@@ -225,3 +225,35 @@ def test_d7_non_utf8_file_names_do_not_crash_the_report(tmp_path, capsys):
     assert code == 0, capsys.readouterr().err
     text = (tmp_path / "rep" / "per_image.csv").read_bytes().decode("utf-8")  # valid UTF-8
     assert "\\udcff\\udcfeglass" in text and "plain" in text
+
+
+# ------------------------------------------------------------------------------- D11 warnings
+def test_d11_train_shows_data_checks_warnings(tmp_path, capsys):
+    data = make_dataset(tmp_path / "data", mask_values=(0, 1, 2, 128))
+    code = train(data, tmp_path / "run", steps=1)
+    err = capsys.readouterr().err
+    assert code == 0, err
+    assert "warning:" in err and "non-binary mask values" in err and "s0.png" in err
+
+
+# --------------------------------------------------------------------------- first-time user
+def test_bench_without_options_times_the_shipped_model(tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    assert main(["bench", "--size", "128", "--runs", "1", "--threads", "1", "--json", str(out)]) == 0
+    r = json.loads(out.read_text())
+    from glassgem.model.gem import DEFAULT_WEIGHTS
+
+    shipped = json.loads((DEFAULT_WEIGHTS / "config.json").read_text())
+    assert r["model"] == shipped.get("name", "gem-lite") != "gem-tiny"
+
+
+def test_the_decompression_bomb_limit_can_be_raised_as_the_message_says(tmp_path, monkeypatch):
+    from glassgem.errors import DataError
+    from glassgem.io import load_image
+
+    path = _photos(tmp_path, 1)[0]  # 48x40 = 1920 pixels
+    monkeypatch.setenv("GLASSGEM_MAX_PIXELS", "1000")
+    with pytest.raises(DataError, match="GLASSGEM_MAX_PIXELS=1920"):
+        load_image(path)
+    monkeypatch.setenv("GLASSGEM_MAX_PIXELS", "1920")
+    assert load_image(path).shape == (40, 48, 3)

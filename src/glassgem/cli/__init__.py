@@ -58,8 +58,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with flush_denormals(args.command in INFERENCE_COMMANDS):
             return int(args.func(args) or 0)
-    except GlassgemError as e:
-        print(f"glassgem: error: {e}", file=sys.stderr)
+    except GlassgemError as e:  # one line, even where the message quotes a library's multi-line text
+        print(f"glassgem: error: {' '.join(str(e).split())}", file=sys.stderr)
         return 2
     except OSError as e:  # the machine, not glassgem: a full disk, a read-only or vanished folder, a symlink loop
         where = f"{e.filename}: " if e.filename else ""

@@ -275,5 +275,7 @@ def require_valid(
     """check_dataset, raising DataError with the report's text if there is any error."""
     report = check_dataset(root, layout, split, images, masks, strict=strict, progress=progress)
     if not report.ok:
-        raise DataError(f"dataset check failed:\n{report.to_text(max_lines=20)}")
+        first, rest = report.errors[0], len(report.errors) - 1
+        more = f" (and {rest} more error{'s' if rest > 1 else ''}: `glassgem data check` lists them all)" if rest else ""
+        raise DataError(f"dataset check failed: {first}{more}")
     return report
