@@ -107,9 +107,11 @@ def main() -> int:
     ap.add_argument("--repeats", type=int, default=3, help="timed runs per condition, median reported (default 3)")
     ap.add_argument("--busy", type=int, nargs="*", default=[2], help="busy-loop neighbour counts (default 2)")
     ap.add_argument("--settle", type=float, default=6.0, help="seconds a neighbour runs before timing (default 6)")
+    ap.add_argument("--model-seconds", type=float, default=8.0, help="how long the model-only rate is timed (default 8)")
     ap.add_argument("--src", default=None, help="put this src folder first on PYTHONPATH (another checkout)")
     ap.add_argument("--predict-args", default="", help="extra predict options, e.g. '--batch-size 1'")
     args = ap.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # a timeout still stops the neighbours (finally)
     env, extra = _env(args.src), args.predict_args.split()
     files = sorted(p for p in Path(args.photos).iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))[: args.n]
     if len(files) < args.n:
@@ -124,7 +126,7 @@ def main() -> int:
         print(f"machine: {os.cpu_count()} CPUs ({len(os.sched_getaffinity(0))} usable); load average at start "
               f"{load0:.2f}; python {sys.version.split()[0]}; {args.n} photos x {args.repeats} runs; "
               f"src {args.src or 'installed glassgem'}; predict args '{args.predict_args}'", flush=True)
-        mo, threads = model_only(env, 8.0)
+        mo, threads = model_only(env, args.model_seconds)
         print(f"model only (semantic_scores, batch 4, 384², {threads} threads, idle): {mo:.1f} photos/s\n")
         print("| condition | predict photos/s (its own figure) | whole process photos/s | of idle | runs | load |")
         print("|---|---|---|---|---|---|", flush=True)
