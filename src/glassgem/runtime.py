@@ -63,18 +63,15 @@ def thread_settings(cores: int | None = None) -> dict[str, str]:
 
 def configure_cpu_threads(environ: dict | None = None) -> dict[str, str]:
     """Put the threading policy (thread_settings) into `environ` (default os.environ) for every variable the
-    user has not set, and set torch's intra-op thread count if torch is already imported (the OpenMP wait
-    policy then cannot change any more). -> the variables set here. The `glassgem` command calls this first,
-    before anything imports torch; its data-loading worker processes inherit the environment."""
+    user has not set. -> the variables set here. The `glassgem` command calls this first, before anything
+    imports torch; its data-loading worker processes inherit the environment. In a process that has already
+    imported torch (a library user, a test calling `glassgem.cli.main`) it changes nothing there: the OpenMP
+    runtime read its settings at start, and the caller's own torch.set_num_threads is left alone."""
     environ = os.environ if environ is None else environ
     applied = {}
     for key, value in thread_settings().items():
         if key not in environ:
             environ[key] = applied[key] = value
-    if "torch" in sys.modules and environ is os.environ:
-        import torch
-
-        torch.set_num_threads(int(environ["OMP_NUM_THREADS"]))
     return applied
 
 
