@@ -76,6 +76,7 @@ def world(tmp_path_factory) -> dict[str, Path]:
     (w["run"] / "checkpoints" / "step_0000010.pt").write_bytes(b"checkpoint bytes")
     (w["run"] / "log.csv").write_text("step,loss\n10,0.5\n")
     (w["run"] / "config.json").write_text("{}")
+    (w["run"] / "best").mkdir()
     w["loop"] = t / "loop"
     w["loop"].symlink_to(w["loop"])
     return w

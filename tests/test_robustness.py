@@ -257,3 +257,13 @@ def test_the_decompression_bomb_limit_can_be_raised_as_the_message_says(tmp_path
         load_image(path)
     monkeypatch.setenv("GLASSGEM_MAX_PIXELS", "1920")
     assert load_image(path).shape == (40, 48, 3)
+
+
+def test_d2_a_run_killed_before_its_first_checkpoint_can_start_over(tmp_path, data):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text("{}")
+    (run / "log.csv").write_text("step,loss\n1,0.9\n2,0.8\n")  # rows of the attempt that died
+    assert train(data, run, steps=1) == 0
+    steps = [int(r["step"]) for r in csv.DictReader(open(run / "log.csv", newline=""))]
+    assert steps == [1]

@@ -192,7 +192,9 @@ def _refuse_existing_run(out: Path) -> None:
     mix, and keep-last pruning would delete the new run's checkpoints)."""
     from ..train.checkpoint import list_checkpoints
 
-    found = [name for name in ("config.json", "log.csv", "best", "final") if (out / name).exists()]
+    # Only what a new run would lose or mix with: a folder of a run killed before its first checkpoint (config,
+    # a few log rows, which the new run's log replaces) may be started over.
+    found = [name + "/" for name in ("best", "final") if (out / name).exists()]
     if list_checkpoints(out):
         found.insert(0, "checkpoints/")
     if found:
