@@ -267,3 +267,25 @@ def test_d2_a_run_killed_before_its_first_checkpoint_can_start_over(tmp_path, da
     assert train(data, run, steps=1) == 0
     steps = [int(r["step"]) for r in csv.DictReader(open(run / "log.csv", newline=""))]
     assert steps == [1]
+
+
+def test_d13_predict_removes_old_orphan_temporary_files_in_out(tmp_path, capsys):
+    import time
+
+    from glassgem.predict import collect_inputs, predict_files
+
+    class Scorer:
+        input_size = 64
+
+        def __call__(self, images):
+            return torch.zeros(images.shape[0], 2, 64, 64)
+
+    out = tmp_path / "out"
+    out.mkdir()
+    old, fresh = out / ".p0.png.abc123.tmp", out / ".p1.png.def456.tmp"
+    old.write_bytes(b"x")
+    fresh.write_bytes(b"x")
+    hour_ago = time.time() - 3600
+    os.utime(old, (hour_ago, hour_ago))
+    predict_files(collect_inputs([str(p) for p in _photos(tmp_path / "photos")]), out, Scorer(), progress=False)
+    assert not old.exists() and fresh.exists()  # a fresh one may belong to a process writing there now

@@ -336,6 +336,9 @@ def predict_files(
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise GlassgemError(f"--out {out}: cannot create the output folder ({e.strerror or e})") from None
+    from .io import remove_stale_temps
+
+    remove_stale_temps(out, min_age_s=600)  # left by killed runs (not by one writing here right now)
     photos, notes = assign_names(list(photos), out, save_prob, overlay)
     videos = [p for p in photos if p.video]
     photos = [p for p in photos if not p.video]
