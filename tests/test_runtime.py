@@ -1,6 +1,7 @@
 """glassgem.runtime.keep_freed_memory: freed big blocks stay in the process (no page faults on reuse)."""
 from __future__ import annotations
 
+import os
 import platform
 import subprocess
 import sys
@@ -39,3 +40,41 @@ def test_the_cli_applies_it(monkeypatch, tmp_path) -> None:
     monkeypatch.setattr(cli, "keep_freed_memory", lambda: calls.append(1) or True)
     assert cli.main(["data", "check", str(tmp_path / "missing")]) == 2  # a user error, reported
     assert calls == [1]
+
+
+# ------------------------------------------------------------------------- CPU threading policy
+def test_thread_policy_fills_only_what_the_user_left_unset():
+    from glassgem.runtime import configure_cpu_threads, cpu_cores
+
+    env = {"OMP_WAIT_POLICY": "ACTIVE"}
+    applied = configure_cpu_threads(env)
+    assert env["OMP_WAIT_POLICY"] == "ACTIVE" and "OMP_WAIT_POLICY" not in applied  # the user's choice stays
+    assert env["OMP_NUM_THREADS"] == str(cpu_cores()) == applied["OMP_NUM_THREADS"]
+    env = {}
+    assert configure_cpu_threads(env)["OMP_WAIT_POLICY"] == "PASSIVE"
+
+
+def test_thread_counts_follow_the_cpus_this_process_may_use():
+    import os
+
+    from glassgem.runtime import cpu_cores, decode_threads, loader_workers
+
+    if hasattr(os, "sched_getaffinity"):
+        assert cpu_cores() == len(os.sched_getaffinity(0))
+    assert [decode_threads(c) for c in (1, 2, 3, 4, 8, 64)] == [1, 1, 1, 2, 4, 4]
+    assert [loader_workers(2, c) for c in (1, 2, 3, 8)] == [0, 1, 2, 2]
+
+
+def test_the_command_sets_the_policy_before_torch_is_imported():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import glassgem
+
+    code = ("import os, sys\nfrom glassgem.cli import main\ntry:\n    main(['--version'])\nexcept SystemExit:\n"
+            "    pass\nprint(os.environ.get('OMP_WAIT_POLICY'), 'torch' in sys.modules)")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OMP_")}
+    env["PYTHONPATH"] = str(Path(glassgem.__file__).resolve().parents[1])
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert out.stdout.split()[-2:] == ["PASSIVE", "False"], out.stderr

@@ -89,10 +89,11 @@ def count_flops(model: torch.nn.Module, images: torch.Tensor, dtype: str = "fp32
 RUNTIMES = ("torch", "onnxruntime")
 
 
-def benchmark(model: str = "gem-tiny", weights: str | None = None, size: int = 384, threads: int | None = None,
+def benchmark(model: str | None = None, weights: str | None = None, size: int = 384, threads: int | None = None,
               dtype: str = "fp32", batch: int = 1, runs: int = 10, warmup: int = 3, device: str = "cpu",
               runtime: str = "torch", onnx: str | None = None, eager: bool = False) -> dict[str, Any]:
     """Time `runs` calls after `warmup` calls; returns latencies (ms), FLOPs and efficiency figures.
+    The model: `weights` if given, else a random-weight `model` preset if given, else the shipped model.
 
     runtime "torch" times the CLI's inference path (`fuse_for_inference()`: a TorchScript graph where that
     is faster, model/graph.py); `eager` times plain eager PyTorch instead.
@@ -135,11 +136,11 @@ def _time_calls(fn, runs: int, warmup: int, device: str = "cpu") -> tuple[list[f
     return times, cpu_times
 
 
-def _run(model: str, weights: str | None, size: int, dtype: str, batch: int, runs: int, warmup: int,
+def _run(model: str | None, weights: str | None, size: int, dtype: str, batch: int, runs: int, warmup: int,
          device: str, eager: bool = False) -> dict[str, Any]:
     from .model.gem import GEM
 
-    net = GEM.from_pretrained(weights) if weights else GEM.from_config(model)
+    net = GEM.from_pretrained(weights) if weights or model is None else GEM.from_config(model)
     net = net.to(device).eval().fuse_for_inference(graphs=False if eager else None)
     if net._graphs is not None:
         net._graphs.after_seconds = 0.0  # the steady state a long stream reaches: trace in the warm-up
@@ -156,7 +157,7 @@ def _run(model: str, weights: str | None, size: int, dtype: str, batch: int, run
     return result
 
 
-def _run_onnx(model: str, weights: str | None, onnx: str | None, size: int, batch: int, runs: int, warmup: int,
+def _run_onnx(model: str | None, weights: str | None, onnx: str | None, size: int, batch: int, runs: int, warmup: int,
               threads: int | None) -> dict[str, Any]:
     import tempfile
 
@@ -169,7 +170,7 @@ def _run_onnx(model: str, weights: str | None, onnx: str | None, size: int, batc
         if onnx is None:
             from .export import export_onnx
 
-            net = GEM.from_pretrained(weights) if weights else GEM.from_config(model)
+            net = GEM.from_pretrained(weights) if weights or model is None else GEM.from_config(model)
             onnx_path = str(Path(tmp) / "model.onnx")
             print(f"exporting {net.cfg.name} at {size}x{size} to ONNX for the benchmark (verified against PyTorch) ...",
                   flush=True)

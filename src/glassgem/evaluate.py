@@ -46,9 +46,12 @@ def iterate_predictions(
     `tta`: average with the mirrored images' mirrored scores (model/inference.flip_averaged)."""
     from .model.inference import flip_averaged
 
+    from .runtime import loader_workers
+
     device = device or next(model.parameters()).device
-    loader = DataLoader(
-        GlassDataset(list(pairs), TestTransform(size)), batch_size=batch_size, num_workers=num_workers,
+    loader = DataLoader(  # worker processes: at most one per core beside this one (runtime.loader_workers)
+        GlassDataset(list(pairs), TestTransform(size)), batch_size=batch_size,
+        num_workers=loader_workers(num_workers),
         collate_fn=_collate,
     )
     was_training = model.training
@@ -133,7 +136,12 @@ def resolve_device(device: Optional[str]) -> torch.device:
 
     if device is None:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError, TypeError):
+        raise ConfigError(f"--device {device}: not a device; use cpu, cuda or cuda:N") from None
+    if dev.type not in ("cpu", "cuda", "mps"):
+        raise ConfigError(f"--device {device}: glassgem runs on cpu, cuda or cuda:N")
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"--device {device}: CUDA is not available on this machine")
     return dev

@@ -20,12 +20,29 @@ from .errors import DataError
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 MASK_EXTENSIONS = (".png", ".bmp", ".tif", ".tiff", ".jpg", ".jpeg")
 
-# Decompression-bomb guard: 64 megapixels is far above any camera frame we expect to segment.
+# Decompression-bomb guard: 64 megapixels is far above any camera frame we expect to segment. The
+# GLASSGEM_MAX_PIXELS environment variable raises (or lowers) it for every command.
 MAX_PIXELS = 64_000_000
+MAX_PIXELS_ENV = "GLASSGEM_MAX_PIXELS"
+
+
+def _max_pixels(max_pixels: int) -> int:
+    """`max_pixels`, or GLASSGEM_MAX_PIXELS when set and the default is asked for."""
+    text = os.environ.get(MAX_PIXELS_ENV)
+    if max_pixels != MAX_PIXELS or not text:
+        return max_pixels
+    try:
+        value = int(float(text))
+    except ValueError:
+        raise DataError(f"{MAX_PIXELS_ENV}={text!r}: expected a number of pixels, e.g. 200000000") from None
+    if value < 1:
+        raise DataError(f"{MAX_PIXELS_ENV}={text!r}: expected a number of pixels >= 1")
+    return value
 
 
 def _open(path: Path, max_pixels: int) -> Image.Image:
     path = Path(path)
+    max_pixels = _max_pixels(max_pixels)
     if not path.is_file():
         raise DataError(f"{path}: file not found")
     if path.stat().st_size == 0:
@@ -36,7 +53,8 @@ def _open(path: Path, max_pixels: int) -> Image.Image:
         if w * h > max_pixels:
             raise DataError(
                 f"{path}: {w}x{h} = {w * h} pixels exceeds the limit of {max_pixels} "
-                "(possible decompression bomb; raise max_pixels if the image is genuine)"
+                f"(possible decompression bomb; if the image is genuine, set {MAX_PIXELS_ENV}={w * h} in the "
+                "environment)"
             )
         img.load()
     except DataError:
@@ -179,6 +197,31 @@ def atomic_write(path: str | os.PathLike, write: Callable[[_io.BufferedWriter], 
     return path
 
 
+def is_temp_name(name: str) -> bool:
+    """A temporary file of atomic_write: `.<target name>.<random>.tmp`."""
+    return name.startswith(".") and name.endswith(".tmp") and name.count(".") >= 3
+
+
+def remove_stale_temps(folder: str | os.PathLike, min_age_s: float = 0.0) -> list[Path]:
+    """Delete atomic_write's temporary files that a killed write left in `folder` (not below it), if they are
+    at least `min_age_s` old (another process may be writing there right now). -> the files removed."""
+    import time
+
+    folder, removed, now = Path(folder), [], time.time()
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return removed
+    for e in entries:
+        try:
+            if is_temp_name(e.name) and e.is_file(follow_symlinks=False) and now - e.stat().st_mtime >= min_age_s:
+                os.unlink(e.path)
+                removed.append(Path(e.path))
+        except OSError:
+            pass
+    return removed
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
@@ -190,7 +233,9 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
-    return atomic_write_bytes(path, text.encode("utf-8"))
+    """UTF-8 text; file names that are not UTF-8 (Python keeps their bytes as surrogates) are written with
+    backslash escapes (\\udcff) instead of failing after all the work is done."""
+    return atomic_write_bytes(path, text.encode("utf-8", errors="backslashreplace"))
 
 
 def save_image(path: str | os.PathLike, arr: np.ndarray | Image.Image, **save_kwargs) -> Path:
@@ -201,10 +246,12 @@ def save_image(path: str | os.PathLike, arr: np.ndarray | Image.Image, **save_kw
     if fmt is None:
         raise DataError(f"{path}: unknown image extension {path.suffix!r}")
 
-    def write(f):
-        img.save(f, format=fmt, **save_kwargs)
-
-    return atomic_write(path, write)
+    # Encode in memory, then write the bytes with Python's file object, which retries short writes and raises
+    # on a full disk. Handed a real file, Pillow's encoders write to its descriptor in C and ignore a short
+    # final write: a full disk published a truncated JPEG as written.
+    buf = _io.BytesIO()
+    img.save(buf, format=fmt, **save_kwargs)
+    return atomic_write_bytes(path, buf.getvalue())
 
 
 def save_mask(path: str | os.PathLike, mask: np.ndarray) -> Path:

@@ -91,17 +91,20 @@ def collect_inputs(inputs: Sequence[str], recursive: bool = False, out: Optional
     so quoted patterns work, `**` included. Files under `out` are left out (earlier results). Raises
     GlassgemError naming the input for a path that does not exist or a folder/pattern without images.
     """
-    out_dir = Path(out).resolve() if out is not None else None
+    out_dir = _resolve(Path(out), f"--out {out}") if out is not None else None
     photos: list[Photo] = []
     seen: set[Path] = set()
 
     def add(path: Path, name: str) -> None:
-        key = path.resolve()
+        key = _resolve(path, str(path))
         if key not in seen and not _within(key, out_dir):
             seen.add(key)
             photos.append(Photo(path, name))
 
     def add_folder(folder: Path, label: str) -> None:
+        if _within(_resolve(folder, label), out_dir):
+            raise DataError(f"--out {out}: the input folder {label} is inside it (or is it), so its photos would be "
+                            "taken for earlier results and the masks mixed with them; choose another --out")
         images = _folder_inputs(folder, recursive)
         if not images:
             deep = "" if recursive else " (use --recursive for subfolders)"
@@ -115,6 +118,9 @@ def collect_inputs(inputs: Sequence[str], recursive: bool = False, out: Optional
     for text in inputs:
         path = Path(text)
         if path.is_file():
+            if _within(_resolve(path, text), out_dir):
+                raise DataError(f"{text}: this input is inside --out {out}, where its mask would be written over or "
+                                "beside it; choose another --out")
             add(path, path.stem)  # named explicitly: taken whatever its extension
         elif path.is_dir():
             add_folder(path, text)
@@ -128,9 +134,21 @@ def collect_inputs(inputs: Sequence[str], recursive: bool = False, out: Optional
                     add(p, name)
             if not found:
                 raise DataError(f"{text}: the pattern matches no image or video files")
+        elif path.is_symlink():
+            raise DataError(f"{text}: a broken symbolic link or a symlink loop")
         else:
             raise DataError(f"{text}: no such file or folder")
+    if not photos:
+        raise DataError(f"{', '.join(inputs)}: every input file is inside --out {out} (earlier results); nothing "
+                        "to predict")
     return photos
+
+
+def _resolve(path: Path, label: str) -> Path:
+    try:
+        return path.resolve()
+    except (OSError, RuntimeError) as e:  # RuntimeError: a symlink loop (Python < 3.13)
+        raise DataError(f"{label}: cannot follow this path ({e})") from None
 
 
 def check_video_inputs(photos: Sequence[Photo], every: int = 1, max_frames: Optional[int] = None) -> None:
@@ -241,8 +259,11 @@ def _load(photo: Photo, size: int) -> _Loaded:
 
 
 def _prefetch(photos: Iterable[Photo], size: int, window: int) -> Iterator[_Loaded]:
-    """Decode and squash photos in two threads, at most `window` ahead of the consumer, in order."""
-    with ThreadPoolExecutor(max_workers=2) as pool:
+    """Decode and squash photos in runtime.decode_threads() threads (1 on 2 cores: more would take the cores
+    the network's OpenMP threads run on), at most `window` ahead of the consumer, in order."""
+    from .runtime import decode_threads
+
+    with ThreadPoolExecutor(max_workers=decode_threads()) as pool:
         pending: deque[Future] = deque()
         for photo in photos:
             pending.append(pool.submit(_load, photo, size))
@@ -315,6 +336,9 @@ def predict_files(
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise GlassgemError(f"--out {out}: cannot create the output folder ({e.strerror or e})") from None
+    from .io import remove_stale_temps
+
+    remove_stale_temps(out, min_age_s=600)  # left by killed runs (not by one writing here right now)
     photos, notes = assign_names(list(photos), out, save_prob, overlay)
     videos = [p for p in photos if p.video]
     photos = [p for p in photos if not p.video]

@@ -44,4 +44,48 @@ def keep_freed_memory() -> bool:
     return ok
 
 
-__all__ = ["keep_freed_memory"]
+def cpu_cores() -> int:
+    """The CPUs this process may run on (its affinity mask: taskset, cgroup cpusets), not the machine's count."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # macOS, Windows
+        return max(1, os.cpu_count() or 1)
+
+
+# OpenMP settings that must be in the environment before the OpenMP runtime starts (the first `import torch`).
+# Measured with benchmarks/bench_predict.py on the 2-core dev VM (README, "Speed"): libgomp's default
+# spin-wait lets a worker thread burn its core waiting for a teammate that a neighbour process (or a decode
+# thread) has descheduled, so every parallel op waits a whole time slice.
+def thread_settings(cores: int | None = None) -> dict[str, str]:
+    cores = cores or cpu_cores()
+    return {"OMP_NUM_THREADS": str(cores), "OMP_WAIT_POLICY": "PASSIVE"}
+
+
+def configure_cpu_threads(environ: dict | None = None) -> dict[str, str]:
+    """Put the threading policy (thread_settings) into `environ` (default os.environ) for every variable the
+    user has not set. -> the variables set here. The `glassgem` command calls this first, before anything
+    imports torch; its data-loading worker processes inherit the environment. In a process that has already
+    imported torch (a library user, a test calling `glassgem.cli.main`) it changes nothing there: the OpenMP
+    runtime read its settings at start, and the caller's own torch.set_num_threads is left alone."""
+    environ = os.environ if environ is None else environ
+    applied = {}
+    for key, value in thread_settings().items():
+        if key not in environ:
+            environ[key] = applied[key] = value
+    return applied
+
+
+def decode_threads(cores: int | None = None) -> int:
+    """Threads for decoding/encoding photos beside the network's intra-op threads: one per two cores (so on a
+    2-core machine one decode thread shares the CPU with the two OpenMP threads instead of two), at most 4."""
+    return max(1, min(4, (cores or cpu_cores()) // 2))
+
+
+def loader_workers(requested: int, cores: int | None = None) -> int:
+    """Data-loading worker processes for a DataLoader: `requested`, but never more than the cores left beside
+    the main process (0 = load in the main process on a single core)."""
+    return max(0, min(int(requested), (cores or cpu_cores()) - 1))
+
+
+__all__ = ["keep_freed_memory", "cpu_cores", "configure_cpu_threads", "thread_settings", "decode_threads",
+           "loader_workers"]

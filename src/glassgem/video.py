@@ -112,6 +112,12 @@ def _open(path: Path):
 def _frames(container, every: int, max_frames: Optional[int]) -> Iterator[tuple[int, float, np.ndarray]]:
     stream = container.streams.video[0]
     stream.thread_type = "AUTO"
+    from .runtime import decode_threads
+
+    try:  # FFmpeg's default is a thread per core, which fights the network's OpenMP threads (runtime.py)
+        stream.thread_count = decode_threads()
+    except (AttributeError, ValueError):
+        pass
     rate = stream.average_rate or stream.guessed_rate or DEFAULT_FPS
     taken = 0
     for index, frame in enumerate(container.decode(stream)):

@@ -13,7 +13,7 @@ import sys
 
 from .. import __version__
 from ..errors import GlassgemError
-from ..runtime import keep_freed_memory
+from ..runtime import configure_cpu_threads, keep_freed_memory
 from .common import INFERENCE_COMMANDS, flush_denormals
 from .run import _add_demo, _add_evaluate_masks, _add_compare, _add_train, _add_evaluate, _add_predict
 from .synth import _add_synth
@@ -21,8 +21,17 @@ from .tools import _add_data, _add_convert, _add_average, _add_bench, _add_visua
 
 
 # ---------------------------------------------------------------------------------------- main
+class _UsageError(Exception):
+    """A bad command line (argparse's own checks and option types): printed as one line, exit code 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # argparse prints the usage block and exits; we say it in one line
+        raise _UsageError(f"{self.prog}: error: {message} (see {self.prog} --help)")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="glassgem",
         description="Glass surface segmentation with GEM: predict, evaluate, train, synthesise data.",
     )
@@ -35,8 +44,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    configure_cpu_threads()  # before anything imports torch: OpenMP reads its wait policy once (runtime.py)
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except _UsageError as e:
+        print(e, file=sys.stderr)
+        return 2
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
@@ -44,9 +58,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with flush_denormals(args.command in INFERENCE_COMMANDS):
             return int(args.func(args) or 0)
-    except GlassgemError as e:
-        print(f"glassgem: error: {e}", file=sys.stderr)
+    except GlassgemError as e:  # one line, even where the message quotes a library's multi-line text
+        print(f"glassgem: error: {' '.join(str(e).split())}", file=sys.stderr)
         return 2
+    except OSError as e:  # the machine, not glassgem: a full disk, a read-only or vanished folder, a symlink loop
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"glassgem: error: {where}{e.strerror or e}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("glassgem: interrupted", file=sys.stderr)
         return 130

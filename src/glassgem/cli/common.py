@@ -29,6 +29,21 @@ def _parse_size(text: str) -> tuple[int, int]:
     return w, h
 
 
+MAX_TEST_SIZE = 4096  # a 4096² input already needs tens of GB for GEM-Tiny's attention; beyond: the OOM killer
+
+
+def _test_size(text: str) -> int:
+    """--size of predict, evaluate, bench, visualize: a square network input side, a multiple of 32."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--size must be a whole number (a multiple of 32), got {text!r}") from None
+    if value < 32 or value % 32 or value > MAX_TEST_SIZE:
+        raise argparse.ArgumentTypeError(f"--size {value}: expected a multiple of 32 from 32 to {MAX_TEST_SIZE} "
+                                         "(384 is the paper's)")
+    return value
+
+
 # Commands that only run models forward. Sigmoids and exponentials of large negative logits produce
 # denormal floats, which x86 CPUs process ~100x slower; flushing them to zero made GEM-Lite inference
 # ~20% faster (interleaved A/B, 2 threads) and changes no value above 1.2e-38.

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from ..errors import ConfigError, GlassgemError
+from .common import _test_size
 
 
 # --------------------------------------------------------------------------------------- demo
@@ -161,12 +162,14 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_train(args: argparse.Namespace) -> int:
-    from ..config import apply_overrides, train_preset
+    from ..config import apply_overrides, check_train_config, train_preset
     from ..train.runner import run_training
 
     if args.data is None:
         raise GlassgemError("--data is required")
     saved = Path(args.out) / "config.json"
+    if not args.resume:
+        _refuse_existing_run(Path(args.out))
     if args.resume and saved.is_file():
         # The run's own settings, not the preset's: only what --set names changes (new schedule, say).
         cfg = apply_overrides(_saved_config(saved), args.set)
@@ -175,12 +178,28 @@ def _run_train(args: argparse.Namespace) -> int:
         cfg = apply_overrides(train_preset(args.preset), args.set)
     if args.init_from:
         cfg.init_from = args.init_from
+    check_train_config(cfg)
     result = run_training(cfg, _spec(args, "data"), args.out, val=_spec(args, "val"),
                           val_fraction=args.val_fraction, resume=args.resume,
                           allow_test_selection=args.allow_test_selection, stop_after=args.max_steps)
     best = f"; best validation IoU {result['best_iou']:.4f}" if result["best_iou"] >= 0 else ""
     print(f"stopped at step {result['step']}/{result['max_iter']}{best}; run folder {args.out}")
     return 0
+
+
+def _refuse_existing_run(out: Path) -> None:
+    """A new run never goes into the folder of another one (their checkpoints, logs, best/ and final/ would
+    mix, and keep-last pruning would delete the new run's checkpoints)."""
+    from ..train.checkpoint import list_checkpoints
+
+    # Only what a new run would lose or mix with: a folder of a run killed before its first checkpoint (config,
+    # a few log rows, which the new run's log replaces) may be started over.
+    found = [name + "/" for name in ("best", "final") if (out / name).exists()]
+    if list_checkpoints(out):
+        found.insert(0, "checkpoints/")
+    if found:
+        raise ConfigError(f"--out {out}: already holds a training run ({', '.join(found)}); pass --resume to "
+                          "continue it, or choose a new --out")
 
 
 def _saved_config(path: Path):
@@ -220,7 +239,7 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--weights", default=None,
                    help="glassgem model dir or original GEM checkpoint (default: the shipped model)")
     _add_data_args(p, "--data", "evaluation")
-    p.add_argument("--size", type=int, default=None, help="square test size (default: the model's, 384)")
+    p.add_argument("--size", type=_test_size, default=None, help="square test size (default: the model's, 384)")
     p.add_argument("--batch-size", type=int, default=4)
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
     p.add_argument("--dtype", default="fp32", choices=("fp32", "bf16", "fp16"))
@@ -247,7 +266,7 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     report = _make_report(args)
     model, device, dtype = load_model_for_inference(args.weights, args.device, args.dtype, args.smoothing)
     pairs = load_pairs(_spec(args, "data"))
-    size = args.size or model.cfg.image_size
+    size = args.size if args.size is not None else model.cfg.image_size
     results = evaluate_model(model, pairs, size=size, batch_size=args.batch_size, device=device, dtype=dtype,
                              save_masks=args.save_masks, save_prob=args.save_prob, legacy=args.legacy,
                              tta=args.tta, report=report, threshold=args.threshold)
@@ -279,7 +298,7 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, metavar="DIR", help="output folder")
     p.add_argument("--weights", default=None,
                    help="glassgem model dir or original GEM checkpoint (default: the shipped model)")
-    p.add_argument("--size", type=int, default=None,
+    p.add_argument("--size", type=_test_size, default=None,
                    help="square test size, a multiple of 32 (default: the model's, 384)")
     p.add_argument("--batch-size", type=int, default=4, help="photos per forward pass (default 4)")
     p.add_argument("--recursive", action="store_true", help="also read the subfolders of folder inputs")

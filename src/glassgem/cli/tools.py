@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 
 from ..errors import GlassgemError
-from .common import _add_group
+from .common import _add_group, _test_size
 
 
 # ----------------------------------------------------------------------------------------- data
@@ -77,6 +77,9 @@ def _run_data_negatives(args: argparse.Namespace) -> int:
     from ..data.layouts import find_pairs
     from ..data.negatives import glass_free_crops
 
+    if args.prefix and (any(c in args.prefix for c in "/\\:\0") or args.prefix.startswith(".")):
+        raise GlassgemError(f"--prefix {args.prefix!r}: must be a plain part of a file name (no /, \\, : or "
+                            "leading .), so every crop stays inside --out")
     pairs = find_pairs(args.dir, args.layout, args.split)
     summary = glass_free_crops(pairs, args.out, min_side=args.min_side, max_aspect=args.max_aspect,
                                sample=args.sample, seed=args.seed, prefix=args.prefix)
@@ -174,10 +177,10 @@ def _run_average(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------------------------- bench
 def _add_bench(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("bench", help="inference latency, FLOPs and efficiency of a GEM model (random input)")
-    p.add_argument("--model", default="gem-tiny", choices=("gem-tiny", "gem-base", "gem-lite", "debug"),
-                   help="model preset (default gem-tiny; random weights unless --weights)")
+    p.add_argument("--model", default=None, choices=("gem-tiny", "gem-base", "gem-lite", "debug"),
+                   help="time this preset with random weights (default: the shipped model, or --weights)")
     p.add_argument("--weights", default=None, help="checkpoint to load instead of random weights")
-    p.add_argument("--size", type=int, default=384, help="square input side, a multiple of 32 (default 384)")
+    p.add_argument("--size", type=_test_size, default=384, help="square input side, a multiple of 32 (default 384)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--dtype", default="fp32", choices=("fp32", "bf16", "fp16"), help="autocast dtype (default fp32)")
     p.add_argument("--batch", type=int, default=1, help="batch size (default 1)")
@@ -196,7 +199,13 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
 
 def _run_bench(args: argparse.Namespace) -> int:
     from ..bench import benchmark, format_report, write_json
+    from ..evaluate import resolve_device
 
+    if args.model and args.weights:
+        raise GlassgemError("bench: give --model (a preset, random weights) or --weights, not both")
+    if args.threads is not None and args.threads < 1:
+        raise GlassgemError(f"--threads must be 1 or more, got {args.threads}")
+    resolve_device(args.device)  # a bad --device: one line, before any model is built
     result = benchmark(model=args.model, weights=args.weights, size=args.size, threads=args.threads,
                        dtype=args.dtype, batch=args.batch, runs=args.runs, device=args.device,
                        runtime=args.runtime, onnx=args.onnx, eager=args.eager)
@@ -226,7 +235,7 @@ def _add_visualize_queries(viz_sub: argparse._SubParsersAction) -> None:
     p.add_argument("--weights", default=None,
                    help="glassgem model dir or original GEM checkpoint (default: the shipped model)")
     p.add_argument("--out", required=True, metavar="FILE", help="figure to write (.png, .jpg)")
-    p.add_argument("--size", type=int, default=None, help="square network input side (default: the model's, 384)")
+    p.add_argument("--size", type=_test_size, default=None, help="square network input side (default: the model's, 384)")
     p.add_argument("--all-layers", action="store_true", help="also draw the reference boxes of every decoder layer")
     p.add_argument("--boxes", type=int, default=None, metavar="N",
                    help="with --all-layers, draw the boxes of the N best-ranked queries only (default: all)")

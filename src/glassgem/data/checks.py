@@ -29,7 +29,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from ..errors import DataError
-from ..io import MAX_PIXELS, mask_to_binary
+from ..io import MAX_PIXELS, MAX_PIXELS_ENV, _max_pixels, mask_to_binary
 from .layouts import MANIFEST_NAME, Pair, ResolvedSplit, available_splits, resolve_split, scan_folders
 
 _EXIF_ORIENTATION = 0x0112
@@ -89,8 +89,10 @@ class _PairResult:
 def _open_checked(path: Path) -> Image.Image:
     img = Image.open(path)
     w, h = img.size
-    if w * h > MAX_PIXELS:
-        raise DataError(f"{w}x{h} pixels exceeds the limit of {MAX_PIXELS} (possible decompression bomb)")
+    limit = _max_pixels(MAX_PIXELS)
+    if w * h > limit:
+        raise DataError(f"{w}x{h} pixels exceeds the limit of {limit} (possible decompression bomb; if the "
+                        f"image is genuine, set {MAX_PIXELS_ENV}={w * h} in the environment)")
     return img
 
 
@@ -273,5 +275,7 @@ def require_valid(
     """check_dataset, raising DataError with the report's text if there is any error."""
     report = check_dataset(root, layout, split, images, masks, strict=strict, progress=progress)
     if not report.ok:
-        raise DataError(f"dataset check failed:\n{report.to_text(max_lines=20)}")
+        first, rest = report.errors[0], len(report.errors) - 1
+        more = f" (and {rest} more error{'s' if rest > 1 else ''}: `glassgem data check` lists them all)" if rest else ""
+        raise DataError(f"dataset check failed: {first}{more}")
     return report

@@ -107,6 +107,11 @@ class GEM(nn.Module):
         if bad:
             raise CheckpointError(f"{source}: weights do not fit a {self.cfg.name} model ({len(bad)} shape "
                                   f"mismatches: {describe_keys(bad, 4)})")
+        broken = [k for k in common if sd[k].is_floating_point() and not bool(torch.isfinite(sd[k]).all())]
+        if broken:
+            raise CheckpointError(f"{source}: {len(broken)} weight tensor(s) hold NaN or infinite values (e.g. "
+                                  f"{describe_keys(broken, 3)}); the training that wrote them diverged or the file "
+                                  "is damaged, take an earlier checkpoint")
         result = self.load_state_dict({k: sd[k] for k in common}, strict=False)
         missing = [k for k in result.missing_keys if not k.endswith("num_batches_tracked")]
         unexpected = [k for k in sd if k not in own]
@@ -276,7 +281,9 @@ def read_pretrained(path: str | Path | None = None, config: ModelConfig | None =
         sd, _ = original_to_glassgem(sd, config.encoder)
     elif config is None:
         raise CheckpointError(f"{path}: no config.json beside it and not an original GEM checkpoint; "
-                              "pass config= or load the glassgem directory")
+                              "put its config.json beside it (a glassgem directory: config.json + model.safetensors, "
+                              "as `glassgem average` or training writes) or, from Python, pass "
+                              "GEM.from_pretrained(path, config=ModelConfig(...))")
     return config, sd, path
 
 

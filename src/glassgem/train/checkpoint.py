@@ -49,12 +49,21 @@ def save_checkpoint(run_dir: str | Path, step: int, state: dict[str, Any], keep_
     return path
 
 
+def remove_stale_temps(folder: str | Path, min_age_s: float = 0.0) -> list[Path]:
+    """Delete the temporary files (`.<name>.<random>.tmp`, glassgem.io.atomic_write) that writes killed
+    mid-way left in `folder`, if at least `min_age_s` old; -> the files removed."""
+    from ..io import remove_stale_temps as _remove
+
+    return _remove(folder, min_age_s)
+
+
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
-        raise CheckpointError(f"{path}: cannot read training checkpoint ({type(e).__name__}: {e})") from None
+        first = (str(e).strip().splitlines() or [""])[0][:200]
+        raise CheckpointError(f"{path}: cannot read training checkpoint ({type(e).__name__}: {first})") from None
     if not isinstance(state, dict) or "step" not in state or "model" not in state:
         raise CheckpointError(f"{path}: not a glassgem training checkpoint (no 'step'/'model' entries)")
     return state

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,9 +30,11 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from ..config import TrainConfig
 from ..data.datasets import GlassDataset, Pair
 from ..data.transforms import TrainTransform, collate
-from ..errors import ConfigError
+from ..errors import CheckpointError, ConfigError
 from ..io import atomic_write_text
-from .checkpoint import latest_checkpoint, load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from ..runtime import loader_workers
+from .checkpoint import (checkpoint_dir, list_checkpoints, load_checkpoint, remove_stale_temps, rng_state,
+                         save_checkpoint, set_rng_state)
 from .optim import build_optimizer, build_scheduler
 from .targets import targets_from_batch
 
@@ -87,6 +90,11 @@ def step_seed(seed: int, step: int, a: int, b: int) -> int:
 
 
 # ------------------------------------------------------------------------------------ the run
+def _plain(value: Any) -> Any:
+    """Config values as JSON gives them back (tuples as lists), for comparing a saved config with ours."""
+    return [_plain(v) for v in value] if isinstance(value, (list, tuple)) else value
+
+
 @dataclass
 class RunData:
     train: list[Pair]
@@ -180,13 +188,45 @@ class Trainer:
 
     def _restore(self, path: Path) -> None:
         state = load_checkpoint(path)
-        self.acc.unwrap_model(self.model).load_state_dict(state["model"])
+        saved = state.get("config", {}).get("model") if isinstance(state.get("config"), dict) else None
+        if isinstance(saved, dict):
+            ours = self.cfg.model.to_dict()
+            differ = [k for k in sorted(set(saved) | set(ours))
+                      if k != "score_smoothing" and _plain(saved.get(k)) != _plain(ours.get(k))]
+            if differ:
+                shown = ", ".join(f"model.{k} {saved.get(k)!r} vs {ours.get(k)!r}" for k in differ[:4])
+                raise ConfigError(f"{path}: this run's checkpoint is of another model than the one asked for "
+                                  f"({shown}); resume without changing the model (or --preset), or start a "
+                                  "new run in another --out")
+        try:
+            self.acc.unwrap_model(self.model).load_state_dict(state["model"])
+        except RuntimeError as e:
+            first = str(e).strip().splitlines()[1:2] or [str(e)[:200]]
+            raise CheckpointError(f"{path}: its weights do not fit this run's {self.cfg.model.name} model "
+                                  f"({first[0].strip()})") from None
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         if self.acc.scaler is not None and state["scaler"]:
             self.acc.scaler.load_state_dict(state["scaler"])
         set_rng_state(state["rng"])
         self.step, self.best_iou = int(state["step"]), float(state["best_iou"])
+
+    def _resume(self) -> None:
+        """Restore the newest checkpoint that reads; a corrupt one (a kill or a full disk while it was written
+        by something other than glassgem's atomic writes, a damaged disk) is reported and the one before it
+        taken. No checkpoint at all is an error: `--resume` never silently starts over."""
+        found = list_checkpoints(self.out)
+        if not found:
+            raise ConfigError(f"--resume: {checkpoint_dir(self.out)} holds no checkpoint (step_*.pt) to resume "
+                              "from; leave out --resume to start a new run")
+        for i, (_, path) in enumerate(reversed(found)):
+            try:
+                self._restore(path)
+                return
+            except CheckpointError as e:
+                if i == len(found) - 1 or "do not fit" in str(e):
+                    raise
+                print(f"warning: {e}; resuming from the checkpoint before it", file=sys.stderr)
 
     def save(self) -> None:
         if self.acc.is_main_process:
@@ -202,7 +242,7 @@ class Trainer:
                                self.acc.process_index, self.step, self.max_iter)
         return DataLoader(
             _SeededSamples(dataset, transform, cfg.seed), batch_sampler=sampler, collate_fn=collate,
-            num_workers=cfg.num_workers, persistent_workers=False,
+            num_workers=loader_workers(cfg.num_workers), persistent_workers=False,  # at most cores - 1
             generator=torch.Generator().manual_seed(cfg.seed),  # keeps the global RNG untouched
         )
 
@@ -229,8 +269,11 @@ class Trainer:
         from .runlog import RunLogger
 
         self.out.mkdir(parents=True, exist_ok=True)
-        if resume and (ckpt := latest_checkpoint(self.out)) is not None:
-            self._restore(ckpt)
+        if self.acc.is_main_process:
+            remove_stale_temps(checkpoint_dir(self.out))  # leftovers of writes killed mid-way (the run is ours)
+            remove_stale_temps(self.out)
+        if resume:
+            self._resume()
         if self.acc.is_main_process:
             atomic_write_text(self.out / "config.json", json.dumps(self.cfg.to_dict(), indent=2))
             info = {"num_processes": self.acc.num_processes, "device": str(self.acc.device),

@@ -2,10 +2,13 @@
 from __future__ import annotations
 
 import csv
+import io as _io
 from pathlib import Path
 from typing import Any, Mapping
 
 import torch
+
+from ..io import atomic_write_text
 
 # Main (final-layer) terms worth a column; the other ~90 deep-supervision terms go to TensorBoard only.
 MAIN_TERMS = ("loss_ce", "loss_mask", "loss_dice", "loss_bbox", "loss_giou", "loss_proposal")
@@ -57,7 +60,8 @@ class RunLogger:
 
 
 def _append(path: Path, row: dict[str, Any]) -> None:
-    new = not path.exists()
+    # A header goes in whenever the file has none yet: missing, or left empty by a kill before its first row.
+    new = not path.exists() or path.stat().st_size == 0
     with open(path, "a", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(row))
         if new:
@@ -66,14 +70,28 @@ def _append(path: Path, row: dict[str, Any]) -> None:
 
 
 def _truncate_after(path: Path, step: int) -> None:
+    """Drop the rows after `step`, by writing the kept rows to a new file and renaming it over the old one:
+    a kill at any moment leaves either the old log or the new one, never an empty or half-written file.
+    Rows whose step cannot be read (a line cut short by an earlier kill) are dropped too."""
     if not path.exists():
         return
     with open(path, newline="") as f:
-        rows = list(csv.DictReader(f))
-    if not rows:
+        reader = csv.DictReader(f)
+        rows, fields = list(reader), reader.fieldnames
+    if not rows or not fields:
         return
-    keep = [r for r in rows if int(r["step"]) <= step]
-    with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(keep)
+    keep = [r for r in rows if _step(r) is not None and _step(r) <= step and None not in r.values()]
+    if len(keep) == len(rows):
+        return
+    text = _io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=fields, extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(keep)
+    atomic_write_text(path, text.getvalue())
+
+
+def _step(row: dict[str, Any]) -> int | None:
+    try:
+        return int(row["step"])
+    except (KeyError, TypeError, ValueError):
+        return None

@@ -43,8 +43,19 @@ def default_split(root: Optional[str], wanted: tuple[str, ...]) -> Optional[str]
 
 
 def load_pairs(spec: DataSpec, progress: bool = True) -> list:
-    """Validate the whole dataset (every problem at once), then list its pairs."""
-    require_valid(spec.root, spec.layout, spec.split, spec.images, spec.masks, progress=progress)
+    """Validate the whole dataset (every problem at once), then list its pairs. The check's warnings (e.g.
+    non-binary mask values and how they are read) go to stderr, as `glassgem data check` shows them."""
+    report = require_valid(spec.root, spec.layout, spec.split, spec.images, spec.masks, progress=progress)
+    if report.warnings:
+        import sys
+
+        shown = report.warnings[:5]
+        more = len(report.warnings) - len(shown)
+        for w in shown:
+            print(f"warning: {w}", file=sys.stderr)
+        if more:
+            print(f"warning: ... and {more} more (`glassgem data check {spec.root or spec.images}` lists them all)",
+                  file=sys.stderr)
     return find_pairs(spec.root, spec.layout, spec.split, spec.images, spec.masks)
 
 

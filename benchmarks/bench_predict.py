@@ -1,0 +1,153 @@
+"""End-to-end photos/s of `glassgem predict` on a folder: idle, beside a second `glassgem predict`, and
+beside N busy processes, next to the model-only rate. Prints one table (Markdown) and the machine's load.
+
+    python benchmarks/bench_predict.py --photos ../shared/data/gdd-dev/val/images --n 40
+    python benchmarks/bench_predict.py --src /path/to/other/checkout/src   # the same script on another tree
+
+It copies the first --n photos of --photos to a temporary folder, then for each condition runs
+`python -m glassgem.cli predict TMP --out OUT --quiet` --repeats times and reports the median of predict's
+own photos/s (its summary line: the loop, model load excluded) and of the whole process (wall clock).
+The neighbours are started here and stopped (killed with their process group) before the next condition:
+  predict: a loop of `glassgem predict` on the same photos, started ~--settle s before the timed run;
+  busy N:  N processes spinning a pure-Python loop.
+Model-only: `semantic_scores` of the same model on random 384x384 batches of 4 in a fresh process, idle.
+No timing thresholds: it prints numbers, it does not pass or fail.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+RATE = re.compile(r"wrote (\d+) mask\(s\).* in ([\d.]+) s \(([\d.]+) images/s\)")
+
+MODEL_ONLY = r"""
+import time, torch
+from glassgem.evaluate import load_model_for_inference
+from glassgem.predict import ModelScorer
+model, dev, dt = load_model_for_inference(None, 'cpu')
+s = ModelScorer(model, dev, dt)
+x = torch.rand(4, 3, s.input_size, s.input_size) * 255
+torch.set_flush_denormal(True)
+for _ in range(2): s(x)
+n, t = 0, time.perf_counter()
+while time.perf_counter() - t < {seconds}:
+    s(x); n += 4
+print('RATE', n / (time.perf_counter() - t), torch.get_num_threads())
+"""
+
+
+def _env(src: str | None) -> dict[str, str]:
+    env = dict(os.environ)
+    if src:
+        env["PYTHONPATH"] = str(Path(src).resolve()) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    return env
+
+
+def _predict_cmd(photos: Path, out: Path, extra: list[str]) -> list[str]:
+    return [sys.executable, "-m", "glassgem.cli", "predict", str(photos), "--out", str(out), "--quiet", *extra]
+
+
+def run_predict(photos: Path, out: Path, env: dict, extra: list[str]) -> tuple[float, float]:
+    """-> (predict's own photos/s, photos / wall seconds of the whole process)."""
+    shutil.rmtree(out, ignore_errors=True)
+    t = time.perf_counter()
+    proc = subprocess.run(_predict_cmd(photos, out, extra), env=env, capture_output=True, text=True)
+    wall = time.perf_counter() - t
+    m = RATE.search(proc.stdout)
+    if proc.returncode != 0 or not m:
+        sys.exit(f"bench_predict: predict failed (exit {proc.returncode}): {proc.stderr.strip()[-500:]}")
+    return float(m.group(3)), int(m.group(1)) / wall
+
+
+def start_neighbours(kind: str, n: int, photos: Path, tmp: Path, env: dict, extra: list[str]) -> list[subprocess.Popen]:
+    procs = []
+    for i in range(n):
+        if kind == "predict":
+            cmd = " ".join(f"'{c}'" for c in _predict_cmd(photos, tmp / f"neighbour_{i}", extra))
+            args = ["bash", "-c", f"while true; do {cmd} >/dev/null 2>&1; done"]
+        else:
+            args = [sys.executable, "-c", "while True: pass"]
+        procs.append(subprocess.Popen(args, env=env, start_new_session=True,
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+    return procs
+
+
+def stop_neighbours(procs: list[subprocess.Popen]) -> None:
+    for p in procs:
+        try:
+            os.killpg(p.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        p.wait()
+
+
+def model_only(env: dict, seconds: float) -> tuple[float, int]:
+    proc = subprocess.run([sys.executable, "-c", MODEL_ONLY.format(seconds=seconds)], env=env,
+                          capture_output=True, text=True)
+    m = re.search(r"RATE ([\d.]+) (\d+)", proc.stdout)
+    if not m:
+        sys.exit(f"bench_predict: model-only timing failed: {proc.stderr.strip()[-500:]}")
+    return float(m.group(1)), int(m.group(2))
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--photos", default=str(Path(__file__).resolve().parents[2] / "shared/data/gdd-dev/val/images"),
+                    help="folder of photos (default ../shared/data/gdd-dev/val/images)")
+    ap.add_argument("--n", type=int, default=40, help="photos per run (default 40)")
+    ap.add_argument("--repeats", type=int, default=3, help="timed runs per condition, median reported (default 3)")
+    ap.add_argument("--busy", type=int, nargs="*", default=[2], help="busy-loop neighbour counts (default 2)")
+    ap.add_argument("--settle", type=float, default=6.0, help="seconds a neighbour runs before timing (default 6)")
+    ap.add_argument("--model-seconds", type=float, default=8.0, help="how long the model-only rate is timed (default 8)")
+    ap.add_argument("--src", default=None, help="put this src folder first on PYTHONPATH (another checkout)")
+    ap.add_argument("--predict-args", default="", help="extra predict options, e.g. '--batch-size 1'")
+    args = ap.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # a timeout still stops the neighbours (finally)
+    env, extra = _env(args.src), args.predict_args.split()
+    files = sorted(p for p in Path(args.photos).iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))[: args.n]
+    if len(files) < args.n:
+        sys.exit(f"bench_predict: {args.photos}: only {len(files)} photos, --n {args.n}")
+    with tempfile.TemporaryDirectory(prefix="bench_predict_") as t:
+        tmp = Path(t)
+        photos = tmp / "photos"
+        photos.mkdir()
+        for f in files:
+            shutil.copy(f, photos / f.name)
+        load0 = os.getloadavg()[0]
+        print(f"machine: {os.cpu_count()} CPUs ({len(os.sched_getaffinity(0))} usable); load average at start "
+              f"{load0:.2f}; python {sys.version.split()[0]}; {args.n} photos x {args.repeats} runs; "
+              f"src {args.src or 'installed glassgem'}; predict args '{args.predict_args}'", flush=True)
+        mo, threads = model_only(env, args.model_seconds)
+        print(f"model only (semantic_scores, batch 4, 384², {threads} threads, idle): {mo:.1f} photos/s\n")
+        print("| condition | predict photos/s (its own figure) | whole process photos/s | of idle | runs | load |")
+        print("|---|---|---|---|---|---|", flush=True)
+        conditions = [("idle", None, 0), ("beside 1 predict", "predict", 1)] + [
+            (f"beside {k} busy loop(s)", "busy", k) for k in args.busy]
+        idle = None
+        for label, kind, k in conditions:
+            procs = start_neighbours(kind, k, photos, tmp, env, extra) if kind else []
+            try:
+                if procs:
+                    time.sleep(args.settle)
+                runs = [run_predict(photos, tmp / "out", env, extra) for _ in range(args.repeats)]
+            finally:
+                stop_neighbours(procs)
+            own = statistics.median(r[0] for r in runs)
+            wall = statistics.median(r[1] for r in runs)
+            idle = idle or own
+            print(f"| {label} | {own:.1f} | {wall:.1f} | {own / idle:.2f} | "
+                  f"{' '.join(f'{r[0]:.1f}' for r in runs)} | {os.getloadavg()[0]:.1f} |", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

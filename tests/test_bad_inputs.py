@@ -1,0 +1,216 @@
+"""One table of bad inputs x commands. Every row runs the `glassgem` command in-process and asserts:
+its exit code; one error line naming the file or option (no traceback); and that the files the row
+protects (earlier results, inputs) are unchanged and no temporary or half-written file is left.
+
+Everything is tiny and generated here: 48x40 photos, the debug model (128²), no network, no GPU."""
+from __future__ import annotations
+
+import errno
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from glassgem.cli import main
+
+torch.set_num_threads(1)
+
+
+# ------------------------------------------------------------------------------------ the world
+def _png(path: Path, arr: np.ndarray) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(arr).save(path)
+    return path
+
+
+def _dataset(root: Path, mask_values=(0, 255), n: int = 3) -> Path:
+    for i in range(n):
+        _png(root / "images" / f"s{i}.png", np.full((40, 48, 3), 60 + 20 * i, np.uint8))
+        mask = np.full((40, 48), mask_values[0], np.uint8)
+        for j, v in enumerate(mask_values[1:]):
+            mask[4 + 8 * j: 10 + 8 * j, 4:40] = v
+        _png(root / "masks" / f"s{i}.png", mask)
+    return root
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory) -> dict[str, Path]:
+    """Inputs shared by the rows (never modified by them: every row checks that)."""
+    from glassgem.model.gem import GEM
+
+    t = tmp_path_factory.mktemp("world")
+    w: dict[str, Path] = {"t": t}
+    w["photos"] = t / "photos"
+    for i in range(2):
+        _png(w["photos"] / f"p{i}.png", np.full((40, 48, 3), 100 + i, np.uint8))
+    w["data"] = _dataset(t / "data")
+    w["corrupt_data"] = _dataset(t / "corrupt_data")
+    (w["corrupt_data"] / "masks" / "s1.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
+    w["garbage"] = t / "garbage.jpg"
+    w["garbage"].write_bytes(b"this is no JPEG")
+    torch.manual_seed(0)
+    debug = GEM.from_config("debug")
+    w["model"] = debug.save_pretrained(t / "debug_model")
+    nan = GEM.from_config("debug")
+    with torch.no_grad():
+        for p in nan.parameters():
+            p.fill_(float("nan"))
+    w["nan_model"] = nan.save_pretrained(t / "nan_model")
+    other = GEM.from_config("debug")
+    other.cfg.num_queries = 8
+    w["other_model"] = GEM(other.cfg).save_pretrained(t / "other_model")
+    w["random_pth"] = t / "random.pth"
+    torch.save({"conv.weight": torch.zeros(2, 2)}, w["random_pth"])
+    w["pred"], w["gt"] = t / "pred", t / "gt"
+    _png(w["pred"] / "a.png", np.zeros((20, 20), np.uint8))
+    _png(w["gt"] / "a.png", np.zeros((24, 20), np.uint8))  # a size mismatch
+    w["a_file"] = t / "a_file.txt"
+    w["a_file"].write_text("not a folder")
+    w["run"] = t / "run"  # an earlier training run: its files must survive a bad command
+    (w["run"] / "checkpoints").mkdir(parents=True)
+    (w["run"] / "checkpoints" / "step_0000010.pt").write_bytes(b"checkpoint bytes")
+    (w["run"] / "log.csv").write_text("step,loss\n10,0.5\n")
+    (w["run"] / "config.json").write_text("{}")
+    (w["run"] / "best").mkdir()
+    w["loop"] = t / "loop"
+    w["loop"].symlink_to(w["loop"])
+    return w
+
+
+@dataclass
+class Case:
+    id: str
+    argv: list[str]  # {name} placeholders from the world, {out}: a fresh folder of this row
+    code: int
+    names: tuple[str, ...]  # the error line contains each (after formatting)
+    env: dict[str, str] = field(default_factory=dict)
+    patch: Callable | None = None  # (monkeypatch) -> None, e.g. a full disk
+    stream: str = "err"  # where the one error line is printed (data check reports on stdout)
+
+
+def _full_disk(monkeypatch) -> None:
+    import glassgem.io
+
+    def no_space(path, write):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+
+    monkeypatch.setattr(glassgem.io, "atomic_write", no_space)
+
+
+TRAIN = ["train", "--preset", "debug", "--data", "{data}", "--out", "{out}/run", "--max-steps", "1", "--set",
+         "max_iter=2", "batch_size=2", "num_points=64", "min_sizes=[64]", "crop_size=64"]
+
+CASES = [
+    # predict
+    Case("predict-missing-input", ["predict", "{t}/nope.jpg", "--out", "{out}"], 2, ("{t}/nope.jpg",)),
+    Case("predict-unreadable-photo", ["predict", "{garbage}", "--out", "{out}", "--weights", "{model}", "--quiet"],
+         1, ("{garbage}", "cannot read")),
+    Case("predict-size-0", ["predict", "{photos}", "--out", "{out}", "--size", "0"], 2, ("--size",)),
+    Case("predict-size-huge", ["predict", "{photos}", "--out", "{out}", "--size", "100000"], 2, ("--size", "4096")),
+    Case("predict-size-not-32", ["predict", "{photos}", "--out", "{out}", "--size", "100"], 2, ("--size", "32")),
+    Case("predict-device-bogus", ["predict", "{photos}", "--out", "{out}", "--device", "bogus"], 2, ("--device",)),
+    Case("predict-out-is-a-file", ["predict", "{photos}", "--out", "{a_file}", "--weights", "{model}"], 2,
+         ("{a_file}",)),
+    Case("predict-out-is-input", ["predict", "{photos}", "--out", "{photos}"], 2, ("--out", "{photos}")),
+    Case("predict-out-symlink-loop", ["predict", "{photos}", "--out", "{loop}"], 2, ("{loop}",)),
+    Case("predict-weights-missing", ["predict", "{photos}", "--out", "{out}", "--weights", "{t}/none"], 2,
+         ("{t}/none",)),
+    Case("predict-weights-random-pth", ["predict", "{photos}", "--out", "{out}", "--weights", "{random_pth}"], 2,
+         ("{random_pth}", "put its config.json beside it")),
+    Case("predict-weights-nan", ["predict", "{photos}", "--out", "{out}", "--weights", "{nan_model}"], 2,
+         ("nan_model", "NaN")),
+    Case("predict-threshold-1", ["predict", "{photos}", "--out", "{out}", "--threshold", "1"], 2, ("threshold",)),
+    Case("predict-bomb", ["predict", "{photos}/p0.png", "--out", "{out}", "--weights", "{model}", "--quiet"], 1,
+         ("p0.png", "GLASSGEM_MAX_PIXELS"), env={"GLASSGEM_MAX_PIXELS": "100"}),
+    Case("predict-unknown-option", ["predict", "{photos}", "--out", "{out}", "--sise", "384"], 2, ("--sise",)),
+    # evaluate
+    Case("evaluate-missing-data", ["evaluate", "--data", "{t}/nothing", "--weights", "{model}"], 2,
+         ("{t}/nothing",)),
+    Case("evaluate-corrupt-mask", ["evaluate", "--data", "{corrupt_data}", "--weights", "{model}"], 2, ("s1.png",)),
+    Case("evaluate-size-33", ["evaluate", "--data", "{data}", "--size", "33"], 2, ("--size",)),
+    Case("evaluate-device-bogus", ["evaluate", "--data", "{data}", "--weights", "{model}", "--device", "cpu:x:y"], 2,
+         ("--device",)),
+    Case("evaluate-weights-nan", ["evaluate", "--data", "{data}", "--weights", "{nan_model}"], 2, ("nan_model",)),
+    # evaluate-masks
+    Case("evaluate-masks-missing-pred", ["evaluate-masks", "--pred", "{t}/nope", "--gt", "{gt}"], 2, ("{t}/nope",)),
+    Case("evaluate-masks-size-mismatch", ["evaluate-masks", "--pred", "{pred}", "--gt", "{gt}"], 2, ("a.png",)),
+    Case("evaluate-masks-json-in-a-file", ["evaluate-masks", "--pred", "{pred}", "--gt", "{gt}", "--resize-pred",
+                                           "--json", "{a_file}/m.json"], 1, ("{a_file}",)),
+    # data check
+    Case("data-check-missing", ["data", "check", "{t}/nope"], 2, ("{t}/nope",)),
+    Case("data-check-symlink-loop", ["data", "check", "{loop}"], 2, ("{loop}",)),
+    Case("data-check-corrupt-mask", ["data", "check", "{corrupt_data}"], 1, ("s1.png",), stream="out"),
+    Case("data-negatives-prefix-escapes", ["data", "negatives", "{data}", "--out", "{out}", "--prefix", "../../x"],
+         2, ("--prefix",)),
+    # train
+    *[Case(f"train-set-{s.split('=')[0]}", TRAIN + [s], 2, (s.split("=")[0],)) for s in (
+        "lr=-1", "checkpoint_period=0", "log_period=0", "num_points=0", "min_sizes=[]", "num_workers=-1",
+        "mixed_precision=fp8", "clip_grad_norm=nan", "model.num_queries=0", "model.dec_layers=0",
+        "model.image_size=33", "no_such_key=1")],
+    Case("train-into-an-existing-run", ["train", "--preset", "debug", "--data", "{data}", "--out", "{run}"], 2,
+         ("{run}", "--resume")),
+    Case("train-resume-nothing", TRAIN[:6] + ["{out}/empty", "--resume", "--set", "max_iter=2", "batch_size=2"], 2,
+         ("--resume",)),
+    Case("train-resume-corrupt-only-checkpoint", TRAIN[:6] + ["{run}", "--resume"] + TRAIN[7:], 2,
+         ("step_0000010.pt",)),
+    Case("train-corrupt-data", ["train", "--preset", "debug", "--data", "{corrupt_data}", "--out", "{out}/r"], 2,
+         ("s1.png",)),
+    Case("train-full-disk", TRAIN, 1, ("No space left",), patch=_full_disk),
+    # synth
+    Case("synth-missing-backgrounds", ["synth", "procedural", "--out", "{out}", "--n", "1", "--backgrounds",
+                                       "{t}/nope"], 2, ("{t}/nope",)),
+    Case("synth-size-bad", ["synth", "procedural", "--out", "{out}", "--n", "1", "--size", "10x10"], 2, ("--size",)),
+    Case("synth-full-disk", ["synth", "procedural", "--out", "{out}", "--n", "1", "--size", "64x48",
+                             "--backgrounds", "{photos}"], 1, ("No space left", "{out}"), patch=_full_disk),
+    # export
+    Case("export-weights-missing", ["export", "onnx", "--weights", "{t}/none", "--out", "{out}/m.onnx"], 2,
+         ("{t}/none",)),
+    Case("export-size-bad", ["export", "onnx", "--weights", "{model}", "--out", "{out}/m.onnx", "--size", "33"], 2,
+         ("size",)),
+    # convert
+    Case("convert-missing", ["convert", "{t}/none.pth", "{out}/c"], 2, ("{t}/none.pth",)),
+    Case("convert-not-original", ["convert", "{random_pth}", "{out}/c"], 2, ("{random_pth}",)),
+    # average
+    Case("average-missing", ["average", "{model}", "{t}/none", "--out", "{out}/avg"], 2, ("{t}/none",)),
+    Case("average-different-models", ["average", "{model}", "{other_model}", "--out", "{out}/avg"], 2,
+         ("other_model",)),
+    Case("average-nan", ["average", "{nan_model}", "--out", "{out}/avg"], 2, ("nan_model",)),
+    # bench
+    Case("bench-device-bogus", ["bench", "--model", "debug", "--device", "bogus"], 2, ("--device",)),
+]
+
+
+def _snapshot(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
+            if p.is_file() and not p.is_symlink()}
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_bad_input(case: Case, world, tmp_path, capsys, monkeypatch):
+    out = tmp_path / "out"
+    fmt = {k: str(v) for k, v in world.items()} | {"out": str(out)}
+    argv = [a.format(**fmt) for a in case.argv]
+    for k, v in case.env.items():
+        monkeypatch.setenv(k, v)
+    if case.patch:
+        case.patch(monkeypatch)
+    before = _snapshot(world["t"])
+    code = main(argv)
+    captured = capsys.readouterr()
+    text = captured.err if case.stream == "err" else captured.out
+    assert "Traceback" not in captured.err + captured.out, captured.err
+    assert code == case.code, (code, captured.err, captured.out)
+    names = [n.format(**fmt) for n in case.names]
+    lines = [line for line in text.splitlines() if all(n in line for n in names)]
+    assert lines, f"no line naming {names}:\n{text}"
+    if case.stream == "err" and code == 2:
+        errors = [line for line in captured.err.splitlines() if "error:" in line]
+        assert len(errors) == 1 and errors == lines[:1], captured.err  # one line, and it is the one naming it
+    assert _snapshot(world["t"]) == before  # no input or earlier result changed, nothing added there
+    leftovers = [p for p in tmp_path.rglob("*") if p.name.endswith(".tmp")]
+    assert not leftovers
