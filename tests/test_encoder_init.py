@@ -84,12 +84,10 @@ def test_imagenet_tinyvit_from_a_timm_file(tmp_path):
     for theirs, mine in pairs.items():
         assert torch.equal(ours[mine], timm_sd[theirs]), mine
     # every timm tensor but the classifier landed somewhere; only the SAM neck stayed at init
-    loaded = [k for k in timm_sd if not k.startswith("head.")]
-    assert sum(torch.equal(ours[k], v) for k, v in ours.items() if not k.startswith("neck.")) >= len(loaded) - 8
     from glassgem.model.imagenet_vit import load_imagenet_vit_weights
 
     report = load_imagenet_vit_weights(enc, path)
-    assert len(report.loaded) == len(loaded)
+    assert len(report.loaded) == len([k for k in timm_sd if not k.startswith("head.")]) == 292
     assert report.missing and all(k.startswith("neck.") for k in report.missing)
 
 
@@ -117,12 +115,12 @@ def test_imagenet_file_for_the_wrong_encoder_is_refused(tmp_path):
 
     from glassgem.model.encoders.sam_vit import build_sam_vit_b
 
-    path = _save(timm.create_model("tiny_vit_5m_224", pretrained=False).state_dict(), tmp_path / "tiny.safetensors")
-    with pytest.raises(CheckpointError, match="vit_base_patch16"):
-        init_encoder_for_vit = build_sam_vit_b(img_size=64)
-        from glassgem.model.imagenet_vit import load_imagenet_vit_weights
+    from glassgem.model.imagenet_vit import load_imagenet_vit_weights
 
-        load_imagenet_vit_weights(init_encoder_for_vit, path)
+    tiny = timm.create_model("tiny_vit_5m_224", pretrained=False).state_dict()
+    path = _save(tiny, tmp_path / "tiny.safetensors")
+    with pytest.raises(CheckpointError, match="vit_base_patch16.*for the other encoder"):
+        load_imagenet_vit_weights(build_sam_vit_b(img_size=64), path)
     sam_like = _save({"image_encoder.patch_embed.seq.0.c.weight": torch.zeros(32, 3, 3, 3)}, tmp_path / "sam.safetensors")
     with pytest.raises(CheckpointError, match="use encoder_init=sam"):
         init_encoder(_cfg("gem-tiny", "encoder_init=imagenet", f"encoder_weights={sam_like}"))

@@ -22,8 +22,12 @@ def _rows(out):
 
 @pytest.fixture(scope="module")
 def table3_smoke(tmp_path_factory):
+    import torch
+
     out = tmp_path_factory.mktemp("exp") / "t3"
+    threads = torch.get_num_threads()
     assert main(["experiment", "run", "table3", "--budget", "smoke", "--out", str(out), "--quiet"]) == 0
+    assert torch.get_num_threads() == threads  # the smoke budget's one thread is given back
     return out
 
 
@@ -53,17 +57,17 @@ def test_table3_smoke_report_and_plot(table3_smoke):
 def test_rerun_skips_finished_runs_and_resumes_a_missing_stage(table3_smoke, monkeypatch):
     import shutil
 
-    import glassgem.train.engine as engine
+    import glassgem.experiments.execute as execute
 
     built = []
-    real = engine.Trainer
+    real = execute.Trainer
 
     class Counting(real):
         def __init__(self, cfg, data, out_dir, **kw):
             built.append(str(out_dir))
             super().__init__(cfg, data, out_dir, **kw)
 
-    monkeypatch.setattr(engine, "Trainer", Counting)
+    monkeypatch.setattr(execute, "Trainer", Counting)
     before = _rows(table3_smoke)
     assert main(["experiment", "run", "table3", "--out", str(table3_smoke), "--quiet"]) == 0
     assert built == [] and _rows(table3_smoke) == before
@@ -149,7 +153,7 @@ def test_skipped_runs_say_why():
     assert configs["sam"].encoder_weights == "mobile_sam.pt" and "tiny_vit_5m_224" in skipped["imagenet"]
     t2 = load_plan("table2")
     _, skipped = preflight(t2, t2.budget("smoke"), [], t2.data)
-    assert skipped == {"gdd": "needs data.gdd=DIR (no stand-in for it)", "gsd": "needs data.gsd=DIR (no stand-in for it)"}
+    assert skipped == {k: f"needs data.{k}=DIR (no stand-in for it)" for k in ("gdd", "gsd")}
 
 
 def test_ablation_switches_reach_the_configs():

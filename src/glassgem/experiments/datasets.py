@@ -17,6 +17,7 @@ from typing import Optional
 import numpy as np
 
 from ..errors import ConfigError
+from ..synth.procedural import synthesize
 from ..train.runner import TEST_SPLITS, TRAIN_SPLITS, VAL_SPLITS, DataSpec, default_split, load_pairs
 from .plan import Budget, Plan
 
@@ -50,8 +51,6 @@ def _seed(key: str) -> int:
 
 
 def _generate(out: Path, n: int, seed: int, budget: Budget, progress: bool) -> list:
-    from ..synth.procedural import synthesize
-
     if progress:
         print(f"generating {n} procedural scenes in {out} ({budget.standin_size[0]}x{budget.standin_size[1]})")
     synthesize(out, n=n, seed=seed, size=budget.standin_size, workers=budget.synth_workers, progress=progress)

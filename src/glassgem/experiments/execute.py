@@ -19,10 +19,15 @@ import time
 from pathlib import Path
 from typing import Any, Optional
 
+import torch
+
 from ..config import TrainConfig
 from ..errors import ConfigError
+from ..evaluate import evaluate_model
 from ..io import atomic_write_text
+from ..model.gem import GEM
 from ..train.encoder_init import check_encoder_init
+from ..train.engine import RunData, Trainer
 from ..train.optim import scaled_lr_steps
 from .datasets import ExperimentData, data_sets_line, missing_sets, prepare_data
 from .plan import Budget, Plan, RunSpec, split_overrides, stage_config
@@ -44,8 +49,6 @@ def _stage_cfg(cfg: TrainConfig, budget: Budget, stage: str, init_from: str = ""
 
 
 def _train(cfg: TrainConfig, pairs: list, run_dir: Path, progress: bool) -> Path:
-    from ..train.engine import RunData, Trainer
-
     final = run_dir / "final"
     if (final / "config.json").is_file():
         return final
@@ -59,9 +62,6 @@ def _score(model_dir: Path, cfg: TrainConfig, data: ExperimentData, budget: Budg
            progress: bool) -> dict[str, Any]:
     if path.is_file():
         return json.loads(path.read_text())
-    from ..evaluate import evaluate_model
-    from ..model.gem import GEM
-
     model = GEM.from_pretrained(model_dir)
     metrics = evaluate_model(model, data.eval, size=cfg.eval_size, batch_size=budget.eval_batch,
                              num_workers=min(cfg.num_workers, 2), progress=progress)
@@ -146,6 +146,17 @@ def run_plan(plan: Plan, out: str | Path, budget_name: str = "smoke", sets: Opti
     todo = [r for r in plan.runs if not only or r.name in only]
     data = prepare_data(plan, folders, budget, out, progress, [r for r in todo if r.name not in skipped])
     print(f"{plan.name} at budget {budget.name}: {data_sets_line(data)}")
+    threads = torch.get_num_threads()
+    if budget.threads > 0:
+        torch.set_num_threads(budget.threads)
+    try:
+        return _run_all(plan, budget, data, out, todo, configs, skipped, progress)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _run_all(plan: Plan, budget: Budget, data: ExperimentData, out: Path, todo: list[RunSpec],
+             configs: dict[str, TrainConfig], skipped: dict[str, str], progress: bool) -> Path:
     start = time.perf_counter()
     for i, run in enumerate(todo, 1):
         if run.name in skipped:

@@ -41,6 +41,7 @@ class Budget:
     standin_eval: int = 608  # eval scenes (GSD-S test has 608)
     synth_workers: int = 1
     eval_batch: int = 4
+    threads: int = 0  # torch CPU threads (0: torch's default); tiny models run faster on one
     about: str = ""  # one line on what the budget costs / shows
 
 
@@ -58,7 +59,7 @@ BUDGETS: dict[str, Budget] = {
               "scored at 256 px: a few CPU hours per plan, a plumbing-and-trend check, not the paper's numbers"),
     "smoke": Budget(
         "smoke", preset="debug", pretrain_steps=2, finetune_steps=2, standin_size=(64, 48), standin_real=4,
-        standin_eval=4, eval_batch=8,
+        standin_eval=4, eval_batch=8, threads=1,
         set=["batch_size=2", "crop_size=64", "min_sizes=[64,80]", "max_size=128", "num_points=256",
              "model.image_size=64", "eval_size=64", "checkpoint_period=100", "log_period=1"],
         about="a few steps of the debug model on tiny scenes: checks a plan end to end, numbers mean nothing"),
