@@ -61,7 +61,8 @@ def _stand_in_notes(data: ExperimentData) -> list[str]:
                      "glass panes composited onto photos), not the paper's Stable Diffusion + ControlNet S-GSD: "
                      "no Stable Diffusion weights were given. It tests the pipeline and the trend, not S-GSD.")
     if REAL in data.standins:
-        notes.append("**The real set is a procedural stand-in too** (no `data.real` given).")
+        notes.append("**The real set is a procedural stand-in** (no `data.real` given): fine-tuning is on "
+                     "generated scenes.")
     if "eval" in data.standins:
         notes.append("**The eval set is procedural scenes**, not a real test set: these numbers say nothing "
                      "about real glass.")
@@ -134,9 +135,13 @@ def plot(plan: Plan, rows: list[dict[str, Any]], path: Path) -> Path:
                     continue
                 if r["status"] == "done":
                     ax.bar(x, float(r["iou"]), width * 0.9, color=colors[p], label=f"{p} (ours)" if i == 0 else None)
+                else:
+                    ax.text(x, 0.02, r["status"].split(":")[0], rotation=90, ha="center", va="bottom", fontsize=8)
                 if r["paper_iou"] != "":
                     ax.plot(x, float(r["paper_iou"]), "k_", ms=14, mew=2, label="paper" if (i, j) == (0, 0) else None)
-        ax.set_xticks(range(len(labels)), labels, rotation=15)
+        ax.set_xticks(range(len(labels)), labels, rotation=15, ha="right")
+        ax.set_xlim(-0.6, len(labels) - 0.4)
+    ax.set_ylim(-0.02, 1.02)  # IoU is 0..1; a point at 0 stays visible
     ax.set_ylabel("IoU on the eval set")
     ax.set_title(plan.title, fontsize=9)
     ax.grid(alpha=0.3)
