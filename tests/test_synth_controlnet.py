@@ -79,6 +79,37 @@ def test_gradient_checkpointing_gives_the_same_step(tmp_path, pairs_dir, tiny_sd
     assert all(torch.allclose(a[k], b[k], atol=1e-7) for k in a)
 
 
+def test_init_controlnet_from_the_unet_matches_the_vae(tmp_path, pairs_dir, tiny_sd):
+    """`--init-controlnet unet`: the ControlNet copies the UNet's encoder, and its conditioning embedding
+    shrinks the control image by the VAE's factor (2x for the test VAE, 8x for SD's), so a step runs."""
+    from diffusers import UNet2DConditionModel
+
+    out = tmp_path / "from-unet"
+    result = finetune_controlnet(_config(pairs_dir, out, tiny_sd, "unet", max_steps=1))
+    assert result["step"] == 1 and np.isfinite(result["loss"])
+    cfg = json.loads((out / "controlnet" / "config.json").read_text())
+    assert cfg["conditioning_embedding_out_channels"] == [16, 32]  # one stride-2 stage = the test VAE's 2x
+    unet = UNet2DConditionModel.from_pretrained(tiny_sd, subfolder="unet")
+    net = load_file(out / "controlnet" / "diffusion_pytorch_model.safetensors")
+    init = {k: v for k, v in unet.state_dict().items() if k.startswith("down_blocks.")}
+    copied = [k for k in init if k in net and net[k].shape == init[k].shape]
+    assert len(copied) == len(init) > 10  # the UNet's encoder, one step of training away from the copy
+
+
+def test_conditioning_channels_follow_the_vae():
+    from types import SimpleNamespace
+
+    from glassgem.synth.sd_components import conditioning_channels
+
+    def vae(levels):
+        return SimpleNamespace(config=SimpleNamespace(block_out_channels=[4] * levels))
+
+    assert conditioning_channels(vae(4)) == (16, 32, 96, 256)  # SD's VAE: 8x, diffusers' default
+    assert conditioning_channels(vae(2)) == (16, 32)
+    assert conditioning_channels(vae(1)) == (16,)
+    assert conditioning_channels(None) == (16, 32, 96, 256)
+
+
 def test_refuses_to_overwrite_a_run_without_resume(tmp_path, pairs_dir):
     (tmp_path / "run" / "checkpoints" / "checkpoint-5").mkdir(parents=True)
     cfg = _config(pairs_dir, tmp_path / "run", tmp_path / "no-sd", tmp_path / "no-cn", max_steps=6)

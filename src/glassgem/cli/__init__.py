@@ -1,6 +1,7 @@
 """The `glassgem` command. Thin: it parses arguments and calls the library.
 
-Commands live in run.py (demo, predict, evaluate, evaluate-masks, compare, train), synth.py and tools.py.
+Commands live in run.py (demo, predict, evaluate, evaluate-masks, compare, train), synth.py, tools.py and
+experiment.py.
 
 Each command is a pair: `_add_<name>(subparsers)` declares its arguments and `_run_<name>(args)`
 does the work, importing what it needs lazily so that `glassgem --help` stays fast.
@@ -16,6 +17,7 @@ from ..errors import GlassgemError
 from ..runtime import configure_cpu_threads, keep_freed_memory
 from .common import INFERENCE_COMMANDS, flush_denormals
 from .run import _add_demo, _add_evaluate_masks, _add_compare, _add_train, _add_evaluate, _add_predict
+from .experiment import _add_experiment
 from .synth import _add_synth
 from .tools import _add_data, _add_convert, _add_average, _add_bench, _add_visualize, _add_analyze, _add_export
 
@@ -38,7 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"glassgem {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for add in (_add_demo, _add_evaluate_masks, _add_compare, _add_synth, _add_data, _add_convert, _add_average,
-                _add_bench, _add_train, _add_evaluate, _add_predict, _add_visualize, _add_analyze, _add_export):
+                _add_bench, _add_train, _add_evaluate, _add_predict, _add_visualize, _add_analyze, _add_export,
+                _add_experiment):
         add(sub)
     return parser
 

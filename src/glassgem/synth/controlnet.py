@@ -250,7 +250,7 @@ def finetune_controlnet(cfg: FinetuneConfig) -> dict:
     noise_scheduler = DDPMScheduler.from_config(sd.scheduler_config)
     # On resume the weights come from the checkpoint, so any init with the right architecture will do.
     # The trainable net stays fp32 under mixed precision: autocast handles the compute dtype.
-    controlnet = load_controlnet(cfg.init_controlnet, unet=sd.unet, dtype=torch.float32)
+    controlnet = load_controlnet(cfg.init_controlnet, unet=sd.unet, dtype=torch.float32, vae=sd.vae)
     controlnet.train()
     if cfg.gradient_checkpointing:
         controlnet.enable_gradient_checkpointing()

@@ -92,16 +92,33 @@ def load_scheduler_config(base: str | os.PathLike) -> dict:
     return dict(load_or_raise("scheduler config", base, DDPMScheduler.load_config, subfolder="scheduler"))
 
 
+# ControlNet's conditioning embedding (diffusers' default for SD: 3 stride-2 stages, 8x = SD's VAE factor)
+CONDITIONING_CHANNELS = (16, 32, 96, 256)
+
+
+def conditioning_channels(vae: Optional[torch.nn.Module]) -> tuple[int, ...]:
+    """Conditioning-embedding widths whose stride-2 stages shrink the control image exactly as `vae` shrinks
+    the picture into latents (SD: 8x, the default widths; a 2-level test VAE: 2x, one stage)."""
+    if vae is None:
+        return CONDITIONING_CHANNELS
+    stages = len(vae.config.block_out_channels) - 1
+    widths = list(CONDITIONING_CHANNELS[: stages + 1])
+    while len(widths) < stages + 1:
+        widths.append(widths[-1])
+    return tuple(widths)
+
+
 def load_controlnet(ref: str | os.PathLike, unet: Optional[torch.nn.Module] = None,
-                    dtype: Optional[torch.dtype] = None) -> torch.nn.Module:
+                    dtype: Optional[torch.dtype] = None, vae: Optional[torch.nn.Module] = None) -> torch.nn.Module:
     """A ControlNet from a folder or hub id; `ref="unet"` copies the encoder half of `unet`
-    (ControlNetModel.from_unet), the original ControlNet's initialisation."""
+    (ControlNetModel.from_unet), the original ControlNet's initialisation, with a conditioning embedding
+    that matches `vae`'s down-sampling (`conditioning_channels`)."""
     from diffusers import ControlNetModel
 
     if str(ref) == "unet":
         if unet is None:
             raise ConfigError("--init-controlnet unet needs the base model's UNet")
-        net = ControlNetModel.from_unet(unet)
+        net = ControlNetModel.from_unet(unet, conditioning_embedding_out_channels=conditioning_channels(vae))
         return net.to(dtype) if dtype is not None else net
     check_ref(ref, "ControlNet")
     if _is_local(ref) and not (Path(ref) / "config.json").is_file():

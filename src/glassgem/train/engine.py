@@ -120,21 +120,9 @@ def check_batch(cfg: TrainConfig, world: int) -> int:
 def build_model(cfg: TrainConfig):
     """GEM with the encoder initialised as cfg.encoder_init says, then optionally cfg.init_from."""
     from ..model.gem import GEM
+    from .encoder_init import init_encoder
 
-    if cfg.encoder_init not in ("random", "imagenet", "sam"):
-        raise ConfigError(f"encoder_init must be random, imagenet or sam, got {cfg.encoder_init!r}")
-    if cfg.encoder_init == "sam" and not cfg.encoder_weights and not cfg.init_from:
-        raise ConfigError(
-            "encoder_init=sam needs encoder_weights=PATH (MobileSAM mobile_sam.pt or SAM "
-            "sam_vit_b_01ec64.pth); or use encoder_init=random"
-        )
-    from ..model.encoders import build_encoder
-
-    encoder = build_encoder(cfg.model, pretrained=cfg.encoder_init == "imagenet")
-    if cfg.encoder_init == "sam" and cfg.encoder_weights:
-        from ..model.encoder_checkpoints import load_sam_encoder_weights
-
-        load_sam_encoder_weights(encoder, cfg.encoder_weights, vit_pos_init=cfg.model.vit_pos_init)
+    encoder = init_encoder(cfg)
     model = GEM(cfg.model, encoder=encoder)
     if cfg.init_from:
         # Pretrain -> fine-tune: every weight of the source that fits this model is taken (read only,
