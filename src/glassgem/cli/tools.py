@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 
+from ..config import MODEL_PRESETS
 from ..errors import GlassgemError
 from .common import _add_group
 
@@ -126,7 +127,7 @@ def _run_average(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------------------------- bench
 def _add_bench(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("bench", help="inference latency, FLOPs and efficiency of a GEM model (random input)")
-    p.add_argument("--model", default="gem-tiny", choices=("gem-tiny", "gem-base", "gem-lite", "debug"),
+    p.add_argument("--model", default="gem-tiny", choices=tuple(MODEL_PRESETS),
                    help="model preset (default gem-tiny; random weights unless --weights)")
     p.add_argument("--weights", default=None, help="checkpoint to load instead of random weights")
     p.add_argument("--size", type=int, default=384, help="square input side, a multiple of 32 (default 384)")

