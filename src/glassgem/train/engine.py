@@ -35,7 +35,7 @@ from ..io import atomic_write_text
 from ..runtime import loader_workers
 from .checkpoint import (checkpoint_dir, list_checkpoints, load_checkpoint, remove_stale_temps, rng_state,
                          save_checkpoint, set_rng_state)
-from .optim import build_optimizer, build_scheduler
+from .optim import build_optimizer, build_scheduler, freeze_encoder
 from .targets import targets_from_batch
 
 
@@ -131,6 +131,8 @@ def build_model(cfg: TrainConfig):
 
         _, source_sd, _ = read_pretrained(cfg.init_from)
         model.load_checked(source_sd, cfg.init_from)
+    if cfg.freeze_encoder:
+        freeze_encoder(model)
     return model
 
 

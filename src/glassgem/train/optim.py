@@ -4,6 +4,12 @@ AdamW; the encoder and simple feature pyramid (the original's "backbone") train 
 no weight decay on BatchNorm/GroupNorm/nn.LayerNorm parameters nor on nn.Embedding; everything else,
 biases and the custom LayerNorm2d included, decays at 0.05 (detectron2's builder treats them so).
 Schedule: linear warm-up then x gamma at each step in `lr_steps` (detectron2's WarmupMultiStepLR).
+
+Pretrained-encoder options (GEM-S; all off by default, so the original recipe is unchanged): the encoder's
+pretrained layers (everything but its `new_layers`, e.g. a neck) train at an extra `encoder_lr_mult`, with
+layer-wise decay `layer_decay`^(depth from the top) for encoders that number their layers
+(`lr_layer_id`), or are frozen (`freeze_encoder`); an encoder's `embeddings` (ViT position table, class
+token) get `weight_decay_embed`.
 """
 from __future__ import annotations
 
@@ -14,6 +20,7 @@ import torch
 from torch import nn
 
 from ..config import TrainConfig
+from ..errors import ConfigError
 
 # Modules whose parameters get weight_decay_norm. The neck's LayerNorm2d is deliberately absent.
 NORM_TYPES = (
@@ -28,8 +35,38 @@ def is_backbone(name: str) -> bool:
     return name.startswith(BACKBONE_PREFIXES)
 
 
+def _pretrained_encoder_param(encoder: nn.Module, name: str) -> bool:
+    """Whether encoder parameter `name` came from pretrained weights (not one of the encoder's new layers)."""
+    return not name.startswith(tuple(getattr(encoder, "new_layers", ())))
+
+
+def encoder_lr_scale(encoder: nn.Module, name: str, cfg: TrainConfig) -> float:
+    """lr factor of encoder parameter `name` (the encoder's own key) beyond backbone_lr_mult."""
+    if not _pretrained_encoder_param(encoder, name):
+        return 1.0
+    scale = cfg.encoder_lr_mult
+    if cfg.layer_decay != 1.0:
+        if not hasattr(encoder, "lr_layer_id"):
+            raise ConfigError(f"layer_decay needs an encoder with numbered layers (dinov2_vits14), not "
+                              f"{type(encoder).__name__}; leave layer_decay at 1")
+        scale *= cfg.layer_decay ** (encoder.num_lr_layers - 1 - encoder.lr_layer_id(name))
+    return scale
+
+
+def freeze_encoder(model: nn.Module) -> int:
+    """requires_grad=False on the encoder's pretrained parameters (its new layers still train). -> count."""
+    n = 0
+    for name, p in model.encoder.named_parameters():
+        if _pretrained_encoder_param(model.encoder, name):
+            p.requires_grad_(False)
+            n += 1
+    return n
+
+
 def param_groups(model: nn.Module, cfg: TrainConfig) -> list[dict]:
     """One group per (lr, weight decay) combination, each parameter exactly once (shared ones too)."""
+    encoder = getattr(model, "encoder", None)
+    embeddings = tuple(f"encoder.{n}" for n in getattr(encoder, "embeddings", ()))
     seen: set[int] = set()
     groups: dict[tuple[float, float], list[nn.Parameter]] = {}
     for module_name, module in model.named_modules():
@@ -39,9 +76,11 @@ def param_groups(model: nn.Module, cfg: TrainConfig) -> list[dict]:
             seen.add(id(p))
             full = f"{module_name}.{pname}" if module_name else pname
             lr = cfg.lr * (cfg.backbone_lr_mult if is_backbone(full) else 1.0)
+            if encoder is not None and full.startswith("encoder."):
+                lr *= encoder_lr_scale(encoder, full[len("encoder."):], cfg)
             if isinstance(module, NORM_TYPES):
                 wd = cfg.weight_decay_norm
-            elif isinstance(module, nn.Embedding):
+            elif isinstance(module, nn.Embedding) or full in embeddings:
                 wd = cfg.weight_decay_embed
             else:
                 wd = cfg.weight_decay

