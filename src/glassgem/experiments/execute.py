@@ -27,6 +27,7 @@ from ..evaluate import evaluate_model
 from ..io import atomic_write_text
 from ..model.gem import GEM
 from ..train.encoder_init import check_encoder_init
+from ..train.checkpoint import list_checkpoints
 from ..train.engine import RunData, Trainer
 from ..train.optim import scaled_lr_steps
 from .datasets import ExperimentData, data_sets_line, missing_sets, prepare_data
@@ -52,7 +53,8 @@ def _train(cfg: TrainConfig, pairs: list, run_dir: Path, progress: bool) -> Path
     final = run_dir / "final"
     if (final / "config.json").is_file():
         return final
-    Trainer(cfg, RunData(list(pairs), None), run_dir, progress=progress).train(resume=True)
+    started = bool(list_checkpoints(run_dir))  # an interrupted stage resumes; a new one starts
+    Trainer(cfg, RunData(list(pairs), None), run_dir, progress=progress).train(resume=started)
     if not (final / "config.json").is_file():
         raise ConfigError(f"{run_dir}: training stopped before its last step; run the command again to resume")
     return final
