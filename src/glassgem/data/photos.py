@@ -51,6 +51,7 @@ EXCLUDED = {
     "scikit-image:motorcycle_right.png": "the other view of the stereo pair motorcycle_left",
     "scikit-learn:china.jpg": "a building with windows",
     "matplotlib:logo2.png": "no scene (a logo)",
+    "matplotlib:grace_hopper.jpg": "spectacles",
     "lomiri-wallpapers-16.04:Wine_by_Jakkub_Mede.jpg": "windows and a bottle",
     "lomiri-wallpapers-16.04:free_by_Peter_Nerlich.jpg": "glass lamp globes",
     "lomiri-wallpapers-16.04:friends_by_Aitzol_Berasategi.jpg": "dogs looking out of a window",
