@@ -84,7 +84,7 @@ def glass_free(out: Path, scorer, progress: bool = True) -> int:
     """Predict every installed held-out glass-free photo; print the false glass of each and its mean."""
     from .data.photos import (DEBIAN_PACKAGES, HELDOUT_SOURCES, PYTHON_PACKAGES, corpus_name, installed_photos,
                               scale_down, select_photos)
-    from .io import load_image, load_mask
+    from .io import load_mask
     from .predict import collect_inputs, predict_files
     from .viz.overlay import grid, overlay_mask
 
@@ -95,18 +95,18 @@ def glass_free(out: Path, scorer, progress: bool = True) -> int:
           f"({', '.join(sorted({p.source for p, _ in kept}))}), in {out}/images")
     if missing:
         print(f"  (more with: apt-get install {' '.join(m for m in missing if m in DEBIAN_PACKAGES)})")
-    for photo, image in kept:
-        save_image(out / "images" / f"{corpus_name(photo)}.png", scale_down(image, 640))
+    pictures = {corpus_name(photo): scale_down(image, 640) for photo, image in kept}
+    for name, picture in pictures.items():
+        save_image(out / "images" / f"{name}.png", picture)
     summary = predict_files(collect_inputs([str(out / "images")]), out / "predictions", scorer, progress=progress)
     if summary.failed:
         return 1
     cells, labels, fractions = [], [], []
-    for photo, _ in kept:
-        name = corpus_name(photo)
+    for name, picture in pictures.items():
         mask = load_mask(out / "predictions" / f"{name}.png")
         fractions.append(float(mask.mean()))
         print(f"  {name:60s} {100 * fractions[-1]:6.1f}% predicted glass")
-        cells.append(overlay_mask(load_image(out / "images" / f"{name}.png"), mask))
+        cells.append(overlay_mask(picture, mask))  # the PNG just written holds these same pixels
         labels.append(f"{100 * fractions[-1]:.1f}% {name.split('__')[-1]}"[:34])
     clean = sum(f < 0.01 for f in fractions)
     print(f"false glass: mean {np.mean(fractions):.3f} of the pixels; {clean} of {len(fractions)} photos "
