@@ -12,7 +12,7 @@ from PIL import Image
 
 from glassgem.config import SAM_PIXEL_MEAN, SAM_PIXEL_STD
 from glassgem.errors import CheckpointError
-from glassgem.model.encoder_checkpoints import (
+from glassgem.hub.encoders import (
     efficientnet_lite0_timm_state_dict,
     load_sam_encoder_weights,
 )

@@ -8,6 +8,7 @@ import torch
 
 from glassgem.config import model_preset
 from glassgem.errors import ConfigError
+from glassgem.hub.encoders import build_pretrained_encoder
 from glassgem.model.encoders import build_encoder
 from glassgem.model.encoders.debug import DebugEncoder
 
@@ -47,9 +48,9 @@ def test_bad_choices_are_config_errors(changes: dict, message: str) -> None:
 
 @pytest.mark.parametrize("encoder", ["tinyvit", "sam_vit_b", "debug"])
 def test_pretrained_only_where_weights_ship(encoder: str) -> None:
-    # Only EfficientNet-Lite0 has offline weights; SAM-family files load via encoder_checkpoints.
+    # Only EfficientNet-Lite0 and the DINOv2 ViT-S have offline weights; SAM-family files load via hub.encoders.
     with pytest.raises(ConfigError, match="pretrained"):
-        build_encoder(dataclasses.replace(model_preset("debug"), encoder=encoder), pretrained=True)
+        build_pretrained_encoder(dataclasses.replace(model_preset("debug"), encoder=encoder))
 
 
 def test_presets_pick_their_encoders() -> None:

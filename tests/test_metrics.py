@@ -1,4 +1,4 @@
-"""glassgem.metrics and `glassgem evaluate-masks`: the GSD-S numbers (METRICS.md), edge cases, the CLI."""
+"""glassgem.evaluation.metrics and `glassgem evaluate-masks`: the GSD-S numbers (METRICS.md), edge cases, the CLI."""
 from __future__ import annotations
 
 import json
@@ -12,8 +12,8 @@ from PIL import Image
 
 from glassgem.cli import main
 from glassgem.errors import DataError
-from glassgem.mask_eval import resize_map
-from glassgem.metrics import GlassMetrics, format_table, image_stats
+from glassgem.evaluation.mask_eval import resize_map
+from glassgem.evaluation.metrics import GlassMetrics, format_table, image_stats
 
 E = 1e-4  # the smoothing term of METRICS.md
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from glassgem import GEM
-from glassgem.model.inference import squash
+from glassgem.inference.protocol import squash
 
 
 def _debug(max_graphs=4, after_seconds=0.0):

@@ -12,7 +12,7 @@ from glassgem import GEM
 from glassgem.cli import main
 from glassgem.config import ModelConfig, check_smoothing, model_preset
 from glassgem.errors import ConfigError
-from glassgem.model.gem import smooth_scores, smoothing_radius
+from glassgem.model.postprocess import smooth_scores, smoothing_radius
 
 
 def _avg_pool_box(x: torch.Tensor, r: int) -> torch.Tensor:
@@ -116,7 +116,7 @@ def test_predict_smoothing_override_changes_the_mask(tmp_path):
         probs[value] = np.asarray(Image.open(out / "noise_prob.png"), dtype=np.float32)
     model = GEM.from_pretrained(weights)
     with torch.no_grad():
-        from glassgem.model.inference import predict_image
+        from glassgem.inference.protocol import predict_image
 
         raw = predict_image(model, np.asarray(Image.open(photo)), return_prob=True)
     assert np.abs(probs["0"] - raw * 255).max() <= 1.0

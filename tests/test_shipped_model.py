@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from glassgem import GEM
-from glassgem.model.gem import DEFAULT_WEIGHTS
+from glassgem.hub.pretrained import DEFAULT_WEIGHTS
 
 
 def test_shipped_weights_are_gem_lite_within_budget_and_documented():
@@ -46,7 +46,7 @@ def test_model_card_metrics_are_what_the_shipped_weights_score_on_gdd_dev_val():
     import torch
 
     from glassgem.data.layouts import find_pairs
-    from glassgem.evaluate import evaluate_model
+    from glassgem.evaluation.evaluate import evaluate_model
 
     card = (DEFAULT_WEIGHTS / "MODEL_CARD.md").read_text()
     m = re.search(r"gdd-dev/val: \*\*IoU ([0-9.]+), F-beta ([0-9.]+), MAE ([0-9.]+), BER ([0-9.]+)\*\*", card)
@@ -94,7 +94,7 @@ def test_model_card_false_glass_is_what_the_shipped_weights_score_on_glass_free_
 
     from glassgem.data.layouts import find_pairs
     from glassgem.data.negatives import glass_free_crops
-    from glassgem.evaluate import evaluate_model
+    from glassgem.evaluation.evaluate import evaluate_model
 
     card = (DEFAULT_WEIGHTS / "MODEL_CARD.md").read_text()
     m = re.search(r"\((`glassgem data negatives`), (\d+) crops\): \*\*false glass\s+([0-9.]+)\*\* \(mean fraction "

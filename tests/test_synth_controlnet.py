@@ -14,8 +14,8 @@ from synth_fixtures import fresh_accelerate, one_thread, tiny_cn, tiny_sd, write
 
 from glassgem.cli import main
 from glassgem.errors import ConfigError, GlassgemError
-from glassgem.synth.controlnet import FinetuneConfig, finetune_controlnet, list_checkpoints
-from glassgem.synth.controlnet_data import (ControlNetPairs, DrawSampler, EvalSplitError, micro_batch_generator,
+from glassgem.synth.diffusion.controlnet import FinetuneConfig, finetune_controlnet, list_checkpoints
+from glassgem.synth.diffusion.controlnet_data import (ControlNetPairs, DrawSampler, EvalSplitError, micro_batch_generator,
                                             training_pairs)
 
 pytestmark = pytest.mark.usefixtures("one_thread", "fresh_accelerate")
@@ -99,7 +99,7 @@ def test_init_controlnet_from_the_unet_matches_the_vae(tmp_path, pairs_dir, tiny
 def test_conditioning_channels_follow_the_vae():
     from types import SimpleNamespace
 
-    from glassgem.synth.sd_components import conditioning_channels
+    from glassgem.synth.diffusion.sd_components import conditioning_channels
 
     def vae(levels):
         return SimpleNamespace(config=SimpleNamespace(block_out_channels=[4] * levels))

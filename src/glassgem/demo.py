@@ -28,8 +28,8 @@ SCENE_SIZE = (512, 384)  # W, H
 
 def make_scenes(out: Path, n: int = N_SCENES) -> list[str]:
     """Write `n` procedural scenes to out/images and their masks to out/masks; return their names."""
-    from .synth.backgrounds import default_backgrounds
-    from .synth.procedural import generate_scene
+    from .synth.procedural.backgrounds import default_backgrounds
+    from .synth.procedural.pipeline import generate_scene
 
     backgrounds = default_backgrounds()
     names = []
@@ -56,9 +56,11 @@ def contact_sheet(out: Path, names: list[str]) -> Path:
 
 
 def run_demo(out_dir: str | Path, weights: Optional[str] = None, progress: bool = True) -> int:
-    from .mask_eval import evaluate_pairs, pair_files
-    from .metrics import format_table, write_json
-    from .predict import build_scorer, collect_inputs, predict_files
+    from .evaluation.mask_eval import evaluate_pairs, pair_files
+    from .evaluation.metrics import format_table, write_json
+    from .inference.files import collect_inputs
+    from .inference.predict import predict_files
+    from .inference.scorers import build_scorer
 
     out = Path(out_dir)
     scorer = build_scorer(weights)  # the shipped GEM-Lite unless weights are given
@@ -85,7 +87,8 @@ def glass_free(out: Path, scorer, progress: bool = True) -> int:
     from .data.photos import (DEBIAN_PACKAGES, HELDOUT_SOURCES, PYTHON_PACKAGES, corpus_name, installed_photos,
                               scale_down, select_photos)
     from .io import load_mask
-    from .predict import collect_inputs, predict_files
+    from .inference.files import collect_inputs
+    from .inference.predict import predict_files
     from .viz.overlay import grid, overlay_mask
 
     photos, missing = installed_photos([p for p in DEBIAN_PACKAGES if p in HELDOUT_SOURCES],

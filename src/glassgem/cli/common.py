@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 
 def _print_help(parser: argparse.ArgumentParser) -> int:
     parser.print_help()
@@ -19,14 +18,17 @@ def _add_group(sub: argparse._SubParsersAction, name: str, help: str, adders, me
         add(group_sub)
 
 
-def _parse_size(text: str) -> tuple[int, int]:
+# Every --size of the command line that gives two sides is HEIGHTxWIDTH (as image arrays and tensors are
+# shaped): `synth procedural --size 384x512` and `export onnx --size 320x448` are both 384/320 rows high.
+def _parse_hw(text: str) -> tuple[int, int]:
+    """--size HxW (height x width) -> (h, w), both at least 32."""
     try:
-        w, h = (int(v) for v in text.lower().split("x"))
+        h, w = (int(v) for v in text.lower().replace("×", "x").split("x"))
     except ValueError:
-        raise argparse.ArgumentTypeError(f"--size must look like 512x384, got {text!r}") from None
+        raise argparse.ArgumentTypeError(f"--size must look like 384x512 (height x width), got {text!r}") from None
     if w < 32 or h < 32:
-        raise argparse.ArgumentTypeError(f"--size {text!r}: width and height must be >= 32")
-    return w, h
+        raise argparse.ArgumentTypeError(f"--size {text!r}: height and width must be >= 32")
+    return h, w
 
 
 MAX_TEST_SIZE = 4096  # a 4096² input already needs tens of GB for GEM-Tiny's attention; beyond: the OOM killer
@@ -44,22 +46,6 @@ def _test_size(text: str) -> int:
     return value
 
 
-# Commands that only run models forward. Sigmoids and exponentials of large negative logits produce
-# denormal floats, which x86 CPUs process ~100x slower; flushing them to zero made GEM-Lite inference
-# ~20% faster (interleaved A/B, 2 threads) and changes no value above 1.2e-38.
+# Commands that only run models forward: they run with denormal floats flushed to zero
+# (glassgem.inference.runtime.flush_denormals says why).
 INFERENCE_COMMANDS = frozenset({"predict", "evaluate", "bench", "demo", "visualize", "analyze"})
-
-
-@contextlib.contextmanager
-def flush_denormals(enabled: bool = True):
-    """Flush denormal floats to zero on the CPU for the duration (then back to the default, off)."""
-    if not enabled:
-        yield
-        return
-    import torch
-
-    torch.set_flush_denormal(True)
-    try:
-        yield
-    finally:
-        torch.set_flush_denormal(False)

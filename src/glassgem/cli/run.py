@@ -61,7 +61,7 @@ def _make_report(args: argparse.Namespace):
         raise ConfigError(f"--worst must be 0 or more, got {args.worst}")
     if args.report is None:
         return None
-    from ..report import PerImageReport
+    from ..evaluation.report import PerImageReport
 
     return PerImageReport(worst=args.worst)
 
@@ -73,8 +73,8 @@ def _finish_report(args: argparse.Namespace, report, results: dict) -> None:
 
 
 def _run_evaluate_masks(args: argparse.Namespace) -> int:
-    from ..mask_eval import evaluate_pairs, pair_files
-    from ..metrics import format_table, write_json
+    from ..evaluation.mask_eval import evaluate_pairs, pair_files
+    from ..evaluation.metrics import format_table, write_json
 
     pairs, extra = pair_files(args.pred, args.gt)
     if extra:
@@ -112,7 +112,7 @@ def _add_compare(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_compare(args: argparse.Namespace) -> int:
-    from ..compare import run_compare
+    from ..evaluation.compare import run_compare
     from ..io import atomic_write_text
 
     result, text = run_compare(args.a, args.b, resamples=args.resamples, seed=args.seed, tie=args.tie,
@@ -226,7 +226,7 @@ def _add_mask_args(p: argparse.ArgumentParser) -> None:
 def _check_mask_args(args: argparse.Namespace) -> None:
     """Refuse a bad --threshold or --smoothing before any model is loaded."""
     from ..config import check_smoothing
-    from ..model.inference import threshold_option
+    from ..inference.protocol import threshold_option
 
     threshold_option(args.threshold)
     if args.smoothing is not None:
@@ -257,8 +257,9 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_evaluate(args: argparse.Namespace) -> int:
-    from ..evaluate import evaluate_model, load_model_for_inference
-    from ..metrics import format_table, write_json
+    from ..evaluation.evaluate import evaluate_model
+    from ..inference.scorers import load_model_for_inference
+    from ..evaluation.metrics import format_table, write_json
     from ..train.runner import load_pairs
 
     if args.data is None:
@@ -274,7 +275,7 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     if args.threshold is not None:
         print(f"masks: glass probability > {args.threshold:g} (not the protocol's argmax)")
     if results.get("score_smoothing"):
-        from ..model.gem import smoothing_radius
+        from ..model.postprocess import smoothing_radius
 
         r = smoothing_radius(results["score_smoothing"], (size, size))
         print(f"scores box-smoothed over {2 * r + 1}x{2 * r + 1} px at {size}x{size} (score_smoothing "
@@ -325,7 +326,9 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_predict(args: argparse.Namespace) -> int:
-    from ..predict import build_scorer, check_video_inputs, collect_inputs, predict_files
+    from ..inference.files import collect_inputs
+    from ..inference.predict import check_video_inputs, predict_files
+    from ..inference.scorers import build_scorer
 
     _check_mask_args(args)
     photos = collect_inputs(args.inputs, recursive=args.recursive, out=args.out)  # before loading a model
@@ -334,14 +337,14 @@ def _run_predict(args: argparse.Namespace) -> int:
         if args.weights or args.dtype != "fp32" or args.smoothing is not None:
             raise GlassgemError("--onnx runs an exported fp32 graph (its smoothing included): leave out --weights, "
                                 "--dtype and --smoothing")
-        from ..onnx_runner import load_onnx_scorer
+        from ..inference.onnx_runner import load_onnx_scorer
 
         scorer = load_onnx_scorer(args.onnx, device=args.device or "auto")
         size = scorer.square_size(args.size)
     else:
         scorer, size = build_scorer(args.weights, args.device, args.dtype, args.smoothing), args.size
     if args.tta:
-        from ..predict import FlipAveraged
+        from ..inference.scorers import FlipAveraged
 
         scorer = FlipAveraged(scorer)
     summary = predict_files(photos, args.out, scorer, size=size, batch_size=args.batch_size,
@@ -350,3 +353,9 @@ def _run_predict(args: argparse.Namespace) -> int:
                             resume=args.resume)
     print(summary.line())
     return 1 if summary.failed else 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add demo, predict, evaluate, evaluate-masks, compare and train to the `glassgem` subcommands."""
+    for add in (_add_demo, _add_predict, _add_evaluate, _add_evaluate_masks, _add_compare, _add_train):
+        add(sub)

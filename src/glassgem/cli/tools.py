@@ -145,7 +145,7 @@ def _add_convert(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_convert(args: argparse.Namespace) -> int:
-    from ..model.checkpoints import convert
+    from ..hub.pretrained import convert
 
     summary = convert(args.src, args.dst)
     print(f"converted {args.src} ({summary['encoder']}, {summary['tensors']} tensors, "
@@ -199,8 +199,8 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_bench(args: argparse.Namespace) -> int:
-    from ..bench import benchmark, format_report, write_json
-    from ..evaluate import resolve_device
+    from ..inference.bench import benchmark, format_report, write_json
+    from ..inference.runtime import resolve_device
 
     if args.model and args.weights:
         raise GlassgemError("bench: give --model (a preset, random weights) or --weights, not both")
@@ -245,7 +245,7 @@ def _add_visualize_queries(viz_sub: argparse._SubParsersAction) -> None:
 
 
 def _run_visualize_queries(args: argparse.Namespace) -> int:
-    from ..evaluate import load_model_for_inference
+    from ..inference.scorers import load_model_for_inference
     from ..io import load_image, save_image
     from ..viz.queries import query_figure
 
@@ -293,7 +293,8 @@ def _add_analyze_tsne(analyze_sub: argparse._SubParsersAction) -> None:
 
 
 def _run_analyze_tsne(args: argparse.Namespace) -> int:
-    from ..evaluate import load_model_for_inference, resolve_device
+    from ..inference.runtime import resolve_device
+    from ..inference.scorers import load_model_for_inference
     from ..viz.tsne import load_sets, tsne_figure
 
     load_sets(args.data, args.max_per_set, args.seed)  # fail on bad sets before loading a model
@@ -343,11 +344,17 @@ def _add_export_onnx(export_sub: argparse._SubParsersAction) -> None:
 
 
 def _run_export_onnx(args: argparse.Namespace) -> int:
-    from ..export import export_onnx
-    from ..model.gem import GEM
+    from ..inference.export import export_onnx
+    from ..hub.pretrained import GEM
 
     model = GEM.from_pretrained(args.weights)
     report = export_onnx(model, args.out, size=args.size, dynamic_batch=args.dynamic_batch, opset=args.opset,
                          verify=not args.no_verify, tolerance=args.tolerance, optimize=not args.no_optimize)
     print(report.line())
     return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add data, convert, average, bench, visualize, analyze and export to the `glassgem` subcommands."""
+    for add in (_add_data, _add_convert, _add_average, _add_bench, _add_visualize, _add_analyze, _add_export):
+        add(sub)

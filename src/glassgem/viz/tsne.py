@@ -100,7 +100,7 @@ Extractor = Callable[[list[np.ndarray]], torch.Tensor]  # uint8 RGB photos -> [B
 
 def encoder_extractor(model: torch.nn.Module, size: int | None = None) -> Extractor:
     """Global average pool of GEM's stride-16 encoder map ("res4" of a multi-scale encoder)."""
-    from ..model.inference import check_size, squash
+    from ..inference.protocol import check_size, squash
 
     size = check_size(size or model.cfg.image_size)
     device = next(model.parameters()).device
@@ -121,7 +121,7 @@ def clip_extractor(model_ref: str | os.PathLike, device: torch.device | str = "c
     from PIL import Image
     from transformers import CLIPImageProcessor, CLIPModel
 
-    from ..synth.sd_components import check_ref, load_or_raise
+    from ..synth.diffusion.sd_components import check_ref, load_or_raise
 
     check_ref(model_ref, "CLIP model")
     clip = load_or_raise("CLIP model", model_ref, CLIPModel.from_pretrained).to(device).eval()

@@ -6,16 +6,23 @@ glass score beats the background score, and score with IoU / max F-beta / MAE / 
 """
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 from typing import Any, Iterable, Optional, Sequence
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
 
-from .data.datasets import GlassDataset, Pair
-from .data.transforms import TestTransform, resize_scores
-from .model.inference import check_threshold, glass_mask, glass_probability  # noqa: F401  (last one re-exported)
+from ..data.datasets import GlassDataset, Pair
+from ..data.transforms import TestTransform
+from ..inference.protocol import check_threshold, flip_averaged, glass_mask, glass_probability, unsquash
+from ..inference.runtime import autocast
+from ..inference.threads import loader_workers
+from ..io import load_image, save_image, save_mask
+from ..viz.overlay import error_overlay
+from .metrics import GlassMetrics
 
 
 def _collate(batch: list[dict[str, Any]]) -> dict[str, Any]:
@@ -23,12 +30,6 @@ def _collate(batch: list[dict[str, Any]]) -> dict[str, Any]:
     for key in ("orig_size", "stem", "mask"):
         out[key] = [b.get(key) for b in batch]
     return out
-
-
-def autocast_context(device: torch.device, dtype: Optional[torch.dtype]):
-    if dtype is None or dtype == torch.float32:
-        return torch.autocast(device.type, enabled=False)
-    return torch.autocast(device.type, dtype=dtype)
 
 
 @torch.no_grad()
@@ -43,11 +44,7 @@ def iterate_predictions(
     tta: bool = False,
 ) -> Iterable[tuple[str, torch.Tensor, Optional[torch.Tensor]]]:
     """Yield (stem, scores [2,H,W] at the original size, gt mask [H,W] or None) per pair, in order.
-    `tta`: average with the mirrored images' mirrored scores (model/inference.flip_averaged)."""
-    from .model.inference import flip_averaged
-
-    from .runtime import loader_workers
-
+    `tta`: average with the mirrored images' mirrored scores (inference/protocol.flip_averaged)."""
     device = device or next(model.parameters()).device
     loader = DataLoader(  # worker processes: at most one per core beside this one (runtime.loader_workers)
         GlassDataset(list(pairs), TestTransform(size)), batch_size=batch_size,
@@ -58,12 +55,12 @@ def iterate_predictions(
     model.eval()
     try:
         for batch in loader:
-            with autocast_context(device, dtype):
+            with autocast(device, dtype):
                 images = batch["image"].to(device)
                 scores = flip_averaged(model.semantic_scores, images) if tta else model.semantic_scores(images)
             scores = scores.float().cpu()
             for i, stem in enumerate(batch["stem"]):
-                full = resize_scores(scores[i : i + 1], batch["orig_size"][i])[0]
+                full = unsquash(scores[i : i + 1], batch["orig_size"][i])[0]
                 yield stem, full, batch["mask"][i]
     finally:
         model.train(was_training)
@@ -86,16 +83,9 @@ def evaluate_model(
     threshold: Optional[float] = None,
 ) -> dict[str, Any]:
     """GSD-S metrics of `model` on image/mask pairs; optionally writes `<stem>.png` masks (0/255).
-    `report`: a `glassgem.report.PerImageReport` that receives every image's scores and, for its worst
+    `report`: a `glassgem.evaluation.report.PerImageReport` that receives every image's scores and, for its worst
     images, draws the photo with the prediction's errors. `threshold`: glass where its probability
-    exceeds it (default None: the larger score wins, the protocol; see model.inference.glass_mask)."""
-    from functools import partial
-
-    from tqdm.auto import tqdm
-
-    from .io import save_image, save_mask
-    from .metrics import GlassMetrics
-
+    exceeds it (default None: the larger score wins, the protocol; see inference.protocol.glass_mask)."""
     check_threshold(threshold)
     metrics = GlassMetrics(legacy=legacy)
     out_dir = Path(save_masks) if save_masks else None
@@ -122,43 +112,4 @@ def evaluate_model(
 
 
 def _error_picture(image_path: Path, pred: np.ndarray, gt: np.ndarray) -> np.ndarray:
-    from .io import load_image
-    from .viz.overlay import error_overlay
-
     return error_overlay(load_image(image_path), pred, gt)
-
-
-DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
-
-
-def resolve_device(device: Optional[str]) -> torch.device:
-    from .errors import ConfigError
-
-    if device is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, ValueError, TypeError):
-        raise ConfigError(f"--device {device}: not a device; use cpu, cuda or cuda:N") from None
-    if dev.type not in ("cpu", "cuda", "mps"):
-        raise ConfigError(f"--device {device}: glassgem runs on cpu, cuda or cuda:N")
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"--device {device}: CUDA is not available on this machine")
-    return dev
-
-
-def load_model_for_inference(weights: Optional[str], device: Optional[str] = None, dtype: str = "fp32",
-                             smoothing: Optional[float] = None):
-    """(model in eval mode on its device, BatchNorms folded, device, autocast dtype or None for fp32).
-    `smoothing`: replaces the model's `score_smoothing` (0: off, the original protocol's raw scores)."""
-    from .config import check_smoothing
-    from .errors import ConfigError
-    from .model.gem import GEM
-
-    if dtype not in DTYPES:
-        raise ConfigError(f"unknown dtype {dtype!r}; choose one of {', '.join(DTYPES)}")
-    dev = resolve_device(device)
-    model = GEM.from_pretrained(weights).to(dev).eval().fuse_for_inference()
-    if smoothing is not None:
-        model.cfg.score_smoothing = check_smoothing(smoothing)
-    return model, dev, (None if dtype == "fp32" else DTYPES[dtype])

@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Optional
 
-from ..errors import ConfigError
+from ...errors import ConfigError
 
 # The paper's wording ("glasses" is theirs); "transparent glass" is the other form it mentions.
 DEFAULT_OBJECT = "transparent glasses"

@@ -43,8 +43,8 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from .errors import DataError
-from .io import mask_to_binary
+from ..errors import DataError
+from ..io import mask_to_binary
 
 N_BINS = 256
 EPS = 1e-4  # the original's smoothing term in precision/recall
@@ -315,7 +315,7 @@ def write_json(path: str | Path, results: dict[str, Any]) -> None:
     """Write results atomically as standard JSON (a NaN of legacy mode becomes null)."""
     import json
 
-    from .io import atomic_write_text
+    from ..io import atomic_write_text
 
     clean = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in results.items()}
     atomic_write_text(path, json.dumps(clean, indent=2) + "\n")

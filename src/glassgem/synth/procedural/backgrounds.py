@@ -14,8 +14,8 @@ from typing import Callable, Sequence
 import numpy as np
 from PIL import Image
 
-from ..errors import DataError
-from ..io import IMAGE_EXTENSIONS, load_image
+from ...errors import DataError
+from ...io import IMAGE_EXTENSIONS, load_image
 from .glass_effects import smooth_noise
 
 # Large user photos are shrunk once on load: scenes are a few hundred pixels wide.

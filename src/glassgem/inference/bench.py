@@ -6,25 +6,24 @@ mask upsampling and the class-weighted sum) on random input, after warm-up, in t
 """
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import statistics
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
-from .errors import ConfigError
-
-DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
-
-
-def _autocast(dtype: str, device: str) -> contextlib.AbstractContextManager:
-    if dtype == "fp32":
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=device, dtype=DTYPES[dtype])
+from ..config import ModelConfig
+from ..errors import ConfigError
+from ..hub.pretrained import GEM
+from ..io import atomic_write_text
+from .export import export_onnx
+from .onnx_runner import load_onnx_scorer
+from .runtime import DTYPES, autocast
 
 
 def _sync(device: str) -> None:
@@ -78,10 +77,8 @@ def count_flops(model: torch.nn.Module, images: torch.Tensor, dtype: str = "fp32
     """FLOPs (2·MAC) of one `semantic_scores` call as torch's FlopCounterMode counts them
     (matmuls, convolutions, attention; element-wise work and gathers are not counted). Counted on the
     eager model: a TorchScript graph's pre-packed oneDNN ops are invisible to the counter."""
-    from torch.utils.flop_counter import FlopCounterMode
-
     counter = FlopCounterMode(display=False)
-    with torch.no_grad(), _autocast(dtype, images.device.type), counter:
+    with torch.no_grad(), autocast(images.device, dtype), counter:
         model.semantic_scores(images, graph=False)
     return int(counter.get_total_flops())
 
@@ -96,7 +93,7 @@ def benchmark(model: str | None = None, weights: str | None = None, size: int = 
     The model: `weights` if given, else a random-weight `model` preset if given, else the shipped model.
 
     runtime "torch" times the CLI's inference path (`fuse_for_inference()`: a TorchScript graph where that
-    is faster, model/graph.py); `eager` times plain eager PyTorch instead.
+    is faster, inference/graphs.py); `eager` times plain eager PyTorch instead.
     runtime "onnxruntime" times the exported graph (glassgem export onnx) on onnxruntime's CPU provider:
     the file `onnx`, or, without one, an export of the model made (and verified) for this run."""
     if dtype not in DTYPES:
@@ -138,15 +135,13 @@ def _time_calls(fn, runs: int, warmup: int, device: str = "cpu") -> tuple[list[f
 
 def _run(model: str | None, weights: str | None, size: int, dtype: str, batch: int, runs: int, warmup: int,
          device: str, eager: bool = False) -> dict[str, Any]:
-    from .model.gem import GEM
-
     net = GEM.from_pretrained(weights) if weights or model is None else GEM.from_config(model)
     net = net.to(device).eval().fuse_for_inference(graphs=False if eager else None)
     if net._graphs is not None:
         net._graphs.after_seconds = 0.0  # the steady state a long stream reaches: trace in the warm-up
     images = torch.rand(batch, 3, size, size, device=device) * 255
     load_before = _load_average()
-    with torch.no_grad(), _autocast(dtype, device):
+    with torch.no_grad(), autocast(device, dtype):
         times, cpu_times = _time_calls(lambda: net.semantic_scores(images), runs, warmup, device)
     flops = count_flops(net, images, dtype)
     result = _summary(net.cfg.name, weights, size, batch, dtype, device, runs, times, cpu_times, flops, load_before)
@@ -159,17 +154,9 @@ def _run(model: str | None, weights: str | None, size: int, dtype: str, batch: i
 
 def _run_onnx(model: str | None, weights: str | None, onnx: str | None, size: int, batch: int, runs: int, warmup: int,
               threads: int | None) -> dict[str, Any]:
-    import tempfile
-
-    from .config import ModelConfig
-    from .model.gem import GEM
-    from .onnx_runner import load_onnx_scorer
-
     net = None  # the model whose FLOPs are counted: the exported one, or built from the file's config
     with tempfile.TemporaryDirectory(prefix="glassgem-bench-") as tmp:
         if onnx is None:
-            from .export import export_onnx
-
             net = GEM.from_pretrained(weights) if weights or model is None else GEM.from_config(model)
             onnx_path = str(Path(tmp) / "model.onnx")
             print(f"exporting {net.cfg.name} at {size}x{size} to ONNX for the benchmark (verified against PyTorch) ...",
@@ -242,8 +229,6 @@ def format_report(r: dict[str, Any]) -> str:
 
 
 def write_json(result: dict[str, Any], path: str | Path) -> None:
-    from .io import atomic_write_text
-
     atomic_write_text(path, json.dumps(result, indent=2) + "\n")
 
 

@@ -19,8 +19,11 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import CheckpointError
-from .checkpoints import read_weights
-from .encoder_checkpoints import EncoderLoadReport, _resize_pos_embed
+from ..model.encoders.sam_vit import SamViTEncoder
+from ..model.encoders.tinyvit import TinyViT
+from .encoders import EncoderLoadReport, _resize_pos_embed
+from .files import read_weights
+from .encoders import EncoderLoadReport, _resize_pos_embed
 
 TIMM_NAMES = {
     "tinyvit": "timm's tiny_vit_5m_224 ImageNet weights (e.g. timm/tiny_vit_5m_224.dist_in22k_ft_in1k, "
@@ -63,9 +66,6 @@ def _fit_pos_embed(value: Tensor, want: tuple[int, ...], source: str) -> Tensor:
 
 
 def _kind(encoder: nn.Module) -> str:
-    from .encoders.sam_vit import SamViTEncoder
-    from .encoders.tinyvit import TinyViT
-
     if isinstance(encoder, TinyViT):
         return "tinyvit"
     if isinstance(encoder, SamViTEncoder):

@@ -28,8 +28,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from ..errors import ConfigError, GlassgemError
-from ..io import atomic_write_text, save_image
+from ...errors import ConfigError, GlassgemError
+from ...io import atomic_write_text, save_image
 from .controlnet_data import (ControlNetPairs, DrawSampler, micro_batch_generator, take_validation_masks,
                               training_pairs)
 from .prompts import select_prompts

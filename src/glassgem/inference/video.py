@@ -1,6 +1,6 @@
 """Glass masks for videos: `glassgem predict clip.mp4 --out out/` (PyAV: `pip install "glassgem[video]"`).
 
-Every processed frame follows the photo protocol of glassgem.predict (squash, score, resize back). For a
+Every processed frame follows the photo protocol of glassgem.inference.predict (squash, score, resize back). For a
 video named `clip`, --out receives:
 
     clip/000000.png ...     0/255 mask of each processed frame at the video's size; the number is the
@@ -29,22 +29,16 @@ from typing import Callable, Iterator, Optional
 import numpy as np
 import torch
 
-from .errors import DataError, GlassgemError
-from .io import atomic_write_text, load_mask
-from .model.inference import squash
+from tqdm.auto import tqdm
 
-VIDEO_EXTENSIONS = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
-FRAMES_CSV = "frames.csv"
+from ..errors import DataError, GlassgemError
+from ..io import atomic_write_text, load_mask
+from ..viz.overlay import overlay_mask
+from .files import FRAMES_CSV, write_prediction
+from .protocol import squash
+from .threads import decode_threads
+
 DEFAULT_FPS = Fraction(25)
-
-
-def is_video(path: str | os.PathLike) -> bool:
-    return Path(path).suffix.lower() in VIDEO_EXTENSIONS
-
-
-def video_outputs(name: str, overlay: bool) -> list[str]:
-    """Output names of a video below --out (for the name clash checks of glassgem.predict)."""
-    return [f"{name}/{FRAMES_CSV}"] + ([f"{name}_overlay.mp4"] if overlay else [])
 
 
 def frame_name(name: str, index: int) -> str:
@@ -112,9 +106,7 @@ def _open(path: Path):
 def _frames(container, every: int, max_frames: Optional[int]) -> Iterator[tuple[int, float, np.ndarray]]:
     stream = container.streams.video[0]
     stream.thread_type = "AUTO"
-    from .runtime import decode_threads
-
-    try:  # FFmpeg's default is a thread per core, which fights the network's OpenMP threads (runtime.py)
+    try:  # FFmpeg's default is a thread per core, which fights the network's OpenMP threads (threads.py)
         stream.thread_count = decode_threads()
     except (AttributeError, ValueError):
         pass
@@ -215,16 +207,11 @@ def predict_video(
 ) -> VideoSummary:
     """Masks (and probability maps, frames.csv, an overlay video) for the frames of one video.
 
-    `scorer`/`size`/`threshold` as in glassgem.predict.predict_files. `every`: score every n-th frame;
+    `scorer`/`size`/`threshold` as in glassgem.inference.predict.predict_files. `every`: score every n-th frame;
     `max_frames`: stop after this many processed frames. Raises DataError for a file that cannot be
     opened as a video; a decoding error part-way is returned in VideoSummary.error with the frames
     before it written (frames.csv and the overlay then cover those frames).
     """
-    from tqdm.auto import tqdm
-
-    from .predict import write_prediction
-    from .viz.overlay import overlay_mask
-
     check_frame_options(every, max_frames)
     path, out = Path(path), Path(out)
     av = require_av()

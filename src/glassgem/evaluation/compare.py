@@ -27,7 +27,7 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
-from .errors import ConfigError, DataError
+from ..errors import ConfigError, DataError
 from .metrics import N_BINS, max_fbeta
 from .report import CSV_FILE, CURVES_FILE
 
@@ -55,7 +55,7 @@ def report_csv(path: str | Path) -> Path:
 
 
 def read_per_image(path: str | Path) -> PerImage:
-    """Read a per_image.csv (`glassgem.report`); every problem is named with the file and line."""
+    """Read a per_image.csv (`glassgem.evaluation.report`); every problem is named with the file and line."""
     p = report_csv(path)
     try:
         text = p.read_text(encoding="utf-8")
@@ -267,7 +267,7 @@ def plot_comparison(a: PerImage, b: PerImage, path: str | Path, labels: Optional
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    from .io import atomic_write_bytes
+    from ..io import atomic_write_bytes
 
     path = Path(path)
     fmt = path.suffix.lower().lstrip(".").replace("jpg", "jpeg")

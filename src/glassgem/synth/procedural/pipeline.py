@@ -20,8 +20,8 @@ from PIL import Image, ImageFilter
 from scipy import ndimage
 from tqdm import tqdm
 
-from ..errors import ConfigError, DataError
-from ..io import atomic_write_text, load_image, load_mask, save_image, save_mask
+from ...errors import ConfigError, DataError
+from ...io import atomic_write_text, load_image, load_mask, save_image, save_mask
 from .backgrounds import (Backgrounds, augment, default_backgrounds, folder_backgrounds, outdoor_view,
                           painted_wall)
 from .glass_effects import FRAME_COLOURS, drop_shadow, polygon_bbox, render_bar, render_occluder, render_pane

@@ -1,4 +1,4 @@
-"""Frozen TorchScript graphs of `GEM.semantic_scores` for CPU fp32 inference.
+"""Frozen TorchScript graphs of the network's `semantic_scores` for CPU fp32 inference.
 
 Eager PyTorch runs GEM-Lite's ~1,000 small ops one by one. Tracing `semantic_scores` for one input shape,
 freezing the weights into the graph and running `torch.jit.optimize_for_inference` (conv + add/ReLU
@@ -23,23 +23,30 @@ from collections import OrderedDict
 import torch
 from torch import Tensor, nn
 
+from ..model.gem import GEM
+
+
+def eager_scores(model: GEM, images: Tensor) -> Tensor:
+    """The network's own (eager) semantic scores, whatever subclass `model` is."""
+    return GEM.semantic_scores(model, images)
+
 
 class _Scores(nn.Module):
     """The eager `semantic_scores` as a module owning the model, so tracing sees its weights as parameters."""
 
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, model: GEM) -> None:
         super().__init__()
         self.model = model
 
     def forward(self, images: Tensor) -> Tensor:
-        return self.model.semantic_scores(images, graph=False)
+        return eager_scores(self.model, images)
 
 
 class ScoreGraphs:
     """Per input shape, a frozen graph of `model.semantic_scores` (the last `max_graphs` shapes), made once
     that shape has run `after_seconds` eagerly (0: at the first call)."""
 
-    def __init__(self, model: nn.Module, max_graphs: int = 4, after_seconds: float = 5.0) -> None:
+    def __init__(self, model: GEM, max_graphs: int = 4, after_seconds: float = 5.0) -> None:
         self.model, self.max_graphs, self.after_seconds = model, max_graphs, after_seconds
         self.graphs: OrderedDict[tuple, torch.jit.ScriptModule] = OrderedDict()
         self.eager_seconds: dict[tuple, float] = {}  # per shape not traced yet
@@ -52,19 +59,19 @@ class ScoreGraphs:
 
     def __call__(self, images: Tensor) -> Tensor:
         if not self.applies(images):
-            return self.model.semantic_scores(images, graph=False)
+            return eager_scores(self.model, images)
         # the smoothing is traced in as a constant, so a changed cfg.score_smoothing needs its own graph
         key = (tuple(images.shape), images.dtype, torch.get_num_threads(), self.model.cfg.score_smoothing)
         graph = self.graphs.get(key)
         if graph is None:
             if self.eager_seconds.get(key, 0.0) < self.after_seconds:
                 start = time.perf_counter()
-                scores = self.model.semantic_scores(images, graph=False)
+                scores = eager_scores(self.model, images)
                 self.eager_seconds[key] = self.eager_seconds.get(key, 0.0) + time.perf_counter() - start
                 return scores
             graph = self._trace(images)
             if graph is None:
-                return self.model.semantic_scores(images, graph=False)
+                return eager_scores(self.model, images)
             self.eager_seconds.pop(key, None)
             self.graphs[key] = graph
             while len(self.graphs) > self.max_graphs:
@@ -86,4 +93,4 @@ class ScoreGraphs:
             return None
 
 
-__all__ = ["ScoreGraphs"]
+__all__ = ["ScoreGraphs", "eager_scores"]

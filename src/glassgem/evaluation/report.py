@@ -91,7 +91,7 @@ class PerImageReport:
 
     def sheet(self) -> Optional[np.ndarray]:
         """The worst images' error pictures on one contact sheet (None when there are none)."""
-        from .viz.overlay import grid, titled
+        from ..viz.overlay import grid, titled
 
         worst = self.worst_images()
         if not worst:
@@ -105,7 +105,7 @@ class PerImageReport:
     def write(self, out_dir: str | Path, results: dict[str, Any]) -> list[Path]:
         """Write per_image.csv, per_image_fbeta.npz, worst.jpg (if any picture was kept) and metrics.json
         into out_dir."""
-        from .io import atomic_write_bytes, atomic_write_text, save_image
+        from ..io import atomic_write_bytes, atomic_write_text, save_image
         from .metrics import write_json
 
         out = Path(out_dir)

@@ -23,9 +23,9 @@ from typing import Any, Callable, Optional
 import numpy as np
 from PIL import Image
 
-from ..errors import ConfigError, DataError
-from ..io import MASK_EXTENSIONS, load_mask, save_image, save_mask
-from . import manifest
+from ...errors import ConfigError, DataError
+from ...io import MASK_EXTENSIONS, load_mask, save_image, save_mask
+from .. import manifest
 from .controlnet_data import refuse_eval_split
 from .prompts import select_prompts
 from .sd_components import (DEFAULT_BASE, SCHEDULERS, build_pipeline, downsample_factor, load_controlnet,

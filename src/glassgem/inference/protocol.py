@@ -2,9 +2,9 @@
 
 Squash the photo to size x size (aspect not kept, PIL bilinear as the original's T.Resize), compute the
 2-class semantic scores, resize them bilinearly back to the photo's size, and call a pixel glass where the
-glass score beats the background score (ties go to background). `glassgem.predict` (files and folders),
-`GEM.predict` (one image) and `glassgem.evaluate` (via data.transforms.TestTransform, the same squash)
-follow it; the tests check that the three agree.
+glass score beats the background score (ties go to background). `glassgem.inference.predict` (files
+and folders), `GEM.predict` (one image) and `glassgem.evaluation.evaluate` (via data.transforms.TestTransform,
+the same squash) follow it; the tests check that the three agree.
 """
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from PIL import Image
 from torch import Tensor
 
 from ..errors import DataError, GlassgemError
+from ..io import load_image, pil_to_rgb
 
 ImageLike = Union[Image.Image, np.ndarray, str, os.PathLike]
 
@@ -67,8 +68,6 @@ def as_rgb_array(image: ImageLike) -> np.ndarray:
     Files go through glassgem.io.load_image (EXIF orientation applied, any mode converted). A PIL
     image is taken as given (no EXIF rotation: the mask must line up with the pixels passed in).
     """
-    from ..io import load_image, pil_to_rgb
-
     if isinstance(image, Image.Image):
         return pil_to_rgb(image)
     if isinstance(image, (str, os.PathLike)):
@@ -92,10 +91,13 @@ def squash(image: np.ndarray, size: int) -> Tensor:
 
 
 def unsquash(scores: Tensor, hw: tuple[int, int]) -> Tensor:
-    """[B,2,s,s] network-size scores -> [B,2,H,W] at the photo's size (bilinear, align_corners=False)."""
-    if tuple(scores.shape[-2:]) == tuple(hw):
+    """[B,C,s,s] network-size scores -> [B,C,H,W] at the photo's size (bilinear, align_corners=False)."""
+    if scores.ndim != 4:
+        raise ValueError(f"unsquash expects [B,C,h,w] scores, got shape {tuple(scores.shape)}")
+    hw = (int(hw[0]), int(hw[1]))
+    if tuple(scores.shape[-2:]) == hw:
         return scores
-    return F.interpolate(scores, size=(int(hw[0]), int(hw[1])), mode="bilinear", align_corners=False)
+    return F.interpolate(scores, size=hw, mode="bilinear", align_corners=False)
 
 
 def check_size(size: int) -> int:

@@ -15,8 +15,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
-from ..errors import ConfigError, DataError
-from ..io import load_image, load_mask
+from ...errors import ConfigError, DataError
+from ...io import load_image, load_mask
 
 EVAL_SPLIT_NAMES = ("val", "valid", "validation", "test", "testing")
 
@@ -43,7 +43,7 @@ def training_pairs(data: str | os.PathLike, allow_eval_masks: bool = False, chec
     """The image/mask pairs to fine-tune on: the `train` split if `data` has splits, else `data` itself.
     With `check`, every pair is validated first (`glassgem data check`), so bad data fails in seconds,
     not inside a data-loader worker hours into a run."""
-    from ..data import available_splits, find_pairs, require_valid, resolve_split
+    from ...data import available_splits, find_pairs, require_valid, resolve_split
 
     root = Path(data)
     if not root.is_dir():
@@ -71,7 +71,7 @@ def _square_geometry(h: int, w: int, size: int) -> tuple[tuple[int, int], int, i
 
 def center_square(image: np.ndarray, mask: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
     """Resize the short side to `size` and take the centre square (SD's training crop)."""
-    from ..data.transforms import resize_image
+    from ...data.transforms import resize_image
 
     hw, top, left = _square_geometry(*mask.shape, size)
     image = resize_image(image, hw)[top:top + size, left:left + size]
@@ -79,7 +79,7 @@ def center_square(image: np.ndarray, mask: np.ndarray, size: int) -> tuple[np.nd
 
 
 def center_square_mask(mask: np.ndarray, size: int) -> np.ndarray:
-    from ..data.transforms import resize_mask
+    from ...data.transforms import resize_mask
 
     hw, top, left = _square_geometry(*mask.shape, size)
     return resize_mask(mask, hw)[top:top + size, left:left + size]

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .errors import CheckpointError, ConfigError, DataError, GlassgemError
+from ..errors import CheckpointError, ConfigError, DataError, GlassgemError
 
 DEVICES = ("cpu", "cuda", "auto")
 

@@ -20,7 +20,7 @@ GEM-Tiny, GEM-Lite (dynamic batch) and GEM-Base (398 MiB) export and match withi
 
 After export the graph is run with onnxruntime on a random input and compared with
 `GEM.semantic_scores`; a difference above `tolerance` raises ExportVerificationError and the file goes
-to `<out>.unverified.onnx` instead of `<out>`. `glassgem.onnx_runner` runs exported files.
+to `<out>.unverified.onnx` instead of `<out>`. `glassgem.inference.onnx_runner` runs exported files.
 
 Known limit (the model's, not the export's): DQS ranks positions with top-k over max-softmax scores and
 pairs rank i with anchor i. Where scores tie exactly (a saturated softmax is exactly 1.0 in fp32),
@@ -41,12 +41,13 @@ from pathlib import Path
 from typing import Iterator
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
-from . import __version__
-from .errors import ConfigError, GlassgemError
-from .model.gem import smooth_scores
+from .. import __version__
+from ..errors import ConfigError, GlassgemError
+from ..io import atomic_write_bytes
+from ..model.deform_attn import MSDeformAttn
+from ..model.postprocess import semantic_scores_from_queries
 from .onnx_runner import OnnxScorer, load_onnx_scorer  # noqa: F401  (re-exported: export + run in one place)
 
 MIN_OPSET = 18
@@ -95,10 +96,9 @@ class ExportReport:
 class SemanticScores(nn.Module):
     """GEM + semantic inference as one module: images [B,3,H,W] 0..255 -> scores [B,2,H,W] fp32.
 
-    The same sum as `gem.semantic_map` (Σ_q softmax(class_q)[:2] · sigmoid(bilinear_up(mask_q))), then the
-    model's score smoothing (`gem.smooth_scores`, baked in for the exported size), written
-    with whole-batch ops (Resize, Sigmoid, MatMul) instead of its per-image, row-tiled loop, which would
-    fix the batch size in the graph.
+    The post-processing of `GEM.semantic_scores` (model/postprocess.py: the semantic map, then the score
+    smoothing, baked in for the exported size) in its whole-batch form (Resize, Sigmoid, MatMul) instead of
+    the per-image, row-tiled loop of CPU inference, which would fix the batch size in the graph.
     """
 
     def __init__(self, model: nn.Module) -> None:
@@ -107,13 +107,9 @@ class SemanticScores(nn.Module):
 
     def forward(self, images: Tensor) -> Tensor:
         out = self.model(images)
-        h, w = images.shape[-2:]
-        probs = out["pred_logits"].float().softmax(-1)[..., :-1]  # B x Q x 2
-        masks = F.interpolate(out["pred_masks"].float(), size=(h, w), mode="bilinear", align_corners=False)
-        masks = masks.sigmoid().flatten(2)  # B x Q x H·W
-        scores = torch.matmul(probs.transpose(1, 2), masks).unflatten(-1, (h, w))  # B x 2 x H x W
         smoothing = getattr(getattr(self.model, "cfg", None), "score_smoothing", 0.0)
-        return smooth_scores(scores, smoothing)  # as GEM.semantic_scores
+        return semantic_scores_from_queries(out["pred_logits"], out["pred_masks"], tuple(images.shape[-2:]),
+                                            smoothing, tiled=False)
 
 
 def parse_size(size: int | str | tuple[int, int] | None, default: int) -> tuple[int, int]:
@@ -139,8 +135,6 @@ def _use_export_forms(model: nn.Module) -> None:
     """Switch `model`'s modules to their exportable forms (see the module docstring): deformable attention
     to grid_sample, and timm attention (SAM ViT-B) off its fused SDPA call, whose decomposition in
     torch.export lays out the output differently from the kernel traced, so timm's `.view` after it fails."""
-    from .model.deform_attn import MSDeformAttn
-
     for m in model.modules():
         if isinstance(m, MSDeformAttn):
             m.impl = "grid_sample"
@@ -287,8 +281,6 @@ def export_onnx(
 
 
 def _write(path: Path, data: bytes) -> int:
-    from .io import atomic_write_bytes
-
     atomic_write_bytes(path, data)
     return len(data)
 
