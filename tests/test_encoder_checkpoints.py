@@ -1,7 +1,6 @@
 """Loading MobileSAM / SAM ViT-B encoder files (random weights in the real key layouts) and EfficientNet files."""
 from __future__ import annotations
 
-import os
 import pickle
 from pathlib import Path
 
@@ -18,14 +17,10 @@ from glassgem.hub.encoders import (
 )
 from glassgem.model.encoders.sam_vit import SamViTEncoder, build_sam_vit_b
 from glassgem.model.encoders.tinyvit import TinyViT
+from conftest import REFERENCE
 
 
-def _shared() -> Path:
-    env = os.environ.get("GLASSGEM_SHARED")
-    return Path(env) if env else Path(__file__).resolve().parents[1].parent / "shared"
-
-
-REF = _shared() / "reference"
+REF = REFERENCE
 needs_ref = pytest.mark.skipif(
     not (REF / "gem-tiny" / "keys.txt").is_file() or not (REF / "gem-base" / "keys.txt").is_file(),
     reason=f"original GEM key manifests not found under {REF} (set GLASSGEM_SHARED to the shared folder)",

@@ -28,7 +28,7 @@ from glassgem.io import load_image  # noqa: E402
 from glassgem import GEM  # noqa: E402
 from glassgem.inference.protocol import glass_probability, squash, unsquash  # noqa: E402
 
-SHARED = Path(os.environ.get("GLASSGEM_SHARED", Path(__file__).resolve().parents[1].parent / "shared"))
+from conftest import SHARED  # noqa: E402
 REF = SHARED / "reference" / "gem-tiny"
 GDD_VAL = SHARED / "data" / "gdd-dev" / "val" / "images"
 TOL = 1e-3

@@ -2,7 +2,6 @@
 reported and skipped, no silent name clashes; `import glassgem` stays light."""
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -22,14 +21,9 @@ from glassgem.model.postprocess import semantic_map
 from glassgem.inference.files import Photo, collect_inputs
 from glassgem.inference.predict import predict_files
 from glassgem.inference.scorers import ModelScorer
+from conftest import GDD_DEV
 
 
-def _shared() -> Path:
-    env = os.environ.get("GLASSGEM_SHARED")
-    return Path(env) if env else Path(__file__).resolve().parents[1].parent / "shared"
-
-
-GDD_DEV = _shared() / "data" / "gdd-dev"
 
 
 def _photo(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
