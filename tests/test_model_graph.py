@@ -1,4 +1,4 @@
-"""TorchScript graphs of GEM.semantic_scores (model/graph.py): same scores as eager, used only where safe."""
+"""TorchScript graphs of GEM.semantic_scores (inference/graphs.py): same scores as eager, used only where safe."""
 import warnings
 
 import numpy as np

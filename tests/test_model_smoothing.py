@@ -1,4 +1,4 @@
-"""Score smoothing (ModelConfig.score_smoothing, gem.smooth_scores): a box mean over a fraction of the
+"""Score smoothing (ModelConfig.score_smoothing, model.postprocess.smooth_scores): a box mean over a fraction of the
 input side, applied by GEM.semantic_scores, its TorchScript graphs and the CLI's --smoothing; off (0) for
 the original GEM configurations."""
 from __future__ import annotations

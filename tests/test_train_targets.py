@@ -1,5 +1,4 @@
 """Targets from semantic maps: per-class masks/boxes and the two DQS cell-label definitions."""
-from pathlib import Path
 
 import numpy as np
 import pytest

@@ -46,7 +46,7 @@ def iterate_predictions(
     """Yield (stem, scores [2,H,W] at the original size, gt mask [H,W] or None) per pair, in order.
     `tta`: average with the mirrored images' mirrored scores (inference/protocol.flip_averaged)."""
     device = device or next(model.parameters()).device
-    loader = DataLoader(  # worker processes: at most one per core beside this one (runtime.loader_workers)
+    loader = DataLoader(  # worker processes: at most one per core beside this one (threads.loader_workers)
         GlassDataset(list(pairs), TestTransform(size)), batch_size=batch_size,
         num_workers=loader_workers(num_workers),
         collate_fn=_collate,
