@@ -30,6 +30,7 @@ import numpy as np
 from ..errors import ConfigError, DataError
 from .metrics import N_BINS, max_fbeta
 from .report import CSV_FILE, CURVES_FILE
+from ..io import atomic_write_bytes
 
 # metric -> True when higher is better
 METRICS = {"iou": True, "mae": False, "ber": False}
@@ -39,7 +40,6 @@ LABELS = {"iou": "IoU", "fbeta": "F-beta", "mae": "MAE", "ber": "BER (%)"}
 @dataclass(frozen=True)
 class PerImage:
     """One per-image report: where it came from and {name: {metric: value}} in file order."""
-
     path: Path
     rows: dict[str, dict[str, float]]
 
@@ -266,8 +266,6 @@ def plot_comparison(a: PerImage, b: PerImage, path: str | Path, labels: Optional
     as `compare_reports` counts them: better, worse, or within `tie`."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
-
-    from ..io import atomic_write_bytes
 
     path = Path(path)
     fmt = path.suffix.lower().lstrip(".").replace("jpg", "jpeg")

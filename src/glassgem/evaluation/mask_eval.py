@@ -13,12 +13,12 @@ import numpy as np
 
 from ..errors import ConfigError, DataError
 from .metrics import GlassMetrics, ImageStats, image_stats, prediction_levels
+from ..io import MASK_EXTENSIONS, load_mask, load_prediction, read_mask_values
+from ..viz.overlay import error_overlay
 
 
 def _mask_files(folder: Path, what: str) -> dict[str, Path]:
     """stem -> file for every mask-like file in folder; duplicate stems are an error."""
-    from ..io import MASK_EXTENSIONS
-
     if not folder.is_dir():
         raise DataError(f"{folder}: {what} folder not found")
     by_stem: dict[str, list[Path]] = {}
@@ -38,8 +38,6 @@ def pair_files(pred_dir: str | Path, gt_dir: str | Path) -> tuple[list[tuple[Pat
     Returns ([(pred, gt), ...] in GT name order, predictions without a GT). A GT without a prediction
     is an error listing them.
     """
-    from ..io import MASK_EXTENSIONS
-
     pred_dir, gt_dir = Path(pred_dir), Path(gt_dir)
     gts = _mask_files(gt_dir, "ground-truth")
     if not gts:
@@ -93,8 +91,6 @@ def resize_map(pred: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 def _pair_maps(pred_path: Path, gt_path: Path, legacy: bool, resize_pred: bool) -> tuple[np.ndarray, np.ndarray]:
     """(prediction, ground truth) decoded from files, the prediction at the GT's size."""
-    from ..io import load_mask, load_prediction, read_mask_values
-
     # The legacy MAE needs the stored GT values; the default only the binarised mask.
     gt = read_mask_values(gt_path) if legacy else load_mask(gt_path)
     pred = load_prediction(pred_path)
@@ -114,8 +110,6 @@ def _pair_stats(pred_path: Path, gt_path: Path, legacy: bool, resize_pred: bool)
 
 def _pair_picture(pred_path: Path, gt_path: Path, resize_pred: bool) -> np.ndarray:
     """The error picture of one file pair (no photo: errors on grey), for a per-image report."""
-    from ..viz.overlay import error_overlay
-
     pred, gt = _pair_maps(pred_path, gt_path, False, resize_pred)
     hard = prediction_levels(pred, str(pred_path))[0] >= 128  # pred >= 0.5 (to the bin)
     return error_overlay(None, hard, gt)

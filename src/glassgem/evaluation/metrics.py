@@ -45,6 +45,7 @@ import numpy as np
 
 from ..errors import DataError
 from ..io import mask_to_binary
+from ..io import atomic_write_text
 
 N_BINS = 256
 EPS = 1e-4  # the original's smoothing term in precision/recall
@@ -56,7 +57,6 @@ _DELTA_F32 = 1e-4  # float32(k/255) is within 8e-6 bins of k (float16 rounding i
 
 class ImageStats(NamedTuple):
     """Everything the accumulator needs from one image (a few KB, independent of the image size)."""
-
     hist: np.ndarray  # (2, 256) int64: pixels per prediction bin; row 0 = background GT, row 1 = glass GT
     tp: int  # counts at the pred >= 0.5 binarisation
     fp: int
@@ -181,7 +181,6 @@ def image_stats(pred: Any, gt: Any, *, legacy: bool = False, name: str | None = 
 
 class ImageScore(NamedTuple):
     """One image's own numbers (what `GlassMetrics.add` returns; a per-image report's row)."""
-
     iou: float  # NaN only in legacy mode, for an image with neither glass nor predicted glass
     mae: float
     ber: float  # percent; NaN only in legacy mode, for an image without glass or all glass
@@ -199,7 +198,6 @@ class GlassMetrics:
     Keeps sums only (two 256-float arrays and a few scalars), so memory does not grow with the number
     of images; `merge` adds another accumulator's sums (e.g. from another process or worker).
     """
-
     def __init__(self, legacy: bool = False) -> None:
         self.legacy = legacy
         self.n_images = 0
@@ -314,8 +312,6 @@ def format_table(results: dict[str, Any]) -> str:
 def write_json(path: str | Path, results: dict[str, Any]) -> None:
     """Write results atomically as standard JSON (a NaN of legacy mode becomes null)."""
     import json
-
-    from ..io import atomic_write_text
 
     clean = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in results.items()}
     atomic_write_text(path, json.dumps(clean, indent=2) + "\n")

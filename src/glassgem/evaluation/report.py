@@ -26,6 +26,9 @@ from typing import Any, Callable, Optional
 import numpy as np
 
 from .metrics import ImageScore
+from ..io import atomic_write_bytes, atomic_write_text, save_image
+from ..viz.overlay import grid, titled
+from .metrics import write_json
 
 Picture = Callable[[], np.ndarray]  # makes one error picture (uint8 [H,W,3]) on demand
 
@@ -43,7 +46,6 @@ def _sort_iou(iou: float) -> float:
 
 class PerImageReport:
     """Collects `ImageScore`s (in order) and the `worst` lowest-IoU images' pictures; `write(dir)`."""
-
     def __init__(self, worst: int = 12) -> None:
         if worst < 0:
             raise ValueError(f"worst must be >= 0, got {worst}")
@@ -91,8 +93,6 @@ class PerImageReport:
 
     def sheet(self) -> Optional[np.ndarray]:
         """The worst images' error pictures on one contact sheet (None when there are none)."""
-        from ..viz.overlay import grid, titled
-
         worst = self.worst_images()
         if not worst:
             return None
@@ -105,9 +105,6 @@ class PerImageReport:
     def write(self, out_dir: str | Path, results: dict[str, Any]) -> list[Path]:
         """Write per_image.csv, per_image_fbeta.npz, worst.jpg (if any picture was kept) and metrics.json
         into out_dir."""
-        from ..io import atomic_write_bytes, atomic_write_text, save_image
-        from .metrics import write_json
-
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         written = [atomic_write_text(out / CSV_FILE, self.csv_text())]

@@ -41,12 +41,12 @@ from .encoder_init import init_encoder
 from .losses import GEMCriterion
 from .optim import build_optimizer, build_scheduler, freeze_encoder
 from .targets import targets_from_batch
+from .runlog import RunLogger
 
 
 # ------------------------------------------------------------------------------------ data order
 class _SeededSamples(Dataset):
     """Wraps a GlassDataset so that item (epoch, index) is augmented with rng (seed, epoch, index)."""
-
     def __init__(self, dataset: GlassDataset, transform: TrainTransform, seed: int) -> None:
         self.dataset, self.transform, self.seed = dataset, transform, seed
 
@@ -65,7 +65,6 @@ class _StepBatches(Sampler):
     The global sample stream is the concatenation of per-epoch permutations; global step s consumes
     positions [s*B, (s+1)*B). Within a step, micro-batch m of rank r takes its consecutive slice.
     """
-
     def __init__(self, n: int, seed: int, batch: int, accum: int, world: int, rank: int, start: int, max_iter: int):
         self.n, self.seed, self.batch, self.accum = n, seed, batch, accum
         self.world, self.rank, self.start, self.max_iter = world, rank, start, max_iter
@@ -252,8 +251,6 @@ class Trainer:
 
     def train(self, resume: bool = False) -> dict[str, Any]:
         from tqdm.auto import tqdm
-
-        from .runlog import RunLogger
 
         self.out.mkdir(parents=True, exist_ok=True)
         if self.acc.is_main_process:

@@ -17,6 +17,8 @@ from torch.utils.data import Dataset, Sampler
 
 from ...errors import ConfigError, DataError
 from ...io import load_image, load_mask
+from ...data import available_splits, find_pairs, require_valid, resolve_split
+from ...data.transforms import resize_image, resize_mask
 
 EVAL_SPLIT_NAMES = ("val", "valid", "validation", "test", "testing")
 
@@ -43,8 +45,6 @@ def training_pairs(data: str | os.PathLike, allow_eval_masks: bool = False, chec
     """The image/mask pairs to fine-tune on: the `train` split if `data` has splits, else `data` itself.
     With `check`, every pair is validated first (`glassgem data check`), so bad data fails in seconds,
     not inside a data-loader worker hours into a run."""
-    from ...data import available_splits, find_pairs, require_valid, resolve_split
-
     root = Path(data)
     if not root.is_dir():
         raise DataError(f"{root}: training data folder not found")
@@ -71,16 +71,12 @@ def _square_geometry(h: int, w: int, size: int) -> tuple[tuple[int, int], int, i
 
 def center_square(image: np.ndarray, mask: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
     """Resize the short side to `size` and take the centre square (SD's training crop)."""
-    from ...data.transforms import resize_image
-
     hw, top, left = _square_geometry(*mask.shape, size)
     image = resize_image(image, hw)[top:top + size, left:left + size]
     return image, center_square_mask(mask, size)
 
 
 def center_square_mask(mask: np.ndarray, size: int) -> np.ndarray:
-    from ...data.transforms import resize_mask
-
     hw, top, left = _square_geometry(*mask.shape, size)
     return resize_mask(mask, hw)[top:top + size, left:left + size]
 
@@ -93,7 +89,6 @@ def mask_condition(mask: np.ndarray) -> torch.Tensor:
 class ControlNetPairs(Dataset):
     """Item `draw` (= epoch * len(pairs) + index, see DrawSampler) ->
     {"pixel_values": [3,R,R] in [-1,1], "conditioning": [3,R,R] in {0,1}, "prompt_index": int}."""
-
     def __init__(self, pairs: list, resolution: int, n_prompts: int, seed: int, flip: bool = True) -> None:
         if not pairs:
             raise DataError("no training pairs")
@@ -128,7 +123,6 @@ class DrawSampler(Sampler):
     run the same number of batches. Micro-batch m is therefore a pure function of m: resuming at
     m = step * grad_accum continues exactly where a checkpoint left off.
     """
-
     def __init__(self, n: int, batch_size: int, seed: int, rank: int = 0, world: int = 1, start: int = 0) -> None:
         self.n, self.batch_size, self.seed = n, batch_size, seed
         self.rank, self.world, self.start = rank, world, start
