@@ -11,6 +11,10 @@ from pathlib import Path
 
 import pytest
 
+# No test may reach the network: Hugging Face Hub look-ups (GEM.from_pretrained("owner/name"), CLIP ids)
+# read only the local cache (tests/test_hub_remote.py builds one laid out as the Hub's).
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
 SHARED = Path(os.environ.get("GLASSGEM_SHARED") or Path(__file__).resolve().parents[1].parent / "shared")
 GDD_DEV = SHARED / "data" / "gdd-dev"
 REFERENCE = SHARED / "reference"

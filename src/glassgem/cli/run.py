@@ -238,7 +238,8 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
                        description="Squash each image to --size, predict, resize the scores back to the "
                        "original size and score IoU / max F-beta / MAE / BER (also the zero-shot protocol).")
     p.add_argument("--weights", default=None,
-                   help="glassgem model dir or original GEM checkpoint (default: the shipped model)")
+                   help="glassgem model dir, original GEM checkpoint or Hugging Face Hub id (owner/name, "
+                        "hf://owner/name/file; default: the shipped model)")
     _add_data_args(p, "--data", "evaluation")
     p.add_argument("--size", type=_test_size, default=None, help="square test size (default: the model's, 384)")
     p.add_argument("--batch-size", type=int, default=4)
@@ -299,7 +300,8 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image or video files, folders or glob patterns")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder")
     p.add_argument("--weights", default=None,
-                   help="glassgem model dir or original GEM checkpoint (default: the shipped model)")
+                   help="glassgem model dir, original GEM checkpoint or Hugging Face Hub id (owner/name, "
+                        "hf://owner/name/file; default: the shipped model)")
     p.add_argument("--size", type=_test_size, default=None,
                    help="square test size, a multiple of 32 (default: the model's, 384)")
     p.add_argument("--batch-size", type=int, default=4, help="photos per forward pass (default 4)")

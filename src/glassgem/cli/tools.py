@@ -234,7 +234,8 @@ def _add_visualize_queries(viz_sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("image", metavar="IMAGE", help="photo to inspect")
     p.add_argument("--weights", default=None,
-                   help="glassgem model dir or original GEM checkpoint (default: the shipped model)")
+                   help="glassgem model dir, original GEM checkpoint or Hugging Face Hub id (owner/name, "
+                        "hf://owner/name/file; default: the shipped model)")
     p.add_argument("--out", required=True, metavar="FILE", help="figure to write (.png, .jpg)")
     p.add_argument("--size", type=_test_size, default=None, help="square network input side (default: the model's, 384)")
     p.add_argument("--all-layers", action="store_true", help="also draw the reference boxes of every decoder layer")
@@ -327,7 +328,8 @@ def _add_export_onnx(export_sub: argparse._SubParsersAction) -> None:
         "PyTorch; if they differ by more than --tolerance it is not written to --out (exit code 2).",
     )
     p.add_argument("--weights", default=None,
-                   help="glassgem model dir or original GEM checkpoint (default: the shipped model)")
+                   help="glassgem model dir, original GEM checkpoint or Hugging Face Hub id (owner/name, "
+                        "hf://owner/name/file; default: the shipped model)")
     p.add_argument("--out", required=True, metavar="FILE", help="output .onnx file (written atomically)")
     p.add_argument("--size", default=None, metavar="N|HxW",
                    help="input size: N (square) or HxW (height x width), multiples of 32 "

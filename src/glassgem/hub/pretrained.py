@@ -7,11 +7,14 @@ which only call glassgem.inference.protocol / runtime / graphs: the network itse
 nn.Module that never imports this package.
 
 Where a name goes: `resolve_pretrained(name_or_path)` is the one place that turns what the user passed
-(None, a shipped model's name, a folder, a file) into a local path.
+(None, a shipped model's name, a folder, a file, a Hugging Face Hub id) into a local path; Hub ids are
+downloaded, or read from the local cache offline, by hub/remote.py. `model.push_to_hub(repo_id)` uploads
+what save_pretrained writes.
 """
 from __future__ import annotations
 
 import json
+import tempfile
 import warnings
 from pathlib import Path
 from typing import Any
@@ -29,6 +32,7 @@ from ..io import atomic_write_bytes, atomic_write_text
 from ..model.gem import GEM as Network
 from .files import describe_keys, read_weights, state_dict_bytes
 from .original import infer_config_overrides, is_original_format, original_to_glassgem
+from .remote import download, parse_hub_ref, push_folder
 
 # Models that ship inside the package (glassgem/weights/<name>/: config.json, model.safetensors, MODEL_CARD.md).
 SHIPPED_WEIGHTS = Path(__file__).resolve().parents[1] / "weights"
@@ -42,18 +46,26 @@ def shipped_models() -> list[str]:
         if SHIPPED_WEIGHTS.is_dir() else []
 
 
-def resolve_pretrained(name_or_path: str | Path | None = None) -> Path:
+def resolve_pretrained(name_or_path: str | Path | None = None, filename: str | None = None,
+                       revision: str | None = None) -> Path:
     """What the user passed -> a local folder or weights file: None is the shipped default, a shipped
-    model's name (e.g. "gem-lite") its folder, anything else a path as given (checked when read).
-    Remote ids (a Hugging Face Hub "owner/repo") are to be resolved here, to a local snapshot folder."""
+    model's name (e.g. "gem-lite") its folder, a Hugging Face Hub id ("owner/name", "owner/name@revision",
+    "hf://owner/name/file") the downloaded (offline: cached) snapshot folder or weights file, anything else
+    a path as given (checked when read). `filename`: the file inside a Hub repo or a local folder (default:
+    the glassgem layout or the repo's only checkpoint, hub/remote.py); `revision`: a Hub branch, tag or commit."""
     if name_or_path is None:
+        if filename is not None or revision is not None:
+            raise CheckpointError("filename= / revision= need a Hub id or a folder to look in")
         if not (DEFAULT_WEIGHTS / WEIGHTS_NAME).is_file():
             raise CheckpointError(f"{DEFAULT_WEIGHTS}: no default weights shipped yet; pass a checkpoint path")
         return DEFAULT_WEIGHTS
     path = Path(name_or_path)
     if not path.exists() and isinstance(name_or_path, str) and name_or_path in shipped_models():
-        return SHIPPED_WEIGHTS / name_or_path
-    return path
+        path = SHIPPED_WEIGHTS / name_or_path
+    elif (hub := parse_hub_ref(name_or_path)) is not None:
+        repo_id, file_in_ref, rev_in_ref = hub
+        return download(repo_id, filename or file_in_ref, revision or rev_in_ref)
+    return path / filename if filename else path
 
 
 def read_config(path: Path) -> ModelConfig:
@@ -69,10 +81,11 @@ def read_config(path: Path) -> ModelConfig:
 
 
 def read_pretrained(name_or_path: str | Path | None = None, config: ModelConfig | None = None,
+                    filename: str | None = None, revision: str | None = None,
                     ) -> tuple[ModelConfig, dict[str, Tensor], Path]:
     """What `GEM.from_pretrained` loads, without building the model: (config, glassgem-named state dict,
     weights file)."""
-    path = resolve_pretrained(name_or_path)
+    path = resolve_pretrained(name_or_path, filename, revision)
     if path.is_dir():
         if config is None:
             config = read_config(path / CONFIG_NAME)
@@ -130,11 +143,14 @@ class GEM(Network):
         self._graphs: ScoreGraphs | None = None  # set by fuse_for_inference(graphs=True)
 
     @classmethod
-    def from_pretrained(cls, name_or_path: str | Path | None = None, config: ModelConfig | None = None) -> "GEM":
+    def from_pretrained(cls, name_or_path: str | Path | None = None, config: ModelConfig | None = None, *,
+                        filename: str | None = None, revision: str | None = None) -> "GEM":
         """Load a glassgem directory (config.json + model.safetensors), an original GEM checkpoint
         (`{"model": state_dict}` with original key names, .pth/.pkl; config inferred from the keys), a
-        shipped model by name or, with None, the shipped default weights. Returns the model in eval mode."""
-        config, sd, path = read_pretrained(name_or_path, config)
+        shipped model by name, a Hugging Face Hub id (e.g. "Bryceee/GEM-Glass-Segment-model", the original
+        authors' release, converted on load; `filename` picks a file of the repo, `revision` a branch, tag
+        or commit) or, with None, the shipped default weights. Returns the model in eval mode."""
+        config, sd, path = read_pretrained(name_or_path, config, filename, revision)
         model = cls(config)
         model.load_checked(sd, path)
         return model.eval()
@@ -155,6 +171,16 @@ class GEM(Network):
         atomic_write_bytes(path / WEIGHTS_NAME, state_dict_bytes(self.state_dict()))
         atomic_write_text(path / CONFIG_NAME, json.dumps(self.cfg.to_dict(), indent=2) + "\n")
         return path
+
+    def push_to_hub(self, repo_id: str, commit_message: str = "Upload GEM model", private: bool | None = None,
+                    token: str | None = None, revision: str | None = None, create_pr: bool = False) -> Any:
+        """Upload what `save_pretrained` writes (config.json + model.safetensors) to the Hugging Face Hub
+        repo `repo_id` (created if needed) in one commit; returns huggingface_hub's CommitInfo. The model
+        then loads with `GEM.from_pretrained(repo_id)`."""
+        with tempfile.TemporaryDirectory(prefix="glassgem-push-") as folder:
+            self.save_pretrained(folder)
+            return push_folder(folder, repo_id, commit_message=commit_message, private=private, token=token,
+                               revision=revision, create_pr=create_pr)
 
     # ---------------------------------------------------------------- inference (glassgem.inference)
     def fuse_for_inference(self, graphs: bool | None = None) -> "GEM":
