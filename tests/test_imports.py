@@ -106,3 +106,13 @@ def test_source_files_stay_small(path: Path):
     lines = len(path.read_text().splitlines())
     limit = MAX_GEM_LINES if path == PACKAGE / "model" / "gem.py" else MAX_LINES
     assert lines <= limit, f"{path.relative_to(SRC)}: {lines} lines (at most {limit})"
+
+
+def test_one_cli_module_per_command_each_with_register():
+    """cli/: every command module has a public register(subparsers) and is assembled by cli/__init__."""
+    import glassgem.cli as cli
+
+    helpers = {"__init__", "__main__", "common"}
+    names = sorted(p.stem for p in (PACKAGE / "cli").glob("*.py") if p.stem not in helpers)
+    assert sorted(m.__name__.rsplit(".", 1)[1] for m in cli.COMMANDS) == names
+    assert all(callable(getattr(m, "register", None)) for m in cli.COMMANDS)

@@ -1,8 +1,9 @@
 """The `glassgem` command. Thin: it parses arguments and calls the library.
 
-Commands live in run.py (demo, predict, evaluate, evaluate-masks, compare, train), synth.py, tools.py (data,
-convert, average, bench, visualize, analyze, export) and experiment.py; each has a public
-`register(subparsers)`, and this module only assembles them. Inside, each command is a pair:
+One module per command (group): demo.py, predict.py, evaluate.py, evaluate_masks.py, compare.py, train.py,
+synth.py, data.py, convert.py, average.py, bench.py, visualize.py, analyze.py, export.py, experiment.py;
+each has a public `register(subparsers)`, and this module only assembles them (in `COMMANDS` order, the
+order `glassgem --help` lists them). Options several commands share are in common.py. Inside, each command is a pair:
 `_add_<name>(subparsers)` declares its arguments and `_run_<name>(args)` does the work, importing what it
 needs lazily so that `glassgem --help` stays fast (no torch).
 User errors (GlassgemError) are printed as one line naming the file and the problem, exit code 2.
@@ -16,8 +17,13 @@ import sys
 from .. import __version__
 from ..errors import GlassgemError
 from ..inference.threads import configure_cpu_threads, keep_freed_memory
-from . import experiment, run, synth, tools
+from . import (analyze, average, bench, compare, convert, data, demo, evaluate, evaluate_masks, experiment, export,
+               predict, synth, train, visualize)
 from .common import INFERENCE_COMMANDS
+
+# The command modules in the order `glassgem --help` lists their commands.
+COMMANDS = (demo, predict, evaluate, evaluate_masks, compare, train, synth, data, convert, average, bench, visualize,
+            analyze, export, experiment)
 
 
 # ---------------------------------------------------------------------------------------- main
@@ -37,8 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"glassgem {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for group in (run, synth, tools, experiment):
-        group.register(sub)
+    for command in COMMANDS:
+        command.register(sub)
     return parser
 
 

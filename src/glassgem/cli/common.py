@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import argparse
 
+from ..errors import ConfigError
+
 def _print_help(parser: argparse.ArgumentParser) -> int:
     parser.print_help()
     return 2
@@ -49,3 +51,68 @@ def _test_size(text: str) -> int:
 # Commands that only run models forward: they run with denormal floats flushed to zero
 # (glassgem.inference.runtime.flush_denormals says why).
 INFERENCE_COMMANDS = frozenset({"predict", "evaluate", "bench", "demo", "visualize", "analyze"})
+
+
+# ------------------------------------------------------------- options shared by several commands
+# --report/--worst (evaluate, evaluate-masks), dataset folders (train, evaluate), --threshold/--smoothing
+# (predict, evaluate).
+def _add_report_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--report", default=None, metavar="DIR",
+                   help="write a per-image report here: per_image.csv (IoU, MAE, BER, glass and predicted "
+                   "fractions per image), worst.jpg (the lowest-IoU images with their errors coloured: "
+                   "green found, red false, blue missed glass) and metrics.json")
+    p.add_argument("--worst", type=int, default=12, metavar="N",
+                   help="how many lowest-IoU images worst.jpg shows (default 12; 0: no picture)")
+
+
+def _make_report(args: argparse.Namespace):
+    if args.worst < 0:
+        raise ConfigError(f"--worst must be 0 or more, got {args.worst}")
+    if args.report is None:
+        return None
+    from ..evaluation.report import PerImageReport
+
+    return PerImageReport(worst=args.worst)
+
+
+def _finish_report(args: argparse.Namespace, report, results: dict) -> None:
+    if report is not None:
+        written = report.write(args.report, results)
+        print(f"per-image report: {', '.join(str(p) for p in written)}")
+
+
+def _add_data_args(p: argparse.ArgumentParser, flag: str, what: str) -> None:
+    p.add_argument(flag, metavar="DIR", help=f"{what} dataset folder (any known layout)")
+    dest = flag.lstrip("-").replace("-", "_")
+    p.add_argument(f"{flag}-split", dest=f"{dest}_split", default=None, help="split name (default: auto)")
+    p.add_argument(f"{flag}-layout", dest=f"{dest}_layout", default="auto", help="dataset layout (default: auto)")
+
+
+def _spec(args: argparse.Namespace, dest: str):
+    from ..train.runner import DataSpec
+
+    root = getattr(args, dest)
+    if root is None:
+        return None
+    return DataSpec(root=root, split=getattr(args, f"{dest}_split"), layout=getattr(args, f"{dest}_layout"))
+
+
+def _add_mask_args(p: argparse.ArgumentParser) -> None:
+    """--threshold and --smoothing: how predict and evaluate turn the model's scores into a mask."""
+    p.add_argument("--threshold", type=float, default=None, metavar="T",
+                   help="glass where its probability exceeds T, 0 < T < 1 (default: the larger score wins, "
+                   "= 0.5, the paper's protocol); lower finds more glass and more false glass")
+    p.add_argument("--smoothing", type=float, default=None, metavar="F",
+                   help="box-average the glass scores over this fraction of the input side before resizing them "
+                   "back (default: the model's; the shipped GEM-Lite: 0.0625 = 24 px at 384; 0 = off, the "
+                   "original GEM's raw scores)")
+
+
+def _check_mask_args(args: argparse.Namespace) -> None:
+    """Refuse a bad --threshold or --smoothing before any model is loaded."""
+    from ..config import check_smoothing
+    from ..inference.protocol import threshold_option
+
+    threshold_option(args.threshold)
+    if args.smoothing is not None:
+        check_smoothing(args.smoothing)
