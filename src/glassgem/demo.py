@@ -19,6 +19,8 @@ from typing import Optional
 
 import numpy as np
 
+from .data.photos import (DEBIAN_PACKAGES, HELDOUT_SOURCES, PYTHON_PACKAGES, corpus_name, installed_photos,
+                          scale_down, select_photos)
 from .io import load_image, load_mask, save_image, save_mask
 from .evaluation.mask_eval import evaluate_pairs, pair_files
 from .evaluation.metrics import format_table, write_json
@@ -80,9 +82,6 @@ def run_demo(out_dir: str | Path, weights: Optional[str] = None, progress: bool 
 
 def glass_free(out: Path, scorer, progress: bool = True) -> int:
     """Predict every installed held-out glass-free photo; print the false glass of each and its mean."""
-    from .data.photos import (DEBIAN_PACKAGES, HELDOUT_SOURCES, PYTHON_PACKAGES, corpus_name, installed_photos,
-                              scale_down, select_photos)
-
     photos, missing = installed_photos([p for p in DEBIAN_PACKAGES if p in HELDOUT_SOURCES],
                                        [p for p in PYTHON_PACKAGES if p in HELDOUT_SOURCES])
     kept, _ = select_photos(photos, progress=False)

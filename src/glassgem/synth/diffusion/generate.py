@@ -26,6 +26,7 @@ from PIL import Image
 from ...errors import ConfigError, DataError
 from ...io import MASK_EXTENSIONS, load_mask, save_image, save_mask
 from .. import manifest
+from .clip_filter import ClipScorer
 from .controlnet_data import refuse_eval_split
 from .prompts import select_prompts
 from .sd_components import (DEFAULT_BASE, SCHEDULERS, build_pipeline, downsample_factor, load_controlnet,
@@ -225,8 +226,6 @@ def generate(cfg: GenerateConfig, on_job_done: Optional[Callable[[Job, dict], No
         multiple = downsample_factor(sd.vae, sd.unet)
         scorer = None
         if cfg.clip_filter:
-            from .clip_filter import ClipScorer
-
             scorer = ClipScorer(cfg.clip_filter, state.device)
         shard = manifest.shard_path(out, state.process_index)
         bar = tqdm(mine, desc="synth generate", unit="img", dynamic_ncols=True,
