@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import importlib
 
 import pytest
 import torch
@@ -53,9 +54,11 @@ def test_pretrained_only_where_weights_ship(encoder: str) -> None:
         build_pretrained_encoder(dataclasses.replace(model_preset("debug"), encoder=encoder))
 
 
-def test_presets_pick_their_encoders() -> None:
-    from glassgem.model.encoders.efficientnet import EfficientNetLite0Encoder
-    from glassgem.model.encoders.tinyvit import TinyViT
-
-    assert isinstance(build_encoder(model_preset("gem-tiny")), TinyViT)
-    assert isinstance(build_encoder(model_preset("gem-lite")), EfficientNetLite0Encoder)
+@pytest.mark.parametrize("preset,encoder_class", [
+    ("gem-tiny", "glassgem.model.encoders.tinyvit.TinyViT"),
+    ("gem-lite", "glassgem.model.encoders.efficientnet.EfficientNetLite0Encoder"),
+    ("debug", "glassgem.model.encoders.debug.DebugEncoder"),
+])
+def test_presets_pick_their_encoders(preset: str, encoder_class: str) -> None:
+    module, name = encoder_class.rsplit(".", 1)
+    assert isinstance(build_encoder(model_preset(preset)), getattr(importlib.import_module(module), name))
