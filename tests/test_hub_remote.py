@@ -136,6 +136,27 @@ def test_offline_and_not_cached_is_one_clear_line(hub_cache):
         GEM.from_pretrained("hf://nobody/partial/model.safetensors")
 
 
+def test_online_but_unreachable_falls_back_to_the_cache(tmp_path, hub_cache, monkeypatch):
+    """Not offline, but listing the repo fails (no network): what the cache holds is used, else one line."""
+    class Unreachable:
+        def __init__(self, *args, **kwargs):
+            pass
+
+        def list_repo_files(self, repo_id, revision=None):
+            raise ConnectionError("no route to host")
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(remote, "HfApi", Unreachable)
+    model = _debug()
+    folder = model.save_pretrained(tmp_path / "saved")
+    put_in_cache(hub_cache, "someone/gem-debug",
+                 {"config.json": folder / "config.json", "model.safetensors": folder / "model.safetensors"})
+    assert _same_weights(GEM.from_pretrained("someone/gem-debug"), model)
+    with pytest.raises(CheckpointError, match=r"nobody/absent.*could not be reached \(ConnectionError\)"):
+        GEM.from_pretrained("nobody/absent")
+
+
 def test_cli_weights_take_hub_ids(tmp_path, hub_cache, capsys):
     folder = _debug().save_pretrained(tmp_path / "saved")
     put_in_cache(hub_cache, "someone/gem-debug",

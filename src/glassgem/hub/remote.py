@@ -62,7 +62,8 @@ def parse_hub_ref(name: str | os.PathLike | None) -> tuple[str, str | None, str 
 def is_offline() -> bool:
     """HF_HUB_OFFLINE (or TRANSFORMERS_OFFLINE) as set now, not only when huggingface_hub was imported."""
     flags = (os.environ.get("HF_HUB_OFFLINE"), os.environ.get("TRANSFORMERS_OFFLINE"))
-    return any(f and f.strip().lower() in {"1", "on", "yes", "true"} for f in flags) or hf_constants.is_offline_mode()
+    return any(f and f.strip().lower() in {"1", "on", "yes", "true"} for f in flags) or \
+        bool(getattr(hf_constants, "HF_HUB_OFFLINE", False))
 
 
 def cache_dir() -> str:
@@ -103,43 +104,50 @@ def _where(repo_id: str, revision: str | None) -> str:
     return repo_id + (f"@{revision}" if revision else "")
 
 
-def _offline_error(repo_id: str, revision: str | None, cache: str, what: str = "") -> CheckpointError:
+def _not_cached(repo_id: str, revision: str | None, cache: str, offline: bool, what: str = "",
+                unreachable: str = "") -> CheckpointError:
+    why = "the machine is offline (HF_HUB_OFFLINE)" if offline else \
+        f"the Hub could not be reached{f' ({unreachable})' if unreachable else ''}"
     return CheckpointError(f"{_where(repo_id, revision)}: {what or 'not a local path, and this Hugging Face Hub repo'}"
-                           f" is not in the local cache ({cache}) and the machine is offline (HF_HUB_OFFLINE); "
-                           f"download it once online or pass a local path")
+                           f" is not in the local cache ({cache}) and {why}; download it once online or pass a "
+                           f"local path")
 
 
 def _repo_files(repo_id: str, revision: str | None, cache: str, offline: bool) -> tuple[list[str], bool]:
     """(paths of the repo's files, whether only the cache can be used). Online: the Hub's listing;
     offline or unreachable: the files of the cached snapshot."""
+    unreachable = ""
     if not offline:
         try:
             return HfApi().list_repo_files(repo_id, revision=revision), False
         except (RepositoryNotFoundError, RevisionNotFoundError) as e:
             raise CheckpointError(f"{_where(repo_id, revision)}: not a local path, and not a Hugging Face Hub "
                                   f"repo (or revision) that can be read ({type(e).__name__})") from None
-        except (HfHubHTTPError, OSError, ConnectionError):
-            pass  # unreachable: whatever the cache holds
+        except Exception as e:  # no network, a proxy, the Hub down (httpx errors are not OSErrors): the cache
+            unreachable = type(e).__name__
     try:
         folder = Path(snapshot_download(repo_id, revision=revision, cache_dir=cache, local_files_only=True))
     except LocalEntryNotFoundError:
-        raise _offline_error(repo_id, revision, cache) from None
+        raise _not_cached(repo_id, revision, cache, offline, unreachable=unreachable) from None
     files = [p.relative_to(folder).as_posix() for p in sorted(folder.rglob("*")) if p.is_file()]
     return files, True
 
 
-def _fetch(repo_id: str, filename: str, revision: str | None, cache: str, local_only: bool) -> Path:
+def _fetch(repo_id: str, filename: str, revision: str | None, cache: str, local_only: bool, offline: bool) -> Path:
     try:
         return Path(hf_hub_download(repo_id, filename, revision=revision, cache_dir=cache,
                                     local_files_only=local_only, library_name="glassgem"))
     except LocalEntryNotFoundError:
-        raise _offline_error(repo_id, revision, cache, f"{filename}") from None
+        raise _not_cached(repo_id, revision, cache, offline, filename) from None
     except EntryNotFoundError:
         raise CheckpointError(f"{_where(repo_id, revision)}: no file {filename!r} in this Hugging Face Hub repo") \
             from None
     except (RepositoryNotFoundError, RevisionNotFoundError) as e:
         raise CheckpointError(f"{_where(repo_id, revision)}: not a Hugging Face Hub repo (or revision) that can "
                               f"be read ({type(e).__name__})") from None
+    except HfHubHTTPError as e:
+        raise CheckpointError(f"{_where(repo_id, revision)}: the Hugging Face Hub refused {filename!r} "
+                              f"({' '.join(str(e).split())[:200]})") from None
 
 
 def download(repo_id: str, filename: str | None = None, revision: str | None = None) -> Path:
@@ -150,11 +158,11 @@ def download(repo_id: str, filename: str | None = None, revision: str | None = N
     if filename is None:
         files, local_only = _repo_files(repo_id, revision, cache, offline)
         filename = choose_file(repo_id, files)
-    path = _fetch(repo_id, filename, revision, cache, local_only)
+    path = _fetch(repo_id, filename, revision, cache, local_only, offline)
     if PurePosixPath(filename).name == WEIGHTS_FILE:  # a glassgem layout: its config.json comes along
         sibling = str(PurePosixPath(filename).with_name(CONFIG_FILE))
         try:
-            return _fetch(repo_id, sibling, revision, cache, local_only).parent
+            return _fetch(repo_id, sibling, revision, cache, local_only, offline).parent
         except CheckpointError:
             return path  # no config beside it: read_pretrained says what to pass
     return path
