@@ -9,8 +9,8 @@ from PIL import Image
 
 from glassgem.cli import main
 from glassgem.demo import N_SCENES, SCENE_SIZE
-from glassgem.metrics import GlassMetrics
-from glassgem.model.gem import GEM
+from glassgem.evaluation.metrics import GlassMetrics
+from glassgem import GEM
 
 
 @pytest.fixture(scope="module")

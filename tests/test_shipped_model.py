@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from glassgem import GEM
-from glassgem.model.gem import DEFAULT_WEIGHTS
+from conftest import GDD_DEV, needs
+from glassgem.hub.pretrained import DEFAULT_WEIGHTS
 
 
 def test_shipped_weights_are_gem_lite_within_budget_and_documented():
@@ -27,17 +28,7 @@ def test_shipped_model_predicts_a_mask_at_the_photo_size():
     assert set(np.unique(mask)) <= {0, 1}
 
 
-def _gdd_dev():
-    import os
-    from pathlib import Path
-
-    shared = os.environ.get("GLASSGEM_SHARED")
-    root = Path(shared) if shared else Path(__file__).resolve().parents[1].parent / "shared"
-    return root / "data" / "gdd-dev"
-
-
-@pytest.mark.skipif(not (_gdd_dev() / "val" / "images").is_dir(),
-                    reason="real GDD dev data not found (set GLASSGEM_SHARED to the shared folder)")
+@needs(GDD_DEV / "val" / "images", "real GDD dev data")
 def test_model_card_metrics_are_what_the_shipped_weights_score_on_gdd_dev_val():
     """The four numbers in MODEL_CARD.md (and the README) are re-measured, not copied, with and without the
     shipped score smoothing."""
@@ -46,7 +37,7 @@ def test_model_card_metrics_are_what_the_shipped_weights_score_on_gdd_dev_val():
     import torch
 
     from glassgem.data.layouts import find_pairs
-    from glassgem.evaluate import evaluate_model
+    from glassgem.evaluation.evaluate import evaluate_model
 
     card = (DEFAULT_WEIGHTS / "MODEL_CARD.md").read_text()
     m = re.search(r"gdd-dev/val: \*\*IoU ([0-9.]+), F-beta ([0-9.]+), MAE ([0-9.]+), BER ([0-9.]+)\*\*", card)
@@ -54,7 +45,7 @@ def test_model_card_metrics_are_what_the_shipped_weights_score_on_gdd_dev_val():
     iou, fbeta, mae, ber = map(float, m.groups())
     torch.set_num_threads(2)
     model = GEM.from_pretrained().eval().fuse_for_inference()
-    got = evaluate_model(model, find_pairs(_gdd_dev(), split="val"), num_workers=0, progress=False)
+    got = evaluate_model(model, find_pairs(GDD_DEV, split="val"), num_workers=0, progress=False)
     assert got["n_images"] == 99
     assert abs(got["iou"] - iou) < 0.001 and abs(got["fbeta"] - fbeta) < 0.001
     assert abs(got["mae"] - mae) < 0.001 and abs(got["ber"] - ber) < 0.01
@@ -65,7 +56,7 @@ def test_model_card_metrics_are_what_the_shipped_weights_score_on_gdd_dev_val():
     raw_iou, raw_fbeta, raw_mae, raw_ber = map(float, m.groups())
     assert model.cfg.score_smoothing > 0
     model.cfg.score_smoothing = 0.0
-    raw = evaluate_model(model, find_pairs(_gdd_dev(), split="val"), num_workers=0, progress=False)
+    raw = evaluate_model(model, find_pairs(GDD_DEV, split="val"), num_workers=0, progress=False)
     assert abs(raw["iou"] - raw_iou) < 0.001 and abs(raw["fbeta"] - raw_fbeta) < 0.001
     assert abs(raw["mae"] - raw_mae) < 0.001 and abs(raw["ber"] - raw_ber) < 0.01
     assert got["iou"] > raw["iou"] + 0.02  # what the smoothing is shipped for
@@ -84,8 +75,7 @@ def test_shipped_model_leaves_glass_free_textures_and_the_cat_clean():
         assert model.predict(photos[f"skimage:{name}"]).mean() <= 0.001, name
 
 
-@pytest.mark.skipif(not (_gdd_dev() / "val" / "images").is_dir(),
-                    reason="real GDD dev data not found (set GLASSGEM_SHARED to the shared folder)")
+@needs(GDD_DEV / "val" / "images", "real GDD dev data")
 def test_model_card_false_glass_is_what_the_shipped_weights_score_on_glass_free_val_crops(tmp_path):
     """The card's false-glass number (glass-free crops of gdd-dev/val) is re-measured, not copied."""
     import re
@@ -94,14 +84,14 @@ def test_model_card_false_glass_is_what_the_shipped_weights_score_on_glass_free_
 
     from glassgem.data.layouts import find_pairs
     from glassgem.data.negatives import glass_free_crops
-    from glassgem.evaluate import evaluate_model
+    from glassgem.evaluation.evaluate import evaluate_model
 
     card = (DEFAULT_WEIGHTS / "MODEL_CARD.md").read_text()
     m = re.search(r"\((`glassgem data negatives`), (\d+) crops\): \*\*false glass\s+([0-9.]+)\*\* \(mean fraction "
                   r"of a crop predicted as glass; (\d+) of \d+ crops with none\)", card)
     assert m, "the model card states the false glass on glass-free crops of gdd-dev/val"
     n_crops, false_glass, n_clean = int(m.group(2)), float(m.group(3)), int(m.group(4))
-    glass_free_crops(find_pairs(_gdd_dev(), split="val"), tmp_path / "neg", progress=False)
+    glass_free_crops(find_pairs(GDD_DEV, split="val"), tmp_path / "neg", progress=False)
     torch.set_num_threads(2)
     model = GEM.from_pretrained().eval().fuse_for_inference()
     got = evaluate_model(model, find_pairs(tmp_path / "neg"), num_workers=0, progress=False)

@@ -1,4 +1,4 @@
-"""glassgem predict on video files (glassgem.video): per-frame masks equal the photo predictions of the
+"""glassgem predict on video files (glassgem.inference.video): per-frame masks equal the photo predictions of the
 decoded frames, frames.csv, the overlay video, --every/--max-frames, --resume, bad files."""
 from __future__ import annotations
 
@@ -16,7 +16,8 @@ import av  # the video extra, part of the dev extra that `make test` installs
 
 from glassgem.cli import main
 from glassgem.errors import GlassgemError
-from glassgem.predict import Photo, collect_inputs, predict_files
+from glassgem.inference.files import Photo, collect_inputs
+from glassgem.inference.predict import predict_files
 from glassgem.viz.overlay import overlay_mask
 
 FPS = 10

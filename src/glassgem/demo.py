@@ -19,7 +19,17 @@ from typing import Optional
 
 import numpy as np
 
-from .io import save_image, save_mask
+from .data.photos import (DEBIAN_PACKAGES, HELDOUT_SOURCES, PYTHON_PACKAGES, corpus_name, installed_photos,
+                          scale_down, select_photos)
+from .io import load_image, load_mask, save_image, save_mask
+from .evaluation.mask_eval import evaluate_pairs, pair_files
+from .evaluation.metrics import format_table, write_json
+from .inference.files import collect_inputs
+from .inference.predict import predict_files
+from .inference.scorers import build_scorer
+from .synth.procedural.backgrounds import default_backgrounds
+from .synth.procedural.pipeline import generate_scene
+from .viz.overlay import grid, overlay_mask
 
 N_SCENES = 8
 SCENE_SEED = 2024
@@ -28,9 +38,6 @@ SCENE_SIZE = (512, 384)  # W, H
 
 def make_scenes(out: Path, n: int = N_SCENES) -> list[str]:
     """Write `n` procedural scenes to out/images and their masks to out/masks; return their names."""
-    from .synth.backgrounds import default_backgrounds
-    from .synth.procedural import generate_scene
-
     backgrounds = default_backgrounds()
     names = []
     for i in range(n):
@@ -43,9 +50,6 @@ def make_scenes(out: Path, n: int = N_SCENES) -> list[str]:
 
 
 def contact_sheet(out: Path, names: list[str]) -> Path:
-    from .io import load_image, load_mask
-    from .viz.overlay import grid, overlay_mask
-
     cells, labels = [], []
     for name in names:
         image = load_image(out / "images" / f"{name}.jpg")
@@ -56,10 +60,6 @@ def contact_sheet(out: Path, names: list[str]) -> Path:
 
 
 def run_demo(out_dir: str | Path, weights: Optional[str] = None, progress: bool = True) -> int:
-    from .mask_eval import evaluate_pairs, pair_files
-    from .metrics import format_table, write_json
-    from .predict import build_scorer, collect_inputs, predict_files
-
     out = Path(out_dir)
     scorer = build_scorer(weights)  # the shipped GEM-Lite unless weights are given
     names = make_scenes(out)
@@ -82,12 +82,6 @@ def run_demo(out_dir: str | Path, weights: Optional[str] = None, progress: bool 
 
 def glass_free(out: Path, scorer, progress: bool = True) -> int:
     """Predict every installed held-out glass-free photo; print the false glass of each and its mean."""
-    from .data.photos import (DEBIAN_PACKAGES, HELDOUT_SOURCES, PYTHON_PACKAGES, corpus_name, installed_photos,
-                              scale_down, select_photos)
-    from .io import load_mask
-    from .predict import collect_inputs, predict_files
-    from .viz.overlay import grid, overlay_mask
-
     photos, missing = installed_photos([p for p in DEBIAN_PACKAGES if p in HELDOUT_SOURCES],
                                        [p for p in PYTHON_PACKAGES if p in HELDOUT_SOURCES])
     kept, _ = select_photos(photos, progress=False)

@@ -17,7 +17,7 @@ from typing import Optional
 import numpy as np
 
 from ..errors import ConfigError
-from ..synth.procedural import synthesize
+from ..synth.procedural.pipeline import synthesize
 from ..train.runner import TEST_SPLITS, TRAIN_SPLITS, VAL_SPLITS, DataSpec, default_split, load_pairs
 from .plan import Budget, Plan
 

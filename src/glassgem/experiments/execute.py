@@ -23,9 +23,9 @@ import torch
 
 from ..config import TrainConfig
 from ..errors import ConfigError
-from ..evaluate import evaluate_model
+from ..evaluation.evaluate import evaluate_model
 from ..io import atomic_write_text
-from ..model.gem import GEM
+from ..hub.pretrained import GEM
 from ..train.encoder_init import check_encoder_init
 from ..train.checkpoint import list_checkpoints
 from ..train.engine import RunData, Trainer
