@@ -196,6 +196,6 @@ def test_bad_frame_options_and_missing_pyav_are_reported_before_any_model_loads(
     monkeypatch.setitem(sys.modules, "av", None)  # as if PyAV were not installed
     rc = main(["predict", str(clip), "--out", str(tmp_path / "o"), "--weights", str(tmp_path / "none")])
     err = capsys.readouterr().err
-    assert rc != 0 and 'pip install "glassgem[video]"' in err and "none" not in err  # not the weights error
+    assert rc != 0 and 'pip install -e ".[video]"' in err and "none" not in err  # not the weights error
     with pytest.raises(GlassgemError, match="PyAV"):
         predict_files([Photo(clip, "clip")], tmp_path / "o2", RedScorer(), progress=False)

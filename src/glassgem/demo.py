@@ -15,7 +15,7 @@ stay under 1%, with a contact sheet of the masks.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Sequence
 
 import numpy as np
 
@@ -59,9 +59,13 @@ def contact_sheet(out: Path, names: list[str]) -> Path:
     return save_image(out / "contact_sheet.jpg", grid(cells, cols=3, cell=(192, 256), labels=labels), quality=90)
 
 
-def run_demo(out_dir: str | Path, weights: Optional[str] = None, progress: bool = True) -> int:
+def run_demo(out_dir: str | Path, weights: Optional[str] = None, progress: bool = True,
+             also: Sequence[str] = ()) -> int:
+    """The scenes and the glass-free photos with `weights` (default: the shipped GEM-Lite); then the
+    glass-free photos again with each model in `also` (e.g. the opt-in gem-lite-gf), for comparison."""
     out = Path(out_dir)
     scorer = build_scorer(weights)  # the shipped GEM-Lite unless weights are given
+    extra = [(name, build_scorer(name)) for name in also]  # fail on a bad name before any work
     names = make_scenes(out)
     print(f"glassgem demo: {len(names)} built-in example scenes (procedural glass on scikit-image photos) "
           f"in {out}/images, exact masks in {out}/masks")
@@ -77,11 +81,19 @@ def run_demo(out_dir: str | Path, weights: Optional[str] = None, progress: bool 
     write_json(out / "metrics.json", results)
     sheet = contact_sheet(out, names)
     print(f"overlays: {out}/predictions/*_overlay.jpg; contact sheet: {sheet}; metrics: {out / 'metrics.json'}")
-    return glass_free(out / "glass_free", scorer, progress)
+    pictures = glass_free_photos(out / "glass_free")
+    images = out / "glass_free" / "images"
+    rc = glass_free(out / "glass_free", images, pictures, scorer, progress)
+    for name, other in extra:
+        if rc:
+            break
+        print(f"\nthe same photos with `--weights {name}`:")
+        rc = glass_free(out / f"glass_free_{Path(name).name}", images, pictures, other, progress)
+    return rc
 
 
-def glass_free(out: Path, scorer, progress: bool = True) -> int:
-    """Predict every installed held-out glass-free photo; print the false glass of each and its mean."""
+def glass_free_photos(out: Path) -> dict[str, np.ndarray]:
+    """Every installed held-out glass-free photo (no picking), scaled to 640 px and written to out/images."""
     photos, missing = installed_photos([p for p in DEBIAN_PACKAGES if p in HELDOUT_SOURCES],
                                        [p for p in PYTHON_PACKAGES if p in HELDOUT_SOURCES])
     kept, _ = select_photos(photos, progress=False)
@@ -92,7 +104,13 @@ def glass_free(out: Path, scorer, progress: bool = True) -> int:
     pictures = {corpus_name(photo): scale_down(image, 640) for photo, image in kept}
     for name, picture in pictures.items():
         save_image(out / "images" / f"{name}.png", picture)
-    summary = predict_files(collect_inputs([str(out / "images")]), out / "predictions", scorer, progress=progress)
+    return pictures
+
+
+def glass_free(out: Path, images: Path, pictures: dict[str, np.ndarray], scorer, progress: bool = True) -> int:
+    """Predict the glass-free photos (written to `images`) into out/predictions; print the false glass of
+    each and its mean; a contact sheet."""
+    summary = predict_files(collect_inputs([str(images)]), out / "predictions", scorer, progress=progress)
     if summary.failed:
         return 1
     cells, labels, fractions = [], [], []

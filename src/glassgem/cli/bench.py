@@ -21,7 +21,7 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     p.add_argument("--runtime", default="torch", choices=("torch", "onnxruntime"),
                    help="torch (default) or onnxruntime: export the model to ONNX first (verified), then time "
-                   "onnxruntime's CPU provider on it (needs glassgem[export])")
+                   "onnxruntime's CPU provider on it (needs the export extra: pip install -e '.[export]')")
     p.add_argument("--onnx", default=None, metavar="FILE",
                    help="time this exported file with onnxruntime (implies --runtime onnxruntime)")
     p.add_argument("--eager", action="store_true",

@@ -34,7 +34,7 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
                    help="test-time augmentation: also score the mirrored photo and average (2x the time)")
     _add_mask_args(p)
     v = p.add_argument_group("videos", "video files (.mp4, .mov, .avi, .mkv, .webm, ...; needs "
-                             "`pip install \"glassgem[video]\"`) get OUT/<stem>/<frame>.png masks, "
+                             "the video extra: `pip install -e \".[video]\"`) get OUT/<stem>/<frame>.png masks, "
                              "OUT/<stem>/frames.csv (frame, time, glass fraction) and, with --overlay, "
                              "OUT/<stem>_overlay.mp4")
     v.add_argument("--every", type=int, default=1, metavar="N", help="score every N-th frame (default 1: all)")

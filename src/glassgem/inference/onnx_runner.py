@@ -27,7 +27,7 @@ def _ort():
     try:
         import onnxruntime
     except ImportError:
-        raise GlassgemError("onnxruntime is not installed: pip install 'glassgem[export]'") from None
+        raise GlassgemError("onnxruntime is not installed: pip install -e '.[export]' in your glassgem clone (or pip install onnxruntime)") from None
     return onnxruntime
 
 

@@ -1,4 +1,4 @@
-"""Glass masks for videos: `glassgem predict clip.mp4 --out out/` (PyAV: `pip install "glassgem[video]"`).
+"""Glass masks for videos: `glassgem predict clip.mp4 --out out/` (PyAV: `pip install -e ".[video]"` in a clone).
 
 Every processed frame follows the photo protocol of glassgem.inference.predict (squash, score, resize back). For a
 video named `clip`, --out receives:
@@ -56,7 +56,7 @@ def require_av():
     try:
         import av
     except ImportError:
-        raise GlassgemError('reading videos needs PyAV, which is not installed: pip install "glassgem[video]"') \
+        raise GlassgemError('reading videos needs PyAV, which is not installed: pip install -e \".[video]\" in your glassgem clone (or pip install av)') \
             from None
     return av
 
