@@ -146,6 +146,7 @@ def test_online_but_unreachable_falls_back_to_the_cache(tmp_path, hub_cache, mon
             raise ConnectionError("no route to host")
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)  # tests/synth_fixtures.py sets it on import
     monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", False)
     monkeypatch.setattr(remote, "HfApi", Unreachable)
     model = _debug()
