@@ -86,6 +86,7 @@ def glass_free(out: Path, scorer, progress: bool = True) -> int:
                               scale_down, select_photos)
     from .io import load_mask
     from .predict import collect_inputs, predict_files
+    from .report import false_glass_summary
     from .viz.overlay import grid, overlay_mask
 
     photos, missing = installed_photos([p for p in DEBIAN_PACKAGES if p in HELDOUT_SOURCES],
@@ -108,8 +109,8 @@ def glass_free(out: Path, scorer, progress: bool = True) -> int:
         print(f"  {name:60s} {100 * fractions[-1]:6.1f}% predicted glass")
         cells.append(overlay_mask(picture, mask))  # the PNG just written holds these same pixels
         labels.append(f"{100 * fractions[-1]:.1f}% {name.split('__')[-1]}"[:34])
-    clean = sum(f < 0.01 for f in fractions)
-    print(f"false glass: mean {np.mean(fractions):.3f} of the pixels; {clean} of {len(fractions)} photos "
+    fg = false_glass_summary(fractions)
+    print(f"false glass: mean {fg['false_glass']:.3f} of the pixels; {fg['clean']} of {fg['n']} photos "
           "under 1% (glass marked in red on the sheet)")
     sheet = save_image(out / "contact_sheet.jpg", grid(cells, cols=6, cell=(160, 213), labels=labels), quality=88)
     print(f"contact sheet: {sheet}")
