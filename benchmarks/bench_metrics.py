@@ -1,4 +1,4 @@
-"""Throughput of the GSD-S evaluator (glassgem.metrics). A script, not a test: it prints numbers.
+"""Throughput of the GSD-S evaluator (glassgem.evaluation.metrics). A script, not a test: it prints numbers.
 
     python benchmarks/bench_metrics.py [--n 608] [--size 640x480] [--workers N]
 
@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from glassgem.mask_eval import evaluate_pairs, pair_files
-from glassgem.metrics import GlassMetrics
+from glassgem.evaluation.mask_eval import evaluate_pairs, pair_files
+from glassgem.evaluation.metrics import GlassMetrics
 
 
 VARIANTS = ("binary", "soft", "noisy")

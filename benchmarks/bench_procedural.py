@@ -15,8 +15,8 @@ import time
 
 import numpy as np
 
-from glassgem.synth.backgrounds import default_backgrounds
-from glassgem.synth.procedural import generate_scene, synthesize
+from glassgem.synth.procedural.backgrounds import default_backgrounds
+from glassgem.synth.procedural.pipeline import generate_scene, synthesize
 
 
 def main() -> None:

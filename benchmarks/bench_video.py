@@ -22,8 +22,8 @@ import numpy as np
 def write_pan(path: Path, frames: int, width: int, height: int) -> None:
     import av
 
-    from glassgem.synth.backgrounds import default_backgrounds
-    from glassgem.synth.procedural import generate_scene
+    from glassgem.synth.procedural.backgrounds import default_backgrounds
+    from glassgem.synth.procedural.pipeline import generate_scene
 
     scene, _, _ = generate_scene(np.random.default_rng([7, 1]), default_backgrounds(), (width * 3 // 2, height))
     step = max(1, (scene.shape[1] - width) // max(1, frames - 1))
@@ -46,8 +46,10 @@ def main() -> None:
     args = ap.parse_args()
     width, height = (int(v) for v in args.size.split("x"))
 
-    from glassgem.bench import matmul_gflops
-    from glassgem.predict import Photo, build_scorer, predict_files
+    from glassgem.inference.bench import matmul_gflops
+    from glassgem.inference.files import Photo
+    from glassgem.inference.predict import predict_files
+    from glassgem.inference.scorers import build_scorer
 
     print(f"cpus: {os.cpu_count()}, load average before: {os.getloadavg()[0]:.2f}, "
           f"fp32 2048² matmul {matmul_gflops():.0f} GFLOP/s")

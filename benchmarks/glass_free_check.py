@@ -19,7 +19,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from glassgem.report import false_glass_summary
+from glassgem.evaluation.report import false_glass_summary
 
 
 def evaluate(weights: str | None, data: str, split: str | None, report: Path) -> dict:

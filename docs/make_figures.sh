@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Regenerates the README's example figures from the shipped GEM-Lite model. No dataset images are used:
+# Regenerates the example figures of docs/deploy.md and docs/synthesis.md from the shipped GEM-Lite model. No dataset images are used:
 # the inputs are procedural glass scenes (made here) and the sample photos that ship with scikit-image.
 #   bash docs/make_figures.sh            (from the repository root, after `make demo` created .venv)
 set -euo pipefail

@@ -41,7 +41,7 @@ def _dataset(root: Path, mask_values=(0, 255), n: int = 3) -> Path:
 @pytest.fixture(scope="module")
 def world(tmp_path_factory) -> dict[str, Path]:
     """Inputs shared by the rows (never modified by them: every row checks that)."""
-    from glassgem.model.gem import GEM
+    from glassgem import GEM
 
     t = tmp_path_factory.mktemp("world")
     w: dict[str, Path] = {"t": t}

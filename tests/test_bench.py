@@ -3,7 +3,7 @@ import json
 
 import torch
 
-from glassgem.bench import count_flops, matmul_gflops
+from glassgem.inference.bench import count_flops, matmul_gflops
 from glassgem.cli import main
 
 
@@ -52,7 +52,8 @@ def test_bench_rejects_bad_sizes(capsys):
 def test_inference_commands_flush_denormals_only_while_they_run():
     import torch
 
-    from glassgem.cli.common import INFERENCE_COMMANDS, flush_denormals
+    from glassgem.cli.common import INFERENCE_COMMANDS
+    from glassgem.inference.runtime import flush_denormals
 
     tiny = torch.tensor([1e-39], dtype=torch.float32)  # a denormal
     assert (tiny * 1.0).item() != 0.0

@@ -7,10 +7,10 @@ import pytest
 from PIL import Image
 
 from glassgem.cli import main
-from glassgem.compare import compare_reports, paired_bootstrap, read_per_image
+from glassgem.evaluation.compare import compare_reports, paired_bootstrap, read_per_image
 from glassgem.errors import ConfigError, DataError
-from glassgem.metrics import ImageScore
-from glassgem.report import PerImageReport
+from glassgem.evaluation.metrics import ImageScore
+from glassgem.evaluation.report import PerImageReport
 
 
 def _write_report(folder, ious, maes=None, bers=None, names=None):
@@ -117,7 +117,7 @@ def test_compare_names_the_file_and_the_problem(tmp_path):
     assert main(["compare", str(a), str(tmp_path / "nowhere")]) == 2
     assert main(["compare", str(a), str(a), "--resamples", "5"]) == 2
     with pytest.raises(ConfigError):
-        from glassgem.compare import run_compare
+        from glassgem.evaluation.compare import run_compare
         run_compare(a, a, tie=-1)
 
 
@@ -164,7 +164,7 @@ def test_compare_reads_the_reports_evaluate_masks_writes(tmp_path, capsys):
 def test_fbeta_is_resampled_from_the_per_image_curves(tmp_path):
     """Reports with the per-image precision/recall curves: F-beta's mean is the evaluator's, B = A gives
     an exact zero, and a report without curves leaves F-beta out, saying why."""
-    from glassgem.metrics import GlassMetrics
+    from glassgem.evaluation.metrics import GlassMetrics
 
     rng = np.random.default_rng(3)
     gts = [(rng.random((16, 16)) < rng.uniform(0.2, 0.8)).astype(np.uint8) for _ in range(30)]

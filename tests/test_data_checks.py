@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import time
 from pathlib import Path
 
@@ -14,18 +13,9 @@ from PIL import Image
 from glassgem.cli import main
 from glassgem.data.checks import check_dataset, require_valid
 from glassgem.errors import DataError
+from conftest import GDD_DEV, needs_gdd_dev
 
 
-def _shared() -> Path:
-    env = os.environ.get("GLASSGEM_SHARED")
-    return Path(env) if env else Path(__file__).resolve().parents[1].parent / "shared"
-
-
-GDD_DEV = _shared() / "data" / "gdd-dev"
-needs_gdd_dev = pytest.mark.skipif(
-    not (GDD_DEV / "train" / "images").is_dir(),
-    reason=f"real GDD dev data not found at {GDD_DEV} (set GLASSGEM_SHARED to the shared folder)",
-)
 
 H, W = 24, 32
 

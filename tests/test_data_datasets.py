@@ -1,7 +1,6 @@
 """GlassDataset: what a sample holds, mask forms, EXIF, odd image modes, reproducible randomness."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -13,18 +12,9 @@ from torch.utils.data import DataLoader
 from glassgem.data.datasets import GlassDataset, Pair, find_pairs
 from glassgem.data.transforms import TestTransform, TrainTransform, collate
 from glassgem.errors import DataError
+from conftest import GDD_DEV, needs_gdd_dev
 
 
-def _shared() -> Path:
-    env = os.environ.get("GLASSGEM_SHARED")
-    return Path(env) if env else Path(__file__).resolve().parents[1].parent / "shared"
-
-
-GDD_DEV = _shared() / "data" / "gdd-dev"
-needs_gdd_dev = pytest.mark.skipif(
-    not (GDD_DEV / "train" / "images").is_dir(),
-    reason=f"real GDD dev data not found at {GDD_DEV} (set GLASSGEM_SHARED to the shared folder)",
-)
 
 GLASS = np.zeros((12, 16), np.uint8)
 GLASS[2:9, 3:11] = 1  # the reference glass region, {0,1}

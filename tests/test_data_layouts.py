@@ -1,7 +1,6 @@
 """Dataset folder layouts: which folders each layout finds, and clear errors when none match."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -10,18 +9,9 @@ from PIL import Image
 
 from glassgem.data.layouts import available_splits, find_pairs, resolve_split, scan_folders
 from glassgem.errors import DataError
+from conftest import GDD_DEV, needs_gdd_dev
 
 
-def _shared() -> Path:
-    env = os.environ.get("GLASSGEM_SHARED")
-    return Path(env) if env else Path(__file__).resolve().parents[1].parent / "shared"
-
-
-GDD_DEV = _shared() / "data" / "gdd-dev"
-needs_gdd_dev = pytest.mark.skipif(
-    not (GDD_DEV / "train" / "images").is_dir(),
-    reason=f"real GDD dev data not found at {GDD_DEV} (set GLASSGEM_SHARED to the shared folder)",
-)
 
 
 def _write_pairs(images: Path, masks: Path, stems: list[str], img_ext: str = ".jpg") -> None:

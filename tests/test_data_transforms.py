@@ -6,6 +6,7 @@ import pytest
 import torch
 from torchvision.transforms.v2 import functional as TF
 
+from glassgem.inference.protocol import unsquash
 from glassgem.data.transforms import (
     PAPER_MIN_SIZES,
     TestTransform,
@@ -18,7 +19,6 @@ from glassgem.data.transforms import (
     min_sizes_for,
     resize_image,
     resize_mask,
-    resize_scores,
     rgb_to_hsv_cv,
     shortest_edge_shape,
 )
@@ -239,15 +239,15 @@ def test_test_transform_keeps_a_constant_image_constant():
     assert bool((out["image"] == 77).all())
 
 
-def test_resize_scores_back_to_original_size():
+def test_unsquash_back_to_original_size():
     scores = torch.randn(2, 2, 96, 96)
-    assert resize_scores(scores, (300, 500)).shape == (2, 2, 300, 500)
-    assert resize_scores(scores, (96, 96)) is scores
+    assert unsquash(scores, (300, 500)).shape == (2, 2, 300, 500)
+    assert unsquash(scores, (96, 96)) is scores
     # align_corners=False: [0, 4] doubled is [0, 1, 3, 4]
     ramp = torch.tensor([[[[0.0, 4.0]]]])
-    np.testing.assert_allclose(resize_scores(ramp, (1, 4))[0, 0, 0].numpy(), [0, 1, 3, 4])
+    np.testing.assert_allclose(unsquash(ramp, (1, 4))[0, 0, 0].numpy(), [0, 1, 3, 4])
     with pytest.raises(ValueError, match=r"\[B,C,h,w\]"):
-        resize_scores(torch.zeros(2, 8, 8), (16, 16))
+        unsquash(torch.zeros(2, 8, 8), (16, 16))
 
 
 def test_collate_stacks_fixed_size_keys_and_lists_the_rest():

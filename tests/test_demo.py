@@ -9,8 +9,8 @@ from PIL import Image
 
 from glassgem.cli import main
 from glassgem.demo import N_SCENES, SCENE_SIZE
-from glassgem.metrics import GlassMetrics
-from glassgem.model.gem import GEM
+from glassgem.evaluation.metrics import GlassMetrics
+from glassgem import GEM
 
 
 @pytest.fixture(scope="module")
@@ -25,9 +25,20 @@ def debug_weights(tmp_path_factory):
     return str(model.save_pretrained(tmp_path_factory.mktemp("w") / "debug"))
 
 
-def test_demo_runs_end_to_end(tmp_path, capsys, debug_weights):
+@pytest.fixture(scope="module")
+def other_weights(tmp_path_factory):
+    import torch
+
+    torch.manual_seed(1)
+    model = GEM.from_config("debug")
+    with torch.no_grad():
+        model.decoder.class_embed.bias[1] -= 2.0  # (almost) no glass: masks unlike the first model's
+    return str(model.save_pretrained(tmp_path_factory.mktemp("w") / "other"))
+
+
+def test_demo_runs_end_to_end(tmp_path, capsys, debug_weights, other_weights):
     out = tmp_path / "demo"
-    assert main(["demo", "--out", str(out), "--weights", debug_weights]) == 0
+    assert main(["demo", "--out", str(out), "--weights", debug_weights, "--also", other_weights]) == 0
     text = capsys.readouterr().out
 
     names = sorted(p.stem for p in (out / "images").glob("*.jpg"))
@@ -73,12 +84,37 @@ def test_demo_runs_end_to_end(tmp_path, capsys, debug_weights):
     assert f"mean {np.mean(fractions):.3f} of the pixels; {clean} of {len(free)} photos under 1%" in text
     assert (out / "glass_free" / "contact_sheet.jpg").is_file()
 
+    # --also: the same photos with a second model, its own masks, numbers and sheet after the first's
+    second = out / "glass_free_other"
+    others = [np.asarray(Image.open(second / "predictions" / f"{name}.png")) > 0 for name in free]
+    assert [m.shape for m in others] == [Image.open(out / "glass_free" / "images" / f"{n}.png").size[::-1]
+                                         for n in free]
+    assert any((a != b).any() for a, b in zip(others, (np.asarray(Image.open(
+        out / "glass_free" / "predictions" / f"{n}.png")) > 0 for n in free)))  # another model, other masks
+    tail = text[text.index(f"--weights {other_weights}"):]
+    mean_other = np.mean([m.mean() for m in others])
+    assert f"mean {mean_other:.3f} of the pixels; {sum(m.mean() < 0.01 for m in others)} of {len(free)}" in tail
+    assert (second / "contact_sheet.jpg").is_file()
+
 
 def test_demo_scenes_are_deterministic(tmp_path, debug_weights):
     for run in ("a", "b"):
         assert main(["demo", "--out", str(tmp_path / run), "--weights", debug_weights]) == 0
     for sub in ("images/scene_03.jpg", "masks/scene_03.png", "metrics.json"):
         assert (tmp_path / "a" / sub).read_bytes() == (tmp_path / "b" / sub).read_bytes()
+
+
+def test_demo_adds_the_opt_in_model_only_when_no_weights_are_given(tmp_path, capsys, debug_weights):
+    """`glassgem demo` alone also scores the glass-free photos with the shipped gem-lite-gf; with --weights
+    it runs only that model; a bad --also fails before any work, naming it."""
+    from glassgem.hub.pretrained import shipped_models
+
+    assert "gem-lite-gf" in shipped_models()
+    assert main(["demo", "--out", str(tmp_path / "w"), "--weights", debug_weights]) == 0
+    assert not (tmp_path / "w" / "glass_free_gem-lite-gf").exists()
+    capsys.readouterr()
+    assert main(["demo", "--out", str(tmp_path / "bad"), "--also", str(tmp_path / "nope")]) == 2
+    assert "nope" in capsys.readouterr().err and not (tmp_path / "bad").exists()
 
 
 def test_demo_reports_a_missing_weights_folder(tmp_path, capsys):

@@ -1,7 +1,6 @@
 """Loading MobileSAM / SAM ViT-B encoder files (random weights in the real key layouts) and EfficientNet files."""
 from __future__ import annotations
 
-import os
 import pickle
 from pathlib import Path
 
@@ -12,20 +11,16 @@ from PIL import Image
 
 from glassgem.config import SAM_PIXEL_MEAN, SAM_PIXEL_STD
 from glassgem.errors import CheckpointError
-from glassgem.model.encoder_checkpoints import (
+from glassgem.hub.encoders import (
     efficientnet_lite0_timm_state_dict,
     load_sam_encoder_weights,
 )
 from glassgem.model.encoders.sam_vit import SamViTEncoder, build_sam_vit_b
 from glassgem.model.encoders.tinyvit import TinyViT
+from conftest import REFERENCE
 
 
-def _shared() -> Path:
-    env = os.environ.get("GLASSGEM_SHARED")
-    return Path(env) if env else Path(__file__).resolve().parents[1].parent / "shared"
-
-
-REF = _shared() / "reference"
+REF = REFERENCE
 needs_ref = pytest.mark.skipif(
     not (REF / "gem-tiny" / "keys.txt").is_file() or not (REF / "gem-base" / "keys.txt").is_file(),
     reason=f"original GEM key manifests not found under {REF} (set GLASSGEM_SHARED to the shared folder)",

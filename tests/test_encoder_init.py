@@ -89,7 +89,7 @@ def test_imagenet_tinyvit_from_a_timm_file(tmp_path):
     for theirs, mine in pairs.items():
         assert torch.equal(ours[mine], timm_sd[theirs]), mine
     # every timm tensor but the classifier landed somewhere; only the SAM neck stayed at init
-    from glassgem.model.imagenet_vit import load_imagenet_vit_weights
+    from glassgem.hub.imagenet_vit import load_imagenet_vit_weights
 
     report = load_imagenet_vit_weights(enc, path)
     assert len(report.loaded) == len([k for k in timm_sd if not k.startswith("head.")]) == 292
@@ -100,7 +100,7 @@ def test_imagenet_vit_b_from_a_timm_file(tmp_path):
     import timm
 
     from glassgem.model.encoders.sam_vit import build_sam_vit_b
-    from glassgem.model.imagenet_vit import load_imagenet_vit_weights
+    from glassgem.hub.imagenet_vit import load_imagenet_vit_weights
 
     torch.manual_seed(3)
     timm_sd = timm.create_model("vit_base_patch16_224", pretrained=False, depth=2).state_dict()
@@ -120,7 +120,7 @@ def test_imagenet_file_for_the_wrong_encoder_is_refused(tmp_path):
 
     from glassgem.model.encoders.sam_vit import build_sam_vit_b
 
-    from glassgem.model.imagenet_vit import load_imagenet_vit_weights
+    from glassgem.hub.imagenet_vit import load_imagenet_vit_weights
 
     tiny = timm.create_model("tiny_vit_5m_224", pretrained=False).state_dict()
     path = _save(tiny, tmp_path / "tiny.safetensors")

@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 import dataclasses
+import importlib
 
 import pytest
 import torch
 
 from glassgem.config import model_preset
 from glassgem.errors import ConfigError
+from glassgem.hub.encoders import build_pretrained_encoder
 from glassgem.model.encoders import build_encoder
 from glassgem.model.encoders.debug import DebugEncoder
 
@@ -47,14 +49,16 @@ def test_bad_choices_are_config_errors(changes: dict, message: str) -> None:
 
 @pytest.mark.parametrize("encoder", ["tinyvit", "sam_vit_b", "debug"])
 def test_pretrained_only_where_weights_ship(encoder: str) -> None:
-    # Only EfficientNet-Lite0 has offline weights; SAM-family files load via encoder_checkpoints.
+    # Only EfficientNet-Lite0 and the DINOv2 ViT-S have offline weights; SAM-family files load via hub.encoders.
     with pytest.raises(ConfigError, match="pretrained"):
-        build_encoder(dataclasses.replace(model_preset("debug"), encoder=encoder), pretrained=True)
+        build_pretrained_encoder(dataclasses.replace(model_preset("debug"), encoder=encoder))
 
 
-def test_presets_pick_their_encoders() -> None:
-    from glassgem.model.encoders.efficientnet import EfficientNetLite0Encoder
-    from glassgem.model.encoders.tinyvit import TinyViT
-
-    assert isinstance(build_encoder(model_preset("gem-tiny")), TinyViT)
-    assert isinstance(build_encoder(model_preset("gem-lite")), EfficientNetLite0Encoder)
+@pytest.mark.parametrize("preset,encoder_class", [
+    ("gem-tiny", "glassgem.model.encoders.tinyvit.TinyViT"),
+    ("gem-lite", "glassgem.model.encoders.efficientnet.EfficientNetLite0Encoder"),
+    ("debug", "glassgem.model.encoders.debug.DebugEncoder"),
+])
+def test_presets_pick_their_encoders(preset: str, encoder_class: str) -> None:
+    module, name = encoder_class.rsplit(".", 1)
+    assert isinstance(build_encoder(model_preset(preset)), getattr(importlib.import_module(module), name))

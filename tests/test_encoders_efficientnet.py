@@ -11,7 +11,8 @@ import torch.nn.functional as F
 from skimage import data
 
 from glassgem.config import model_preset
-from glassgem.model.encoder_checkpoints import efficientnet_lite0_timm_state_dict
+from glassgem.hub.encoders import efficientnet_lite0_timm_state_dict
+from glassgem.hub.encoders import build_pretrained_encoder
 from glassgem.model.encoders import build_encoder
 from glassgem.model.encoders.efficientnet import EfficientNetLite0Encoder
 
@@ -65,7 +66,7 @@ def test_mapping_covers_all_247_tensors(imagenet_weights) -> None:
 
 
 def test_pretrained_pyramid_encoder(imagenet_weights) -> None:
-    enc = build_encoder(_lite_cfg("pyramid"), pretrained=True).eval()
+    enc = build_pretrained_encoder(_lite_cfg("pyramid")).eval()
     assert enc.out_channels == 256
     assert torch.equal(enc.conv_stem.weight, imagenet_weights["conv_stem.weight"])
     assert torch.equal(enc.blocks[4][2].conv_pwl.weight, imagenet_weights["blocks.4.2.conv_pwl.weight"])
@@ -77,7 +78,7 @@ def test_pretrained_pyramid_encoder(imagenet_weights) -> None:
 
 
 def test_native_features_equal_timm_feature_maps(imagenet_weights) -> None:
-    enc = build_encoder(_lite_cfg("native"), pretrained=True).eval()
+    enc = build_pretrained_encoder(_lite_cfg("native")).eval()
     assert enc.out_channels == {"res2": 24, "res3": 40, "res4": 112, "res5": 320}
     ref = timm.create_model("tf_efficientnet_lite0", features_only=True, out_indices=(1, 2, 3, 4))
     ref.load_state_dict({k: v for k, v in imagenet_weights.items() if k in ref.state_dict()}, strict=True)
@@ -108,7 +109,7 @@ def test_rejects_sizes_that_are_not_multiples_of_32() -> None:
 
 def test_batchnorm_folding_keeps_outputs_and_locks_the_model(tmp_path) -> None:
     from glassgem.errors import CheckpointError
-    from glassgem.model.gem import GEM
+    from glassgem import GEM
 
     torch.manual_seed(0)
     model = GEM.from_config("gem-lite").eval()

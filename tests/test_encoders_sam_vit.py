@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import dataclasses
-import os
 from pathlib import Path
 
 import pytest
@@ -13,14 +12,10 @@ from glassgem.config import model_preset
 from glassgem.errors import ConfigError
 from glassgem.model.encoders import build_encoder
 from glassgem.model.encoders.sam_vit import SamViTEncoder, build_sam_vit_b, sam_to_timm_key, timm_to_sam_key
+from conftest import REFERENCE
 
 
-def _shared() -> Path:
-    env = os.environ.get("GLASSGEM_SHARED")
-    return Path(env) if env else Path(__file__).resolve().parents[1].parent / "shared"
-
-
-KEYS = _shared() / "reference" / "gem-base" / "keys.txt"
+KEYS = REFERENCE / "gem-base" / "keys.txt"
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import itertools
-import os
 from pathlib import Path
 
 import numpy as np
@@ -14,14 +13,10 @@ from PIL import Image
 from glassgem.config import SAM_PIXEL_MEAN, SAM_PIXEL_STD, model_preset
 from glassgem.model.encoders import build_encoder
 from glassgem.model.encoders.tinyvit import Attention, TinyViT
+from conftest import REFERENCE
 
 
-def _shared() -> Path:
-    env = os.environ.get("GLASSGEM_SHARED")
-    return Path(env) if env else Path(__file__).resolve().parents[1].parent / "shared"
-
-
-REF = _shared() / "reference" / "gem-tiny"
+REF = REFERENCE / "gem-tiny"
 needs_ref = pytest.mark.skipif(
     not (REF / "model_official_format.pth").is_file(),
     reason=f"original GEM-Tiny reference outputs not found at {REF} (set GLASSGEM_SHARED to the shared folder)",

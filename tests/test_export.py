@@ -1,4 +1,4 @@
-"""ONNX export (glassgem.export) and the onnxruntime runner (glassgem.onnx_runner).
+"""ONNX export (glassgem.inference.export) and the onnxruntime runner (glassgem.inference.onnx_runner).
 
 The exported graph must give GEM.semantic_scores' numbers: the debug preset through the CLI at a non-square
 size with a dynamic batch (batch 1 and 3), and GEM-Tiny from the original checkpoint at 384 (also against the
@@ -22,13 +22,13 @@ from glassgem import __version__  # noqa: E402
 from glassgem.cli import main  # noqa: E402
 from glassgem.config import ModelConfig  # noqa: E402
 from glassgem.errors import CheckpointError, ConfigError, DataError  # noqa: E402
-from glassgem.export import (ExportVerificationError, export_onnx, load_onnx_scorer, parse_size,  # noqa: E402
+from glassgem.inference.export import (ExportVerificationError, export_onnx, load_onnx_scorer, parse_size,  # noqa: E402
                              write_verified)
 from glassgem.io import load_image  # noqa: E402
-from glassgem.model.gem import GEM  # noqa: E402
-from glassgem.model.inference import glass_probability, squash, unsquash  # noqa: E402
+from glassgem import GEM  # noqa: E402
+from glassgem.inference.protocol import glass_probability, squash, unsquash  # noqa: E402
 
-SHARED = Path(os.environ.get("GLASSGEM_SHARED", Path(__file__).resolve().parents[1].parent / "shared"))
+from conftest import SHARED  # noqa: E402
 REF = SHARED / "reference" / "gem-tiny"
 GDD_VAL = SHARED / "data" / "gdd-dev" / "val" / "images"
 TOL = 1e-3
@@ -201,9 +201,9 @@ def test_cli_not_a_checkpoint_and_no_default_weights(tmp_path, monkeypatch):
     junk.write_text("not a checkpoint")
     rc, _, err = _cli("export", "onnx", "--weights", str(junk), "--out", str(tmp_path / "m.onnx"))
     assert rc == 2 and str(junk) in err
-    import glassgem.model.gem as gem
+    import glassgem.hub.pretrained as pretrained
 
-    monkeypatch.setattr(gem, "DEFAULT_WEIGHTS", tmp_path / "shipped")
+    monkeypatch.setattr(pretrained, "DEFAULT_WEIGHTS", tmp_path / "shipped")
     rc, _, err = _cli("export", "onnx", "--out", str(tmp_path / "m.onnx"))
     assert rc == 2 and "no default weights" in err and str(tmp_path / "shipped") in err
     assert not (tmp_path / "m.onnx").exists()

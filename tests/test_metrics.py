@@ -1,4 +1,4 @@
-"""glassgem.metrics and `glassgem evaluate-masks`: the GSD-S numbers (METRICS.md), edge cases, the CLI."""
+"""glassgem.evaluation.metrics and `glassgem evaluate-masks`: the GSD-S numbers (METRICS.md), edge cases, the CLI."""
 from __future__ import annotations
 
 import json
@@ -12,8 +12,9 @@ from PIL import Image
 
 from glassgem.cli import main
 from glassgem.errors import DataError
-from glassgem.mask_eval import resize_map
-from glassgem.metrics import GlassMetrics, format_table, image_stats
+from glassgem.evaluation.mask_eval import resize_map
+from glassgem.evaluation.metrics import GlassMetrics, format_table, image_stats
+from conftest import GDD_DEV
 
 E = 1e-4  # the smoothing term of METRICS.md
 
@@ -420,14 +421,12 @@ def test_cli_empty_folder_and_unreadable_file(tmp_path, capsys):
 
 
 # ------------------------------------------------------------------------------ real masks
-def _shared() -> Path:
-    return Path(os.environ.get("GLASSGEM_SHARED", Path(__file__).resolve().parents[1].parent / "shared"))
 
 
 def test_real_gdd_masks_against_naive(tmp_path):
-    masks = sorted((_shared() / "data" / "gdd-dev" / "val" / "masks").glob("*.png"))[:4]
+    masks = sorted((GDD_DEV / "val" / "masks").glob("*.png"))[:4]
     if not masks:
-        pytest.skip(f"real GDD masks not found under {_shared()} (set GLASSGEM_SHARED)")
+        pytest.skip(f"real GDD masks not found under {GDD_DEV} (set GLASSGEM_SHARED)")
     from scipy import ndimage
 
     from glassgem.io import load_mask

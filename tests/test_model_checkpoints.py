@@ -15,12 +15,12 @@ from safetensors.torch import load_file, save_file
 from glassgem.cli import main
 from glassgem.config import model_preset
 from glassgem.errors import CheckpointError
-from glassgem.model import gem as gem_module
-from glassgem.model.checkpoints import (glassgem_to_original, original_key_to_glassgem, read_weights,
-                                        state_dict_bytes)
-from glassgem.model.gem import GEM
+from glassgem.hub import pretrained as gem_module
+from glassgem.hub.files import read_weights, state_dict_bytes
+from glassgem.hub.original import glassgem_to_original, original_key_to_glassgem
+from glassgem import GEM
 
-SHARED = Path(os.environ.get("GLASSGEM_SHARED", Path(__file__).resolve().parents[1].parent / "shared"))
+from conftest import SHARED
 REF = SHARED / "reference"
 needs_reference = pytest.mark.skipif(not (REF / "gem-tiny" / "model_official_format.pth").is_file(),
                                      reason=f"reference outputs of the original GEM not found under {REF}")

@@ -1,4 +1,4 @@
-"""TorchScript graphs of GEM.semantic_scores (model/graph.py): same scores as eager, used only where safe."""
+"""TorchScript graphs of GEM.semantic_scores (inference/graphs.py): same scores as eager, used only where safe."""
 import warnings
 
 import numpy as np
@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from glassgem import GEM
-from glassgem.model.inference import squash
+from glassgem.inference.protocol import squash
 
 
 def _debug(max_graphs=4, after_seconds=0.0):
@@ -69,9 +69,12 @@ def test_a_shape_is_traced_only_after_enough_eager_time():
     assert GEM.from_config("gem-lite").fuse_for_inference()._graphs.after_seconds > 1  # the CLI default waits
 
 
-def test_graphs_default_to_the_encoders_preference_and_go_when_training():
-    assert GEM.from_config("debug").fuse_for_inference()._graphs is None
-    assert GEM.from_config("gem-lite").fuse_for_inference()._graphs is not None
+@pytest.mark.parametrize("preset,graphs", [("debug", False), ("gem-lite", True)])
+def test_graphs_default_to_the_encoders_preference(preset, graphs):
+    assert (GEM.from_config(preset).fuse_for_inference()._graphs is not None) == graphs
+
+
+def test_graphs_go_when_training():
     model = _debug()
     with torch.no_grad():
         model.semantic_scores(torch.rand(1, 3, 128, 128) * 255)

@@ -9,9 +9,11 @@ import torch
 import torch.nn.functional as F
 
 from glassgem.io import load_image
-from glassgem.model.gem import GEM, flatten_levels, semantic_map
+from glassgem import GEM
+from glassgem.model.gem import flatten_levels
+from glassgem.model.postprocess import semantic_map
 
-SHARED = Path(os.environ.get("GLASSGEM_SHARED", Path(__file__).resolve().parents[1].parent / "shared"))
+from conftest import SHARED
 REF = SHARED / "reference" / "gem-tiny"
 pytestmark = pytest.mark.skipif(not (REF / "outputs.pt").is_file(),
                                 reason=f"reference outputs of the original GEM not found under {REF}")

@@ -1,4 +1,4 @@
-"""Score smoothing (ModelConfig.score_smoothing, gem.smooth_scores): a box mean over a fraction of the
+"""Score smoothing (ModelConfig.score_smoothing, model.postprocess.smooth_scores): a box mean over a fraction of the
 input side, applied by GEM.semantic_scores, its TorchScript graphs and the CLI's --smoothing; off (0) for
 the original GEM configurations."""
 from __future__ import annotations
@@ -12,7 +12,7 @@ from glassgem import GEM
 from glassgem.cli import main
 from glassgem.config import ModelConfig, check_smoothing, model_preset
 from glassgem.errors import ConfigError
-from glassgem.model.gem import smooth_scores, smoothing_radius
+from glassgem.model.postprocess import smooth_scores, smoothing_radius
 
 
 def _avg_pool_box(x: torch.Tensor, r: int) -> torch.Tensor:
@@ -63,8 +63,12 @@ def test_config_checks_the_value_and_old_configs_mean_off():
         ModelConfig.from_dict({"score_smoothing": 0.7})
     old = {k: v for k, v in model_preset("gem-lite").to_dict().items() if k != "score_smoothing"}
     assert ModelConfig.from_dict(old).score_smoothing == 0.0  # weights saved before the option: raw scores
-    assert model_preset("gem-tiny").score_smoothing == 0.0 and model_preset("gem-base").score_smoothing == 0.0
-    assert model_preset("gem-lite").score_smoothing == 0.0625
+
+
+@pytest.mark.parametrize("preset,smoothing", [("gem-tiny", 0.0), ("gem-base", 0.0), ("gem-lite", 0.0625)])
+def test_preset_smoothing_defaults(preset, smoothing):
+    """The paper's models score raw (as the original GEM); the shipped GEM-Lite smooths."""
+    assert model_preset(preset).score_smoothing == smoothing
 
 
 def test_semantic_scores_applies_the_config_eagerly_and_in_graphs():
@@ -116,7 +120,7 @@ def test_predict_smoothing_override_changes_the_mask(tmp_path):
         probs[value] = np.asarray(Image.open(out / "noise_prob.png"), dtype=np.float32)
     model = GEM.from_pretrained(weights)
     with torch.no_grad():
-        from glassgem.model.inference import predict_image
+        from glassgem.inference.protocol import predict_image
 
         raw = predict_image(model, np.asarray(Image.open(photo)), return_prob=True)
     assert np.abs(probs["0"] - raw * 255).max() <= 1.0

@@ -2,7 +2,6 @@
 reported and skipped, no silent name clashes; `import glassgem` stays light."""
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -18,16 +17,13 @@ from glassgem.cli import main
 from glassgem.data.transforms import TestTransform
 from glassgem.errors import DataError, GlassgemError
 from glassgem.io import load_image
-from glassgem.model.gem import semantic_map
-from glassgem.predict import ModelScorer, Photo, collect_inputs, predict_files
+from glassgem.model.postprocess import semantic_map
+from glassgem.inference.files import Photo, collect_inputs
+from glassgem.inference.predict import predict_files
+from glassgem.inference.scorers import ModelScorer
+from conftest import GDD_DEV
 
 
-def _shared() -> Path:
-    env = os.environ.get("GLASSGEM_SHARED")
-    return Path(env) if env else Path(__file__).resolve().parents[1].parent / "shared"
-
-
-GDD_DEV = _shared() / "data" / "gdd-dev"
 
 
 def _photo(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
@@ -303,7 +299,7 @@ def test_import_glassgem_and_help_do_not_import_torch():
         "assert 'predict' in buf.getvalue(), buf.getvalue()\n"
         "assert 'torch' not in sys.modules, 'torch imported'\n"
         "from glassgem import GEM\n"
-        "from glassgem.model.gem import GEM as G\n"
+        "from glassgem import GEM as G\n"
         "assert GEM is G\n"
         "print('ok')\n"
     )
@@ -328,7 +324,7 @@ def test_real_photos_give_masks_at_their_own_size(weights, tmp_path):
 
 # ----------------------------------------------------------------------------------------------- TTA
 def test_flip_tta_is_the_mean_of_both_views_and_mirror_equivariant(photos, weights, tmp_path, capsys):
-    from glassgem.model.inference import flip_averaged
+    from glassgem.inference.protocol import flip_averaged
 
     model = GEM.from_pretrained(weights).eval()
     x = torch.rand(2, 3, 64, 96) * 255
@@ -363,7 +359,7 @@ def test_threshold_cuts_the_glass_probability_on_every_user_path(photos, weights
     glassgem evaluate; lower T only adds glass; no threshold = the larger score (the protocol)."""
     import json
 
-    from glassgem.model.inference import glass_mask
+    from glassgem.inference.protocol import glass_mask
 
     model = GEM.from_pretrained(weights).eval()
     arr = np.asarray(Image.open(photos / "portrait.png").convert("RGB"))

@@ -16,8 +16,8 @@ from glassgem import GEM
 from glassgem.cli import main
 from glassgem.data.datasets import find_pairs
 from glassgem.io import load_image, load_mask
-from glassgem.metrics import GlassMetrics, ImageScore
-from glassgem.report import SHEET_CELL, PerImageReport
+from glassgem.evaluation.metrics import GlassMetrics, ImageScore
+from glassgem.evaluation.report import SHEET_CELL, PerImageReport
 from glassgem.viz.overlay import FALSE_RED, HIT_GREEN, MISS_BLUE, error_overlay
 
 
@@ -156,7 +156,7 @@ def test_cli_evaluate_masks_report(tmp_path, capsys):
 
 
 def test_evaluate_report_draws_the_photo_with_the_models_errors(tmp_path):
-    from glassgem.evaluate import evaluate_model
+    from glassgem.evaluation.evaluate import evaluate_model
 
     rng = np.random.default_rng(3)
     data = tmp_path / "data"
@@ -184,7 +184,7 @@ def test_evaluate_report_draws_the_photo_with_the_models_errors(tmp_path):
 
 
 def test_false_glass_summary_is_the_mean_fraction_and_the_photos_under_one_percent():
-    from glassgem.report import false_glass_summary
+    from glassgem.evaluation.report import false_glass_summary
 
     assert false_glass_summary([0.0, 0.009, 0.01, 0.5]) == {"false_glass": pytest.approx(0.12975), "clean": 2, "n": 4}
     rep = PerImageReport(worst=0)

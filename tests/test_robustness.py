@@ -241,7 +241,7 @@ def test_bench_without_options_times_the_shipped_model(tmp_path, capsys):
     out = tmp_path / "bench.json"
     assert main(["bench", "--size", "128", "--runs", "1", "--threads", "1", "--json", str(out)]) == 0
     r = json.loads(out.read_text())
-    from glassgem.model.gem import DEFAULT_WEIGHTS
+    from glassgem.hub.pretrained import DEFAULT_WEIGHTS
 
     shipped = json.loads((DEFAULT_WEIGHTS / "config.json").read_text())
     assert r["model"] == shipped.get("name", "gem-lite") != "gem-tiny"
@@ -272,7 +272,9 @@ def test_d2_a_run_killed_before_its_first_checkpoint_can_start_over(tmp_path, da
 def test_d13_predict_removes_old_orphan_temporary_files_in_out(tmp_path, capsys):
     import time
 
-    from glassgem.predict import collect_inputs, predict_files
+    from glassgem.inference.files import collect_inputs
+
+    from glassgem.inference.predict import predict_files
 
     class Scorer:
         input_size = 64

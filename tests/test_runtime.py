@@ -1,4 +1,4 @@
-"""glassgem.runtime.keep_freed_memory: freed big blocks stay in the process (no page faults on reuse)."""
+"""glassgem.inference.threads.keep_freed_memory: freed big blocks stay in the process (no page faults on reuse)."""
 from __future__ import annotations
 
 import os
@@ -11,7 +11,7 @@ import pytest
 _PROBE = r"""
 import sys, torch
 if sys.argv[1] == "1":
-    from glassgem.runtime import keep_freed_memory
+    from glassgem.inference.threads import keep_freed_memory
     assert keep_freed_memory() and keep_freed_memory()
 def rss_mb():
     with open("/proc/self/statm") as f:
@@ -44,7 +44,7 @@ def test_the_cli_applies_it(monkeypatch, tmp_path) -> None:
 
 # ------------------------------------------------------------------------- CPU threading policy
 def test_thread_policy_fills_only_what_the_user_left_unset():
-    from glassgem.runtime import configure_cpu_threads, cpu_cores
+    from glassgem.inference.threads import configure_cpu_threads, cpu_cores
 
     env = {"OMP_WAIT_POLICY": "ACTIVE"}
     applied = configure_cpu_threads(env)
@@ -57,7 +57,7 @@ def test_thread_policy_fills_only_what_the_user_left_unset():
 def test_thread_counts_follow_the_cpus_this_process_may_use():
     import os
 
-    from glassgem.runtime import cpu_cores, decode_threads, loader_workers
+    from glassgem.inference.threads import cpu_cores, decode_threads, loader_workers
 
     if hasattr(os, "sched_getaffinity"):
         assert cpu_cores() == len(os.sched_getaffinity(0))

@@ -10,16 +10,16 @@ import pytest
 import torch
 from PIL import Image
 from safetensors.torch import load_file
+from conftest import GDD_DEV, needs_gdd_dev
 from synth_fixtures import fresh_accelerate, one_thread, tiny_cn, tiny_sd, write_pairs  # noqa: F401 (fixtures)
 
 from glassgem.cli import main
 from glassgem.errors import ConfigError, GlassgemError
-from glassgem.synth.controlnet import FinetuneConfig, finetune_controlnet, list_checkpoints
-from glassgem.synth.controlnet_data import (ControlNetPairs, DrawSampler, EvalSplitError, micro_batch_generator,
+from glassgem.synth.diffusion.controlnet import FinetuneConfig, finetune_controlnet, list_checkpoints
+from glassgem.synth.diffusion.controlnet_data import (ControlNetPairs, DrawSampler, EvalSplitError, micro_batch_generator,
                                             training_pairs)
 
 pytestmark = pytest.mark.usefixtures("one_thread", "fresh_accelerate")
-GDD_DEV = Path(__file__).resolve().parents[2] / "shared" / "data" / "gdd-dev"
 WEIGHTS = "controlnet/diffusion_pytorch_model.safetensors"
 
 
@@ -99,7 +99,7 @@ def test_init_controlnet_from_the_unet_matches_the_vae(tmp_path, pairs_dir, tiny
 def test_conditioning_channels_follow_the_vae():
     from types import SimpleNamespace
 
-    from glassgem.synth.sd_components import conditioning_channels
+    from glassgem.synth.diffusion.sd_components import conditioning_channels
 
     def vae(levels):
         return SimpleNamespace(config=SimpleNamespace(block_out_channels=[4] * levels))
@@ -152,7 +152,7 @@ def test_cli_refuses_eval_masks_with_a_one_line_error(tmp_path, capsys):
     assert code == 2 and err.count("\n") == 1 and "--allow-eval-masks" in err and "val" in err
 
 
-@pytest.mark.skipif(not GDD_DEV.is_dir(), reason="real data ../shared/data/gdd-dev not present")
+@needs_gdd_dev
 def test_real_gdd_dev_trains_on_train_only():
     pairs = training_pairs(GDD_DEV)
     assert len(pairs) == 572 and all(p.mask_path.parent.parent.name == "train" for p in pairs)

@@ -14,14 +14,14 @@ from PIL import Image
 from synth_fixtures import (fresh_accelerate, make_tiny_clip, one_thread, tiny_cn, tiny_sd,  # noqa: F401
                             write_masks, write_pairs)
 
-import glassgem.synth.generate as gen_mod
+import glassgem.synth.diffusion.generate as gen_mod
 from glassgem.cli import main
 from glassgem.data.checks import check_dataset
 from glassgem.errors import ConfigError, DataError
 from glassgem.synth import manifest
-from glassgem.synth.controlnet_data import EvalSplitError
-from glassgem.synth.generate import GenerateConfig, find_masks, generate, generation_size, plan_jobs
-from glassgem.synth.prompts import expand
+from glassgem.synth.diffusion.controlnet_data import EvalSplitError
+from glassgem.synth.diffusion.generate import GenerateConfig, find_masks, generate, generation_size, plan_jobs
+from glassgem.synth.diffusion.prompts import expand
 
 pytestmark = pytest.mark.usefixtures("one_thread", "fresh_accelerate")
 PROMPTS = expand()
@@ -233,7 +233,7 @@ def test_missing_models_are_checkpoint_errors(tmp_path, masks_dir, tiny_sd, caps
 
 # ------------------------------------------------------------------------------ the whole chain
 def test_finetune_generate_check_and_train_gem(tmp_path, tiny_sd, tiny_cn):
-    from glassgem.synth.controlnet import FinetuneConfig, finetune_controlnet
+    from glassgem.synth.diffusion.controlnet import FinetuneConfig, finetune_controlnet
 
     data = write_pairs(tmp_path / "real", n=2, size=(64, 64))
     run = tmp_path / "cn_run"

@@ -1,4 +1,4 @@
-"""glassgem.synth.procedural: exact masks, determinism, resumability, backgrounds, CLI, data check.
+"""glassgem.synth.procedural.pipeline: exact masks, determinism, resumability, backgrounds, CLI, data check.
 
 Masks are checked against an independent rasteriser (skimage.draw.polygon2mask) replaying the geometry
 the manifest records; small sizes keep every test fast.
@@ -18,12 +18,12 @@ from glassgem.cli import main
 from glassgem.data.checks import check_dataset
 from glassgem.errors import ConfigError, DataError
 from glassgem.io import load_image, load_mask, read_mask_values
-from glassgem.synth.backgrounds import Backgrounds, default_backgrounds, folder_backgrounds
-from glassgem.synth.glass_effects import GlassLook, render_pane
-from glassgem.synth.glass_geometry import (blob_polygon, fit_homography, grid_layout, perspective_plane,
+from glassgem.synth.procedural.backgrounds import Backgrounds, default_backgrounds, folder_backgrounds
+from glassgem.synth.procedural.glass_effects import GlassLook, render_pane
+from glassgem.synth.procedural.glass_geometry import (blob_polygon, fit_homography, grid_layout, perspective_plane,
                                            rasterize_polygon, rect_to_quad)
-from glassgem.synth.glass_scene import MODES
-from glassgem.synth.procedural import contact_sheet, generate_scene, synthesize
+from glassgem.synth.procedural.glass_scene import MODES
+from glassgem.synth.procedural.pipeline import contact_sheet, generate_scene, synthesize
 
 SMALL = (160, 120)
 
@@ -278,7 +278,7 @@ def test_bad_backgrounds_folders_name_the_problem(tmp_path):
 # ------------------------------------------------------------------------------------------- CLI
 def test_cli_synth_procedural(tmp_path, capsys):
     out = tmp_path / "cli"
-    assert main(["synth", "procedural", "--out", str(out), "--n", "2", "--size", "96x64", "--seed", "2",
+    assert main(["synth", "procedural", "--out", str(out), "--n", "2", "--size", "64x96", "--seed", "2",
                  "--contact-sheet", str(tmp_path / "sheet.jpg")]) == 0
     assert sorted(os.listdir(out / "images")) == ["proc_000000.jpg", "proc_000001.jpg"]
     assert load_image(out / "images/proc_000000.jpg").shape == (64, 96, 3)
@@ -298,7 +298,7 @@ def _photo_folder(folder: Path, n: int = 2) -> Path:
 
 
 def test_glass_free_fraction_is_spread_evenly_and_nested():
-    from glassgem.synth.procedural import is_glass_free
+    from glassgem.synth.procedural.glass_free import is_glass_free
 
     assert [i for i in range(10) if is_glass_free(i, 0.2)] == [4, 9]
     assert not any(is_glass_free(i, 0.0) for i in range(50))

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from glassgem.errors import ConfigError
-from glassgem.synth.prompts import DEFAULT_OBJECT, TEMPLATES, expand, load_prompts, select_prompts
+from glassgem.synth.diffusion.prompts import DEFAULT_OBJECT, TEMPLATES, expand, load_prompts, select_prompts
 
 PAPER_GIVEN = ("a photo of a clean {}", "a close-up photo of the {}", "a rendition of the {}")
 

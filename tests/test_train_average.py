@@ -9,7 +9,7 @@ import torch
 from glassgem.cli import main
 from glassgem.config import TrainConfig, model_preset
 from glassgem.errors import CheckpointError
-from glassgem.model.gem import GEM
+from glassgem import GEM
 from glassgem.train.average import AVERAGE_RECORD, average_checkpoints, average_state_dicts
 from glassgem.train.checkpoint import save_checkpoint
 

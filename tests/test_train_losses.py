@@ -338,10 +338,13 @@ def test_bf16_autocast_is_fp32_and_matches_fp32():
         assert got[k].item() == pytest.approx(ref[k].item(), rel=1e-5, abs=1e-6), k
 
 
+@pytest.mark.parametrize("preset,loss_ce", [("gem-base", 4.0), ("gem-tiny", 5.0)])
+def test_from_train_config_uses_the_presets_class_weight(preset, loss_ce):
+    assert GEMCriterion.from_train_config(train_preset(preset)).weight_dict["loss_ce"] == loss_ce
+
+
 def test_from_train_config_uses_preset_weights():
-    base = GEMCriterion.from_train_config(train_preset("gem-base"))
     tiny = GEMCriterion.from_train_config(train_preset("gem-tiny"))
-    assert base.weight_dict["loss_ce"] == 4.0 and tiny.weight_dict["loss_ce"] == 5.0
     assert tiny.weight_dict["loss_proposal"] == 80.0 and tiny.num_points == 12544
     assert torch.allclose(tiny.empty_weight, torch.tensor([1.0, 1.0, 0.1]))
     assert tiny.matcher.num_points == 12544 and tiny.point_padding == tiny.matcher.point_padding == "border"

@@ -1,14 +1,14 @@
 """Targets from semantic maps: per-class masks/boxes and the two DQS cell-label definitions."""
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from conftest import GDD_DEV
 from glassgem.errors import DataError
 from glassgem.train.targets import dqs_target, targets_from_batch, targets_from_semantic
 
-GDD = Path("/work/shared/data/gdd-dev/val/masks")
+GDD = GDD_DEV / "val" / "masks"
 
 
 def test_two_classes_with_padding():
@@ -107,7 +107,7 @@ def test_dqs_target_batch_and_bad_mode():
         dqs_target(sem, (2, 2), "nope")
 
 
-@pytest.mark.skipif(not GDD.is_dir(), reason="real GDD masks (/work/shared/data) not available")
+@pytest.mark.skipif(not GDD.is_dir(), reason=f"real GDD masks not found at {GDD} (set GLASSGEM_SHARED to the shared folder)")
 def test_real_gdd_mask_targets():
     from glassgem.io import load_mask
 

@@ -1,4 +1,4 @@
-"""glassgem predict on video files (glassgem.video): per-frame masks equal the photo predictions of the
+"""glassgem predict on video files (glassgem.inference.video): per-frame masks equal the photo predictions of the
 decoded frames, frames.csv, the overlay video, --every/--max-frames, --resume, bad files."""
 from __future__ import annotations
 
@@ -16,7 +16,8 @@ import av  # the video extra, part of the dev extra that `make test` installs
 
 from glassgem.cli import main
 from glassgem.errors import GlassgemError
-from glassgem.predict import Photo, collect_inputs, predict_files
+from glassgem.inference.files import Photo, collect_inputs
+from glassgem.inference.predict import predict_files
 from glassgem.viz.overlay import overlay_mask
 
 FPS = 10
@@ -195,6 +196,6 @@ def test_bad_frame_options_and_missing_pyav_are_reported_before_any_model_loads(
     monkeypatch.setitem(sys.modules, "av", None)  # as if PyAV were not installed
     rc = main(["predict", str(clip), "--out", str(tmp_path / "o"), "--weights", str(tmp_path / "none")])
     err = capsys.readouterr().err
-    assert rc != 0 and 'pip install "glassgem[video]"' in err and "none" not in err  # not the weights error
+    assert rc != 0 and 'pip install -e ".[video]"' in err and "none" not in err  # not the weights error
     with pytest.raises(GlassgemError, match="PyAV"):
         predict_files([Photo(clip, "clip")], tmp_path / "o2", RedScorer(), progress=False)

@@ -8,7 +8,7 @@ from torch import nn
 
 from glassgem.cli import main
 from glassgem.errors import ConfigError
-from glassgem.model.gem import GEM
+from glassgem import GEM
 from glassgem.viz.overlay import GLASS_RED, overlay_mask
 from glassgem.viz.queries import YELLOW, layer_panels, query_figure
 

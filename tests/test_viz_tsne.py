@@ -11,7 +11,7 @@ from PIL import Image
 
 from glassgem.cli import main
 from glassgem.errors import ConfigError, DataError
-from glassgem.model.gem import GEM
+from glassgem import GEM
 from glassgem.viz.tsne import (clip_extractor, encoder_extractor, list_images, load_sets, sample, tsne_figure,
                                valid_perplexity)
 

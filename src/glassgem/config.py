@@ -7,10 +7,15 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, field, fields
 from typing import Any
 
 from .errors import ConfigError
+
+# How training images are resized before the crop (data/transforms.py): the shortest edge to a random choice
+# (aspect kept), or both sides to it ("squash").
+RESIZE_MODES = ("short_edge", "squash")
 
 SAM_PIXEL_MEAN = (123.675, 116.28, 103.53)
 SAM_PIXEL_STD = (58.395, 57.12, 57.375)
@@ -263,8 +268,6 @@ class TrainConfig:
             raise ConfigError(f"unknown train config keys: {', '.join(unknown)}")
         if isinstance(d.get("model"), dict):
             d["model"] = ModelConfig.from_dict(d["model"])
-        from .data.transforms import RESIZE_MODES
-
         if d.get("resize_mode", RESIZE_MODES[0]) not in RESIZE_MODES:
             raise ConfigError(f"resize_mode must be one of {', '.join(RESIZE_MODES)}, got {d['resize_mode']!r}")
         for k in ("lr_steps", "min_sizes"):
@@ -275,8 +278,6 @@ class TrainConfig:
 
 def _bad_train_settings(cfg: TrainConfig) -> list[str]:
     """What is wrong with a training config, one phrase per field ('' for a good one)."""
-    import math
-
     m = cfg.model
     bad: list[str] = []
 

@@ -15,11 +15,22 @@ stay under 1%, with a contact sheet of the masks.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Sequence
 
 import numpy as np
 
-from .io import save_image, save_mask
+from .data.photos import (DEBIAN_PACKAGES, HELDOUT_SOURCES, PYTHON_PACKAGES, corpus_name, installed_photos,
+                          scale_down, select_photos)
+from .io import load_image, load_mask, save_image, save_mask
+from .evaluation.mask_eval import evaluate_pairs, pair_files
+from .evaluation.metrics import format_table, write_json
+from .evaluation.report import false_glass_summary
+from .inference.files import collect_inputs
+from .inference.predict import predict_files
+from .inference.scorers import build_scorer
+from .synth.procedural.backgrounds import default_backgrounds
+from .synth.procedural.pipeline import generate_scene
+from .viz.overlay import grid, overlay_mask
 
 N_SCENES = 8
 SCENE_SEED = 2024
@@ -28,9 +39,6 @@ SCENE_SIZE = (512, 384)  # W, H
 
 def make_scenes(out: Path, n: int = N_SCENES) -> list[str]:
     """Write `n` procedural scenes to out/images and their masks to out/masks; return their names."""
-    from .synth.backgrounds import default_backgrounds
-    from .synth.procedural import generate_scene
-
     backgrounds = default_backgrounds()
     names = []
     for i in range(n):
@@ -43,9 +51,6 @@ def make_scenes(out: Path, n: int = N_SCENES) -> list[str]:
 
 
 def contact_sheet(out: Path, names: list[str]) -> Path:
-    from .io import load_image, load_mask
-    from .viz.overlay import grid, overlay_mask
-
     cells, labels = [], []
     for name in names:
         image = load_image(out / "images" / f"{name}.jpg")
@@ -55,13 +60,13 @@ def contact_sheet(out: Path, names: list[str]) -> Path:
     return save_image(out / "contact_sheet.jpg", grid(cells, cols=3, cell=(192, 256), labels=labels), quality=90)
 
 
-def run_demo(out_dir: str | Path, weights: Optional[str] = None, progress: bool = True) -> int:
-    from .mask_eval import evaluate_pairs, pair_files
-    from .metrics import format_table, write_json
-    from .predict import build_scorer, collect_inputs, predict_files
-
+def run_demo(out_dir: str | Path, weights: Optional[str] = None, progress: bool = True,
+             also: Sequence[str] = ()) -> int:
+    """The scenes and the glass-free photos with `weights` (default: the shipped GEM-Lite); then the
+    glass-free photos again with each model in `also` (e.g. the opt-in gem-lite-gf), for comparison."""
     out = Path(out_dir)
     scorer = build_scorer(weights)  # the shipped GEM-Lite unless weights are given
+    extra = [(name, build_scorer(name)) for name in also]  # fail on a bad name before any work
     names = make_scenes(out)
     print(f"glassgem demo: {len(names)} built-in example scenes (procedural glass on scikit-image photos) "
           f"in {out}/images, exact masks in {out}/masks")
@@ -77,18 +82,19 @@ def run_demo(out_dir: str | Path, weights: Optional[str] = None, progress: bool 
     write_json(out / "metrics.json", results)
     sheet = contact_sheet(out, names)
     print(f"overlays: {out}/predictions/*_overlay.jpg; contact sheet: {sheet}; metrics: {out / 'metrics.json'}")
-    return glass_free(out / "glass_free", scorer, progress)
+    pictures = glass_free_photos(out / "glass_free")
+    images = out / "glass_free" / "images"
+    rc = glass_free(out / "glass_free", images, pictures, scorer, progress)
+    for name, other in extra:
+        if rc:
+            break
+        print(f"\nthe same photos with `--weights {name}`:")
+        rc = glass_free(out / f"glass_free_{Path(name).name}", images, pictures, other, progress)
+    return rc
 
 
-def glass_free(out: Path, scorer, progress: bool = True) -> int:
-    """Predict every installed held-out glass-free photo; print the false glass of each and its mean."""
-    from .data.photos import (DEBIAN_PACKAGES, HELDOUT_SOURCES, PYTHON_PACKAGES, corpus_name, installed_photos,
-                              scale_down, select_photos)
-    from .io import load_mask
-    from .predict import collect_inputs, predict_files
-    from .report import false_glass_summary
-    from .viz.overlay import grid, overlay_mask
-
+def glass_free_photos(out: Path) -> dict[str, np.ndarray]:
+    """Every installed held-out glass-free photo (no picking), scaled to 640 px and written to out/images."""
     photos, missing = installed_photos([p for p in DEBIAN_PACKAGES if p in HELDOUT_SOURCES],
                                        [p for p in PYTHON_PACKAGES if p in HELDOUT_SOURCES])
     kept, _ = select_photos(photos, progress=False)
@@ -99,7 +105,13 @@ def glass_free(out: Path, scorer, progress: bool = True) -> int:
     pictures = {corpus_name(photo): scale_down(image, 640) for photo, image in kept}
     for name, picture in pictures.items():
         save_image(out / "images" / f"{name}.png", picture)
-    summary = predict_files(collect_inputs([str(out / "images")]), out / "predictions", scorer, progress=progress)
+    return pictures
+
+
+def glass_free(out: Path, images: Path, pictures: dict[str, np.ndarray], scorer, progress: bool = True) -> int:
+    """Predict the glass-free photos (written to `images`) into out/predictions; print the false glass of
+    each and its mean; a contact sheet."""
+    summary = predict_files(collect_inputs([str(images)]), out / "predictions", scorer, progress=progress)
     if summary.failed:
         return 1
     cells, labels, fractions = [], [], []

@@ -141,7 +141,7 @@ def load_mask(path: str | os.PathLike, max_pixels: int = MAX_PIXELS) -> np.ndarr
 
 
 def load_prediction(path: str | os.PathLike, max_pixels: int = MAX_PIXELS) -> np.ndarray:
-    """Read a predicted glass map as stored, for scoring (glassgem.metrics says how values map to [0, 1]).
+    """Read a predicted glass map as stored, for scoring (glassgem.evaluation.metrics says how values map to [0, 1]).
 
     1-bit and 8-bit files (0/1, 0/255 or a soft 0..255 map) -> uint8 (H, W); 16-bit files -> float32
     value/65535; 32-bit float files -> float32 as stored. Palette files give their indices; colour

@@ -1,25 +1,29 @@
 """The `glassgem` command. Thin: it parses arguments and calls the library.
 
-Commands live in run.py (demo, predict, evaluate, evaluate-masks, compare, train), synth.py, tools.py and
-experiment.py.
-
-Each command is a pair: `_add_<name>(subparsers)` declares its arguments and `_run_<name>(args)`
-does the work, importing what it needs lazily so that `glassgem --help` stays fast.
+One module per command (group): demo.py, predict.py, evaluate.py, evaluate_masks.py, compare.py, train.py,
+synth.py, data.py, convert.py, average.py, bench.py, visualize.py, analyze.py, export.py, experiment.py;
+each has a public `register(subparsers)`, and this module only assembles them (in `COMMANDS` order, the
+order `glassgem --help` lists them). Options several commands share are in common.py. Inside, each command is a pair:
+`_add_<name>(subparsers)` declares its arguments and `_run_<name>(args)` does the work, importing what it
+needs lazily so that `glassgem --help` stays fast (no torch).
 User errors (GlassgemError) are printed as one line naming the file and the problem, exit code 2.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 
 from .. import __version__
 from ..errors import GlassgemError
-from ..runtime import configure_cpu_threads, keep_freed_memory
-from .common import INFERENCE_COMMANDS, flush_denormals
-from .run import _add_demo, _add_evaluate_masks, _add_compare, _add_train, _add_evaluate, _add_predict
-from .experiment import _add_experiment
-from .synth import _add_synth
-from .tools import _add_data, _add_convert, _add_average, _add_bench, _add_visualize, _add_analyze, _add_export
+from ..inference.threads import configure_cpu_threads, keep_freed_memory
+from . import (analyze, average, bench, compare, convert, data, demo, evaluate, evaluate_masks, experiment, export,
+               predict, synth, train, visualize)
+from .common import INFERENCE_COMMANDS
+
+# The command modules in the order `glassgem --help` lists their commands.
+COMMANDS = (demo, predict, evaluate, evaluate_masks, compare, train, synth, data, convert, average, bench, visualize,
+            analyze, export, experiment)
 
 
 # ---------------------------------------------------------------------------------------- main
@@ -39,15 +43,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"glassgem {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for add in (_add_demo, _add_evaluate_masks, _add_compare, _add_synth, _add_data, _add_convert, _add_average,
-                _add_bench, _add_train, _add_evaluate, _add_predict, _add_visualize, _add_analyze, _add_export,
-                _add_experiment):
-        add(sub)
+    for command in COMMANDS:
+        command.register(sub)
     return parser
 
 
+def _inference_settings(command: str) -> contextlib.AbstractContextManager:
+    """Denormals flushed for the commands that only run models forward (inference/runtime.py)."""
+    if command not in INFERENCE_COMMANDS:
+        return contextlib.nullcontext()
+    from ..inference.runtime import flush_denormals  # torch: imported only for a command that needs it
+
+    return flush_denormals(True)
+
+
 def main(argv: list[str] | None = None) -> int:
-    configure_cpu_threads()  # before anything imports torch: OpenMP reads its wait policy once (runtime.py)
+    configure_cpu_threads()  # before anything imports torch: OpenMP reads its wait policy once (inference/threads.py)
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
@@ -57,9 +68,9 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    keep_freed_memory()  # the command owns the process: keep freed activations for reuse (runtime.py)
+    keep_freed_memory()  # the command owns the process: keep freed activations for reuse (inference/threads.py)
     try:
-        with flush_denormals(args.command in INFERENCE_COMMANDS):
+        with _inference_settings(args.command):
             return int(args.func(args) or 0)
     except GlassgemError as e:  # one line, even where the message quotes a library's multi-line text
         print(f"glassgem: error: {' '.join(str(e).split())}", file=sys.stderr)

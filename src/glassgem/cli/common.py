@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
+
+from ..errors import ConfigError
 
 def _print_help(parser: argparse.ArgumentParser) -> int:
     parser.print_help()
@@ -19,14 +20,17 @@ def _add_group(sub: argparse._SubParsersAction, name: str, help: str, adders, me
         add(group_sub)
 
 
-def _parse_size(text: str) -> tuple[int, int]:
+# Every --size of the command line that gives two sides is HEIGHTxWIDTH (as image arrays and tensors are
+# shaped): `synth procedural --size 384x512` and `export onnx --size 320x448` are both 384/320 rows high.
+def _parse_hw(text: str) -> tuple[int, int]:
+    """--size HxW (height x width) -> (h, w), both at least 32."""
     try:
-        w, h = (int(v) for v in text.lower().split("x"))
+        h, w = (int(v) for v in text.lower().replace("×", "x").split("x"))
     except ValueError:
-        raise argparse.ArgumentTypeError(f"--size must look like 512x384, got {text!r}") from None
+        raise argparse.ArgumentTypeError(f"--size must look like 384x512 (height x width), got {text!r}") from None
     if w < 32 or h < 32:
-        raise argparse.ArgumentTypeError(f"--size {text!r}: width and height must be >= 32")
-    return w, h
+        raise argparse.ArgumentTypeError(f"--size {text!r}: height and width must be >= 32")
+    return h, w
 
 
 MAX_TEST_SIZE = 4096  # a 4096² input already needs tens of GB for GEM-Tiny's attention; beyond: the OOM killer
@@ -44,22 +48,71 @@ def _test_size(text: str) -> int:
     return value
 
 
-# Commands that only run models forward. Sigmoids and exponentials of large negative logits produce
-# denormal floats, which x86 CPUs process ~100x slower; flushing them to zero made GEM-Lite inference
-# ~20% faster (interleaved A/B, 2 threads) and changes no value above 1.2e-38.
+# Commands that only run models forward: they run with denormal floats flushed to zero
+# (glassgem.inference.runtime.flush_denormals says why).
 INFERENCE_COMMANDS = frozenset({"predict", "evaluate", "bench", "demo", "visualize", "analyze"})
 
 
-@contextlib.contextmanager
-def flush_denormals(enabled: bool = True):
-    """Flush denormal floats to zero on the CPU for the duration (then back to the default, off)."""
-    if not enabled:
-        yield
-        return
-    import torch
+# ------------------------------------------------------------- options shared by several commands
+# --report/--worst (evaluate, evaluate-masks), dataset folders (train, evaluate), --threshold/--smoothing
+# (predict, evaluate).
+def _add_report_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--report", default=None, metavar="DIR",
+                   help="write a per-image report here: per_image.csv (IoU, MAE, BER, glass and predicted "
+                   "fractions per image), worst.jpg (the lowest-IoU images with their errors coloured: "
+                   "green found, red false, blue missed glass) and metrics.json")
+    p.add_argument("--worst", type=int, default=12, metavar="N",
+                   help="how many lowest-IoU images worst.jpg shows (default 12; 0: no picture)")
 
-    torch.set_flush_denormal(True)
-    try:
-        yield
-    finally:
-        torch.set_flush_denormal(False)
+
+def _make_report(args: argparse.Namespace):
+    if args.worst < 0:
+        raise ConfigError(f"--worst must be 0 or more, got {args.worst}")
+    if args.report is None:
+        return None
+    from ..evaluation.report import PerImageReport
+
+    return PerImageReport(worst=args.worst)
+
+
+def _finish_report(args: argparse.Namespace, report, results: dict) -> None:
+    if report is not None:
+        written = report.write(args.report, results)
+        print(f"per-image report: {', '.join(str(p) for p in written)}")
+
+
+def _add_data_args(p: argparse.ArgumentParser, flag: str, what: str) -> None:
+    p.add_argument(flag, metavar="DIR", help=f"{what} dataset folder (any known layout)")
+    dest = flag.lstrip("-").replace("-", "_")
+    p.add_argument(f"{flag}-split", dest=f"{dest}_split", default=None, help="split name (default: auto)")
+    p.add_argument(f"{flag}-layout", dest=f"{dest}_layout", default="auto", help="dataset layout (default: auto)")
+
+
+def _spec(args: argparse.Namespace, dest: str):
+    from ..train.runner import DataSpec
+
+    root = getattr(args, dest)
+    if root is None:
+        return None
+    return DataSpec(root=root, split=getattr(args, f"{dest}_split"), layout=getattr(args, f"{dest}_layout"))
+
+
+def _add_mask_args(p: argparse.ArgumentParser) -> None:
+    """--threshold and --smoothing: how predict and evaluate turn the model's scores into a mask."""
+    p.add_argument("--threshold", type=float, default=None, metavar="T",
+                   help="glass where its probability exceeds T, 0 < T < 1 (default: the larger score wins, "
+                   "= 0.5, the paper's protocol); lower finds more glass and more false glass")
+    p.add_argument("--smoothing", type=float, default=None, metavar="F",
+                   help="box-average the glass scores over this fraction of the input side before resizing them "
+                   "back (default: the model's; the shipped GEM-Lite: 0.0625 = 24 px at 384; 0 = off, the "
+                   "original GEM's raw scores)")
+
+
+def _check_mask_args(args: argparse.Namespace) -> None:
+    """Refuse a bad --threshold or --smoothing before any model is loaded."""
+    from ..config import check_smoothing
+    from ..inference.protocol import threshold_option
+
+    threshold_option(args.threshold)
+    if args.smoothing is not None:
+        check_smoothing(args.smoothing)

@@ -57,3 +57,8 @@ def _run_experiment_run(args: argparse.Namespace) -> int:
         return 0
     run_plan(plan, args.out, args.budget, args.set, only=args.only, progress=not args.quiet)
     return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add the `experiment` command group (list, run)."""
+    _add_experiment(sub)

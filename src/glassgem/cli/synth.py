@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from .common import _add_group, _parse_size
+from .common import _add_group, _parse_hw
 
 
 # ---------------------------------------------------------------------------------------- synth
@@ -31,7 +31,8 @@ def _add_synth_procedural(synth_sub: argparse._SubParsersAction) -> None:
                         "zero), evenly spread over the set (default 0; the experiment plans use 0.2)")
     p.add_argument("--seed", type=int, default=0, help="scene i depends only on (seed, i) (default 0)")
     p.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
-    p.add_argument("--size", type=_parse_size, default=(512, 384), help="WxH of every scene (default 512x384)")
+    p.add_argument("--size", type=_parse_hw, default=(384, 512), metavar="HxW",
+                   help="height x width of every scene, as --size everywhere (default 384x512)")
     p.add_argument("--image-format", choices=("jpg", "png"), default="jpg", help="image files (default jpg)")
     p.add_argument("--contact-sheet", default=None, metavar="FILE",
                    help="also save a contact sheet of 16 samples (image | mask overlay) to FILE")
@@ -39,11 +40,11 @@ def _add_synth_procedural(synth_sub: argparse._SubParsersAction) -> None:
 
 
 def _run_synth_procedural(args: argparse.Namespace) -> int:
-    from ..synth.procedural import contact_sheet, synthesize
+    from ..synth.procedural.pipeline import contact_sheet, synthesize
 
     summary = synthesize(args.out, n=args.n, seed=args.seed, backgrounds=args.backgrounds,
-                         workers=args.workers, size=args.size, image_format=args.image_format,
-                         glass_free=args.glass_free)
+                         workers=args.workers, size=(args.size[1], args.size[0]),  # the library takes (W, H)
+                         image_format=args.image_format, glass_free=args.glass_free)
     print(f"wrote {summary['n']} scenes to {args.out} ({summary['generated']} new at "
           f"{summary['scenes_per_second']:.1f}/s, {summary['skipped']} already there; "
           f"{summary['no_glass']} without glass, {summary['glass_free_photos']} of them glass-free photos)")
@@ -54,7 +55,7 @@ def _run_synth_procedural(args: argparse.Namespace) -> int:
 
 
 def _add_synth_finetune_controlnet(synth_sub: argparse._SubParsersAction) -> None:
-    from ..synth.sd_components import DEFAULT_BASE, DEFAULT_CONTROLNET
+    from ..synth.diffusion.sd_components import DEFAULT_BASE, DEFAULT_CONTROLNET
 
     p = synth_sub.add_parser(
         "finetune-controlnet",
@@ -94,7 +95,7 @@ def _add_synth_finetune_controlnet(synth_sub: argparse._SubParsersAction) -> Non
 
 
 def _run_synth_finetune_controlnet(args: argparse.Namespace) -> int:
-    from ..synth.controlnet import FinetuneConfig, finetune_controlnet
+    from ..synth.diffusion.controlnet import FinetuneConfig, finetune_controlnet
 
     cfg = FinetuneConfig(
         data=args.data, out=args.out, base=args.base, init_controlnet=args.init_controlnet,
@@ -113,7 +114,7 @@ def _run_synth_finetune_controlnet(args: argparse.Namespace) -> int:
 
 
 def _add_synth_generate(synth_sub: argparse._SubParsersAction) -> None:
-    from ..synth.sd_components import DEFAULT_BASE, SCHEDULERS
+    from ..synth.diffusion.sd_components import DEFAULT_BASE, SCHEDULERS
 
     p = synth_sub.add_parser(
         "generate",
@@ -146,7 +147,7 @@ def _add_synth_generate(synth_sub: argparse._SubParsersAction) -> None:
 
 
 def _run_synth_generate(args: argparse.Namespace) -> int:
-    from ..synth.generate import GenerateConfig, generate
+    from ..synth.diffusion.generate import GenerateConfig, generate
 
     cfg = GenerateConfig(
         masks=args.masks, controlnet=args.controlnet, out=args.out, scale=args.scale, base=args.base,
@@ -160,3 +161,8 @@ def _run_synth_generate(args: argparse.Namespace) -> int:
         print(f"{s['jobs']} jobs: {s['done_before']} already done, {s['generated']} generated here; "
               f"{s['kept']} images kept, {s['dropped']} dropped by the CLIP filter -> {s['out']}")
     return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add the `synth` command group (procedural, finetune-controlnet, generate)."""
+    _add_synth(sub)

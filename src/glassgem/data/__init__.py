@@ -16,7 +16,6 @@ _EXPORTS = {
     "GlassDataset": "datasets",
     "TrainTransform": "transforms",
     "TestTransform": "transforms",
-    "resize_scores": "transforms",
     "collate": "transforms",
     "CheckReport": "checks",
     "check_dataset": "checks",

@@ -25,6 +25,7 @@ import numpy as np
 
 from ..errors import ConfigError, DataError
 from .layouts import Pair
+from ..io import atomic_write_text, load_image, load_mask, save_image, save_mask
 
 MANIFEST = "negatives.json"
 
@@ -114,8 +115,6 @@ def glass_free_crops(pairs: Sequence[Pair], out_dir: str | os.PathLike, min_side
     `np.random.default_rng(seed).choice(n_eligible, sample, replace=False)`, e.g. to mix a set share of
     negatives into a training set; `prefix` keeps their names apart from the photos they came from."""
     from tqdm.auto import tqdm
-
-    from ..io import atomic_write_text, load_image, load_mask, save_image, save_mask
 
     if min_side < 1:
         raise ConfigError(f"min_side must be >= 1, got {min_side}")

@@ -33,6 +33,8 @@ from typing import Iterable, Optional, Sequence
 import numpy as np
 
 from ..errors import ConfigError, DataError, GlassgemError
+from ..io import atomic_write_text, load_image, save_image, save_mask
+from ..viz.overlay import grid
 
 # Debian packages of photographs and pictures; `glassgem data photos` reads those that are installed.
 DEBIAN_PACKAGES = ("gnome-backgrounds", "mate-backgrounds", "plasma-workspace-wallpapers", "ukui-wallpapers",
@@ -200,8 +202,6 @@ def select_photos(photos: Sequence[Photo], keep_all: bool = False, progress: boo
     """Decode, drop excluded photos, resolution variants and near-duplicates. -> (kept with pixels, dropped)."""
     from tqdm.auto import tqdm
 
-    from ..io import load_image
-
     dropped: list[dict] = []
     best: dict[tuple[str, str], tuple[Photo, np.ndarray]] = {}
     for photo in tqdm(photos, desc="reading photos", unit="photo", disable=not progress):
@@ -240,9 +240,6 @@ def build_corpus(photos: Iterable[Photo], out_dir: str | os.PathLike, heldout: S
                  crops: int = 3, long_side: int = 640, seed: int = 0, keep_all: bool = False,
                  progress: bool = True) -> Corpus:
     """Write the glass-free corpus to out/{train,heldout}/{images,masks} (see the module docstring)."""
-    from ..io import atomic_write_text, save_image, save_mask
-    from ..viz.overlay import grid
-
     if crops < 0 or long_side < MIN_SIDE:
         raise ConfigError(f"--crops must be >= 0 and --long-side >= {MIN_SIDE}, got {crops}, {long_side}")
     photos = list(photos)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+from ..io import load_image
 
 SKIMAGE = ("astronaut", "chelsea", "coffee", "rocket", "camera", "coins", "brick", "grass", "gravel",
            "immunohistochemistry", "moon", "hubble_deep_field")
@@ -22,8 +23,6 @@ def glass_free_photos() -> dict[str, np.ndarray]:
     import matplotlib
     import sklearn.datasets
     from skimage import data
-
-    from ..io import load_image
 
     photos = {}
     for name in SKIMAGE:

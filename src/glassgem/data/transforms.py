@@ -16,12 +16,12 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from ..config import RESIZE_MODES
 from ..errors import DataError
 
 # int(x * 0.1 * 512) for x = 5..20: the short-edge choices of the original 384 recipe.
 PAPER_MIN_SIZES = tuple(int(x * 0.1 * 512) for x in range(5, 21))
 PAD_VALUE = 128
-RESIZE_MODES = ("short_edge", "squash")
 IGNORE = 255
 
 
@@ -228,16 +228,6 @@ class TestTransform:
         if sample.get("mask") is not None:
             out["mask"] = torch.from_numpy(np.array(sample["mask"], dtype=np.uint8))  # a writable copy
         return out
-
-
-def resize_scores(scores: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """[B,C,h,w] network-size scores -> [B,C,H,W] at the original size (bilinear, align_corners=False)."""
-    if scores.ndim != 4:
-        raise ValueError(f"resize_scores expects [B,C,h,w] scores, got shape {tuple(scores.shape)}")
-    size = (int(size[0]), int(size[1]))
-    if tuple(scores.shape[-2:]) == size:
-        return scores
-    return F.interpolate(scores, size=size, mode="bilinear", align_corners=False)
 
 
 STACKED_KEYS = ("image", "sem")

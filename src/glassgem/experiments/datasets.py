@@ -21,8 +21,8 @@ from typing import Optional
 import numpy as np
 
 from ..errors import ConfigError
-from ..synth.backgrounds import folder_backgrounds
-from ..synth.procedural import synthesize
+from ..synth.procedural.backgrounds import folder_backgrounds
+from ..synth.procedural.pipeline import synthesize
 from ..train.runner import TEST_SPLITS, TRAIN_SPLITS, VAL_SPLITS, DataSpec, default_split, load_pairs
 from .plan import Budget, Plan
 

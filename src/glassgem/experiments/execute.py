@@ -23,10 +23,10 @@ import torch
 
 from ..config import TrainConfig
 from ..errors import ConfigError
-from ..evaluate import evaluate_model
+from ..evaluation.evaluate import evaluate_model
 from ..io import atomic_write_text
-from ..model.gem import GEM
-from ..report import PerImageReport
+from ..evaluation.report import PerImageReport
+from ..hub.pretrained import GEM
 from ..train.encoder_init import check_encoder_init
 from ..train.checkpoint import list_checkpoints
 from ..train.engine import RunData, Trainer

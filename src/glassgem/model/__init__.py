@@ -1,7 +1,9 @@
-"""glassgem.model: GEM (encoder + simple feature pyramid + DQS + MaskDINO-style decoder) and its parts.
+"""glassgem.model: GEM (encoder + simple feature pyramid + DQS + MaskDINO-style decoder) and its parts,
+as pure nn.Modules: no weight files, devices or image files here (glassgem.hub, glassgem.inference).
 
-`from glassgem.model import GEM` is the entry point; submodules are imported lazily so that importing a
-small helper (e.g. `glassgem.model.box_ops`) does not build the whole model stack.
+`from glassgem.model import GEM` is the bare network; `from glassgem import GEM` adds from_pretrained.
+Submodules are imported on first use so that a small helper (e.g. `glassgem.model.box_ops`) does not
+build the whole model stack.
 """
 from __future__ import annotations
 
@@ -11,8 +13,12 @@ __all__ = ["GEM", "semantic_map"]
 
 
 def __getattr__(name: str) -> Any:
-    if name in __all__:
-        from . import gem
+    if name == "GEM":
+        from .gem import GEM
 
-        return getattr(gem, name)
+        return GEM
+    if name == "semantic_map":
+        from .postprocess import semantic_map
+
+        return semantic_map
     raise AttributeError(f"module 'glassgem.model' has no attribute {name!r}")

@@ -21,6 +21,9 @@ from torch import Tensor
 
 from ..config import ModelConfig
 from ..errors import CheckpointError
+from ..hub.pretrained import GEM, read_pretrained
+from ..io import atomic_write_text
+from .checkpoint import load_checkpoint
 
 AVERAGE_RECORD = "average.json"
 
@@ -35,16 +38,12 @@ def load_model_weights(path: str | Path) -> tuple[ModelConfig, dict[str, Tensor]
     if not path.exists():
         raise CheckpointError(f"{path}: no such file or directory")
     if _is_training_checkpoint(path):
-        from .checkpoint import load_checkpoint
-
         state = load_checkpoint(path)
         train_cfg = state.get("config")
         model_cfg = train_cfg.get("model") if isinstance(train_cfg, dict) else None
         if not isinstance(model_cfg, dict):
             raise CheckpointError(f"{path}: training checkpoint without a model config")
         return ModelConfig.from_dict(model_cfg), dict(state["model"])
-    from ..model.gem import read_pretrained
-
     cfg, sd, _ = read_pretrained(path)
     return cfg, sd
 
@@ -96,9 +95,6 @@ def _average(sources: Sequence[str | Path]) -> tuple[ModelConfig, dict[str, Tens
 
 def average_checkpoints(sources: Sequence[str | Path], out: str | Path) -> Path:
     """Average `sources` (see module doc) into the glassgem directory `out`; returns it."""
-    from ..io import atomic_write_text
-    from ..model.gem import GEM
-
     cfg, sd, kept = _average(sources)
     model = GEM(cfg)
     model.load_checked(sd, ", ".join(str(s) for s in sources))

@@ -16,6 +16,7 @@ import torch
 
 from ..errors import CheckpointError
 from ..io import atomic_write_bytes
+from ..io import remove_stale_temps as _remove_stale_temps
 
 _NAME = re.compile(r"^step_(\d{7})\.pt$")
 
@@ -52,9 +53,7 @@ def save_checkpoint(run_dir: str | Path, step: int, state: dict[str, Any], keep_
 def remove_stale_temps(folder: str | Path, min_age_s: float = 0.0) -> list[Path]:
     """Delete the temporary files (`.<name>.<random>.tmp`, glassgem.io.atomic_write) that writes killed
     mid-way left in `folder`, if at least `min_age_s` old; -> the files removed."""
-    from ..io import remove_stale_temps as _remove
-
-    return _remove(folder, min_age_s)
+    return _remove_stale_temps(folder, min_age_s)
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:

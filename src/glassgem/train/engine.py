@@ -31,18 +31,22 @@ from ..config import TrainConfig
 from ..data.datasets import GlassDataset, Pair
 from ..data.transforms import TrainTransform, collate
 from ..errors import CheckpointError, ConfigError
+from ..evaluation.evaluate import evaluate_model
+from ..hub.pretrained import GEM, read_pretrained
+from ..inference.threads import loader_workers
 from ..io import atomic_write_text
-from ..runtime import loader_workers
 from .checkpoint import (checkpoint_dir, list_checkpoints, load_checkpoint, remove_stale_temps, rng_state,
                          save_checkpoint, set_rng_state)
+from .encoder_init import init_encoder
+from .losses import GEMCriterion
 from .optim import build_optimizer, build_scheduler, freeze_encoder
 from .targets import targets_from_batch
+from .runlog import RunLogger
 
 
 # ------------------------------------------------------------------------------------ data order
 class _SeededSamples(Dataset):
     """Wraps a GlassDataset so that item (epoch, index) is augmented with rng (seed, epoch, index)."""
-
     def __init__(self, dataset: GlassDataset, transform: TrainTransform, seed: int) -> None:
         self.dataset, self.transform, self.seed = dataset, transform, seed
 
@@ -61,7 +65,6 @@ class _StepBatches(Sampler):
     The global sample stream is the concatenation of per-epoch permutations; global step s consumes
     positions [s*B, (s+1)*B). Within a step, micro-batch m of rank r takes its consecutive slice.
     """
-
     def __init__(self, n: int, seed: int, batch: int, accum: int, world: int, rank: int, start: int, max_iter: int):
         self.n, self.seed, self.batch, self.accum = n, seed, batch, accum
         self.world, self.rank, self.start, self.max_iter = world, rank, start, max_iter
@@ -119,16 +122,11 @@ def check_batch(cfg: TrainConfig, world: int) -> int:
 
 def build_model(cfg: TrainConfig):
     """GEM with the encoder initialised as cfg.encoder_init says, then optionally cfg.init_from."""
-    from ..model.gem import GEM
-    from .encoder_init import init_encoder
-
     encoder = init_encoder(cfg)
     model = GEM(cfg.model, encoder=encoder)
     if cfg.init_from:
         # Pretrain -> fine-tune: every weight of the source that fits this model is taken (read only,
         # no second model built).
-        from ..model.gem import read_pretrained
-
         _, source_sd, _ = read_pretrained(cfg.init_from)
         model.load_checked(source_sd, cfg.init_from)
     if cfg.freeze_encoder:
@@ -137,8 +135,6 @@ def build_model(cfg: TrainConfig):
 
 
 def build_criterion(cfg: TrainConfig):
-    from .losses import GEMCriterion
-
     return GEMCriterion.from_train_config(cfg)
 
 
@@ -256,8 +252,6 @@ class Trainer:
     def train(self, resume: bool = False) -> dict[str, Any]:
         from tqdm.auto import tqdm
 
-        from .runlog import RunLogger
-
         self.out.mkdir(parents=True, exist_ok=True)
         if self.acc.is_main_process:
             remove_stale_temps(checkpoint_dir(self.out))  # leftovers of writes killed mid-way (the run is ours)
@@ -309,8 +303,6 @@ class Trainer:
         return {"step": self.step, "max_iter": self.max_iter, "best_iou": self.best_iou}
 
     def validate(self, logger) -> dict[str, float]:
-        from ..evaluate import evaluate_model
-
         metrics: dict[str, float] = {}
         if self.acc.is_main_process:
             model = self.acc.unwrap_model(self.model)

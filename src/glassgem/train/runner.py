@@ -12,6 +12,7 @@ from ..config import TrainConfig
 from ..data.checks import require_valid
 from ..data.layouts import available_splits, find_pairs
 from ..errors import ConfigError
+from .engine import RunData, Trainer
 
 TRAIN_SPLITS = ("train", "training")
 VAL_SPLITS = ("val", "validation")
@@ -21,7 +22,6 @@ TEST_SPLITS = ("test", "testing")
 @dataclass
 class DataSpec:
     """A dataset on disk: a root (with an optional split) or explicit images/masks folders."""
-
     root: Optional[str] = None
     split: Optional[str] = None
     layout: str = "auto"
@@ -72,7 +72,6 @@ def holdout(pairs: list, fraction: float, seed: int) -> tuple[list, list]:
 def run_training(cfg: TrainConfig, train: DataSpec, out: str | Path, val: Optional[DataSpec] = None,
                  val_fraction: float = 0.0, resume: bool = False, allow_test_selection: bool = False,
                  progress: bool = True, stop_after: Optional[int] = None) -> dict[str, Any]:
-    from .engine import RunData, Trainer
 
     if train.split is None and not train.images:
         train.split = default_split(train.root, TRAIN_SPLITS)

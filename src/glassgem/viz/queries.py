@@ -15,8 +15,8 @@ import torch
 from PIL import Image, ImageDraw
 
 from ..errors import ConfigError
-from ..model.gem import semantic_map, smooth_scores
-from ..model.inference import ImageLike, as_rgb_array, check_size, glass_mask, squash, unsquash
+from ..model.postprocess import semantic_map, smooth_scores
+from ..inference.protocol import ImageLike, as_rgb_array, check_size, glass_mask, squash, unsquash
 from .overlay import GLASS_RED, overlay_mask
 
 YELLOW = (255, 255, 0)

@@ -19,6 +19,9 @@ import torch
 
 from ..errors import ConfigError, DataError
 from ..io import IMAGE_EXTENSIONS, atomic_write_bytes, atomic_write_text, load_image
+from ..data.layouts import available_splits, resolve_split
+from ..inference.protocol import check_size, squash
+from ..synth.diffusion.sd_components import check_ref, load_or_raise
 
 FEATURES = ("encoder", "clip")
 PLOT_FORMATS = (".png", ".jpg", ".jpeg", ".pdf", ".svg")
@@ -48,8 +51,6 @@ def _image_files(folder: Path) -> list[Path]:
 def list_images(root: str | os.PathLike) -> list[Path]:
     """The photos of a dataset root (any layout glassgem.data knows; every split if it has several) or
     of a plain folder of images. DataError naming the folder if there are none."""
-    from ..data.layouts import available_splits, resolve_split
-
     root = Path(root)
     if not root.is_dir():
         raise DataError(f"{root}: folder not found")
@@ -100,8 +101,6 @@ Extractor = Callable[[list[np.ndarray]], torch.Tensor]  # uint8 RGB photos -> [B
 
 def encoder_extractor(model: torch.nn.Module, size: int | None = None) -> Extractor:
     """Global average pool of GEM's stride-16 encoder map ("res4" of a multi-scale encoder)."""
-    from ..model.inference import check_size, squash
-
     size = check_size(size or model.cfg.image_size)
     device = next(model.parameters()).device
 
@@ -120,8 +119,6 @@ def clip_extractor(model_ref: str | os.PathLike, device: torch.device | str = "c
     """CLIP image embeddings (projected, L2-normalised) from a local folder or a hub id (cache/network)."""
     from PIL import Image
     from transformers import CLIPImageProcessor, CLIPModel
-
-    from ..synth.sd_components import check_ref, load_or_raise
 
     check_ref(model_ref, "CLIP model")
     clip = load_or_raise("CLIP model", model_ref, CLIPModel.from_pretrained).to(device).eval()

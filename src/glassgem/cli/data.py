@@ -1,0 +1,138 @@
+"""`glassgem data check | negatives | photos`: dataset checks and glass-free corpora."""
+from __future__ import annotations
+
+import argparse
+import json
+
+from ..errors import GlassgemError
+from .common import _add_group
+
+
+# `glassgem data <what>`: dataset tools.
+def _add_data(sub: argparse._SubParsersAction) -> None:
+    _add_group(sub, "data", "dataset tools (check a dataset before training or evaluation; glass-free crops)",
+               (_add_data_check, _add_data_negatives, _add_data_photos))
+
+
+def _add_data_check(data_sub: argparse._SubParsersAction) -> None:
+    p = data_sub.add_parser(
+        "check",
+        help="report every problem of a dataset at once (exit 1 if there is any error)",
+        description="Scan image/mask pairs and list unreadable files, missing or orphan masks, size "
+        "mismatches, duplicate stems and empty folders (errors), and non-binary or empty masks (warnings).",
+    )
+    p.add_argument("dir", nargs="?", default=None, help="dataset folder (optional with --images/--masks)")
+    p.add_argument("--layout", default="auto", choices=("auto", "gsds", "gdd", "gsd", "sgsd"),
+                   help="folder layout (default: auto-detect)")
+    p.add_argument("--split", default=None, help="train, val or test (default: every split found)")
+    p.add_argument("--images", default=None, help="images folder (with --masks; relative to DIR if given)")
+    p.add_argument("--masks", default=None, help="masks folder (with --images)")
+    p.add_argument("--json", default=None, metavar="FILE", help="also write the report as JSON to FILE")
+    p.add_argument("--strict", action="store_true", help="count warnings as errors")
+    p.set_defaults(func=_run_data_check)
+
+
+def _run_data_check(args: argparse.Namespace) -> int:
+    from ..data.checks import check_dataset
+    from ..io import atomic_write_text
+
+    if args.dir is None and args.images is None:
+        raise GlassgemError("data check: give a dataset folder, or --images and --masks")
+    report = check_dataset(args.dir, layout=args.layout, split=args.split, images=args.images,
+                           masks=args.masks, strict=args.strict)  # progress bar on big sets
+    print(report.to_text())
+    if args.json:
+        atomic_write_text(args.json, json.dumps(report.to_dict(), indent=2) + "\n")
+    return 0 if report.ok else 1
+
+
+def _add_data_negatives(data_sub: argparse._SubParsersAction) -> None:
+    p = data_sub.add_parser(
+        "negatives",
+        help="crop the largest glass-free rectangle of every photo (negatives: measure or train false glass)",
+        description="For every image/mask pair, cut the largest rectangle that holds no glass (aspect at most "
+        "--max-aspect) and write it to OUT/images/<stem>.png with an all-background mask in OUT/masks/. "
+        "`glassgem evaluate --data OUT` then measures false glass (MAE = mean fraction predicted as glass; "
+        "IoU = fraction of crops with none); OUT can also be mixed into training data.",
+    )
+    p.add_argument("dir", help="dataset folder (any known layout)")
+    p.add_argument("--out", required=True, help="output folder (images/, masks/, negatives.json)")
+    p.add_argument("--layout", default="auto", choices=("auto", "gsds", "gdd", "gsd", "sgsd"),
+                   help="folder layout (default: auto-detect)")
+    p.add_argument("--split", default=None, help="train, val or test (default: auto)")
+    p.add_argument("--min-side", type=int, default=128,
+                   help="skip photos whose glass-free rectangle has a side shorter than this (pixels)")
+    p.add_argument("--max-aspect", type=float, default=2.0, help="longest / shortest side of a crop at most")
+    p.add_argument("--sample", type=int, default=None, metavar="N",
+                   help="write only N of the eligible crops, drawn with --seed (e.g. a set share for training)")
+    p.add_argument("--seed", type=int, default=0, help="seed of --sample (default 0)")
+    p.add_argument("--prefix", default="", help="put this before every crop's name (e.g. neg_, to mix the crops "
+                   "into the folder of the photos they came from)")
+    p.set_defaults(func=_run_data_negatives)
+
+
+def _run_data_negatives(args: argparse.Namespace) -> int:
+    from ..data.layouts import find_pairs
+    from ..data.negatives import glass_free_crops
+
+    if args.prefix and (any(c in args.prefix for c in "/\\:\0") or args.prefix.startswith(".")):
+        raise GlassgemError(f"--prefix {args.prefix!r}: must be a plain part of a file name (no /, \\, : or "
+                            "leading .), so every crop stays inside --out")
+    pairs = find_pairs(args.dir, args.layout, args.split)
+    summary = glass_free_crops(pairs, args.out, min_side=args.min_side, max_aspect=args.max_aspect,
+                               sample=args.sample, seed=args.seed, prefix=args.prefix)
+    print(f"{summary.line()} in {args.out} (from {len(pairs)} photos)")
+    return 0
+
+
+def _add_data_photos(data_sub: argparse._SubParsersAction) -> None:
+    from ..data.photos import DEBIAN_PACKAGES, HELDOUT_SOURCES, PYTHON_PACKAGES
+
+    p = data_sub.add_parser(
+        "photos",
+        help="build a corpus of real glass-free photos from installed packages (train/ and held-out/ by source)",
+        description="Gather the glass-free photos that installed packages ship (Debian desktop backgrounds: "
+        f"{', '.join(DEBIAN_PACKAGES)}; the sample photos of {', '.join(PYTHON_PACKAGES)}) and any --folder, "
+        "drop unreadable files, resolution variants, near-duplicates and photos checked by eye to show glass, "
+        "split them by source and write OUT/train and OUT/heldout (images/ + all-zero masks/), "
+        "OUT/manifest.jsonl (source, licence, original file), OUT/dropped.jsonl and contact sheets. "
+        "Install the Debian sources first: apt-get install " + " ".join(DEBIAN_PACKAGES),
+    )
+    p.add_argument("--out", required=True, help="output folder (new or empty)")
+    p.add_argument("--folder", action="append", default=[], metavar="SOURCE=DIR",
+                   help="also read the photos of DIR as source SOURCE (repeatable)")
+    p.add_argument("--only-folders", action="store_true", help="read only the --folder sources, no packages")
+    p.add_argument("--heldout", default=",".join(HELDOUT_SOURCES), metavar="SRC,SRC",
+                   help=f"sources used only to measure false glass (default: {','.join(HELDOUT_SOURCES)})")
+    p.add_argument("--crops", type=int, default=3, help="random crops per training photo besides the whole photo (default 3)")
+    p.add_argument("--long-side", type=int, default=640, help="scale photos down to this long side (default 640, as gdd-dev)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the crops (default 0)")
+    p.add_argument("--keep-all", action="store_true", help="keep the photos excluded by eye (to look at them again)")
+    p.set_defaults(func=_run_data_photos)
+
+
+def _run_data_photos(args: argparse.Namespace) -> int:
+    from ..data.photos import build_corpus, installed_photos
+
+    folders = {}
+    for item in args.folder:
+        source, sep, folder = item.partition("=")
+        if not sep or not source or not folder:
+            raise GlassgemError(f"--folder {item!r}: expected SOURCE=DIR, e.g. --folder myphotos=~/pictures")
+        folders[source] = folder
+    if args.only_folders:
+        photos, missing = installed_photos((), (), folders)
+    else:
+        photos, missing = installed_photos(folders=folders)
+    if missing:
+        print(f"note: no photos from {', '.join(missing)} (not installed)")
+    heldout = tuple(s for s in args.heldout.split(",") if s)
+    corpus = build_corpus(photos, args.out, heldout=heldout, crops=args.crops, long_side=args.long_side,
+                          seed=args.seed, keep_all=args.keep_all)
+    print(corpus.line())
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add `data` to the `glassgem` subcommands."""
+    _add_data(sub)

@@ -1,0 +1,31 @@
+"""`glassgem demo`: the built-in default end to end (what `make demo` runs)."""
+from __future__ import annotations
+
+import argparse
+
+
+
+def _add_demo(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("demo", help="run the built-in default end to end (what `make demo` runs)")
+    p.add_argument("--out", default="demo_out", help="output folder (default: demo_out)")
+    p.add_argument("--weights", default=None, help="model to run (default: the shipped GEM-Lite)")
+    p.add_argument("--also", action="append", default=None, metavar="WEIGHTS",
+                   help="score the glass-free photos with this model too (repeatable; default without "
+                        "--weights: the opt-in gem-lite-gf, where it is shipped)")
+    p.set_defaults(func=_run_demo)
+
+
+def _run_demo(args: argparse.Namespace) -> int:
+    from ..demo import run_demo
+
+    from ..hub.pretrained import shipped_models
+
+    also = args.also
+    if also is None:
+        also = ["gem-lite-gf"] if args.weights is None and "gem-lite-gf" in shipped_models() else []
+    return run_demo(args.out, weights=args.weights, also=also)
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add `demo` to the `glassgem` subcommands."""
+    _add_demo(sub)

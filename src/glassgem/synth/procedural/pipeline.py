@@ -1,0 +1,400 @@
+"""Offline procedural glass scenes with exact masks: `glassgem synth procedural`.
+
+Glass walls, windows, doors and partitions are composited onto photos with physically motivated effects
+(glass_effects) in layouts that tile exactly (glass_geometry, glass_scene). Scene i depends only on
+(seed, i) through np.random.default_rng([seed, i]), so any number of workers, or a restart, writes the
+same bytes. Output, the `sgsd` layout glassgem's datasets read:
+    OUT/images/<id>.jpg   OUT/masks/<id>.png (0/255)   OUT/manifest.jsonl (one JSON record per scene)
+plus OUT/meta/<id>.json (the per-scene records the manifest is rebuilt from) and OUT/synth_config.json.
+`glass_free=p`: a fraction p of the scenes are plain glass-free photos (glass_free.py).
+"""
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import time
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageFilter
+from scipy import ndimage
+from tqdm import tqdm
+
+from ...errors import ConfigError, DataError
+from ...io import atomic_write_text, load_image, load_mask, save_image, save_mask
+from .backgrounds import (Backgrounds, augment, default_backgrounds, folder_backgrounds, outdoor_view,
+                          painted_wall)
+from .glass_free import glass_free_scene, is_glass_free
+from .glass_effects import FRAME_COLOURS, drop_shadow, polygon_bbox, render_bar, render_occluder, render_pane
+from .glass_geometry import rect_to_quad, sub_homography
+from .glass_scene import MAKERS, MODES, Scene, Unit
+from .occluders import add_occluders
+
+GENERATOR_VERSION = 2  # 2: glass walls mostly floor to ceiling, windows mostly look out on daylight
+DEFAULT_SIZE = (512, 384)
+CONFIG_NAME = "synth_config.json"
+OUTWARD = ("windows", "doors", "small_windows")
+MANIFEST_NAME = "manifest.jsonl"
+
+
+# ------------------------------------------------------------------------------------- one scene
+def _pick(rng: np.random.Generator, bgs: Backgrounds, avoid: set[int], scene: bool) -> int:
+    """A photo not used yet in this scene (when possible); scene photos follow the set's weights."""
+    p = bgs.weights.copy() if scene else np.full(len(bgs), 1.0 / len(bgs))
+    if len(avoid) < len(bgs):
+        p[list(avoid)] = 0.0
+        p /= p.sum()
+    return int(rng.choice(len(bgs), p=p))
+
+
+def _photo(rng, bgs: Backgrounds, size, avoid: set[int], scene: bool = False) -> tuple[np.ndarray, dict]:
+    i = _pick(rng, bgs, avoid, scene)
+    avoid.add(i)
+    img, params = augment(rng, bgs.image(i), size)
+    return img, {"source": bgs.name(i), **params}
+
+
+def _to_u8(img: np.ndarray) -> np.ndarray:
+    return (np.clip(img, 0, 1) * 255 + 0.5).astype(np.uint8)
+
+
+def _blur(img: np.ndarray, sigma: float, box: tuple[int, int, int, int] | None = None) -> np.ndarray:
+    """Gaussian blur (PIL, on 8 bits) of the whole image or only of the block (r0, r1, c0, c1)."""
+    if sigma <= 0.05:
+        return img
+    if box is not None:
+        r0, r1, c0, c1 = box
+        out = img.copy()
+        out[r0:r1, c0:c1] = _blur(img[r0:r1, c0:c1], sigma)
+        return out
+    if sigma < 0.9:  # a 3x3 kernel is a faithful Gaussian this small, and several times cheaper
+        g = np.exp(-0.5 * (np.arange(-1, 2) / sigma) ** 2)
+        kernel = ImageFilter.Kernel((3, 3), np.outer(g, g).ravel().tolist())
+        return np.asarray(Image.fromarray(_to_u8(img)).filter(kernel), np.float32) / 255.0
+    return np.asarray(Image.fromarray(_to_u8(img)).filter(ImageFilter.GaussianBlur(sigma)), np.float32) / 255.0
+
+
+def _reflected_room(rng, bgs: Backgrounds, size, avoid: set[int]) -> tuple[np.ndarray, dict]:
+    """What the glass reflects: another photo, mirrored, defocused, sometimes with ceiling lights.
+
+    Made at half resolution and upsampled: a reflection is blurred anyway, and this is a quarter
+    of the work.
+    """
+    w, h = size
+    hw, hh = max(w // 2, 8), max(h // 2, 8)
+    img, meta = _photo(rng, bgs, (hw, hh), avoid)
+    img = np.ascontiguousarray(img[:, ::-1]) * np.float32(rng.uniform(0.7, 1.3))
+    lights = int(rng.choice([0, 0, 1, 2, 3, 4]))
+    if lights:  # a row of ceiling lamps in the reflected room (separable profiles: outer products)
+        ys = np.arange(hh, dtype=np.float32)[:, None]
+        xs = np.arange(hw, dtype=np.float32)[None, :]
+        y = rng.uniform(0.05, 0.4) * hh
+        for x in rng.uniform(0.1, 0.9, lights) * hw:
+            rx, ry = rng.uniform(0.01, 0.06) * hw, rng.uniform(0.005, 0.02) * hh + 0.5
+            img = img + (np.exp(-((ys - y) / ry) ** 4) * np.exp(-((xs - x) / rx) ** 4))[..., None] * 2.0
+    sigma = float(rng.uniform(0.8, 3.5))
+    meta.update(mirrored=True, blur=round(sigma, 2), lights=lights)
+    small = Image.fromarray(_to_u8(img)).filter(ImageFilter.GaussianBlur(sigma / 2))
+    return np.asarray(small.resize((w, h), Image.BILINEAR), np.float32) / 255.0, meta
+
+
+def _soften(img: np.ndarray, sigma: float) -> np.ndarray:
+    """A 3x3 Gaussian (separable, in place on the interior); borders are left sharp."""
+    g = np.exp(-0.5 * (np.arange(-1, 2) / sigma) ** 2)
+    a, b = np.float32(g[0] / g.sum()), np.float32(g[1] / g.sum())
+    rows = img[1:-1] * b + (img[:-2] + img[2:]) * a
+    img[1:-1] = rows
+    cols = img[:, 1:-1] * b + (img[:, :-2] + img[:, 2:]) * a
+    img[:, 1:-1] = cols
+    return img
+
+
+def _camera(rng, canvas: np.ndarray) -> tuple[np.ndarray, dict]:
+    """Vignetting, sensor noise and a touch of lens softness, shared by the glass and its surroundings."""
+    h, w = canvas.shape[:2]
+    ys = np.arange(h, dtype=np.float32)[:, None] / h - 0.5
+    xs = np.arange(w, dtype=np.float32)[None, :] / w - 0.5
+    vignette = float(rng.uniform(0.0, 0.25))
+    canvas *= (1 - vignette * 2 * (xs ** 2 + ys ** 2))[..., None]  # in place: the canvas is ours
+    noise = float(rng.uniform(0.5, 2.5))
+    # Uniform noise of the same standard deviation: indistinguishable here and 4x cheaper to draw.
+    grain = rng.random(canvas.shape, dtype=np.float32)
+    grain -= np.float32(0.5)
+    grain *= np.float32(noise / 255.0 * np.sqrt(12.0))
+    canvas += grain
+    soft = float(rng.uniform(0.3, 0.8))  # also softens the noise, as demosaicing does
+    image = _to_u8(_soften(canvas, soft))
+    return image, {"blur": round(soft, 3), "vignette": round(vignette, 3), "noise": round(noise, 3)}
+
+
+def _render_unit(canvas, mask, unit: Unit, other: np.ndarray, reflection: np.ndarray, rng, bgs, avoid,
+                 light: float) -> list[dict]:
+    """Draw a unit back to front (shadow, panes, bars, hardware); update the mask; return its layers."""
+    layers = []
+    outer = rect_to_quad(unit.h, (0, 0, 1, 1))
+    if unit.shadow:
+        drop_shadow(canvas, outer, tuple(rng.uniform(1, 5, 2)), rng.uniform(2, 5), rng.uniform(0.15, 0.35))
+    behind = canvas.copy() if unit.through == "same" else other
+    box = polygon_bbox(outer, canvas.shape[:2])
+    if unit.look is not None and box is not None:  # defocus only around the unit (refraction margin)
+        pad = 12
+        r0, r1, c0, c1 = box
+        region = (max(r0 - pad, 0), r1 + pad, max(c0 - pad, 0), c1 + pad)
+        behind = _blur(behind, unit.look.defocus_sigma, region)
+    colour = np.asarray(FRAME_COLOURS[unit.finish][0], np.float32) * np.float32(rng.uniform(0.85, 1.1))
+    sheen = FRAME_COLOURS[unit.finish][1]
+    h_inv = np.linalg.inv(unit.h)
+    picture = rng.random() < 0.5
+    for rect in unit.layout.panes:
+        quad = rect_to_quad(unit.h, rect)
+        if unit.look is None:  # an opaque decoy: a solid panel or a framed picture, never glass
+            if picture:
+                tex, _ = _photo(rng, bgs, (96, 96), avoid)
+                hit = render_occluder(canvas, quad, _to_u8(tex), rng, flatten=0.0)
+            else:
+                hit = render_bar(canvas, quad, np.linalg.inv(sub_homography(unit.h, rect)), colour * 0.9, 0.1,
+                                 light, rng)
+            if hit is not None:
+                (r0, r1, c0, c1), cov = hit
+                mask[r0:r1, c0:c1] &= ~cov
+            layers.append({"kind": "panel", "glass": False, "polygon": quad.tolist()})
+            continue
+        hit = render_pane(canvas, behind, reflection, quad, h_inv, rect, unit.look, rng)
+        if hit is not None:
+            (r0, r1, c0, c1), cov = hit
+            mask[r0:r1, c0:c1] |= cov
+        layers.append({"kind": "pane", "glass": True, "polygon": quad.tolist()})
+    for kind, rects, colour_k, sheen_k, rnd in (
+            ("frame", unit.layout.bars, colour, sheen, False),
+            ("handle", unit.layout.hardware, np.float32([0.72, 0.73, 0.74]), 0.5, unit.handle_round)):
+        for rect in rects:
+            quad = rect_to_quad(unit.h, rect)
+            hit = render_bar(canvas, quad, np.linalg.inv(sub_homography(unit.h, rect)), colour_k, sheen_k,
+                             light, rng, round_profile=rnd)
+            if hit is not None:
+                (r0, r1, c0, c1), cov = hit
+                mask[r0:r1, c0:c1] &= ~cov
+            layers.append({"kind": kind, "glass": False, "polygon": quad.tolist()})
+    return layers
+
+
+def generate_scene(rng: np.random.Generator, backgrounds: Backgrounds, size: tuple[int, int] = DEFAULT_SIZE
+                   ) -> tuple[np.ndarray, np.ndarray, dict]:
+    """One scene: (image uint8 (H, W, 3), mask uint8 (H, W) in {0, 1}, meta dict)."""
+    if not isinstance(backgrounds, Backgrounds):
+        backgrounds = Backgrounds.from_arrays(list(backgrounds))
+    w, h = size
+    mode = str(rng.choice(list(MODES), p=list(MODES.values())))
+    scene = Scene(size=(w, h))
+    MAKERS[mode](rng, scene)
+    avoid: set[int] = set()
+    if scene.wall_base:
+        base, wall_meta = painted_wall(rng, size)
+        base_meta = {"wall": wall_meta}
+    else:
+        base, base_meta = _photo(rng, backgrounds, size, avoid, scene=True)
+    other, other_meta = _photo(rng, backgrounds, size, avoid)
+    if rng.random() < (0.85 if mode in OUTWARD else 0.2):  # looking out: sky, skyline, the photo as ground
+        other, view_meta = outdoor_view(rng, size, other if rng.random() < 0.6 else None)
+        other_meta = {"outdoor": view_meta, "ground_from": other_meta["source"] if view_meta["ground"] else None}
+    # A view out of a window or door is usually brighter than the room (daylight).
+    daylight = float(rng.uniform(1.1, 1.4)) if rng.random() < (0.5 if mode in OUTWARD else 0.2) else 1.0
+    if daylight != 1.0:
+        other = np.minimum(other * np.float32(daylight), 1.0)
+    other_meta["daylight"] = round(daylight, 3)
+    reflection, refl_meta = _reflected_room(rng, backgrounds, size, avoid)
+
+    canvas = base.copy()
+    mask = np.zeros((h, w), dtype=bool)
+    light = float(rng.choice([-1.0, 1.0]))
+    layers, units_meta = [], []
+    for unit in scene.units:
+        unit_layers = _render_unit(canvas, mask, unit, other, reflection, rng, backgrounds, avoid, light)
+        units_meta.append({"kind": unit.kind, "through": unit.through, "finish": unit.finish,
+                           "homography": unit.h.tolist(), "outer": rect_to_quad(unit.h, (0, 0, 1, 1)).tolist(),
+                           "panes": len(unit.layout.panes), "look": unit.look.to_dict() if unit.look else None})
+        layers += unit_layers
+    if mask.any() and rng.random() < 0.3:
+        layers += add_occluders(rng, canvas, mask)
+
+    image, camera = _camera(rng, canvas)
+
+    n_panes = sum(1 for L in layers if L["glass"] and polygon_bbox(np.asarray(L["polygon"]), (h, w)))
+    meta = {"mode": mode, "no_glass": not mask.any(), "n_panes": n_panes,
+            "glass_fraction": round(float(mask.mean()), 5), "size": [w, h],
+            "background": base_meta, "behind": other_meta, "reflection": refl_meta,
+            "camera": camera,
+            "units": units_meta, "layers": layers,
+            "coordinates": "x right, y down, pixels; pixel (r, c) is centred at (x=c, y=r)"}
+    return image, mask.astype(np.uint8), meta
+
+
+# ------------------------------------------------------------------------------- a whole dataset
+def scene_id(i: int) -> str:
+    return f"proc_{i:06d}"
+
+
+class _Writer:
+    """Everything a worker needs to make and write scene i (sent once per worker process)."""
+
+    def __init__(self, out: Path, seed: int, size: tuple[int, int], image_format: str, bgs: Backgrounds,
+                 glass_free: float = 0.0):
+        self.out, self.seed, self.size, self.image_format, self.bgs = out, seed, size, image_format, bgs
+        self.glass_free = glass_free
+
+    def paths(self, i: int) -> tuple[Path, Path, Path]:
+        sid = scene_id(i)
+        return (self.out / "images" / f"{sid}.{self.image_format}", self.out / "masks" / f"{sid}.png",
+                self.out / "meta" / f"{sid}.json")
+
+    def done(self, i: int) -> bool:
+        return all(p.is_file() for p in self.paths(i))
+
+    def __call__(self, i: int) -> int:
+        make = partial(glass_free_scene, camera=_camera) if is_glass_free(i, self.glass_free) else generate_scene
+        image, mask, meta = make(np.random.default_rng([self.seed, i]), self.bgs, self.size)
+        img_path, mask_path, meta_path = self.paths(i)
+        save_image(img_path, image, **({"quality": 92} if self.image_format == "jpg" else {}))
+        save_mask(mask_path, mask)
+        record = {"id": scene_id(i), "index": i, "seed": self.seed, "image": f"images/{img_path.name}",
+                  "mask": f"masks/{mask_path.name}", **meta}
+        # The record goes last: its presence says the scene is complete (every write is atomic).
+        atomic_write_text(meta_path, json.dumps(record, separators=(",", ":")) + "\n")
+        return i
+
+
+_WORKER: _Writer | None = None
+
+
+def _init_worker(writer: _Writer) -> None:
+    global _WORKER
+    _WORKER = writer
+
+
+def _work(i: int) -> int:
+    return _WORKER(i)
+
+
+def _check_config(out: Path, config: dict) -> None:
+    """A folder is resumed only by the same recipe; anything else would mix two datasets silently."""
+    path = out / CONFIG_NAME
+    if path.is_file():
+        try:
+            old = json.loads(path.read_text())
+        except (OSError, ValueError) as e:
+            raise ConfigError(f"{path}: unreadable synthesis config ({e}); remove it or use another --out") from None
+        diff = sorted(k for k in set(old) | set(config) if old.get(k) != config.get(k))
+        if diff:
+            raise ConfigError(f"{path}: {out} was generated with different settings ({', '.join(diff)}); "
+                              "use another --out folder or the original settings")
+        return
+    images = out / "images"
+    if images.is_dir() and any(images.iterdir()):
+        raise DataError(f"{out}: has images/ but no {CONFIG_NAME}; not a procedural synthesis folder "
+                        "(choose an empty --out folder)")
+    atomic_write_text(path, json.dumps(config, indent=1) + "\n")
+
+
+def write_manifest(out: str | os.PathLike, n: int) -> Path:
+    """Rebuild OUT/manifest.jsonl from the per-scene records 0..n-1, atomically."""
+    out = Path(out)
+    lines = []
+    for i in range(n):
+        path = out / "meta" / f"{scene_id(i)}.json"
+        if not path.is_file():
+            raise DataError(f"{path}: scene record missing; run the same command again to finish the set")
+        lines.append(path.read_text().strip())
+    return atomic_write_text(out / MANIFEST_NAME, "\n".join(lines) + ("\n" if lines else ""))
+
+
+def synthesize(out_dir: str | os.PathLike, n: int, seed: int = 0,
+               backgrounds: str | os.PathLike | Backgrounds | None = None, workers: int = 1,
+               size: tuple[int, int] = DEFAULT_SIZE, image_format: str = "jpg", progress: bool = True,
+               glass_free: float = 0.0) -> dict:
+    """Write scenes 0..n-1 (a `glass_free` fraction of them plain photos) to out_dir (resumable: finished
+    scenes are skipped); return a summary."""
+    if n < 0 or workers < 1:
+        raise ConfigError(f"need n >= 0 and workers >= 1 (got n={n}, workers={workers})")
+    if not 0.0 <= (glass_free := float(glass_free)) <= 1.0:
+        raise ConfigError(f"glass_free is a fraction of the scenes, 0 to 1 (got {glass_free:g})")
+    w, h = (int(v) for v in size)
+    if w < 32 or h < 32:
+        raise ConfigError(f"size {w}x{h}: width and height must be at least 32 pixels")
+    if image_format not in ("jpg", "png"):
+        raise ConfigError(f"image_format must be 'jpg' or 'png', got {image_format!r}")
+    if backgrounds is None:
+        bgs = default_backgrounds()
+    elif isinstance(backgrounds, Backgrounds):
+        bgs = backgrounds
+    else:
+        bgs = folder_backgrounds(backgrounds)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    config = {"generator": "glassgem.synth.procedural", "version": GENERATOR_VERSION, "seed": int(seed),
+              "size": [w, h], "image_format": image_format,
+              "backgrounds": {"source": bgs.source, "names": bgs.names}}
+    config.update({"glass_free": glass_free} if glass_free > 0 else {})  # absent at 0: old folders resume
+    _check_config(out, config)
+
+    writer = _Writer(out, int(seed), (w, h), image_format, bgs, glass_free)
+    todo = [i for i in range(n) if not writer.done(i)]
+    start = time.perf_counter()
+    bar = tqdm(total=n, initial=n - len(todo), unit="scene", desc="synth procedural", disable=not progress,
+               dynamic_ncols=True)
+    if workers == 1 or len(todo) <= 1:
+        for i in todo:
+            writer(i)
+            bar.update()
+    else:
+        with multiprocessing.get_context().Pool(min(workers, len(todo)), _init_worker, (writer,)) as pool:
+            for _ in pool.imap_unordered(_work, todo, chunksize=2):
+                bar.update()
+    bar.close()
+    elapsed = time.perf_counter() - start
+    write_manifest(out, n)
+
+    records = [json.loads(line) for line in (out / MANIFEST_NAME).read_text().splitlines()]
+    return {"out": str(out), "n": n, "generated": len(todo), "skipped": n - len(todo),
+            "no_glass": sum(r["no_glass"] for r in records),
+            "glass_free_photos": sum(r["mode"] == "glass_free_photo" for r in records),
+            "mean_glass_fraction": float(np.mean([r["glass_fraction"] for r in records])) if records else 0.0,
+            "seconds": elapsed, "scenes_per_second": len(todo) / elapsed if todo and elapsed > 0 else 0.0}
+
+
+# --------------------------------------------------------------------------------- contact sheet
+def contact_sheet(out_dir: str | os.PathLike, path: str | os.PathLike, n: int = 16,
+                  tile: tuple[int, int] = (256, 192), pairs_per_row: int = 4, quality: int = 85) -> Path:
+    """Save an image of n scenes spread over the set, each as `image | mask overlay` side by side."""
+    out = Path(out_dir)
+    manifest = out / MANIFEST_NAME
+    if not manifest.is_file():
+        raise DataError(f"{manifest}: not found (run `glassgem synth procedural` first)")
+    records = [json.loads(line) for line in manifest.read_text().splitlines() if line.strip()]
+    if not records:
+        raise DataError(f"{manifest}: no scenes")
+    picks = np.unique(np.linspace(0, len(records) - 1, min(n, len(records))).round().astype(int))
+    tw, th = tile
+    gap = 4
+    cells = []
+    for k in picks:
+        rec = records[k]
+        img = np.asarray(Image.fromarray(load_image(out / rec["image"])).resize(tile, Image.BILINEAR))
+        glass = np.asarray(Image.fromarray(load_mask(out / rec["mask"]) * 255).resize(tile, Image.NEAREST)) > 0
+        over = img.astype(np.float32)
+        over[glass] = over[glass] * 0.45 + np.float32([0, 190, 255]) * 0.55
+        over[glass ^ ndimage.binary_erosion(glass)] = (255, 230, 0)  # the mask outline
+        cells.append(np.concatenate([img, np.full((th, gap, 3), 255, np.uint8), over.astype(np.uint8)], axis=1))
+    blank = np.full_like(cells[0], 255)
+    cells += [blank] * (-len(cells) % pairs_per_row)
+    rows = []
+    for r in range(0, len(cells), pairs_per_row):
+        row = []
+        for c in cells[r:r + pairs_per_row]:
+            row += [c, np.full((th, 3 * gap, 3), 255, np.uint8)]
+        rows += [np.concatenate(row[:-1], axis=1), np.full((3 * gap, row[0].shape[1] * pairs_per_row
+                                                            + 3 * gap * (pairs_per_row - 1), 3), 255, np.uint8)]
+    sheet = np.concatenate(rows[:-1], axis=0)
+    kwargs = {"quality": quality} if Path(path).suffix.lower() in (".jpg", ".jpeg") else {}
+    return save_image(path, sheet, **kwargs)

@@ -1,0 +1,47 @@
+"""Shared test data: where it is, and skipping cleanly without it.
+
+The shared folder (`../shared` beside the repository, or $GLASSGEM_SHARED) holds what is not committed:
+the gdd-dev photos (data/gdd-dev) and the original GEM code's reference outputs (reference/). CI has
+neither; every test that needs them skips with a reason naming the missing path.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+# No test may reach the network: Hugging Face Hub look-ups (GEM.from_pretrained("owner/name"), CLIP ids)
+# read only the local cache (tests/test_hub_remote.py builds one laid out as the Hub's).
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+SHARED = Path(os.environ.get("GLASSGEM_SHARED") or Path(__file__).resolve().parents[1].parent / "shared")
+GDD_DEV = SHARED / "data" / "gdd-dev"
+REFERENCE = SHARED / "reference"
+
+
+def needs(path: Path, what: str) -> pytest.MarkDecorator:
+    """A skip mark for tests that need `path` (a file or folder of the shared data)."""
+    return pytest.mark.skipif(not path.exists(),
+                              reason=f"{what} not found at {path} (set GLASSGEM_SHARED to the shared folder)")
+
+
+needs_gdd_dev = needs(GDD_DEV / "train" / "images", "real GDD dev data")
+
+
+def _require(path: Path, what: str) -> Path:
+    if not path.exists():
+        pytest.skip(f"{what} not found at {path} (set GLASSGEM_SHARED to the shared folder)")
+    return path
+
+
+@pytest.fixture
+def gdd_dev() -> Path:
+    """The gdd-dev dataset folder (train/, val/ with images/ and masks/); skips without it."""
+    return _require(GDD_DEV / "train" / "images", "real GDD dev data").parents[1]
+
+
+@pytest.fixture
+def reference() -> Path:
+    """The original GEM code's reference outputs (gem-tiny/, gem-base/); skips without them."""
+    return _require(REFERENCE, "original GEM reference outputs")
