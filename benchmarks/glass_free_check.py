@@ -19,6 +19,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from glassgem.evaluation.report import false_glass_summary
+
 
 def evaluate(weights: str | None, data: str, split: str | None, report: Path) -> dict:
     cmd = [sys.executable, "-m", "glassgem.cli", "evaluate", "--data", data, "--report", str(report),
@@ -31,9 +33,7 @@ def evaluate(weights: str | None, data: str, split: str | None, report: Path) ->
     metrics = json.loads((report / "metrics.json").read_text())
     with open(report / "per_image.csv", newline="") as f:
         fractions = [float(r["predicted_fraction"]) for r in csv.DictReader(f)]
-    metrics["false_glass"] = sum(fractions) / len(fractions)
-    metrics["clean"] = sum(x < 0.01 for x in fractions)
-    metrics["n"] = len(fractions)
+    metrics.update(false_glass_summary(fractions))
     return metrics
 
 

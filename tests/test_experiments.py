@@ -169,3 +169,59 @@ def test_print_gives_one_command_per_run(capsys):
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == 5 and lines[0].endswith("--only 1x")
     assert "--set data.real=GSD-S encoder_weights=mobile_sam.pt" in lines[-1]
+
+
+# ------------------------------------------- corpus backgrounds, glass-free scenes, false glass, scale base
+def _photos(folder, n, masks=False):
+    import numpy as np
+    from PIL import Image
+
+    (folder / "images").mkdir(parents=True)
+    if masks:
+        (folder / "masks").mkdir()
+    rng = np.random.default_rng(len(str(folder)))
+    for k in range(n):
+        Image.fromarray(rng.integers(0, 255, (60, 80, 3), dtype=np.uint8)).save(folder / "images" / f"p{k}.png")
+        if masks:
+            Image.fromarray(np.zeros((60, 80), np.uint8)).save(folder / "masks" / f"p{k}.png")
+    return folder
+
+
+def test_backgrounds_glass_free_photos_and_false_glass_columns(tmp_path):
+    bg = _photos(tmp_path / "corpus" / "train", 2, masks=True)  # a `data photos` split: images/ + masks/
+    _photos(tmp_path / "corpus" / "heldout", 3, masks=True)
+    out = tmp_path / "t3"
+    assert main(["experiment", "run", "table3", "--budget", "smoke", "--out", str(out), "--quiet", "--only", "1x",
+                 "--set", f"data.backgrounds={bg}", f"data.glass_free={tmp_path / 'corpus'}",
+                 "budget.scale_base=3"]) == 0
+    synth = out / "data" / "synthetic"
+    config = json.loads((synth / "synth_config.json").read_text())
+    assert config["glass_free"] == BUDGETS["smoke"].standin_glass_free == 0.2
+    assert config["backgrounds"]["names"] == ["p0.png", "p1.png"]  # its images, never its masks
+    records = [json.loads(line) for line in (synth / "manifest.jsonl").read_text().splitlines()]
+    assert len(records) == 60  # 20 x scale_base, not 20 x the 4 real scenes
+    assert sum(r["mode"] == "glass_free_photo" for r in records) == 12
+    assert json.loads((out / "runs" / "1x" / "pretrain" / "config.json").read_text())["max_iter"] == 2
+    rows = {(r["run"], r["paradigm"]): r for r in _rows(out)}
+    for paradigm in ("zero-shot", "fine-tuned"):
+        r = rows[("1x", paradigm)]
+        assert r["status"] == "done" and 0.0 <= float(r["false_glass"]) <= 1.0
+        assert 0 <= int(r["clean"]) <= 3 and r["n_glass_free"] == "3"  # heldout/ only, not train/
+    assert rows[("20x", "fine-tuned")]["false_glass"] == "" and rows[("20x", "fine-tuned")]["status"] == "not run yet"
+    md = (out / "results.md").read_text()
+    assert "| false glass | clean |" in md and "3 glass-free photos" in md and "/3 |" in md
+
+
+def test_glass_free_data_is_never_a_training_split(tmp_path, capsys):
+    _photos(tmp_path / "corpus" / "train", 2, masks=True)
+    assert main(["experiment", "run", "table3", "--budget", "smoke", "--out", str(tmp_path / "o"),
+                 "--set", f"data.glass_free={tmp_path / 'corpus'}"]) == 2
+    assert "no heldout/test/val" in capsys.readouterr().err
+
+
+def test_a_run_cannot_train_on_an_aux_data_key():
+    from glassgem.experiments.plan import parse_plan
+
+    text = 'name = "x"\n[data]\nbackgrounds = ""\n[[runs]]\nname = "a"\nfinetune = "backgrounds"\n'
+    with pytest.raises(ConfigError, match="not a training set"):
+        parse_plan(text, "x.toml")

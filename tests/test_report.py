@@ -181,3 +181,13 @@ def test_evaluate_report_draws_the_photo_with_the_models_errors(tmp_path):
         want = error_overlay(load_image(data / "images" / f"{name}.png"), load_mask(tmp_path / "m" / f"{name}.png"),
                              load_mask(data / "masks" / f"{name}.png"))
         np.testing.assert_array_equal(picture(), want)
+
+
+def test_false_glass_summary_is_the_mean_fraction_and_the_photos_under_one_percent():
+    from glassgem.evaluation.report import false_glass_summary
+
+    assert false_glass_summary([0.0, 0.009, 0.01, 0.5]) == {"false_glass": pytest.approx(0.12975), "clean": 2, "n": 4}
+    rep = PerImageReport(worst=0)
+    for k, predicted in enumerate((0.0, 0.2)):
+        rep.add(f"p{k}", ImageScore(iou=0.0, mae=predicted, ber=50.0, glass=0.0, predicted=predicted))
+    assert rep.false_glass() == {"false_glass": 0.1, "clean": 1, "n": 2}

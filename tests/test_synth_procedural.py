@@ -286,3 +286,70 @@ def test_cli_synth_procedural(tmp_path, capsys):
     assert main(["synth", "procedural", "--out", str(tmp_path / "x"), "--n", "1",
                  "--backgrounds", str(tmp_path / "nowhere")]) == 2
     assert "nowhere" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- glass-free photo scenes
+def _photo_folder(folder: Path, n: int = 2) -> Path:
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(7)
+    for k in range(n):
+        Image.fromarray(rng.integers(0, 255, (90, 140, 3), dtype=np.uint8)).save(folder / f"photo{k}.png")
+    return folder
+
+
+def test_glass_free_fraction_is_spread_evenly_and_nested():
+    from glassgem.synth.procedural.glass_free import is_glass_free
+
+    assert [i for i in range(10) if is_glass_free(i, 0.2)] == [4, 9]
+    assert not any(is_glass_free(i, 0.0) for i in range(50))
+    assert all(is_glass_free(i, 1.0) for i in range(50))
+    for p in (0.07, 0.2, 0.25, 0.57):  # every prefix holds floor(n p) of them: 1x is inside 20x
+        for n in (1, 13, 100, 572):
+            assert sum(is_glass_free(i, p) for i in range(n)) == int(np.floor(n * p + 1e-9))
+
+
+def test_glass_free_scenes_are_photos_with_empty_masks(tmp_path):
+    folder = _photo_folder(tmp_path / "bg")
+    out = tmp_path / "out"
+    summary = synthesize(out, n=10, seed=1, backgrounds=folder, size=(96, 64), image_format="png",
+                         glass_free=0.2, progress=False)
+    assert summary["glass_free_photos"] == 2
+    records = [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
+    free = [r["index"] for r in records if r["mode"] == "glass_free_photo"]
+    assert free == [4, 9]
+    for r in records:
+        mask = load_mask(out / r["mask"])
+        if r["index"] in free:
+            assert r["no_glass"] and r["glass_fraction"] == 0.0 and not mask.any()
+            assert r["background"]["source"] in ("photo0.png", "photo1.png") and r["layers"] == []
+            assert load_image(out / r["image"]).std() > 10  # a (noisy) photo, not a blank
+    assert json.loads((out / "synth_config.json").read_text())["glass_free"] == 0.2
+    # the other scenes are the glass scenes of a glass_free=0 set with the same seed, byte for byte
+    plain = tmp_path / "plain"
+    synthesize(plain, n=4, seed=1, backgrounds=folder, size=(96, 64), image_format="png", progress=False)
+    assert "glass_free" not in json.loads((plain / "synth_config.json").read_text())  # old folders resume
+    for i in range(4):
+        assert (plain / f"images/proc_00000{i}.png").read_bytes() == (out / f"images/proc_00000{i}.png").read_bytes()
+    with pytest.raises(ConfigError, match="glass_free"):  # resuming with another fraction is refused
+        synthesize(out, n=10, seed=1, backgrounds=folder, size=(96, 64), image_format="png", glass_free=0.3,
+                   progress=False)
+    with pytest.raises(ConfigError, match="fraction"):
+        synthesize(tmp_path / "bad", n=1, glass_free=1.5, progress=False)
+
+
+def test_a_dataset_folder_gives_its_images_not_its_masks(tmp_path):
+    root = tmp_path / "photos" / "train"
+    _photo_folder(root / "images")
+    (root / "masks").mkdir()
+    for k in range(2):
+        Image.fromarray(np.zeros((90, 140), np.uint8)).save(root / "masks" / f"photo{k}.png")
+    bgs = folder_backgrounds(root)
+    assert bgs.names == ["photo0.png", "photo1.png"] and bgs.image(0).std() > 10
+
+
+def test_cli_glass_free(tmp_path, capsys):
+    out = tmp_path / "cli"
+    assert main(["synth", "procedural", "--out", str(out), "--n", "5", "--size", "64x48", "--glass-free", "0.2",
+                 "--backgrounds", str(_photo_folder(tmp_path / "bg"))]) == 0
+    assert "1 of them glass-free photos" in capsys.readouterr().out
+    assert not load_mask(out / "masks/proc_000004.png").any()

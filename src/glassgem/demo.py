@@ -24,6 +24,7 @@ from .data.photos import (DEBIAN_PACKAGES, HELDOUT_SOURCES, PYTHON_PACKAGES, cor
 from .io import load_image, load_mask, save_image, save_mask
 from .evaluation.mask_eval import evaluate_pairs, pair_files
 from .evaluation.metrics import format_table, write_json
+from .evaluation.report import false_glass_summary
 from .inference.files import collect_inputs
 from .inference.predict import predict_files
 from .inference.scorers import build_scorer
@@ -120,8 +121,8 @@ def glass_free(out: Path, images: Path, pictures: dict[str, np.ndarray], scorer,
         print(f"  {name:60s} {100 * fractions[-1]:6.1f}% predicted glass")
         cells.append(overlay_mask(picture, mask))  # the PNG just written holds these same pixels
         labels.append(f"{100 * fractions[-1]:.1f}% {name.split('__')[-1]}"[:34])
-    clean = sum(f < 0.01 for f in fractions)
-    print(f"false glass: mean {np.mean(fractions):.3f} of the pixels; {clean} of {len(fractions)} photos "
+    fg = false_glass_summary(fractions)
+    print(f"false glass: mean {fg['false_glass']:.3f} of the pixels; {fg['clean']} of {fg['n']} photos "
           "under 1% (glass marked in red on the sheet)")
     sheet = save_image(out / "contact_sheet.jpg", grid(cells, cols=6, cell=(160, 213), labels=labels), quality=88)
     print(f"contact sheet: {sheet}")

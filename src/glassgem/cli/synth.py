@@ -26,6 +26,9 @@ def _add_synth_procedural(synth_sub: argparse._SubParsersAction) -> None:
     p.add_argument("--n", type=int, required=True, help="number of scenes")
     p.add_argument("--backgrounds", default=None,
                    help="folder of background photos (default: scikit-image's bundled sample photos)")
+    p.add_argument("--glass-free", type=float, default=0.0, metavar="FRACTION",
+                   help="this fraction of the scenes are plain glass-free background photos (augmented; mask all "
+                        "zero), evenly spread over the set (default 0; the experiment plans use 0.2)")
     p.add_argument("--seed", type=int, default=0, help="scene i depends only on (seed, i) (default 0)")
     p.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
     p.add_argument("--size", type=_parse_hw, default=(384, 512), metavar="HxW",
@@ -41,10 +44,10 @@ def _run_synth_procedural(args: argparse.Namespace) -> int:
 
     summary = synthesize(args.out, n=args.n, seed=args.seed, backgrounds=args.backgrounds,
                          workers=args.workers, size=(args.size[1], args.size[0]),  # the library takes (W, H)
-                         image_format=args.image_format)
+                         image_format=args.image_format, glass_free=args.glass_free)
     print(f"wrote {summary['n']} scenes to {args.out} ({summary['generated']} new at "
           f"{summary['scenes_per_second']:.1f}/s, {summary['skipped']} already there; "
-          f"{summary['no_glass']} without glass)")
+          f"{summary['no_glass']} without glass, {summary['glass_free_photos']} of them glass-free photos)")
     if args.contact_sheet:
         contact_sheet(args.out, args.contact_sheet)
         print(f"contact sheet: {args.contact_sheet}")

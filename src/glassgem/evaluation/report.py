@@ -39,6 +39,18 @@ SHEET_COLS = 4
 SHEET_CELL = (216, 288)  # h, w of one picture on the sheet
 
 
+CLEAN_BELOW = 0.01  # a glass-free photo is "clean" when under 1% of its pixels are predicted as glass
+
+
+def false_glass_summary(fractions) -> dict[str, Any]:
+    """False glass on glass-free photos from each photo's predicted-glass fraction: `false_glass` (the mean
+    fraction), `clean` (photos under CLEAN_BELOW) and `n`. The one definition that `glassgem experiment`,
+    the demo and benchmarks/glass_free_check.py report."""
+    fractions = [float(f) for f in fractions]
+    return {"false_glass": float(np.mean(fractions)) if fractions else float("nan"),
+            "clean": int(sum(f < CLEAN_BELOW for f in fractions)), "n": len(fractions)}
+
+
 def _sort_iou(iou: float) -> float:
     """A legacy NaN IoU (no glass, none predicted) is a perfect image, not a bad one."""
     return 1.0 if math.isnan(iou) else iou
@@ -66,6 +78,10 @@ class PerImageReport:
             heapq.heappush(self._heap, item)
         elif item[:3] > self._heap[0][:3]:
             heapq.heapreplace(self._heap, item)
+
+    def false_glass(self) -> dict[str, Any]:
+        """`false_glass_summary` of the images so far (read as glass-free photos)."""
+        return false_glass_summary(s.predicted for _, s in self.rows)
 
     def worst_images(self) -> list[tuple[str, ImageScore, Picture]]:
         """The kept lowest-IoU images, worst first (equal IoUs: larger MAE first, then evaluation order)."""

@@ -5,6 +5,10 @@ else val). Every other data set is a pretraining set: a run with `scale = N` tak
 images, the first ones of a seeded order, so a smaller scale's images are part of every larger one (as the
 paper's S-GSD-1x/5x/10x/20x grow). A data set given as "" is a procedural stand-in generated under
 OUT/data/ (`glassgem synth procedural`, resumable): there is no Stable Diffusion here, and results.md says so.
+Stand-ins are composited on `data.backgrounds` (a folder of photos; default scikit-image's samples), and a
+pretraining stand-in has a `budget.standin_glass_free` fraction of plain glass-free photos. 1x is
+`budget.scale_base` images (default |real train|). `data.glass_free` (glass-free photos: a folder of
+images/ + masks/, or a `glassgem data photos` folder, whose heldout/ split is taken) is scored for false glass.
 """
 from __future__ import annotations
 
@@ -17,6 +21,7 @@ from typing import Optional
 import numpy as np
 
 from ..errors import ConfigError
+from ..synth.procedural.backgrounds import folder_backgrounds
 from ..synth.procedural.pipeline import synthesize
 from ..train.runner import TEST_SPLITS, TRAIN_SPLITS, VAL_SPLITS, DataSpec, default_split, load_pairs
 from .plan import Budget, Plan
@@ -33,16 +38,23 @@ class ExperimentData:
     eval_name: str = ""
     standins: list[str] = field(default_factory=list)  # data keys that are procedural stand-ins
     described: dict[str, str] = field(default_factory=dict)
+    glass_free: list = field(default_factory=list)  # glass-free photos scored for false glass (data.glass_free)
+    glass_free_name: str = ""
+    scale_base: int = 0  # images in 1x (0: |real train|)
+
+    def base(self) -> int:
+        return self.scale_base or len(self.sets[REAL])
 
     def scaled(self, key: str, scale: float) -> list:
-        """The first scale x |real train| pairs of data set `key` (all of them for the real set)."""
+        """The first scale x base() pairs of data set `key` (all of them for the real set)."""
         pairs = self.sets[key]
         if key == REAL or scale <= 0:
             return pairs
-        n = max(1, int(round(scale * len(self.sets[REAL]))))
+        n = max(1, int(round(scale * self.base())))
         if n > len(pairs):
+            what = "images (budget.scale_base)" if self.scale_base else "real training images"
             raise ConfigError(f"data set {key!r} has {len(pairs)} images; scale {scale:g} needs {n} "
-                              f"({scale:g} x {len(self.sets[REAL])} real training images)")
+                              f"({scale:g} x {self.base()} {what})")
         return pairs[:n]
 
 
@@ -50,11 +62,29 @@ def _seed(key: str) -> int:
     return zlib.crc32(key.encode()) % 10_000  # a stand-in's scenes depend only on its name
 
 
-def _generate(out: Path, n: int, seed: int, budget: Budget, progress: bool) -> list:
+def _generate(out: Path, n: int, seed: int, budget: Budget, progress: bool, backgrounds=None,
+              glass_free: float = 0.0) -> list:
     if progress:
-        print(f"generating {n} procedural scenes in {out} ({budget.standin_size[0]}x{budget.standin_size[1]})")
-    synthesize(out, n=n, seed=seed, size=budget.standin_size, workers=budget.synth_workers, progress=progress)
+        print(f"generating {n} procedural scenes in {out} ({budget.standin_size[0]}x{budget.standin_size[1]}"
+              + (f", {glass_free:g} of them glass-free photos" if glass_free else "") + ")")
+    synthesize(out, n=n, seed=seed, size=budget.standin_size, workers=budget.synth_workers, progress=progress,
+               backgrounds=backgrounds, glass_free=glass_free)
     return load_pairs(DataSpec(root=str(out)), progress=False)
+
+
+def _glass_free_photos(root: str, progress: bool) -> tuple[list, str]:
+    """data.glass_free: its heldout/ (a `glassgem data photos` folder), test or val split, else the folder."""
+    if not Path(root).is_dir():
+        raise ConfigError(f"{root}: data.glass_free folder not found")
+    if (Path(root) / "heldout" / "images").is_dir():  # a `glassgem data photos` corpus: its held-out sources
+        root = str(Path(root) / "heldout")
+    split = default_split(root, TEST_SPLITS + VAL_SPLITS)
+    if split is None and default_split(root, TRAIN_SPLITS):
+        raise ConfigError(f"{root}: data.glass_free has a train split but no heldout/test/val one; give that "
+                          "folder itself (never photos that are trained on)")
+    spec = DataSpec(root=root, split=split)
+    pairs = load_pairs(spec, progress=progress)
+    return pairs, f"{spec.describe()}, {len(pairs)} glass-free photos"
 
 
 def _seeded_order(pairs: list, key: str) -> list:
@@ -88,14 +118,17 @@ def missing_sets(plan: Plan, folders: dict[str, str]) -> set[str]:
 def prepare_data(plan: Plan, folders: dict[str, str], budget: Budget, out: Path,
                  progress: bool = True, runs: Optional[list] = None) -> ExperimentData:
     """Check or generate every data set `runs` (default: the plan's) use, before any training starts."""
-    data = ExperimentData()
+    data = ExperimentData(scale_base=int(budget.scale_base))
     runs = plan.runs if runs is None else runs
     used = {r.pretrain for r in runs if r.pretrain} | {r.finetune for r in runs if r.finetune} | {REAL}
+    bgs = folder_backgrounds(folders["backgrounds"]) if folders.get("backgrounds") else None  # checked now
+    if folders.get("glass_free"):
+        data.glass_free, data.glass_free_name = _glass_free_photos(folders["glass_free"], progress)
     real_dir = folders.get(REAL, "")
     if real_dir:
         data.sets[REAL], data.described[REAL] = _given(real_dir, TRAIN_SPLITS, progress)
     else:
-        data.sets[REAL] = _generate(out / "data" / REAL, budget.standin_real, _seed(REAL), budget, progress)
+        data.sets[REAL] = _generate(out / "data" / REAL, budget.standin_real, _seed(REAL), budget, progress, bgs)
         data.standins.append(REAL)
         data.described[REAL] = f"procedural stand-in, {budget.standin_real} scenes"
     eval_dir = folders.get("eval", "")
@@ -107,7 +140,7 @@ def prepare_data(plan: Plan, folders: dict[str, str], budget: Budget, out: Path,
         spec = DataSpec(root=root, split=split)
         data.eval, data.eval_name = load_pairs(spec, progress=progress), spec.describe()
     else:
-        data.eval = _generate(out / "data" / "eval", budget.standin_eval, _seed("eval"), budget, progress)
+        data.eval = _generate(out / "data" / "eval", budget.standin_eval, _seed("eval"), budget, progress, bgs)
         data.eval_name = f"procedural stand-in, {budget.standin_eval} scenes (not a real test set)"
         data.standins.append("eval")
     sizes = needed_sizes(plan)
@@ -117,10 +150,14 @@ def prepare_data(plan: Plan, folders: dict[str, str], budget: Budget, out: Path,
             pairs, data.described[key] = _given(given, TRAIN_SPLITS, progress)
             data.sets[key] = _seeded_order(pairs, key)
         else:
-            n = int(math.ceil(sizes.get(key, 1.0) * len(data.sets[REAL])))
-            data.sets[key] = _generate(out / "data" / key, n, _seed(key), budget, progress)
+            n = int(math.ceil(sizes.get(key, 1.0) * data.base()))
+            data.sets[key] = _generate(out / "data" / key, n, _seed(key), budget, progress, bgs,
+                                       budget.standin_glass_free)
             data.standins.append(key)
-            data.described[key] = f"procedural stand-in, {n} scenes"
+            data.described[key] = (f"procedural stand-in, {n} scenes"
+                                   + (f" ({budget.standin_glass_free:g} of them glass-free photos)"
+                                      if budget.standin_glass_free else "")
+                                   + (f" on {folders['backgrounds']}" if bgs is not None else ""))
     for key, scale in sizes.items():
         if key in data.sets:
             data.scaled(key, scale)  # too small a given set fails now
@@ -128,8 +165,8 @@ def prepare_data(plan: Plan, folders: dict[str, str], budget: Budget, out: Path,
 
 
 def data_sets_line(data: ExperimentData) -> str:
-    parts = [f"{k}: {v}" for k, v in data.described.items()]
-    return "; ".join(parts + [f"eval: {data.eval_name}"])
+    parts = [f"{k}: {v}" for k, v in data.described.items()] + [f"eval: {data.eval_name}"]
+    return "; ".join(parts + ([f"glass-free: {data.glass_free_name}"] if data.glass_free_name else []))
 
 
 __all__ = ["REAL", "ExperimentData", "data_sets_line", "missing_sets", "needed_sizes", "prepare_data"]

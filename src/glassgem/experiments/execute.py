@@ -5,7 +5,7 @@ OUT/
   data/                    procedural stand-ins (when a data set is not given)
   runs/NAME/pretrain/      a `glassgem train` run folder (checkpoints/, final/, log.csv)
   runs/NAME/finetune/      the same, started from pretrain/final
-  runs/NAME/PARADIGM.json  the eval-set metrics of that stage's final model
+  runs/NAME/PARADIGM.json  the eval-set metrics of that stage's final model (+ false glass on data.glass_free)
   results.csv, results.md, results.png
 A finished stage (final/ written) or score (PARADIGM.json written) is skipped; an interrupted stage resumes
 from its last checkpoint, so running the same command again continues where it stopped.
@@ -25,6 +25,7 @@ from ..config import TrainConfig
 from ..errors import ConfigError
 from ..evaluation.evaluate import evaluate_model
 from ..io import atomic_write_text
+from ..evaluation.report import PerImageReport
 from ..hub.pretrained import GEM
 from ..train.encoder_init import check_encoder_init
 from ..train.checkpoint import list_checkpoints
@@ -67,6 +68,12 @@ def _score(model_dir: Path, cfg: TrainConfig, data: ExperimentData, budget: Budg
     model = GEM.from_pretrained(model_dir)
     metrics = evaluate_model(model, data.eval, size=cfg.eval_size, batch_size=budget.eval_batch,
                              num_workers=min(cfg.num_workers, 2), progress=progress)
+    if data.glass_free:  # false glass: the fraction of each glass-free photo predicted as glass
+        report = PerImageReport(worst=0)
+        evaluate_model(model, data.glass_free, size=cfg.eval_size, batch_size=budget.eval_batch,
+                       num_workers=min(cfg.num_workers, 2), progress=progress, report=report)
+        fg = report.false_glass()
+        metrics.update(false_glass=fg["false_glass"], clean=fg["clean"], n_glass_free=fg["n"])
     metrics["model"] = str(model_dir)
     atomic_write_text(path, json.dumps(metrics, indent=2) + "\n")
     return metrics

@@ -1,7 +1,9 @@
 """Experiment plans: the paper's tables as TOML files (experiments/plans/*.toml) and the budgets they run at.
 
 A plan names its data sets (`[data]`: key = folder, "" = a procedural stand-in the runner generates) and its
-runs (`[[runs]]`). A run pretrains on one data set (optional; `scale` = multiples of the real training set),
+runs (`[[runs]]`). Every plan also takes two optional folders (AUX_DATA): `data.backgrounds` (photos the
+procedural stand-ins are composited on; default scikit-image's samples) and `data.glass_free` (glass-free
+photos every stage's model is also scored on: false glass). A run pretrains on one data set (optional; `scale` = multiples of the real training set),
 fine-tunes on another (optional), with its own `set = [...]` config overrides; each stage's model is scored
 on the plan's eval set: after pretraining "zero-shot", after pretraining + fine-tuning "fine-tuned", after
 fine-tuning alone "trained". `paper = {zero_shot = .., fine_tuned = ..}` carries the paper's numbers.
@@ -23,6 +25,7 @@ from ..config import TrainConfig, apply_overrides, train_preset
 from ..errors import ConfigError
 
 PARADIGMS = ("zero-shot", "fine-tuned", "trained")
+AUX_DATA = ("backgrounds", "glass_free")  # data keys every plan accepts; never a run's data set
 LAYOUTS = ("scale", "rows")
 
 
@@ -39,7 +42,14 @@ class Budget:
     standin_size: tuple[int, int] = (512, 384)  # W x H of generated scenes
     standin_real: int = 3911  # "real" training scenes (GSD-S train has 3,911)
     standin_eval: int = 608  # eval scenes (GSD-S test has 608)
+    # A fraction of every procedural *pretraining* set that is plain glass-free photos (the backgrounds,
+    # augmented; mask all zero), on top of the generator's ~7% glass-free decoy scenes: ~25% negatives in
+    # all, the share docs/glass-free.md suggests after a ~47% one cost val IoU; 0 = none
+    standin_glass_free: float = 0.2
     synth_workers: int = 1
+    # 1x of a pretraining set = this many images (0: |real train|), e.g. 572 when data.real also holds
+    # glass-free photos that are not the real glass training set
+    scale_base: int = 0
     eval_batch: int = 4
     threads: int = 0  # torch CPU threads (0: torch's default); tiny models run faster on one
     about: str = ""  # one line on what the budget costs / shows
@@ -183,6 +193,8 @@ def parse_plan(text: str, where: str) -> Plan:
         except TypeError as e:
             raise ConfigError(f"{where}: run {i + 1}: {e}") from None
         for stage in (run.pretrain, run.finetune):
+            if stage in AUX_DATA:
+                raise ConfigError(f"{where}: run {run.name!r}: data.{stage} is not a training set")
             if stage and stage not in data:
                 raise ConfigError(f"{where}: run {run.name!r} uses data set {stage!r}, which [data] does not name")
         if not run.paradigms():
@@ -228,9 +240,9 @@ def split_overrides(plan: Plan, items: list[str]) -> Overrides:
         key, value = (s.strip() for s in item.split("=", 1))
         if key.startswith("data."):
             name = key[5:]
-            if name not in plan.data:
+            if name not in plan.data and name not in AUX_DATA:
                 raise ConfigError(f"--set {key}: plan {plan.name} has no data set {name!r} "
-                                  f"(it has {', '.join(plan.data)})")
+                                  f"(it has {', '.join(list(plan.data) + list(AUX_DATA))})")
             out.data[name] = value
         elif key.startswith("budget."):
             name = key[7:]
@@ -265,5 +277,5 @@ def stage_config(plan: Plan, budget: Budget, run: RunSpec, extra: list[str],
     return cfg
 
 
-__all__ = ["BUDGETS", "PARADIGMS", "Budget", "Overrides", "Plan", "RunSpec", "list_plans", "load_plan",
+__all__ = ["AUX_DATA", "BUDGETS", "PARADIGMS", "Budget", "Overrides", "Plan", "RunSpec", "list_plans", "load_plan",
            "parse_plan", "split_overrides", "stage_config"]

@@ -14,7 +14,9 @@ from .datasets import REAL, ExperimentData
 from .plan import PARADIGMS, Budget, Plan
 
 FIELDS = ("plan", "budget", "run", "label", "scale", "paradigm", "pretrain", "finetune", "iou", "fbeta", "mae",
-          "ber", "n_images", "paper_iou", "status")
+          "ber", "n_images", "false_glass", "clean", "n_glass_free", "paper_iou", "status")
+# false_glass: mean fraction of the data.glass_free photos predicted as glass; clean: those under 1%
+# (report.false_glass_summary); empty without data.glass_free
 
 
 def collect_rows(plan: Plan, budget: Budget, out: Path, skipped: dict[str, str]) -> list[dict[str, Any]]:
@@ -30,7 +32,8 @@ def collect_rows(plan: Plan, budget: Budget, out: Path, skipped: dict[str, str])
                 row["status"] = f"skipped: {skipped[run.name]}"
             elif path.is_file():
                 m = json.loads(path.read_text())
-                row.update({k: m.get(k, "") for k in ("iou", "fbeta", "mae", "ber", "n_images")}, status="done")
+                row.update({k: m.get(k, "") for k in ("iou", "fbeta", "mae", "ber", "n_images", "false_glass",
+                                                      "clean", "n_glass_free")}, status="done")
             else:
                 row["status"] = "not run yet"
             rows.append(row)
@@ -77,6 +80,9 @@ def render_markdown(plan: Plan, budget: Budget, data: ExperimentData, rows: list
     lines += [f"- Data: {'; '.join(f'{k}: {v}' for k, v in data.described.items())}.",
               f"- Scored on: {data.eval_name} (IoU, GSD-S protocol).",
               f"- Paper column: {plan.source or 'no paper numbers'}; — where the paper's value is not in our notes."]
+    if data.glass_free_name:
+        lines.append(f"- False glass: on {data.glass_free_name}: the mean fraction of each photo's pixels "
+                     "predicted as glass, and how many photos stay under 1% (clean).")
     lines += [f"- {n}" for n in plan.notes]
     head = ["run"] + (["scale"] if plan.layout == "scale" else [])
     for p in paradigms:
@@ -92,11 +98,15 @@ def render_markdown(plan: Plan, budget: Budget, data: ExperimentData, rows: list
                 ours = _num(r.get("iou", "")) if r["status"] == "done" else r["status"].split(":")[0]
                 cells += [ours, _num(r["paper_iou"])]
         lines.append("| " + " | ".join(cells) + " |")
-    lines += ["", "All metrics (ours):", "", "| run | paradigm | IoU | F-beta | MAE | BER | images | status |",
-              "|---|---|---|---|---|---|---|---|"]
+    fg = bool(data.glass_free_name)
+    lines += ["", "All metrics (ours):", "", "| run | paradigm | IoU | F-beta | MAE | BER | images | "
+              + ("false glass | clean | " if fg else "") + "status |", "|---|---|---|---|---|---|---|" + "---|" * fg * 2
+              + "---|"]
     for r in rows:
+        clean = f"{r['clean']}/{r['n_glass_free']}" if r.get("n_glass_free", "") != "" else "—"
         lines.append(f"| {r['label']} | {r['paradigm']} | {_num(r.get('iou'))} | {_num(r.get('fbeta'))} | "
-                     f"{_num(r.get('mae'))} | {_num(r.get('ber'), 2)} | {r.get('n_images', '')} | {r['status']} |")
+                     f"{_num(r.get('mae'))} | {_num(r.get('ber'), 2)} | {r.get('n_images', '')} | "
+                     + (f"{_num(r.get('false_glass'))} | {clean} | " if fg else "") + f"{r['status']} |")
     return "\n".join(lines) + "\n"
 
 

@@ -132,10 +132,13 @@ def default_backgrounds() -> Backgrounds:
 
 
 def folder_backgrounds(folder: str | os.PathLike) -> Backgrounds:
-    """Every image file under `folder` (recursively, sorted). Headers are checked now, pixels on use."""
+    """Every image file under `folder` (recursively, sorted). Headers are checked now, pixels on use.
+    A dataset folder (images/ + masks/, e.g. a `glassgem data photos` split) gives its images/ only."""
     folder = Path(folder)
     if not folder.is_dir():
         raise DataError(f"{folder}: backgrounds folder not found")
+    if (folder / "images").is_dir() and (folder / "masks").is_dir():
+        folder = folder / "images"  # its masks are not photos
     files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
     if not files:
         raise DataError(f"{folder}: no images found (looked for {', '.join(IMAGE_EXTENSIONS)})")

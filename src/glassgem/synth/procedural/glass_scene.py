@@ -96,6 +96,8 @@ def make_glass_wall(rng, scene: Scene) -> None:
     w, h = scene.size
     box = (rng.uniform(-0.3, 0.15) * w, rng.uniform(-0.3, 0.2) * h,
            rng.uniform(0.85, 1.3) * w, rng.uniform(0.8, 1.3) * h)
+    if rng.random() < 0.75:  # floor to ceiling: a pane that ends inside the picture reads as a poster
+        box = (box[0], rng.uniform(-0.3, -0.02) * h, box[2], rng.uniform(1.02, 1.3) * h)
     plane = perspective_plane(rng, box, 0.0 if rng.random() < 0.3 else rng.uniform(0.2, 1.0))
     cols, rows = int(rng.integers(1, 6)), int(rng.choice([1, 2], p=[0.7, 0.3]))
     framed = rng.random() < 0.6
@@ -105,7 +107,7 @@ def make_glass_wall(rng, scene: Scene) -> None:
         frame_px = (0.0, rng.uniform(6, 16), 0.0, rng.uniform(6, 16))  # floor and ceiling channels only
     mullion = rng.uniform(4, 12) if framed else rng.uniform(1.5, 3.5)  # frameless panels meet at seams
     # Frameless glass showing an unrelated picture reads as a pasted photo: it mostly shows the scene.
-    through = "same" if rng.random() < (0.4 if framed else 0.85) else "other"
+    through = "same" if rng.random() < (0.6 if framed else 0.85) else "other"
     unit = _glass_unit(rng, "glass_wall", plane, rows, cols, frame_px, mullion, through,
                        _finish(rng) if framed else "steel",
                        even=rng.random() < 0.6)
@@ -180,6 +182,8 @@ def make_partition(rng, scene: Scene) -> None:
     for _ in range(int(rng.choice([1, 2], p=[0.75, 0.25]))):
         x0 = rng.uniform(-0.2, 0.45) * w
         box = (x0, rng.uniform(-0.2, 0.25) * h, x0 + rng.uniform(0.45, 1.2) * w, rng.uniform(0.75, 1.2) * h)
+        if rng.random() < 0.7:  # partitions stand floor to ceiling
+            box = (box[0], rng.uniform(-0.2, -0.02) * h, box[2], rng.uniform(1.02, 1.2) * h)
         plane = perspective_plane(rng, box, rng.uniform(0.2, 1.0))
         rail = (0.0, rng.uniform(5, 14), 0.0, rng.uniform(5, 14)) if rng.random() < 0.4 else (0.0,) * 4
         unit = _glass_unit(rng, "partition", plane, 1, int(rng.integers(1, 5)), rail, rng.uniform(1.5, 3.0),

@@ -6,6 +6,7 @@ Glass walls, windows, doors and partitions are composited onto photos with physi
 same bytes. Output, the `sgsd` layout glassgem's datasets read:
     OUT/images/<id>.jpg   OUT/masks/<id>.png (0/255)   OUT/manifest.jsonl (one JSON record per scene)
 plus OUT/meta/<id>.json (the per-scene records the manifest is rebuilt from) and OUT/synth_config.json.
+`glass_free=p`: a fraction p of the scenes are plain glass-free photos (glass_free.py).
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import json
 import multiprocessing
 import os
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -24,12 +26,13 @@ from ...errors import ConfigError, DataError
 from ...io import atomic_write_text, load_image, load_mask, save_image, save_mask
 from .backgrounds import (Backgrounds, augment, default_backgrounds, folder_backgrounds, outdoor_view,
                           painted_wall)
+from .glass_free import glass_free_scene, is_glass_free
 from .glass_effects import FRAME_COLOURS, drop_shadow, polygon_bbox, render_bar, render_occluder, render_pane
 from .glass_geometry import rect_to_quad, sub_homography
 from .glass_scene import MAKERS, MODES, Scene, Unit
 from .occluders import add_occluders
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2  # 2: glass walls mostly floor to ceiling, windows mostly look out on daylight
 DEFAULT_SIZE = (512, 384)
 CONFIG_NAME = "synth_config.json"
 OUTWARD = ("windows", "doors", "small_windows")
@@ -193,7 +196,7 @@ def generate_scene(rng: np.random.Generator, backgrounds: Backgrounds, size: tup
     else:
         base, base_meta = _photo(rng, backgrounds, size, avoid, scene=True)
     other, other_meta = _photo(rng, backgrounds, size, avoid)
-    if rng.random() < (0.65 if mode in OUTWARD else 0.2):  # looking out: sky, skyline, the photo as ground
+    if rng.random() < (0.85 if mode in OUTWARD else 0.2):  # looking out: sky, skyline, the photo as ground
         other, view_meta = outdoor_view(rng, size, other if rng.random() < 0.6 else None)
         other_meta = {"outdoor": view_meta, "ground_from": other_meta["source"] if view_meta["ground"] else None}
     # A view out of a window or door is usually brighter than the room (daylight).
@@ -236,8 +239,10 @@ def scene_id(i: int) -> str:
 class _Writer:
     """Everything a worker needs to make and write scene i (sent once per worker process)."""
 
-    def __init__(self, out: Path, seed: int, size: tuple[int, int], image_format: str, bgs: Backgrounds):
+    def __init__(self, out: Path, seed: int, size: tuple[int, int], image_format: str, bgs: Backgrounds,
+                 glass_free: float = 0.0):
         self.out, self.seed, self.size, self.image_format, self.bgs = out, seed, size, image_format, bgs
+        self.glass_free = glass_free
 
     def paths(self, i: int) -> tuple[Path, Path, Path]:
         sid = scene_id(i)
@@ -248,7 +253,8 @@ class _Writer:
         return all(p.is_file() for p in self.paths(i))
 
     def __call__(self, i: int) -> int:
-        image, mask, meta = generate_scene(np.random.default_rng([self.seed, i]), self.bgs, self.size)
+        make = partial(glass_free_scene, camera=_camera) if is_glass_free(i, self.glass_free) else generate_scene
+        image, mask, meta = make(np.random.default_rng([self.seed, i]), self.bgs, self.size)
         img_path, mask_path, meta_path = self.paths(i)
         save_image(img_path, image, **({"quality": 92} if self.image_format == "jpg" else {}))
         save_mask(mask_path, mask)
@@ -305,10 +311,14 @@ def write_manifest(out: str | os.PathLike, n: int) -> Path:
 
 def synthesize(out_dir: str | os.PathLike, n: int, seed: int = 0,
                backgrounds: str | os.PathLike | Backgrounds | None = None, workers: int = 1,
-               size: tuple[int, int] = DEFAULT_SIZE, image_format: str = "jpg", progress: bool = True) -> dict:
-    """Write scenes 0..n-1 to out_dir (resumable: finished scenes are skipped); return a summary."""
+               size: tuple[int, int] = DEFAULT_SIZE, image_format: str = "jpg", progress: bool = True,
+               glass_free: float = 0.0) -> dict:
+    """Write scenes 0..n-1 (a `glass_free` fraction of them plain photos) to out_dir (resumable: finished
+    scenes are skipped); return a summary."""
     if n < 0 or workers < 1:
         raise ConfigError(f"need n >= 0 and workers >= 1 (got n={n}, workers={workers})")
+    if not 0.0 <= (glass_free := float(glass_free)) <= 1.0:
+        raise ConfigError(f"glass_free is a fraction of the scenes, 0 to 1 (got {glass_free:g})")
     w, h = (int(v) for v in size)
     if w < 32 or h < 32:
         raise ConfigError(f"size {w}x{h}: width and height must be at least 32 pixels")
@@ -325,9 +335,10 @@ def synthesize(out_dir: str | os.PathLike, n: int, seed: int = 0,
     config = {"generator": "glassgem.synth.procedural", "version": GENERATOR_VERSION, "seed": int(seed),
               "size": [w, h], "image_format": image_format,
               "backgrounds": {"source": bgs.source, "names": bgs.names}}
+    config.update({"glass_free": glass_free} if glass_free > 0 else {})  # absent at 0: old folders resume
     _check_config(out, config)
 
-    writer = _Writer(out, int(seed), (w, h), image_format, bgs)
+    writer = _Writer(out, int(seed), (w, h), image_format, bgs, glass_free)
     todo = [i for i in range(n) if not writer.done(i)]
     start = time.perf_counter()
     bar = tqdm(total=n, initial=n - len(todo), unit="scene", desc="synth procedural", disable=not progress,
@@ -347,6 +358,7 @@ def synthesize(out_dir: str | os.PathLike, n: int, seed: int = 0,
     records = [json.loads(line) for line in (out / MANIFEST_NAME).read_text().splitlines()]
     return {"out": str(out), "n": n, "generated": len(todo), "skipped": n - len(todo),
             "no_glass": sum(r["no_glass"] for r in records),
+            "glass_free_photos": sum(r["mode"] == "glass_free_photo" for r in records),
             "mean_glass_fraction": float(np.mean([r["glass_fraction"] for r in records])) if records else 0.0,
             "seconds": elapsed, "scenes_per_second": len(todo) / elapsed if todo and elapsed > 0 else 0.0}
 
