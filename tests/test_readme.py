@@ -212,3 +212,25 @@ def test_relative_links_in_readme_docs_and_model_card_exist():
             if not (page.parent / target.split("#")[0]).exists():
                 missing.append(f"{page.relative_to(ROOT)}: {target}")
     assert not missing, missing
+
+
+def test_readme_architecture_names_every_module_and_package():
+    """The README's Architecture tree must match the code: every module file and every folder of
+    src/glassgem (and every shipped weights folder) is named in it."""
+    text = README.read_text()
+    tree = text[text.index("## Architecture"):]
+    tree = tree[:tree.index("\n## ", 3)]
+    package = Path(glassgem.__file__).resolve().parent
+    missing = []
+    for path in sorted(package.rglob("*.py")):
+        if "__pycache__" in path.parts or path.name in ("__init__.py", "__main__.py"):
+            continue
+        if path.name not in tree:
+            missing.append(str(path.relative_to(package)))
+    for folder in sorted(p for p in package.iterdir() if p.is_dir() and not p.name.startswith("__")):
+        if f"{folder.name}/" not in tree and folder.name != "assets":
+            missing.append(f"{folder.name}/")
+    for weights in sorted((package / "weights").iterdir()):
+        if weights.is_dir() and f"weights/{weights.name}/" not in tree:
+            missing.append(f"weights/{weights.name}/")
+    assert not missing, f"README Architecture does not name: {missing}"
