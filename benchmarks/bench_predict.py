@@ -31,8 +31,11 @@ RATE = re.compile(r"wrote (\d+) mask\(s\).* in ([\d.]+) s \(([\d.]+) images/s\)"
 
 MODEL_ONLY = r"""
 import time, torch
-from glassgem.inference.scorers import load_model_for_inference
-from glassgem.inference.scorers import ModelScorer
+try:
+    from glassgem.inference.scorers import ModelScorer, load_model_for_inference
+except ImportError:  # a --src tree from before the issue-22 layout
+    from glassgem.evaluate import load_model_for_inference
+    from glassgem.predict import ModelScorer
 model, dev, dt = load_model_for_inference(None, 'cpu')
 s = ModelScorer(model, dev, dt)
 x = torch.rand(4, 3, s.input_size, s.input_size) * 255

@@ -50,8 +50,12 @@ def test_thread_policy_fills_only_what_the_user_left_unset():
     applied = configure_cpu_threads(env)
     assert env["OMP_WAIT_POLICY"] == "ACTIVE" and "OMP_WAIT_POLICY" not in applied  # the user's choice stays
     assert env["OMP_NUM_THREADS"] == str(cpu_cores()) == applied["OMP_NUM_THREADS"]
+    assert "GOMP_SPINCOUNT" not in env  # a spin count would override the user's ACTIVE policy
     env = {}
-    assert configure_cpu_threads(env)["OMP_WAIT_POLICY"] == "PASSIVE"
+    applied = configure_cpu_threads(env)
+    assert applied["OMP_WAIT_POLICY"] == "PASSIVE" and applied["GOMP_SPINCOUNT"] == "1000"
+    env = {"GOMP_SPINCOUNT": "0"}
+    assert "GOMP_SPINCOUNT" not in configure_cpu_threads(env) and env["GOMP_SPINCOUNT"] == "0"
 
 
 def test_thread_counts_follow_the_cpus_this_process_may_use():
