@@ -28,10 +28,14 @@ def test_shipped_model_predicts_a_mask_at_the_photo_size():
     assert set(np.unique(mask)) <= {0, 1}
 
 
-@needs(GDD_DEV / "val" / "images", "real GDD dev data")
-def test_model_card_metrics_are_what_the_shipped_weights_score_on_gdd_dev_val():
-    """The four numbers in MODEL_CARD.md (and the README) are re-measured, not copied, with and without the
-    shipped score smoothing."""
+VAL_LINE = r"gdd-dev/val: \*\*IoU ([0-9.]+), F-beta ([0-9.]+), MAE ([0-9.]+), BER ([0-9.]+)\*\*"
+RAW_LINE = (r"without the score smoothing, `--smoothing 0`: IoU ([0-9.]+), F-beta ([0-9.]+), MAE ([0-9.]+), "
+            r"BER ([0-9.]+)\)")
+
+
+def assert_card_states_val_metrics(card: str, pattern: str, model, what: str) -> dict:
+    """The four gdd-dev/val numbers that `pattern` finds in the card are what `model` scores now.
+    -> the metrics measured."""
     import re
 
     import torch
@@ -39,26 +43,28 @@ def test_model_card_metrics_are_what_the_shipped_weights_score_on_gdd_dev_val():
     from glassgem.data.layouts import find_pairs
     from glassgem.evaluation.evaluate import evaluate_model
 
-    card = (DEFAULT_WEIGHTS / "MODEL_CARD.md").read_text()
-    m = re.search(r"gdd-dev/val: \*\*IoU ([0-9.]+), F-beta ([0-9.]+), MAE ([0-9.]+), BER ([0-9.]+)\*\*", card)
-    assert m, "the model card states the gdd-dev/val metrics in its summary line"
+    m = re.search(pattern, card)
+    assert m, f"the model card states {what}"
     iou, fbeta, mae, ber = map(float, m.groups())
     torch.set_num_threads(2)
-    model = GEM.from_pretrained().eval().fuse_for_inference()
     got = evaluate_model(model, find_pairs(GDD_DEV, split="val"), num_workers=0, progress=False)
     assert got["n_images"] == 99
     assert abs(got["iou"] - iou) < 0.001 and abs(got["fbeta"] - fbeta) < 0.001
     assert abs(got["mae"] - mae) < 0.001 and abs(got["ber"] - ber) < 0.01
+    return got
+
+
+@needs(GDD_DEV / "val" / "images", "real GDD dev data")
+def test_model_card_metrics_are_what_the_shipped_weights_score_on_gdd_dev_val():
+    """The four numbers in MODEL_CARD.md (and the README) are re-measured, not copied, with and without the
+    shipped score smoothing."""
+    card = (DEFAULT_WEIGHTS / "MODEL_CARD.md").read_text()
+    model = GEM.from_pretrained().eval().fuse_for_inference()
+    got = assert_card_states_val_metrics(card, VAL_LINE, model, "the gdd-dev/val metrics in its summary line")
     # and the raw network's numbers, stated beside them: the same weights without the score smoothing
-    m = re.search(r"without the score smoothing, `--smoothing 0`: IoU ([0-9.]+), F-beta ([0-9.]+), MAE ([0-9.]+), "
-                  r"BER ([0-9.]+)\)", card)
-    assert m, "the model card states the metrics without the score smoothing"
-    raw_iou, raw_fbeta, raw_mae, raw_ber = map(float, m.groups())
     assert model.cfg.score_smoothing > 0
     model.cfg.score_smoothing = 0.0
-    raw = evaluate_model(model, find_pairs(GDD_DEV, split="val"), num_workers=0, progress=False)
-    assert abs(raw["iou"] - raw_iou) < 0.001 and abs(raw["fbeta"] - raw_fbeta) < 0.001
-    assert abs(raw["mae"] - raw_mae) < 0.001 and abs(raw["ber"] - raw_ber) < 0.01
+    raw = assert_card_states_val_metrics(card, RAW_LINE, model, "the metrics without the score smoothing")
     assert got["iou"] > raw["iou"] + 0.02  # what the smoothing is shipped for
 
 
@@ -118,22 +124,8 @@ def test_opt_in_glass_free_model_is_gem_lite_with_its_own_weights_and_card():
 
 @needs(GDD_DEV / "val" / "images", "real GDD dev data")
 def test_opt_in_model_card_val_metrics_are_re_measured():
-    import re
-
-    import torch
-
-    from glassgem.data.layouts import find_pairs
-    from glassgem.evaluation.evaluate import evaluate_model
-
-    m = re.search(r"gdd-dev/val: \*\*IoU ([0-9.]+), F-beta ([0-9.]+), MAE ([0-9.]+), BER ([0-9.]+)\*\*",
-                  GF_CARD.read_text())
-    assert m, "the gem-lite-gf card states its gdd-dev/val metrics"
-    iou, fbeta, mae, ber = map(float, m.groups())
-    torch.set_num_threads(2)
     model = GEM.from_pretrained("gem-lite-gf").eval().fuse_for_inference()
-    got = evaluate_model(model, find_pairs(GDD_DEV, split="val"), num_workers=0, progress=False)
-    assert abs(got["iou"] - iou) < 0.001 and abs(got["fbeta"] - fbeta) < 0.001
-    assert abs(got["mae"] - mae) < 0.001 and abs(got["ber"] - ber) < 0.01
+    assert_card_states_val_metrics(GF_CARD.read_text(), VAL_LINE, model, "gem-lite-gf's gdd-dev/val metrics")
 
 
 def test_opt_in_model_card_held_out_false_glass_is_re_measured():
@@ -142,18 +134,15 @@ def test_opt_in_model_card_held_out_false_glass_is_re_measured():
     set of photos installed the number is not comparable, so the test skips."""
     import re
 
-    from glassgem.data.photos import (DEBIAN_PACKAGES, HELDOUT_SOURCES, PYTHON_PACKAGES, installed_photos,
-                                      scale_down, select_photos)
+    from glassgem.data.photos import heldout_photos, scale_down
+    from glassgem.evaluation.report import false_glass_summary
 
     m = re.search(r"\| \*\*gem-lite-gf\*\* \|.*\| \*\*([0-9.]+) \((\d+) of (\d+) under 1%\)\*\* \|", GF_CARD.read_text())
     assert m, "the gem-lite-gf card states its held-out false glass in its table"
     false_glass, clean, n = float(m.group(1)), int(m.group(2)), int(m.group(3))
-    photos, missing = installed_photos([p for p in DEBIAN_PACKAGES if p in HELDOUT_SOURCES],
-                                       [p for p in PYTHON_PACKAGES if p in HELDOUT_SOURCES])
-    kept, _ = select_photos(photos, progress=False)
+    kept, missing = heldout_photos()
     if missing or len(kept) != n:
         pytest.skip(f"{len(kept)} held-out photos installed, the card measured {n} (missing: {missing})")
     model = GEM.from_pretrained("gem-lite-gf")
-    fractions = [float(model.predict(scale_down(image, 640)).mean()) for _, image in kept]
-    assert abs(np.mean(fractions) - false_glass) < 0.001
-    assert sum(f < 0.01 for f in fractions) == clean
+    got = false_glass_summary(model.predict(scale_down(image, 640)).mean() for _, image in kept)
+    assert abs(got["false_glass"] - false_glass) < 0.001 and got["clean"] == clean

@@ -19,8 +19,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from .data.photos import (DEBIAN_PACKAGES, HELDOUT_SOURCES, PYTHON_PACKAGES, corpus_name, installed_photos,
-                          scale_down, select_photos)
+from .data.photos import DEBIAN_PACKAGES, corpus_name, heldout_photos, scale_down
 from .io import load_image, load_mask, save_image, save_mask
 from .evaluation.mask_eval import evaluate_pairs, pair_files
 from .evaluation.metrics import format_table, write_json
@@ -95,9 +94,7 @@ def run_demo(out_dir: str | Path, weights: Optional[str] = None, progress: bool 
 
 def glass_free_photos(out: Path) -> dict[str, np.ndarray]:
     """Every installed held-out glass-free photo (no picking), scaled to 640 px and written to out/images."""
-    photos, missing = installed_photos([p for p in DEBIAN_PACKAGES if p in HELDOUT_SOURCES],
-                                       [p for p in PYTHON_PACKAGES if p in HELDOUT_SOURCES])
-    kept, _ = select_photos(photos, progress=False)
+    kept, missing = heldout_photos()
     print(f"\nglassgem demo: {len(kept)} glass-free photos of sources no shipped model was trained on "
           f"({', '.join(sorted({p.source for p, _ in kept}))}), in {out}/images")
     if missing:

@@ -297,3 +297,12 @@ def installed_photos(debian: Sequence[str] = DEBIAN_PACKAGES, python: Sequence[s
     for source, folder in (folders or {}).items():
         photos += folder_photos(source, folder)
     return photos, missing
+
+
+def heldout_photos() -> tuple[list[tuple[Photo, np.ndarray]], list[str]]:
+    """Every installed photo of the held-out sources, after select_photos (exclusions, variants,
+    near-duplicates): what `glassgem demo` scores for false glass. -> (kept (photo, pixels), missing sources)."""
+    photos, missing = installed_photos([p for p in DEBIAN_PACKAGES if p in HELDOUT_SOURCES],
+                                       [p for p in PYTHON_PACKAGES if p in HELDOUT_SOURCES])
+    kept, _ = select_photos(photos, progress=False)
+    return kept, missing
