@@ -30,6 +30,18 @@ class LayerNorm2d(nn.Module):
         return y.permute(0, 3, 1, 2)
 
 
+def sam_neck(cin: int, cout: int = 256) -> nn.Sequential:
+    """SAM's encoder neck (1×1 conv, LayerNorm2d, 3×3 conv, LayerNorm2d; no biases): a backbone's map ->
+    `cout` channels for the simple feature pyramid. The pyramid-mode neck of the encoders that do not ship
+    one (EfficientNet-Lite0, the DINOv2 ViT-S/14)."""
+    return nn.Sequential(
+        nn.Conv2d(cin, cout, 1, bias=False),
+        LayerNorm2d(cout),
+        nn.Conv2d(cout, cout, 3, padding=1, bias=False),
+        LayerNorm2d(cout),
+    )
+
+
 class PatchConvTranspose2d(nn.ConvTranspose2d):
     """ConvTranspose2d with kernel = stride (no overlap): every input pixel independently becomes a k×k
     output patch, so it is one matmul [h·w, Cin] @ [Cin, Cout·k·k] plus a reshuffle. Same parameters

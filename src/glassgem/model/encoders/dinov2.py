@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..pyramid import LayerNorm2d
+from ..pyramid import sam_neck
 
 VITS14 = dict(embed_dim=384, depth=12, num_heads=6, mlp_ratio=4.0, patch_size=14, pos_grid=37)
 NECK_CHANNELS = 256
@@ -152,13 +152,7 @@ class DinoV2Encoder(nn.Module):
             raise ValueError(f"grid_fit must be one of {', '.join(GRID_FITS)}, got {grid_fit!r}")
         self.grid_fit = grid_fit
         self.vit = DinoV2ViT(**VITS14, drop_path_rate=drop_path_rate)
-        dim = VITS14["embed_dim"]
-        self.neck = nn.Sequential(
-            nn.Conv2d(dim, NECK_CHANNELS, 1, bias=False),
-            LayerNorm2d(NECK_CHANNELS),
-            nn.Conv2d(NECK_CHANNELS, NECK_CHANNELS, 3, padding=1, bias=False),
-            LayerNorm2d(NECK_CHANNELS),
-        )
+        self.neck = sam_neck(VITS14["embed_dim"], NECK_CHANNELS)
         self.out_channels = NECK_CHANNELS
 
     @property

@@ -13,7 +13,7 @@ import timm
 import torch
 from torch import Tensor, nn
 
-from ..pyramid import LayerNorm2d
+from ..pyramid import sam_neck
 
 TIMM_NAME = "tf_efficientnet_lite0"
 # timm block-stage index whose output is each native level (strides 4, 8, 16, 32).
@@ -45,13 +45,7 @@ class EfficientNetLite0Encoder(nn.Module):
         if native:
             self.out_channels: int | dict[str, int] = dict(NATIVE_CHANNELS)
         else:
-            c = NATIVE_CHANNELS["res4"]
-            self.neck = nn.Sequential(
-                nn.Conv2d(c, NECK_CHANNELS, 1, bias=False),
-                LayerNorm2d(NECK_CHANNELS),
-                nn.Conv2d(NECK_CHANNELS, NECK_CHANNELS, 3, padding=1, bias=False),
-                LayerNorm2d(NECK_CHANNELS),
-            )
+            self.neck = sam_neck(NATIVE_CHANNELS["res4"], NECK_CHANNELS)
             self.out_channels = NECK_CHANNELS
 
     @torch.no_grad()
