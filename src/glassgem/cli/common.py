@@ -76,6 +76,12 @@ def _make_report(args: argparse.Namespace):
 
 
 def _finish_report(args: argparse.Namespace, report, results: dict) -> None:
+    """What `evaluate` and `evaluate-masks` do with their results: the metric table, --json, --report."""
+    from ..evaluation.metrics import format_table, write_json
+
+    print(format_table(results))
+    if args.json:
+        write_json(args.json, results)
     if report is not None:
         written = report.write(args.report, results)
         print(f"per-image report: {', '.join(str(p) for p in written)}")

@@ -34,7 +34,6 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
 def _run_evaluate(args: argparse.Namespace) -> int:
     from ..evaluation.evaluate import evaluate_model
     from ..inference.scorers import load_model_for_inference
-    from ..evaluation.metrics import format_table, write_json
     from ..train.runner import load_pairs
 
     if args.data is None:
@@ -55,9 +54,6 @@ def _run_evaluate(args: argparse.Namespace) -> int:
         r = smoothing_radius(results["score_smoothing"], (size, size))
         print(f"scores box-smoothed over {2 * r + 1}x{2 * r + 1} px at {size}x{size} (score_smoothing "
               f"{results['score_smoothing']:g}; --smoothing 0 for the raw scores)")
-    print(format_table(results))
-    if args.json:
-        write_json(args.json, results)
     _finish_report(args, report, results)
     return 0
 

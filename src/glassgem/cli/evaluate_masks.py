@@ -30,7 +30,6 @@ def _add_evaluate_masks(sub: argparse._SubParsersAction) -> None:
 
 def _run_evaluate_masks(args: argparse.Namespace) -> int:
     from ..evaluation.mask_eval import evaluate_pairs, pair_files
-    from ..evaluation.metrics import format_table, write_json
 
     pairs, extra = pair_files(args.pred, args.gt)
     if extra:
@@ -39,9 +38,6 @@ def _run_evaluate_masks(args: argparse.Namespace) -> int:
     report = _make_report(args)
     results = evaluate_pairs(pairs, legacy=args.legacy, resize_pred=args.resize_pred, workers=args.workers,
                              report=report)
-    print(format_table(results))
-    if args.json:
-        write_json(args.json, results)
     _finish_report(args, report, results)
     return 0
 
