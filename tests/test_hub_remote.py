@@ -149,6 +149,7 @@ def test_online_but_unreachable_falls_back_to_the_cache(tmp_path, hub_cache, mon
     monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)  # tests/synth_fixtures.py sets it on import
     monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", False)
     monkeypatch.setattr(remote, "HfApi", Unreachable)
+    monkeypatch.setattr(remote, "unreachable_reason", lambda: "")  # the host resolves; the listing fails
     model = _debug()
     folder = model.save_pretrained(tmp_path / "saved")
     put_in_cache(hub_cache, "someone/gem-debug",
@@ -156,6 +157,39 @@ def test_online_but_unreachable_falls_back_to_the_cache(tmp_path, hub_cache, mon
     assert _same_weights(GEM.from_pretrained("someone/gem-debug"), model)
     with pytest.raises(CheckpointError, match=r"nobody/absent.*could not be reached \(ConnectionError\)"):
         GEM.from_pretrained("nobody/absent")
+
+
+def test_a_host_that_does_not_resolve_goes_straight_to_the_cache(tmp_path, hub_cache, monkeypatch, capsys):
+    """No DNS (a robot without network): the Hub is never called (no retries, no warnings), the cache
+    answers, and a repo it lacks is one line saying why."""
+    import socket
+
+    class MustNotBeCalled:
+        def __init__(self, *args, **kwargs):
+            raise AssertionError("the Hub API was called though its host does not resolve")
+
+    def no_dns(*args, **kwargs):
+        raise socket.gaierror(-2, "Name or service not known")
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
+    monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(remote, "HfApi", MustNotBeCalled)
+    monkeypatch.setattr(socket, "getaddrinfo", no_dns)
+    assert remote.unreachable_reason().startswith("gaierror: cannot resolve huggingface.co")
+    model = _debug()
+    folder = model.save_pretrained(tmp_path / "saved")
+    put_in_cache(hub_cache, "someone/gem-debug",
+                 {"config.json": folder / "config.json", "model.safetensors": folder / "model.safetensors"})
+    assert _same_weights(GEM.from_pretrained("someone/gem-debug"), model)
+    assert _same_weights(GEM.from_pretrained("hf://someone/gem-debug/model.safetensors"), model)
+    capsys.readouterr()
+    photo = tmp_path / "photo.png"
+    Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(photo)
+    assert main(["predict", str(photo), "--out", str(tmp_path / "out"), "--weights", "nobody/absent-model"]) == 2
+    captured = capsys.readouterr()
+    err = captured.err.strip()
+    assert err.count("\n") == 0 and "nobody/absent-model" in err and "cannot resolve huggingface.co" in err
 
 
 def test_cli_weights_take_hub_ids(tmp_path, hub_cache, capsys):

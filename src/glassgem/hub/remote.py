@@ -11,10 +11,14 @@ Offline (HF_HUB_OFFLINE=1, read when called) only the local cache is used: HF_HU
 """
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import re
+import socket
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, Iterator
+from urllib.parse import urlparse
 
 from huggingface_hub import HfApi, hf_hub_download, snapshot_download
 from huggingface_hub import constants as hf_constants
@@ -113,11 +117,35 @@ def _not_cached(repo_id: str, revision: str | None, cache: str, offline: bool, w
                            f"local path")
 
 
-def _repo_files(repo_id: str, revision: str | None, cache: str, offline: bool) -> tuple[list[str], bool]:
+def unreachable_reason() -> str:
+    """'' when the Hub's host name resolves, else why not (e.g. "gaierror: name resolution failed"). Checked
+    first so that a machine without network goes straight to the cache instead of through
+    huggingface_hub's retries (about 25 s and ten warning lines before the same answer)."""
+    host = urlparse(hf_constants.ENDPOINT).hostname or "huggingface.co"
+    try:
+        socket.getaddrinfo(host, 443)
+    except OSError as e:
+        return f"{type(e).__name__}: cannot resolve {host}"
+    return ""
+
+
+@contextlib.contextmanager
+def _hub_quiet() -> Iterator[None]:
+    """huggingface_hub's own warnings (retries, ...) off: the CheckpointError raised here says what happened."""
+    hub_logger = logging.getLogger("huggingface_hub")
+    level = hub_logger.level
+    hub_logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        hub_logger.setLevel(level)
+
+
+def _repo_files(repo_id: str, revision: str | None, cache: str, offline: bool,
+                unreachable: str) -> tuple[list[str], bool]:
     """(paths of the repo's files, whether only the cache can be used). Online: the Hub's listing;
     offline or unreachable: the files of the cached snapshot."""
-    unreachable = ""
-    if not offline:
+    if not offline and not unreachable:
         try:
             return HfApi().list_repo_files(repo_id, revision=revision), False
         except (RepositoryNotFoundError, RevisionNotFoundError) as e:
@@ -133,12 +161,13 @@ def _repo_files(repo_id: str, revision: str | None, cache: str, offline: bool) -
     return files, True
 
 
-def _fetch(repo_id: str, filename: str, revision: str | None, cache: str, local_only: bool, offline: bool) -> Path:
+def _fetch(repo_id: str, filename: str, revision: str | None, cache: str, local_only: bool, offline: bool,
+           unreachable: str) -> Path:
     try:
         return Path(hf_hub_download(repo_id, filename, revision=revision, cache_dir=cache,
                                     local_files_only=local_only, library_name="glassgem"))
     except LocalEntryNotFoundError:
-        raise _not_cached(repo_id, revision, cache, offline, filename) from None
+        raise _not_cached(repo_id, revision, cache, offline, filename, unreachable) from None
     except EntryNotFoundError:
         raise CheckpointError(f"{_where(repo_id, revision)}: no file {filename!r} in this Hugging Face Hub repo") \
             from None
@@ -152,19 +181,22 @@ def _fetch(repo_id: str, filename: str, revision: str | None, cache: str, local_
 
 def download(repo_id: str, filename: str | None = None, revision: str | None = None) -> Path:
     """A Hub repo -> a local path: the snapshot folder for a glassgem layout (config.json beside
-    model.safetensors), else the chosen weights file. Offline, only the local cache is read."""
+    model.safetensors), else the chosen weights file. Offline, or when the Hub's host does not resolve,
+    only the local cache is read."""
     cache, offline = cache_dir(), is_offline()
-    local_only = offline
-    if filename is None:
-        files, local_only = _repo_files(repo_id, revision, cache, offline)
-        filename = choose_file(repo_id, files)
-    path = _fetch(repo_id, filename, revision, cache, local_only, offline)
-    if PurePosixPath(filename).name == WEIGHTS_FILE:  # a glassgem layout: its config.json comes along
-        sibling = str(PurePosixPath(filename).with_name(CONFIG_FILE))
-        try:
-            return _fetch(repo_id, sibling, revision, cache, local_only, offline).parent
-        except CheckpointError:
-            return path  # no config beside it: read_pretrained says what to pass
+    unreachable = "" if offline else unreachable_reason()
+    local_only = offline or bool(unreachable)
+    with _hub_quiet():
+        if filename is None:
+            files, local_only = _repo_files(repo_id, revision, cache, offline, unreachable)
+            filename = choose_file(repo_id, files)
+        path = _fetch(repo_id, filename, revision, cache, local_only, offline, unreachable)
+        if PurePosixPath(filename).name == WEIGHTS_FILE:  # a glassgem layout: its config.json comes along
+            sibling = str(PurePosixPath(filename).with_name(CONFIG_FILE))
+            try:
+                return _fetch(repo_id, sibling, revision, cache, local_only, offline, unreachable).parent
+            except CheckpointError:
+                return path  # no config beside it: read_pretrained says what to pass
     return path
 
 
