@@ -36,7 +36,7 @@ try:
 except ImportError:  # a --src tree from before the issue-22 layout
     from glassgem.evaluate import load_model_for_inference
     from glassgem.predict import ModelScorer
-model, dev, dt = load_model_for_inference(None, 'cpu')
+model, dev, dt = load_model_for_inference({weights!r}, 'cpu')
 s = ModelScorer(model, dev, dt)
 x = torch.rand(4, 3, s.input_size, s.input_size) * 255
 torch.set_flush_denormal(True)
@@ -93,8 +93,9 @@ def stop_neighbours(procs: list[subprocess.Popen]) -> None:
         p.wait()
 
 
-def model_only(env: dict, seconds: float) -> tuple[float, int]:
-    proc = subprocess.run([sys.executable, "-c", MODEL_ONLY.format(seconds=seconds)], env=env,
+def model_only(env: dict, seconds: float, weights: str | None) -> tuple[float, int]:
+    """The model's own photos/s, warm, of the weights predict is given (`--weights` in --predict-args)."""
+    proc = subprocess.run([sys.executable, "-c", MODEL_ONLY.format(seconds=seconds, weights=weights)], env=env,
                           capture_output=True, text=True)
     m = re.search(r"RATE ([\d.]+) (\d+)", proc.stdout)
     if not m:
@@ -129,7 +130,8 @@ def main() -> int:
         print(f"machine: {os.cpu_count()} CPUs ({len(os.sched_getaffinity(0))} usable); load average at start "
               f"{load0:.2f}; python {sys.version.split()[0]}; {args.n} photos x {args.repeats} runs; "
               f"src {args.src or 'installed glassgem'}; predict args '{args.predict_args}'", flush=True)
-        mo, threads = model_only(env, args.model_seconds)
+        weights = extra[extra.index("--weights") + 1] if "--weights" in extra[:-1] else None
+        mo, threads = model_only(env, args.model_seconds, weights)
         print(f"model only (semantic_scores, batch 4, 384², {threads} threads, idle): {mo:.1f} photos/s\n")
         print("| condition | predict photos/s (its own figure) | whole process photos/s | of idle | runs | load |")
         print("|---|---|---|---|---|---|", flush=True)
