@@ -181,6 +181,27 @@ def test_encoder_lr_mult_and_layer_decay() -> None:
     assert lr[id(vit.pos_embed)][1] == 0.0 and lr[id(vit.blocks[0].attn.qkv.weight)][1] == cfg.weight_decay
 
 
+def test_freezing_the_lowest_vit_layers_stops_backward_there() -> None:
+    """freeze_encoder_layers=11: the embeddings and blocks 0-9 are frozen, blocks 10-11, the final norm, the
+    neck and the head train; a backward pass leaves no gradient below block 10. Other encoders: one error."""
+    from glassgem.errors import ConfigError
+    from glassgem.train.engine import build_model
+
+    cfg = apply_overrides(train_preset("gem-s"), ["encoder_init=random", "freeze_encoder_layers=11"])
+    model = build_model(cfg)
+    vit = model.encoder.vit
+    assert not vit.pos_embed.requires_grad and not vit.patch_embed.proj.weight.requires_grad
+    assert not any(p.requires_grad for b in vit.blocks[:10] for p in b.parameters())
+    assert all(p.requires_grad for b in vit.blocks[10:] for p in b.parameters())
+    assert vit.norm.weight.requires_grad and model.encoder.neck[0].weight.requires_grad
+    trained = {id(p) for g in param_groups(model, cfg) for p in g["params"]}
+    assert id(vit.blocks[10].mlp.fc1.weight) in trained and id(vit.blocks[9].mlp.fc1.weight) not in trained
+    model.encoder(torch.randn(1, 3, 64, 64)).sum().backward()
+    assert vit.blocks[10].mlp.fc1.weight.grad is not None and vit.blocks[9].mlp.fc1.weight.grad is None
+    with pytest.raises(ConfigError, match="freeze_encoder_layers"):
+        build_model(apply_overrides(train_preset("gem-lite"), ["encoder_init=random", "freeze_encoder_layers=3"]))
+
+
 def test_gem_lite_param_groups_unchanged_by_the_new_defaults() -> None:
     cfg = apply_overrides(train_preset("gem-lite"), ["encoder_init=random"])
     model = GEM(cfg.model)

@@ -199,10 +199,12 @@ class TrainConfig:
     # Pretrained-encoder knobs (the encoder's own layers, not its new neck nor the pyramid): an extra lr
     # factor on top of backbone_lr_mult; layer-wise lr decay (block i = 0..N-1 x layer_decay^(N-i), the
     # embeddings x layer_decay^(N+1), the final norm x 1; encoders with lr_layer_id(), i.e. the ViT-S);
-    # or freeze them.
+    # or freeze them: all (freeze_encoder), or the lowest N numbered layers (freeze_encoder_layers=N; the
+    # ViT-S: 0 = embeddings, i + 1 = block i, so 11 leaves blocks 10, 11 and the final norm training).
     encoder_lr_mult: float = 1.0
     layer_decay: float = 1.0
     freeze_encoder: bool = False
+    freeze_encoder_layers: int = 0
     weight_decay: float = 0.05
     weight_decay_norm: float = 0.0
     weight_decay_embed: float = 0.0

@@ -131,6 +131,8 @@ def build_model(cfg: TrainConfig):
         model.load_checked(source_sd, cfg.init_from)
     if cfg.freeze_encoder:
         freeze_encoder(model)
+    elif cfg.freeze_encoder_layers > 0:
+        freeze_encoder(model, below=cfg.freeze_encoder_layers)
     return model
 
 

@@ -8,7 +8,9 @@ Schedule: linear warm-up then x gamma at each step in `lr_steps` (detectron2's W
 Pretrained-encoder options (GEM-S; all off by default, so the original recipe is unchanged): the encoder's
 pretrained layers (everything but its `new_layers`, e.g. a neck) train at an extra `encoder_lr_mult`, with
 layer-wise decay `layer_decay`^(depth from the top) for encoders that number their layers
-(`lr_layer_id`), or are frozen (`freeze_encoder`); an encoder's `embeddings` (ViT position table, class
+(`lr_layer_id`), or are frozen: all of them (`freeze_encoder`) or, for such encoders, the lowest
+`freeze_encoder_layers` of them (the ViT-S: 0 = patch embedding and positions, i + 1 = block i), so that
+backward stops at the first trainable block; an encoder's `embeddings` (ViT position table, class
 token) get `weight_decay_embed`.
 """
 from __future__ import annotations
@@ -53,11 +55,16 @@ def encoder_lr_scale(encoder: nn.Module, name: str, cfg: TrainConfig) -> float:
     return scale
 
 
-def freeze_encoder(model: nn.Module) -> int:
-    """requires_grad=False on the encoder's pretrained parameters (its new layers still train). -> count."""
+def freeze_encoder(model: nn.Module, below: int | None = None) -> int:
+    """requires_grad=False on the encoder's pretrained parameters (its new layers still train): all of
+    them, or with `below` only those whose lr layer (`lr_layer_id`) is under it. -> count frozen."""
+    encoder = model.encoder
+    if below is not None and not hasattr(encoder, "lr_layer_id"):
+        raise ConfigError(f"freeze_encoder_layers needs an encoder with numbered layers (dinov2_vits14), not "
+                          f"{type(encoder).__name__}; use freeze_encoder=true or leave it at 0")
     n = 0
-    for name, p in model.encoder.named_parameters():
-        if _pretrained_encoder_param(model.encoder, name):
+    for name, p in encoder.named_parameters():
+        if _pretrained_encoder_param(encoder, name) and (below is None or encoder.lr_layer_id(name) < below):
             p.requires_grad_(False)
             n += 1
     return n
