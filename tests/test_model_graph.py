@@ -19,7 +19,7 @@ def _debug(max_graphs=4, after_seconds=0.0):
 def test_shipped_model_graph_gives_the_eager_scores_on_a_real_photo():
     from skimage import data
 
-    model = GEM.from_pretrained().fuse_for_inference()  # GEM-Lite: graphs on by default
+    model = GEM.from_pretrained("gem-lite").fuse_for_inference()  # GEM-Lite: graphs on by default
     model._graphs.after_seconds = 0.0
     x = squash(np.asarray(data.coffee()), 384)[None]
     with torch.no_grad():

@@ -61,10 +61,10 @@ def contact_sheet(out: Path, names: list[str]) -> Path:
 
 def run_demo(out_dir: str | Path, weights: Optional[str] = None, progress: bool = True,
              also: Sequence[str] = ()) -> int:
-    """The scenes and the glass-free photos with `weights` (default: the shipped GEM-Lite); then the
-    glass-free photos again with each model in `also` (e.g. the opt-in gem-lite-gf), for comparison."""
+    """The scenes and the glass-free photos with `weights` (default: the shipped default, GEM-S); then the
+    glass-free photos again with each model in `also` (e.g. the fast gem-lite), for comparison."""
     out = Path(out_dir)
-    scorer = build_scorer(weights)  # the shipped GEM-Lite unless weights are given
+    scorer = build_scorer(weights)  # the shipped default unless weights are given
     extra = [(name, build_scorer(name)) for name in also]  # fail on a bad name before any work
     names = make_scenes(out)
     print(f"glassgem demo: {len(names)} built-in example scenes (procedural glass on scikit-image photos) "

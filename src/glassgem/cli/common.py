@@ -110,7 +110,7 @@ def _add_mask_args(p: argparse.ArgumentParser) -> None:
                    "= 0.5, the paper's protocol); lower finds more glass and more false glass")
     p.add_argument("--smoothing", type=float, default=None, metavar="F",
                    help="box-average the glass scores over this fraction of the input side before resizing them "
-                   "back (default: the model's; the shipped GEM-Lite: 0.0625 = 24 px at 384; 0 = off, the "
+                   "back (default: the model's; the shipped models: 0.0625 = 24 px at 384; 0 = off, the "
                    "original GEM's raw scores)")
 
 

