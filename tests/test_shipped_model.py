@@ -85,8 +85,8 @@ def test_shipped_model_leaves_glass_free_textures_and_the_cat_clean(name):
 
     photos = glass_free_photos()
     model = GEM.from_pretrained(name)
-    for name in ("chelsea", "coins", "brick", "grass", "gravel", "moon", "hubble_deep_field"):
-        assert model.predict(photos[f"skimage:{name}"]).mean() <= 0.001, name
+    for photo in ("chelsea", "coins", "brick", "grass", "gravel", "moon", "hubble_deep_field"):
+        assert model.predict(photos[f"skimage:{photo}"]).mean() <= 0.001, (name, photo)
 
 
 @needs(GDD_DEV / "val" / "images", "real GDD dev data")

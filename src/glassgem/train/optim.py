@@ -42,15 +42,20 @@ def _pretrained_encoder_param(encoder: nn.Module, name: str) -> bool:
     return not name.startswith(tuple(getattr(encoder, "new_layers", ())))
 
 
+def _require_numbered_layers(encoder: nn.Module, option: str, instead: str) -> None:
+    """ConfigError naming `option` unless the encoder numbers its layers (`lr_layer_id`, the ViT-S)."""
+    if not hasattr(encoder, "lr_layer_id"):
+        raise ConfigError(f"{option} needs an encoder with numbered layers (dinov2_vits14), not "
+                          f"{type(encoder).__name__}; {instead}")
+
+
 def encoder_lr_scale(encoder: nn.Module, name: str, cfg: TrainConfig) -> float:
     """lr factor of encoder parameter `name` (the encoder's own key) beyond backbone_lr_mult."""
     if not _pretrained_encoder_param(encoder, name):
         return 1.0
     scale = cfg.encoder_lr_mult
     if cfg.layer_decay != 1.0:
-        if not hasattr(encoder, "lr_layer_id"):
-            raise ConfigError(f"layer_decay needs an encoder with numbered layers (dinov2_vits14), not "
-                              f"{type(encoder).__name__}; leave layer_decay at 1")
+        _require_numbered_layers(encoder, "layer_decay", "leave layer_decay at 1")
         scale *= cfg.layer_decay ** (encoder.num_lr_layers - 1 - encoder.lr_layer_id(name))
     return scale
 
@@ -59,9 +64,8 @@ def freeze_encoder(model: nn.Module, below: int | None = None) -> int:
     """requires_grad=False on the encoder's pretrained parameters (its new layers still train): all of
     them, or with `below` only those whose lr layer (`lr_layer_id`) is under it. -> count frozen."""
     encoder = model.encoder
-    if below is not None and not hasattr(encoder, "lr_layer_id"):
-        raise ConfigError(f"freeze_encoder_layers needs an encoder with numbered layers (dinov2_vits14), not "
-                          f"{type(encoder).__name__}; use freeze_encoder=true or leave it at 0")
+    if below is not None:
+        _require_numbered_layers(encoder, "freeze_encoder_layers", "use freeze_encoder=true or leave it at 0")
     n = 0
     for name, p in encoder.named_parameters():
         if _pretrained_encoder_param(encoder, name) and (below is None or encoder.lr_layer_id(name) < below):
