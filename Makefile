@@ -8,6 +8,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 DEMO_STAMP := $(VENV)/.installed-core
 DEV_STAMP := $(VENV)/.installed-dev
+# where the real-scene photos are fetched from (a URL prefix, or a folder of clones: see docs/real-scenes.md)
+SCENES_FROM ?= https://github.com
 
 .PHONY: demo test venv clean bench
 
@@ -26,7 +28,7 @@ $(DEV_STAMP): pyproject.toml
 venv: $(DEMO_STAMP)
 
 demo: $(DEMO_STAMP)
-	$(BIN)/glassgem demo --out demo_out
+	$(BIN)/glassgem demo --out demo_out --real-scenes real_scenes --scenes-from $(SCENES_FROM)
 
 test: $(DEV_STAMP)
 	$(BIN)/python -m pytest -q
@@ -35,4 +37,4 @@ bench: $(DEMO_STAMP)
 	$(BIN)/python benchmarks/bench_metrics.py
 
 clean:
-	rm -rf $(VENV) demo_out .pytest_cache
+	rm -rf $(VENV) demo_out real_scenes .pytest_cache

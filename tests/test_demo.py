@@ -115,7 +115,7 @@ def test_demo_adds_the_other_shipped_models_only_when_no_weights_are_given(tmp_p
     assert {"gem-lite", "gem-lite-gf", "gem-s"} <= set(shipped_models())
     calls = []
     with monkeypatch.context() as m:
-        m.setattr(glassgem.demo, "run_demo", lambda out, weights, also: calls.append((weights, also)) or 0)
+        m.setattr(glassgem.demo, "run_demo", lambda out, weights, also, **kw: calls.append((weights, also)) or 0)
         assert main(["demo", "--out", str(tmp_path / "x")]) == 0
     assert calls == [(None, ["gem-lite", "gem-lite-gf"])]
     assert main(["demo", "--out", str(tmp_path / "w"), "--weights", debug_weights]) == 0
@@ -129,3 +129,33 @@ def test_demo_adds_the_other_shipped_models_only_when_no_weights_are_given(tmp_p
 def test_demo_reports_a_missing_weights_folder(tmp_path, capsys):
     assert main(["demo", "--out", str(tmp_path / "d"), "--weights", str(tmp_path / "nope")]) == 2
     assert "nope" in capsys.readouterr().err
+
+
+def test_demo_scores_a_real_scene_folder(tmp_path, capsys, debug_weights):
+    """--real-scenes DIR with DIR/dev in place: predictions, the per-bin table and the truth/prediction sheet."""
+    from glassgem.demo import real_scenes
+    from glassgem.inference.scorers import build_scorer
+    from glassgem.io import save_image, save_mask
+
+    rng = np.random.default_rng(0)
+    for i in range(2):
+        save_image(tmp_path / "rs" / "dev" / "images" / f"s{i}.jpg", rng.integers(0, 255, (48, 64, 3), dtype=np.uint8))
+        mask = np.zeros((48, 64), np.uint8)
+        mask[:10, :10] = 1
+        save_mask(tmp_path / "rs" / "dev" / "masks" / f"s{i}.png", mask)
+    assert real_scenes(tmp_path / "out", tmp_path / "rs", "unused", build_scorer(debug_weights), progress=False) == 0
+    text = capsys.readouterr().out
+    assert "2 real scenes" in text and "pred / true" in text and "<10%" in text
+    assert (tmp_path / "out" / "contact_sheet.jpg").is_file()
+    assert json.loads((tmp_path / "out" / "metrics.json").read_text())["n_images"] == 2
+
+
+def test_demo_goes_on_when_the_real_scenes_cannot_be_fetched(tmp_path, capsys, debug_weights):
+    from glassgem.demo import real_scenes
+    from glassgem.inference.scorers import build_scorer
+
+    assert real_scenes(tmp_path / "out", tmp_path / "rs", str(tmp_path / "no_such_folder"),
+                       build_scorer(debug_weights), progress=False) == 0
+    text = capsys.readouterr().out
+    assert "could not fetch them" in text and "glassgem data real-scenes --from DIR" in text
+    assert not (tmp_path / "out").exists()

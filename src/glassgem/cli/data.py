@@ -1,4 +1,4 @@
-"""`glassgem data check | negatives | photos`: dataset checks and glass-free corpora."""
+"""`glassgem data check | negatives | crops | photos | real-scenes`: dataset checks, crops and corpora."""
 from __future__ import annotations
 
 import argparse
@@ -11,7 +11,7 @@ from .common import _add_group
 # `glassgem data <what>`: dataset tools.
 def _add_data(sub: argparse._SubParsersAction) -> None:
     _add_group(sub, "data", "dataset tools (check a dataset before training or evaluation; glass-free crops)",
-               (_add_data_check, _add_data_negatives, _add_data_photos))
+               (_add_data_check, _add_data_negatives, _add_data_crops, _add_data_photos, _add_data_real_scenes))
 
 
 def _add_data_check(data_sub: argparse._SubParsersAction) -> None:
@@ -85,6 +85,52 @@ def _run_data_negatives(args: argparse.Namespace) -> int:
     return 0
 
 
+def _pair_range(text: str, option: str) -> tuple[float, float]:
+    lo, sep, hi = text.partition(",")
+    try:
+        return float(lo), float(hi if sep else lo)
+    except ValueError:
+        raise GlassgemError(f"{option} {text!r}: give LO,HI (two numbers)") from None
+
+
+def _add_data_crops(data_sub: argparse._SubParsersAction) -> None:
+    p = data_sub.add_parser(
+        "crops",
+        help="random crops of labelled photos whose glass share lies in a range (low-glass test sets)",
+        description="From every image/mask pair, cut up to --per-image random crops (a fraction of the photo's "
+        "side drawn from --size, the photo's aspect kept) whose glass share lies in --share, and write them to "
+        "OUT/images + OUT/masks with OUT/crops.json (settings and boxes). The draw depends only on --seed and "
+        "each photo's name, so the set is reproducible. `glassgem evaluate --data OUT` then shows whether a "
+        "model finds glass where it is a small part of the view or paints the whole crop.",
+    )
+    p.add_argument("dir", help="dataset folder (any known layout)")
+    p.add_argument("--out", required=True, help="output folder (new or empty)")
+    p.add_argument("--layout", default="auto", choices=("auto", "gsds", "gdd", "gsd", "sgsd"),
+                   help="folder layout (default: auto-detect)")
+    p.add_argument("--split", default=None, help="train, val or test (default: auto)")
+    p.add_argument("--share", default="0.05,0.35", help="glass share of a crop, LO,HI (default 0.05,0.35)")
+    p.add_argument("--size", default="0.35,0.70", help="crop side as a fraction of the photo's, LO,HI "
+                   "(default 0.35,0.70)")
+    p.add_argument("--per-image", type=int, default=2, help="crops per photo at most (default 2)")
+    p.add_argument("--tries", type=int, default=200, help="random boxes tried per photo (default 200)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the draw (default 0)")
+    p.set_defaults(func=_run_data_crops)
+
+
+def _run_data_crops(args: argparse.Namespace) -> int:
+    from ..data.crops import share_crops
+    from ..data.layouts import find_pairs
+
+    pairs = find_pairs(args.dir, args.layout, args.split)
+    record = share_crops(pairs, args.out, share=_pair_range(args.share, "--share"),
+                         size=_pair_range(args.size, "--size"), per_image=args.per_image, tries=args.tries,
+                         seed=args.seed)
+    shares = [c["glass"] for c in record["crops"]]
+    print(f"{len(shares)} crops from {len(pairs)} photos in {args.out} (glass share mean {sum(shares) / len(shares):.3f}; "
+          f"{len(record['no_crop'])} photos gave none)")
+    return 0
+
+
 def _add_data_photos(data_sub: argparse._SubParsersAction) -> None:
     from ..data.photos import DEBIAN_PACKAGES, HELDOUT_SOURCES, PYTHON_PACKAGES
 
@@ -130,6 +176,40 @@ def _run_data_photos(args: argparse.Namespace) -> int:
     corpus = build_corpus(photos, args.out, heldout=heldout, crops=args.crops, long_side=args.long_side,
                           seed=args.seed, keep_all=args.keep_all)
     print(corpus.line())
+    return 0
+
+
+def _add_data_real_scenes(data_sub: argparse._SubParsersAction) -> None:
+    p = data_sub.add_parser(
+        "real-scenes",
+        help="rebuild the hand-labelled real-scene sets (photos from their pinned repositories + shipped masks)",
+        description="glassgem ships glass polygons for public photos of whole scenes, never the photos. This reads "
+        "every photo of the manifest from its repository at the pinned commit and writes OUT/<split>/images and "
+        "OUT/<split>/masks (masks drawn from the polygons). --from is a folder holding the repositories (clones "
+        "or bare: DIR/owner+name, DIR/owner/name or DIR/name) or a URL prefix to clone them from, e.g. "
+        "https://github.com. Resumes: files already written are kept.",
+    )
+    p.add_argument("--from", dest="origin", required=True, metavar="DIR_OR_URL",
+                   help="folder of repositories, or a URL prefix (PREFIX/owner/name is cloned)")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--split", default="all", choices=("all", "train", "dev"), help="which split (default all)")
+    p.add_argument("--manifest", default=None, help="another manifest.csv (default: the shipped one)")
+    p.add_argument("--labels", default=None, help="another labels folder (default: the shipped one)")
+    p.add_argument("--sheet", action="store_true", help="also draw OUT/<split>/sheet.jpg: every photo, glass tinted")
+    p.set_defaults(func=_run_data_real_scenes)
+
+
+def _run_data_real_scenes(args: argparse.Namespace) -> int:
+    from ..data import real_scenes as rs
+
+    splits = rs.SPLITS if args.split == "all" else (args.split,)
+    counts = rs.rebuild(args.origin, args.out, splits, manifest=args.manifest or rs.MANIFEST,
+                        labels=args.labels or rs.LABELS)
+    for split, n in counts.items():
+        line = f"{split}: {n} photos with masks in {args.out}/{split}"
+        if args.sheet and n:
+            line += f" (contact sheet {rs.write_sheet(f'{args.out}/{split}')})"
+        print(line)
     return 0
 
 

@@ -44,8 +44,8 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from ..errors import DataError
-from ..io import mask_to_binary
-from ..io import atomic_write_text
+from ..io import atomic_write_text, mask_to_binary
+from .share import ShareBins, format_bins
 
 N_BINS = 256
 EPS = 1e-4  # the original's smoothing term in precision/recall
@@ -209,6 +209,7 @@ class GlassMetrics:
         self.n_iou_empty = 0
         self.n_ber_no_glass = 0
         self.n_ber_all_glass = 0
+        self.share = ShareBins()  # predicted and true glass area, per bin of glass share (share.py)
 
     def update(self, pred: Any, gt: Any, name: str | None = None) -> ImageScore:
         """Score one image: pred and gt are (H, W) maps of the same size (module docstring)."""
@@ -230,6 +231,7 @@ class GlassMetrics:
         self.mae_sum += score.mae
         self.iou_sum += score.iou
         self.ber_sum += score.ber
+        self.share.add(score.iou, score.glass, score.predicted)
         self.n_images += 1
         return score
 
@@ -261,10 +263,12 @@ class GlassMetrics:
         self.recall_sum += other.recall_sum
         for key in ("iou_sum", "mae_sum", "ber_sum", "n_iou_empty", "n_ber_no_glass", "n_ber_all_glass"):
             setattr(self, key, getattr(self, key) + getattr(other, key))
+        self.share.merge(other.share)
 
     def compute(self) -> dict[str, Any]:
         """{"iou", "fbeta", "mae", "ber" (percent), "n_images", "n_iou_empty", "n_ber_no_glass",
-        "n_ber_all_glass", "legacy"}; means over images."""
+        "n_ber_all_glass", "legacy"}, means over images; plus "true_fraction", "pred_fraction" and
+        "area_ratio" (predicted / true glass area) and "bins" (the same per glass-share bin: share.py)."""
         if self.n_images == 0:
             raise DataError("no images were evaluated")
         p = self.precision_sum / self.n_images  # (256,) mean precision per threshold
@@ -279,6 +283,8 @@ class GlassMetrics:
             "n_ber_no_glass": self.n_ber_no_glass,
             "n_ber_all_glass": self.n_ber_all_glass,
             "legacy": self.legacy,
+            **self.share.totals(),
+            "bins": self.share.compute(),
         }
 
 
@@ -302,10 +308,20 @@ def format_table(results: dict[str, Any]) -> str:
         ("images without glass", str(results["n_ber_no_glass"]), ber_note),
         ("images all glass", str(results["n_ber_all_glass"]), ber_note),
     ]
+    if "area_ratio" in results:
+        ratio = results["area_ratio"]
+        rows.append(("glass area, pred / true", "-" if math.isnan(ratio) else f"{ratio:.2f}",
+                     f"{results['pred_fraction']:.3f} / {results['true_fraction']:.3f} of the pixels"))
+        if 0 < results["n_with_glass"] < results["n_images"]:
+            rows.append(("IoU, photos with glass", f"{results['iou_with_glass']:.4f}",
+                         f"{results['n_with_glass']} photos; glass area pred / true "
+                         f"{results['area_ratio_with_glass']:.2f}"))
     w0 = max(len(r[0]) for r in rows)
     w1 = max(len(r[1]) for r in rows)
     lines = [f"{'metric':<{w0}}  {'value':>{w1}}", f"{'-' * w0}  {'-' * w1}"]
     lines += [f"{a:<{w0}}  {b:>{w1}}  {c}".rstrip() for a, b, c in rows]
+    if results.get("bins"):
+        lines += ["", "by true glass share (IoU and predicted / true glass area per bin):", format_bins(results["bins"])]
     return "\n".join(lines)
 
 
@@ -313,5 +329,11 @@ def write_json(path: str | Path, results: dict[str, Any]) -> None:
     """Write results atomically as standard JSON (a NaN of legacy mode becomes null)."""
     import json
 
-    clean = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in results.items()}
-    atomic_write_text(path, json.dumps(clean, indent=2) + "\n")
+    atomic_write_text(path, json.dumps(_json_clean(results), indent=2) + "\n")
+
+
+def _json_clean(value: Any) -> Any:
+    """NaN -> None, in nested dicts too (JSON has no NaN)."""
+    if isinstance(value, dict):
+        return {k: _json_clean(v) for k, v in value.items()}
+    return None if isinstance(value, float) and math.isnan(value) else value
