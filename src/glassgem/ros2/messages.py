@@ -12,6 +12,7 @@ field names them, as image_transport writes it: "jpeg", "png", "bgr8; jpeg compr
 """
 from __future__ import annotations
 
+import array
 import io
 from typing import Any
 
@@ -123,11 +124,21 @@ def rgb8_fields(rgb: np.ndarray) -> dict[str, Any]:
     return {"height": h, "width": w, "encoding": "rgb8", "is_bigendian": 0, "step": 3 * w, "data": a.reshape(-1)}
 
 
+def build_image(cls: Any, header: Any, fields: dict[str, Any], as_array: bool = False) -> Any:
+    """A sensor_msgs/Image of class `cls` (rosbags' or rclpy's) with `header` and `fields` (mono8_fields,
+    rgb8_fields). `as_array`: data as array.array('B'), the type rclpy's uint8[] fields take, instead of
+    the numpy array rosbags' classes take."""
+    values = dict(fields)
+    if as_array:
+        values["data"] = array.array("B", np.asarray(fields["data"], dtype=np.uint8).tobytes())
+    return cls(header=header, **values)
+
+
 def image_array(msg: Any) -> np.ndarray:
     """A mono8 or rgb8 sensor_msgs/Image (as glassgem writes them) -> H x W or H x W x 3 uint8 array."""
     return raw_to_rgb(msg)[:, :, 0] if str(msg.encoding) == "mono8" else raw_to_rgb(msg)
 
 
 __all__ = ["COMPRESSED", "COMPRESSED_FORMATS", "IMAGE", "IMAGE_TYPES", "RAW_ENCODINGS", "UnsupportedEncoding",
-           "compressed_to_rgb", "image_array", "is_compressed_topic", "message_to_rgb", "mono8_fields", "raw_to_rgb",
+           "build_image", "compressed_to_rgb", "image_array", "is_compressed_topic", "message_to_rgb", "mono8_fields", "raw_to_rgb",
            "rgb8_fields"]
