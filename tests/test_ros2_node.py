@@ -1,11 +1,10 @@
 """glassgem.ros2 without ROS: image messages <-> arrays (rosbags' message classes), the per-frame logic the bag
-path and the live node share, the node's frame dropping, rate log and parameters, and the one-line error of
+path and the live node share, the node's parameters (its frame dropping and rate log: tests/test_stream.py), and the one-line error of
 `glassgem ros2 node` where rclpy is missing."""
 from __future__ import annotations
 
 import array
 import sys
-import threading
 
 import numpy as np
 import pytest
@@ -14,7 +13,7 @@ import torch
 from glassgem.cli import main
 from glassgem.errors import ConfigError, DataError
 from glassgem.inference.files import write_prediction
-from glassgem.ros2.frames import FrameProcessor, LatestFrame, RateMeter
+from glassgem.ros2.frames import FrameProcessor
 from glassgem.ros2.messages import (COMPRESSED, IMAGE, UnsupportedEncoding, build_image, image_array, message_to_rgb,
                                     mono8_fields, raw_to_rgb)
 from glassgem.ros2.node import NodeSettings
@@ -98,31 +97,6 @@ def test_frame_processor_gives_the_photo_paths_mask_and_an_overlay(tmp_path):
     assert (over[expected == 1] != FRAME[expected == 1]).any()  # the glass is tinted
     batch = processor.masks(frames(3))
     assert len(batch) == 3 and np.array_equal(batch[2], expected)
-
-
-def test_latest_frame_drops_waiting_frames_instead_of_queueing():
-    box = LatestFrame()
-    for i in range(3):
-        box.put(i)
-    assert box.take(timeout=0.1) == 2 and (box.received, box.dropped) == (3, 2)
-    assert box.take(timeout=0.05) is None
-    got = []
-    waiter = threading.Thread(target=lambda: got.append(box.take(timeout=10)))
-    waiter.start()
-    box.close()
-    waiter.join(timeout=5)
-    assert not waiter.is_alive() and got == [None]
-
-
-def test_rate_meter_reports_once_per_period():
-    now = [0.0]
-    meter = RateMeter(period=2.0, clock=lambda: now[0])
-    rates = []
-    for _ in range(10):
-        now[0] += 0.5
-        rates.append(meter.tick())
-    assert rates[:3] == [None] * 3 and rates[3] == pytest.approx(2.0) and rates[7] == pytest.approx(2.0)
-    assert sum(r is not None for r in rates) == 2
 
 
 def test_node_settings_parameters():

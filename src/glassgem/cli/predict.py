@@ -16,7 +16,8 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
         "back: OUT/<stem>.png is a 0/255 mask at the photo's own size. Unreadable photos are reported and "
         "skipped (exit code 1 if any); photos sharing a stem get _2, _3, ... (reported).",
     )
-    p.add_argument("inputs", nargs="+", metavar="INPUT", help="image or video files, folders or glob patterns")
+    p.add_argument("inputs", nargs="+", metavar="INPUT",
+                   help="image or video files, folders or glob patterns; or one ROS bag, or one live stream")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder")
     p.add_argument("--weights", default=None,
                    help="glassgem model dir, original GEM checkpoint or Hugging Face Hub id (owner/name, "
@@ -37,7 +38,9 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
     v = p.add_argument_group("videos", "video files (.mp4, .mov, .avi, .mkv, .webm, ...; needs "
                              "the video extra: `pip install -e \".[video]\"`) get OUT/<stem>/<frame>.png masks, "
                              "OUT/<stem>/frames.csv (frame, time, glass fraction) and, with --overlay, "
-                             "OUT/<stem>_overlay.mp4")
+                             "OUT/<stem>_overlay.mp4. Live streams (one INPUT: /dev/video0, rtsp://, http(s):// "
+                             "..., or file:clip.mp4 to play a file as a camera) get OUT/<name>/<frame>.png masks of "
+                             "the newest frames, dropping those that arrive while the network is busy")
     v.add_argument("--every", type=int, default=1, metavar="N", help="score every N-th frame (default 1: all)")
     v.add_argument("--max-frames", type=int, default=None, metavar="M", help="stop after M scored frames")
     v.add_argument("--resume", action="store_true",
@@ -79,9 +82,12 @@ def _scorer(args: argparse.Namespace):
 def _run_predict(args: argparse.Namespace) -> int:
     from ..inference.files import collect_inputs
     from ..inference.predict import check_video_inputs, predict_files
+    from ..inference.stream import is_stream
     from ..ros2.bag_input import is_bag
 
     _check_mask_args(args)
+    if any(is_stream(i) for i in args.inputs):
+        return _run_predict_stream(args)
     if any(is_bag(i) for i in args.inputs):
         return _run_predict_bag(args)
     if args.topic or args.copy_topics:
@@ -96,6 +102,29 @@ def _run_predict(args: argparse.Namespace) -> int:
                             resume=args.resume)
     print(summary.line())
     return 1 if summary.failed else 0
+
+
+def _run_predict_stream(args: argparse.Namespace) -> int:
+    from ..inference.protocol import check_size, threshold_option
+    from ..inference.stream import predict_stream, stream_name
+    from ..inference.video import check_frame_options, require_av
+
+    if len(args.inputs) > 1:
+        raise GlassgemError(f"{', '.join(args.inputs)}: a live stream is predicted on its own (one stream, no other "
+                            "inputs)")
+    if args.resume or args.topic or args.copy_topics:
+        raise GlassgemError("--resume, --topic and --copy-topics do not apply to a live stream")
+    check_frame_options(args.every, args.max_frames)
+    threshold_option(args.threshold)
+    require_av()
+    scorer, size = _scorer(args)
+    source = args.inputs[0]
+    summary = predict_stream(source, stream_name(source), Path(args.out), scorer,
+                             check_size(size or getattr(scorer, "input_size", 384)), save_prob=args.save_prob,
+                             overlay=args.overlay, threshold=args.threshold, every=args.every,
+                             max_frames=args.max_frames, progress=not args.quiet)
+    print(summary.line())
+    return 1 if summary.error and summary.error != "interrupted" else 0
 
 
 def _run_predict_bag(args: argparse.Namespace) -> int:

@@ -2,13 +2,12 @@
 
 FrameProcessor turns decoded frames into masks with the photo protocol of glassgem.inference (squash,
 one scorer call per batch, scores resized back, glass where the glass score wins or above --threshold)
-and into the fields of the output messages. LatestFrame is the live node's one-slot mailbox: a camera
-faster than the network overwrites the waiting frame instead of queueing it. RateMeter logs frames/s.
+and into the fields of the output messages. The live node also uses LatestFrame, the one-slot mailbox of
+glassgem.inference.stream (a camera faster than the network overwrites the waiting frame instead of
+queueing it), and RateMeter (frames/s).
 """
 from __future__ import annotations
 
-import threading
-import time
 from dataclasses import dataclass
 from typing import Any, Optional, Sequence
 
@@ -17,6 +16,7 @@ import torch
 
 from ..inference.protocol import check_size, glass_mask, squash, unsquash
 from ..inference.scorers import Scorer
+from ..inference.stream import LatestFrame, RateMeter  # the node's mailbox and rate log, shared with live streams
 from ..viz.overlay import overlay_mask
 from .messages import message_to_rgb, mono8_fields, rgb8_fields
 
@@ -68,60 +68,6 @@ class FrameProcessor:
         """One message -> its FrameOutput (the live node's path: one frame per scorer call)."""
         rgb, squashed = self.prepare(msg, msgtype)
         return self.outputs([rgb], [squashed])[0]
-
-
-class LatestFrame:
-    """A one-slot mailbox between a subscription callback and the inference thread: put() replaces a frame
-    that is still waiting (counted in `dropped`), take() waits for the newest one."""
-
-    def __init__(self) -> None:
-        self._cond = threading.Condition()
-        self._item: Any = None
-        self._full = False
-        self._closed = False
-        self.received = 0
-        self.dropped = 0
-
-    def put(self, item: Any) -> None:
-        with self._cond:
-            self.received += 1
-            self.dropped += self._full
-            self._item, self._full = item, True
-            self._cond.notify()
-
-    def take(self, timeout: Optional[float] = None) -> Any:
-        """The newest frame, or None after `timeout` seconds without one or once close() was called."""
-        with self._cond:
-            if not self._cond.wait_for(lambda: self._full or self._closed, timeout):
-                return None
-            if not self._full:
-                return None
-            item, self._item, self._full = self._item, None, False
-            return item
-
-    def close(self) -> None:
-        with self._cond:
-            self._closed = True
-            self._cond.notify_all()
-
-
-class RateMeter:
-    """Frames/s over the last `period` seconds: tick() once per processed frame; line() when a period is over."""
-
-    def __init__(self, period: float = 5.0, clock=time.monotonic) -> None:
-        self.period, self.clock = period, clock
-        self.start = clock()
-        self.count = 0
-
-    def tick(self) -> Optional[float]:
-        """Count a frame; -> the rate of the period that just ended, or None while it runs."""
-        self.count += 1
-        elapsed = self.clock() - self.start
-        if elapsed < self.period:
-            return None
-        rate = self.count / elapsed if elapsed > 0 else 0.0
-        self.start, self.count = self.clock(), 0
-        return rate
 
 
 __all__ = ["FrameOutput", "FrameProcessor", "LatestFrame", "RateMeter"]
