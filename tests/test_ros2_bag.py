@@ -241,3 +241,26 @@ def test_a_killed_run_leaves_a_bag_that_opens_and_resume_finishes_it(tmp_path):
     assert all(np.array_equal(image_array(a), b) for (_, a), b in zip(masks, _masks(tmp_path / "fresh")))
     again = RedScorer()
     assert predict_bag(bag, out, again, progress=False, resume=True).frames == 10 and again.scored == 0
+
+
+def test_a_ros1_bag_gives_masks_with_its_headers(tmp_path, capsys):
+    from rosbags.rosbag1 import Writer
+    from rosbags.typesys import Stores, get_typestore
+
+    store = get_typestore(Stores.ROS1_NOETIC)
+    types = store.types
+    image = types["sensor_msgs/msg/Image"]
+    with Writer(tmp_path / "run.bag") as w:
+        conn = w.add_connection(TOPIC, image.__msgtype__, typestore=store)
+        for i, f in enumerate(frames(3)):
+            m = raw_image(f, "bgr8", i)
+            stamp = types["builtin_interfaces/msg/Time"](sec=m.header.stamp.sec, nanosec=m.header.stamp.nanosec)
+            msg = image(header=types["std_msgs/msg/Header"](seq=i, stamp=stamp, frame_id="cam1"), height=H, width=W,
+                        encoding="bgr8", is_bigendian=0, step=m.step, data=m.data)
+            w.write(conn, 5_000 + i, store.serialize_ros1(msg, image.__msgtype__))
+    summary = predict_bag(tmp_path / "run.bag", tmp_path / "out", RedScorer(), progress=False)
+    masks = read_topic(tmp_path / "out", MASK_TOPIC)
+    assert summary.frames == 3 and [t for t, _ in masks] == [5_000, 5_001, 5_002]
+    assert [(m.header.frame_id, m.header.stamp.sec % 100) for _, m in masks] == [("cam1", 0), ("cam1", 1), ("cam1", 2)]
+    with pytest.raises(DataError, match="ROS 1 bag"):
+        predict_bag(tmp_path / "run.bag", tmp_path / "out2", RedScorer(), copy_topics=["all"], progress=False)

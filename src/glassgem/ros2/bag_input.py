@@ -102,7 +102,7 @@ class BagInput:
                             f"{', '.join(sorted(self.topics))})")
         if names and self.ros1:
             raise DataError(f"--copy-topics: {self.path} is a ROS 1 bag; copying its messages into a ROS 2 bag "
-                            "is not supported (the masks are written without it)")
+                            "is not supported: leave out --copy-topics")
         return names
 
     def definition(self, topic: str) -> tuple[str, str, str]:
