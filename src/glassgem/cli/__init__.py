@@ -18,12 +18,12 @@ from .. import __version__
 from ..errors import GlassgemError
 from ..inference.threads import configure_cpu_threads, keep_freed_memory
 from . import (analyze, average, bench, compare, convert, data, demo, evaluate, evaluate_masks, experiment, export,
-               predict, synth, train, visualize)
+               predict, ros2, synth, train, visualize)
 from .common import INFERENCE_COMMANDS
 
 # The command modules in the order `glassgem --help` lists their commands.
 COMMANDS = (demo, predict, evaluate, evaluate_masks, compare, train, synth, data, convert, average, bench, visualize,
-            analyze, export, experiment)
+            analyze, export, experiment, ros2)
 
 
 # ---------------------------------------------------------------------------------------- main

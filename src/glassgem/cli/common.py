@@ -50,7 +50,7 @@ def _test_size(text: str) -> int:
 
 # Commands that only run models forward: they run with denormal floats flushed to zero
 # (glassgem.inference.runtime.flush_denormals says why).
-INFERENCE_COMMANDS = frozenset({"predict", "evaluate", "bench", "demo", "visualize", "analyze"})
+INFERENCE_COMMANDS = frozenset({"predict", "evaluate", "bench", "demo", "visualize", "analyze", "ros2"})
 
 
 # ------------------------------------------------------------- options shared by several commands

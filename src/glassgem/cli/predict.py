@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from ..errors import GlassgemError
 from .common import _add_mask_args, _check_mask_args, _test_size
@@ -15,7 +16,8 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
         "back: OUT/<stem>.png is a 0/255 mask at the photo's own size. Unreadable photos are reported and "
         "skipped (exit code 1 if any); photos sharing a stem get _2, _3, ... (reported).",
     )
-    p.add_argument("inputs", nargs="+", metavar="INPUT", help="image or video files, folders or glob patterns")
+    p.add_argument("inputs", nargs="+", metavar="INPUT",
+                   help="image or video files, folders or glob patterns; or one ROS bag, or one live stream")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder")
     p.add_argument("--weights", default=None,
                    help="glassgem model dir, original GEM checkpoint or Hugging Face Hub id (owner/name, "
@@ -36,23 +38,30 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
     v = p.add_argument_group("videos", "video files (.mp4, .mov, .avi, .mkv, .webm, ...; needs "
                              "the video extra: `pip install -e \".[video]\"`) get OUT/<stem>/<frame>.png masks, "
                              "OUT/<stem>/frames.csv (frame, time, glass fraction) and, with --overlay, "
-                             "OUT/<stem>_overlay.mp4")
+                             "OUT/<stem>_overlay.mp4. Live streams (one INPUT: /dev/video0, rtsp://, http(s):// "
+                             "..., or file:clip.mp4 to play a file as a camera) get OUT/<name>/<frame>.png masks of "
+                             "the newest frames, dropping those that arrive while the network is busy")
     v.add_argument("--every", type=int, default=1, metavar="N", help="score every N-th frame (default 1: all)")
     v.add_argument("--max-frames", type=int, default=None, metavar="M", help="stop after M scored frames")
     v.add_argument("--resume", action="store_true",
                    help="keep the frame masks an interrupted run already wrote and score only the rest")
+    r = p.add_argument_group("ROS bags", "a rosbag2 folder or a .mcap/.db3/.bag file as the only INPUT (needs the "
+                             "ros extra: `pip install -e \".[ros]\"`): --out is the output bag (rosbag2, MCAP) with "
+                             "/glassgem/mask (sensor_msgs/Image mono8, each frame's header) and, with --overlay, "
+                             "/glassgem/overlay (rgb8); --every, --max-frames and --resume work as for videos "
+                             "(docs/ros2.md)")
+    r.add_argument("--topic", default=None, help="the image topic (sensor_msgs/Image or CompressedImage; default: "
+                   "the bag's only one)")
+    r.add_argument("--copy-topics", default=None, metavar="TOPICS",
+                   help="also copy these topics into the output bag: comma-separated names, or 'all'")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_run_predict)
 
 
-def _run_predict(args: argparse.Namespace) -> int:
-    from ..inference.files import collect_inputs
-    from ..inference.predict import check_video_inputs, predict_files
+def _scorer(args: argparse.Namespace):
+    """The scorer the options ask for (PyTorch weights or an ONNX graph, flip-averaged with --tta), its size."""
     from ..inference.scorers import build_scorer
 
-    _check_mask_args(args)
-    photos = collect_inputs(args.inputs, recursive=args.recursive, out=args.out)  # before loading a model
-    check_video_inputs(photos, args.every, args.max_frames)
     if args.onnx:
         if args.weights or args.dtype != "fp32" or args.smoothing is not None:
             raise GlassgemError("--onnx runs an exported fp32 graph (its smoothing included): leave out --weights, "
@@ -67,12 +76,82 @@ def _run_predict(args: argparse.Namespace) -> int:
         from ..inference.scorers import FlipAveraged
 
         scorer = FlipAveraged(scorer)
+    return scorer, size
+
+
+def _run_predict(args: argparse.Namespace) -> int:
+    from ..inference.files import collect_inputs
+    from ..inference.predict import check_video_inputs, predict_files
+    from ..inference.stream import is_stream
+    from ..ros2.bag_input import is_bag
+
+    _check_mask_args(args)
+    if any(is_stream(i) for i in args.inputs):
+        return _run_predict_stream(args)
+    if any(is_bag(i) for i in args.inputs):
+        return _run_predict_bag(args)
+    if args.topic or args.copy_topics:
+        raise GlassgemError("--topic and --copy-topics are for ROS bags (a rosbag2 folder or a .mcap, .db3 or .bag "
+                            "file as the only input)")
+    photos = collect_inputs(args.inputs, recursive=args.recursive, out=args.out)  # before loading a model
+    check_video_inputs(photos, args.every, args.max_frames)
+    scorer, size = _scorer(args)
     summary = predict_files(photos, args.out, scorer, size=size, batch_size=args.batch_size,
                             save_prob=args.save_prob, overlay=args.overlay, progress=not args.quiet,
                             threshold=args.threshold, every=args.every, max_frames=args.max_frames,
                             resume=args.resume)
     print(summary.line())
     return 1 if summary.failed else 0
+
+
+def _run_predict_stream(args: argparse.Namespace) -> int:
+    from ..inference.protocol import check_size, threshold_option
+    from ..inference.stream import predict_stream, stream_name
+    from ..inference.video import check_frame_options, require_av
+
+    if len(args.inputs) > 1:
+        raise GlassgemError(f"{', '.join(args.inputs)}: a live stream is predicted on its own (one stream, no other "
+                            "inputs)")
+    if args.resume or args.topic or args.copy_topics:
+        raise GlassgemError("--resume, --topic and --copy-topics do not apply to a live stream")
+    check_frame_options(args.every, args.max_frames)
+    threshold_option(args.threshold)
+    require_av()
+    scorer, size = _scorer(args)
+    source = args.inputs[0]
+    summary = predict_stream(source, stream_name(source), Path(args.out), scorer,
+                             check_size(size or getattr(scorer, "input_size", 384)), save_prob=args.save_prob,
+                             overlay=args.overlay, threshold=args.threshold, every=args.every,
+                             max_frames=args.max_frames, progress=not args.quiet)
+    print(summary.line())
+    return 1 if summary.error and summary.error != "interrupted" else 0
+
+
+def _run_predict_bag(args: argparse.Namespace) -> int:
+    from ..inference.video import check_frame_options
+    from ..ros2.bag_input import BagInput, require_rosbags
+    from ..ros2.bag_predict import check_paths, predict_bag
+
+    if len(args.inputs) > 1:
+        raise GlassgemError(f"{', '.join(args.inputs)}: a ROS bag is predicted on its own (one bag, no other "
+                            "inputs), its masks go into the output bag --out")
+    if args.save_prob:
+        raise GlassgemError("--save-prob writes image files; a bag's output is a bag: leave it out")
+    check_frame_options(args.every, args.max_frames)
+    require_rosbags()
+    copy = [t.strip() for t in (args.copy_topics or "").split(",") if t.strip()]
+    check_paths(Path(args.inputs[0]), Path(args.out), args.resume)  # a bad bag, topic or --out fails before
+    source = BagInput(args.inputs[0], args.topic, copy)  # a model loads
+    try:
+        source.check_encoding()
+    finally:
+        source.close()
+    scorer, size = _scorer(args)
+    summary = predict_bag(args.inputs[0], args.out, scorer, size=size, batch_size=args.batch_size,
+                          overlay=args.overlay, threshold=args.threshold, topic=args.topic, every=args.every,
+                          max_frames=args.max_frames, copy_topics=copy, resume=args.resume, progress=not args.quiet)
+    print(summary.line())
+    return 1 if summary.skipped else 0
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -16,7 +16,7 @@ from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Optional, Sequence
+from typing import Callable, Iterable, Iterator, Optional, Sequence, TypeVar
 
 import numpy as np
 import torch
@@ -29,6 +29,9 @@ from .protocol import check_size, squash, threshold_option
 from .scorers import Scorer
 from .threads import decode_threads
 from .video import check_frame_options, predict_video, require_av
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 
 @dataclass
@@ -75,17 +78,23 @@ def _load(photo: Photo, size: int) -> _Loaded:
     return _Loaded(photo, rgb, squash(rgb, size))
 
 
-def _prefetch(photos: Iterable[Photo], size: int, window: int) -> Iterator[_Loaded]:
-    """Decode and squash photos in threads.decode_threads() threads (1 on 2 cores: more would take the cores
-    the network's OpenMP threads run on), at most `window` ahead of the consumer, in order."""
+def prefetched(items: Iterable[T], load: Callable[[T], R], window: int) -> Iterator[R]:
+    """load(item) for each item, in threads.decode_threads() threads (1 on 2 cores: more would take the cores
+    the network's OpenMP threads run on), at most `window` ahead of the consumer, in order. Photos here, bag
+    frames in glassgem.ros2.bag_predict."""
     with ThreadPoolExecutor(max_workers=decode_threads()) as pool:
         pending: deque[Future] = deque()
-        for photo in photos:
-            pending.append(pool.submit(_load, photo, size))
+        for item in items:
+            pending.append(pool.submit(load, item))
             if len(pending) >= window:
                 yield pending.popleft().result()
         while pending:
             yield pending.popleft().result()
+
+
+def _prefetch(photos: Iterable[Photo], size: int, window: int) -> Iterator[_Loaded]:
+    """Decoded and squashed photos, prefetched."""
+    return prefetched(photos, lambda photo: _load(photo, size), window)
 
 
 def _batches(loaded: Iterator[_Loaded], batch_size: int) -> Iterator[list[_Loaded]]:
@@ -181,4 +190,4 @@ def predict_files(
     return summary
 
 
-__all__ = ["Summary", "check_video_inputs", "predict_files"]
+__all__ = ["Summary", "check_video_inputs", "predict_files", "prefetched"]

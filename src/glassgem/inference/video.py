@@ -182,7 +182,7 @@ def _done_mask(out: Path, name: str, index: int, save_prob: bool) -> Optional[np
         return None
 
 
-def _csv_text(rows: list[tuple[int, float, float]]) -> str:
+def frames_csv_text(rows: list[tuple[int, float, float]]) -> str:
     buf = _io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(["frame", "time_s", "glass_fraction"])
@@ -268,7 +268,7 @@ def predict_video(
             writer.close(keep=ok)
     if not rows:
         summary.error = summary.error or "no frames could be decoded"
-    atomic_write_text(out / name / FRAMES_CSV, _csv_text(rows))
+    atomic_write_text(out / name / FRAMES_CSV, frames_csv_text(rows))
     if writer is not None and writer.size is not None:
         summary.overlay = writer.path
     summary.seconds = time.perf_counter() - start

@@ -1,0 +1,73 @@
+"""The per-frame logic shared by bags (bag_predict.py) and the live node (node.py), with no ROS import.
+
+FrameProcessor turns decoded frames into masks with the photo protocol of glassgem.inference (squash,
+one scorer call per batch, scores resized back, glass where the glass score wins or above --threshold)
+and into the fields of the output messages. The live node also uses LatestFrame, the one-slot mailbox of
+glassgem.inference.stream (a camera faster than the network overwrites the waiting frame instead of
+queueing it), and RateMeter (frames/s).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Optional, Sequence
+
+import numpy as np
+import torch
+
+from ..inference.protocol import check_size, glass_mask, squash, unsquash
+from ..inference.scorers import Scorer
+from ..inference.stream import LatestFrame, RateMeter  # the node's mailbox and rate log, shared with live streams
+from ..viz.overlay import overlay_mask
+from .messages import message_to_rgb, mono8_fields, rgb8_fields
+
+
+@dataclass
+class FrameOutput:
+    """One frame's result: the {0,1} mask at the frame's size, and the fields of the messages to publish."""
+
+    mask: np.ndarray
+    mask_fields: dict[str, Any]
+    overlay_fields: Optional[dict[str, Any]] = None
+
+
+class FrameProcessor:
+    """Frames -> masks and output message fields, with any scorer (GEM, ONNX, flip-averaged)."""
+
+    def __init__(self, scorer: Scorer, size: Optional[int] = None, threshold: Optional[float] = None,
+                 overlay: bool = False) -> None:
+        self.scorer = scorer
+        self.size = check_size(size or getattr(scorer, "input_size", 384))
+        self.threshold, self.overlay = threshold, overlay
+
+    def prepare(self, msg: Any, msgtype: str) -> tuple[np.ndarray, torch.Tensor]:
+        """Decode a message and squash it to the network size: (RGB frame, float [3,s,s]). Safe to run in
+        a decoding thread; raises DataError (UnsupportedEncoding) for a frame it cannot read."""
+        rgb = message_to_rgb(msg, msgtype)
+        return rgb, squash(rgb, self.size)
+
+    def masks(self, frames: Sequence[np.ndarray], squashed: Optional[Sequence[torch.Tensor]] = None
+              ) -> list[np.ndarray]:
+        """uint8 {0,1} masks at each frame's size, one scorer call for the batch."""
+        if not frames:
+            return []
+        batch = torch.stack(list(squashed) if squashed is not None else [squash(f, self.size) for f in frames])
+        with torch.no_grad():
+            scores = self.scorer(batch).float().cpu()
+        return [glass_mask(unsquash(s[None], f.shape[:2])[0], self.threshold).numpy() for f, s in zip(frames, scores)]
+
+    def outputs(self, frames: Sequence[np.ndarray], squashed: Optional[Sequence[torch.Tensor]] = None
+                ) -> list[FrameOutput]:
+        """Masks and the fields of the mask (mono8, 0/255) and, with `overlay`, overlay (rgb8) messages."""
+        result = []
+        for frame, mask in zip(frames, self.masks(frames, squashed)):
+            over = rgb8_fields(overlay_mask(frame, mask)) if self.overlay else None
+            result.append(FrameOutput(mask, mono8_fields(mask), over))
+        return result
+
+    def process(self, msg: Any, msgtype: str) -> FrameOutput:
+        """One message -> its FrameOutput (the live node's path: one frame per scorer call)."""
+        rgb, squashed = self.prepare(msg, msgtype)
+        return self.outputs([rgb], [squashed])[0]
+
+
+__all__ = ["FrameOutput", "FrameProcessor", "LatestFrame", "RateMeter"]
