@@ -6,6 +6,7 @@ Everything is tiny and generated here: 48x40 photos, the debug model (128²), no
 from __future__ import annotations
 
 import errno
+import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +18,7 @@ import torch
 from PIL import Image
 
 from glassgem.cli import main
+from glassgem.config import train_preset
 
 torch.set_num_threads(1)
 
@@ -75,7 +77,7 @@ def world(tmp_path_factory) -> dict[str, Path]:
     (w["run"] / "checkpoints").mkdir(parents=True)
     (w["run"] / "checkpoints" / "step_0000010.pt").write_bytes(b"checkpoint bytes")
     (w["run"] / "log.csv").write_text("step,loss\n10,0.5\n")
-    (w["run"] / "config.json").write_text("{}")
+    (w["run"] / "config.json").write_text(json.dumps(train_preset("debug").to_dict()))
     (w["run"] / "best").mkdir()
     w["loop"] = t / "loop"
     w["loop"].symlink_to(w["loop"])

@@ -40,7 +40,8 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
     v.add_argument("--every", type=int, default=1, metavar="N", help="score every N-th frame (default 1: all)")
     v.add_argument("--max-frames", type=int, default=None, metavar="M", help="stop after M scored frames")
     v.add_argument("--resume", action="store_true",
-                   help="keep the frame masks an interrupted run already wrote and score only the rest")
+                   help="keep what an interrupted run already wrote (photos whose outputs are there and "
+                   "decode, a video's frame masks) and score only the rest")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_run_predict)
 
