@@ -5,12 +5,13 @@ protects (earlier results, inputs) are unchanged and no temporary or half-writte
 Everything is tiny and generated here: 48x40 photos, the debug model (128²), no network, no GPU."""
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 import pytest
@@ -81,7 +82,51 @@ def world(tmp_path_factory) -> dict[str, Path]:
     (w["run"] / "best").mkdir()
     w["loop"] = t / "loop"
     w["loop"].symlink_to(w["loop"])
+    _safety_world(w)
     return w
+
+
+# config.json fields of a model folder that must be refused on load (issue: each loaded or crashed late)
+BAD_CONFIGS = {"hidden_str": {"hidden_dim": "128"}, "queries_neg": {"num_queries": -5},
+               "hidden_float": {"hidden_dim": 1e12}, "hidden_huge": {"hidden_dim": 10 ** 12},
+               "std_zero": {"pixel_std": [0, 0, 0]}, "layers_0": {"dec_layers": 0}, "nheads_3": {"nheads": 3},
+               "dqs_str": {"use_dqs": "no"}, "dn_bogus": {"dn": "bogus"}, "name_null": {"name": None}}
+PLAN = 'name = "p"\n[data]\nreal = ""\neval = ""\n[[runs]]\nname = {name}\nfinetune = "real"\nscale = {scale}\n'
+
+
+def _safety_world(w: dict[str, Path]) -> None:
+    """Inputs of the rows that guard against lost files, writes outside --out and unchecked files."""
+    t = w["t"]
+    cfg = json.loads((w["model"] / "config.json").read_text())
+    for key, change in BAD_CONFIGS.items():
+        folder = t / "bad_config" / key
+        folder.mkdir(parents=True)
+        (folder / "model.safetensors").write_bytes((w["model"] / "model.safetensors").read_bytes())
+        (folder / "config.json").write_text(json.dumps({**cfg, **change}))
+    from safetensors.torch import load_file, save_file
+
+    sd = load_file(str(w["model"] / "model.safetensors"))
+    w["partial_model"] = t / "partial_model"
+    w["partial_model"].mkdir()
+    (w["partial_model"] / "config.json").write_text(json.dumps(cfg))
+    keep = next(k for k in sorted(sd) if k.startswith("decoder."))
+    save_file({keep: sd[keep]}, str(w["partial_model"] / "model.safetensors"))
+    w["corrupt_pth"] = t / "corrupt.pth"
+    w["corrupt_pth"].write_bytes(b"\x80\x02corrupt garbage here")
+    w["nested"], w["outside"] = t / "nested", t / "outside"
+    _png(w["nested"] / "sub" / "q.png", np.full((40, 48, 3), 90, np.uint8))
+    (w["outside"]).mkdir()
+    (w["outside"] / "q.png").write_bytes(b"a file of someone else, outside --out")
+    w["plans"] = t / "plans"
+    w["plans"].mkdir()
+    for key, name, scale in (("escape", '"../../../escaped_run"', 1), ("absolute", f'"{t}/abs_run"', 1),
+                             ("dot", '"."', 1), ("scale_str", '"r"', '"big"'), ("scale_neg", '"r"', -3),
+                             ("ok", '"r"', 1)):
+        (w["plans"] / f"{key}.toml").write_text(PLAN.format(name=name, scale=scale))
+    (w["plans"] / "latin1.toml").write_bytes(PLAN.format(name='"r"', scale=1).encode() + b"# caf\xe9\n")
+    w["fifo"] = t / "fifo.png"
+    os.mkfifo(w["fifo"])
+    w["wide"] = _png(t / "wide" / "wide.png", np.full((1, 70000, 3), 120, np.uint8))
 
 
 @dataclass
@@ -93,6 +138,8 @@ class Case:
     env: dict[str, str] = field(default_factory=dict)
     patch: Callable | None = None  # (monkeypatch) -> None, e.g. a full disk
     stream: str = "err"  # where the one error line is printed (data check reports on stdout)
+    setup: Callable | None = None  # (out, world) -> a context held while the command runs (earlier results, a lock)
+    absent: tuple[str, ...] = ()  # words the output must not contain
 
 
 def _full_disk(monkeypatch) -> None:
@@ -187,6 +234,140 @@ CASES = [
 ]
 
 
+def _no_fsync_space(monkeypatch) -> None:
+    """A disk that fills while a file is written: the OSError carries no file name (as the kernel's)."""
+    import glassgem.io
+
+    def no_space(fd):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(glassgem.io.os, "fsync", no_space)
+
+
+def _read_only_out(monkeypatch) -> None:
+    import glassgem.inference.predict as predict
+
+    def refuse(*args, **kwargs):
+        raise PermissionError(errno.EACCES, os.strerror(errno.EACCES))
+
+    monkeypatch.setattr(predict.tempfile, "TemporaryFile", refuse)
+
+
+@contextlib.contextmanager
+def _folder(out: Path, world) -> Iterator[None]:
+    out.mkdir(parents=True)
+    yield
+
+
+@contextlib.contextmanager
+def _link_out(out: Path, world) -> Iterator[None]:
+    """--out holds a folder symlink to a folder outside it, named as a subfolder of the input."""
+    out.mkdir(parents=True)
+    (out / "sub").symlink_to(world["outside"], target_is_directory=True)
+    yield
+
+
+@contextlib.contextmanager
+def _locked(out: Path, world) -> Iterator[None]:
+    from glassgem.locks import folder_lock
+
+    with folder_lock(out / "run" if (out / "run").exists() else out):
+        yield
+
+
+@contextlib.contextmanager
+def _locked_run(out: Path, world) -> Iterator[None]:
+    (out / "run").mkdir(parents=True)
+    with _locked(out, world):
+        yield
+
+
+def _earlier(*argv: str) -> Callable:
+    """A setup that runs an earlier command (formatted like the row) into the row's --out first."""
+    @contextlib.contextmanager
+    def setup(out: Path, world) -> Iterator[None]:
+        fmt = {k: str(v) for k, v in world.items()} | {"out": str(out)}
+        assert main([a.format(**fmt) for a in argv]) == 0
+        yield
+    return setup
+
+
+PREDICT = ["predict", "{photos}", "--out", "{out}", "--weights", "{model}", "--quiet"]
+SYNTH = ["synth", "procedural", "--out", "{out}", "--size", "64x48", "--backgrounds", "{photos}"]
+SAFETY_CASES = [
+    # 1. no input is overwritten or written into
+    *[Case(f"evaluate-save-masks-into-{d or 'data'}", ["evaluate", "--data", "{data}", "--weights", "{model}",
+                                                        "--save-masks", f"{{data}}/{d}"], 2, ("--save-masks", "{data}"))
+      for d in ("masks", "images", "")],
+    Case("evaluate-json-onto-a-mask", ["evaluate", "--data", "{data}", "--weights", "{model}", "--json",
+                                       "{data}/masks/s0.png"], 2, ("--json", "s0.png")),
+    Case("evaluate-report-into-masks", ["evaluate", "--data", "{data}", "--weights", "{model}", "--report",
+                                        "{data}/masks"], 2, ("--report", "{data}/masks")),
+    Case("evaluate-masks-json-onto-gt", ["evaluate-masks", "--pred", "{pred}", "--gt", "{gt}", "--resize-pred",
+                                         "--json", "{gt}/a.png"], 2, ("--json", "{gt}/a.png")),
+    Case("evaluate-masks-report-into-pred", ["evaluate-masks", "--pred", "{pred}", "--gt", "{gt}", "--resize-pred",
+                                             "--report", "{pred}/r"], 2, ("--report", "{pred}")),
+    Case("train-out-inside-data", TRAIN[:6] + ["{data}/run"] + TRAIN[7:], 2, ("--out", "{data}/run")),
+    Case("convert-into-its-source", ["convert", "{random_pth}", "{random_pth}"], 2, ("{random_pth}",)),
+    Case("average-into-a-source", ["average", "{model}", "--out", "{model}"], 2, ("--out", "{model}")),
+    # 2. nothing written outside --out
+    *[Case(f"experiment-run-name-{k}", ["experiment", "run", f"{{plans}}/{k}.toml", "--out", "{out}"], 2,
+           (f"{k}.toml", "name")) for k in ("escape", "absolute", "dot")],
+    Case("predict-through-a-symlink-in-out", ["predict", "{nested}", "--recursive", "--out", "{out}", "--weights",
+                                              "{model}", "--quiet"], 2, ("--out", "outside"), setup=_link_out),
+    # 3. a model folder's config.json is validated on load (predict; evaluate and export read it alike)
+    *[Case(f"predict-config-{k}", ["predict", "{photos}", "--out", "{out}", "--weights", f"{{t}}/bad_config/{k}"],
+           2, (f"bad_config/{k}/config.json", next(iter(v)))) for k, v in BAD_CONFIGS.items()],
+    Case("evaluate-config-bad", ["evaluate", "--data", "{data}", "--weights", "{t}/bad_config/nheads_3"], 2,
+         ("config.json", "nheads")),
+    Case("export-config-bad", ["export", "onnx", "--weights", "{t}/bad_config/std_zero", "--out", "{out}/m.onnx"], 2,
+         ("config.json", "pixel_std")),
+    *[Case(f"train-set-{s.split('=')[0]}", TRAIN + [s], 2, (s.split("=")[0],))
+      for s in ("model.pixel_std=[0,0,0]", "model.nheads=3", "model.hidden_dim=100000", "model.dn=bogus")],
+    # 4. weights missing from a file are refused
+    Case("predict-weights-partial", ["predict", "{photos}", "--out", "{out}", "--weights", "{partial_model}"], 2,
+         ("partial_model", "not in it")),
+    # 5. plan files
+    *[Case(f"experiment-plan-{k}", ["experiment", "run", f"{{plans}}/{k}.toml", "--out", "{out}"], 2,
+           (f"{k}.toml", word)) for k, word in (("scale_str", "scale"), ("scale_neg", "scale"), ("latin1", "UTF-8"))],
+    # 6. thread and worker counts bounded by the CPUs
+    Case("bench-threads-huge", ["bench", "--model", "debug", "--size", "64", "--runs", "1", "--threads", "100000"],
+         2, ("--threads", "100000")),
+    Case("evaluate-masks-workers-huge", ["evaluate-masks", "--pred", "{pred}", "--gt", "{gt}", "--workers",
+                                         "100000"], 2, ("--workers",)),
+    Case("synth-workers-huge", SYNTH + ["--n", "1", "--workers", "100000"], 2, ("--workers",)),
+    Case("experiment-budget-threads-huge", ["experiment", "run", "{plans}/ok.toml", "--out", "{out}", "--set",
+                                            "budget.threads=100000"], 2, ("budget.threads",)),
+    # 9. a synthesis folder is never shrunk below what it holds
+    Case("synth-smaller-n", SYNTH + ["--n", "1"], 2, ("--n 1", "3 scenes"), setup=_earlier(*SYNTH, "--n", "3")),
+    # 10. predict --resume keeps the photos an earlier run finished (their files untouched)
+    Case("predict-resume-photos", PREDICT + ["--resume"], 0, ("wrote 0", "kept 2"), stream="out",
+         setup=_earlier(*PREDICT)),
+    # 11. one process per run folder
+    Case("train-run-folder-locked", TRAIN[:6] + ["{out}/run", "--resume"] + TRAIN[7:], 2,
+         ("--out", "{out}/run", "in use", "process"), setup=_locked_run),
+    Case("experiment-folder-locked", ["experiment", "run", "{plans}/ok.toml", "--out", "{out}"], 2,
+         ("--out", "{out}", "in use"), setup=_locked),
+    # 12. --resume never switches the model silently
+    Case("train-resume-other-preset", ["train", "--preset", "gem-lite", "--data", "{data}", "--out", "{run}",
+                                       "--resume"], 2, ("--preset gem-lite", "debug")),
+    # 13, 14. inputs that are not files, messages that name the file
+    Case("predict-fifo-input", ["predict", "{fifo}", "--out", "{out}"], 2, ("{fifo}", "FIFO")),
+    Case("predict-weights-corrupt-pth", ["predict", "{photos}", "--out", "{out}", "--weights", "{corrupt_pth}"], 2,
+         ("{corrupt_pth}",), absent=("weights_only", "add_safe_globals")),
+    Case("evaluate-json-full-disk", ["evaluate", "--data", "{data}", "--weights", "{model}", "--json",
+                                     "{out}/m.json"], 1, ("{out}/m.json", "No space left"), patch=_no_fsync_space),
+    Case("evaluate-masks-json-is-a-folder", ["evaluate-masks", "--pred", "{pred}", "--gt", "{gt}", "--resize-pred",
+                                             "--json", "{out}"], 2, ("--json", "{out}", "folder"), setup=_folder),
+    Case("export-out-is-a-folder", ["export", "onnx", "--weights", "{model}", "--out", "{out}"], 2,
+         ("--out", "{out}", "folder"), setup=_folder),
+    Case("predict-out-read-only", PREDICT, 2, ("--out", "{out}", "Permission denied"), patch=_read_only_out),
+    Case("predict-overlay-beyond-jpeg", ["predict", "{wide}", "--out", "{out}", "--weights", "{model}", "--quiet",
+                                         "--overlay"], 1, ("wide_overlay.jpg", "JPEG", "65535")),
+]
+CASES += SAFETY_CASES
+
+
 def _snapshot(root: Path) -> dict[str, bytes]:
     return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
             if p.is_file() and not p.is_symlink()}
@@ -202,7 +383,11 @@ def test_bad_input(case: Case, world, tmp_path, capsys, monkeypatch):
     if case.patch:
         case.patch(monkeypatch)
     before = _snapshot(world["t"])
-    code = main(argv)
+    with case.setup(out, world) if case.setup else contextlib.nullcontext():
+        capsys.readouterr()
+        earlier = _snapshot(tmp_path)
+        code = main(argv)
+        later = _snapshot(tmp_path)
     captured = capsys.readouterr()
     text = captured.err if case.stream == "err" else captured.out
     assert "Traceback" not in captured.err + captured.out, captured.err
@@ -214,5 +399,41 @@ def test_bad_input(case: Case, world, tmp_path, capsys, monkeypatch):
         errors = [line for line in captured.err.splitlines() if "error:" in line]
         assert len(errors) == 1 and errors == lines[:1], captured.err  # one line, and it is the one naming it
     assert _snapshot(world["t"]) == before  # no input or earlier result changed, nothing added there
+    if code == 2 or case.id == "predict-resume-photos":  # refused (or nothing left to do): nothing written
+        assert later == earlier, sorted(set(later) ^ set(earlier))
+    assert not [w for w in case.absent if w in captured.err + captured.out], captured.err
+    escaped = [p for p in tmp_path.rglob("*") if p.is_file() and not p.is_symlink() and out not in p.parents]
+    assert not escaped  # nothing written beside --out
     leftovers = [p for p in tmp_path.rglob("*") if p.name.endswith(".tmp")]
     assert not leftovers
+
+
+def test_python_api_refuses_bad_input_by_name(world, tmp_path):
+    """The library's own entry points: a bad size, an unreadable PIL image, a folder, a bad config, a partial
+    weights file (strict by default; strict=False loads it with a warning)."""
+    from glassgem import GEM
+    from glassgem.config import ModelConfig
+    from glassgem.errors import CheckpointError, DataError
+
+    model = GEM.from_pretrained(world["model"])
+    photo = np.full((40, 48, 3), 100, np.uint8)
+    for size in (0, -32, 100, "384", True):
+        with pytest.raises(DataError, match="test size"):
+            model.predict(photo, size=size)
+    closed = Image.open(world["photos"] / "p0.png")
+    closed.close()
+    truncated_path = tmp_path / "cut.png"
+    truncated_path.write_bytes((world["photos"] / "p0.png").read_bytes()[:60])
+    for image, name in ((closed, "p0.png"), (Image.open(truncated_path), "cut.png")):
+        with pytest.raises(DataError, match=f"{name}.*cannot read"):
+            model.predict(image)
+    with pytest.raises(DataError, match="a folder, not an image file"):
+        model.predict(str(world["photos"]))
+    with pytest.raises(CheckpointError, match=r"nheads_3/config.json.*multiple of nheads=3"):
+        GEM.from_pretrained(world["t"] / "bad_config" / "nheads_3")
+    with pytest.raises(Exception, match="pixel_std"):
+        GEM(ModelConfig(name="debug", encoder="debug", pixel_std=(0.0, 0.0, 0.0)))
+    with pytest.raises(CheckpointError, match="partial_model.*not in it"):
+        GEM.from_pretrained(world["partial_model"])
+    with pytest.warns(UserWarning, match="missing keys"):
+        GEM.from_pretrained(world["partial_model"], strict=False)

@@ -165,7 +165,7 @@ def predict_files(
                     try:
                         write_prediction(out, item.photo.name, item.rgb, next(rows), save_prob, overlay, threshold)
                         summary.written += 1
-                    except OSError as e:
+                    except (OSError, DataError) as e:  # a full disk; a picture no JPEG can hold
                         item.error = f"{item.photo.path}: cannot write its outputs to {out} ({e})"
                 if item.error is not None:
                     summary.failed.append((item.photo.path, item.error))
