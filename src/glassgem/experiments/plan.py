@@ -242,7 +242,6 @@ def _check_run(run: RunSpec, where: str) -> None:
     if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not math.isfinite(scale) or scale < 0:
         raise ConfigError(f"{where} ({run.name}): scale = {scale!r}: expected a number >= 0 (multiples of the real "
                           "training set; 0 = all of the pretraining set)")
-    run.scale = float(scale)
     if not isinstance(run.set, list) or not all(isinstance(s, str) for s in run.set):
         raise ConfigError(f"{where} ({run.name}): set = {run.set!r}: expected a list of \"key=value\" strings")
     if not isinstance(run.paper, dict) or not all(isinstance(v, (int, float)) and not isinstance(v, bool)
