@@ -127,6 +127,15 @@ def _safety_world(w: dict[str, Path]) -> None:
     w["fifo"] = t / "fifo.png"
     os.mkfifo(w["fifo"])
     w["wide"] = _png(t / "wide" / "wide.png", np.full((1, 70000, 3), 120, np.uint8))
+    for name, (h, wd) in (("exif_square", (40, 40)), ("exif_turned", (40, 48))):  # tag 6: read turned 90 degrees
+        root = _dataset(t / name, n=1)
+        exif = Image.Exif()
+        exif[0x0112] = 6
+        Image.open(root / "images" / "s0.png").convert("RGB").resize((wd, h)).save(root / "images" / "s0.jpg",
+                                                                                  exif=exif)
+        (root / "images" / "s0.png").unlink()
+        Image.open(root / "masks" / "s0.png").resize((wd, h), Image.NEAREST).save(root / "masks" / "s0.png")
+        w[name] = root
 
 
 @dataclass
@@ -351,6 +360,13 @@ SAFETY_CASES = [
     # 12. --resume never switches the model silently
     Case("train-resume-other-preset", ["train", "--preset", "gem-lite", "--data", "{data}", "--out", "{run}",
                                        "--resume"], 2, ("--preset gem-lite", "debug")),
+    # 8. EXIF orientation of a photo beside a mask stored as drawn
+    Case("data-check-exif-square", ["data", "check", "{exif_square}"], 0, ("s0.jpg", "EXIF orientation tag (6)"),
+         stream="out"),
+    Case("data-check-exif-turned", ["data", "check", "{exif_turned}"], 1, ("s0.png", "EXIF orientation tag (6)"),
+         stream="out"),
+    Case("evaluate-exif-turned", ["evaluate", "--data", "{exif_turned}", "--weights", "{model}"], 2,
+         ("s0.png", "EXIF orientation")),
     # 13, 14. inputs that are not files, messages that name the file
     Case("predict-fifo-input", ["predict", "{fifo}", "--out", "{out}"], 2, ("{fifo}", "FIFO")),
     Case("predict-weights-corrupt-pth", ["predict", "{photos}", "--out", "{out}", "--weights", "{corrupt_pth}"], 2,

@@ -107,6 +107,29 @@ def load_image(path: str | os.PathLike, max_pixels: int = MAX_PIXELS) -> np.ndar
     return pil_to_rgb(img)
 
 
+EXIF_ORIENTATION = 0x0112
+ROTATING = (5, 6, 7, 8)  # EXIF orientations that swap width and height
+
+
+def exif_note(orientation: int) -> str:
+    """What an EXIF orientation tag other than 1 does to a photo beside its mask, for messages ('' for 1)."""
+    if orientation in (None, 1) or not 2 <= orientation <= 8:
+        return ""
+    what = "rotates" if orientation in ROTATING else "flips or turns"
+    return (f"the photo's EXIF orientation tag ({orientation}) {what} it when read, the mask is used as stored; "
+            "store the photo upright without the tag, or turn the mask to match")
+
+
+def exif_orientation(path: str | os.PathLike) -> int:
+    """The EXIF orientation tag of an image file (1 when absent or unreadable)."""
+    try:
+        with Image.open(path) as img:
+            value = img.getexif().get(EXIF_ORIENTATION, 1)
+        return int(value) if isinstance(value, int) else 1
+    except Exception:  # the caller reads the image anyway and reports what is wrong with it
+        return 1
+
+
 def pil_to_rgb(img: Image.Image) -> np.ndarray:
     """A loaded PIL image of any mode -> uint8 RGB (H, W, 3), as load_image converts (no EXIF step)."""
     if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
