@@ -94,6 +94,22 @@ BAD_CONFIGS = {"hidden_str": {"hidden_dim": "128"}, "queries_neg": {"num_queries
 PLAN = 'name = "p"\n[data]\nreal = ""\neval = ""\n[[runs]]\nname = {name}\nfinetune = "real"\nscale = {scale}\n'
 
 
+def _clip(path: Path, n: int, options: dict[str, str]) -> Path:
+    """A video of `n` noise frames at 10 frames/s (the video extra, part of the dev extra)."""
+    import av
+
+    rng = np.random.default_rng(0)
+    with av.open(str(path), "w", options=options) as c:
+        s = c.add_stream("libx264", rate=10)
+        s.height, s.width, s.pix_fmt = 48, 64, "yuv420p"
+        for _ in range(n):
+            for packet in s.encode(av.VideoFrame.from_ndarray(rng.integers(0, 255, (48, 64, 3), np.uint8))):
+                c.mux(packet)
+        for packet in s.encode():
+            c.mux(packet)
+    return path
+
+
 def _safety_world(w: dict[str, Path]) -> None:
     """Inputs of the rows that guard against lost files, writes outside --out and unchecked files."""
     t = w["t"]
@@ -127,6 +143,11 @@ def _safety_world(w: dict[str, Path]) -> None:
     w["fifo"] = t / "fifo.png"
     os.mkfifo(w["fifo"])
     w["wide"] = _png(t / "wide" / "wide.png", np.full((1, 70000, 3), 120, np.uint8))
+    for ext, options in (("mkv", {}), ("mp4", {"movflags": "faststart"})):  # 30 frames, cut to 60% of the bytes
+        data = _clip(t / f"whole.{ext}", 30, options).read_bytes()
+        (t / f"whole.{ext}").unlink()
+        (t / "cut").mkdir(exist_ok=True)
+        (t / "cut" / f"cut.{ext}").write_bytes(data[: int(len(data) * 0.6)])
     for name, (h, wd) in (("exif_square", (40, 40)), ("exif_turned", (40, 48))):  # tag 6: read turned 90 degrees
         root = _dataset(t / name, n=1)
         exif = Image.Exif()
@@ -360,6 +381,10 @@ SAFETY_CASES = [
     # 12. --resume never switches the model silently
     Case("train-resume-other-preset", ["train", "--preset", "gem-lite", "--data", "{data}", "--out", "{run}",
                                        "--resume"], 2, ("--preset gem-lite", "debug")),
+    # 7. a video cut short is reported (exit 1), its frames up to there kept
+    *[Case(f"predict-video-cut-{ext}", ["predict", f"{{t}}/cut/cut.{ext}", "--out", "{out}", "--weights", "{model}",
+                                        "--quiet"], 1, (f"cut.{ext}", word)) for ext, word in
+      (("mkv", "declares 30 frames"), ("mp4", "cannot decode the video"))],
     # 8. EXIF orientation of a photo beside a mask stored as drawn
     Case("data-check-exif-square", ["data", "check", "{exif_square}"], 0, ("s0.jpg", "EXIF orientation tag (6)"),
          stream="out"),
