@@ -5,7 +5,7 @@ import argparse
 import json
 
 from ..errors import GlassgemError
-from .common import _add_group
+from .common import _add_group, _refuse_writing_inputs
 
 
 # `glassgem data <what>`: dataset tools.
@@ -38,6 +38,7 @@ def _run_data_check(args: argparse.Namespace) -> int:
 
     if args.dir is None and args.images is None:
         raise GlassgemError("data check: give a dataset folder, or --images and --masks")
+    _refuse_writing_inputs({"--json": args.json}, [args.dir, args.images, args.masks])
     report = check_dataset(args.dir, layout=args.layout, split=args.split, images=args.images,
                            masks=args.masks, strict=args.strict)  # progress bar on big sets
     print(report.to_text())
