@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from ..errors import GlassgemError
 from .common import (_add_data_args, _add_mask_args, _add_report_args, _check_mask_args, _finish_report, _make_report,
@@ -43,8 +42,7 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     _check_mask_args(args)
     report = _make_report(args)
     outputs = {"--save-masks": args.save_masks, "--json": args.json, "--report": args.report}
-    weights = args.weights if args.weights and Path(args.weights).exists() else None
-    _refuse_writing_inputs(outputs, [args.data, weights])
+    _refuse_writing_inputs(outputs, [args.data, args.weights])  # (a Hub id is no local path: skipped)
     pairs = load_pairs(_spec(args, "data"))
     _refuse_writing_inputs(outputs, _pair_folders(pairs))  # a layout may keep images or masks elsewhere
     model, device, dtype = load_model_for_inference(args.weights, args.device, args.dtype, args.smoothing)
