@@ -341,7 +341,9 @@ SAFETY_CASES = [
          ("--json", "s0.png")),
     Case("visualize-out-onto-its-photo", ["visualize", "queries", "{photos}/p0.png", "--weights", "{model}", "--out",
                                           "{photos}/p0.png"], 2, ("--out", "p0.png")),
-    Case("train-out-inside-data", TRAIN[:6] + ["{data}/run"] + TRAIN[7:], 2, ("--out", "{data}/run")),
+    Case("train-out-is-the-data", TRAIN[:6] + ["{data}"] + TRAIN[7:], 2, ("--out", "{data}", "the input")),
+    Case("train-out-inside-init-from", TRAIN + ["--init-from", "{model}"] + ["--out", "{model}/run"], 2,
+         ("--out", "{model}/run")),
     Case("convert-into-its-source", ["convert", "{random_pth}", "{random_pth}"], 2, ("{random_pth}",)),
     Case("average-into-a-source", ["average", "{model}", "--out", "{model}"], 2, ("--out", "{model}")),
     # 2. nothing written outside --out

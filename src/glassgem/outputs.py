@@ -31,20 +31,23 @@ def is_within(path: Path, folder: Path) -> bool:
 
 
 def check_not_input(output: Optional[str | os.PathLike], inputs: Iterable[Optional[str | os.PathLike]],
-                    option: str) -> Optional[Path]:
-    """Refuse (DataError naming `option`) an `output` that is one of `inputs` (files or folders; None ones are
-    skipped) or lies inside one of them. -> the resolved output, or None when there is no output."""
+                    option: str, roots: Iterable[Optional[str | os.PathLike]] = ()) -> Optional[Path]:
+    """Refuse (DataError naming `option`) an `output` that is one of `inputs` (files, or folders that hold input
+    files; None ones are skipped) or lies inside one of them, or that is one of `roots` (folders whose input
+    files lie in subfolders, e.g. a data set's images/ and masks/: a report beside those is fine).
+    -> the resolved output, or None when there is no output."""
     if output is None:
         return None
     out = resolved(output, f"{option} {output}")
-    for item in inputs:
+    inputs = [(item, True) for item in inputs] + [(item, False) for item in roots]
+    for item, holds_files in inputs:
         if item is None or not os.path.lexists(item):
             continue
         src = resolved(item, str(item))
         if out == src:
             raise DataError(f"{option} {output}: this is the input {item}; writing there would overwrite it; "
                             f"choose another {option}")
-        if src.is_dir() and is_within(out, src):
+        if holds_files and src.is_dir() and is_within(out, src):
             raise DataError(f"{option} {output}: inside the input folder {item}; writing there would overwrite or "
                             f"mix with its files; choose another {option} outside it")
     return out

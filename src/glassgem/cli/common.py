@@ -142,17 +142,18 @@ def _check_mask_args(args: argparse.Namespace) -> None:
         check_smoothing(args.smoothing)
 
 
-def _refuse_writing_inputs(outputs: dict[str, object], inputs, files: tuple[str, ...] = ("--json",)) -> None:
+def _refuse_writing_inputs(outputs: dict[str, object], inputs, files: tuple[str, ...] = ("--json",),
+                           roots=()) -> None:
     """Refuse, before any work, each output (option -> file or folder; None: not asked for) that is one of
-    `inputs` or inside one of them (glassgem.outputs.check_not_input): no input is ever overwritten. The
-    options in `files` name files, and an existing folder there is refused too."""
+    `inputs` or inside one of them, or one of `roots` (data set folders; glassgem.outputs.check_not_input): no
+    input is ever overwritten. The options in `files` name files, and an existing folder there is refused too."""
     from ..outputs import check_file_output, check_not_input
 
-    inputs = [i for i in inputs if i is not None]
+    inputs, roots = [i for i in inputs if i is not None], [r for r in roots if r is not None]
     for option, path in outputs.items():
         if option in files:
             check_file_output(path, option)
-        check_not_input(path, inputs, option)
+        check_not_input(path, inputs, option, roots)
 
 
 def _pair_folders(pairs) -> set:

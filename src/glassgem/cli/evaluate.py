@@ -42,9 +42,9 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     _check_mask_args(args)
     report = _make_report(args)
     outputs = {"--save-masks": args.save_masks, "--json": args.json, "--report": args.report}
-    _refuse_writing_inputs(outputs, [args.data, args.weights])  # (a Hub id is no local path: skipped)
+    _refuse_writing_inputs(outputs, [args.weights], roots=[args.data])  # (a Hub id is no local path: skipped)
     pairs = load_pairs(_spec(args, "data"))
-    _refuse_writing_inputs(outputs, _pair_folders(pairs))  # a layout may keep images or masks elsewhere
+    _refuse_writing_inputs(outputs, _pair_folders(pairs))  # the folders of its images and masks
     model, device, dtype = load_model_for_inference(args.weights, args.device, args.dtype, args.smoothing)
     size = args.size if args.size is not None else model.cfg.image_size
     results = evaluate_model(model, pairs, size=size, batch_size=args.batch_size, device=device, dtype=dtype,

@@ -40,7 +40,7 @@ def _run_train(args: argparse.Namespace) -> int:
 
     if args.data is None:
         raise GlassgemError("--data is required")
-    _refuse_writing_inputs({"--out": args.out}, [args.data, args.val, args.init_from])
+    _refuse_writing_inputs({"--out": args.out}, [args.init_from], roots=[args.data, args.val])
     saved = Path(args.out) / "config.json"
     if not args.resume:
         _refuse_existing_run(Path(args.out))

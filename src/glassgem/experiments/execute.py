@@ -161,7 +161,7 @@ def run_plan(plan: Plan, out: str | Path, budget_name: str = "smoke", sets: Opti
             raise ConfigError(f"--only {name}: plan {plan.name} has no such run (it has {', '.join(names)})")
     folders = {**plan.data, **ov.data}
     configs, skipped = preflight(plan, budget, ov.config, folders)
-    check_not_input(out, [f for f in folders.values() if f], "--out")
+    check_not_input(out, [], "--out", roots=[f for f in folders.values() if f])  # never a data set's folder
     with folder_lock(out):
         return _run_locked(plan, out, budget, sets, only, folders, configs, skipped, progress)
 
