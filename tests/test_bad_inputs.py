@@ -1,11 +1,14 @@
 """One table of bad inputs x commands. Every row runs the `glassgem` command in-process and asserts:
 its exit code; one error line naming the file or option (no traceback); and that the files the row
-protects (earlier results, inputs) are unchanged and no temporary or half-written file is left.
+protects (earlier results, inputs) are unchanged, no temporary or half-written file is left and nothing is
+written beside the row's output folder (a refused command writes nothing at all).
 
 Everything is tiny and generated here: 48x40 photos, the debug model (128²), no network, no GPU."""
 from __future__ import annotations
 
+import contextlib
 import errno
+import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,28 +19,15 @@ import pytest
 import torch
 from PIL import Image
 
+from bad_input_fixtures import (BAD_CONFIGS, _dataset, _earlier, _folder, _link_out, _locked, _locked_run,
+                                _no_fsync_space, _png, _read_only_out, _safety_world)
 from glassgem.cli import main
+from glassgem.config import train_preset
 
 torch.set_num_threads(1)
 
 
 # ------------------------------------------------------------------------------------ the world
-def _png(path: Path, arr: np.ndarray) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(arr).save(path)
-    return path
-
-
-def _dataset(root: Path, mask_values=(0, 255), n: int = 3) -> Path:
-    for i in range(n):
-        _png(root / "images" / f"s{i}.png", np.full((40, 48, 3), 60 + 20 * i, np.uint8))
-        mask = np.full((40, 48), mask_values[0], np.uint8)
-        for j, v in enumerate(mask_values[1:]):
-            mask[4 + 8 * j: 10 + 8 * j, 4:40] = v
-        _png(root / "masks" / f"s{i}.png", mask)
-    return root
-
-
 @pytest.fixture(scope="module")
 def world(tmp_path_factory) -> dict[str, Path]:
     """Inputs shared by the rows (never modified by them: every row checks that)."""
@@ -75,13 +65,15 @@ def world(tmp_path_factory) -> dict[str, Path]:
     (w["run"] / "checkpoints").mkdir(parents=True)
     (w["run"] / "checkpoints" / "step_0000010.pt").write_bytes(b"checkpoint bytes")
     (w["run"] / "log.csv").write_text("step,loss\n10,0.5\n")
-    (w["run"] / "config.json").write_text("{}")
+    (w["run"] / "config.json").write_text(json.dumps(train_preset("debug").to_dict()))
     (w["run"] / "best").mkdir()
     w["loop"] = t / "loop"
     w["loop"].symlink_to(w["loop"])
+    _safety_world(w)
     return w
 
 
+# config.json fields of a model folder that must be refused on load (issue: each loaded or crashed late)
 @dataclass
 class Case:
     id: str
@@ -91,6 +83,8 @@ class Case:
     env: dict[str, str] = field(default_factory=dict)
     patch: Callable | None = None  # (monkeypatch) -> None, e.g. a full disk
     stream: str = "err"  # where the one error line is printed (data check reports on stdout)
+    setup: Callable | None = None  # (out, world) -> a context held while the command runs (earlier results, a lock)
+    absent: tuple[str, ...] = ()  # words the output must not contain
 
 
 def _full_disk(monkeypatch) -> None:
@@ -185,6 +179,99 @@ CASES = [
 ]
 
 
+PREDICT = ["predict", "{photos}", "--out", "{out}", "--weights", "{model}", "--quiet"]
+SYNTH = ["synth", "procedural", "--out", "{out}", "--size", "64x48", "--backgrounds", "{photos}"]
+SAFETY_CASES = [
+    # 1. no input is overwritten or written into
+    *[Case(f"evaluate-save-masks-into-{d or 'data'}", ["evaluate", "--data", "{data}", "--weights", "{model}",
+                                                        "--save-masks", f"{{data}}/{d}"], 2, ("--save-masks", "{data}"))
+      for d in ("masks", "images", "")],
+    Case("evaluate-json-onto-a-mask", ["evaluate", "--data", "{data}", "--weights", "{model}", "--json",
+                                       "{data}/masks/s0.png"], 2, ("--json", "s0.png")),
+    Case("evaluate-report-into-masks", ["evaluate", "--data", "{data}", "--weights", "{model}", "--report",
+                                        "{data}/masks"], 2, ("--report", "{data}/masks")),
+    Case("evaluate-masks-json-onto-gt", ["evaluate-masks", "--pred", "{pred}", "--gt", "{gt}", "--resize-pred",
+                                         "--json", "{gt}/a.png"], 2, ("--json", "{gt}/a.png")),
+    Case("evaluate-masks-report-into-pred", ["evaluate-masks", "--pred", "{pred}", "--gt", "{gt}", "--resize-pred",
+                                             "--report", "{pred}/r"], 2, ("--report", "{pred}")),
+    Case("data-check-json-onto-a-mask", ["data", "check", "{data}", "--json", "{data}/masks/s0.png"], 2,
+         ("--json", "s0.png")),
+    Case("visualize-out-onto-its-photo", ["visualize", "queries", "{photos}/p0.png", "--weights", "{model}", "--out",
+                                          "{photos}/p0.png"], 2, ("--out", "p0.png")),
+    Case("train-out-is-the-data", TRAIN[:6] + ["{data}"] + TRAIN[7:], 2, ("--out", "{data}", "the input")),
+    Case("train-out-inside-init-from", TRAIN + ["--init-from", "{model}"] + ["--out", "{model}/run"], 2,
+         ("--out", "{model}/run")),
+    Case("convert-into-its-source", ["convert", "{random_pth}", "{random_pth}"], 2, ("{random_pth}",)),
+    Case("average-into-a-source", ["average", "{model}", "--out", "{model}"], 2, ("--out", "{model}")),
+    # 2. nothing written outside --out
+    *[Case(f"experiment-run-name-{k}", ["experiment", "run", f"{{plans}}/{k}.toml", "--out", "{out}"], 2,
+           (f"{k}.toml", "name")) for k in ("escape", "absolute", "dot")],
+    Case("predict-through-a-symlink-in-out", ["predict", "{nested}", "--recursive", "--out", "{out}", "--weights",
+                                              "{model}", "--quiet"], 2, ("--out", "outside"), setup=_link_out),
+    # 3. a model folder's config.json is validated on load (predict; evaluate and export read it alike)
+    *[Case(f"predict-config-{k}", ["predict", "{photos}", "--out", "{out}", "--weights", f"{{t}}/bad_config/{k}"],
+           2, (f"bad_config/{k}/config.json", next(iter(v)))) for k, v in BAD_CONFIGS.items()],
+    Case("evaluate-config-bad", ["evaluate", "--data", "{data}", "--weights", "{t}/bad_config/nheads_3"], 2,
+         ("config.json", "nheads")),
+    Case("export-config-bad", ["export", "onnx", "--weights", "{t}/bad_config/std_zero", "--out", "{out}/m.onnx"], 2,
+         ("config.json", "pixel_std")),
+    *[Case(f"train-set-{s.split('=')[0]}", TRAIN + [s], 2, (s.split("=")[0],))
+      for s in ("model.pixel_std=[0,0,0]", "model.nheads=3", "model.hidden_dim=100000", "model.dn=bogus")],
+    # 4. weights missing from a file are refused
+    Case("predict-weights-partial", ["predict", "{photos}", "--out", "{out}", "--weights", "{partial_model}"], 2,
+         ("partial_model", "not in it")),
+    # 5. plan files
+    *[Case(f"experiment-plan-{k}", ["experiment", "run", f"{{plans}}/{k}.toml", "--out", "{out}"], 2,
+           (f"{k}.toml", word)) for k, word in (("scale_str", "scale"), ("scale_neg", "scale"), ("latin1", "UTF-8"))],
+    # 6. thread and worker counts bounded by the CPUs
+    Case("bench-threads-huge", ["bench", "--model", "debug", "--size", "64", "--runs", "1", "--threads", "100000"],
+         2, ("--threads", "100000")),
+    Case("evaluate-masks-workers-huge", ["evaluate-masks", "--pred", "{pred}", "--gt", "{gt}", "--workers",
+                                         "100000"], 2, ("--workers",)),
+    Case("synth-workers-huge", SYNTH + ["--n", "1", "--workers", "100000"], 2, ("--workers",)),
+    Case("experiment-budget-threads-huge", ["experiment", "run", "{plans}/ok.toml", "--out", "{out}", "--set",
+                                            "budget.threads=100000"], 2, ("budget.threads",)),
+    # 9. a synthesis folder is never shrunk below what it holds
+    Case("synth-smaller-n", SYNTH + ["--n", "1"], 2, ("--n 1", "3 scenes"), setup=_earlier(*SYNTH, "--n", "3")),
+    # 10. predict --resume keeps the photos an earlier run finished (their files untouched)
+    Case("predict-resume-photos", PREDICT + ["--resume"], 0, ("wrote 0", "kept 2"), stream="out",
+         setup=_earlier(*PREDICT)),
+    # 11. one process per run folder
+    Case("train-run-folder-locked", TRAIN[:6] + ["{out}/run", "--resume"] + TRAIN[7:], 2,
+         ("--out", "{out}/run", "in use", "process"), setup=_locked_run),
+    Case("experiment-folder-locked", ["experiment", "run", "{plans}/ok.toml", "--out", "{out}"], 2,
+         ("--out", "{out}", "in use"), setup=_locked),
+    # 12. --resume never switches the model silently
+    Case("train-resume-other-preset", ["train", "--preset", "gem-lite", "--data", "{data}", "--out", "{run}",
+                                       "--resume"], 2, ("--preset gem-lite", "debug")),
+    # 7. a video cut short is reported (exit 1), its frames up to there kept
+    *[Case(f"predict-video-cut-{ext}", ["predict", f"{{t}}/cut/cut.{ext}", "--out", "{out}", "--weights", "{model}",
+                                        "--quiet"], 1, (f"cut.{ext}", word)) for ext, word in
+      (("mkv", "declares 30 frames"), ("mp4", "cannot decode the video"))],
+    # 8. EXIF orientation of a photo beside a mask stored as drawn
+    Case("data-check-exif-square", ["data", "check", "{exif_square}"], 0, ("s0.jpg", "EXIF orientation tag (6)"),
+         stream="out"),
+    Case("data-check-exif-turned", ["data", "check", "{exif_turned}"], 1, ("s0.png", "EXIF orientation tag (6)"),
+         stream="out"),
+    Case("evaluate-exif-turned", ["evaluate", "--data", "{exif_turned}", "--weights", "{model}"], 2,
+         ("s0.png", "EXIF orientation")),
+    # 13, 14. inputs that are not files, messages that name the file
+    Case("predict-fifo-input", ["predict", "{fifo}", "--out", "{out}"], 2, ("{fifo}", "FIFO")),
+    Case("predict-weights-corrupt-pth", ["predict", "{photos}", "--out", "{out}", "--weights", "{corrupt_pth}"], 2,
+         ("{corrupt_pth}",), absent=("weights_only", "add_safe_globals")),
+    Case("evaluate-json-full-disk", ["evaluate", "--data", "{data}", "--weights", "{model}", "--json",
+                                     "{out}/m.json"], 1, ("{out}/m.json", "No space left"), patch=_no_fsync_space),
+    Case("evaluate-masks-json-is-a-folder", ["evaluate-masks", "--pred", "{pred}", "--gt", "{gt}", "--resize-pred",
+                                             "--json", "{out}"], 2, ("--json", "{out}", "folder"), setup=_folder),
+    Case("export-out-is-a-folder", ["export", "onnx", "--weights", "{model}", "--out", "{out}"], 2,
+         ("--out", "{out}", "folder"), setup=_folder),
+    Case("predict-out-read-only", PREDICT, 2, ("--out", "{out}", "Permission denied"), patch=_read_only_out),
+    Case("predict-overlay-beyond-jpeg", ["predict", "{wide}", "--out", "{out}", "--weights", "{model}", "--quiet",
+                                         "--overlay"], 1, ("wide_overlay.jpg", "JPEG", "65535")),
+]
+CASES += SAFETY_CASES
+
+
 def _snapshot(root: Path) -> dict[str, bytes]:
     return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
             if p.is_file() and not p.is_symlink()}
@@ -200,7 +287,11 @@ def test_bad_input(case: Case, world, tmp_path, capsys, monkeypatch):
     if case.patch:
         case.patch(monkeypatch)
     before = _snapshot(world["t"])
-    code = main(argv)
+    with case.setup(out, world) if case.setup else contextlib.nullcontext():
+        capsys.readouterr()
+        earlier = _snapshot(tmp_path)
+        code = main(argv)
+        later = _snapshot(tmp_path)
     captured = capsys.readouterr()
     text = captured.err if case.stream == "err" else captured.out
     assert "Traceback" not in captured.err + captured.out, captured.err
@@ -212,5 +303,41 @@ def test_bad_input(case: Case, world, tmp_path, capsys, monkeypatch):
         errors = [line for line in captured.err.splitlines() if "error:" in line]
         assert len(errors) == 1 and errors == lines[:1], captured.err  # one line, and it is the one naming it
     assert _snapshot(world["t"]) == before  # no input or earlier result changed, nothing added there
+    if code == 2 or case.id == "predict-resume-photos":  # refused (or nothing left to do): nothing written
+        assert later == earlier, sorted(set(later) ^ set(earlier))
+    assert not [w for w in case.absent if w in captured.err + captured.out], captured.err
+    escaped = [p for p in tmp_path.rglob("*") if p.is_file() and not p.is_symlink() and out not in p.parents]
+    assert not escaped  # nothing written beside --out
     leftovers = [p for p in tmp_path.rglob("*") if p.name.endswith(".tmp")]
     assert not leftovers
+
+
+def test_python_api_refuses_bad_input_by_name(world, tmp_path):
+    """The library's own entry points: a bad size, an unreadable PIL image, a folder, a bad config, a partial
+    weights file (strict by default; strict=False loads it with a warning)."""
+    from glassgem import GEM
+    from glassgem.config import ModelConfig
+    from glassgem.errors import CheckpointError, DataError
+
+    model = GEM.from_pretrained(world["model"])
+    photo = np.full((40, 48, 3), 100, np.uint8)
+    for size in (0, -32, 100, "384", True):
+        with pytest.raises(DataError, match="test size"):
+            model.predict(photo, size=size)
+    closed = Image.open(world["photos"] / "p0.png")
+    closed.close()
+    truncated_path = tmp_path / "cut.png"
+    truncated_path.write_bytes((world["photos"] / "p0.png").read_bytes()[:60])
+    for image, name in ((closed, "p0.png"), (Image.open(truncated_path), "cut.png")):
+        with pytest.raises(DataError, match=f"{name}.*cannot read"):
+            model.predict(image)
+    with pytest.raises(DataError, match="a folder, not an image file"):
+        model.predict(str(world["photos"]))
+    with pytest.raises(CheckpointError, match=r"nheads_3/config.json.*multiple of nheads=3"):
+        GEM.from_pretrained(world["t"] / "bad_config" / "nheads_3")
+    with pytest.raises(Exception, match="pixel_std"):
+        GEM(ModelConfig(name="debug", encoder="debug", pixel_std=(0.0, 0.0, 0.0)))
+    with pytest.raises(CheckpointError, match="partial_model.*not in it"):
+        GEM.from_pretrained(world["partial_model"])
+    with pytest.warns(UserWarning, match="missing keys"):
+        GEM.from_pretrained(world["partial_model"], strict=False)

@@ -174,15 +174,18 @@ def test_wrong_and_corrupt_files_name_the_file(tmp_path):
         read_weights(tmp_path / "nothing.pth")
 
 
-def test_missing_and_unexpected_keys_warn(tmp_path):
+def test_missing_keys_refuse_unless_not_strict_and_unexpected_keys_warn(tmp_path):
     model = _debug()
     model.save_pretrained(tmp_path / "ckpt")
     sd = load_file(str(tmp_path / "ckpt" / "model.safetensors"))
     sd.pop("decoder.class_embed.bias")
     sd["decoder.something_new"] = torch.zeros(3)
     save_file(sd, str(tmp_path / "ckpt" / "model.safetensors"))
-    with pytest.warns(UserWarning, match=r"1 missing keys.*class_embed.bias.*1 unexpected keys.*something_new"):
+    with pytest.raises(CheckpointError, match=r"ckpt.*1 of the model's .* not in it.*class_embed.bias.*strict=False"):
         GEM.from_pretrained(tmp_path / "ckpt")
+    with pytest.warns(UserWarning, match=r"1 missing keys.*class_embed.bias.*1 unexpected keys.*something_new"):
+        loose = GEM.from_pretrained(tmp_path / "ckpt", strict=False)
+    assert torch.equal(loose.decoder.class_embed.weight, model.decoder.class_embed.weight)
 
 
 def test_default_weights_hook(tmp_path, monkeypatch):

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -268,77 +267,6 @@ class TrainConfig:
             if k in d:
                 d[k] = tuple(d[k])
         return cls(**d)
-
-
-def _bad_train_settings(cfg: TrainConfig) -> list[str]:
-    """What is wrong with a training config, one phrase per field ('' for a good one)."""
-    m = cfg.model
-    bad: list[str] = []
-
-    def need(ok: bool, key: str, value: Any, what: str) -> None:
-        if not ok:
-            bad.append(f"{key}={value!r}: {what}")
-
-    def number(v: Any) -> bool:
-        return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-
-    for key in ("lr", "clip_grad_norm", "backbone_lr_mult"):
-        v = getattr(cfg, key)
-        need(number(v) and v > 0, key, v, "expected a finite number > 0")
-    for key in ("weight_decay", "weight_decay_norm", "weight_decay_embed", "class_weight", "mask_weight",
-                "dice_weight", "box_weight", "giou_weight", "proposal_weight", "no_object_weight", "epochs",
-                "oversample_ratio"):
-        v = getattr(cfg, key)
-        need(number(v) and v >= 0, key, v, "expected a finite number >= 0")
-    need(number(cfg.importance_sample_ratio) and 0 <= cfg.importance_sample_ratio <= 1, "importance_sample_ratio",
-         cfg.importance_sample_ratio, "expected 0 to 1")
-    need(number(cfg.lr_gamma) and cfg.lr_gamma > 0, "lr_gamma", cfg.lr_gamma, "expected a finite number > 0")
-    for key in ("batch_size", "grad_accum", "max_iter", "checkpoint_period", "log_period", "eval_period",
-                "num_points", "max_size"):
-        v = getattr(cfg, key)
-        need(isinstance(v, int) and v >= 1, key, v, "expected a whole number >= 1")
-    for key in ("num_workers", "keep_last", "warmup_iters"):
-        v = getattr(cfg, key)
-        need(isinstance(v, int) and v >= 0, key, v, "expected a whole number >= 0")
-    for key in ("crop_size", "eval_size"):
-        v = getattr(cfg, key)
-        need(isinstance(v, int) and v >= 32 and v % 32 == 0, key, v, "expected a multiple of 32, at least 32")
-    sizes = cfg.min_sizes
-    need(isinstance(sizes, (tuple, list)) and len(sizes) > 0 and all(isinstance(v, int) and v >= 1 for v in sizes),
-         "min_sizes", list(sizes) if isinstance(sizes, (tuple, list)) else sizes,
-         "expected a non-empty list of sizes >= 1")
-    steps = cfg.lr_steps
-    need(isinstance(steps, (tuple, list)) and all(isinstance(v, int) and v >= 0 for v in steps), "lr_steps",
-         steps, "expected a list of whole numbers >= 0")
-    need(cfg.mixed_precision in ("no", "bf16", "fp16"), "mixed_precision", cfg.mixed_precision,
-         "expected no, bf16 or fp16")
-    need(cfg.dqs_target in ("sound", "original"), "dqs_target", cfg.dqs_target, "expected sound or original")
-    need(cfg.point_padding in ("border", "zeros"), "point_padding", cfg.point_padding, "expected border or zeros")
-    need(number(cfg.warmup_factor) and cfg.warmup_factor > 0, "warmup_factor", cfg.warmup_factor,
-         "expected a finite number > 0")
-    for key in ("num_queries", "dec_layers", "nheads", "hidden_dim", "mask_dim", "dim_feedforward", "dec_n_points",
-                "num_feature_levels"):
-        v = getattr(m, key)
-        need(isinstance(v, int) and v >= 1, f"model.{key}", v, "expected a whole number >= 1")
-    need(isinstance(m.dn_num, int) and m.dn_num >= 0, "model.dn_num", m.dn_num, "expected a whole number >= 0")
-    need(isinstance(m.image_size, int) and m.image_size >= 32 and m.image_size % 32 == 0, "model.image_size",
-         m.image_size, "expected a multiple of 32, at least 32")
-    if isinstance(m.hidden_dim, int) and isinstance(m.nheads, int) and m.nheads >= 1 and m.hidden_dim % m.nheads:
-        bad.append(f"model.hidden_dim={m.hidden_dim}: must be a multiple of model.nheads={m.nheads}")
-    need(m.dn in ("seg", "none"), "model.dn", m.dn, "expected seg or none")
-    need(number(m.drop_path_rate) and 0 <= m.drop_path_rate < 1, "model.drop_path_rate", m.drop_path_rate,
-         "expected 0 to below 1")
-    need(number(m.dn_noise_scale) and m.dn_noise_scale >= 0, "model.dn_noise_scale", m.dn_noise_scale,
-         "expected a finite number >= 0")
-    return bad
-
-
-def check_train_config(cfg: TrainConfig) -> TrainConfig:
-    """`cfg`, or ConfigError naming every bad field (as `--set` writes them) before any work starts."""
-    bad = _bad_train_settings(cfg)
-    if bad:
-        raise ConfigError(f"bad training setting{'s' if len(bad) > 1 else ''}: {'; '.join(bad)}")
-    return cfg
 
 
 def _train_presets() -> dict[str, TrainConfig]:

@@ -17,6 +17,7 @@ from PIL import Image, ImageOps
 
 from .errors import DataError
 
+JPEG_MAX_SIDE = 65535  # the JPEG format stores width and height in 16 bits
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 MASK_EXTENSIONS = (".png", ".bmp", ".tif", ".tiff", ".jpg", ".jpeg")
 
@@ -40,11 +41,25 @@ def _max_pixels(max_pixels: int) -> int:
     return value
 
 
+def not_a_file(path: Path) -> str:
+    """Why `path`, which is not a regular file, cannot be read as one (a folder, a FIFO, missing ...)."""
+    import stat
+
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return "a broken symbolic link or a symlink loop" if path.is_symlink() else "file not found"
+    if stat.S_ISDIR(mode):
+        return "a folder, not an image file"
+    kind = "a FIFO (named pipe)" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode) else "a device"
+    return f"{kind}, not a regular file; glassgem reads only regular files"
+
+
 def _open(path: Path, max_pixels: int) -> Image.Image:
     path = Path(path)
     max_pixels = _max_pixels(max_pixels)
     if not path.is_file():
-        raise DataError(f"{path}: file not found")
+        raise DataError(f"{path}: {not_a_file(path)}")
     if path.stat().st_size == 0:
         raise DataError(f"{path}: cannot read image (empty file, 0 bytes)")
     try:
@@ -90,6 +105,29 @@ def load_image(path: str | os.PathLike, max_pixels: int = MAX_PIXELS) -> np.ndar
     except Exception:
         pass  # a broken EXIF block should not make a good image unreadable
     return pil_to_rgb(img)
+
+
+EXIF_ORIENTATION = 0x0112
+ROTATING = (5, 6, 7, 8)  # EXIF orientations that swap width and height
+
+
+def exif_note(orientation: int) -> str:
+    """What an EXIF orientation tag other than 1 does to a photo beside its mask, for messages ('' for 1)."""
+    if orientation in (None, 1) or not 2 <= orientation <= 8:
+        return ""
+    what = "rotates" if orientation in ROTATING else "flips or turns"
+    return (f"the photo's EXIF orientation tag ({orientation}) {what} it when read, the mask is used as stored; "
+            "store the photo upright without the tag, or turn the mask to match")
+
+
+def exif_orientation(path: str | os.PathLike) -> int:
+    """The EXIF orientation tag of an image file (1 when absent or unreadable)."""
+    try:
+        with Image.open(path) as img:
+            value = img.getexif().get(EXIF_ORIENTATION, 1)
+        return int(value) if isinstance(value, int) else 1
+    except Exception:  # the caller reads the image anyway and reports what is wrong with it
+        return 1
 
 
 def pil_to_rgb(img: Image.Image) -> np.ndarray:
@@ -178,7 +216,18 @@ def read_mask_values(path: str | os.PathLike, max_pixels: int = MAX_PIXELS) -> n
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[_io.BufferedWriter], None]) -> Path:
+    """Write `path` through `write(file)` all or nothing. An OSError (a full disk, a folder in the way) names
+    `path`, never the temporary file."""
     path = Path(path)
+    try:
+        return _atomic_write(path, write)
+    except OSError as e:
+        if e.filename == str(path):
+            raise
+        raise OSError(e.errno, e.strerror or str(e), str(path)) from None  # the errno picks the subclass
+
+
+def _atomic_write(path: Path, write: Callable[[_io.BufferedWriter], None]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -249,6 +298,9 @@ def save_image(path: str | os.PathLike, arr: np.ndarray | Image.Image, **save_kw
     # Encode in memory, then write the bytes with Python's file object, which retries short writes and raises
     # on a full disk. Handed a real file, Pillow's encoders write to its descriptor in C and ignore a short
     # final write: a full disk published a truncated JPEG as written.
+    if fmt == "JPEG" and max(img.size) > JPEG_MAX_SIDE:
+        raise DataError(f"{path}: {img.size[0]}x{img.size[1]} is beyond the JPEG format's limit of {JPEG_MAX_SIDE} "
+                        "pixels a side; this picture cannot be written as a JPEG")
     buf = _io.BytesIO()
     img.save(buf, format=fmt, **save_kwargs)
     return atomic_write_bytes(path, buf.getvalue())

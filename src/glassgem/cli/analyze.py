@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 
 from ..errors import GlassgemError
-from .common import _add_group
+from .common import _add_group, _refuse_writing_inputs
 
 
 # `glassgem analyze <what>`: analyses of data sets; each adds a nested subcommand here.
@@ -44,7 +44,8 @@ def _run_analyze_tsne(args: argparse.Namespace) -> int:
     from ..inference.scorers import load_model_for_inference
     from ..viz.tsne import load_sets, tsne_figure
 
-    load_sets(args.data, args.max_per_set, args.seed)  # fail on bad sets before loading a model
+    sets = load_sets(args.data, args.max_per_set, args.seed)  # fail on bad sets before loading a model
+    _refuse_writing_inputs({"--out": args.out}, [s.root for s in sets], files=("--out",))
     model, device = None, resolve_device(args.device)
     if args.features == "encoder":
         model, device, _ = load_model_for_inference(args.weights, args.device)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 
+from .common import _refuse_writing_inputs
 
 
 def _add_average(sub: argparse._SubParsersAction) -> None:
@@ -21,6 +22,7 @@ def _add_average(sub: argparse._SubParsersAction) -> None:
 def _run_average(args: argparse.Namespace) -> int:
     from ..train.average import average_checkpoints
 
+    _refuse_writing_inputs({"--out": args.out}, args.sources)
     out = average_checkpoints(args.sources, args.out)
     print(f"averaged {len(args.sources)} checkpoint(s) -> {out}")
     return 0

@@ -5,7 +5,7 @@ import argparse
 
 from ..config import MODEL_PRESETS
 from ..errors import GlassgemError
-from .common import _test_size
+from .common import _cpu_count, _refuse_writing_inputs, _test_size
 
 
 def _add_bench(sub: argparse._SubParsersAction) -> None:
@@ -14,7 +14,7 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
                    help="time this preset with random weights (default: the shipped model, or --weights)")
     p.add_argument("--weights", default=None, help="checkpoint to load instead of random weights")
     p.add_argument("--size", type=_test_size, default=384, help="square input side, a multiple of 32 (default 384)")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--threads", type=_cpu_count(1), default=None, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--dtype", default="fp32", choices=("fp32", "bf16", "fp16"), help="autocast dtype (default fp32)")
     p.add_argument("--batch", type=int, default=1, help="batch size (default 1)")
     p.add_argument("--runs", type=int, default=10, help="timed runs after 3 warm-up runs (default 10)")
@@ -36,9 +36,8 @@ def _run_bench(args: argparse.Namespace) -> int:
 
     if args.model and args.weights:
         raise GlassgemError("bench: give --model (a preset, random weights) or --weights, not both")
-    if args.threads is not None and args.threads < 1:
-        raise GlassgemError(f"--threads must be 1 or more, got {args.threads}")
     resolve_device(args.device)  # a bad --device: one line, before any model is built
+    _refuse_writing_inputs({"--json": args.json}, [args.weights, args.onnx])
     result = benchmark(model=args.model, weights=args.weights, size=args.size, threads=args.threads,
                        dtype=args.dtype, batch=args.batch, runs=args.runs, device=args.device,
                        runtime=args.runtime, onnx=args.onnx, eager=args.eager)

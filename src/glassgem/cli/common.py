@@ -48,6 +48,24 @@ def _test_size(text: str) -> int:
     return value
 
 
+def _cpu_count(minimum: int):
+    """An argparse type for a thread or worker-process count: a whole number from `minimum` to the CPUs this
+    process may use (more only oversubscribes them; 100000 threads crashed torch)."""
+    def parse(text: str) -> int:
+        from ..inference.threads import cpu_cores
+
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        cores = cpu_cores()
+        if not minimum <= value <= cores:
+            raise argparse.ArgumentTypeError(f"{value}: expected {minimum} to {cores} (the CPUs this process may use)")
+        return value
+
+    return parse
+
+
 # Commands that only run models forward: they run with denormal floats flushed to zero
 # (glassgem.inference.runtime.flush_denormals says why).
 INFERENCE_COMMANDS = frozenset({"predict", "evaluate", "bench", "demo", "visualize", "analyze", "ros2"})
@@ -122,3 +140,23 @@ def _check_mask_args(args: argparse.Namespace) -> None:
     threshold_option(args.threshold)
     if args.smoothing is not None:
         check_smoothing(args.smoothing)
+
+
+def _refuse_writing_inputs(outputs: dict[str, object], inputs, files: tuple[str, ...] = ("--json",),
+                           roots=()) -> None:
+    """Refuse, before any work, each output (option -> file or folder; None: not asked for) that is one of
+    `inputs` or inside one of them, or one of `roots` (data set folders; glassgem.outputs.check_not_input): no
+    input is ever overwritten. The options in `files` name files, and an existing folder there is refused too."""
+    from ..outputs import check_file_output, check_not_input
+
+    inputs, roots = [i for i in inputs if i is not None], [r for r in roots if r is not None]
+    for option, path in outputs.items():
+        if option in files:
+            check_file_output(path, option)
+        check_not_input(path, inputs, option, roots)
+
+
+def _pair_folders(pairs) -> set:
+    """The folders a data set's image/mask files lie in (inputs an output must stay out of)."""
+    return {p.image_path.parent for p in pairs} | {p.mask_path.parent for p in pairs if p.mask_path is not None}
+

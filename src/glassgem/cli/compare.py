@@ -4,6 +4,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from .common import _refuse_writing_inputs
+
 
 
 def _add_compare(sub: argparse._SubParsersAction) -> None:
@@ -30,6 +32,7 @@ def _run_compare(args: argparse.Namespace) -> int:
     from ..evaluation.compare import run_compare
     from ..io import atomic_write_text
 
+    _refuse_writing_inputs({"--json": args.json, "--plot": args.plot}, [args.a, args.b], files=("--json", "--plot"))
     result, text = run_compare(args.a, args.b, resamples=args.resamples, seed=args.seed, tie=args.tie,
                                plot=args.plot)
     print(text)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 
+from .common import _refuse_writing_inputs
 
 
 def _add_convert(sub: argparse._SubParsersAction) -> None:
@@ -15,6 +16,7 @@ def _add_convert(sub: argparse._SubParsersAction) -> None:
 def _run_convert(args: argparse.Namespace) -> int:
     from ..hub.pretrained import convert
 
+    _refuse_writing_inputs({"DST": args.dst}, [args.src])
     summary = convert(args.src, args.dst)
     print(f"converted {args.src} ({summary['encoder']}, {summary['tensors']} tensors, "
           f"{summary['parameters'] / 1e6:.1f} M parameters) -> {args.dst}")

@@ -5,7 +5,7 @@ import argparse
 import json
 
 from ..errors import GlassgemError
-from .common import _add_group
+from .common import _add_group, _refuse_writing_inputs
 
 
 # `glassgem data <what>`: dataset tools.
@@ -41,6 +41,8 @@ def _run_data_check(args: argparse.Namespace) -> int:
     report = check_dataset(args.dir, layout=args.layout, split=args.split, images=args.images,
                            masks=args.masks, strict=args.strict)  # progress bar on big sets
     print(report.to_text())
+    folders = [s[k] for s in report.splits for k in ("images_dir", "masks_dir")]
+    _refuse_writing_inputs({"--json": args.json}, [args.images, args.masks, *folders], roots=[args.dir])
     if args.json:
         atomic_write_text(args.json, json.dumps(report.to_dict(), indent=2) + "\n")
     return 0 if report.ok else 1

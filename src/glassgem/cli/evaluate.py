@@ -4,7 +4,8 @@ from __future__ import annotations
 import argparse
 
 from ..errors import GlassgemError
-from .common import _add_data_args, _add_mask_args, _add_report_args, _check_mask_args, _finish_report, _make_report, _spec, _test_size
+from .common import (_add_data_args, _add_mask_args, _add_report_args, _check_mask_args, _finish_report, _make_report,
+                     _pair_folders, _refuse_writing_inputs, _spec, _test_size)
 
 
 def _add_evaluate(sub: argparse._SubParsersAction) -> None:
@@ -40,8 +41,11 @@ def _run_evaluate(args: argparse.Namespace) -> int:
         raise GlassgemError("--data is required")
     _check_mask_args(args)
     report = _make_report(args)
-    model, device, dtype = load_model_for_inference(args.weights, args.device, args.dtype, args.smoothing)
+    outputs = {"--save-masks": args.save_masks, "--json": args.json, "--report": args.report}
+    _refuse_writing_inputs(outputs, [args.weights], roots=[args.data])  # (a Hub id is no local path: skipped)
     pairs = load_pairs(_spec(args, "data"))
+    _refuse_writing_inputs(outputs, _pair_folders(pairs))  # the folders of its images and masks
+    model, device, dtype = load_model_for_inference(args.weights, args.device, args.dtype, args.smoothing)
     size = args.size if args.size is not None else model.cfg.image_size
     results = evaluate_model(model, pairs, size=size, batch_size=args.batch_size, device=device, dtype=dtype,
                              save_masks=args.save_masks, save_prob=args.save_prob, legacy=args.legacy,

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .common import _add_report_args, _finish_report, _make_report
+from .common import _add_report_args, _cpu_count, _finish_report, _make_report, _refuse_writing_inputs
 
 
 def _add_evaluate_masks(sub: argparse._SubParsersAction) -> None:
@@ -23,7 +23,7 @@ def _add_evaluate_masks(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--resize-pred", action="store_true",
                    help="resize predictions to the ground-truth size (soft maps bilinearly, binary "
                         "maps nearest) instead of failing on a size mismatch")
-    p.add_argument("--workers", type=int, default=None, help="file-reading threads (default: auto)")
+    p.add_argument("--workers", type=_cpu_count(1), default=None, help="file-reading threads (default: auto)")
     _add_report_args(p)
     p.set_defaults(func=_run_evaluate_masks)
 
@@ -31,7 +31,10 @@ def _add_evaluate_masks(sub: argparse._SubParsersAction) -> None:
 def _run_evaluate_masks(args: argparse.Namespace) -> int:
     from ..evaluation.mask_eval import evaluate_pairs, pair_files
 
+    outputs = {"--json": args.json, "--report": args.report}
+    _refuse_writing_inputs(outputs, [args.pred, args.gt])
     pairs, extra = pair_files(args.pred, args.gt)
+    _refuse_writing_inputs(outputs, {f.parent for pair in pairs for f in pair})
     if extra:
         print(f"note: {len(extra)} prediction file(s) in {args.pred} have no ground truth and are ignored "
               f"(e.g. {extra[0].name})", file=sys.stderr)

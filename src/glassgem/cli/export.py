@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from .common import _add_group
+from .common import _add_group, _refuse_writing_inputs
 
 
 # `glassgem export <format>`: deployable graphs of a model; each format adds a nested subcommand here.
@@ -42,6 +42,7 @@ def _run_export_onnx(args: argparse.Namespace) -> int:
     from ..inference.export import export_onnx
     from ..hub.pretrained import GEM
 
+    _refuse_writing_inputs({"--out": args.out}, [args.weights], files=("--out",))
     model = GEM.from_pretrained(args.weights)
     report = export_onnx(model, args.out, size=args.size, dynamic_batch=args.dynamic_batch, opset=args.opset,
                          verify=not args.no_verify, tolerance=args.tolerance, optimize=not args.no_optimize)

@@ -44,7 +44,8 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
     v.add_argument("--every", type=int, default=1, metavar="N", help="score every N-th frame (default 1: all)")
     v.add_argument("--max-frames", type=int, default=None, metavar="M", help="stop after M scored frames")
     v.add_argument("--resume", action="store_true",
-                   help="keep the frame masks an interrupted run already wrote and score only the rest")
+                   help="keep what an interrupted run already wrote (photos whose outputs are there and "
+                   "decode, a video's or bag's frame masks) and score only the rest")
     r = p.add_argument_group("ROS bags", "a rosbag2 folder or a .mcap/.db3/.bag file as the only INPUT (needs the "
                              "ros extra: `pip install -e \".[ros]\"`): --out is the output bag (rosbag2, MCAP) with "
                              "/glassgem/mask (sensor_msgs/Image mono8, each frame's header) and, with --overlay, "

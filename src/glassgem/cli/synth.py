@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from .common import _add_group, _parse_hw
+from .common import _add_group, _cpu_count, _parse_hw, _refuse_writing_inputs
 
 
 # ---------------------------------------------------------------------------------------- synth
@@ -30,7 +30,7 @@ def _add_synth_procedural(synth_sub: argparse._SubParsersAction) -> None:
                    help="this fraction of the scenes are plain glass-free background photos (augmented; mask all "
                         "zero), evenly spread over the set (default 0; the experiment plans use 0.2)")
     p.add_argument("--seed", type=int, default=0, help="scene i depends only on (seed, i) (default 0)")
-    p.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
+    p.add_argument("--workers", type=_cpu_count(1), default=1, help="worker processes (default 1)")
     p.add_argument("--size", type=_parse_hw, default=(384, 512), metavar="HxW",
                    help="height x width of every scene, as --size everywhere (default 384x512)")
     p.add_argument("--image-format", choices=("jpg", "png"), default="jpg", help="image files (default jpg)")
@@ -42,6 +42,8 @@ def _add_synth_procedural(synth_sub: argparse._SubParsersAction) -> None:
 def _run_synth_procedural(args: argparse.Namespace) -> int:
     from ..synth.procedural.pipeline import contact_sheet, synthesize
 
+    _refuse_writing_inputs({"--out": args.out, "--contact-sheet": args.contact_sheet}, [args.backgrounds],
+                           files=("--contact-sheet",))
     summary = synthesize(args.out, n=args.n, seed=args.seed, backgrounds=args.backgrounds,
                          workers=args.workers, size=(args.size[1], args.size[0]),  # the library takes (W, H)
                          image_format=args.image_format, glass_free=args.glass_free)
@@ -90,7 +92,7 @@ def _add_synth_finetune_controlnet(synth_sub: argparse._SubParsersAction) -> Non
     p.add_argument("--allow-eval-masks", action="store_true",
                    help="accept data from a folder named val/validation/test (leaks evaluation masks)")
     p.add_argument("--seed", type=int, default=0, help="seed of every random draw (default 0)")
-    p.add_argument("--num-workers", type=int, default=2, help="data loader workers (default 2)")
+    p.add_argument("--num-workers", type=_cpu_count(0), default=2, help="data loader workers (default 2)")
     p.set_defaults(func=_run_synth_finetune_controlnet)
 
 

@@ -7,14 +7,15 @@ from pathlib import Path
 
 from ..config import TRAIN_PRESETS
 from ..errors import ConfigError, GlassgemError
-from .common import _add_data_args, _spec
+from .common import _add_data_args, _refuse_writing_inputs, _spec
 
 
 def _add_train(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train a GEM model (pretrain or fine-tune)",
                        description="Train GEM with the paper's recipe. Checkpoints are written atomically "
                        "to RUN_DIR/checkpoints; --resume continues exactly where a run stopped.")
-    p.add_argument("--preset", default="gem-tiny", help=f"training preset: {', '.join(TRAIN_PRESETS)}")
+    p.add_argument("--preset", default=None, help=f"training preset: {', '.join(TRAIN_PRESETS)} (default gem-tiny; "
+                   "--resume continues with the run's own settings)")
     _add_data_args(p, "--data", "training")
     _add_data_args(p, "--val", "validation")
     p.add_argument("--val-fraction", type=float, default=0.0,
@@ -33,20 +34,23 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_train(args: argparse.Namespace) -> int:
-    from ..config import apply_overrides, check_train_config, train_preset
+    from ..config import apply_overrides, train_preset
+    from ..config_checks import check_train_config
     from ..train.runner import run_training
 
     if args.data is None:
         raise GlassgemError("--data is required")
+    _refuse_writing_inputs({"--out": args.out}, [args.init_from], roots=[args.data, args.val])
     saved = Path(args.out) / "config.json"
     if not args.resume:
         _refuse_existing_run(Path(args.out))
     if args.resume and saved.is_file():
         # The run's own settings, not the preset's: only what --set names changes (new schedule, say).
         cfg = apply_overrides(_saved_config(saved), args.set)
+        _refuse_other_preset(args.preset, cfg, saved)
         print(f"resuming with the settings in {saved}" + (f" plus {' '.join(args.set)}" if args.set else ""))
     else:
-        cfg = apply_overrides(train_preset(args.preset), args.set)
+        cfg = apply_overrides(train_preset(args.preset or "gem-tiny"), args.set)
     if args.init_from:
         cfg.init_from = args.init_from
     check_train_config(cfg)
@@ -71,6 +75,16 @@ def _refuse_existing_run(out: Path) -> None:
     if found:
         raise ConfigError(f"--out {out}: already holds a training run ({', '.join(found)}); pass --resume to "
                           "continue it, or choose a new --out")
+
+
+def _refuse_other_preset(preset: str | None, cfg, saved: Path) -> None:
+    """--resume with a --preset whose model is not the run's: the run would go on with its own model, not the
+    one asked for."""
+    from ..config import train_preset
+
+    if preset is not None and train_preset(preset).model.name != cfg.model.name:
+        raise ConfigError(f"--preset {preset}: the run in {saved.parent} trains a {cfg.model.name} model ({saved}); "
+                          f"leave out --preset to resume it, or choose a new --out for a {preset} run")
 
 
 def _saved_config(path: Path):

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from .common import _add_group, _test_size
+from .common import _add_group, _refuse_writing_inputs, _test_size
 
 
 # `glassgem visualize <what>`: inspection figures of a model; each adds a nested subcommand here.
@@ -40,6 +40,7 @@ def _run_visualize_queries(args: argparse.Namespace) -> int:
     from ..viz.queries import query_figure
 
     image = load_image(args.image)  # before loading a model
+    _refuse_writing_inputs({"--out": args.out}, [args.image, args.weights], files=("--out",))
     model, _, _ = load_model_for_inference(args.weights, args.device)
     figure, info = query_figure(model, image, size=args.size, all_layers=args.all_layers, max_boxes=args.boxes)
     save_image(args.out, figure)

@@ -29,7 +29,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from ..errors import DataError
-from ..io import MAX_PIXELS, MAX_PIXELS_ENV, _max_pixels, mask_to_binary
+from ..io import MAX_PIXELS, MAX_PIXELS_ENV, ROTATING, _max_pixels, exif_note, mask_to_binary
 from .layouts import MANIFEST_NAME, Pair, ResolvedSplit, available_splits, resolve_split, scan_folders
 
 _EXIF_ORIENTATION = 0x0112
@@ -96,15 +96,16 @@ def _open_checked(path: Path) -> Image.Image:
     return img
 
 
-def _image_size(path: Path) -> tuple[int, int]:
-    """(width, height) as load_image would return it (EXIF rotation applied), after a full read."""
+def _image_size(path: Path) -> tuple[tuple[int, int], int]:
+    """((width, height) as load_image would return it (EXIF rotation applied), the EXIF orientation), after a
+    full read."""
     with _open_checked(path) as img:
         w, h = img.size
         orientation = img.getexif().get(_EXIF_ORIENTATION, 1)
         if img.format == "JPEG":
             img.draft(img.mode, (max(1, w // 8), max(1, h // 8)))  # DCT scaling: fast, reads all data
         img.load()
-    return (h, w) if orientation in (5, 6, 7, 8) else (w, h)
+    return ((h, w) if orientation in (5, 6, 7, 8) else (w, h)), orientation
 
 
 def _mask_values(path: Path) -> tuple[tuple[int, int], np.ndarray, bool]:
@@ -137,8 +138,9 @@ def _describe_values(values: np.ndarray) -> str:
 def _check_pair(pair: Pair) -> _PairResult:
     res = _PairResult()
     img_size = msk_size = None
+    orientation = 1
     try:
-        img_size = _image_size(pair.image_path)
+        img_size, orientation = _image_size(pair.image_path)
     except Exception as e:  # PIL raises many types for corrupt or truncated files
         res.errors.append(f"{pair.image_path}: cannot read image ({_reason(e)})")
     try:
@@ -146,11 +148,16 @@ def _check_pair(pair: Pair) -> _PairResult:
     except Exception as e:
         res.errors.append(f"{pair.mask_path}: cannot read mask ({_reason(e)})")
         return res
+    note = exif_note(orientation)
     if img_size is not None and img_size != msk_size:
+        exif = f"; {note}" if note and img_size[::-1] == msk_size else ""
         res.errors.append(
             f"{pair.mask_path}: mask is {msk_size[0]}x{msk_size[1]} but image {pair.image_path.name} is "
-            f"{img_size[0]}x{img_size[1]} (width x height)"
+            f"{img_size[0]}x{img_size[1]} (width x height){exif}"
         )
+    elif note and (orientation not in ROTATING or img_size[0] == img_size[1]):
+        # the sizes agree either way (a square photo, a flip or half turn): only the labels can tell
+        res.warnings.append(f"{pair.image_path}: {note} (check the mask lines up with the turned photo)")
     if not _is_binary(values, palette):
         res.non_binary = True
         res.warnings.append(

@@ -11,7 +11,7 @@ import numpy as np
 from torch.utils.data import Dataset
 
 from ..errors import DataError
-from ..io import MAX_PIXELS, load_image, load_mask
+from ..io import MAX_PIXELS, exif_note, exif_orientation, load_image, load_mask
 from .layouts import LAYOUTS, Pair, available_splits, find_pairs, resolve_split, scan_folders
 
 __all__ = ["LAYOUTS", "Pair", "available_splits", "find_pairs", "resolve_split", "scan_folders",
@@ -59,9 +59,11 @@ class GlassDataset(Dataset):
         if pair.mask_path is not None:
             mask = load_mask(pair.mask_path, self.max_pixels)
             if mask.shape != image.shape[:2]:
+                note = exif_note(exif_orientation(pair.image_path)) if mask.shape == image.shape[1::-1] else ""
                 raise DataError(
                     f"{pair.mask_path}: mask is {mask.shape[1]}x{mask.shape[0]} but image "
                     f"{pair.image_path} is {image.shape[1]}x{image.shape[0]} (width x height)"
+                    + (f"; {note}" if note else "")
                 )
             sample["mask"] = mask
         return sample

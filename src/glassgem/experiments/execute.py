@@ -7,6 +7,8 @@ OUT/
   runs/NAME/finetune/      the same, started from pretrain/final
   runs/NAME/PARADIGM.json  the eval-set metrics of that stage's final model (+ false glass on data.glass_free)
   results.csv, results.md, results.png
+  .glassgem.lock           while a process runs the plan here (glassgem.locks): a second one is refused
+Run names are plain folder names (no '/', '..'), and nothing is written outside OUT.
 A finished stage (final/ written) or score (PARADIGM.json written) is skipped; an interrupted stage resumes
 from its last checkpoint, so running the same command again continues where it stopped.
 """
@@ -25,6 +27,9 @@ from ..config import TrainConfig
 from ..errors import ConfigError
 from ..evaluation.evaluate import evaluate_model
 from ..io import atomic_write_text
+from ..inference.threads import cpu_cores
+from ..locks import folder_lock
+from ..outputs import check_inside, check_not_input, plain_name
 from ..evaluation.report import PerImageReport
 from ..hub.pretrained import GEM
 from ..train.encoder_init import check_encoder_init
@@ -82,7 +87,8 @@ def _score(model_dir: Path, cfg: TrainConfig, data: ExperimentData, budget: Budg
 def execute_run(run: RunSpec, cfg: TrainConfig, budget: Budget, data: ExperimentData, out: Path,
                 progress: bool = True) -> dict[str, dict]:
     """Train and score one run; {paradigm: metrics}."""
-    run_dir = out / "runs" / run.name
+    run_dir = out / "runs" / plain_name(run.name, "plan run name")
+    check_inside(run_dir / STATE_NAME, out, "--out")  # no symbolic link out of OUT on the way either
     run_dir.mkdir(parents=True, exist_ok=True)
     scores: dict[str, dict] = {}
     init = ""
@@ -145,12 +151,25 @@ def run_plan(plan: Plan, out: str | Path, budget_name: str = "smoke", sets: Opti
     sets = list(sets or [])
     ov = split_overrides(plan, sets)
     budget = plan.budget(budget_name, ov.budget)
+    for key in ("threads", "synth_workers"):
+        if not 0 <= getattr(budget, key) <= cpu_cores():
+            raise ConfigError(f"budget.{key}={getattr(budget, key)}: expected 0 to {cpu_cores()} (the CPUs this "
+                              "process may use)")
     names = [r.name for r in plan.runs]
     for name in only or []:
         if name not in names:
             raise ConfigError(f"--only {name}: plan {plan.name} has no such run (it has {', '.join(names)})")
     folders = {**plan.data, **ov.data}
     configs, skipped = preflight(plan, budget, ov.config, folders)
+    check_not_input(out, [], "--out", roots=[f for f in folders.values() if f])  # never a data set's folder
+    with folder_lock(out):
+        return _run_locked(plan, out, budget, sets, only, folders, configs, skipped, progress)
+
+
+def _run_locked(plan: Plan, out: Path, budget: Budget, sets: list[str], only: Optional[list[str]],
+                folders: dict[str, str], configs: dict[str, TrainConfig], skipped: dict[str, str],
+                progress: bool) -> Path:
+    """run_plan, holding the lock of OUT (a second `experiment run` on it is refused)."""
     _check_state(out, {"plan": plan.name, "budget": budget.name, "set": sets})
     todo = [r for r in plan.runs if not only or r.name in only]
     data = prepare_data(plan, folders, budget, out, progress, [r for r in todo if r.name not in skipped])

@@ -15,6 +15,7 @@ changes any of their fields.
 from __future__ import annotations
 
 import dataclasses
+import math
 import tomllib
 from dataclasses import dataclass, field
 from importlib import resources
@@ -23,6 +24,7 @@ from typing import Any, Optional
 
 from ..config import TrainConfig, apply_overrides, train_preset
 from ..errors import ConfigError
+from ..outputs import plain_name
 
 PARADIGMS = ("zero-shot", "fine-tuned", "trained")
 AUX_DATA = ("backgrounds", "glass_free")  # data keys every plan accepts; never a run's data set
@@ -163,7 +165,11 @@ def load_plan(name_or_path: str) -> Plan:
     if path.suffix == ".toml" or path.is_file():
         if not path.is_file():
             raise ConfigError(f"{path}: plan file not found")
-        return parse_plan(path.read_text(), str(path))
+        try:
+            text = path.read_bytes().decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise ConfigError(f"{path}: not a UTF-8 text file (byte {e.start}); a plan is TOML text") from None
+        return parse_plan(text, str(path))
     entry = _plans_dir() / f"{name_or_path}.toml"
     if not entry.is_file():
         names = ", ".join(n for n, _ in list_plans())
@@ -188,10 +194,13 @@ def parse_plan(text: str, where: str) -> Plan:
         raise ConfigError(f"{where}: [data] must map names to folder strings")
     runs = []
     for i, r in enumerate(raw["runs"]):
+        if not isinstance(r, dict):
+            raise ConfigError(f"{where}: runs must be [[runs]] tables, got {r!r}")
         try:
             run = RunSpec(**r)
         except TypeError as e:
             raise ConfigError(f"{where}: run {i + 1}: {e}") from None
+        _check_run(run, f"{where}: run {i + 1}")
         for stage in (run.pretrain, run.finetune):
             if stage in AUX_DATA:
                 raise ConfigError(f"{where}: run {run.name!r}: data.{stage} is not a training set")
@@ -221,6 +230,25 @@ def parse_plan(text: str, where: str) -> Plan:
     for b in budgets:
         plan.budget(b)  # unknown fields fail now, not after hours
     return plan
+
+
+def _check_run(run: RunSpec, where: str) -> None:
+    """Every field of a [[runs]] table has its type (TOML gives whatever was written); the name is a folder."""
+    plain_name(run.name, f"{where}: name")
+    for key in ("label", "pretrain", "finetune"):
+        if not isinstance(getattr(run, key), str):
+            raise ConfigError(f"{where} ({run.name}): {key} = {getattr(run, key)!r}: expected a string")
+    scale = run.scale
+    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not math.isfinite(scale) or scale < 0:
+        raise ConfigError(f"{where} ({run.name}): scale = {scale!r}: expected a number >= 0 (multiples of the real "
+                          "training set; 0 = all of the pretraining set)")
+    if not isinstance(run.set, list) or not all(isinstance(s, str) for s in run.set):
+        raise ConfigError(f"{where} ({run.name}): set = {run.set!r}: expected a list of \"key=value\" strings")
+    if not isinstance(run.paper, dict) or not all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                                                  for v in run.paper.values()):
+        raise ConfigError(f"{where} ({run.name}): paper = {run.paper!r}: expected a table of IoU numbers")
+    if not isinstance(run.optional, bool):
+        raise ConfigError(f"{where} ({run.name}): optional = {run.optional!r}: expected true or false")
 
 
 # ------------------------------------------------------------------------------------ --set

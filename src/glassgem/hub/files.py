@@ -73,11 +73,13 @@ def read_weights(path: str | Path) -> dict[str, Tensor]:
     except CheckpointError:
         raise
     except pickle.UnpicklingError as e:
-        # torch's weights_only refusal is a long essay; its last line names the offending global
+        # torch's weights_only refusal is a long essay: only the line naming the offending global is kept, not
+        # its advice to load unsafely (weights_only=False, allow-listing globals), which glassgem never does
         lines = [ln for ln in str(e).splitlines() if ln.strip()]
-        why = next((ln for ln in lines if "GLOBAL" in ln or "refusing" in ln), lines[0] if lines else "")
+        why = next((ln for ln in lines if "GLOBAL" in ln or "refusing" in ln), "")
+        why = why.split(" Please", 1)[0].strip()[:300] or "the file is damaged or holds more than plain tensors"
         raise CheckpointError(f"{path}: refused to unpickle (only plain tensors/arrays are loaded safely): "
-                              f"{why.strip()[:300]}") from None
+                              f"{why}") from None
     except Exception as e:  # corrupt zip, truncated file, ...
         msg = str(e).splitlines()[0][:300] if str(e) else ""
         raise CheckpointError(f"{path}: cannot read weights, file corrupt or truncated ({type(e).__name__}: {msg})") from None

@@ -24,6 +24,7 @@ import torch
 from torch import Tensor, nn
 
 from ..config import ModelConfig, model_preset
+from ..config_checks import check_model_config
 from ..errors import CheckpointError, ConfigError
 from ..inference.graphs import ScoreGraphs
 from ..inference.protocol import ImageLike, predict_image
@@ -70,12 +71,16 @@ def resolve_pretrained(name_or_path: str | Path | None = None, filename: str | N
 
 
 def read_config(path: Path) -> ModelConfig:
+    """A model folder's config.json, validated (config_checks); CheckpointError naming the file otherwise."""
     if not path.is_file():
         raise CheckpointError(f"{path}: config file not found (a glassgem checkpoint directory has "
                               f"{CONFIG_NAME} and {WEIGHTS_NAME})")
     try:
-        return ModelConfig.from_dict(json.loads(path.read_text()))
-    except (json.JSONDecodeError, UnicodeDecodeError, TypeError) as e:
+        raw = json.loads(path.read_text())
+        if not isinstance(raw, dict):
+            raise TypeError(f"expected a JSON object of settings, got {type(raw).__name__}")
+        return check_model_config(ModelConfig.from_dict(raw))
+    except (json.JSONDecodeError, UnicodeDecodeError, TypeError, ValueError) as e:
         raise CheckpointError(f"{path}: not a valid model config ({e})") from None
     except ConfigError as e:
         raise CheckpointError(f"{path}: {e}") from None
@@ -86,6 +91,8 @@ def read_pretrained(name_or_path: str | Path | None = None, config: ModelConfig 
                     ) -> tuple[ModelConfig, dict[str, Tensor], Path]:
     """What `GEM.from_pretrained` loads, without building the model: (config, glassgem-named state dict,
     weights file)."""
+    if config is not None:
+        check_model_config(config)
     path = resolve_pretrained(name_or_path, filename, revision)
     if path.is_dir():
         if config is None:
@@ -108,9 +115,10 @@ def read_pretrained(name_or_path: str | Path | None = None, config: ModelConfig 
     return config, with_packaged_vit(config.encoder, sd, path), path
 
 
-def load_checked(model: nn.Module, sd: dict[str, Tensor], source: str | Path) -> None:
+def load_checked(model: nn.Module, sd: dict[str, Tensor], source: str | Path, strict: bool = True) -> None:
     """load_state_dict with user-facing errors: CheckpointError naming `source` if it is not a GEM
-    checkpoint or a shape differs; a warning listing missing/unexpected keys otherwise."""
+    checkpoint, a shape differs or (with `strict`) a weight of the model is not in it; a warning listing
+    the keys the model does not use (and, without `strict`, the weights left at their initial values)."""
     own = model.state_dict()
     common = [k for k in sd if k in own]
     head = [k for k in own if k.startswith("decoder.")]
@@ -129,6 +137,10 @@ def load_checked(model: nn.Module, sd: dict[str, Tensor], source: str | Path) ->
     result = model.load_state_dict({k: sd[k] for k in common}, strict=False)
     missing = [k for k in result.missing_keys if not k.endswith("num_batches_tracked")]
     unexpected = [k for k in sd if k not in own]
+    if missing and strict:
+        raise CheckpointError(f"{source}: {len(missing)} of the model's {len(own)} weight tensors are not in it "
+                              f"(e.g. {describe_keys(missing, 3)}); a damaged or partial file, or weights of "
+                              "another model (from Python: strict=False loads it anyway, the rest left random)")
     if missing or unexpected:
         warnings.warn(f"{source}: {len(missing)} missing keys (left at their initial values): "
                       f"{describe_keys(missing)}; {len(unexpected)} unexpected keys (ignored): "
@@ -145,22 +157,24 @@ class GEM(Network):
 
     @classmethod
     def from_pretrained(cls, name_or_path: str | Path | None = None, config: ModelConfig | None = None, *,
-                        filename: str | None = None, revision: str | None = None) -> "GEM":
+                        filename: str | None = None, revision: str | None = None, strict: bool = True) -> "GEM":
         """Load a glassgem directory (config.json + model.safetensors), an original GEM checkpoint
         (`{"model": state_dict}` with original key names, .pth/.pkl; config inferred from the keys), a
         shipped model by name, a Hugging Face Hub id (e.g. "Bryceee/GEM-Glass-Segment-model", the original
         authors' release, converted on load; `filename` picks a file of the repo, `revision` a branch, tag
-        or commit) or, with None, the shipped default weights. Returns the model in eval mode."""
+        or commit) or, with None, the shipped default weights. Every weight of the model must be in the
+        file (CheckpointError otherwise); `strict=False` loads a partial file, warning about what it left at
+        random. Returns the model in eval mode."""
         config, sd, path = read_pretrained(name_or_path, config, filename, revision)
         model = cls(config)
-        model.load_checked(sd, path)
+        model.load_checked(sd, path, strict)
         return model.eval()
 
-    def load_checked(self, sd: dict[str, Tensor], source: str | Path) -> None:
+    def load_checked(self, sd: dict[str, Tensor], source: str | Path, strict: bool = True) -> None:
         """load_state_dict with user-facing errors (see `load_checked`); drops graphs traced with the old weights."""
         if self._graphs is not None:
             self._graphs.graphs.clear()
-        load_checked(self, sd, source)
+        load_checked(self, sd, source, strict)
 
     def save_pretrained(self, path: str | Path, packaged_vit: bool = False) -> Path:
         """Write `path/config.json` and `path/model.safetensors` (each atomically). `packaged_vit`: a GEM-S

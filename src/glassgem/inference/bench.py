@@ -24,6 +24,7 @@ from ..io import atomic_write_text
 from .export import export_onnx
 from .onnx_runner import load_onnx_scorer
 from .runtime import DTYPES, autocast
+from .threads import cpu_cores
 
 
 def _sync(device: str) -> None:
@@ -108,6 +109,8 @@ def benchmark(model: str | None = None, weights: str | None = None, size: int = 
         raise ConfigError("--runs and --batch must be >= 1 and --warmup >= 0")
     if size % 32:
         raise ConfigError(f"--size {size} is not a multiple of 32")
+    if threads is not None and not 1 <= threads <= cpu_cores():
+        raise ConfigError(f"--threads {threads}: expected 1 to {cpu_cores()} (the CPUs this process may use)")
     previous_threads = torch.get_num_threads()
     if threads:
         torch.set_num_threads(threads)

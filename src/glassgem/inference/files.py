@@ -19,7 +19,8 @@ import numpy as np
 import torch
 
 from ..errors import DataError, GlassgemError
-from ..io import IMAGE_EXTENSIONS, save_image, save_mask
+from ..io import IMAGE_EXTENSIONS, not_a_file, save_image, save_mask
+from ..outputs import check_inside
 from ..viz.overlay import overlay_mask
 from .protocol import glass_mask, glass_probability, unsquash
 
@@ -117,8 +118,8 @@ def collect_inputs(inputs: Sequence[str], recursive: bool = False, out: Optional
                     add(p, name)
             if not found:
                 raise DataError(f"{text}: the pattern matches no image or video files")
-        elif path.is_symlink():
-            raise DataError(f"{text}: a broken symbolic link or a symlink loop")
+        elif path.exists() or path.is_symlink():
+            raise DataError(f"{text}: {not_a_file(path)}")
         else:
             raise DataError(f"{text}: no such file or folder")
     if not photos:
@@ -146,7 +147,8 @@ def assign_names(photos: list[Photo], out: str | Path, save_prob: bool = False, 
     """Give every photo output names no other photo uses (`_2`, `_3`, ... in input order; compared
     case-insensitively, as on macOS and Windows disks). -> (photos, notes about renamings).
 
-    Raises GlassgemError when an output would overwrite one of the input photos."""
+    Raises GlassgemError when an output would overwrite one of the input photos or be written outside `out`
+    (through a symbolic link to a folder elsewhere)."""
     taken: set[str] = set()
     renamed: list[str] = []
     result = []
@@ -163,7 +165,8 @@ def assign_names(photos: list[Photo], out: str | Path, save_prob: bool = False, 
     out = Path(out)
     for photo in result:
         for f in _outputs(photo.name, save_prob, overlay, photo.video):
-            if (out / f).resolve() in inputs:
+            target = check_inside(out / f, out, "--out")  # no symbolic link inside --out leads out of it
+            if target in inputs or (out / f).resolve() in inputs:
                 raise GlassgemError(f"--out {out}: writing {f} would overwrite the input {out / f}; "
                                     "choose another output folder")
     notes = []
@@ -171,6 +174,19 @@ def assign_names(photos: list[Photo], out: str | Path, save_prob: bool = False, 
         shown = "; ".join(renamed[:5]) + ("; ..." if len(renamed) > 5 else "")
         notes.append(f"note: {len(renamed)} photo(s) share a name with an earlier one and were renamed: {shown}")
     return result, notes
+
+
+def outputs_done(out: Path, name: str, save_prob: bool, overlay: bool) -> bool:
+    """Every output of photo `name` is in `out` and decodes (an earlier run wrote it: `predict --resume`)."""
+    from PIL import Image
+
+    for f in _outputs(name, save_prob, overlay):
+        try:
+            with Image.open(out / f) as img:
+                img.load()
+        except Exception:  # missing, truncated, not an image: score the photo again
+            return False
+    return True
 
 
 def write_prediction(out: Path, name: str, rgb: np.ndarray, scores: torch.Tensor, save_prob: bool, overlay: bool,
@@ -188,4 +204,4 @@ def write_prediction(out: Path, name: str, rgb: np.ndarray, scores: torch.Tensor
 
 
 __all__ = ["FRAMES_CSV", "GLOB_CHARS", "IMAGE_EXTENSIONS", "Photo", "VIDEO_EXTENSIONS", "assign_names", "collect_inputs",
-           "is_video", "video_outputs", "write_prediction"]
+           "is_video", "outputs_done", "video_outputs", "write_prediction"]

@@ -11,6 +11,7 @@ others are still written. Video files among the inputs get a mask per frame (gla
 from __future__ import annotations
 
 import sys
+import tempfile
 import time
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -24,7 +25,7 @@ from tqdm.auto import tqdm
 
 from ..errors import DataError, GlassgemError
 from ..io import load_image, remove_stale_temps
-from .files import Photo, assign_names, write_prediction
+from .files import Photo, assign_names, outputs_done, write_prediction
 from .protocol import check_size, squash, threshold_option
 from .scorers import Scorer
 from .threads import decode_threads
@@ -42,14 +43,16 @@ class Summary:
     seconds: float = 0.0
     extras: tuple[str, ...] = ()
     videos: list = field(default_factory=list)  # glassgem.inference.video.VideoSummary per video
+    kept: int = 0  # photos whose outputs an earlier run wrote (--resume)
 
     def line(self) -> str:
         rate = self.written / self.seconds if self.seconds > 0 else 0.0
         extras = f" (+ {' and '.join(self.extras)})" if self.extras else ""
         lines = [v.line() for v in self.videos]
-        if self.written or not self.videos or self.failed:
+        if self.written or self.kept or not self.videos or self.failed:
+            kept = f"; kept {self.kept} from an earlier run (--resume)" if self.kept else ""
             lines.append(f"wrote {self.written} mask(s){extras} to {self.out} in {self.seconds:.1f} s "
-                         f"({rate:.2f} images/s); {len(self.failed)} failed")
+                         f"({rate:.2f} images/s){kept}; {len(self.failed)} failed")
         return "\n".join(lines)
 
 
@@ -128,6 +131,7 @@ def predict_files(
     `size`: the square test size (default: scorer.input_size). `report` receives one line per
     renamed output or skipped photo (default: stderr, above the progress bar). Never raises for a bad
     photo: it is listed in the returned Summary.failed with the reason. `threshold`: see glass_mask.
+    `resume`: photos whose outputs an earlier run wrote (every one there and decoding) are kept, not scored again.
     Videos among `photos` follow the photos, one by one (glassgem.inference.video.predict_video with `every`,
     `max_frames`, `resume`); a video that cannot be opened, or stops decoding part-way, is in
     Summary.failed too (in the second case with its frames up to there written).
@@ -140,14 +144,19 @@ def predict_files(
     out = Path(out)
     try:
         out.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out):  # writable? asked now, not after scoring every photo
+            pass
     except OSError as e:
-        raise GlassgemError(f"--out {out}: cannot create the output folder ({e.strerror or e})") from None
+        raise GlassgemError(f"--out {out}: cannot create or write to the output folder ({e.strerror or e})") from None
     remove_stale_temps(out, min_age_s=600)  # left by killed runs (not by one writing here right now)
     photos, notes = assign_names(list(photos), out, save_prob, overlay)
     videos = [p for p in photos if p.video]
     photos = [p for p in photos if not p.video]
     extras = tuple(x for x, on in (("overlays", overlay), ("probability maps", save_prob)) if on)
     summary = Summary(out=out, extras=extras)
+    if resume:  # photos whose every output is there and decodes are done
+        todo = [p for p in photos if not outputs_done(out, p.name, save_prob, overlay)]
+        summary.kept, photos = len(photos) - len(todo), todo
     bar = tqdm(total=len(photos), desc="predict", unit="img", disable=not progress or not photos,
                dynamic_ncols=True)
     say = report or (lambda line: tqdm.write(line, file=sys.stderr))  # above the bar, not through it
@@ -165,7 +174,7 @@ def predict_files(
                     try:
                         write_prediction(out, item.photo.name, item.rgb, next(rows), save_prob, overlay, threshold)
                         summary.written += 1
-                    except OSError as e:
+                    except (OSError, DataError) as e:  # a full disk; a picture no JPEG can hold
                         item.error = f"{item.photo.path}: cannot write its outputs to {out} ({e})"
                 if item.error is not None:
                     summary.failed.append((item.photo.path, item.error))

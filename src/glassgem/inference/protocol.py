@@ -69,7 +69,12 @@ def as_rgb_array(image: ImageLike) -> np.ndarray:
     image is taken as given (no EXIF rotation: the mask must line up with the pixels passed in).
     """
     if isinstance(image, Image.Image):
-        return pil_to_rgb(image)
+        try:
+            image.load()
+            return pil_to_rgb(image)
+        except (OSError, ValueError, SyntaxError) as e:  # truncated, closed, corrupt
+            name = getattr(image, "filename", "") or "the PIL image"
+            raise DataError(f"{name}: cannot read its pixels ({type(e).__name__}: {e})") from None
     if isinstance(image, (str, os.PathLike)):
         return load_image(image)
     if isinstance(image, np.ndarray):
@@ -101,10 +106,10 @@ def unsquash(scores: Tensor, hw: tuple[int, int]) -> Tensor:
 
 
 def check_size(size: int) -> int:
-    size = int(size)
-    if size <= 0 or size % 32:
-        raise DataError(f"test size {size} must be a positive multiple of 32 (384 is the paper's)")
-    return size
+    """A square test size: a whole number, a positive multiple of 32, else DataError."""
+    if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size <= 0 or size % 32:
+        raise DataError(f"test size {size!r} must be a positive multiple of 32 (384 is the paper's)")
+    return int(size)
 
 
 @torch.no_grad()
@@ -114,7 +119,7 @@ def predict_image(model: torch.nn.Module, image: ImageLike, size: int | None = N
     `tta`: average with the horizontally mirrored image (flip_averaged); `threshold`: see glass_mask."""
     check_threshold(threshold)
     rgb = as_rgb_array(image)
-    size = check_size(size or model.cfg.image_size)
+    size = check_size(model.cfg.image_size if size is None else size)
     param = next(model.parameters())
     was_training = model.training
     model.eval()

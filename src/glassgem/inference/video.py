@@ -122,11 +122,29 @@ def _frames(container, every: int, max_frames: Optional[int]) -> Iterator[tuple[
             return
 
 
-def _expected_frames(container, every: int, max_frames: Optional[int]) -> Optional[int]:
+def _declared_frames(container) -> Optional[int]:
+    """The frames the file says it holds: the stream's count, else its duration (or the container's) x its
+    frame rate; None when it says neither."""
     stream = container.streams.video[0]
     n = stream.frames
     if not n and stream.duration is not None and stream.time_base and stream.average_rate:
         n = int(stream.duration * stream.time_base * stream.average_rate)
+    if not n and container.duration and stream.average_rate:
+        n = int(container.duration / 1_000_000 * stream.average_rate)  # av.time_base: microseconds
+    return n or None
+
+
+def _short_by(declared: Optional[int], decoded: int, every: int) -> Optional[str]:
+    """Why a video that decoded without an error still ended early (a file cut short), or None. Declared counts
+    may be off by a frame or two: more than max(2, 2%) missing (beyond the `every` step) counts."""
+    if not declared or declared - decoded <= every + max(2, 0.02 * declared):
+        return None
+    return (f"the file declares {declared} frames but decoding ended after {decoded} (cut short or damaged); "
+            "the frames up to there are written, and --resume continues once the file is complete")
+
+
+def _expected_frames(container, every: int, max_frames: Optional[int]) -> Optional[int]:
+    n = _declared_frames(container)
     if not n:
         return max_frames
     n = math.ceil(n / every)
@@ -209,8 +227,9 @@ def predict_video(
 
     `scorer`/`size`/`threshold` as in glassgem.inference.predict.predict_files. `every`: score every n-th frame;
     `max_frames`: stop after this many processed frames. Raises DataError for a file that cannot be
-    opened as a video; a decoding error part-way is returned in VideoSummary.error with the frames
-    before it written (frames.csv and the overlay then cover those frames).
+    opened as a video; a decoding error part-way, or a file whose frames end well before the count (or
+    duration) it declares, is returned in VideoSummary.error with the frames before it written (frames.csv
+    and the overlay then cover those frames).
     """
     check_frame_options(every, max_frames)
     path, out = Path(path), Path(out)
@@ -247,8 +266,10 @@ def predict_video(
     try:
         (out / name).mkdir(parents=True, exist_ok=True)
         batch: list[_Frame] = []
+        decoded = 0  # frames the decoder gave, counting those --every skips
         try:
             for index, t, rgb in _frames(container, every, max_frames):
+                decoded = index + 1
                 mask = _done_mask(out, name, index, save_prob) if resume else None
                 summary.resumed += mask is not None
                 batch.append(_Frame(index, t, rgb, mask))
@@ -257,6 +278,8 @@ def predict_video(
                     batch = []
         except av.FFmpegError as e:
             summary.error = f"cannot decode the video after {summary.frames + len(batch)} frame(s) ({e})"
+        if summary.error is None and (max_frames is None or summary.frames + len(batch) < max_frames):
+            summary.error = _short_by(_declared_frames(container), decoded, every)
         flush(batch)
         ok = True
     except OSError as e:

@@ -37,6 +37,7 @@ import torch
 from torch import Tensor, nn
 
 from ..config import ModelConfig, model_preset
+from ..config_checks import check_model_config
 from ..errors import ConfigError, DataError
 from .decoder import GEMDecoder, MaskFn
 from .encoders import build_encoder
@@ -48,7 +49,7 @@ from .query_selection import Proposals, QuerySelection
 class GEM(nn.Module):
     def __init__(self, cfg: ModelConfig, encoder: nn.Module | None = None) -> None:
         super().__init__()
-        self.cfg = cfg
+        self.cfg = check_model_config(cfg)  # a bad field fails here, named, not deep inside a layer
         self.register_buffer("pixel_mean", torch.tensor(cfg.pixel_mean).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("pixel_std", torch.tensor(cfg.pixel_std).view(1, 3, 1, 1), persistent=False)
         self.encoder = build_encoder(cfg) if encoder is None else encoder

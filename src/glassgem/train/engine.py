@@ -7,6 +7,7 @@ Run layout (`--out RUN_DIR`):
   final/                 glassgem model dir after the last step
   log.csv, tb/           per-log-period losses, lr, throughput (CSV and TensorBoard)
   val.csv                validation metrics per evaluation
+  .glassgem.lock         while a process trains into the folder (glassgem.locks): a second one is refused
 
 Determinism: the data order is a per-epoch permutation drawn from (seed, epoch); each sample's
 augmentation from (seed, epoch, index); each micro-step re-seeds torch from (seed, step, micro, rank).
@@ -35,6 +36,7 @@ from ..evaluation.evaluate import evaluate_model
 from ..hub.pretrained import GEM, read_pretrained
 from ..inference.threads import loader_workers
 from ..io import atomic_write_text
+from ..locks import folder_lock
 from .checkpoint import (checkpoint_dir, list_checkpoints, load_checkpoint, remove_stale_temps, rng_state,
                          save_checkpoint, set_rng_state)
 from .encoder_init import init_encoder
@@ -126,9 +128,9 @@ def build_model(cfg: TrainConfig):
     model = GEM(cfg.model, encoder=encoder)
     if cfg.init_from:
         # Pretrain -> fine-tune: every weight of the source that fits this model is taken (read only,
-        # no second model built).
+        # no second model built); weights the source lacks keep their initialisation (warned about).
         _, source_sd, _ = read_pretrained(cfg.init_from)
-        model.load_checked(source_sd, cfg.init_from)
+        model.load_checked(source_sd, cfg.init_from, strict=False)
     if cfg.freeze_encoder:
         freeze_encoder(model)
     elif cfg.freeze_encoder_layers > 0:
@@ -252,6 +254,14 @@ class Trainer:
         return losses
 
     def train(self, resume: bool = False) -> dict[str, Any]:
+        """Train to max_iter (or stop_after steps), resuming from the last checkpoint with `resume`. The run
+        folder is locked meanwhile (glassgem.locks): a second process training into it is refused."""
+        if not self.acc.is_main_process:
+            return self._train(resume)
+        with folder_lock(self.out):
+            return self._train(resume)
+
+    def _train(self, resume: bool) -> dict[str, Any]:
         from tqdm.auto import tqdm
 
         self.out.mkdir(parents=True, exist_ok=True)

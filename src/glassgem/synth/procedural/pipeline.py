@@ -277,8 +277,8 @@ def _work(i: int) -> int:
     return _WORKER(i)
 
 
-def _check_config(out: Path, config: dict) -> None:
-    """A folder is resumed only by the same recipe; anything else would mix two datasets silently."""
+def _check_config(out: Path, config: dict, n: int) -> None:
+    """A folder is resumed or extended only by the same recipe, never shrunk: else two sets mix silently."""
     path = out / CONFIG_NAME
     if path.is_file():
         try:
@@ -289,6 +289,10 @@ def _check_config(out: Path, config: dict) -> None:
         if diff:
             raise ConfigError(f"{path}: {out} was generated with different settings ({', '.join(diff)}); "
                               "use another --out folder or the original settings")
+        held = [int(s[5:]) + 1 for s in (p.stem for p in (out / "meta").glob("proc_*.json")) if s[5:].isdigit()]
+        if max(held, default=0) > n:
+            raise ConfigError(f"--n {n}: {out} holds {max(held)} scenes; fewer leave the rest outside the manifest "
+                              f"but read by training; use --n {max(held)} or more, or another --out")
         return
     images = out / "images"
     if images.is_dir() and any(images.iterdir()):
@@ -324,19 +328,15 @@ def synthesize(out_dir: str | os.PathLike, n: int, seed: int = 0,
         raise ConfigError(f"size {w}x{h}: width and height must be at least 32 pixels")
     if image_format not in ("jpg", "png"):
         raise ConfigError(f"image_format must be 'jpg' or 'png', got {image_format!r}")
-    if backgrounds is None:
-        bgs = default_backgrounds()
-    elif isinstance(backgrounds, Backgrounds):
-        bgs = backgrounds
-    else:
-        bgs = folder_backgrounds(backgrounds)
+    bgs = backgrounds if isinstance(backgrounds, Backgrounds) else (
+        default_backgrounds() if backgrounds is None else folder_backgrounds(backgrounds))
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     config = {"generator": "glassgem.synth.procedural", "version": GENERATOR_VERSION, "seed": int(seed),
               "size": [w, h], "image_format": image_format,
               "backgrounds": {"source": bgs.source, "names": bgs.names}}
     config.update({"glass_free": glass_free} if glass_free > 0 else {})  # absent at 0: old folders resume
-    _check_config(out, config)
+    _check_config(out, config, n)
 
     writer = _Writer(out, int(seed), (w, h), image_format, bgs, glass_free)
     todo = [i for i in range(n) if not writer.done(i)]
