@@ -145,3 +145,13 @@ def test_shipped_manifest_and_labels_agree():
     listed = {(e.source, e.stem) for e in entries}
     on_disk = {(p.parent.name, p.stem) for p in rs.LABELS.glob("*/*.json")}
     assert on_disk == listed, "labels and manifest rows must match one to one"
+
+
+def test_outputs_never_land_in_an_input(tmp_path, capsys):
+    repo, _, manifest, labels = _tiny_source(tmp_path)
+    before = sorted(p.read_bytes() for p in repo.rglob("*") if p.is_file())
+    code = main(["data", "real-scenes", "--from", str(repo.parent), "--out", str(repo.parent / "x"),
+                 "--manifest", str(manifest), "--labels", str(labels)])
+    assert code == 2 and "--out" in capsys.readouterr().err
+    assert sorted(p.read_bytes() for p in repo.rglob("*") if p.is_file()) == before
+    assert not (repo.parent / "x").exists()

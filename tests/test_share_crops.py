@@ -107,3 +107,11 @@ def test_bin_edges_and_merge():
     none_only = GlassMetrics()
     none_only.update(np.zeros((4, 4), np.uint8), np.zeros((4, 4), np.uint8))
     assert math.isnan(none_only.compute()["area_ratio"])
+
+
+def test_crops_refuse_to_write_into_the_data_set(tmp_path, capsys):
+    data = _dataset(tmp_path / "d")
+    for out in (data, data / "masks", data / "images" / "x"):
+        assert main(["data", "crops", str(data), "--out", str(out)]) == 2
+        assert "--out" in capsys.readouterr().err
+    assert sorted(p.name for p in (data / "masks").iterdir()) == ["p0.png", "p1.png", "p2.png"]

@@ -3,9 +3,10 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 from ..errors import GlassgemError
-from .common import _add_group, _refuse_writing_inputs
+from .common import _add_group, _pair_folders, _refuse_writing_inputs
 
 
 # `glassgem data <what>`: dataset tools.
@@ -124,6 +125,7 @@ def _run_data_crops(args: argparse.Namespace) -> int:
     from ..data.layouts import find_pairs
 
     pairs = find_pairs(args.dir, args.layout, args.split)
+    _refuse_writing_inputs({"--out": args.out}, _pair_folders(pairs), files=(), roots=[args.dir])
     record = share_crops(pairs, args.out, share=_pair_range(args.share, "--share"),
                          size=_pair_range(args.size, "--size"), per_image=args.per_image, tries=args.tries,
                          seed=args.seed)
@@ -205,6 +207,9 @@ def _run_data_real_scenes(args: argparse.Namespace) -> int:
     from ..data import real_scenes as rs
 
     splits = rs.SPLITS if args.split == "all" else (args.split,)
+    local = args.origin if Path(args.origin).exists() else None
+    _refuse_writing_inputs({"--out": args.out}, [local, args.manifest or rs.MANIFEST, args.labels or rs.LABELS],
+                           files=())
     counts = rs.rebuild(args.origin, args.out, splits, manifest=args.manifest or rs.MANIFEST,
                         labels=args.labels or rs.LABELS)
     for split, n in counts.items():
