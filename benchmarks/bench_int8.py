@@ -35,7 +35,8 @@ def _args() -> argparse.Namespace:
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--runs", type=int, default=10, help="timed runs per precision (split over two blocks)")
     p.add_argument("--scope", default=None, help="quantize only this GEM module's layers (e.g. encoder)")
-    p.add_argument("--per-channel", action="store_true", help="one weight scale per output channel")
+    p.add_argument("--per-tensor", action="store_true",
+                   help="one weight scale per tensor (default: per output channel, as glassgem predict)")
     p.add_argument("--no-spin", action="store_true", help="idle worker threads sleep (for a busy machine)")
     return p.parse_args()
 
@@ -101,13 +102,13 @@ def main() -> None:
     pairs = _pairs(args.data, args.split, args.limit)
     print(f"onnxruntime {onnxruntime.__version__}, {args.threads} threads, batch 1, spinning "
           f"{'off' if args.no_spin else 'on'}, {os.cpu_count()} cores, {len(pairs)} photos of {args.data}/"
-          f"{args.split}; int8 layers: {args.scope or 'all'}, per {'channel' if args.per_channel else 'tensor'}; "
+          f"{args.split}; int8 layers: {args.scope or 'all'}, per {'tensor' if args.per_tensor else 'channel'}; "
           f"load average before: {os.getloadavg()}")
     rows = []
     for path in map(Path, args.onnx):
         fp32 = path.read_bytes()
         t = time.perf_counter()
-        int8 = quantize_int8(fp32, str(path), scope=args.scope, per_channel=args.per_channel)
+        int8 = quantize_int8(fp32, str(path), scope=args.scope, per_channel=not args.per_tensor)
         quantize_s = time.perf_counter() - t
         scorers = {k: OnnxScorer.from_bytes(b, f"{path.name} {k}", threads=args.threads, spinning=not args.no_spin)
                    for k, b in (("fp32", fp32), ("int8", int8))}
