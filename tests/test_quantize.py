@@ -1,4 +1,5 @@
-"""int8 ONNX graphs (glassgem.inference.quantize, `glassgem predict --onnx FILE --precision int8`).
+"""int8 ONNX graphs (glassgem.inference.quantize, `glassgem predict --onnx FILE --precision int8`,
+`glassgem export onnx --precision int8`).
 
 The mechanics on the debug model (which layers become int8, per-channel scales, metadata, errors) and the
 accuracy bound on real photos with the shipped GEM-S: its int8 masks keep the IoU within 0.005 of fp32's
@@ -76,6 +77,19 @@ def test_int8_scores_follow_fp32_and_an_int8_file_is_kept_as_it_is(debug_onnx, t
     saved = tmp_path / "int8.onnx"
     saved.write_bytes(data)
     assert torch.equal(load_onnx_scorer(saved, threads=2)(x), b)  # run as it is, no second quantization
+
+
+def test_cli_export_int8_writes_a_checked_int8_graph(tmp_path) -> None:
+    torch.manual_seed(0)
+    weights = GEM.from_config("debug").save_pretrained(tmp_path / "model")
+    path = tmp_path / "debug.int8.onnx"
+    rc, out, err = _cli("export", "onnx", "--weights", str(weights), "--out", str(path), "--size", "128",
+                        "--precision", "int8", "--no-optimize")
+    assert rc == 0, err
+    assert "int8" in out and "quantized to int8: same class as PyTorch on" in out
+    scorer = load_onnx_scorer(path)
+    assert scorer.precision == "int8" and float(scorer.metadata["glassgem.verified_max_abs_diff"]) <= 1e-3
+    assert any(n.op_type == "MatMulInteger" for n in onnx.load(str(path)).graph.node)
 
 
 def test_bad_precision_and_bad_files_are_one_line_errors(debug_onnx, tmp_path) -> None:

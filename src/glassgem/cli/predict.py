@@ -64,9 +64,8 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
 
 
 def _scorer(args: argparse.Namespace):
-    """The scorer the options ask for (PyTorch weights or an ONNX graph, flip-averaged with --tta), its size."""
-    from ..inference.scorers import build_scorer
-
+    """The scorer the options ask for (PyTorch weights or an ONNX graph, flip-averaged with --tta), its size.
+    The PyTorch model code is imported only for PyTorch weights (timm and torchvision take seconds)."""
     if args.onnx:
         if args.weights or args.dtype != "fp32" or args.smoothing is not None:
             raise GlassgemError("--onnx runs an exported fp32 graph (its smoothing included): leave out --weights, "
@@ -79,6 +78,8 @@ def _scorer(args: argparse.Namespace):
         raise GlassgemError(f"--precision {args.precision} runs an ONNX graph: pass --onnx FILE (from `glassgem "
                             "export onnx`)")
     else:
+        from ..inference.scorers import build_scorer
+
         scorer, size = build_scorer(args.weights, args.device, args.dtype, args.smoothing), args.size
     if args.tta:
         from ..inference.scorers import FlipAveraged
