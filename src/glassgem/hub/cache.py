@@ -38,7 +38,8 @@ log = logging.getLogger(__name__)
 
 
 def cache_dir() -> Path | None:
-    """The user cache folder as the environment says now, or None when `GLASSGEM_CACHE=off`."""
+    """The user cache folder as the environment says now, or None when `GLASSGEM_CACHE=off` (or when
+    there is no home folder to put it in)."""
     chosen = os.environ.get(CACHE_ENV, "").strip()
     if chosen.lower() == CACHE_OFF:
         return None
@@ -47,7 +48,10 @@ def cache_dir() -> Path | None:
     xdg = os.environ.get("XDG_CACHE_HOME", "")
     if xdg and Path(xdg).is_absolute():  # the XDG spec says to ignore a relative path
         return Path(xdg) / "glassgem"
-    return Path.home() / ".cache" / "glassgem"
+    try:
+        return Path.home() / ".cache" / "glassgem"
+    except RuntimeError:  # no HOME and no password entry: nowhere to keep a cache
+        return None
 
 
 def _fingerprint(path: Path) -> list[int]:
