@@ -72,7 +72,8 @@ def _scorer(args: argparse.Namespace):
                                 "--dtype and --smoothing")
         from ..inference.onnx_runner import load_onnx_scorer
 
-        scorer = load_onnx_scorer(args.onnx, device=args.device or "auto", precision=args.precision)
+        scorer = load_onnx_scorer(args.onnx, device=args.device or "auto", precision=args.precision,
+                                  spinning=False)  # as the PyTorch path's OpenMP threads (threads.py)
         size = scorer.square_size(args.size)
     elif args.precision != "fp32":
         raise GlassgemError(f"--precision {args.precision} runs an ONNX graph: pass --onnx FILE (from `glassgem "
