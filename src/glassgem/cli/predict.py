@@ -68,7 +68,7 @@ def _scorer(args: argparse.Namespace):
     The PyTorch model code is imported only for PyTorch weights (timm and torchvision take seconds)."""
     if args.onnx:
         if args.weights or args.dtype != "fp32" or args.smoothing is not None:
-            raise GlassgemError("--onnx runs an exported fp32 graph (its smoothing included): leave out --weights, "
+            raise GlassgemError("--onnx runs an exported graph (its smoothing included): leave out --weights, "
                                 "--dtype and --smoothing")
         from ..inference.onnx_runner import load_onnx_scorer
 
