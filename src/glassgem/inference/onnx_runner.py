@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from ..errors import CheckpointError, ConfigError, DataError, GlassgemError
+from .quantize import PRECISIONS, quantize_int8
 
 DEVICES = ("cpu", "cuda", "auto")
 
@@ -69,6 +70,7 @@ class OnnxScorer:
         except json.JSONDecodeError as e:
             raise CheckpointError(f"{source}: the glassgem.config metadata is not valid JSON ({e})") from None
         self.providers: list[str] = list(session.get_providers())
+        self.precision: str = self.metadata.get("glassgem.precision", "fp32")  # "int8": quantize.py made it
 
     @classmethod
     def from_bytes(cls, data: bytes, source: str = "<bytes>", device: str = "cpu", threads: int | None = None,
@@ -137,10 +139,14 @@ class OnnxScorer:
 
 
 def load_onnx_scorer(path: str | os.PathLike, device: str = "cpu", threads: int | None = None,
-                     spinning: bool = True) -> OnnxScorer:
+                     spinning: bool = True, precision: str = "fp32") -> OnnxScorer:
     """Open an exported glassgem ONNX file. device: "cpu", "cuda"/"cuda:N" (onnxruntime-gpu) or "auto";
     threads: onnxruntime intra-op threads (default: onnxruntime's choice, all cores); spinning=False lets
-    idle worker threads sleep (measured at load 3.5 on 2 cores: 450 instead of 720 ms for GEM-Tiny)."""
+    idle worker threads sleep (measured at load 3.5 on 2 cores: 450 instead of 720 ms for GEM-Tiny);
+    precision="int8": an fp32 file is quantized in memory first (quantize.py: seconds for GEM-S), a file
+    that is int8 already runs as it is (as it does with "fp32")."""
+    if precision not in PRECISIONS:
+        raise ConfigError(f"precision {precision!r}: choose one of {', '.join(PRECISIONS)}")
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: ONNX file not found")
@@ -148,6 +154,8 @@ def load_onnx_scorer(path: str | os.PathLike, device: str = "cpu", threads: int 
         data = path.read_bytes()
     except OSError as e:
         raise CheckpointError(f"{path}: cannot read it ({e.strerror or e})") from None
+    if precision == "int8":
+        data = quantize_int8(data, str(path))
     return OnnxScorer.from_bytes(data, source=str(path), device=device, threads=threads, spinning=spinning)
 
 

@@ -17,7 +17,7 @@ from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Optional, Sequence, TypeVar
+from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Optional, Sequence, TypeVar
 
 import numpy as np
 import torch
@@ -27,9 +27,11 @@ from ..errors import DataError, GlassgemError
 from ..io import load_image, remove_stale_temps
 from .files import Photo, assign_names, outputs_done, write_prediction
 from .protocol import check_size, squash, threshold_option
-from .scorers import Scorer
 from .threads import decode_threads
 from .video import check_frame_options, predict_video, require_av
+
+if TYPE_CHECKING:  # the model code (timm, torchvision) is imported only when a PyTorch model is loaded
+    from .scorers import Scorer
 
 T = TypeVar("T")
 R = TypeVar("R")

