@@ -36,6 +36,6 @@ for mask in sorted((tmp / "show/masks").glob("*.png")):
     truth, pred = load_mask(mask), load_mask(tmp / "pred" / f"{mask.stem}.png")
     cells += [overlay_mask(image, truth, color=(40, 200, 60)), overlay_mask(image, pred)]
     labels += [f"{mask.stem.split('__')[1][:18]} truth {truth.mean():.0%}", f"predicted {pred.mean():.0%}"]
-save_image(out, grid(cells, cols=6, cell=(150, 200), labels=labels), quality=85)
+save_image(out, grid(cells, cols=6, cell=(112, 150), labels=labels), quality=75)
 print(out)
 PY
