@@ -21,8 +21,9 @@ from typing import Sequence
 import numpy as np
 
 from ..errors import ConfigError, DataError
-from ..io import atomic_write_text, load_image, load_mask, save_image, save_mask
+from ..io import atomic_write_text, save_image, save_mask
 from .layouts import Pair
+from .negatives import load_labelled_pair, refuse_filled_output
 
 MANIFEST = "crops.json"
 
@@ -64,20 +65,13 @@ def share_crops(pairs: Sequence[Pair], out_dir: str | os.PathLike, share: tuple[
         raise ConfigError(f"--per-image and --tries must be >= 1, got {per_image}, {tries}")
     if not pairs:
         raise DataError("no image/mask pairs to crop")
-    out = Path(out_dir)
-    for sub in ("images", "masks"):  # crops of an earlier run with other settings would mix in silently
-        if (out / sub).is_dir() and any((out / sub).iterdir()):
-            raise DataError(f"{out / sub}: already holds files; give an empty or new --out folder")
+    out = refuse_filled_output(out_dir)
     crops: list[dict] = []
     none: list[str] = []
     for pair in tqdm(pairs, desc="cropping", unit="img", disable=not progress):
         if pair.mask_path is None:
             raise DataError(f"{pair.image_path}: no mask, so the glass share of a crop is unknown")
-        mask = load_mask(pair.mask_path)
-        image = load_image(pair.image_path)
-        if image.shape[:2] != mask.shape:
-            raise DataError(f"size mismatch: image {pair.image_path} is {image.shape[1]}x{image.shape[0]} "
-                            f"(WxH) but mask {pair.mask_path} is {mask.shape[1]}x{mask.shape[0]}")
+        image, mask = load_labelled_pair(pair)
         rng = np.random.default_rng([seed, zlib.crc32(pair.stem.encode())])
         boxes = draw_boxes(mask, rng, share, size, per_image, tries)
         if not boxes:

@@ -88,6 +88,26 @@ def glass_free_box(mask: np.ndarray, cell: int = 8, max_aspect: float = 2.0) -> 
     return top, left, h, w
 
 
+def refuse_filled_output(out_dir: str | os.PathLike) -> Path:
+    """The output folder of a crop writer, refused (DataError) when its images/ or masks/ already hold files:
+    crops of an earlier run with other settings would mix in silently."""
+    out = Path(out_dir)
+    for sub in ("images", "masks"):
+        if (out / sub).is_dir() and any((out / sub).iterdir()):
+            raise DataError(f"{out / sub}: already holds files; give an empty or new --out folder")
+    return out
+
+
+def load_labelled_pair(pair: Pair) -> tuple[np.ndarray, np.ndarray]:
+    """(image, {0,1} mask) of a pair that must have a mask of the image's size (DataError naming both)."""
+    mask = load_mask(pair.mask_path)
+    image = load_image(pair.image_path)
+    if image.shape[:2] != mask.shape:
+        raise DataError(f"size mismatch: image {pair.image_path} is {image.shape[1]}x{image.shape[0]} "
+                        f"(WxH) but mask {pair.mask_path} is {mask.shape[1]}x{mask.shape[0]}")
+    return image, mask
+
+
 @dataclass
 class NegativesSummary:
     written: list[dict] = field(default_factory=list)  # {"name", "source", "box": [top, left, h, w]}
@@ -122,20 +142,13 @@ def glass_free_crops(pairs: Sequence[Pair], out_dir: str | os.PathLike, min_side
         raise ConfigError(f"sample must be >= 1, got {sample}")
     if not pairs:
         raise DataError("no image/mask pairs to crop")
-    out = Path(out_dir)
-    for sub in ("images", "masks"):  # crops of an earlier run with other settings would mix in silently
-        if (out / sub).is_dir() and any((out / sub).iterdir()):
-            raise DataError(f"{out / sub}: already holds files; give an empty or new --out folder")
+    out = refuse_filled_output(out_dir)
     summary = NegativesSummary()
     eligible: list[tuple[Pair, tuple[int, int, int, int]]] = []
     for pair in tqdm(pairs, desc="finding glass-free rectangles", unit="img", disable=not progress):
         if pair.mask_path is None:
             raise DataError(f"{pair.image_path}: no mask, so its glass-free part is unknown")
-        mask = load_mask(pair.mask_path)
-        image = load_image(pair.image_path)  # read now, so a bad photo fails before anything is written
-        if image.shape[:2] != mask.shape:
-            raise DataError(f"size mismatch: image {pair.image_path} is {image.shape[1]}x{image.shape[0]} "
-                            f"(WxH) but mask {pair.mask_path} is {mask.shape[1]}x{mask.shape[0]}")
+        _, mask = load_labelled_pair(pair)  # the photo read now, so a bad one fails before anything is written
         box = glass_free_box(mask, cell=cell, max_aspect=max_aspect)
         if box is None or min(box[2], box[3]) < min_side:
             size = "none" if box is None else f"{box[3]}x{box[2]}"
