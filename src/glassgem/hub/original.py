@@ -22,7 +22,6 @@ import torch
 from torch import Tensor
 
 from ..errors import CheckpointError
-from ..model.encoders.sam_vit import sam_to_timm_key, timm_to_sam_key
 
 # --------------------------------------------------------------------------------- key map
 
@@ -55,6 +54,9 @@ def original_encoder_kind(sd: dict[str, Tensor]) -> str | None:
 def _encoder_renames(encoder: str) -> tuple[Callable[[str], str], Callable[[str], str]]:
     """(original -> glassgem, glassgem -> original) renames of a key inside the encoder."""
     if encoder == "sam_vit_b":  # SAM lin1/lin2 = timm fc1/fc2
+        # imported here: sam_vit.py pulls in timm (~1.5 s), which loading any other model does not need
+        from ..model.encoders.sam_vit import sam_to_timm_key, timm_to_sam_key
+
         return sam_to_timm_key, timm_to_sam_key
     return (lambda k: k), (lambda k: k)
 
