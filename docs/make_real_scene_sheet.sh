@@ -27,15 +27,9 @@ PY
 "$PY" - "$TMP" docs/images/real_scenes_dev.jpg <<'PY'
 import sys
 from pathlib import Path
-from glassgem.io import load_image, load_mask, save_image
-from glassgem.viz.overlay import grid, overlay_mask
-tmp, out = Path(sys.argv[1]), sys.argv[2]
-cells, labels = [], []
-for mask in sorted((tmp / "show/masks").glob("*.png")):
-    image = load_image(next((tmp / "show/images").glob(f"{mask.stem}.*")))
-    truth, pred = load_mask(mask), load_mask(tmp / "pred" / f"{mask.stem}.png")
-    cells += [overlay_mask(image, truth, color=(40, 200, 60)), overlay_mask(image, pred)]
-    labels += [f"{mask.stem.split('__')[1][:18]} truth {truth.mean():.0%}", f"predicted {pred.mean():.0%}"]
-save_image(out, grid(cells, cols=6, cell=(112, 150), labels=labels), quality=75)
-print(out)
+from glassgem.demo import truth_against_prediction
+from glassgem.evaluation.mask_eval import pair_files
+tmp = Path(sys.argv[1])
+pairs, _ = pair_files(tmp / "pred", tmp / "show/masks")
+print(truth_against_prediction(pairs, tmp / "show/images", Path(sys.argv[2]), cols=6, cell=(112, 150), quality=75))
 PY

@@ -68,6 +68,19 @@ def contact_sheet(out: Path, names: list[str]) -> Path:
     return save_image(out / "contact_sheet.jpg", grid(cells, cols=3, cell=(192, 256), labels=labels), quality=90)
 
 
+def truth_against_prediction(pairs: Sequence[tuple[Path, Path]], images: Path, sheet: Path, cols: int,
+                             cell: tuple[int, int], quality: int = 85) -> Path:
+    """A sheet of (prediction file, truth file) pairs, each photo (found in `images` by the truth's stem)
+    twice: truth tinted green, prediction red, each labelled with its glass share."""
+    cells, labels = [], []
+    for pred, gt in pairs:
+        image = load_image(next(images.glob(f"{gt.stem}.*")))
+        truth, mask = load_mask(gt), load_mask(pred)
+        cells += [overlay_mask(image, truth, color=(40, 200, 60)), overlay_mask(image, mask)]
+        labels += [f"{gt.stem.split('__')[-1][:24]} truth {truth.mean():.0%}", f"predicted {mask.mean():.0%}"]
+    return save_image(sheet, grid(cells, cols=cols, cell=cell, labels=labels), quality=quality)
+
+
 def real_scenes(out: Path, scenes: Path, origin: str, scorer, progress: bool = True) -> int:
     """Predict the real-scene dev split (rebuilt from `origin` into `scenes` if missing) into
     out/predictions; print the metrics with the per-bin table; a truth-against-prediction sheet."""
@@ -94,13 +107,7 @@ def real_scenes(out: Path, scenes: Path, origin: str, scorer, progress: bool = T
     results = evaluate_pairs(pairs, progress=False)
     print(format_table(results))
     write_json(out / "metrics.json", results)
-    cells, labels = [], []
-    for pred, gt in pairs:
-        image = load_image(next((dev / "images").glob(f"{gt.stem}.*")))
-        truth, mask = load_mask(gt), load_mask(pred)
-        cells += [overlay_mask(image, truth, color=(40, 200, 60)), overlay_mask(image, mask)]
-        labels += [f"{gt.stem[:26]} truth {truth.mean():.0%}", f"glassgem {mask.mean():.0%}"]
-    sheet = save_image(out / "contact_sheet.jpg", grid(cells, cols=4, cell=(150, 200), labels=labels), quality=85)
+    sheet = truth_against_prediction(pairs, dev / "images", out / "contact_sheet.jpg", cols=4, cell=(150, 200))
     print(f"overlays: {out}/predictions/*_overlay.jpg; truth (green) against prediction (red): {sheet}\n")
     return 0
 

@@ -49,6 +49,15 @@ def _run_data_check(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
+def _add_crop_source(p: argparse.ArgumentParser, out_help: str) -> None:
+    """The dataset a crop writer reads (DIR, --layout, --split) and its --out."""
+    p.add_argument("dir", help="dataset folder (any known layout)")
+    p.add_argument("--out", required=True, help=out_help)
+    p.add_argument("--layout", default="auto", choices=("auto", "gsds", "gdd", "gsd", "sgsd"),
+                   help="folder layout (default: auto-detect)")
+    p.add_argument("--split", default=None, help="train, val or test (default: auto)")
+
+
 def _add_data_negatives(data_sub: argparse._SubParsersAction) -> None:
     p = data_sub.add_parser(
         "negatives",
@@ -58,11 +67,7 @@ def _add_data_negatives(data_sub: argparse._SubParsersAction) -> None:
         "`glassgem evaluate --data OUT` then measures false glass (MAE = mean fraction predicted as glass; "
         "IoU = fraction of crops with none); OUT can also be mixed into training data.",
     )
-    p.add_argument("dir", help="dataset folder (any known layout)")
-    p.add_argument("--out", required=True, help="output folder (images/, masks/, negatives.json)")
-    p.add_argument("--layout", default="auto", choices=("auto", "gsds", "gdd", "gsd", "sgsd"),
-                   help="folder layout (default: auto-detect)")
-    p.add_argument("--split", default=None, help="train, val or test (default: auto)")
+    _add_crop_source(p, "output folder (images/, masks/, negatives.json)")
     p.add_argument("--min-side", type=int, default=128,
                    help="skip photos whose glass-free rectangle has a side shorter than this (pixels)")
     p.add_argument("--max-aspect", type=float, default=2.0, help="longest / shortest side of a crop at most")
@@ -106,11 +111,7 @@ def _add_data_crops(data_sub: argparse._SubParsersAction) -> None:
         "each photo's name, so the set is reproducible. `glassgem evaluate --data OUT` then shows whether a "
         "model finds glass where it is a small part of the view or paints the whole crop.",
     )
-    p.add_argument("dir", help="dataset folder (any known layout)")
-    p.add_argument("--out", required=True, help="output folder (new or empty)")
-    p.add_argument("--layout", default="auto", choices=("auto", "gsds", "gdd", "gsd", "sgsd"),
-                   help="folder layout (default: auto-detect)")
-    p.add_argument("--split", default=None, help="train, val or test (default: auto)")
+    _add_crop_source(p, "output folder (new or empty)")
     p.add_argument("--share", default="0.05,0.35", help="glass share of a crop, LO,HI (default 0.05,0.35)")
     p.add_argument("--size", default="0.35,0.70", help="crop side as a fraction of the photo's, LO,HI "
                    "(default 0.35,0.70)")

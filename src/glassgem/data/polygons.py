@@ -72,22 +72,21 @@ def load_label(path: str | os.PathLike) -> dict:
     return parse_label(data, str(path))
 
 
+def _fill(polygons: list[Polygon], size: tuple[int, int]) -> np.ndarray:
+    """bool (H, W): inside any of the polygons (outline included)."""
+    canvas = Image.new("L", size, 0)
+    draw = ImageDraw.Draw(canvas)
+    for poly in polygons:
+        draw.polygon(poly, fill=255, outline=255)
+    return np.asarray(canvas) > 0
+
+
 def rasterize(label: dict) -> np.ndarray:
     """The label's mask: uint8 (H, W), 255 on glass, 0 elsewhere."""
-    w, h = label["size"]
-    glass = Image.new("L", (w, h), 0)
-    draw = ImageDraw.Draw(glass)
-    for poly in label["glass"]:
-        draw.polygon(poly, fill=255, outline=255)
+    glass = _fill(label["glass"], label["size"])
     if label["not_glass"]:
-        cut = Image.new("L", (w, h), 0)
-        cdraw = ImageDraw.Draw(cut)
-        for poly in label["not_glass"]:
-            cdraw.polygon(poly, fill=255, outline=255)
-        out = np.asarray(glass).copy()
-        out[np.asarray(cut) > 0] = 0
-        return out
-    return np.asarray(glass).copy()
+        glass &= ~_fill(label["not_glass"], label["size"])
+    return glass.astype(np.uint8) * 255
 
 
 def label_mask(path: str | os.PathLike, image_size: tuple[int, int] | None = None) -> np.ndarray:
