@@ -5,6 +5,7 @@
 Fake model outputs of the paper's shapes (Q = 100 queries, 100 DN queries, 3 logits, masks at 1/4) on
 semantic maps with background + glass, so every image has 2 GT masks (DN scalar 50).
 """
+
 from __future__ import annotations
 
 import argparse

@@ -7,6 +7,7 @@
 Numbers are only comparable on an otherwise idle machine: the load average and the speed of a 2048²
 fp32 matmul (about 204 GFLOP/s on an idle 2-core EPYC box, ../reference/README.md) are printed with them.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -49,8 +50,10 @@ def bench(encoder: str, size: int, dtype: str, warmup: int, runs: int) -> str:
     autocast = DTYPES[dtype]
 
     def forward() -> None:
-        with torch.inference_mode(), torch.autocast("cpu", dtype=autocast or torch.bfloat16,
-                                                    enabled=autocast is not None):
+        with (
+            torch.inference_mode(),
+            torch.autocast("cpu", dtype=autocast or torch.bfloat16, enabled=autocast is not None),
+        ):
             model(x)
 
     with FlopCounterMode(display=False) as counter:
@@ -61,8 +64,10 @@ def bench(encoder: str, size: int, dtype: str, warmup: int, runs: int) -> str:
     # process waited for a core, so it is the steadier number there.
     cpu = statistics.median(_time_ms(forward, 0, runs, clock=time.process_time))
     med = statistics.median(ms)
-    return (f"{encoder:18s} {size:5d}² {dtype:5s}  median {med:8.1f} ms  min {min(ms):8.1f} ms  "
-            f"cpu {cpu:8.1f} ms  {gflops:6.2f} GFLOPs  {gflops / med * 1e3:6.1f} GFLOP/s")
+    return (
+        f"{encoder:18s} {size:5d}² {dtype:5s}  median {med:8.1f} ms  min {min(ms):8.1f} ms  "
+        f"cpu {cpu:8.1f} ms  {gflops:6.2f} GFLOPs  {gflops / med * 1e3:6.1f} GFLOP/s"
+    )
 
 
 def main() -> None:
@@ -75,8 +80,10 @@ def main() -> None:
     p.add_argument("--runs", type=int, default=10)
     args = p.parse_args()
     torch.set_num_threads(args.threads)
-    print(f"torch {torch.__version__}, {args.threads} threads, load average before: "
-          f"{os.getloadavg()[0]:.2f}, 2048² matmul {matmul_gflops():.0f} GFLOP/s")
+    print(
+        f"torch {torch.__version__}, {args.threads} threads, load average before: "
+        f"{os.getloadavg()[0]:.2f}, 2048² matmul {matmul_gflops():.0f} GFLOP/s"
+    )
     for enc in args.encoders:
         for size in args.sizes:
             print(bench(enc, size, args.dtype, args.warmup, args.runs), flush=True)

@@ -12,6 +12,7 @@ For each fp32 graph: the int8 graph of `glassgem.inference.quantize.quantize_int
   of all pixels where the int8 and fp32 masks agree (and the lowest share of one photo).
 The load average is printed before and after: latencies are only comparable at the same load.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -35,8 +36,11 @@ def _args() -> argparse.Namespace:
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--runs", type=int, default=10, help="timed runs per precision (split over two blocks)")
     p.add_argument("--scope", default=None, help="quantize only this GEM module's layers (e.g. encoder)")
-    p.add_argument("--per-tensor", action="store_true",
-                   help="one weight scale per tensor (default: per output channel, as glassgem predict)")
+    p.add_argument(
+        "--per-tensor",
+        action="store_true",
+        help="one weight scale per tensor (default: per output channel, as glassgem predict)",
+    )
     p.add_argument("--no-spin", action="store_true", help="idle worker threads sleep (for a busy machine)")
     return p.parse_args()
 
@@ -86,8 +90,11 @@ def _accuracy(scorers: dict, pairs: list[tuple[Path, Path]], size: int) -> dict[
         worst = min(worst, same / masks["fp32"].size)
         if i % 10 == 0 or i == len(pairs):
             print(f"  {i}/{len(pairs)} photos, {i / (time.perf_counter() - t0):.2f} photos/s", file=sys.stderr)
-    return {**{f"iou_{k}": m.compute()["iou"] for k, m in metrics.items()},
-            "agreement": agree / total, "worst_photo_agreement": worst}
+    return {
+        **{f"iou_{k}": m.compute()["iou"] for k, m in metrics.items()},
+        "agreement": agree / total,
+        "worst_photo_agreement": worst,
+    }
 
 
 def main() -> None:
@@ -100,34 +107,44 @@ def main() -> None:
     from glassgem.inference.protocol import squash
 
     pairs = _pairs(args.data, args.split, args.limit)
-    print(f"onnxruntime {onnxruntime.__version__}, {args.threads} threads, batch 1, spinning "
-          f"{'off' if args.no_spin else 'on'}, {os.cpu_count()} cores, {len(pairs)} photos of {args.data}/"
-          f"{args.split}; int8 layers: {args.scope or 'all'}, per {'tensor' if args.per_tensor else 'channel'}; "
-          f"load average before: {os.getloadavg()}")
+    print(
+        f"onnxruntime {onnxruntime.__version__}, {args.threads} threads, batch 1, spinning "
+        f"{'off' if args.no_spin else 'on'}, {os.cpu_count()} cores, {len(pairs)} photos of {args.data}/"
+        f"{args.split}; int8 layers: {args.scope or 'all'}, per {'tensor' if args.per_tensor else 'channel'}; "
+        f"load average before: {os.getloadavg()}"
+    )
     rows = []
     for path in map(Path, args.onnx):
         fp32 = path.read_bytes()
         t = time.perf_counter()
         int8 = quantize_int8(fp32, str(path), scope=args.scope, per_channel=not args.per_tensor)
         quantize_s = time.perf_counter() - t
-        scorers = {k: OnnxScorer.from_bytes(b, f"{path.name} {k}", threads=args.threads, spinning=not args.no_spin)
-                   for k, b in (("fp32", fp32), ("int8", int8))}
+        scorers = {
+            k: OnnxScorer.from_bytes(b, f"{path.name} {k}", threads=args.threads, spinning=not args.no_spin)
+            for k, b in (("fp32", fp32), ("int8", int8))
+        }
         size = scorers["fp32"].square_size()
         x = squash(load_image(pairs[0][0]), size)[None].numpy()
         ms = _latency(scorers, x, args.warmup, args.runs)
         acc = _accuracy(scorers, pairs, size)
         rows.append((path.name, size, len(fp32), len(int8), quantize_s, ms, acc))
-        print(f"{path.name}: {size}², fp32 {ms['fp32']:.0f} ms, int8 {ms['int8']:.0f} ms per photo; IoU fp32 "
-              f"{acc['iou_fp32']:.4f}, int8 {acc['iou_int8']:.4f}; masks agree on {100 * acc['agreement']:.3f}%")
+        print(
+            f"{path.name}: {size}², fp32 {ms['fp32']:.0f} ms, int8 {ms['int8']:.0f} ms per photo; IoU fp32 "
+            f"{acc['iou_fp32']:.4f}, int8 {acc['iou_int8']:.4f}; masks agree on {100 * acc['agreement']:.3f}%"
+        )
     print(f"load average after: {os.getloadavg()}\n")
-    print("| graph | fp32 ms | int8 ms | speed-up | MiB fp32 → int8 | IoU fp32 | IoU int8 | ΔIoU | masks agree "
-          "(worst photo) | quantize s |")
+    print(
+        "| graph | fp32 ms | int8 ms | speed-up | MiB fp32 → int8 | IoU fp32 | IoU int8 | ΔIoU | masks agree "
+        "(worst photo) | quantize s |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|")
     for name, size, n32, n8, qs, ms, acc in rows:
-        print(f"| {name} {size}² | {ms['fp32']:.0f} | {ms['int8']:.0f} | {ms['fp32'] / ms['int8']:.2f}× | "
-              f"{n32 / 2**20:.1f} → {n8 / 2**20:.1f} | {acc['iou_fp32']:.4f} | {acc['iou_int8']:.4f} | "
-              f"{acc['iou_int8'] - acc['iou_fp32']:+.4f} | {100 * acc['agreement']:.3f}% "
-              f"({100 * acc['worst_photo_agreement']:.2f}%) | {qs:.1f} |")
+        print(
+            f"| {name} {size}² | {ms['fp32']:.0f} | {ms['int8']:.0f} | {ms['fp32'] / ms['int8']:.2f}× | "
+            f"{n32 / 2**20:.1f} → {n8 / 2**20:.1f} | {acc['iou_fp32']:.4f} | {acc['iou_int8']:.4f} | "
+            f"{acc['iou_int8'] - acc['iou_fp32']:+.4f} | {100 * acc['agreement']:.3f}% "
+            f"({100 * acc['worst_photo_agreement']:.2f}%) | {qs:.1f} |"
+        )
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ Writes N random GT / prediction PNG pairs (binary, soft and noisy-soft) to a tem
 decoding included. Target: >= 100 images/s for 640x480 pairs on a 2-core machine. Wall time depends on
 what else runs; the CPU seconds (all threads) show the work itself.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -33,13 +34,13 @@ def make_pair(rng: np.random.Generator, h: int, w: int, noise: np.ndarray) -> tu
     gt = np.zeros((h, w), np.uint8)
     for _ in range(rng.integers(0, 4)):
         y0, x0 = rng.integers(0, h - 8), rng.integers(0, w - 8)
-        gt[y0:y0 + rng.integers(8, h // 2), x0:x0 + rng.integers(8, w // 2)] = 255
+        gt[y0 : y0 + rng.integers(8, h // 2), x0 : x0 + rng.integers(8, w // 2)] = 255
     binary = np.roll(gt, (int(rng.integers(-9, 10)), int(rng.integers(-9, 10))), axis=(0, 1))
     small = binary[::8, ::8].astype(np.float32)  # blur: down 8x, then bilinear up again
     soft = np.asarray(Image.fromarray(small, mode="F").resize((w, h), Image.BILINEAR))
     soft = soft * 0.8 + np.linspace(0, 40, w, dtype=np.float32)[None, :]
     shift = int(rng.integers(0, noise.shape[1] - w))
-    noisy = soft + noise[:h, shift:shift + w]
+    noisy = soft + noise[:h, shift : shift + w]
     return gt, binary, *(np.clip(m + 0.5, 0, 255).astype(np.uint8) for m in (soft, noisy))
 
 
@@ -92,9 +93,11 @@ def main() -> int:
         for variant in VARIANTS:
             t_mem = time_in_memory(root, variant, args.n)
             t_files, cpu, res = time_files(root, variant, args.workers)
-            print(f"{variant:>6}: in memory {args.n / t_mem:6.0f} img/s ({t_mem:5.2f} s) | with PNG decoding "
-                  f"{args.n / t_files:5.0f} img/s ({t_files:5.2f} s wall, {cpu:5.2f} s CPU) | "
-                  f"IoU {res['iou']:.4f} F {res['fbeta']:.4f} MAE {res['mae']:.4f} BER {res['ber']:.2f}")
+            print(
+                f"{variant:>6}: in memory {args.n / t_mem:6.0f} img/s ({t_mem:5.2f} s) | with PNG decoding "
+                f"{args.n / t_files:5.0f} img/s ({t_files:5.2f} s wall, {cpu:5.2f} s CPU) | "
+                f"IoU {res['iou']:.4f} F {res['fbeta']:.4f} MAE {res['mae']:.4f} BER {res['ber']:.2f}"
+            )
     return 0
 
 

@@ -16,6 +16,7 @@ someone else: measured at load ~4 on 2 cores, GEM-Tiny with PyTorch took 6.9 s i
 onnxruntime 0.72 s instead of 0.45 s. `--no-spin` lets idle workers sleep in both (OMP_WAIT_POLICY=PASSIVE,
 onnxruntime's session.intra_op.allow_spinning=0).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -68,12 +69,16 @@ def main() -> None:
         files = [Path(tmp.name) / f"{model.cfg.name}.onnx"]
         report = export_onnx(model, files[0], size=args.size, optimize=not args.no_optimize)
         print(report.line())
-    print(f"torch {torch.__version__}, onnxruntime {onnxruntime.__version__}, {args.threads} threads, "
-          f"{model.cfg.name} {args.size}² fp32 batch 1, spinning {'off' if args.no_spin else 'on'}, "
-          f"load average before: {os.getloadavg()}")
+    print(
+        f"torch {torch.__version__}, onnxruntime {onnxruntime.__version__}, {args.threads} threads, "
+        f"{model.cfg.name} {args.size}² fp32 batch 1, spinning {'off' if args.no_spin else 'on'}, "
+        f"load average before: {os.getloadavg()}"
+    )
     if os.getloadavg()[0] > (os.cpu_count() or 1) - args.threads and not args.no_spin:
-        print("warning: the machine is busy; spin-waiting threads can make both runtimes several times "
-              "slower than on an idle machine (try --no-spin)")
+        print(
+            "warning: the machine is busy; spin-waiting threads can make both runtimes several times "
+            "slower than on an idle machine (try --no-spin)"
+        )
     x = torch.rand(1, 3, args.size, args.size) * 255
     scorers = {f.name: load_onnx_scorer(f, threads=args.threads, spinning=not args.no_spin) for f in files}
     with torch.inference_mode():
@@ -84,7 +89,7 @@ def main() -> None:
             print(f"{name}: max abs diff vs PyTorch {(s(x) - ref).abs().max().item():.2e}")
         times: dict[str, list[float]] = {k: [] for k in runners}
         for half in range(2):  # A B .. B A: a load change halfway through hits every runner alike
-            for k in (list(runners) if half == 0 else list(runners)[::-1]):
+            for k in list(runners) if half == 0 else list(runners)[::-1]:
                 for _ in range(args.warmup):
                     runners[k]()
                 times[k] += [_ms(runners[k]) for _ in range((args.runs + 1) // 2)]

@@ -13,6 +13,7 @@ The neighbours are started here and stopped (killed with their process group) be
 Model-only: `semantic_scores` of the same model on random 384x384 batches of 4 in a fresh process, idle.
 No timing thresholds: it prints numbers, it does not pass or fail.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -79,8 +80,11 @@ def start_neighbours(kind: str, n: int, photos: Path, tmp: Path, env: dict, extr
             args = ["bash", "-c", f"while true; do {cmd} >/dev/null 2>&1; done"]
         else:
             args = [sys.executable, "-c", "while True: pass"]
-        procs.append(subprocess.Popen(args, env=env, start_new_session=True,
-                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        procs.append(
+            subprocess.Popen(
+                args, env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            )
+        )
     return procs
 
 
@@ -95,8 +99,12 @@ def stop_neighbours(procs: list[subprocess.Popen]) -> None:
 
 def model_only(env: dict, seconds: float, weights: str | None) -> tuple[float, int]:
     """The model's own photos/s, warm, of the weights predict is given (`--weights` in --predict-args)."""
-    proc = subprocess.run([sys.executable, "-c", MODEL_ONLY.format(seconds=seconds, weights=weights)], env=env,
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-c", MODEL_ONLY.format(seconds=seconds, weights=weights)],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     m = re.search(r"RATE ([\d.]+) (\d+)", proc.stdout)
     if not m:
         sys.exit(f"bench_predict: model-only timing failed: {proc.stderr.strip()[-500:]}")
@@ -105,13 +113,18 @@ def model_only(env: dict, seconds: float, weights: str | None) -> tuple[float, i
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--photos", default=str(Path(__file__).resolve().parents[2] / "shared/data/gdd-dev/val/images"),
-                    help="folder of photos (default ../shared/data/gdd-dev/val/images)")
+    ap.add_argument(
+        "--photos",
+        default=str(Path(__file__).resolve().parents[2] / "shared/data/gdd-dev/val/images"),
+        help="folder of photos (default ../shared/data/gdd-dev/val/images)",
+    )
     ap.add_argument("--n", type=int, default=40, help="photos per run (default 40)")
     ap.add_argument("--repeats", type=int, default=3, help="timed runs per condition, median reported (default 3)")
     ap.add_argument("--busy", type=int, nargs="*", default=[2], help="busy-loop neighbour counts (default 2)")
     ap.add_argument("--settle", type=float, default=6.0, help="seconds a neighbour runs before timing (default 6)")
-    ap.add_argument("--model-seconds", type=float, default=8.0, help="how long the model-only rate is timed (default 8)")
+    ap.add_argument(
+        "--model-seconds", type=float, default=8.0, help="how long the model-only rate is timed (default 8)"
+    )
     ap.add_argument("--src", default=None, help="put this src folder first on PYTHONPATH (another checkout)")
     ap.add_argument("--predict-args", default="", help="extra predict options, e.g. '--batch-size 1'")
     args = ap.parse_args()
@@ -127,16 +140,20 @@ def main() -> int:
         for f in files:
             shutil.copy(f, photos / f.name)
         load0 = os.getloadavg()[0]
-        print(f"machine: {os.cpu_count()} CPUs ({len(os.sched_getaffinity(0))} usable); load average at start "
-              f"{load0:.2f}; python {sys.version.split()[0]}; {args.n} photos x {args.repeats} runs; "
-              f"src {args.src or 'installed glassgem'}; predict args '{args.predict_args}'", flush=True)
+        print(
+            f"machine: {os.cpu_count()} CPUs ({len(os.sched_getaffinity(0))} usable); load average at start "
+            f"{load0:.2f}; python {sys.version.split()[0]}; {args.n} photos x {args.repeats} runs; "
+            f"src {args.src or 'installed glassgem'}; predict args '{args.predict_args}'",
+            flush=True,
+        )
         weights = extra[extra.index("--weights") + 1] if "--weights" in extra[:-1] else None
         mo, threads = model_only(env, args.model_seconds, weights)
         print(f"model only (semantic_scores, batch 4, 384², {threads} threads, idle): {mo:.1f} photos/s\n")
         print("| condition | predict photos/s (its own figure) | whole process photos/s | of idle | runs | load |")
         print("|---|---|---|---|---|---|", flush=True)
         conditions = [("idle", None, 0), ("beside 1 predict", "predict", 1)] + [
-            (f"beside {k} busy loop(s)", "busy", k) for k in args.busy]
+            (f"beside {k} busy loop(s)", "busy", k) for k in args.busy
+        ]
         idle = None
         for label, kind, k in conditions:
             procs = start_neighbours(kind, k, photos, tmp, env, extra) if kind else []
@@ -149,8 +166,11 @@ def main() -> int:
             own = statistics.median(r[0] for r in runs)
             wall = statistics.median(r[1] for r in runs)
             idle = idle or own
-            print(f"| {label} | {own:.1f} | {wall:.1f} | {own / idle:.2f} | "
-                  f"{' '.join(f'{r[0]:.1f}' for r in runs)} | {os.getloadavg()[0]:.1f} |", flush=True)
+            print(
+                f"| {label} | {own:.1f} | {wall:.1f} | {own / idle:.2f} | "
+                f"{' '.join(f'{r[0]:.1f}' for r in runs)} | {os.getloadavg()[0]:.1f} |",
+                flush=True,
+            )
     return 0
 
 

@@ -6,6 +6,7 @@ Prints the wall-clock rate of a full synthesize() run (workers, JPEG/PNG encodin
 manifest included) into a temporary folder, then the single-process CPU cost per scene of
 generate_scene() alone, with the machine's load average so shared-machine numbers can be judged.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -30,11 +31,14 @@ def main() -> None:
 
     print(f"cpus: {os.cpu_count()}, load average before: {os.getloadavg()[0]:.2f}")
     with tempfile.TemporaryDirectory() as tmp:
-        summary = synthesize(os.path.join(tmp, "set"), n=args.n, seed=args.seed, workers=args.workers,
-                             size=size, progress=False)
-    print(f"synthesize: {args.n} scenes {size[0]}x{size[1]}, {args.workers} worker(s): "
-          f"{summary['seconds']:.1f} s -> {summary['scenes_per_second']:.2f} scenes/s (wall clock), "
-          f"{summary['no_glass']} without glass, mean glass fraction {summary['mean_glass_fraction']:.3f}")
+        summary = synthesize(
+            os.path.join(tmp, "set"), n=args.n, seed=args.seed, workers=args.workers, size=size, progress=False
+        )
+    print(
+        f"synthesize: {args.n} scenes {size[0]}x{size[1]}, {args.workers} worker(s): "
+        f"{summary['seconds']:.1f} s -> {summary['scenes_per_second']:.2f} scenes/s (wall clock), "
+        f"{summary['no_glass']} without glass, mean glass fraction {summary['mean_glass_fraction']:.3f}"
+    )
 
     bgs = default_backgrounds()
     for i in range(len(bgs)):
@@ -44,8 +48,10 @@ def main() -> None:
     for i in range(k):
         generate_scene(np.random.default_rng([args.seed, i]), bgs, size)
     cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
-    print(f"generate_scene alone, 1 process: {1000 * cpu / k:.0f} ms CPU / scene "
-          f"({k / cpu:.1f} scenes/s per core), {1000 * wall / k:.0f} ms wall / scene")
+    print(
+        f"generate_scene alone, 1 process: {1000 * cpu / k:.0f} ms CPU / scene "
+        f"({k / cpu:.1f} scenes/s per core), {1000 * wall / k:.0f} ms wall / scene"
+    )
     print(f"load average after: {os.getloadavg()[0]:.2f}")
 
 

@@ -10,6 +10,7 @@ before the mask-loss points were drawn on the device). Prints the step's median 
 forward, criterion and backward + optimiser.
 A script, not a test: it prints numbers, with the load average so a busy machine shows.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -72,10 +73,12 @@ def main() -> None:
             for name, dt in zip(phases, (t3 - t0, t1 - t0, t2 - t1, t3 - t2)):
                 phases[name].append(dt)
     med = statistics.median(phases["step"])
-    print(f"{args.preset} train step on {device}, batch {args.batch}, {args.size}², {args.threads} threads, "
-          f"{args.mixed_precision}: median {med:.2f} s/step over {args.steps} steps = "
-          f"{args.batch / med:.2f} images/s (min {min(phases['step']):.2f} s); "
-          f"load average {os.getloadavg()[0]:.2f}")
+    print(
+        f"{args.preset} train step on {device}, batch {args.batch}, {args.size}², {args.threads} threads, "
+        f"{args.mixed_precision}: median {med:.2f} s/step over {args.steps} steps = "
+        f"{args.batch / med:.2f} images/s (min {min(phases['step']):.2f} s); "
+        f"load average {os.getloadavg()[0]:.2f}"
+    )
     print("  " + ", ".join(f"{name} {statistics.median(t):.3f} s" for name, t in list(phases.items())[1:]))
 
 

@@ -8,6 +8,7 @@ through the same code as the command (shipped GEM-Lite unless --weights). Prints
 the machine's load average and the same-process fp32 matmul speed, so numbers from a shared machine can be
 judged.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -32,7 +33,9 @@ def write_pan(path: Path, frames: int, width: int, height: int) -> None:
         s.width, s.height, s.pix_fmt = width, height, "yuv420p"
         for i in range(frames):
             x = min(i * step, scene.shape[1] - width)
-            for p in s.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(scene[:, x:x + width]), format="rgb24")):
+            for p in s.encode(
+                av.VideoFrame.from_ndarray(np.ascontiguousarray(scene[:, x : x + width]), format="rgb24")
+            ):
                 c.mux(p)
         for p in s.encode():
             c.mux(p)
@@ -51,20 +54,25 @@ def main() -> None:
     from glassgem.inference.predict import predict_files
     from glassgem.inference.scorers import build_scorer
 
-    print(f"cpus: {os.cpu_count()}, load average before: {os.getloadavg()[0]:.2f}, "
-          f"fp32 2048² matmul {matmul_gflops():.0f} GFLOP/s")
+    print(
+        f"cpus: {os.cpu_count()}, load average before: {os.getloadavg()[0]:.2f}, "
+        f"fp32 2048² matmul {matmul_gflops():.0f} GFLOP/s"
+    )
     scorer = build_scorer(args.weights)
     with tempfile.TemporaryDirectory() as tmp:
         clip = Path(tmp) / "pan.mp4"
         write_pan(clip, args.frames, width, height)
         for overlay in (False, True):
             start = time.perf_counter()
-            s = predict_files([Photo(clip, "pan")], Path(tmp) / f"out{int(overlay)}", scorer, overlay=overlay,
-                              progress=False)
+            s = predict_files(
+                [Photo(clip, "pan")], Path(tmp) / f"out{int(overlay)}", scorer, overlay=overlay, progress=False
+            )
             seconds = time.perf_counter() - start
             assert not s.failed and s.videos[0].frames == args.frames, s.line()
-            print(f"{args.frames} frames {width}x{height}{' + overlay video' if overlay else ''}: {seconds:.1f} s "
-                  f"-> {args.frames / seconds:.2f} frames/s")
+            print(
+                f"{args.frames} frames {width}x{height}{' + overlay video' if overlay else ''}: {seconds:.1f} s "
+                f"-> {args.frames / seconds:.2f} frames/s"
+            )
     print(f"load average after: {os.getloadavg()[0]:.2f}")
 
 

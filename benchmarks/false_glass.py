@@ -10,6 +10,7 @@ over the held-out ones (those no glassgem training data uses). The probability t
 (p near 1) from an undecided model (p near 0.5), where the argmax fraction flips between nearly equal
 weights. With --sheet, writes the photos with the first model's predicted glass (red).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -37,8 +38,10 @@ def main() -> None:
         probs[name] = {n: float(v.mean()) for n, v in prob.items()}
 
     def row(names):  # per model: mean glass fraction (mean glass probability) over the photos `names`
-        return " ".join(f"{np.mean([masks[k][n].mean() for n in names]):17.3f} "
-                        f"(p {np.mean([probs[k][n] for n in names]):.2f})" for k in models)
+        return " ".join(
+            f"{np.mean([masks[k][n].mean() for n in names]):17.3f} (p {np.mean([probs[k][n] for n in names]):.2f})"
+            for k in models
+        )
 
     print(f"{'photo':32s} " + " ".join(f"{name[-24:]:>24s}" for name in models))
     for n in photos:

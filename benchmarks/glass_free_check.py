@@ -10,6 +10,7 @@ For each model (default: the shipped one) it runs `glassgem evaluate --report` o
 would, and prints IoU, F-beta, MAE, BER on val and, on the glass-free sets, the mean fraction of each
 photo predicted as glass and how many photos stay under 1%.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -23,8 +24,7 @@ from glassgem.evaluation.report import false_glass_summary
 
 
 def evaluate(weights: str | None, data: str, split: str | None, report: Path) -> dict:
-    cmd = [sys.executable, "-m", "glassgem.cli", "evaluate", "--data", data, "--report", str(report),
-           "--worst", "0"]
+    cmd = [sys.executable, "-m", "glassgem.cli", "evaluate", "--data", data, "--report", str(report), "--worst", "0"]
     cmd += ["--weights", weights] if weights else []
     cmd += ["--data-split", split] if split else []
     done = subprocess.run(cmd, capture_output=True, text=True)
@@ -51,16 +51,24 @@ def main() -> None:
     rows = {}
     for w in args.weights:
         name = w or "shipped"
-        rows[name] = {label: evaluate(w, data, split, Path(args.out) / Path(name).name / label.replace(" ", "_"))
-                      for label, data, split in sets}
+        rows[name] = {
+            label: evaluate(w, data, split, Path(args.out) / Path(name).name / label.replace(" ", "_"))
+            for label, data, split in sets
+        }
         print(f"{name}: done", file=sys.stderr)
-    print(f"{'model':40s} {'val IoU':>8s} {'F-beta':>7s} {'MAE':>6s} {'BER':>6s}  "
-          + "  ".join(f"{label + ' FG (clean)':>24s}" for label, _, _ in sets[1:]))
+    print(
+        f"{'model':40s} {'val IoU':>8s} {'F-beta':>7s} {'MAE':>6s} {'BER':>6s}  "
+        + "  ".join(f"{label + ' FG (clean)':>24s}" for label, _, _ in sets[1:])
+    )
     for name, r in rows.items():
         v = r["val"]
-        print(f"{name:40s} {v['iou']:8.4f} {v['fbeta']:7.4f} {v['mae']:6.4f} {v['ber']:6.2f}  "
-              + "  ".join(f"{r[label]['false_glass']:14.4f} ({r[label]['clean']:2d}/{r[label]['n']:2d})"
-                          for label, _, _ in sets[1:]))
+        print(
+            f"{name:40s} {v['iou']:8.4f} {v['fbeta']:7.4f} {v['mae']:6.4f} {v['ber']:6.2f}  "
+            + "  ".join(
+                f"{r[label]['false_glass']:14.4f} ({r[label]['clean']:2d}/{r[label]['n']:2d})"
+                for label, _, _ in sets[1:]
+            )
+        )
 
 
 if __name__ == "__main__":

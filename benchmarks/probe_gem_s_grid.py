@@ -9,6 +9,7 @@ targets = the glass fraction of each stride-16 cell) is fitted on train and scor
 evaluator does (probabilities bilinearly resized to the mask, glass >= 0.5, mean per-image IoU, empty/empty
 = 1). Prints val/train IoU and the encoder's median ms per image on this machine (with the load average).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -92,8 +93,9 @@ def main() -> None:
     val = find_pairs(root, split="val")
     if args.train_limit:
         train = train[: args.train_limit]
-    print(f"{len(train)} train / {len(val)} val photos at {args.size}x{args.size}; "
-          f"load average {os.getloadavg()[0]:.2f}")
+    print(
+        f"{len(train)} train / {len(val)} val photos at {args.size}x{args.size}; load average {os.getloadavg()[0]:.2f}"
+    )
     grid = args.size // 16
     for fit in args.fits:
         enc = DinoV2Encoder(pretrained=True, grid_fit=fit).eval()
@@ -101,10 +103,13 @@ def main() -> None:
         va_f, va_m, va_t = encode(enc, val, args.size)
         x = tr_f.permute(0, 2, 3, 1).reshape(-1, tr_f.shape[1])
         probe = fit_probe(x, cell_targets(tr_m, grid).reshape(-1))
-        print(f"grid_fit={fit:9s} val IoU {probe_iou(va_f, va_m, probe):.3f}  "
-              f"train IoU {probe_iou(tr_f, tr_m, probe):.3f}  "
-              f"encoder {1000 * statistics.median(tr_t + va_t):.0f} ms/image (median), "
-              f"load average {os.getloadavg()[0]:.2f}", flush=True)
+        print(
+            f"grid_fit={fit:9s} val IoU {probe_iou(va_f, va_m, probe):.3f}  "
+            f"train IoU {probe_iou(tr_f, tr_m, probe):.3f}  "
+            f"encoder {1000 * statistics.median(tr_t + va_t):.0f} ms/image (median), "
+            f"load average {os.getloadavg()[0]:.2f}",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

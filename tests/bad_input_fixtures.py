@@ -1,6 +1,7 @@
 """The world and the helpers of tests/test_bad_inputs.py: files every row reads (and must leave as they were)
 and what some rows do before or around their command (an earlier run, a held lock, a symlink in --out, a full
 disk). Import from here (`from bad_input_fixtures import ...`)."""
+
 from __future__ import annotations
 
 import contextlib
@@ -27,16 +28,23 @@ def _dataset(root: Path, mask_values=(0, 255), n: int = 3) -> Path:
         _png(root / "images" / f"s{i}.png", np.full((40, 48, 3), 60 + 20 * i, np.uint8))
         mask = np.full((40, 48), mask_values[0], np.uint8)
         for j, v in enumerate(mask_values[1:]):
-            mask[4 + 8 * j: 10 + 8 * j, 4:40] = v
+            mask[4 + 8 * j : 10 + 8 * j, 4:40] = v
         _png(root / "masks" / f"s{i}.png", mask)
     return root
 
 
-
-BAD_CONFIGS = {"hidden_str": {"hidden_dim": "128"}, "queries_neg": {"num_queries": -5},
-               "hidden_float": {"hidden_dim": 1e12}, "hidden_huge": {"hidden_dim": 10 ** 12},
-               "std_zero": {"pixel_std": [0, 0, 0]}, "layers_0": {"dec_layers": 0}, "nheads_3": {"nheads": 3},
-               "dqs_str": {"use_dqs": "no"}, "dn_bogus": {"dn": "bogus"}, "name_null": {"name": None}}
+BAD_CONFIGS = {
+    "hidden_str": {"hidden_dim": "128"},
+    "queries_neg": {"num_queries": -5},
+    "hidden_float": {"hidden_dim": 1e12},
+    "hidden_huge": {"hidden_dim": 10**12},
+    "std_zero": {"pixel_std": [0, 0, 0]},
+    "layers_0": {"dec_layers": 0},
+    "nheads_3": {"nheads": 3},
+    "dqs_str": {"use_dqs": "no"},
+    "dn_bogus": {"dn": "bogus"},
+    "name_null": {"name": None},
+}
 PLAN = 'name = "p"\n[data]\nreal = ""\neval = ""\n[[runs]]\nname = {name}\nfinetune = "real"\nscale = {scale}\n'
 
 
@@ -81,9 +89,14 @@ def _safety_world(w: dict[str, Path]) -> None:
     (w["outside"] / "q.png").write_bytes(b"a file of someone else, outside --out")
     w["plans"] = t / "plans"
     w["plans"].mkdir()
-    for key, name, scale in (("escape", '"../../../escaped_run"', 1), ("absolute", f'"{t}/abs_run"', 1),
-                             ("dot", '"."', 1), ("scale_str", '"r"', '"big"'), ("scale_neg", '"r"', -3),
-                             ("ok", '"r"', 1)):
+    for key, name, scale in (
+        ("escape", '"../../../escaped_run"', 1),
+        ("absolute", f'"{t}/abs_run"', 1),
+        ("dot", '"."', 1),
+        ("scale_str", '"r"', '"big"'),
+        ("scale_neg", '"r"', -3),
+        ("ok", '"r"', 1),
+    ):
         (w["plans"] / f"{key}.toml").write_text(PLAN.format(name=name, scale=scale))
     (w["plans"] / "latin1.toml").write_bytes(PLAN.format(name='"r"', scale=1).encode() + b"# caf\xe9\n")
     w["fifo"] = t / "fifo.png"
@@ -98,8 +111,9 @@ def _safety_world(w: dict[str, Path]) -> None:
         root = _dataset(t / name, n=1)
         exif = Image.Exif()
         exif[0x0112] = 6
-        Image.open(root / "images" / "s0.png").convert("RGB").resize((wd, h)).save(root / "images" / "s0.jpg",
-                                                                                  exif=exif)
+        Image.open(root / "images" / "s0.png").convert("RGB").resize((wd, h)).save(
+            root / "images" / "s0.jpg", exif=exif
+        )
         (root / "images" / "s0.png").unlink()
         Image.open(root / "masks" / "s0.png").resize((wd, h), Image.NEAREST).save(root / "masks" / "s0.png")
         w[name] = root
@@ -155,9 +169,11 @@ def _locked_run(out: Path, world) -> Iterator[None]:
 
 def _earlier(*argv: str) -> Callable:
     """A setup that runs an earlier command (formatted like the row) into the row's --out first."""
+
     @contextlib.contextmanager
     def setup(out: Path, world) -> Iterator[None]:
         fmt = {k: str(v) for k, v in world.items()} | {"out": str(out)}
         assert main([a.format(**fmt) for a in argv]) == 0
         yield
+
     return setup

@@ -4,6 +4,7 @@ The shared folder (`../shared` beside the repository, or $GLASSGEM_SHARED) holds
 the gdd-dev photos (data/gdd-dev) and the original GEM code's reference outputs (reference/). CI has
 neither; every test that needs them skips with a reason naming the missing path.
 """
+
 from __future__ import annotations
 
 import os
@@ -35,8 +36,9 @@ def _session_weight_cache(tmp_path_factory):
 
 def needs(path: Path, what: str) -> pytest.MarkDecorator:
     """A skip mark for tests that need `path` (a file or folder of the shared data)."""
-    return pytest.mark.skipif(not path.exists(),
-                              reason=f"{what} not found at {path} (set GLASSGEM_SHARED to the shared folder)")
+    return pytest.mark.skipif(
+        not path.exists(), reason=f"{what} not found at {path} (set GLASSGEM_SHARED to the shared folder)"
+    )
 
 
 needs_gdd_dev = needs(GDD_DEV / "train" / "images", "real GDD dev data")

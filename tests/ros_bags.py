@@ -1,4 +1,5 @@
 """Small ROS 2 bags and image messages made in the tests with rosbags (no ROS install)."""
+
 from __future__ import annotations
 
 import io
@@ -25,7 +26,7 @@ def frames(n: int, h: int = H, w: int = W) -> list[np.ndarray]:
     out = []
     for i in range(n):
         img = np.stack([40 + 0 * x, 255 * y / h, 255 * x / w], axis=-1)
-        img[h // 4: h // 4 + h // 3, 3 * i: 3 * i + w // 3, 0] = 235
+        img[h // 4 : h // 4 + h // 3, 3 * i : 3 * i + w // 3, 0] = 235
         out.append(img.astype(np.uint8))
     return out
 
@@ -38,14 +39,26 @@ def raw_image(rgb: np.ndarray, encoding: str, i: int = 0, pad: int = 0) -> objec
     """An Image message of `rgb` in `encoding` (rgb8, bgr8, rgba8, bgra8, mono8, mono16 or any other name,
     sent as rgb8 bytes), each row followed by `pad` bytes."""
     gray = rgb.mean(axis=2).astype(np.uint8)
-    pixels = {"rgb8": rgb, "bgr8": rgb[:, :, ::-1], "rgba8": np.dstack([rgb, np.full(rgb.shape[:2], 255, np.uint8)]),
-              "bgra8": np.dstack([rgb[:, :, ::-1], np.full(rgb.shape[:2], 255, np.uint8)]),
-              "mono8": gray, "mono16": gray.astype("<u2") * 257}.get(encoding, rgb)
+    pixels = {
+        "rgb8": rgb,
+        "bgr8": rgb[:, :, ::-1],
+        "rgba8": np.dstack([rgb, np.full(rgb.shape[:2], 255, np.uint8)]),
+        "bgra8": np.dstack([rgb[:, :, ::-1], np.full(rgb.shape[:2], 255, np.uint8)]),
+        "mono8": gray,
+        "mono16": gray.astype("<u2") * 257,
+    }.get(encoding, rgb)
     h, w = rgb.shape[:2]
     rows = np.ascontiguousarray(pixels).reshape(h, -1).view(np.uint8)
     rows = np.hstack([rows, np.zeros((h, pad), np.uint8)])
-    return Image(header=header(i), height=h, width=w, encoding=encoding, is_bigendian=0, step=rows.shape[1],
-                 data=rows.reshape(-1))
+    return Image(
+        header=header(i),
+        height=h,
+        width=w,
+        encoding=encoding,
+        is_bigendian=0,
+        step=rows.shape[1],
+        data=rows.reshape(-1),
+    )
 
 
 def compressed_image(rgb: np.ndarray, fmt: str, i: int = 0) -> object:
@@ -61,8 +74,11 @@ def write_bag(path: Path, topics: dict[str, Sequence[object]], storage: StorageP
         for i in range(max(len(m) for m in topics.values())):
             for t, msgs in topics.items():
                 if i < len(msgs):
-                    w.write(conns[t], 1_700_000_000_000_000_000 + i * 100_000_000 + list(topics).index(t),
-                            STORE.serialize_cdr(msgs[i], msgs[i].__msgtype__))
+                    w.write(
+                        conns[t],
+                        1_700_000_000_000_000_000 + i * 100_000_000 + list(topics).index(t),
+                        STORE.serialize_cdr(msgs[i], msgs[i].__msgtype__),
+                    )
     return path
 
 

@@ -5,6 +5,7 @@ seeded, so every test sees the same model. The CLIP tokenizer is built from a vo
 written here (printable ASCII, ids < 1000), because diffusers' tests fetch theirs from the hub.
 Nothing here touches the network.
 """
+
 from __future__ import annotations
 
 import json
@@ -40,10 +41,15 @@ def _tiny_unet():
 
     torch.manual_seed(0)
     return UNet2DConditionModel(
-        block_out_channels=(4, 8), layers_per_block=2, sample_size=32, in_channels=4, out_channels=4,
+        block_out_channels=(4, 8),
+        layers_per_block=2,
+        sample_size=32,
+        in_channels=4,
+        out_channels=4,
         down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
         up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-        cross_attention_dim=CROSS_ATTENTION_DIM, norm_num_groups=1,
+        cross_attention_dim=CROSS_ATTENTION_DIM,
+        norm_num_groups=1,
     )
 
 
@@ -52,9 +58,13 @@ def tiny_controlnet(seed: int = 1):
 
     torch.manual_seed(seed)
     net = ControlNetModel(
-        block_out_channels=(4, 8), layers_per_block=2, in_channels=4,
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), cross_attention_dim=CROSS_ATTENTION_DIM,
-        conditioning_embedding_out_channels=(16, 32), norm_num_groups=1,
+        block_out_channels=(4, 8),
+        layers_per_block=2,
+        in_channels=4,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        cross_attention_dim=CROSS_ATTENTION_DIM,
+        conditioning_embedding_out_channels=(16, 32),
+        norm_num_groups=1,
     )
     # A fresh ControlNet's zero convolutions make it a no-op; perturb them so it steers the UNet and a
     # training step that changes the ControlNet changes the images.
@@ -74,18 +84,34 @@ def make_tiny_sd(folder: Path) -> Path:
     _tiny_unet().save_pretrained(folder / "unet")
     torch.manual_seed(0)
     AutoencoderKL(
-        block_out_channels=[4, 8], in_channels=3, out_channels=3,
-        down_block_types=["DownEncoderBlock2D"] * 2, up_block_types=["UpDecoderBlock2D"] * 2,
-        latent_channels=4, norm_num_groups=2,
+        block_out_channels=[4, 8],
+        in_channels=3,
+        out_channels=3,
+        down_block_types=["DownEncoderBlock2D"] * 2,
+        up_block_types=["UpDecoderBlock2D"] * 2,
+        latent_channels=4,
+        norm_num_groups=2,
     ).save_pretrained(folder / "vae")
     torch.manual_seed(0)
-    CLIPTextModel(CLIPTextConfig(
-        bos_token_id=0, eos_token_id=2, hidden_size=CROSS_ATTENTION_DIM, intermediate_size=37,
-        layer_norm_eps=1e-5, num_attention_heads=4, num_hidden_layers=5, pad_token_id=1, vocab_size=1000,
-    )).save_pretrained(folder / "text_encoder")
+    CLIPTextModel(
+        CLIPTextConfig(
+            bos_token_id=0,
+            eos_token_id=2,
+            hidden_size=CROSS_ATTENTION_DIM,
+            intermediate_size=37,
+            layer_norm_eps=1e-5,
+            num_attention_heads=4,
+            num_hidden_layers=5,
+            pad_token_id=1,
+            vocab_size=1000,
+        )
+    ).save_pretrained(folder / "text_encoder")
     write_tiny_tokenizer(folder / "tokenizer")
     DDIMScheduler(
-        beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False,
+        beta_start=0.00085,
+        beta_end=0.012,
+        beta_schedule="scaled_linear",
+        clip_sample=False,
         set_alpha_to_one=False,
     ).save_pretrained(folder / "scheduler")
     return folder
@@ -102,10 +128,24 @@ def make_tiny_clip(folder: Path) -> Path:
 
     torch.manual_seed(0)
     config = CLIPConfig(
-        text_config=dict(hidden_size=32, intermediate_size=37, num_attention_heads=4, num_hidden_layers=2,
-                         vocab_size=1000, bos_token_id=0, eos_token_id=2, pad_token_id=1),
-        vision_config=dict(hidden_size=32, intermediate_size=37, num_attention_heads=4, num_hidden_layers=2,
-                           image_size=32, patch_size=8),
+        text_config=dict(
+            hidden_size=32,
+            intermediate_size=37,
+            num_attention_heads=4,
+            num_hidden_layers=2,
+            vocab_size=1000,
+            bos_token_id=0,
+            eos_token_id=2,
+            pad_token_id=1,
+        ),
+        vision_config=dict(
+            hidden_size=32,
+            intermediate_size=37,
+            num_attention_heads=4,
+            num_hidden_layers=2,
+            image_size=32,
+            patch_size=8,
+        ),
         projection_dim=16,
     )
     CLIPModel(config).save_pretrained(folder)

@@ -4,6 +4,7 @@ protects (earlier results, inputs) are unchanged, no temporary or half-written f
 written beside the row's output folder (a refused command writes nothing at all).
 
 Everything is tiny and generated here: 48x40 photos, the debug model (128²), no network, no GPU."""
+
 from __future__ import annotations
 
 import contextlib
@@ -19,8 +20,19 @@ import pytest
 import torch
 from PIL import Image
 
-from bad_input_fixtures import (BAD_CONFIGS, _dataset, _earlier, _folder, _link_out, _locked, _locked_run,
-                                _no_fsync_space, _png, _read_only_out, _safety_world)
+from bad_input_fixtures import (
+    BAD_CONFIGS,
+    _dataset,
+    _earlier,
+    _folder,
+    _link_out,
+    _locked,
+    _locked_run,
+    _no_fsync_space,
+    _png,
+    _read_only_out,
+    _safety_world,
+)
 from glassgem.cli import main
 from glassgem.config import train_preset
 
@@ -96,83 +108,169 @@ def _full_disk(monkeypatch) -> None:
     monkeypatch.setattr(glassgem.io, "atomic_write", no_space)
 
 
-TRAIN = ["train", "--preset", "debug", "--data", "{data}", "--out", "{out}/run", "--max-steps", "1", "--set",
-         "max_iter=2", "batch_size=2", "num_points=64", "min_sizes=[64]", "crop_size=64"]
+TRAIN = [
+    "train",
+    "--preset",
+    "debug",
+    "--data",
+    "{data}",
+    "--out",
+    "{out}/run",
+    "--max-steps",
+    "1",
+    "--set",
+    "max_iter=2",
+    "batch_size=2",
+    "num_points=64",
+    "min_sizes=[64]",
+    "crop_size=64",
+]
 
 CASES = [
     # predict
     Case("predict-missing-input", ["predict", "{t}/nope.jpg", "--out", "{out}"], 2, ("{t}/nope.jpg",)),
-    Case("predict-unreadable-photo", ["predict", "{garbage}", "--out", "{out}", "--weights", "{model}", "--quiet"],
-         1, ("{garbage}", "cannot read")),
+    Case(
+        "predict-unreadable-photo",
+        ["predict", "{garbage}", "--out", "{out}", "--weights", "{model}", "--quiet"],
+        1,
+        ("{garbage}", "cannot read"),
+    ),
     Case("predict-size-0", ["predict", "{photos}", "--out", "{out}", "--size", "0"], 2, ("--size",)),
     Case("predict-size-huge", ["predict", "{photos}", "--out", "{out}", "--size", "100000"], 2, ("--size", "4096")),
     Case("predict-size-not-32", ["predict", "{photos}", "--out", "{out}", "--size", "100"], 2, ("--size", "32")),
     Case("predict-device-bogus", ["predict", "{photos}", "--out", "{out}", "--device", "bogus"], 2, ("--device",)),
-    Case("predict-out-is-a-file", ["predict", "{photos}", "--out", "{a_file}", "--weights", "{model}"], 2,
-         ("{a_file}",)),
+    Case(
+        "predict-out-is-a-file", ["predict", "{photos}", "--out", "{a_file}", "--weights", "{model}"], 2, ("{a_file}",)
+    ),
     Case("predict-out-is-input", ["predict", "{photos}", "--out", "{photos}"], 2, ("--out", "{photos}")),
     Case("predict-out-symlink-loop", ["predict", "{photos}", "--out", "{loop}"], 2, ("{loop}",)),
-    Case("predict-weights-missing", ["predict", "{photos}", "--out", "{out}", "--weights", "{t}/none"], 2,
-         ("{t}/none",)),
-    Case("predict-weights-random-pth", ["predict", "{photos}", "--out", "{out}", "--weights", "{random_pth}"], 2,
-         ("{random_pth}", "put its config.json beside it")),
-    Case("predict-weights-nan", ["predict", "{photos}", "--out", "{out}", "--weights", "{nan_model}"], 2,
-         ("nan_model", "NaN")),
+    Case(
+        "predict-weights-missing", ["predict", "{photos}", "--out", "{out}", "--weights", "{t}/none"], 2, ("{t}/none",)
+    ),
+    Case(
+        "predict-weights-random-pth",
+        ["predict", "{photos}", "--out", "{out}", "--weights", "{random_pth}"],
+        2,
+        ("{random_pth}", "put its config.json beside it"),
+    ),
+    Case(
+        "predict-weights-nan",
+        ["predict", "{photos}", "--out", "{out}", "--weights", "{nan_model}"],
+        2,
+        ("nan_model", "NaN"),
+    ),
     Case("predict-threshold-1", ["predict", "{photos}", "--out", "{out}", "--threshold", "1"], 2, ("threshold",)),
-    Case("predict-bomb", ["predict", "{photos}/p0.png", "--out", "{out}", "--weights", "{model}", "--quiet"], 1,
-         ("p0.png", "GLASSGEM_MAX_PIXELS"), env={"GLASSGEM_MAX_PIXELS": "100"}),
+    Case(
+        "predict-bomb",
+        ["predict", "{photos}/p0.png", "--out", "{out}", "--weights", "{model}", "--quiet"],
+        1,
+        ("p0.png", "GLASSGEM_MAX_PIXELS"),
+        env={"GLASSGEM_MAX_PIXELS": "100"},
+    ),
     Case("predict-unknown-option", ["predict", "{photos}", "--out", "{out}", "--sise", "384"], 2, ("--sise",)),
     # evaluate
-    Case("evaluate-missing-data", ["evaluate", "--data", "{t}/nothing", "--weights", "{model}"], 2,
-         ("{t}/nothing",)),
+    Case("evaluate-missing-data", ["evaluate", "--data", "{t}/nothing", "--weights", "{model}"], 2, ("{t}/nothing",)),
     Case("evaluate-corrupt-mask", ["evaluate", "--data", "{corrupt_data}", "--weights", "{model}"], 2, ("s1.png",)),
     Case("evaluate-size-33", ["evaluate", "--data", "{data}", "--size", "33"], 2, ("--size",)),
-    Case("evaluate-device-bogus", ["evaluate", "--data", "{data}", "--weights", "{model}", "--device", "cpu:x:y"], 2,
-         ("--device",)),
+    Case(
+        "evaluate-device-bogus",
+        ["evaluate", "--data", "{data}", "--weights", "{model}", "--device", "cpu:x:y"],
+        2,
+        ("--device",),
+    ),
     Case("evaluate-weights-nan", ["evaluate", "--data", "{data}", "--weights", "{nan_model}"], 2, ("nan_model",)),
     # evaluate-masks
     Case("evaluate-masks-missing-pred", ["evaluate-masks", "--pred", "{t}/nope", "--gt", "{gt}"], 2, ("{t}/nope",)),
     Case("evaluate-masks-size-mismatch", ["evaluate-masks", "--pred", "{pred}", "--gt", "{gt}"], 2, ("a.png",)),
-    Case("evaluate-masks-json-in-a-file", ["evaluate-masks", "--pred", "{pred}", "--gt", "{gt}", "--resize-pred",
-                                           "--json", "{a_file}/m.json"], 1, ("{a_file}",)),
+    Case(
+        "evaluate-masks-json-in-a-file",
+        ["evaluate-masks", "--pred", "{pred}", "--gt", "{gt}", "--resize-pred", "--json", "{a_file}/m.json"],
+        1,
+        ("{a_file}",),
+    ),
     # data check
     Case("data-check-missing", ["data", "check", "{t}/nope"], 2, ("{t}/nope",)),
     Case("data-check-symlink-loop", ["data", "check", "{loop}"], 2, ("{loop}",)),
     Case("data-check-corrupt-mask", ["data", "check", "{corrupt_data}"], 1, ("s1.png",), stream="out"),
-    Case("data-negatives-prefix-escapes", ["data", "negatives", "{data}", "--out", "{out}", "--prefix", "../../x"],
-         2, ("--prefix",)),
+    Case(
+        "data-negatives-prefix-escapes",
+        ["data", "negatives", "{data}", "--out", "{out}", "--prefix", "../../x"],
+        2,
+        ("--prefix",),
+    ),
     # train
-    *[Case(f"train-set-{s.split('=')[0]}", TRAIN + [s], 2, (s.split("=")[0],)) for s in (
-        "lr=-1", "checkpoint_period=0", "log_period=0", "num_points=0", "min_sizes=[]", "num_workers=-1",
-        "mixed_precision=fp8", "clip_grad_norm=nan", "model.num_queries=0", "model.dec_layers=0",
-        "model.image_size=33", "no_such_key=1")],
-    Case("train-into-an-existing-run", ["train", "--preset", "debug", "--data", "{data}", "--out", "{run}"], 2,
-         ("{run}", "--resume")),
-    Case("train-resume-nothing", TRAIN[:6] + ["{out}/empty", "--resume", "--set", "max_iter=2", "batch_size=2"], 2,
-         ("--resume",)),
-    Case("train-resume-corrupt-only-checkpoint", TRAIN[:6] + ["{run}", "--resume"] + TRAIN[7:], 2,
-         ("step_0000010.pt",)),
-    Case("train-corrupt-data", ["train", "--preset", "debug", "--data", "{corrupt_data}", "--out", "{out}/r"], 2,
-         ("s1.png",)),
+    *[
+        Case(f"train-set-{s.split('=')[0]}", TRAIN + [s], 2, (s.split("=")[0],))
+        for s in (
+            "lr=-1",
+            "checkpoint_period=0",
+            "log_period=0",
+            "num_points=0",
+            "min_sizes=[]",
+            "num_workers=-1",
+            "mixed_precision=fp8",
+            "clip_grad_norm=nan",
+            "model.num_queries=0",
+            "model.dec_layers=0",
+            "model.image_size=33",
+            "no_such_key=1",
+        )
+    ],
+    Case(
+        "train-into-an-existing-run",
+        ["train", "--preset", "debug", "--data", "{data}", "--out", "{run}"],
+        2,
+        ("{run}", "--resume"),
+    ),
+    Case(
+        "train-resume-nothing",
+        TRAIN[:6] + ["{out}/empty", "--resume", "--set", "max_iter=2", "batch_size=2"],
+        2,
+        ("--resume",),
+    ),
+    Case(
+        "train-resume-corrupt-only-checkpoint", TRAIN[:6] + ["{run}", "--resume"] + TRAIN[7:], 2, ("step_0000010.pt",)
+    ),
+    Case(
+        "train-corrupt-data",
+        ["train", "--preset", "debug", "--data", "{corrupt_data}", "--out", "{out}/r"],
+        2,
+        ("s1.png",),
+    ),
     Case("train-full-disk", TRAIN, 1, ("No space left",), patch=_full_disk),
     # synth
-    Case("synth-missing-backgrounds", ["synth", "procedural", "--out", "{out}", "--n", "1", "--backgrounds",
-                                       "{t}/nope"], 2, ("{t}/nope",)),
+    Case(
+        "synth-missing-backgrounds",
+        ["synth", "procedural", "--out", "{out}", "--n", "1", "--backgrounds", "{t}/nope"],
+        2,
+        ("{t}/nope",),
+    ),
     Case("synth-size-bad", ["synth", "procedural", "--out", "{out}", "--n", "1", "--size", "10x10"], 2, ("--size",)),
-    Case("synth-full-disk", ["synth", "procedural", "--out", "{out}", "--n", "1", "--size", "64x48",
-                             "--backgrounds", "{photos}"], 1, ("No space left", "{out}"), patch=_full_disk),
+    Case(
+        "synth-full-disk",
+        ["synth", "procedural", "--out", "{out}", "--n", "1", "--size", "64x48", "--backgrounds", "{photos}"],
+        1,
+        ("No space left", "{out}"),
+        patch=_full_disk,
+    ),
     # export
-    Case("export-weights-missing", ["export", "onnx", "--weights", "{t}/none", "--out", "{out}/m.onnx"], 2,
-         ("{t}/none",)),
-    Case("export-size-bad", ["export", "onnx", "--weights", "{model}", "--out", "{out}/m.onnx", "--size", "33"], 2,
-         ("size",)),
+    Case(
+        "export-weights-missing", ["export", "onnx", "--weights", "{t}/none", "--out", "{out}/m.onnx"], 2, ("{t}/none",)
+    ),
+    Case(
+        "export-size-bad",
+        ["export", "onnx", "--weights", "{model}", "--out", "{out}/m.onnx", "--size", "33"],
+        2,
+        ("size",),
+    ),
     # convert
     Case("convert-missing", ["convert", "{t}/none.pth", "{out}/c"], 2, ("{t}/none.pth",)),
     Case("convert-not-original", ["convert", "{random_pth}", "{out}/c"], 2, ("{random_pth}",)),
     # average
     Case("average-missing", ["average", "{model}", "{t}/none", "--out", "{out}/avg"], 2, ("{t}/none",)),
-    Case("average-different-models", ["average", "{model}", "{other_model}", "--out", "{out}/avg"], 2,
-         ("other_model",)),
+    Case(
+        "average-different-models", ["average", "{model}", "{other_model}", "--out", "{out}/avg"], 2, ("other_model",)
+    ),
     Case("average-nan", ["average", "{nan_model}", "--out", "{out}/avg"], 2, ("nan_model",)),
     # bench
     Case("bench-device-bogus", ["bench", "--model", "debug", "--device", "bogus"], 2, ("--device",)),
@@ -183,98 +281,249 @@ PREDICT = ["predict", "{photos}", "--out", "{out}", "--weights", "{model}", "--q
 SYNTH = ["synth", "procedural", "--out", "{out}", "--size", "64x48", "--backgrounds", "{photos}"]
 SAFETY_CASES = [
     # 1. no input is overwritten or written into
-    *[Case(f"evaluate-save-masks-into-{d or 'data'}", ["evaluate", "--data", "{data}", "--weights", "{model}",
-                                                        "--save-masks", f"{{data}}/{d}"], 2, ("--save-masks", "{data}"))
-      for d in ("masks", "images", "")],
-    Case("evaluate-json-onto-a-mask", ["evaluate", "--data", "{data}", "--weights", "{model}", "--json",
-                                       "{data}/masks/s0.png"], 2, ("--json", "s0.png")),
-    Case("evaluate-report-into-masks", ["evaluate", "--data", "{data}", "--weights", "{model}", "--report",
-                                        "{data}/masks"], 2, ("--report", "{data}/masks")),
-    Case("evaluate-masks-json-onto-gt", ["evaluate-masks", "--pred", "{pred}", "--gt", "{gt}", "--resize-pred",
-                                         "--json", "{gt}/a.png"], 2, ("--json", "{gt}/a.png")),
-    Case("evaluate-masks-report-into-pred", ["evaluate-masks", "--pred", "{pred}", "--gt", "{gt}", "--resize-pred",
-                                             "--report", "{pred}/r"], 2, ("--report", "{pred}")),
-    Case("data-check-json-onto-a-mask", ["data", "check", "{data}", "--json", "{data}/masks/s0.png"], 2,
-         ("--json", "s0.png")),
-    Case("visualize-out-onto-its-photo", ["visualize", "queries", "{photos}/p0.png", "--weights", "{model}", "--out",
-                                          "{photos}/p0.png"], 2, ("--out", "p0.png")),
+    *[
+        Case(
+            f"evaluate-save-masks-into-{d or 'data'}",
+            ["evaluate", "--data", "{data}", "--weights", "{model}", "--save-masks", f"{{data}}/{d}"],
+            2,
+            ("--save-masks", "{data}"),
+        )
+        for d in ("masks", "images", "")
+    ],
+    Case(
+        "evaluate-json-onto-a-mask",
+        ["evaluate", "--data", "{data}", "--weights", "{model}", "--json", "{data}/masks/s0.png"],
+        2,
+        ("--json", "s0.png"),
+    ),
+    Case(
+        "evaluate-report-into-masks",
+        ["evaluate", "--data", "{data}", "--weights", "{model}", "--report", "{data}/masks"],
+        2,
+        ("--report", "{data}/masks"),
+    ),
+    Case(
+        "evaluate-masks-json-onto-gt",
+        ["evaluate-masks", "--pred", "{pred}", "--gt", "{gt}", "--resize-pred", "--json", "{gt}/a.png"],
+        2,
+        ("--json", "{gt}/a.png"),
+    ),
+    Case(
+        "evaluate-masks-report-into-pred",
+        ["evaluate-masks", "--pred", "{pred}", "--gt", "{gt}", "--resize-pred", "--report", "{pred}/r"],
+        2,
+        ("--report", "{pred}"),
+    ),
+    Case(
+        "data-check-json-onto-a-mask",
+        ["data", "check", "{data}", "--json", "{data}/masks/s0.png"],
+        2,
+        ("--json", "s0.png"),
+    ),
+    Case(
+        "visualize-out-onto-its-photo",
+        ["visualize", "queries", "{photos}/p0.png", "--weights", "{model}", "--out", "{photos}/p0.png"],
+        2,
+        ("--out", "p0.png"),
+    ),
     Case("train-out-is-the-data", TRAIN[:6] + ["{data}"] + TRAIN[7:], 2, ("--out", "{data}", "the input")),
-    Case("train-out-inside-init-from", TRAIN + ["--init-from", "{model}"] + ["--out", "{model}/run"], 2,
-         ("--out", "{model}/run")),
+    Case(
+        "train-out-inside-init-from",
+        TRAIN + ["--init-from", "{model}"] + ["--out", "{model}/run"],
+        2,
+        ("--out", "{model}/run"),
+    ),
     Case("convert-into-its-source", ["convert", "{random_pth}", "{random_pth}"], 2, ("{random_pth}",)),
     Case("average-into-a-source", ["average", "{model}", "--out", "{model}"], 2, ("--out", "{model}")),
     # 2. nothing written outside --out
-    *[Case(f"experiment-run-name-{k}", ["experiment", "run", f"{{plans}}/{k}.toml", "--out", "{out}"], 2,
-           (f"{k}.toml", "name")) for k in ("escape", "absolute", "dot")],
-    Case("predict-through-a-symlink-in-out", ["predict", "{nested}", "--recursive", "--out", "{out}", "--weights",
-                                              "{model}", "--quiet"], 2, ("--out", "outside"), setup=_link_out),
+    *[
+        Case(
+            f"experiment-run-name-{k}",
+            ["experiment", "run", f"{{plans}}/{k}.toml", "--out", "{out}"],
+            2,
+            (f"{k}.toml", "name"),
+        )
+        for k in ("escape", "absolute", "dot")
+    ],
+    Case(
+        "predict-through-a-symlink-in-out",
+        ["predict", "{nested}", "--recursive", "--out", "{out}", "--weights", "{model}", "--quiet"],
+        2,
+        ("--out", "outside"),
+        setup=_link_out,
+    ),
     # 3. a model folder's config.json is validated on load (predict; evaluate and export read it alike)
-    *[Case(f"predict-config-{k}", ["predict", "{photos}", "--out", "{out}", "--weights", f"{{t}}/bad_config/{k}"],
-           2, (f"bad_config/{k}/config.json", next(iter(v)))) for k, v in BAD_CONFIGS.items()],
-    Case("evaluate-config-bad", ["evaluate", "--data", "{data}", "--weights", "{t}/bad_config/nheads_3"], 2,
-         ("config.json", "nheads")),
-    Case("export-config-bad", ["export", "onnx", "--weights", "{t}/bad_config/std_zero", "--out", "{out}/m.onnx"], 2,
-         ("config.json", "pixel_std")),
-    *[Case(f"train-set-{s.split('=')[0]}", TRAIN + [s], 2, (s.split("=")[0],))
-      for s in ("model.pixel_std=[0,0,0]", "model.nheads=3", "model.hidden_dim=100000", "model.dn=bogus")],
+    *[
+        Case(
+            f"predict-config-{k}",
+            ["predict", "{photos}", "--out", "{out}", "--weights", f"{{t}}/bad_config/{k}"],
+            2,
+            (f"bad_config/{k}/config.json", next(iter(v))),
+        )
+        for k, v in BAD_CONFIGS.items()
+    ],
+    Case(
+        "evaluate-config-bad",
+        ["evaluate", "--data", "{data}", "--weights", "{t}/bad_config/nheads_3"],
+        2,
+        ("config.json", "nheads"),
+    ),
+    Case(
+        "export-config-bad",
+        ["export", "onnx", "--weights", "{t}/bad_config/std_zero", "--out", "{out}/m.onnx"],
+        2,
+        ("config.json", "pixel_std"),
+    ),
+    *[
+        Case(f"train-set-{s.split('=')[0]}", TRAIN + [s], 2, (s.split("=")[0],))
+        for s in ("model.pixel_std=[0,0,0]", "model.nheads=3", "model.hidden_dim=100000", "model.dn=bogus")
+    ],
     # 4. weights missing from a file are refused
-    Case("predict-weights-partial", ["predict", "{photos}", "--out", "{out}", "--weights", "{partial_model}"], 2,
-         ("partial_model", "not in it")),
+    Case(
+        "predict-weights-partial",
+        ["predict", "{photos}", "--out", "{out}", "--weights", "{partial_model}"],
+        2,
+        ("partial_model", "not in it"),
+    ),
     # 5. plan files
-    *[Case(f"experiment-plan-{k}", ["experiment", "run", f"{{plans}}/{k}.toml", "--out", "{out}"], 2,
-           (f"{k}.toml", word)) for k, word in (("scale_str", "scale"), ("scale_neg", "scale"), ("latin1", "UTF-8"))],
+    *[
+        Case(
+            f"experiment-plan-{k}",
+            ["experiment", "run", f"{{plans}}/{k}.toml", "--out", "{out}"],
+            2,
+            (f"{k}.toml", word),
+        )
+        for k, word in (("scale_str", "scale"), ("scale_neg", "scale"), ("latin1", "UTF-8"))
+    ],
     # 6. thread and worker counts bounded by the CPUs
-    Case("bench-threads-huge", ["bench", "--model", "debug", "--size", "64", "--runs", "1", "--threads", "100000"],
-         2, ("--threads", "100000")),
-    Case("evaluate-masks-workers-huge", ["evaluate-masks", "--pred", "{pred}", "--gt", "{gt}", "--workers",
-                                         "100000"], 2, ("--workers",)),
+    Case(
+        "bench-threads-huge",
+        ["bench", "--model", "debug", "--size", "64", "--runs", "1", "--threads", "100000"],
+        2,
+        ("--threads", "100000"),
+    ),
+    Case(
+        "evaluate-masks-workers-huge",
+        ["evaluate-masks", "--pred", "{pred}", "--gt", "{gt}", "--workers", "100000"],
+        2,
+        ("--workers",),
+    ),
     Case("synth-workers-huge", SYNTH + ["--n", "1", "--workers", "100000"], 2, ("--workers",)),
-    Case("experiment-budget-threads-huge", ["experiment", "run", "{plans}/ok.toml", "--out", "{out}", "--set",
-                                            "budget.threads=100000"], 2, ("budget.threads",)),
+    Case(
+        "experiment-budget-threads-huge",
+        ["experiment", "run", "{plans}/ok.toml", "--out", "{out}", "--set", "budget.threads=100000"],
+        2,
+        ("budget.threads",),
+    ),
     # 9. a synthesis folder is never shrunk below what it holds
     Case("synth-smaller-n", SYNTH + ["--n", "1"], 2, ("--n 1", "3 scenes"), setup=_earlier(*SYNTH, "--n", "3")),
     # 10. predict --resume keeps the photos an earlier run finished (their files untouched)
-    Case("predict-resume-photos", PREDICT + ["--resume"], 0, ("wrote 0", "kept 2"), stream="out",
-         setup=_earlier(*PREDICT)),
+    Case(
+        "predict-resume-photos",
+        PREDICT + ["--resume"],
+        0,
+        ("wrote 0", "kept 2"),
+        stream="out",
+        setup=_earlier(*PREDICT),
+    ),
     # 11. one process per run folder
-    Case("train-run-folder-locked", TRAIN[:6] + ["{out}/run", "--resume"] + TRAIN[7:], 2,
-         ("--out", "{out}/run", "in use", "process"), setup=_locked_run),
-    Case("experiment-folder-locked", ["experiment", "run", "{plans}/ok.toml", "--out", "{out}"], 2,
-         ("--out", "{out}", "in use"), setup=_locked),
+    Case(
+        "train-run-folder-locked",
+        TRAIN[:6] + ["{out}/run", "--resume"] + TRAIN[7:],
+        2,
+        ("--out", "{out}/run", "in use", "process"),
+        setup=_locked_run,
+    ),
+    Case(
+        "experiment-folder-locked",
+        ["experiment", "run", "{plans}/ok.toml", "--out", "{out}"],
+        2,
+        ("--out", "{out}", "in use"),
+        setup=_locked,
+    ),
     # 12. --resume never switches the model silently
-    Case("train-resume-other-preset", ["train", "--preset", "gem-lite", "--data", "{data}", "--out", "{run}",
-                                       "--resume"], 2, ("--preset gem-lite", "debug")),
+    Case(
+        "train-resume-other-preset",
+        ["train", "--preset", "gem-lite", "--data", "{data}", "--out", "{run}", "--resume"],
+        2,
+        ("--preset gem-lite", "debug"),
+    ),
     # 7. a video cut short is reported (exit 1), its frames up to there kept
-    *[Case(f"predict-video-cut-{ext}", ["predict", f"{{t}}/cut/cut.{ext}", "--out", "{out}", "--weights", "{model}",
-                                        "--quiet"], 1, (f"cut.{ext}", word)) for ext, word in
-      (("mkv", "declares 30 frames"), ("mp4", "cannot decode the video"))],
+    *[
+        Case(
+            f"predict-video-cut-{ext}",
+            ["predict", f"{{t}}/cut/cut.{ext}", "--out", "{out}", "--weights", "{model}", "--quiet"],
+            1,
+            (f"cut.{ext}", word),
+        )
+        for ext, word in (("mkv", "declares 30 frames"), ("mp4", "cannot decode the video"))
+    ],
     # 8. EXIF orientation of a photo beside a mask stored as drawn
-    Case("data-check-exif-square", ["data", "check", "{exif_square}"], 0, ("s0.jpg", "EXIF orientation tag (6)"),
-         stream="out"),
-    Case("data-check-exif-turned", ["data", "check", "{exif_turned}"], 1, ("s0.png", "EXIF orientation tag (6)"),
-         stream="out"),
-    Case("evaluate-exif-turned", ["evaluate", "--data", "{exif_turned}", "--weights", "{model}"], 2,
-         ("s0.png", "EXIF orientation")),
+    Case(
+        "data-check-exif-square",
+        ["data", "check", "{exif_square}"],
+        0,
+        ("s0.jpg", "EXIF orientation tag (6)"),
+        stream="out",
+    ),
+    Case(
+        "data-check-exif-turned",
+        ["data", "check", "{exif_turned}"],
+        1,
+        ("s0.png", "EXIF orientation tag (6)"),
+        stream="out",
+    ),
+    Case(
+        "evaluate-exif-turned",
+        ["evaluate", "--data", "{exif_turned}", "--weights", "{model}"],
+        2,
+        ("s0.png", "EXIF orientation"),
+    ),
     # 13, 14. inputs that are not files, messages that name the file
     Case("predict-fifo-input", ["predict", "{fifo}", "--out", "{out}"], 2, ("{fifo}", "FIFO")),
-    Case("predict-weights-corrupt-pth", ["predict", "{photos}", "--out", "{out}", "--weights", "{corrupt_pth}"], 2,
-         ("{corrupt_pth}",), absent=("weights_only", "add_safe_globals")),
-    Case("evaluate-json-full-disk", ["evaluate", "--data", "{data}", "--weights", "{model}", "--json",
-                                     "{out}/m.json"], 1, ("{out}/m.json", "No space left"), patch=_no_fsync_space),
-    Case("evaluate-masks-json-is-a-folder", ["evaluate-masks", "--pred", "{pred}", "--gt", "{gt}", "--resize-pred",
-                                             "--json", "{out}"], 2, ("--json", "{out}", "folder"), setup=_folder),
-    Case("export-out-is-a-folder", ["export", "onnx", "--weights", "{model}", "--out", "{out}"], 2,
-         ("--out", "{out}", "folder"), setup=_folder),
+    Case(
+        "predict-weights-corrupt-pth",
+        ["predict", "{photos}", "--out", "{out}", "--weights", "{corrupt_pth}"],
+        2,
+        ("{corrupt_pth}",),
+        absent=("weights_only", "add_safe_globals"),
+    ),
+    Case(
+        "evaluate-json-full-disk",
+        ["evaluate", "--data", "{data}", "--weights", "{model}", "--json", "{out}/m.json"],
+        1,
+        ("{out}/m.json", "No space left"),
+        patch=_no_fsync_space,
+    ),
+    Case(
+        "evaluate-masks-json-is-a-folder",
+        ["evaluate-masks", "--pred", "{pred}", "--gt", "{gt}", "--resize-pred", "--json", "{out}"],
+        2,
+        ("--json", "{out}", "folder"),
+        setup=_folder,
+    ),
+    Case(
+        "export-out-is-a-folder",
+        ["export", "onnx", "--weights", "{model}", "--out", "{out}"],
+        2,
+        ("--out", "{out}", "folder"),
+        setup=_folder,
+    ),
     Case("predict-out-read-only", PREDICT, 2, ("--out", "{out}", "Permission denied"), patch=_read_only_out),
-    Case("predict-overlay-beyond-jpeg", ["predict", "{wide}", "--out", "{out}", "--weights", "{model}", "--quiet",
-                                         "--overlay"], 1, ("wide_overlay.jpg", "JPEG", "65535")),
+    Case(
+        "predict-overlay-beyond-jpeg",
+        ["predict", "{wide}", "--out", "{out}", "--weights", "{model}", "--quiet", "--overlay"],
+        1,
+        ("wide_overlay.jpg", "JPEG", "65535"),
+    ),
 ]
 CASES += SAFETY_CASES
 
 
 def _snapshot(root: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
-            if p.is_file() and not p.is_symlink()}
+    return {
+        str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file() and not p.is_symlink()
+    }
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])

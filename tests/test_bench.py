@@ -1,4 +1,5 @@
 """`glassgem bench`: report and JSON fields, FLOP counting convention, bad options."""
+
 import json
 
 import torch
@@ -31,8 +32,23 @@ def test_matmul_yardstick_is_positive_and_sized_to_the_time_budget():
 
 def test_bench_cli_writes_json(tmp_path, capsys):
     out = tmp_path / "bench.json"
-    code = main(["bench", "--model", "debug", "--size", "128", "--threads", "1", "--runs", "3",
-                 "--batch", "2", "--json", str(out)])
+    code = main(
+        [
+            "bench",
+            "--model",
+            "debug",
+            "--size",
+            "128",
+            "--threads",
+            "1",
+            "--runs",
+            "3",
+            "--batch",
+            "2",
+            "--json",
+            str(out),
+        ]
+    )
     assert code == 0
     printed = capsys.readouterr().out
     assert "median" in printed and "p90" in printed and "GFLOP" in printed
@@ -69,8 +85,25 @@ def test_bench_times_the_graph_for_gem_lite_unless_eager(tmp_path):
     results = {}
     for flag in ([], ["--eager"]):
         out = tmp_path / f"bench{len(flag)}.json"
-        assert main(["bench", "--model", "gem-lite", "--size", "128", "--threads", "1", "--runs", "1",
-                     "--json", str(out), *flag]) == 0
+        assert (
+            main(
+                [
+                    "bench",
+                    "--model",
+                    "gem-lite",
+                    "--size",
+                    "128",
+                    "--threads",
+                    "1",
+                    "--runs",
+                    "1",
+                    "--json",
+                    str(out),
+                    *flag,
+                ]
+            )
+            == 0
+        )
         results[bool(flag)] = json.loads(out.read_text())
     assert results[False]["graph"] is True and results[True]["graph"] is False
     assert results[False]["gflops"] == results[True]["gflops"] > 0  # FLOPs counted on the eager model either way

@@ -1,4 +1,5 @@
 """`glassgem compare`: paired bootstrap comparison of two per-image reports."""
+
 import json
 import math
 
@@ -55,9 +56,12 @@ def test_compare_reports_pairs_by_name_and_sees_a_consistent_gain(tmp_path):
     # listed in another order, with one image A lacks and one missing
     names = [f"img{i:03d}" for i in range(60)]
     order = rng.permutation(59)
-    b = _write_report(tmp_path / "b", [base[i] + 0.03 for i in order] + [0.5],
-                      bers=[base[i] * 30 - 1.0 for i in order] + [5.0],
-                      names=[names[i] for i in order] + ["extra"])
+    b = _write_report(
+        tmp_path / "b",
+        [base[i] + 0.03 for i in order] + [0.5],
+        bers=[base[i] * 30 - 1.0 for i in order] + [5.0],
+        names=[names[i] for i in order] + ["extra"],
+    )
     r = compare_reports(a, b, resamples=2000)
     assert r["n_common"] == 59 and r["only_in_a"] == ["img059"] and r["only_in_b"] == ["extra"]
     iou = r["metrics"]["iou"]
@@ -78,8 +82,19 @@ def test_compare_cli_prints_the_verdict_and_writes_json_and_plot(tmp_path, capsy
     base = rng.uniform(0.4, 0.95, size=80)
     a = _write_report(tmp_path / "a", list(base))
     b = _write_report(tmp_path / "b", list(np.clip(base + rng.normal(0.0, 0.05, size=80), 0, 1)))
-    rc = main(["compare", str(a), str(b / "per_image.csv"), "--json", str(tmp_path / "c.json"),
-               "--plot", str(tmp_path / "c.png"), "--resamples", "500"])
+    rc = main(
+        [
+            "compare",
+            str(a),
+            str(b / "per_image.csv"),
+            "--json",
+            str(tmp_path / "c.json"),
+            "--plot",
+            str(tmp_path / "c.png"),
+            "--resamples",
+            "500",
+        ]
+    )
     out = capsys.readouterr().out
     assert rc == 0
     data = json.loads((tmp_path / "c.json").read_text())
@@ -118,6 +133,7 @@ def test_compare_names_the_file_and_the_problem(tmp_path):
     assert main(["compare", str(a), str(a), "--resamples", "5"]) == 2
     with pytest.raises(ConfigError):
         from glassgem.evaluation.compare import run_compare
+
         run_compare(a, a, tie=-1)
 
 
@@ -136,18 +152,44 @@ def test_compare_reads_the_reports_evaluate_masks_writes(tmp_path, capsys):
         (tmp_path / d).mkdir()
     for i in range(12):
         gt = np.zeros((24, 32), np.uint8)
-        gt[4:20, 6 + i:26] = 255
+        gt[4:20, 6 + i : 26] = 255
         pa = gt.copy()
-        pa[:, :6 + i] = 255 * (rng.random((24, 6 + i)) < 0.5)  # A: false glass left of the pane
+        pa[:, : 6 + i] = 255 * (rng.random((24, 6 + i)) < 0.5)  # A: false glass left of the pane
         pb = gt.copy()  # B: exact
         for d, m in (("gt", gt), ("pa", pa), ("pb", pb)):
             Image.fromarray(m).save(tmp_path / d / f"{i:02d}.png")
     for method in ("pa", "pb"):
-        assert main(["evaluate-masks", "--pred", str(tmp_path / method), "--gt", str(tmp_path / "gt"),
-                     "--report", str(tmp_path / f"rep-{method}"), "--worst", "0"]) == 0
+        assert (
+            main(
+                [
+                    "evaluate-masks",
+                    "--pred",
+                    str(tmp_path / method),
+                    "--gt",
+                    str(tmp_path / "gt"),
+                    "--report",
+                    str(tmp_path / f"rep-{method}"),
+                    "--worst",
+                    "0",
+                ]
+            )
+            == 0
+        )
     capsys.readouterr()
-    assert main(["compare", str(tmp_path / "rep-pa"), str(tmp_path / "rep-pb"), "--resamples", "1000",
-                 "--json", str(tmp_path / "c.json")]) == 0
+    assert (
+        main(
+            [
+                "compare",
+                str(tmp_path / "rep-pa"),
+                str(tmp_path / "rep-pb"),
+                "--resamples",
+                "1000",
+                "--json",
+                str(tmp_path / "c.json"),
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     r = json.loads((tmp_path / "c.json").read_text())["metrics"]
     assert r["iou"]["mean_b"] == 1.0 and r["iou"]["ci95"][0] > 0 and r["iou"]["b_better"] == 12

@@ -1,4 +1,5 @@
 """`glassgem data check`: every kind of bad input is reported by file name, all at once."""
+
 from __future__ import annotations
 
 import io
@@ -14,7 +15,6 @@ from glassgem.cli import main
 from glassgem.data.checks import check_dataset, require_valid
 from glassgem.errors import DataError
 from conftest import GDD_DEV, needs_gdd_dev
-
 
 
 H, W = 24, 32
@@ -204,8 +204,14 @@ def test_every_problem_is_reported_at_once(tmp_path, capsys):
     Image.fromarray(np.zeros((H, W, 3), np.uint8)).save(root / "images" / "f.png")
     code, out, _ = _cli(capsys, str(root), "--json", str(tmp_path / "report.json"))
     assert code == 1
-    for needle in ("a.jpg: cannot read image", "b.jpg: image has no mask", "zz.png: mask has no image",
-                   "c.png: mask is", "'f' names several files", "1 masks contain no glass (d)"):
+    for needle in (
+        "a.jpg: cannot read image",
+        "b.jpg: image has no mask",
+        "zz.png: mask has no image",
+        "c.png: mask is",
+        "'f' names several files",
+        "1 masks contain no glass (d)",
+    ):
         assert needle in out, needle
     report = json.loads((tmp_path / "report.json").read_text())
     assert report["ok"] is False and len(report["errors"]) == 5 and report["n_empty"] == 1

@@ -1,4 +1,5 @@
 """GlassDataset: what a sample holds, mask forms, EXIF, odd image modes, reproducible randomness."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -13,7 +14,6 @@ from glassgem.data.datasets import GlassDataset, Pair, find_pairs
 from glassgem.data.transforms import TestTransform, TrainTransform, collate
 from glassgem.errors import DataError
 from conftest import GDD_DEV, needs_gdd_dev
-
 
 
 GLASS = np.zeros((12, 16), np.uint8)
@@ -87,8 +87,12 @@ def test_16bit_and_rgba_images_convert(tmp_path):
     rgba[:, 8:, 3] = 255  # left half fully transparent, right half opaque red-ish
     Image.fromarray(rgba, mode="RGBA").save(tmp_path / "alpha.png")
 
-    ds = GlassDataset([Pair("deep", tmp_path / "deep.png", tmp_path / "m.png"),
-                       Pair("alpha", tmp_path / "alpha.png", tmp_path / "m.png")])
+    ds = GlassDataset(
+        [
+            Pair("deep", tmp_path / "deep.png", tmp_path / "m.png"),
+            Pair("alpha", tmp_path / "alpha.png", tmp_path / "m.png"),
+        ]
+    )
     deep = ds[0]["image"]
     assert deep.dtype == np.uint8 and deep.shape == (12, 16, 3)
     # 16-bit values are rescaled to 0..255, not clipped: the brightest pixel (57300/65535) maps to ~223.
@@ -123,8 +127,10 @@ def _two_pairs(tmp_path: Path) -> list[Pair]:
     big = np.zeros((300, 400), np.uint8)
     big[50:250, 100:300] = 255
     Image.fromarray(big).save(tmp_path / "m.png")
-    return [Pair("a", _image(tmp_path / "a.png", 300, 400), tmp_path / "m.png"),
-            Pair("b", _image(tmp_path / "b.png", 300, 400), tmp_path / "m.png")]
+    return [
+        Pair("a", _image(tmp_path / "a.png", 300, 400), tmp_path / "m.png"),
+        Pair("b", _image(tmp_path / "b.png", 300, 400), tmp_path / "m.png"),
+    ]
 
 
 def test_seeded_augmentation_is_a_function_of_seed_epoch_index(tmp_path):

@@ -1,4 +1,5 @@
 """Dataset folder layouts: which folders each layout finds, and clear errors when none match."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -10,8 +11,6 @@ from PIL import Image
 from glassgem.data.layouts import available_splits, find_pairs, resolve_split, scan_folders
 from glassgem.errors import DataError
 from conftest import GDD_DEV, needs_gdd_dev
-
-
 
 
 def _write_pairs(images: Path, masks: Path, stems: list[str], img_ext: str = ".jpg") -> None:

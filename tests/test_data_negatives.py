@@ -1,4 +1,5 @@
 """Glass-free crops (`glassgem data negatives`): the largest free rectangle, the crops, the CLI."""
+
 from __future__ import annotations
 
 import json

@@ -1,4 +1,5 @@
 """The glass-free photo corpus builder (`glassgem data photos`) on tiny made-up sources."""
+
 from __future__ import annotations
 
 import json
@@ -10,8 +11,16 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from glassgem.data.photos import (EXCLUDED, Photo, build_corpus, folder_photos, photo_name, same_picture,
-                                  thumbnails, variant_key)
+from glassgem.data.photos import (
+    EXCLUDED,
+    Photo,
+    build_corpus,
+    folder_photos,
+    photo_name,
+    same_picture,
+    thumbnails,
+    variant_key,
+)
 from glassgem.errors import DataError
 from glassgem.io import load_mask
 
@@ -59,8 +68,10 @@ def test_corpus_split_by_source_dedupe_and_manifest(sources, tmp_path):
         assert r["licence"] and r["original"]
     variant = next(r for r in rows if r["file"].startswith("train/images/src_a__pic0"))
     assert variant["original"].endswith("pic0_600x400.png")  # the larger of the two variants
-    dropped = {json.loads(line)["path"].rsplit("/", 1)[-1]: json.loads(line)["why"]
-               for line in (out / "dropped.jsonl").read_text().splitlines()}
+    dropped = {
+        json.loads(line)["path"].rsplit("/", 1)[-1]: json.loads(line)["why"]
+        for line in (out / "dropped.jsonl").read_text().splitlines()
+    }
     assert dropped["pic0.png"].startswith("resolution variant")
     assert dropped["copy_of_pic1.jpg"].startswith("near-duplicate")
     assert dropped["broken.jpg"].startswith("unreadable") and "broken.jpg" in dropped["broken.jpg"]
@@ -118,13 +129,28 @@ def test_same_picture_tells_textures_of_one_grey_apart():
 
 def test_cli_builds_from_folders_and_names_a_bad_option(sources, tmp_path):
     a, b = sources
-    cmd = [sys.executable, "-m", "glassgem.cli", "data", "photos", "--only-folders", "--heldout", "src_b",
-           "--crops", "1", "--folder", f"src_a={a}", "--folder", f"src_b={b}"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "glassgem.cli",
+        "data",
+        "photos",
+        "--only-folders",
+        "--heldout",
+        "src_b",
+        "--crops",
+        "1",
+        "--folder",
+        f"src_a={a}",
+        "--folder",
+        f"src_b={b}",
+    ]
     ok = subprocess.run(cmd + ["--out", str(tmp_path / "c")], capture_output=True, text=True)
     assert ok.returncode == 0, ok.stderr
     assert "3 photos -> 6 files" in ok.stdout and "2 photos -> 2 files" in ok.stdout
     bad = subprocess.run(cmd[:-4] + ["--folder", "nodir", "--out", str(tmp_path / "d")], capture_output=True, text=True)
     assert bad.returncode != 0 and "Traceback" not in bad.stderr and "--folder 'nodir'" in bad.stderr
-    missing = subprocess.run(cmd[:-4] + ["--folder", f"x={tmp_path / 'nope'}", "--out", str(tmp_path / "e")],
-                             capture_output=True, text=True)
+    missing = subprocess.run(
+        cmd[:-4] + ["--folder", f"x={tmp_path / 'nope'}", "--out", str(tmp_path / "e")], capture_output=True, text=True
+    )
     assert missing.returncode != 0 and "Traceback" not in missing.stderr and "nope" in missing.stderr

@@ -1,4 +1,5 @@
 """The glass-free sample photos read from installed packages (no download)."""
+
 from __future__ import annotations
 
 import numpy as np

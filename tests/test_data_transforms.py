@@ -1,4 +1,5 @@
 """The paper's train/test pipelines: geometry, padding, flips, colour jitter, determinism."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -27,7 +28,7 @@ from glassgem.data.transforms import (
 def _sample(h: int, w: int, seed: int = 0) -> dict:
     rng = np.random.default_rng(seed)
     mask = np.zeros((h, w), np.uint8)
-    mask[h // 4: h // 2, w // 5: w // 2] = 1
+    mask[h // 4 : h // 2, w // 5 : w // 2] = 1
     return {"image": rng.integers(0, 256, (h, w, 3), dtype=np.uint8), "mask": mask, "stem": "s"}
 
 
@@ -104,7 +105,7 @@ def test_squash_mode_resizes_both_sides_like_the_test_pipeline():
     big = resize_image(sample["image"], (96, 96))
     out = zoom(sample, _rng(3))
     img = out["image"].permute(1, 2, 0).numpy().astype(np.uint8)
-    hits = [(y, x) for y in range(33) for x in range(33) if np.array_equal(big[y:y + 64, x:x + 64], img)]
+    hits = [(y, x) for y in range(33) for x in range(33) if np.array_equal(big[y : y + 64, x : x + 64], img)]
     assert len(hits) == 1
     # The paper's mode on the same photo keeps the aspect: a 64-high, 192-wide resize, cropped.
     paper = TrainTransform(size=64, min_sizes=(64,), color_jitter=False, flip=False)
@@ -194,8 +195,7 @@ def test_hue_shift_and_saturation():
     np.testing.assert_array_equal(adjust_hue(red, -60), [[[0, 0, 255]]])
     blue = np.array([[[0, 0, 255]]], np.uint8)
     np.testing.assert_array_equal(adjust_hue(blue, 60), [[[255, 0, 0]]])  # wraps at 180
-    np.testing.assert_array_equal(adjust_saturation(np.array([[[200, 100, 50]]], np.uint8), 0.0),
-                                  [[[200, 200, 200]]])
+    np.testing.assert_array_equal(adjust_saturation(np.array([[[200, 100, 50]]], np.uint8), 0.0), [[[200, 200, 200]]])
 
 
 def test_ssd_jitter_hue_stays_within_18_units():

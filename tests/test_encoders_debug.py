@@ -1,4 +1,5 @@
 """build_encoder's choices and errors, and the tiny debug encoder the fast tests rely on."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -36,12 +37,15 @@ def test_debug_encoder_trains() -> None:
     assert all(p.grad is not None for p in enc.parameters())
 
 
-@pytest.mark.parametrize("changes,message", [
-    ({"encoder": "resnet50"}, "unknown encoder 'resnet50'"),
-    ({"encoder_features": "fpn"}, "unknown encoder_features 'fpn'"),
-    ({"encoder": "tinyvit", "encoder_features": "native"}, "needs a CNN encoder"),
-    ({"encoder": "sam_vit_b", "encoder_features": "native"}, "needs a CNN encoder"),
-])
+@pytest.mark.parametrize(
+    "changes,message",
+    [
+        ({"encoder": "resnet50"}, "unknown encoder 'resnet50'"),
+        ({"encoder_features": "fpn"}, "unknown encoder_features 'fpn'"),
+        ({"encoder": "tinyvit", "encoder_features": "native"}, "needs a CNN encoder"),
+        ({"encoder": "sam_vit_b", "encoder_features": "native"}, "needs a CNN encoder"),
+    ],
+)
 def test_bad_choices_are_config_errors(changes: dict, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         build_encoder(dataclasses.replace(model_preset("debug"), **changes))
@@ -54,11 +58,14 @@ def test_pretrained_only_where_weights_ship(encoder: str) -> None:
         build_pretrained_encoder(dataclasses.replace(model_preset("debug"), encoder=encoder))
 
 
-@pytest.mark.parametrize("preset,encoder_class", [
-    ("gem-tiny", "glassgem.model.encoders.tinyvit.TinyViT"),
-    ("gem-lite", "glassgem.model.encoders.efficientnet.EfficientNetLite0Encoder"),
-    ("debug", "glassgem.model.encoders.debug.DebugEncoder"),
-])
+@pytest.mark.parametrize(
+    "preset,encoder_class",
+    [
+        ("gem-tiny", "glassgem.model.encoders.tinyvit.TinyViT"),
+        ("gem-lite", "glassgem.model.encoders.efficientnet.EfficientNetLite0Encoder"),
+        ("debug", "glassgem.model.encoders.debug.DebugEncoder"),
+    ],
+)
 def test_presets_pick_their_encoders(preset: str, encoder_class: str) -> None:
     module, name = encoder_class.rsplit(".", 1)
     assert isinstance(build_encoder(model_preset(preset)), getattr(importlib.import_module(module), name))

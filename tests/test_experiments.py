@@ -1,5 +1,6 @@
 """`glassgem experiment`: the shipped plans, the smoke budget end to end (table3 on generated data), resuming,
 and one-line errors for bad input."""
+
 from __future__ import annotations
 
 import csv
@@ -35,7 +36,8 @@ def test_table3_smoke_writes_one_row_per_scale_and_paradigm(table3_smoke):
     rows = _rows(table3_smoke)
     assert len(rows) == 8
     assert {(r["scale"], r["paradigm"]) for r in rows} == {
-        (s, p) for s in ("1", "5", "10", "20") for p in ("zero-shot", "fine-tuned")}
+        (s, p) for s in ("1", "5", "10", "20") for p in ("zero-shot", "fine-tuned")
+    }
     for r in rows:
         assert r["status"] == "done" and 0.0 <= float(r["iou"]) <= 1.0 and int(r["n_images"]) == 4
     paper = {r["scale"]: r["paper_iou"] for r in rows if r["paradigm"] == "fine-tuned"}
@@ -86,16 +88,19 @@ def test_other_settings_in_the_same_folder_are_refused(table3_smoke, capsys):
 
 
 # ------------------------------------------------------------------------------------ bad input
-@pytest.mark.parametrize("argv,names", [
-    (["run", "table9"], "unknown plan 'table9'"),
-    (["run", "table3", "--budget", "gpu"], "unknown budget 'gpu'"),
-    (["run", "table3", "--set", "data.gdd=/x"], "no data set 'gdd'"),
-    (["run", "table3", "--set", "not_a_field=1"], "unknown config key 'not_a_field'"),
-    (["run", "table3", "--set", "budget.steps=4"], "unknown field 'steps'"),
-    (["run", "table3", "--set", "lr"], "not of the form key=value"),
-    (["run", "table3", "--only", "30x"], "--only 30x"),
-    (["run", "missing.toml"], "missing.toml: plan file not found"),
-])
+@pytest.mark.parametrize(
+    "argv,names",
+    [
+        (["run", "table9"], "unknown plan 'table9'"),
+        (["run", "table3", "--budget", "gpu"], "unknown budget 'gpu'"),
+        (["run", "table3", "--set", "data.gdd=/x"], "no data set 'gdd'"),
+        (["run", "table3", "--set", "not_a_field=1"], "unknown config key 'not_a_field'"),
+        (["run", "table3", "--set", "budget.steps=4"], "unknown field 'steps'"),
+        (["run", "table3", "--set", "lr"], "not of the form key=value"),
+        (["run", "table3", "--only", "30x"], "--only 30x"),
+        (["run", "missing.toml"], "missing.toml: plan file not found"),
+    ],
+)
 def test_bad_input_is_one_line_naming_it(tmp_path, capsys, argv, names):
     out = tmp_path / "out"
     assert main(["experiment", *argv, "--out", str(out)]) == 2
@@ -164,8 +169,24 @@ def test_ablation_switches_reach_the_configs():
 
 
 def test_print_gives_one_command_per_run(capsys):
-    assert main(["experiment", "run", "table3", "--out", "D", "--budget", "paper", "--print",
-                 "--set", "data.real=GSD-S", "encoder_weights=mobile_sam.pt"]) == 0
+    assert (
+        main(
+            [
+                "experiment",
+                "run",
+                "table3",
+                "--out",
+                "D",
+                "--budget",
+                "paper",
+                "--print",
+                "--set",
+                "data.real=GSD-S",
+                "encoder_weights=mobile_sam.pt",
+            ]
+        )
+        == 0
+    )
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == 5 and lines[0].endswith("--only 1x")
     assert "--set data.real=GSD-S encoder_weights=mobile_sam.pt" in lines[-1]
@@ -191,9 +212,27 @@ def test_backgrounds_glass_free_photos_and_false_glass_columns(tmp_path):
     bg = _photos(tmp_path / "corpus" / "train", 2, masks=True)  # a `data photos` split: images/ + masks/
     _photos(tmp_path / "corpus" / "heldout", 3, masks=True)
     out = tmp_path / "t3"
-    assert main(["experiment", "run", "table3", "--budget", "smoke", "--out", str(out), "--quiet", "--only", "1x",
-                 "--set", f"data.backgrounds={bg}", f"data.glass_free={tmp_path / 'corpus'}",
-                 "budget.scale_base=3"]) == 0
+    assert (
+        main(
+            [
+                "experiment",
+                "run",
+                "table3",
+                "--budget",
+                "smoke",
+                "--out",
+                str(out),
+                "--quiet",
+                "--only",
+                "1x",
+                "--set",
+                f"data.backgrounds={bg}",
+                f"data.glass_free={tmp_path / 'corpus'}",
+                "budget.scale_base=3",
+            ]
+        )
+        == 0
+    )
     synth = out / "data" / "synthetic"
     config = json.loads((synth / "synth_config.json").read_text())
     assert config["glass_free"] == BUDGETS["smoke"].standin_glass_free == 0.2
@@ -214,8 +253,22 @@ def test_backgrounds_glass_free_photos_and_false_glass_columns(tmp_path):
 
 def test_glass_free_data_is_never_a_training_split(tmp_path, capsys):
     _photos(tmp_path / "corpus" / "train", 2, masks=True)
-    assert main(["experiment", "run", "table3", "--budget", "smoke", "--out", str(tmp_path / "o"),
-                 "--set", f"data.glass_free={tmp_path / 'corpus'}"]) == 2
+    assert (
+        main(
+            [
+                "experiment",
+                "run",
+                "table3",
+                "--budget",
+                "smoke",
+                "--out",
+                str(tmp_path / "o"),
+                "--set",
+                f"data.glass_free={tmp_path / 'corpus'}",
+            ]
+        )
+        == 2
+    )
     assert "no heldout/test/val" in capsys.readouterr().err
 
 

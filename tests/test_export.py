@@ -4,6 +4,7 @@ The exported graph must give GEM.semantic_scores' numbers: the debug preset thro
 size with a dynamic batch (batch 1 and 3), and GEM-Tiny from the original checkpoint at 384 (also against the
 original code's own sem_seg). Metadata round-trips; bad inputs raise errors that name the file.
 """
+
 import contextlib
 import json
 import io
@@ -22,13 +23,19 @@ from glassgem import __version__  # noqa: E402
 from glassgem.cli import main  # noqa: E402
 from glassgem.config import ModelConfig  # noqa: E402
 from glassgem.errors import CheckpointError, ConfigError, DataError  # noqa: E402
-from glassgem.inference.export import (ExportVerificationError, export_onnx, load_onnx_scorer, parse_size,  # noqa: E402
-                             write_verified)
+from glassgem.inference.export import (
+    ExportVerificationError,
+    export_onnx,
+    load_onnx_scorer,
+    parse_size,  # noqa: E402
+    write_verified,
+)
 from glassgem.io import load_image  # noqa: E402
 from glassgem import GEM  # noqa: E402
 from glassgem.inference.protocol import glass_probability, squash, unsquash  # noqa: E402
 
 from conftest import SHARED  # noqa: E402
+
 REF = SHARED / "reference" / "gem-tiny"
 GDD_VAL = SHARED / "data" / "gdd-dev" / "val" / "images"
 TOL = 1e-3
@@ -71,8 +78,17 @@ def debug_dir(tmp_path_factory) -> Path:
 def debug_onnx(debug_dir, tmp_path_factory) -> tuple[Path, int, str]:
     """`glassgem export onnx` of the debug model at 320x448 with a dynamic batch (the one debug export)."""
     path = tmp_path_factory.mktemp("onnx") / "debug.onnx"
-    rc, out, _ = _cli("export", "onnx", "--weights", str(debug_dir), "--out", str(path),
-                      "--size", f"{DEBUG_H}x{DEBUG_W}", "--dynamic-batch")
+    rc, out, _ = _cli(
+        "export",
+        "onnx",
+        "--weights",
+        str(debug_dir),
+        "--out",
+        str(path),
+        "--size",
+        f"{DEBUG_H}x{DEBUG_W}",
+        "--dynamic-batch",
+    )
     return path, rc, out
 
 
@@ -150,8 +166,10 @@ def test_failed_verification_leaves_out_untouched(debug_onnx, debug_dir, tmp_pat
     assert load_onnx_scorer(tmp_path / "bad.unverified.onnx").input_size == (DEBUG_H, DEBUG_W)
 
 
-@pytest.mark.skipif(not (REF / "model_official_format.pth").is_file(),
-                    reason=f"original GEM-Tiny reference checkpoint not found under {REF}")
+@pytest.mark.skipif(
+    not (REF / "model_official_format.pth").is_file(),
+    reason=f"original GEM-Tiny reference checkpoint not found under {REF}",
+)
 def test_gem_tiny_original_checkpoint_matches_pytorch(tmp_path):
     model = GEM.from_pretrained(REF / "model_official_format.pth")
     path = tmp_path / "gem-tiny.onnx"
@@ -175,8 +193,18 @@ def test_gem_tiny_original_checkpoint_matches_pytorch(tmp_path):
 
     # glassgem predict --onnx: same probability maps as the PyTorch path, at the photos' own sizes
     photos = [REF / "input.png"] + real
-    rc, _, err = _cli("predict", *map(str, photos), "--onnx", str(path), "--out", str(tmp_path / "pred"),
-                      "--save-prob", "--quiet", "--device", "cpu")
+    rc, _, err = _cli(
+        "predict",
+        *map(str, photos),
+        "--onnx",
+        str(path),
+        "--out",
+        str(tmp_path / "pred"),
+        "--save-prob",
+        "--quiet",
+        "--device",
+        "cpu",
+    )
     assert rc == 0, err
     for i, p in zip((0, 2), photos):  # x[0] is input.png, x[2] the real photo: ref holds their PyTorch scores
         rgb = load_image(p)
@@ -248,8 +276,26 @@ def test_load_onnx_scorer_errors(tmp_path):
 def test_bench_times_onnxruntime_on_a_fresh_export_or_a_given_file(debug_onnx, tmp_path, capsys) -> None:
     path = debug_onnx[0]
     out = tmp_path / "bench.json"
-    assert main(["bench", "--model", "debug", "--size", "128", "--threads", "1", "--runs", "2",
-                 "--runtime", "onnxruntime", "--json", str(out)]) == 0
+    assert (
+        main(
+            [
+                "bench",
+                "--model",
+                "debug",
+                "--size",
+                "128",
+                "--threads",
+                "1",
+                "--runs",
+                "2",
+                "--runtime",
+                "onnxruntime",
+                "--json",
+                str(out),
+            ]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     assert "exporting debug" in printed and "with onnxruntime" in printed
     r = json.loads(out.read_text())
@@ -257,8 +303,10 @@ def test_bench_times_onnxruntime_on_a_fresh_export_or_a_given_file(debug_onnx, t
     assert 0 < r["min_ms"] <= r["median_ms"] <= r["p90_ms"]
     # FLOPs are those of the same network in PyTorch
     torch_json = tmp_path / "torch.json"
-    assert main(["bench", "--model", "debug", "--size", "128", "--threads", "1", "--runs", "1",
-                 "--json", str(torch_json)]) == 0
+    assert (
+        main(["bench", "--model", "debug", "--size", "128", "--threads", "1", "--runs", "1", "--json", str(torch_json)])
+        == 0
+    )
     assert r["gflops"] == json.loads(torch_json.read_text())["gflops"] > 0
     capsys.readouterr()
     # an existing export: its size must be the benchmarked one

@@ -1,5 +1,6 @@
 """The weight cache (hub/cache.py): where it lives, hits and misses by the source's content, a corrupt
 entry rebuilt, an unwritable folder falling back to no cache, and GEM-S's ViT read from it."""
+
 from __future__ import annotations
 
 import errno

@@ -2,6 +2,7 @@
 --weights) and push_to_hub. Never any network: every test runs offline against a local cache laid out
 as the Hub's (HF_HUB_CACHE/models--owner--name/{refs/main, snapshots/<commit>/<file>}), and uploads go
 to a fake HfApi."""
+
 import shutil
 from pathlib import Path
 
@@ -79,12 +80,22 @@ def _original_file(model: GEM, path: Path) -> Path:
 def test_glassgem_layout_loads_by_hub_id(tmp_path, hub_cache):
     model = _debug()
     folder = model.save_pretrained(tmp_path / "saved")
-    snapshot = put_in_cache(hub_cache, "someone/gem-debug",
-                            {"config.json": folder / "config.json", "model.safetensors": folder / "model.safetensors",
-                             "README.md": folder / "config.json"})
+    snapshot = put_in_cache(
+        hub_cache,
+        "someone/gem-debug",
+        {
+            "config.json": folder / "config.json",
+            "model.safetensors": folder / "model.safetensors",
+            "README.md": folder / "config.json",
+        },
+    )
     assert resolve_pretrained("someone/gem-debug") == snapshot
-    for ref in ("someone/gem-debug", f"someone/gem-debug@{COMMIT}", "hf://someone/gem-debug",
-                "hf://someone/gem-debug/model.safetensors"):
+    for ref in (
+        "someone/gem-debug",
+        f"someone/gem-debug@{COMMIT}",
+        "hf://someone/gem-debug",
+        "hf://someone/gem-debug/model.safetensors",
+    ):
         loaded = GEM.from_pretrained(ref)
         assert loaded.cfg == model.cfg and _same_weights(loaded, model), ref
     assert _same_weights(GEM.from_pretrained("someone/gem-debug", revision=COMMIT), model)
@@ -94,11 +105,16 @@ def test_original_release_is_converted_on_load_and_filename_picks_the_checkpoint
     """The original authors' repo holds several detectron2 checkpoints: without filename= the documented
     default (GEM-Tiny, S-GSD-20x) is taken; filename= or hf://repo/<file> picks another."""
     tiny20, tiny1 = _debug(seed=1), _debug(seed=2)
-    put_in_cache(hub_cache, ORIGINAL_REPO, {
-        "GEM-Tiny-S-GSD-20x.pth": _original_file(tiny20, tmp_path / "a.pth"),
-        "GEM-Tiny-S-GSD-1x.pth": _original_file(tiny1, tmp_path / "b.pth"),
-        "README.md": tmp_path / "a.pth", ".gitattributes": tmp_path / "a.pth",
-    })
+    put_in_cache(
+        hub_cache,
+        ORIGINAL_REPO,
+        {
+            "GEM-Tiny-S-GSD-20x.pth": _original_file(tiny20, tmp_path / "a.pth"),
+            "GEM-Tiny-S-GSD-1x.pth": _original_file(tiny1, tmp_path / "b.pth"),
+            "README.md": tmp_path / "a.pth",
+            ".gitattributes": tmp_path / "a.pth",
+        },
+    )
     cfg = model_preset("debug")  # debug weights carry no encoder the key map can recognise: config given
     assert _same_weights(GEM.from_pretrained(ORIGINAL_REPO, config=cfg), tiny20)
     assert _same_weights(GEM.from_pretrained(ORIGINAL_REPO, config=cfg, filename="GEM-Tiny-S-GSD-1x.pth"), tiny1)
@@ -138,6 +154,7 @@ def test_offline_and_not_cached_is_one_clear_line(hub_cache):
 
 def test_online_but_unreachable_falls_back_to_the_cache(tmp_path, hub_cache, monkeypatch):
     """Not offline, but listing the repo fails (no network): what the cache holds is used, else one line."""
+
     class Unreachable:
         def __init__(self, *args, **kwargs):
             pass
@@ -152,8 +169,11 @@ def test_online_but_unreachable_falls_back_to_the_cache(tmp_path, hub_cache, mon
     monkeypatch.setattr(remote, "unreachable_reason", lambda: "")  # the host resolves; the listing fails
     model = _debug()
     folder = model.save_pretrained(tmp_path / "saved")
-    put_in_cache(hub_cache, "someone/gem-debug",
-                 {"config.json": folder / "config.json", "model.safetensors": folder / "model.safetensors"})
+    put_in_cache(
+        hub_cache,
+        "someone/gem-debug",
+        {"config.json": folder / "config.json", "model.safetensors": folder / "model.safetensors"},
+    )
     assert _same_weights(GEM.from_pretrained("someone/gem-debug"), model)
     with pytest.raises(CheckpointError, match=r"nobody/absent.*could not be reached \(ConnectionError\)"):
         GEM.from_pretrained("nobody/absent")
@@ -179,8 +199,11 @@ def test_a_host_that_does_not_resolve_goes_straight_to_the_cache(tmp_path, hub_c
     assert remote.unreachable_reason().startswith("gaierror: cannot resolve huggingface.co")
     model = _debug()
     folder = model.save_pretrained(tmp_path / "saved")
-    put_in_cache(hub_cache, "someone/gem-debug",
-                 {"config.json": folder / "config.json", "model.safetensors": folder / "model.safetensors"})
+    put_in_cache(
+        hub_cache,
+        "someone/gem-debug",
+        {"config.json": folder / "config.json", "model.safetensors": folder / "model.safetensors"},
+    )
     assert _same_weights(GEM.from_pretrained("someone/gem-debug"), model)
     assert _same_weights(GEM.from_pretrained("hf://someone/gem-debug/model.safetensors"), model)
     capsys.readouterr()
@@ -194,16 +217,36 @@ def test_a_host_that_does_not_resolve_goes_straight_to_the_cache(tmp_path, hub_c
 
 def test_cli_weights_take_hub_ids(tmp_path, hub_cache, capsys):
     folder = _debug().save_pretrained(tmp_path / "saved")
-    put_in_cache(hub_cache, "someone/gem-debug",
-                 {"config.json": folder / "config.json", "model.safetensors": folder / "model.safetensors"})
+    put_in_cache(
+        hub_cache,
+        "someone/gem-debug",
+        {"config.json": folder / "config.json", "model.safetensors": folder / "model.safetensors"},
+    )
     photo = tmp_path / "photo.png"
     Image.fromarray(np.random.default_rng(0).integers(0, 255, (48, 64, 3), dtype=np.uint8)).save(photo)
-    assert main(["predict", str(photo), "--out", str(tmp_path / "out"), "--weights", "someone/gem-debug",
-                 "--device", "cpu"]) == 0
+    assert (
+        main(
+            ["predict", str(photo), "--out", str(tmp_path / "out"), "--weights", "someone/gem-debug", "--device", "cpu"]
+        )
+        == 0
+    )
     assert (tmp_path / "out" / "photo.png").is_file()
     capsys.readouterr()
-    assert main(["predict", str(photo), "--out", str(tmp_path / "out2"), "--weights", "nobody/absent-model",
-                 "--device", "cpu"]) == 2
+    assert (
+        main(
+            [
+                "predict",
+                str(photo),
+                "--out",
+                str(tmp_path / "out2"),
+                "--weights",
+                "nobody/absent-model",
+                "--device",
+                "cpu",
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "nobody/absent-model" in err and "offline" in err
 
@@ -250,8 +293,11 @@ def test_push_to_hub_uploads_save_pretrained_and_loads_back(tmp_path, hub_cache,
     monkeypatch.setattr(remote, "HfApi", FakeApi)
     model = _debug(seed=3)
     assert model.push_to_hub("me/my-gem", private=True, token="tok", commit_message="first") == "commit-info"
-    assert calls == [("init", "tok"), ("create_repo", "me/my-gem", True, True),
-                     ("upload_folder", "me/my-gem", ["config.json", "model.safetensors"], "first", None, False)]
+    assert calls == [
+        ("init", "tok"),
+        ("create_repo", "me/my-gem", True, True),
+        ("upload_folder", "me/my-gem", ["config.json", "model.safetensors"], "first", None, False),
+    ]
     uploaded = tmp_path / "uploaded"
     put_in_cache(hub_cache, "me/my-gem", {f.name: f for f in uploaded.iterdir()})
     assert _same_weights(GEM.from_pretrained("me/my-gem"), model)

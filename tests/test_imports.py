@@ -3,6 +3,7 @@
 Imports are read with `ast` (nothing is imported), at module level and inside functions alike, relative
 ones resolved; `from pkg import name` counts as importing `pkg.name` when that is a module.
 """
+
 from __future__ import annotations
 
 import ast
@@ -61,7 +62,7 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
         path.append(node)
         for dep in sorted(graph[node]):
             if state.get(dep) == 1:
-                return path[path.index(dep):] + [dep]
+                return path[path.index(dep) :] + [dep]
             if dep not in state and (cycle := visit(dep)):
                 return cycle
         path.pop()
@@ -89,8 +90,11 @@ def test_no_import_cycles():
 
 def test_the_model_layer_imports_nothing_above_it():
     allowed = ("glassgem.model", "glassgem.config", "glassgem.errors")
-    bad = {m: sorted(d for d in deps if not d.startswith(allowed))
-           for m, deps in import_graph().items() if m.startswith("glassgem.model")}
+    bad = {
+        m: sorted(d for d in deps if not d.startswith(allowed))
+        for m, deps in import_graph().items()
+        if m.startswith("glassgem.model")
+    }
     assert not {m: d for m, d in bad.items() if d}, bad
 
 

@@ -1,4 +1,5 @@
 """glassgem.io: atomic writes leave either the old or the new file, with normal permissions."""
+
 from __future__ import annotations
 
 import os

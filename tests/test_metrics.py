@@ -1,4 +1,5 @@
 """glassgem.evaluation.metrics and `glassgem evaluate-masks`: the GSD-S numbers (METRICS.md), edge cases, the CLI."""
+
 from __future__ import annotations
 
 import json
@@ -70,8 +71,12 @@ def naive(pairs, legacy: bool = False, tol: float = 0.0) -> dict:
         recs.append(rc)
     P = np.mean(precs, axis=0)
     R = np.mean(recs, axis=0)
-    return {"iou": np.mean(ious), "mae": np.mean(maes), "ber": np.mean(bers),
-            "fbeta": max(fbeta(a, b) for a, b in zip(P, R))}
+    return {
+        "iou": np.mean(ious),
+        "mae": np.mean(maes),
+        "ber": np.mean(bers),
+        "fbeta": max(fbeta(a, b) for a, b in zip(P, R)),
+    }
 
 
 def assert_same(got: dict, want: dict, tol: float = 1e-9) -> None:
@@ -105,8 +110,12 @@ def test_soft_uint8_1x4_by_hand():
     assert r["ber"] == pytest.approx(50.0, abs=1e-12)
     assert r["mae"] == pytest.approx((0 + 128 / 255 + 127 / 255 + 1) / 4, abs=1e-12)
     # k=0: 4 positive, TP 2. k=1..127: 3 positive, TP 2. k=128: 2 positive, TP 1. k>128: 1, TP 0.
-    cands = [fbeta((2 + E) / (4 + E), 1), fbeta((2 + E) / (3 + E), 1),
-             fbeta((1 + E) / (2 + E), (1 + E) / (2 + E)), fbeta(E / (1 + E), E / (2 + E))]
+    cands = [
+        fbeta((2 + E) / (4 + E), 1),
+        fbeta((2 + E) / (3 + E), 1),
+        fbeta((1 + E) / (2 + E), (1 + E) / (2 + E)),
+        fbeta(E / (1 + E), E / (2 + E)),
+    ]
     assert r["fbeta"] == pytest.approx(max(cands), abs=1e-12)
 
 
@@ -203,8 +212,7 @@ def test_matches_naive_implementation(kind, legacy):
     if not legacy:  # edge cases (NaN in legacy would hide the comparison of the other metrics)
         z = np.zeros((5, 6), np.uint8)
         cases += [(z, z, z.astype(float)), (z, np.ones_like(z), z.astype(float))]
-    want = naive([(f, g) for _, g, f in cases], legacy=legacy,
-                 tol=1e-4 / 255 if kind == "float32" else 0.0)
+    want = naive([(f, g) for _, g, f in cases], legacy=legacy, tol=1e-4 / 255 if kind == "float32" else 0.0)
     got = score([(p, g) for p, g, _ in cases], legacy=legacy)
     assert_same(got, want)
     assert got["n_images"] == len(cases)
@@ -258,13 +266,16 @@ def test_accumulator_memory_does_not_grow():
 
 
 # ------------------------------------------------------------------------------ bad input
-@pytest.mark.parametrize("pred, gt, words", [
-    (np.full((2, 2), 1.5), np.zeros((2, 2)), "[0, 1]"),
-    (np.array([[0.1, np.nan]]), np.zeros((1, 2)), "[0, 1]"),
-    (np.full((2, 2), 300, np.int32), np.zeros((2, 2)), "0..255"),
-    (np.zeros((3, 2)), np.zeros((2, 3)), "2x3"),
-    (np.zeros((2, 2, 3)), np.zeros((2, 2)), "2-D"),
-])
+@pytest.mark.parametrize(
+    "pred, gt, words",
+    [
+        (np.full((2, 2), 1.5), np.zeros((2, 2)), "[0, 1]"),
+        (np.array([[0.1, np.nan]]), np.zeros((1, 2)), "[0, 1]"),
+        (np.full((2, 2), 300, np.int32), np.zeros((2, 2)), "0..255"),
+        (np.zeros((3, 2)), np.zeros((2, 3)), "2x3"),
+        (np.zeros((2, 2, 3)), np.zeros((2, 2)), "2-D"),
+    ],
+)
 def test_bad_input_is_a_clear_data_error(pred, gt, words):
     with pytest.raises(DataError, match="x.png") as e:
         image_stats(pred, gt, name="x.png")
@@ -280,9 +291,15 @@ def test_format_table_lists_metrics_and_counts():
     z = np.zeros((2, 2), np.uint8)
     text = format_table(score([(z, z), (np.eye(2, dtype=np.uint8), np.eye(2, dtype=np.uint8))]))
     lines = text.splitlines()
-    for label, value in [("IoU", "1.0000"), ("MAE", "0.0000"), ("BER (%)", "0.00"), ("images", "2"),
-                         ("no glass, none predicted", "1"), ("images without glass", "1"),
-                         ("images all glass", "0")]:
+    for label, value in [
+        ("IoU", "1.0000"),
+        ("MAE", "0.0000"),
+        ("BER (%)", "0.00"),
+        ("images", "2"),
+        ("no glass, none predicted", "1"),
+        ("images without glass", "1"),
+        ("images all glass", "0"),
+    ]:
         row = next(line for line in lines if line.startswith(label + " "))
         assert row.split()[len(label.split())] == value, row
 
@@ -293,12 +310,14 @@ def test_resize_soft_matches_torch_bilinear():
     rng = np.random.default_rng(5)
     a = rng.random((13, 17))
     for size in [(40, 31), (5, 7), (13, 40)]:
-        want = torch.nn.functional.interpolate(torch.from_numpy(a)[None, None], size=size, mode="bilinear",
-                                               align_corners=False)[0, 0].numpy()
+        want = torch.nn.functional.interpolate(
+            torch.from_numpy(a)[None, None], size=size, mode="bilinear", align_corners=False
+        )[0, 0].numpy()
         np.testing.assert_allclose(resize_map(a, size), want, atol=1e-12)
     u8 = rng.integers(0, 256, (9, 11), dtype=np.uint8)
-    want = torch.nn.functional.interpolate(torch.from_numpy(u8 / 255.0)[None, None], size=(20, 3),
-                                           mode="bilinear", align_corners=False)[0, 0].numpy()
+    want = torch.nn.functional.interpolate(
+        torch.from_numpy(u8 / 255.0)[None, None], size=(20, 3), mode="bilinear", align_corners=False
+    )[0, 0].numpy()
     np.testing.assert_allclose(resize_map(u8, (20, 3)), want, atol=1e-12)
 
 
@@ -307,8 +326,9 @@ def test_resize_binary_stays_binary_nearest():
     rng = np.random.default_rng(6)
     b = (rng.random((11, 9)) < 0.5).astype(np.uint8) * 255
     out = resize_map(b, (30, 20))
-    want = torch.nn.functional.interpolate(torch.from_numpy(b)[None, None].float(), size=(30, 20),
-                                           mode="nearest-exact")[0, 0].numpy()
+    want = torch.nn.functional.interpolate(
+        torch.from_numpy(b)[None, None].float(), size=(30, 20), mode="nearest-exact"
+    )[0, 0].numpy()
     assert out.dtype == np.uint8 and set(np.unique(out)) <= {0, 255}
     np.testing.assert_array_equal(out, want)
 
@@ -338,8 +358,19 @@ def test_cli_json_matches_naive(tmp_path, capsys):
     pairs = _dataset(tmp_path)
     _write(tmp_path / "pred" / "extra.png", np.zeros((24, 32), np.uint8))  # no GT: ignored, noted
     out = tmp_path / "m.json"
-    rc = main(["evaluate-masks", "--pred", str(tmp_path / "pred"), "--gt", str(tmp_path / "gt"),
-               "--json", str(out), "--workers", "2"])
+    rc = main(
+        [
+            "evaluate-masks",
+            "--pred",
+            str(tmp_path / "pred"),
+            "--gt",
+            str(tmp_path / "gt"),
+            "--json",
+            str(out),
+            "--workers",
+            "2",
+        ]
+    )
     assert rc == 0
     got = json.loads(out.read_text())
     assert_same(got, naive(pairs))
@@ -352,8 +383,21 @@ def test_cli_json_matches_naive(tmp_path, capsys):
 def test_cli_legacy_writes_null_for_nan(tmp_path):
     _dataset(tmp_path)
     out = tmp_path / "m.json"
-    assert main(["evaluate-masks", "--pred", str(tmp_path / "pred"), "--gt", str(tmp_path / "gt"),
-                 "--legacy", "--json", str(out)]) == 0
+    assert (
+        main(
+            [
+                "evaluate-masks",
+                "--pred",
+                str(tmp_path / "pred"),
+                "--gt",
+                str(tmp_path / "gt"),
+                "--legacy",
+                "--json",
+                str(out),
+            ]
+        )
+        == 0
+    )
     got = json.loads(out.read_text())
     assert got["iou"] is None and got["ber"] is None and isinstance(got["fbeta"], float)
 
@@ -365,8 +409,10 @@ def test_cli_16bit_prediction_is_value_over_65535(tmp_path):
     _write(tmp_path / "gt" / "a.png", gt * 255)
     _write(tmp_path / "pred" / "a.png", p16)
     out = tmp_path / "m.json"
-    assert main(["evaluate-masks", "--pred", str(tmp_path / "pred"), "--gt", str(tmp_path / "gt"),
-                 "--json", str(out)]) == 0
+    assert (
+        main(["evaluate-masks", "--pred", str(tmp_path / "pred"), "--gt", str(tmp_path / "gt"), "--json", str(out)])
+        == 0
+    )
     as_float32 = p16.astype(np.float32) / np.float32(65535)  # documented: float32 value/65535
     assert_same(json.loads(out.read_text()), naive([(as_float32, gt)], tol=1e-4 / 255))
 
@@ -392,8 +438,21 @@ def test_cli_resize_pred(tmp_path):
     _write(tmp_path / "pred" / "a.png", small * 255)
     _write(tmp_path / "pred" / "b.png", soft)
     out = tmp_path / "m.json"
-    assert main(["evaluate-masks", "--pred", str(tmp_path / "pred"), "--gt", str(tmp_path / "gt"),
-                 "--resize-pred", "--json", str(out)]) == 0
+    assert (
+        main(
+            [
+                "evaluate-masks",
+                "--pred",
+                str(tmp_path / "pred"),
+                "--gt",
+                str(tmp_path / "gt"),
+                "--resize-pred",
+                "--json",
+                str(out),
+            ]
+        )
+        == 0
+    )
     want = naive([(big.astype(float), gt), (np.full((24, 32), 200 / 255), gt)])
     assert_same(json.loads(out.read_text()), want)
 
@@ -440,12 +499,13 @@ def test_real_gdd_masks_against_naive(tmp_path):
         _write(tmp_path / "pred" / f"{m.stem}.png", pred8)
         pairs.append((pred8 / 255.0, gt))
     out = tmp_path / "m.json"
-    assert main(["evaluate-masks", "--pred", str(tmp_path / "pred"), "--gt", str(masks[0].parent),
-                 "--json", str(out)]) == 2  # the folder has more masks than predictions: listed error
+    assert (
+        main(["evaluate-masks", "--pred", str(tmp_path / "pred"), "--gt", str(masks[0].parent), "--json", str(out)])
+        == 2
+    )  # the folder has more masks than predictions: listed error
     sub = tmp_path / "gt"
     sub.mkdir()
     for m in masks:
         (sub / m.name).write_bytes(m.read_bytes())
-    assert main(["evaluate-masks", "--pred", str(tmp_path / "pred"), "--gt", str(sub),
-                 "--json", str(out)]) == 0
+    assert main(["evaluate-masks", "--pred", str(tmp_path / "pred"), "--gt", str(sub), "--json", str(out)]) == 0
     assert_same(json.loads(out.read_text()), naive(pairs))

@@ -1,4 +1,5 @@
 """Box conversions and overlaps against hand-computed values."""
+
 import pytest
 import torch
 

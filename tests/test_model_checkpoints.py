@@ -1,5 +1,6 @@
 """Checkpoints: the original key map (GEM-Tiny and GEM-Base manifests), glassgem directories, safe
 reading of torch/pickle files, clear errors for wrong or corrupt files, and `glassgem convert`."""
+
 import ast
 import dataclasses
 import os
@@ -21,9 +22,12 @@ from glassgem.hub.original import glassgem_to_original, original_key_to_glassgem
 from glassgem import GEM
 
 from conftest import SHARED
+
 REF = SHARED / "reference"
-needs_reference = pytest.mark.skipif(not (REF / "gem-tiny" / "model_official_format.pth").is_file(),
-                                     reason=f"reference outputs of the original GEM not found under {REF}")
+needs_reference = pytest.mark.skipif(
+    not (REF / "gem-tiny" / "model_official_format.pth").is_file(),
+    reason=f"reference outputs of the original GEM not found under {REF}",
+)
 
 
 @pytest.fixture(scope="module")
@@ -90,8 +94,14 @@ def test_detectron2_pickle_with_numpy_arrays_loads(tmp_path, reference):
     _, original, model = reference
     pkl = tmp_path / "model_final.pkl"
     with open(pkl, "wb") as f:
-        pickle.dump({"model": {k: v.numpy() for k, v in original.items()}, "__author__": "torchvision",
-                     "matching_heuristics": True}, f)
+        pickle.dump(
+            {
+                "model": {k: v.numpy() for k, v in original.items()},
+                "__author__": "torchvision",
+                "matching_heuristics": True,
+            },
+            f,
+        )
     a, b = GEM.from_pretrained(pkl).state_dict(), model.state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
 

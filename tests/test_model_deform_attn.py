@@ -1,5 +1,6 @@
 """Multi-scale deformable attention: the fast embedding-bag path equals the literal grid_sample path
 (values and gradients), bilinear sampling is what it should be, and low precision runs."""
+
 import math
 
 import pytest

@@ -1,4 +1,5 @@
 """TorchScript graphs of GEM.semantic_scores (inference/graphs.py): same scores as eager, used only where safe."""
+
 import warnings
 
 import numpy as np

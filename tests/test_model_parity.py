@@ -1,5 +1,6 @@
 """Number-for-number parity with the original GEM code (reference tensors in shared/reference/gem-tiny):
 every intermediate within 1e-4, the DQS top-k indices exactly, `sem_seg` within 1e-4 absolute."""
+
 import os
 from pathlib import Path
 
@@ -14,9 +15,11 @@ from glassgem.model.gem import flatten_levels
 from glassgem.model.postprocess import semantic_map
 
 from conftest import SHARED
+
 REF = SHARED / "reference" / "gem-tiny"
-pytestmark = pytest.mark.skipif(not (REF / "outputs.pt").is_file(),
-                                reason=f"reference outputs of the original GEM not found under {REF}")
+pytestmark = pytest.mark.skipif(
+    not (REF / "outputs.pt").is_file(), reason=f"reference outputs of the original GEM not found under {REF}"
+)
 TOL = 1e-4
 
 
@@ -95,8 +98,9 @@ def test_decoder_alone(model, ref, impl):
     assert ref["decoder.in.valid_ratios"].eq(1).all()  # GEM never pads its feature maps
     try:
         with torch.no_grad():
-            raw, hs, refs = model.decoder.run_layers(ref["decoder.in.tgt"], ref["decoder.in.refpoints_unsigmoid"],
-                                                     ref["decoder.in.memory"], shapes)
+            raw, hs, refs = model.decoder.run_layers(
+                ref["decoder.in.tgt"], ref["decoder.in.refpoints_unsigmoid"], ref["decoder.in.memory"], shapes
+            )
     finally:
         for layer in model.decoder.layers:
             layer.cross_attn.impl = "bag"

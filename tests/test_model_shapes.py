@@ -1,5 +1,6 @@
 """GEM forward at several sizes and batch sizes, the training output contract, denoising queries,
 the semantic map, and clear errors for bad input. Mostly the small `debug` preset (fast)."""
+
 import dataclasses
 
 import pytest
@@ -90,8 +91,13 @@ def test_training_forward_contract_and_gradients():
         assert o["pred_logits"].shape == (b, p, 3)
         assert o["pred_masks"].shape == (b, p, h // 4, w // 4)
         assert o["pred_boxes"].shape == (b, p, 4)
-    loss = sum(o["pred_logits"].sum() + o["pred_masks"].mean() + o["pred_boxes"].sum()
-               for o in [out, dn] + out["aux_outputs"] + dn["aux_outputs"]) + out["proposal_cls_logits"].mean()
+    loss = (
+        sum(
+            o["pred_logits"].sum() + o["pred_masks"].mean() + o["pred_boxes"].sum()
+            for o in [out, dn] + out["aux_outputs"] + dn["aux_outputs"]
+        )
+        + out["proposal_cls_logits"].mean()
+    )
     loss.backward()
     no_grad = [n for n, p in model.named_parameters() if p.grad is None]
     assert no_grad == []
@@ -147,8 +153,10 @@ def test_semantic_map_equals_upsample_then_sum():
 def test_dn_queries_layout_without_noise():
     torch.manual_seed(0)
     label_enc = torch.nn.Embedding(2, 8)
-    targets = [{"labels": torch.tensor([0, 1]), "boxes": torch.tensor([[0.5, 0.5, 1.0, 1.0], [0.3, 0.4, 0.2, 0.1]])},
-               {"labels": torch.tensor([1]), "boxes": torch.tensor([[0.6, 0.6, 0.4, 0.2]])}]
+    targets = [
+        {"labels": torch.tensor([0, 1]), "boxes": torch.tensor([[0.5, 0.5, 1.0, 1.0], [0.3, 0.4, 0.2, 0.1]])},
+        {"labels": torch.tensor([1]), "boxes": torch.tensor([[0.6, 0.6, 0.4, 0.2]])},
+    ]
     dn = build_dn_queries(targets, label_enc, dn_num=10, noise_scale=0.0, num_classes=2, num_queries=4)
     assert (dn.scalar, dn.single_pad) == (5, 2)
     assert dn.content.shape == (2, 10, 8) and dn.anchors.shape == (2, 10, 4)
@@ -241,8 +249,9 @@ def test_semantic_scores_shortcut_equals_full_forward():
         torch.testing.assert_close(model.semantic_scores(x), full, atol=0, rtol=0)
         model.train()
         out = model(x)  # training mode: masks for every layer; semantic_scores uses the last
-        torch.testing.assert_close(model.semantic_scores(x), semantic_map(out["pred_logits"], out["pred_masks"],
-                                                                          (160, 192)), atol=0, rtol=0)
+        torch.testing.assert_close(
+            model.semantic_scores(x), semantic_map(out["pred_logits"], out["pred_masks"], (160, 192)), atol=0, rtol=0
+        )
 
 
 def test_dqs_ranking_breaks_exact_ties_towards_the_lower_index_and_keeps_strict_order():

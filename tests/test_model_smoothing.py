@@ -1,6 +1,7 @@
 """Score smoothing (ModelConfig.score_smoothing, model.postprocess.smooth_scores): a box mean over a fraction of the
 input side, applied by GEM.semantic_scores, its TorchScript graphs and the CLI's --smoothing; off (0) for
 the original GEM configurations."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -22,8 +23,10 @@ def _avg_pool_box(x: torch.Tensor, r: int) -> torch.Tensor:
     return F.avg_pool2d(x, (k, 1), stride=1, padding=(r, 0), count_include_pad=False)
 
 
-@pytest.mark.parametrize("shape, fraction", [((2, 2, 384, 320), 0.0625), ((1, 2, 96, 160), 0.2),
-                                             ((1, 3, 64, 64), 0.49), ((1, 2, 40, 33), 0.03)])
+@pytest.mark.parametrize(
+    "shape, fraction",
+    [((2, 2, 384, 320), 0.0625), ((1, 2, 96, 160), 0.2), ((1, 3, 64, 64), 0.49), ((1, 2, 40, 33), 0.03)],
+)
 def test_smooth_scores_is_the_box_mean_inside_the_image(shape, fraction):
     x = torch.rand(*shape, generator=torch.Generator().manual_seed(1))
     r = smoothing_radius(fraction, shape[-2:])
@@ -96,8 +99,11 @@ def test_cli_rejects_a_bad_smoothing_before_loading_a_model(command, tmp_path, c
     from PIL import Image
 
     Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(photo)
-    argv = (["evaluate", "--data", str(tmp_path)] if command == "evaluate"
-            else ["predict", str(photo), "--out", str(tmp_path / "out")])
+    argv = (
+        ["evaluate", "--data", str(tmp_path)]
+        if command == "evaluate"
+        else ["predict", str(photo), "--out", str(tmp_path / "out")]
+    )
     rc = main(argv + ["--weights", str(tmp_path / "missing_weights"), "--smoothing", "0.8"])
     err = capsys.readouterr().err
     assert rc == 2 and "score smoothing 0.8" in err and "missing_weights" not in err
@@ -115,8 +121,23 @@ def test_predict_smoothing_override_changes_the_mask(tmp_path):
     probs = {}
     for value in ("0", "0.3"):
         out = tmp_path / f"out{value}"
-        assert main(["predict", str(photo), "--out", str(out), "--weights", str(weights), "--save-prob",
-                     "--smoothing", value, "--quiet"]) == 0
+        assert (
+            main(
+                [
+                    "predict",
+                    str(photo),
+                    "--out",
+                    str(out),
+                    "--weights",
+                    str(weights),
+                    "--save-prob",
+                    "--smoothing",
+                    value,
+                    "--quiet",
+                ]
+            )
+            == 0
+        )
         probs[value] = np.asarray(Image.open(out / "noise_prob.png"), dtype=np.float32)
     model = GEM.from_pretrained(weights)
     with torch.no_grad():
@@ -141,7 +162,9 @@ def test_evaluate_cli_reports_the_smoothing_it_used(tmp_path, capsys):
     for sub in ("images", "masks"):
         (tmp_path / "data" / sub).mkdir(parents=True)
     for i in range(2):
-        Image.fromarray(rng.integers(0, 256, (64, 96, 3), dtype=np.uint8)).save(tmp_path / "data" / "images" / f"{i}.png")
+        Image.fromarray(rng.integers(0, 256, (64, 96, 3), dtype=np.uint8)).save(
+            tmp_path / "data" / "images" / f"{i}.png"
+        )
         mask = np.zeros((64, 96), np.uint8)
         mask[10:40, 20:70] = 255
         Image.fromarray(mask).save(tmp_path / "data" / "masks" / f"{i}.png")
@@ -149,8 +172,10 @@ def test_evaluate_cli_reports_the_smoothing_it_used(tmp_path, capsys):
     for value in (None, "0"):
         extra = [] if value is None else ["--smoothing", value]
         out = tmp_path / f"m{value}.json"
-        assert main(["evaluate", "--weights", str(weights), "--data", str(tmp_path / "data"), "--json", str(out),
-                     *extra]) == 0
+        assert (
+            main(["evaluate", "--weights", str(weights), "--data", str(tmp_path / "data"), "--json", str(out), *extra])
+            == 0
+        )
         results[value] = (json.loads(out.read_text()), capsys.readouterr().out)
     smoothed, printed = results[None]
     assert smoothed["score_smoothing"] == 0.1 and "box-smoothed over 27x27 px at 128x128" in printed

@@ -1,5 +1,6 @@
 """`glassgem predict` and `GEM.predict`: masks at the photo's size, the paper's test protocol, bad files
 reported and skipped, no silent name clashes; `import glassgem` stays light."""
+
 from __future__ import annotations
 
 import subprocess
@@ -24,8 +25,6 @@ from glassgem.inference.scorers import ModelScorer
 from conftest import GDD_DEV
 
 
-
-
 def _photo(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
     """Smooth colour ramps plus a bright block and noise: a photo-like uint8 [h, w, 3]."""
     y, x = np.mgrid[0:h, 0:w]
@@ -46,8 +45,7 @@ def _balanced_debug_model(image: np.ndarray) -> GEM:
         lo, hi = -8.0, 8.0
         for _ in range(30):  # bisection on a shift of the glass logit (= of the class head's glass bias)
             shift = (lo + hi) / 2
-            scores = semantic_map(out["pred_logits"] + torch.tensor([0.0, shift, 0.0]), out["pred_masks"],
-                                  (size, size))
+            scores = semantic_map(out["pred_logits"] + torch.tensor([0.0, shift, 0.0]), out["pred_masks"], (size, size))
             lo, hi = (lo, shift) if (scores[0, 1] > scores[0, 0]).float().mean() > 0.5 else (shift, hi)
         model.decoder.class_embed.bias[1] += shift
     return model
@@ -100,8 +98,21 @@ def _one_pair_dataset(root: Path, photo: np.ndarray, mask01: np.ndarray) -> Path
 # ----------------------------------------------------------------------------------------------- CLI
 def test_cli_folder_writes_masks_overlays_probs_and_skips_the_corrupt_file(photos, weights, tmp_path, capsys):
     out = tmp_path / "out"
-    rc = main(["predict", str(photos), "--out", str(out), "--weights", str(weights), "--overlay",
-               "--save-prob", "--batch-size", "2", "--quiet"])
+    rc = main(
+        [
+            "predict",
+            str(photos),
+            "--out",
+            str(out),
+            "--weights",
+            str(weights),
+            "--overlay",
+            "--save-prob",
+            "--batch-size",
+            "2",
+            "--quiet",
+        ]
+    )
     captured = capsys.readouterr()
     assert rc == 1  # one photo failed
     assert "corrupt.jpg" in captured.err and "cannot read image" in captured.err
@@ -119,13 +130,24 @@ def test_cli_folder_writes_masks_overlays_probs_and_skips_the_corrupt_file(photo
         assert overlay.format == "JPEG" and overlay.mode == "RGB" and overlay.size == hw[::-1]
     assert not list(out.glob("corrupt*"))
     assert sorted(p.name for p in out.iterdir()) == sorted(
-        f"{s}{suffix}" for s in SIZES for suffix in (".png", "_prob.png", "_overlay.jpg"))
+        f"{s}{suffix}" for s in SIZES for suffix in (".png", "_prob.png", "_overlay.jpg")
+    )
 
 
 def test_cli_quoted_glob_and_explicit_file(photos, weights, tmp_path, capsys):
     out = tmp_path / "out"
-    rc = main(["predict", str(photos / "*.png"), str(photos / "wide.jpg"), "--out", str(out),
-               "--weights", str(weights), "--quiet"])
+    rc = main(
+        [
+            "predict",
+            str(photos / "*.png"),
+            str(photos / "wide.jpg"),
+            "--out",
+            str(out),
+            "--weights",
+            str(weights),
+            "--quiet",
+        ]
+    )
     assert rc == 0, capsys.readouterr().err
     assert sorted(p.name for p in out.iterdir()) == ["gray.png", "portrait.png", "wide.png"]
     assert "0 failed" in capsys.readouterr().out
@@ -140,15 +162,34 @@ def test_cli_missing_weights_names_the_path(photos, tmp_path, capsys):
 
 
 def test_cli_missing_input_is_an_error_before_any_model_is_loaded(tmp_path, capsys):
-    rc = main(["predict", str(tmp_path / "nope.jpg"), "--out", str(tmp_path / "out"),
-               "--weights", str(tmp_path / "also_missing")])
+    rc = main(
+        [
+            "predict",
+            str(tmp_path / "nope.jpg"),
+            "--out",
+            str(tmp_path / "out"),
+            "--weights",
+            str(tmp_path / "also_missing"),
+        ]
+    )
     err = capsys.readouterr().err
     assert rc == 2 and "nope.jpg: no such file or folder" in err and "also_missing" not in err
 
 
 def test_cli_bad_size_is_reported(photos, weights, tmp_path, capsys):
-    rc = main(["predict", str(photos / "wide.jpg"), "--out", str(tmp_path / "o"), "--weights", str(weights),
-               "--size", "100", "--quiet"])
+    rc = main(
+        [
+            "predict",
+            str(photos / "wide.jpg"),
+            "--out",
+            str(tmp_path / "o"),
+            "--weights",
+            str(weights),
+            "--size",
+            "100",
+            "--quiet",
+        ]
+    )
     assert rc == 2 and "multiple of 32" in capsys.readouterr().err
 
 
@@ -159,9 +200,15 @@ def test_mask_equals_an_independent_computation(photos, weights, tmp_path):
     size = model.cfg.image_size
     out = tmp_path / "out"
     # portrait batched together with another photo, so batching is part of what is checked
-    summary = predict_files([Photo(photos / "wide.jpg", "wide"), Photo(photos / "portrait.png", "portrait")],
-                            out, lambda x: model.semantic_scores(x), size=size, batch_size=2, save_prob=True,
-                            progress=False)
+    summary = predict_files(
+        [Photo(photos / "wide.jpg", "wide"), Photo(photos / "portrait.png", "portrait")],
+        out,
+        lambda x: model.semantic_scores(x),
+        size=size,
+        batch_size=2,
+        save_prob=True,
+        progress=False,
+    )
     assert summary.written == 2 and not summary.failed
 
     sample = TestTransform(size)({"image": load_image(photos / "portrait.png"), "stem": "portrait"})
@@ -186,8 +233,9 @@ def test_scores_are_resized_back_with_the_photo_orientation(tmp_path):
     img = np.zeros((130, 60, 3), np.uint8)
     img[:, :30, 0] = 255
     Image.fromarray(img).save(tmp_path / "left_red.png")
-    summary = predict_files([Photo(tmp_path / "left_red.png", "left_red")], tmp_path / "out", RedScorer(),
-                            progress=False)
+    summary = predict_files(
+        [Photo(tmp_path / "left_red.png", "left_red")], tmp_path / "out", RedScorer(), progress=False
+    )
     mask = _read(tmp_path / "out" / "left_red.png")
     assert summary.written == 1 and mask.shape == (130, 60)
     assert (mask[:, :28] == 255).all() and (mask[:, 32:] == 0).all()
@@ -206,8 +254,11 @@ def test_collect_inputs_files_folders_globs(tmp_path):
         return [(p.path.relative_to(tmp_path).as_posix(), p.name) for p in collect_inputs(inputs, **kw)]
 
     assert names([str(tmp_path / "a")]) == [("a/1.jpg", "1"), ("a/2.png", "2")]
-    assert names([str(tmp_path / "a")], recursive=True) == [("a/1.jpg", "1"), ("a/2.png", "2"),
-                                                            ("a/sub/3.png", "sub/3")]
+    assert names([str(tmp_path / "a")], recursive=True) == [
+        ("a/1.jpg", "1"),
+        ("a/2.png", "2"),
+        ("a/sub/3.png", "sub/3"),
+    ]
     assert names([str(tmp_path / "**" / "*.png")]) == [("a/2.png", "2"), ("a/sub/3.png", "3"), ("b.png", "b")]
     # the same file twice (file + glob) is predicted once
     assert names([str(tmp_path / "b.png"), str(tmp_path / "*.png")]) == [("b.png", "b")]
@@ -215,7 +266,9 @@ def test_collect_inputs_files_folders_globs(tmp_path):
     assert names([str(tmp_path / "a" / "notes.txt")]) == [("a/notes.txt", "notes")]
     # earlier results inside --out are not inputs
     assert names([str(tmp_path / "a")], recursive=True, out=tmp_path / "a" / "sub") == [
-        ("a/1.jpg", "1"), ("a/2.png", "2")]
+        ("a/1.jpg", "1"),
+        ("a/2.png", "2"),
+    ]
     with pytest.raises(DataError, match="matches no image or video files"):
         collect_inputs([str(tmp_path / "*.webp")])
     (tmp_path / "empty").mkdir()
@@ -233,8 +286,7 @@ def test_identical_stems_do_not_overwrite_each_other(tmp_path):
         Image.fromarray(img).save(tmp_path / rel, quality=100)
     notes = []
     photos = collect_inputs([str(tmp_path / d) for d in ("a", "b", "c")])
-    summary = predict_files(photos, tmp_path / "out", RedScorer(), save_prob=True, progress=False,
-                            report=notes.append)
+    summary = predict_files(photos, tmp_path / "out", RedScorer(), save_prob=True, progress=False, report=notes.append)
     assert summary.written == 3
     written = sorted(p.name for p in (tmp_path / "out").iterdir())
     assert written == ["X_3.png", "X_3_prob.png", "x.png", "x_2.png", "x_2_prob.png", "x_prob.png"]
@@ -308,8 +360,10 @@ def test_import_glassgem_and_help_do_not_import_torch():
 
 
 # ------------------------------------------------------------------------------------- real data
-@pytest.mark.skipif(not (GDD_DEV / "val" / "images").is_dir(),
-                    reason=f"real GDD dev data not found at {GDD_DEV} (set GLASSGEM_SHARED to the shared folder)")
+@pytest.mark.skipif(
+    not (GDD_DEV / "val" / "images").is_dir(),
+    reason=f"real GDD dev data not found at {GDD_DEV} (set GLASSGEM_SHARED to the shared folder)",
+)
 def test_real_photos_give_masks_at_their_own_size(weights, tmp_path):
     """Two real GDD photos (in place, nothing copied into the repo): masks at each photo's size."""
     files = sorted((GDD_DEV / "val" / "images").glob("*.jpg"))[:2]
@@ -342,13 +396,19 @@ def test_flip_tta_is_the_mean_of_both_views_and_mirror_equivariant(photos, weigh
     assert (with_tta == flipped[:, ::-1]).mean() > 0.995
     assert not np.array_equal(with_tta, model.predict(arr))
     out = tmp_path / "out"
-    assert main(["predict", str(photos / "portrait.png"), "--out", str(out), "--weights", str(weights),
-                 "--tta", "--quiet"]) == 0
+    assert (
+        main(
+            ["predict", str(photos / "portrait.png"), "--out", str(out), "--weights", str(weights), "--tta", "--quiet"]
+        )
+        == 0
+    )
     assert np.array_equal(_read(out / "portrait.png") > 127, with_tta.astype(bool))
     data = _one_pair_dataset(tmp_path / "data", arr, with_tta)
     capsys.readouterr()
-    assert main(["evaluate", "--weights", str(weights), "--data", str(data), "--tta", "--json",
-                 str(tmp_path / "m.json")]) == 0
+    assert (
+        main(["evaluate", "--weights", str(weights), "--data", str(data), "--tta", "--json", str(tmp_path / "m.json")])
+        == 0
+    )
     import json
 
     assert json.loads((tmp_path / "m.json").read_text())["iou"] > 0.999  # its own TTA masks as ground truth
@@ -371,8 +431,22 @@ def test_threshold_cuts_the_glass_probability_on_every_user_path(photos, weights
     scores = torch.rand(2, 2, 7, 9) * 3
     assert torch.equal(glass_mask(scores), glass_mask(scores, 0.5))  # argmax = probability > 0.5
     out = tmp_path / "out"
-    assert main(["predict", str(photos / "portrait.png"), "--out", str(out), "--weights", str(weights),
-                 "--threshold", "0.3", "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "predict",
+                str(photos / "portrait.png"),
+                "--out",
+                str(out),
+                "--weights",
+                str(weights),
+                "--threshold",
+                "0.3",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     assert np.array_equal(_read(out / "portrait.png") > 127, low.astype(bool))
     data = _one_pair_dataset(tmp_path / "data", arr, low)
     capsys.readouterr()

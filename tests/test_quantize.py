@@ -5,6 +5,7 @@ The mechanics on the debug model (which layers become int8, per-channel scales, 
 accuracy bound on real photos with the shipped GEM-S: its int8 masks keep the IoU within 0.005 of fp32's
 and agree with fp32's on >= 99% of the pixels (benchmarks/bench_int8.py measures the whole of gdd-dev/val).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -83,8 +84,19 @@ def test_cli_export_int8_writes_a_checked_int8_graph(tmp_path) -> None:
     torch.manual_seed(0)
     weights = GEM.from_config("debug").save_pretrained(tmp_path / "model")
     path = tmp_path / "debug.int8.onnx"
-    rc, out, err = _cli("export", "onnx", "--weights", str(weights), "--out", str(path), "--size", "128",
-                        "--precision", "int8", "--no-optimize")
+    rc, out, err = _cli(
+        "export",
+        "onnx",
+        "--weights",
+        str(weights),
+        "--out",
+        str(path),
+        "--size",
+        "128",
+        "--precision",
+        "int8",
+        "--no-optimize",
+    )
     assert rc == 0, err
     assert "int8" in out and "quantized to int8: same class as PyTorch on" in out
     scorer = load_onnx_scorer(path)
@@ -127,8 +139,19 @@ def test_gem_s_int8_predict_keeps_iou_and_masks_on_real_photos(gem_s_onnx, gdd_d
     pairs = find_pairs(gdd_dev, split="val")[:N_PHOTOS]
     photos = [str(p.image_path) for p in pairs]
     for precision in ("fp32", "int8"):
-        rc, out, err = _cli("predict", *photos, "--onnx", str(gem_s_onnx), "--precision", precision,
-                            "--device", "cpu", "--out", str(tmp_path / precision), "--quiet")
+        rc, out, err = _cli(
+            "predict",
+            *photos,
+            "--onnx",
+            str(gem_s_onnx),
+            "--precision",
+            precision,
+            "--device",
+            "cpu",
+            "--out",
+            str(tmp_path / precision),
+            "--quiet",
+        )
         assert rc == 0, err
     iou32, iou8 = _iou(tmp_path / "fp32", pairs), _iou(tmp_path / "int8", pairs)
     same = total = 0

@@ -20,6 +20,7 @@ a comment are skipped). The convention, also stated in the README's "Development
 The ```python blocks are run too (in the same folder, after the shell commands).
 The docs/ pages get a lighter check: each `glassgem` command in their ```bash blocks must parse.
 """
+
 from __future__ import annotations
 
 import os
@@ -119,15 +120,21 @@ def test_every_readme_command_runs_or_parses(tmp_path):
             _parse(argv[1:])
             if needs:
                 continue
-            r = subprocess.run([sys.executable, "-m", "glassgem.cli", *argv[1:]], cwd=tmp_path, env=_env(),
-                               capture_output=True, text=True, timeout=300)
+            r = subprocess.run(
+                [sys.executable, "-m", "glassgem.cli", *argv[1:]],
+                cwd=tmp_path,
+                env=_env(),
+                capture_output=True,
+                text=True,
+                timeout=300,
+            )
             assert r.returncode == 0, f"{line}\nexit {r.returncode}\n{r.stdout[-2000:]}\n{r.stderr[-2000:]}"
             ran.append(line)
         elif prog == "make":
             assert len(argv) == 2 and argv[1] in _makefile_targets(), f"{line}: no such Makefile target"
         elif prog == "pip":
             m = re.fullmatch(r"\.(?:\[([\w,-]+)\])?", argv[-1])
-            assert argv[1:3] == ["install", "-e"] and m, f"{line}: expected pip install -e \".[extras]\""
+            assert argv[1:3] == ["install", "-e"] and m, f'{line}: expected pip install -e ".[extras]"'
             unknown = set((m.group(1) or "").split(",")) - _extras() - {""}
             assert not unknown, f"{line}: extras not in pyproject.toml: {unknown}"
             assert needs, f"{line}: pip downloads; mark it '# needs: package registries'"
@@ -145,8 +152,11 @@ def test_every_readme_command_runs_or_parses(tmp_path):
 
 
 def test_readme_venv_commands_run_and_match_the_makefile(tmp_path):
-    cmds = [(line, argv) for line, argv, needs in readme_commands()
-            if not needs and (argv[0] == "python3.11" or argv[0] in (".", "source"))]
+    cmds = [
+        (line, argv)
+        for line, argv, needs in readme_commands()
+        if not needs and (argv[0] == "python3.11" or argv[0] in (".", "source"))
+    ]
     assert cmds, "the README shows how to create and activate the venv"
     venv = re.search(r"^VENV\s*:?=\s*(\S+)", (ROOT / "Makefile").read_text(), flags=re.M).group(1)
     for line, argv in cmds:
@@ -168,8 +178,9 @@ def test_make_demo_installs_no_extras():
     make = shutil.which("make")
     if not make:
         pytest.skip("make is not installed")
-    r = subprocess.run([make, "-n", "demo", "VENV=/nonexistent/venv-for-dry-run"], cwd=ROOT, capture_output=True,
-                       text=True, timeout=60)
+    r = subprocess.run(
+        [make, "-n", "demo", "VENV=/nonexistent/venv-for-dry-run"], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
     assert r.returncode == 0, r.stderr
     installs = [line for line in r.stdout.splitlines() if "pip install" in line and "-e" in line]
     assert installs and all("[" not in line for line in installs), r.stdout  # `pip install -e .`, no extras
@@ -179,8 +190,9 @@ def test_make_demo_installs_no_extras():
 def test_readme_python_blocks_run(tmp_path):
     _fixtures(tmp_path)
     for code in _blocks(README.read_text(), "python"):
-        r = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=_env(), capture_output=True, text=True,
-                           timeout=300)
+        r = subprocess.run(
+            [sys.executable, "-c", code], cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=300
+        )
         assert r.returncode == 0, f"{code}\n{r.stderr[-2000:]}"
 
 
@@ -218,8 +230,8 @@ def test_readme_architecture_names_every_module_and_package():
     """The README's Architecture tree must match the code: every module file and every folder of
     src/glassgem (and every shipped weights folder) is named in it."""
     text = README.read_text()
-    tree = text[text.index("## Architecture"):]
-    tree = tree[:tree.index("\n## ", 3)]
+    tree = text[text.index("## Architecture") :]
+    tree = tree[: tree.index("\n## ", 3)]
     package = Path(glassgem.__file__).resolve().parent
     missing = []
     for path in sorted(package.rglob("*.py")):

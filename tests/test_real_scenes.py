@@ -1,4 +1,5 @@
 """Real-scene sets: polygon labels -> masks, the manifest, and the rebuild from a tiny local git repository."""
+
 from __future__ import annotations
 
 import json
@@ -17,8 +18,13 @@ from glassgem.io import load_mask
 
 
 def test_rasterize_square_minus_cut():
-    label = parse_label({"size": [20, 10], "glass": [[[2, 2], [11, 2], [11, 7], [2, 7]]],
-                         "not_glass": [[[5, 0], [7, 0], [7, 9], [5, 9]]]})
+    label = parse_label(
+        {
+            "size": [20, 10],
+            "glass": [[[2, 2], [11, 2], [11, 7], [2, 7]]],
+            "not_glass": [[[5, 0], [7, 0], [7, 9], [5, 9]]],
+        }
+    )
     m = rasterize(label)
     assert m.shape == (10, 20) and set(np.unique(m)) == {0, 255}
     want = np.zeros((10, 20), bool)
@@ -31,14 +37,17 @@ def test_no_glass_is_all_zero():
     assert not rasterize(parse_label({"size": [8, 6], "glass": []})).any()
 
 
-@pytest.mark.parametrize("label, words", [
-    ({"glass": []}, "'size'"),
-    ({"size": [0, 5], "glass": []}, "'size'"),
-    ({"size": [10, 10], "glass": [[[0, 0], [1, 1]]]}, "at least 3"),
-    ({"size": [10, 10], "glass": [[[0, 0], [1, "a"], [2, 2]]]}, "not [x, y]"),
-    ({"size": [10, 10], "glass": [[[0, 0], [50, 0], [2, 2]]]}, "outside the 10x10"),
-    ([1, 2], "JSON object"),
-])
+@pytest.mark.parametrize(
+    "label, words",
+    [
+        ({"glass": []}, "'size'"),
+        ({"size": [0, 5], "glass": []}, "'size'"),
+        ({"size": [10, 10], "glass": [[[0, 0], [1, 1]]]}, "at least 3"),
+        ({"size": [10, 10], "glass": [[[0, 0], [1, "a"], [2, 2]]]}, "not [x, y]"),
+        ({"size": [10, 10], "glass": [[[0, 0], [50, 0], [2, 2]]]}, "outside the 10x10"),
+        ([1, 2], "JSON object"),
+    ],
+)
 def test_bad_labels_are_refused(label, words):
     with pytest.raises(DataError, match=words.replace("[", r"\[").replace("]", r"\]")):
         parse_label(label, "x.json")
@@ -68,24 +77,42 @@ def _tiny_source(tmp_path: Path) -> tuple[Path, str, Path, Path]:
     _git("init", "-q", cwd=repo)
     _git("add", ".", cwd=repo)
     _git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "photos", cwd=repo)
-    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, check=True, capture_output=True,
-                            text=True).stdout.strip()
+    commit = subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=repo, check=True, capture_output=True, text=True
+    ).stdout.strip()
     labels = tmp_path / "labels" / "src1"
     labels.mkdir(parents=True)
     (labels / "a.json").write_text(json.dumps({"size": [40, 30], "glass": [[[0, 0], [19, 0], [19, 29], [0, 29]]]}))
     (labels / "b.json").write_text(json.dumps({"size": [24, 24], "glass": []}))
     manifest = tmp_path / "manifest.csv"
-    manifest.write_text("source,stem,split,repo,commit,path,licence\n"
-                        f"src1,a,dev,someone/photos,{commit},imgs/a.jpg,MIT\n"
-                        f"src1,b,dev,someone/photos,{commit},imgs/b.png,MIT\n")
+    manifest.write_text(
+        "source,stem,split,repo,commit,path,licence\n"
+        f"src1,a,dev,someone/photos,{commit},imgs/a.jpg,MIT\n"
+        f"src1,b,dev,someone/photos,{commit},imgs/b.png,MIT\n"
+    )
     return repo, commit, manifest, tmp_path / "labels"
 
 
 def test_rebuild_from_local_folder_and_resume(tmp_path, capsys):
     repo, _, manifest, labels = _tiny_source(tmp_path)
     out = tmp_path / "out"
-    code = main(["data", "real-scenes", "--from", str(repo.parent), "--out", str(out), "--split", "dev",
-                 "--manifest", str(manifest), "--labels", str(labels), "--sheet"])
+    code = main(
+        [
+            "data",
+            "real-scenes",
+            "--from",
+            str(repo.parent),
+            "--out",
+            str(out),
+            "--split",
+            "dev",
+            "--manifest",
+            str(manifest),
+            "--labels",
+            str(labels),
+            "--sheet",
+        ]
+    )
     assert code == 0
     assert "dev: 2 photos" in capsys.readouterr().out
     img = out / "dev" / "images" / "src1__a.jpg"
@@ -97,8 +124,9 @@ def test_rebuild_from_local_folder_and_resume(tmp_path, capsys):
     # resume: a second run keeps what is there (even after the repository is gone)
     before = img.stat().st_mtime_ns
     subprocess.run(["rm", "-rf", str(repo)], check=True)
-    assert rs.rebuild(str(tmp_path / "repos"), out, ("dev",), manifest=manifest, labels=labels,
-                      progress=False) == {"dev": 2}
+    assert rs.rebuild(str(tmp_path / "repos"), out, ("dev",), manifest=manifest, labels=labels, progress=False) == {
+        "dev": 2
+    }
     assert img.stat().st_mtime_ns == before
 
 
@@ -109,8 +137,9 @@ def test_rebuild_from_url_prefix(tmp_path):
     served = tmp_path / "served" / "someone"
     served.mkdir(parents=True)
     repo.rename(served / "photos")
-    counts = rs.rebuild(f"file://{tmp_path / 'served'}", out, ("dev",), manifest=manifest, labels=labels,
-                        progress=False)
+    counts = rs.rebuild(
+        f"file://{tmp_path / 'served'}", out, ("dev",), manifest=manifest, labels=labels, progress=False
+    )
     assert counts == {"dev": 2}
     assert (out / "dev" / "masks" / "src1__a.png").is_file()
 
@@ -118,8 +147,9 @@ def test_rebuild_from_url_prefix(tmp_path):
 def test_rebuild_errors_name_what_is_wrong(tmp_path):
     repo, commit, manifest, labels = _tiny_source(tmp_path)
     with pytest.raises(DataError, match="no git repository for someone/photos"):
-        rs.rebuild(str(tmp_path / "labels"), tmp_path / "o1", ("dev",), manifest=manifest, labels=labels,
-                   progress=False)
+        rs.rebuild(
+            str(tmp_path / "labels"), tmp_path / "o1", ("dev",), manifest=manifest, labels=labels, progress=False
+        )
     bad = tmp_path / "bad.csv"
     bad.write_text(manifest.read_text().replace("src1,b,dev", "../x,b,dev"))
     with pytest.raises(DataError, match="plain names"):
@@ -150,8 +180,20 @@ def test_shipped_manifest_and_labels_agree():
 def test_outputs_never_land_in_an_input(tmp_path, capsys):
     repo, _, manifest, labels = _tiny_source(tmp_path)
     before = sorted(p.read_bytes() for p in repo.rglob("*") if p.is_file())
-    code = main(["data", "real-scenes", "--from", str(repo.parent), "--out", str(repo.parent / "x"),
-                 "--manifest", str(manifest), "--labels", str(labels)])
+    code = main(
+        [
+            "data",
+            "real-scenes",
+            "--from",
+            str(repo.parent),
+            "--out",
+            str(repo.parent / "x"),
+            "--manifest",
+            str(manifest),
+            "--labels",
+            str(labels),
+        ]
+    )
     assert code == 2 and "--out" in capsys.readouterr().err
     assert sorted(p.read_bytes() for p in repo.rglob("*") if p.is_file()) == before
     assert not (repo.parent / "x").exists()

@@ -1,5 +1,6 @@
 """Per-image reports (`--report DIR` of `glassgem evaluate` / `evaluate-masks`): error pictures, the CSV,
 the worst-images sheet, and the CLI."""
+
 from __future__ import annotations
 
 import csv
@@ -60,6 +61,7 @@ def test_report_keeps_only_the_worst_and_draws_only_them():
         def draw():
             drawn.append(i)
             return np.full((10, 20, 3), i, np.uint8)
+
         return draw
 
     report = PerImageReport(worst=5)
@@ -133,8 +135,22 @@ def _mask_folders(root: Path, n: int = 5) -> list[float]:
 def test_cli_evaluate_masks_report(tmp_path, capsys):
     ious = _mask_folders(tmp_path)
     rep = tmp_path / "rep"
-    assert main(["evaluate-masks", "--pred", str(tmp_path / "pred"), "--gt", str(tmp_path / "gt"),
-                 "--report", str(rep), "--worst", "3"]) == 0
+    assert (
+        main(
+            [
+                "evaluate-masks",
+                "--pred",
+                str(tmp_path / "pred"),
+                "--gt",
+                str(tmp_path / "gt"),
+                "--report",
+                str(rep),
+                "--worst",
+                "3",
+            ]
+        )
+        == 0
+    )
     assert "per-image report" in capsys.readouterr().out
     rows = list(csv.DictReader((rep / "per_image.csv").read_text().splitlines()))
     assert [r["name"] for r in rows] == [f"m{i}" for i in range(5)]
@@ -143,15 +159,43 @@ def test_cli_evaluate_masks_report(tmp_path, capsys):
     sheet = np.asarray(Image.open(rep / "worst.jpg"))
     assert sheet.shape[1] == 3 * SHEET_CELL[1] + 2 * 4  # the three worst side by side
     # the worst image (m4) is drawn first: its cell shows false-glass red and missed-glass blue
-    cell = sheet[-SHEET_CELL[0]:, : SHEET_CELL[1]].reshape(-1, 3).astype(int)
+    cell = sheet[-SHEET_CELL[0] :, : SHEET_CELL[1]].reshape(-1, 3).astype(int)
     assert np.any((cell[:, 0] > 160) & (cell[:, 2] < 110)) and np.any((cell[:, 2] > 160) & (cell[:, 0] < 110))
 
-    assert main(["evaluate-masks", "--pred", str(tmp_path / "pred"), "--gt", str(tmp_path / "gt"),
-                 "--report", str(tmp_path / "rep0"), "--worst", "0"]) == 0
+    assert (
+        main(
+            [
+                "evaluate-masks",
+                "--pred",
+                str(tmp_path / "pred"),
+                "--gt",
+                str(tmp_path / "gt"),
+                "--report",
+                str(tmp_path / "rep0"),
+                "--worst",
+                "0",
+            ]
+        )
+        == 0
+    )
     assert not (tmp_path / "rep0" / "worst.jpg").exists() and (tmp_path / "rep0" / "per_image.csv").exists()
     capsys.readouterr()
-    assert main(["evaluate-masks", "--pred", str(tmp_path / "pred"), "--gt", str(tmp_path / "gt"),
-                 "--report", str(tmp_path / "bad"), "--worst", "-1"]) == 2
+    assert (
+        main(
+            [
+                "evaluate-masks",
+                "--pred",
+                str(tmp_path / "pred"),
+                "--gt",
+                str(tmp_path / "gt"),
+                "--report",
+                str(tmp_path / "bad"),
+                "--worst",
+                "-1",
+            ]
+        )
+        == 2
+    )
     assert "--worst" in capsys.readouterr().err and not (tmp_path / "bad").exists()
 
 
@@ -171,15 +215,19 @@ def test_evaluate_report_draws_the_photo_with_the_models_errors(tmp_path):
     model = GEM.from_config("debug").eval()
     pairs = find_pairs(data)
     report = PerImageReport(worst=2)
-    results = evaluate_model(model, pairs, size=64, num_workers=0, progress=False, save_masks=tmp_path / "m",
-                             report=report)
+    results = evaluate_model(
+        model, pairs, size=64, num_workers=0, progress=False, save_masks=tmp_path / "m", report=report
+    )
     assert [n for n, _ in report.rows] == ["x0", "x1", "x2"]
     assert np.mean([s.iou for _, s in report.rows]) == pytest.approx(results["iou"], abs=1e-9)
     worst = report.worst_images()
     assert len(worst) == 2 and worst[0][1].iou <= worst[1][1].iou
     for name, _, picture in worst:
-        want = error_overlay(load_image(data / "images" / f"{name}.png"), load_mask(tmp_path / "m" / f"{name}.png"),
-                             load_mask(data / "masks" / f"{name}.png"))
+        want = error_overlay(
+            load_image(data / "images" / f"{name}.png"),
+            load_mask(tmp_path / "m" / f"{name}.png"),
+            load_mask(data / "masks" / f"{name}.png"),
+        )
         np.testing.assert_array_equal(picture(), want)
 
 

@@ -1,6 +1,7 @@
 """Issue 20's defects D1-D16 and first-time-user points, one test (or two) each; every one failed before the fix.
 
 Training runs use the debug preset on 4 tiny generated images, in-process, one thread."""
+
 from __future__ import annotations
 
 import csv
@@ -26,13 +27,22 @@ def make_dataset(root: Path, n: int = 4, size: int = 96, mask_values=(0, 255)) -
         Image.fromarray(rng.integers(0, 255, (size, size, 3), dtype=np.uint8)).save(root / "images" / f"s{i}.png")
         mask = np.full((size, size), mask_values[0], np.uint8)
         for j, v in enumerate(mask_values[1:]):
-            mask[8 + 16 * j: 24 + 16 * j, 8:60] = v
+            mask[8 + 16 * j : 24 + 16 * j, 8:60] = v
         Image.fromarray(mask).save(root / "masks" / f"s{i}.png")
     return root
 
 
-TRAIN_SET = ["max_iter=4", "checkpoint_period=1", "log_period=1", "batch_size=2", "num_points=64",
-             "min_sizes=[96]", "crop_size=96", "keep_last=3", "eval_period=1000"]
+TRAIN_SET = [
+    "max_iter=4",
+    "checkpoint_period=1",
+    "log_period=1",
+    "batch_size=2",
+    "num_points=64",
+    "min_sizes=[96]",
+    "crop_size=96",
+    "keep_last=3",
+    "eval_period=1000",
+]
 
 
 def train(data: Path, run: Path, *extra: str, steps: int | None = None) -> int:
@@ -96,8 +106,22 @@ def test_d2_train_into_an_existing_run_without_resume_is_refused(tmp_path, data,
 
 
 def test_d14_resume_without_a_checkpoint_is_an_error(tmp_path, data, capsys):
-    code = main(["train", "--preset", "debug", "--data", str(data), "--out", str(tmp_path / "empty"), "--resume",
-                 "--set", *TRAIN_SET, "--max-steps", "1"])
+    code = main(
+        [
+            "train",
+            "--preset",
+            "debug",
+            "--data",
+            str(data),
+            "--out",
+            str(tmp_path / "empty"),
+            "--resume",
+            "--set",
+            *TRAIN_SET,
+            "--max-steps",
+            "1",
+        ]
+    )
     one_line_error(capsys, code, 2, "--resume", "checkpoint")
     assert not (tmp_path / "empty" / "checkpoints").exists() or not any((tmp_path / "empty" / "checkpoints").iterdir())
 

@@ -1,6 +1,7 @@
 """`glassgem predict BAG --out OUT_BAG` (glassgem.ros2.bag_*): round trips through bags made here with rosbags
 (raw and compressed encodings), the output bag's form (rosbags and mcap read it), --every/--max-frames,
 --copy-topics, every bad case as one line, and a run killed part-way then resumed."""
+
 from __future__ import annotations
 
 import os
@@ -22,8 +23,7 @@ from glassgem.ros2.bag_output import PART_DIR
 from glassgem.ros2.bag_predict import MASK_TOPIC, OVERLAY_TOPIC, predict_bag
 from glassgem.ros2.messages import image_array
 
-from ros_bags import (H, W, String, compressed_image, frames, header, image_bag, raw_image, read_topic,
-                      write_bag)
+from ros_bags import H, W, String, compressed_image, frames, header, image_bag, raw_image, read_topic, write_bag
 
 TOPIC = "/camera/image_raw"
 
@@ -119,8 +119,13 @@ def test_overlay_topic_and_mcap_files_read_by_the_mcap_library(tmp_path, debug_w
 
 def test_every_max_frames_and_copy_topics(tmp_path, debug_weights):
     imgs = frames(7)
-    bag = write_bag(tmp_path / "in", {TOPIC: [raw_image(f, "rgb8", i) for i, f in enumerate(imgs)],
-                                      "/chatter": [String(data=f"hello {i}") for i in range(7)]})
+    bag = write_bag(
+        tmp_path / "in",
+        {
+            TOPIC: [raw_image(f, "rgb8", i) for i, f in enumerate(imgs)],
+            "/chatter": [String(data=f"hello {i}") for i in range(7)],
+        },
+    )
     assert _predict(bag, tmp_path / "every", debug_weights, "--every", "3") == 0
     assert [m.header.stamp.sec % 100 for _, m in read_topic(tmp_path / "every", MASK_TOPIC)] == [0, 3, 6]
     assert not read_topic(tmp_path / "every", "/chatter")
@@ -145,12 +150,27 @@ def _one_line_error(capsys, argv: list[str], *words: str) -> str:
 def test_bad_bags_give_one_line_errors(tmp_path, capsys, debug_weights):
     w = ["--weights", debug_weights]
     chatter = write_bag(tmp_path / "chatter", {"/chatter": [String(data="hi")]})
-    _one_line_error(capsys, ["predict", str(chatter), "--out", str(tmp_path / "o1"), *w], "no sensor_msgs/Image",
-                    "/chatter (std_msgs/msg/String)")
-    two = write_bag(tmp_path / "two", {"/left/image_raw": [raw_image(frames(1)[0], "rgb8")],
-                                       "/right/image_raw/compressed": [compressed_image(frames(1)[0], "jpeg")]})
-    _one_line_error(capsys, ["predict", str(two), "--out", str(tmp_path / "o2"), *w], "2 image topics",
-                    "/left/image_raw", "/right/image_raw/compressed", "--topic")
+    _one_line_error(
+        capsys,
+        ["predict", str(chatter), "--out", str(tmp_path / "o1"), *w],
+        "no sensor_msgs/Image",
+        "/chatter (std_msgs/msg/String)",
+    )
+    two = write_bag(
+        tmp_path / "two",
+        {
+            "/left/image_raw": [raw_image(frames(1)[0], "rgb8")],
+            "/right/image_raw/compressed": [compressed_image(frames(1)[0], "jpeg")],
+        },
+    )
+    _one_line_error(
+        capsys,
+        ["predict", str(two), "--out", str(tmp_path / "o2"), *w],
+        "2 image topics",
+        "/left/image_raw",
+        "/right/image_raw/compressed",
+        "--topic",
+    )
     assert main(["predict", str(two), "--out", str(tmp_path / "o2"), "--topic", "/left/image_raw", "--quiet", *w]) == 0
     _one_line_error(capsys, ["predict", str(two), "--out", str(tmp_path / "o3"), "--topic", "/nope", *w], "/nope")
     bayer = write_bag(tmp_path / "bayer", {TOPIC: [raw_image(frames(1)[0], "bayer_rggb8")]})
@@ -169,20 +189,27 @@ def test_corrupt_and_misplaced_bags_give_one_line_errors(tmp_path, capsys, debug
     data = next(good.glob("*.mcap")).read_bytes()
     for cut in (30, len(data) // 2, len(data) - 10):
         (tmp_path / f"cut{cut}.mcap").write_bytes(data[:cut])
-        _one_line_error(capsys, ["predict", str(tmp_path / f"cut{cut}.mcap"), "--out", str(tmp_path / f"o{cut}"), *w],
-                        f"cut{cut}.mcap", "truncated or corrupt")
+        _one_line_error(
+            capsys,
+            ["predict", str(tmp_path / f"cut{cut}.mcap"), "--out", str(tmp_path / f"o{cut}"), *w],
+            f"cut{cut}.mcap",
+            "truncated or corrupt",
+        )
     (tmp_path / "junk.mcap").write_bytes(b"not a bag" * 50)
     _one_line_error(capsys, ["predict", str(tmp_path / "junk.mcap"), "--out", str(tmp_path / "oj"), *w], "junk.mcap")
     _one_line_error(capsys, ["predict", str(tmp_path / "gone.mcap"), "--out", str(tmp_path / "og"), *w], "gone.mcap")
     _one_line_error(capsys, ["predict", str(good), "--out", str(good / "masks"), *w], "inside")
     assert main(["predict", str(good), "--out", str(tmp_path / "out"), "--quiet", *w]) == 0
     _one_line_error(capsys, ["predict", str(good), "--out", str(tmp_path / "out"), *w], "already there", "--resume")
-    _one_line_error(capsys, ["predict", str(good), "--out", str(tmp_path / "out"), "--resume", "--every", "2", *w],
-                    "every")
-    _one_line_error(capsys, ["predict", str(good), "--out", str(tmp_path / "o7"), "--copy-topics", "/nope", *w],
-                    "/nope")
-    _one_line_error(capsys, ["predict", str(good), str(tmp_path / "cut30.mcap"), "--out", str(tmp_path / "o8"), *w],
-                    "on its own")
+    _one_line_error(
+        capsys, ["predict", str(good), "--out", str(tmp_path / "out"), "--resume", "--every", "2", *w], "every"
+    )
+    _one_line_error(
+        capsys, ["predict", str(good), "--out", str(tmp_path / "o7"), "--copy-topics", "/nope", *w], "/nope"
+    )
+    _one_line_error(
+        capsys, ["predict", str(good), str(tmp_path / "cut30.mcap"), "--out", str(tmp_path / "o8"), *w], "on its own"
+    )
     assert data == next(good.glob("*.mcap")).read_bytes()  # the input is never touched
 
 
@@ -221,10 +248,13 @@ predict_bag(sys.argv[1], sys.argv[2], Red(), batch_size=2, progress=False, check
 def test_a_killed_run_leaves_a_bag_that_opens_and_resume_finishes_it(tmp_path):
     bag = image_bag(tmp_path / "in", n=10, encoding="png")
     out = tmp_path / "out"
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(Path(__file__).parents[1] / "src"),
-                                                       os.environ.get("PYTHONPATH", "")]))
-    r = subprocess.run([sys.executable, "-c", KILL_SCRIPT, str(bag), str(out)], env=env, capture_output=True,
-                       text=True, timeout=120)
+    env = dict(
+        os.environ,
+        PYTHONPATH=os.pathsep.join([str(Path(__file__).parents[1] / "src"), os.environ.get("PYTHONPATH", "")]),
+    )
+    r = subprocess.run(
+        [sys.executable, "-c", KILL_SCRIPT, str(bag), str(out)], env=env, capture_output=True, text=True, timeout=120
+    )
     assert r.returncode == 9, r.stderr
     assert (out / PART_DIR).is_dir()  # the part being written when it died
     assert len(read_topic(out, MASK_TOPIC)) == 4  # two closed parts of 2 frames open as a bag
@@ -255,8 +285,15 @@ def test_a_ros1_bag_gives_masks_with_its_headers(tmp_path, capsys):
         for i, f in enumerate(frames(3)):
             m = raw_image(f, "bgr8", i)
             stamp = types["builtin_interfaces/msg/Time"](sec=m.header.stamp.sec, nanosec=m.header.stamp.nanosec)
-            msg = image(header=types["std_msgs/msg/Header"](seq=i, stamp=stamp, frame_id="cam1"), height=H, width=W,
-                        encoding="bgr8", is_bigendian=0, step=m.step, data=m.data)
+            msg = image(
+                header=types["std_msgs/msg/Header"](seq=i, stamp=stamp, frame_id="cam1"),
+                height=H,
+                width=W,
+                encoding="bgr8",
+                is_bigendian=0,
+                step=m.step,
+                data=m.data,
+            )
             w.write(conn, 5_000 + i, store.serialize_ros1(msg, image.__msgtype__))
     summary = predict_bag(tmp_path / "run.bag", tmp_path / "out", RedScorer(), progress=False)
     masks = read_topic(tmp_path / "out", MASK_TOPIC)

@@ -1,6 +1,7 @@
 """glassgem.ros2 without ROS: image messages <-> arrays (rosbags' message classes), the per-frame logic the bag
 path and the live node share, the node's parameters (its frame dropping and rate log: tests/test_stream.py), and the one-line error of
 `glassgem ros2 node` where rclpy is missing."""
+
 from __future__ import annotations
 
 import array
@@ -14,8 +15,16 @@ from glassgem.cli import main
 from glassgem.errors import ConfigError, DataError
 from glassgem.inference.files import write_prediction
 from glassgem.ros2.frames import FrameProcessor
-from glassgem.ros2.messages import (COMPRESSED, IMAGE, UnsupportedEncoding, build_image, image_array, message_to_rgb,
-                                    mono8_fields, raw_to_rgb)
+from glassgem.ros2.messages import (
+    COMPRESSED,
+    IMAGE,
+    UnsupportedEncoding,
+    build_image,
+    image_array,
+    message_to_rgb,
+    mono8_fields,
+    raw_to_rgb,
+)
 from glassgem.ros2.node import NodeSettings
 from glassgem.viz.overlay import overlay_mask
 
@@ -90,7 +99,9 @@ def test_frame_processor_gives_the_photo_paths_mask_and_an_overlay(tmp_path):
     expected = write_prediction(tmp_path, "frame", FRAME, scores, save_prob=False, overlay=False)
     assert expected.any() and not expected.all()
     assert np.array_equal(out.mask, expected)
-    assert out.mask_fields["encoding"] == "mono8" and np.array_equal(out.mask_fields["data"], expected.reshape(-1) * 255)
+    assert out.mask_fields["encoding"] == "mono8" and np.array_equal(
+        out.mask_fields["data"], expected.reshape(-1) * 255
+    )
     over = out.overlay_fields["data"].reshape(32, 48, 3)
     assert out.overlay_fields["encoding"] == "rgb8"
     assert np.array_equal(over, overlay_mask(FRAME, expected))  # the photo path's overlay
@@ -105,8 +116,12 @@ def test_node_settings_parameters():
     assert NodeSettings(input_topic="/cam/compressed", input_type="raw").input_msgtype == IMAGE
     s = NodeSettings.from_parameters({"size": 320, "threshold": 0.3, "publish_overlay": True})
     assert (s.size, s.threshold, s.publish_overlay) == (320, 0.3, True)
-    for bad, word in (({"size": 100}, "size"), ({"threshold": 1.5}, "threshold"), ({"input_type": "x"}, "input_type"),
-                      ({"nope": 1}, "nope")):
+    for bad, word in (
+        ({"size": 100}, "size"),
+        ({"threshold": 1.5}, "threshold"),
+        ({"input_type": "x"}, "input_type"),
+        ({"nope": 1}, "nope"),
+    ):
         with pytest.raises(ConfigError, match=word):
             NodeSettings.from_parameters(bad)
 

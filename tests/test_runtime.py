@@ -1,4 +1,5 @@
 """glassgem.inference.threads.keep_freed_memory: freed big blocks stay in the process (no page faults on reuse)."""
+
 from __future__ import annotations
 
 import os
@@ -76,8 +77,10 @@ def test_the_command_sets_the_policy_before_torch_is_imported():
 
     import glassgem
 
-    code = ("import os, sys\nfrom glassgem.cli import main\ntry:\n    main(['--version'])\nexcept SystemExit:\n"
-            "    pass\nprint(os.environ.get('OMP_WAIT_POLICY'), 'torch' in sys.modules)")
+    code = (
+        "import os, sys\nfrom glassgem.cli import main\ntry:\n    main(['--version'])\nexcept SystemExit:\n"
+        "    pass\nprint(os.environ.get('OMP_WAIT_POLICY'), 'torch' in sys.modules)"
+    )
     env = {k: v for k, v in os.environ.items() if not k.startswith("OMP_")}
     env["PYTHONPATH"] = str(Path(glassgem.__file__).resolve().parents[1])
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)

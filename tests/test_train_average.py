@@ -1,5 +1,6 @@
 """Checkpoint averaging (`glassgem average`): the mean of the weights, from every checkpoint format, and
 clear errors for checkpoints of different models."""
+
 import dataclasses
 import json
 

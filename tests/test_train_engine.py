@@ -1,5 +1,6 @@
 """The training loop as a user runs it: overfitting, exact resume after SIGKILL, multi-process
 equivalence, bad data failing before the first step."""
+
 from __future__ import annotations
 
 import csv
@@ -61,10 +62,20 @@ def _env() -> dict[str, str]:
 def test_debug_model_overfits_eight_images(tmp_path):
     """A debug-preset GEM learns 8 scenes to IoU > 0.9 on CPU (whole images, no cropping)."""
     data = make_dataset(tmp_path / "data", 8, 128, 128)
-    cfg = apply_overrides(train_preset("debug"), [
-        "max_iter=240", "lr_steps=[200]", "batch_size=4", "min_sizes=[128]", "crop_size=128",
-        "eval_period=1000", "checkpoint_period=1000", "log_period=40", "eval_size=128",
-    ])
+    cfg = apply_overrides(
+        train_preset("debug"),
+        [
+            "max_iter=240",
+            "lr_steps=[200]",
+            "batch_size=4",
+            "min_sizes=[128]",
+            "crop_size=128",
+            "eval_period=1000",
+            "checkpoint_period=1000",
+            "log_period=40",
+            "eval_size=128",
+        ],
+    )
     pairs = find_pairs(data)
     torch.set_num_threads(2)
     Trainer(cfg, RunData(pairs, pairs), tmp_path / "run", progress=False).train()
@@ -78,14 +89,27 @@ def test_debug_model_overfits_eight_images(tmp_path):
 
 def test_sigkill_and_resume_replays_the_same_losses(tmp_path):
     data = make_dataset(tmp_path / "data", 12, 96, 128)
-    args = ["--preset", "debug", "--data", str(data),
-            "--set", "max_iter=9", "checkpoint_period=2", "log_period=1", "batch_size=2", "num_points=256"]
+    args = [
+        "--preset",
+        "debug",
+        "--data",
+        str(data),
+        "--set",
+        "max_iter=9",
+        "checkpoint_period=2",
+        "log_period=1",
+        "batch_size=2",
+        "num_points=256",
+    ]
     straight = tmp_path / "straight"
-    subprocess.run(GLASSGEM + ["train", *args, "--out", str(straight)], check=True, env=_env(),
-                   capture_output=True)
+    subprocess.run(GLASSGEM + ["train", *args, "--out", str(straight)], check=True, env=_env(), capture_output=True)
     killed = tmp_path / "killed"
-    proc = subprocess.Popen(GLASSGEM + ["train", *args, "--out", str(killed)], env=_env(),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        GLASSGEM + ["train", *args, "--out", str(killed)],
+        env=_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.time() + 300
     while time.time() < deadline and not (killed / "checkpoints" / "step_0000004.pt").exists():
         time.sleep(0.05)
@@ -95,8 +119,9 @@ def test_sigkill_and_resume_replays_the_same_losses(tmp_path):
     proc.wait()
     killed_steps = max(read_log(killed))
     assert killed_steps < 9, "the run finished before it could be killed"
-    subprocess.run(GLASSGEM + ["train", *args, "--out", str(killed), "--resume"], check=True, env=_env(),
-                   capture_output=True)
+    subprocess.run(
+        GLASSGEM + ["train", *args, "--out", str(killed), "--resume"], check=True, env=_env(), capture_output=True
+    )
     a, b = read_log(straight), read_log(killed)
     assert sorted(a) == sorted(b) == list(range(1, 10))
     for step in a:
@@ -118,8 +143,22 @@ def test_resume_keeps_the_runs_settings_and_applies_only_new_overrides(tmp_path,
     run = tmp_path / "run"
     base = ["train", "--preset", "debug", "--data", str(data), "--out", str(run)]
     torch.set_num_threads(1)
-    assert main(base + ["--set", "max_iter=2", "checkpoint_period=2", "batch_size=2", "num_points=256",
-                        "lr=3e-5", "min_sizes=[96,112]", "crop_size=96"]) == 0
+    assert (
+        main(
+            base
+            + [
+                "--set",
+                "max_iter=2",
+                "checkpoint_period=2",
+                "batch_size=2",
+                "num_points=256",
+                "lr=3e-5",
+                "min_sizes=[96,112]",
+                "crop_size=96",
+            ]
+        )
+        == 0
+    )
     assert main(base + ["--resume", "--set", "max_iter=3", "lr_steps=[2]"]) == 0
     assert "resuming with the settings in" in capsys.readouterr().out
     cfg = json.loads((run / "config.json").read_text())
@@ -136,14 +175,26 @@ def test_two_processes_give_the_same_first_step_loss_as_one(tmp_path):
     Images are larger than the crop (no padding) and every crop holds both classes, so every
     per-process mean has the same denominator as the global one."""
     data = make_dataset(tmp_path / "data", 8, 160, 160, seed=3)
-    args = ["train", "--preset", "debug", "--data", str(data),
-            "--set", "max_iter=1", "batch_size=4", "log_period=1", "min_sizes=[160]", "crop_size=128",
-            "num_points=512"]
+    args = [
+        "train",
+        "--preset",
+        "debug",
+        "--data",
+        str(data),
+        "--set",
+        "max_iter=1",
+        "batch_size=4",
+        "log_period=1",
+        "min_sizes=[160]",
+        "crop_size=128",
+        "num_points=512",
+    ]
     one, two = tmp_path / "one", tmp_path / "two"
     subprocess.run(GLASSGEM + args + ["--out", str(one)], check=True, env=_env(), capture_output=True)
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517"]
-    res = subprocess.run(torchrun + ["-m", "glassgem.cli"] + args + ["--out", str(two)], env=_env(),
-                         capture_output=True, text=True)
+    res = subprocess.run(
+        torchrun + ["-m", "glassgem.cli"] + args + ["--out", str(two)], env=_env(), capture_output=True, text=True
+    )
     assert res.returncode == 0, res.stderr[-3000:]
     import json
 
@@ -156,8 +207,12 @@ def test_two_processes_give_the_same_first_step_loss_as_one(tmp_path):
 def test_bad_data_fails_before_the_first_step(tmp_path):
     data = make_dataset(tmp_path / "data", 4, 64, 64)
     (data / "images" / "s01.png").write_bytes(b"not a png at all")
-    res = subprocess.run(GLASSGEM + ["train", "--preset", "debug", "--data", str(data), "--out",
-                                     str(tmp_path / "run")], env=_env(), capture_output=True, text=True)
+    res = subprocess.run(
+        GLASSGEM + ["train", "--preset", "debug", "--data", str(data), "--out", str(tmp_path / "run")],
+        env=_env(),
+        capture_output=True,
+        text=True,
+    )
     assert res.returncode == 2
     assert "s01.png" in res.stderr and "dataset check failed" in res.stderr
     assert not (tmp_path / "run" / "checkpoints").exists()

@@ -1,4 +1,5 @@
 """GEM criterion: every term against a direct computation, DN bookkeeping, term count, gradients."""
+
 import math
 import os
 
@@ -125,7 +126,9 @@ def test_mask_losses_with_constant_predictions_do_not_depend_on_points():
     bce, dice = crit.loss_masks(masks, targets, indices, torch.tensor(2.0))
     n = 50
     hand_bce = (math.log1p(math.exp(-1.5)) + math.log1p(math.exp(0.7))) / 2
-    hand_dice = sum(1 - (2 * n * p + 1) / (n * p + n + 1) for p in (1 / (1 + math.exp(-1.5)), 1 / (1 + math.exp(0.7)))) / 2
+    hand_dice = (
+        sum(1 - (2 * n * p + 1) / (n * p + n + 1) for p in (1 / (1 + math.exp(-1.5)), 1 / (1 + math.exp(0.7)))) / 2
+    )
     assert bce.item() == pytest.approx(hand_bce, rel=1e-5)
     assert dice.item() == pytest.approx(hand_dice, rel=1e-5)
 
@@ -196,7 +199,11 @@ def test_proposal_loss_all_ignored_is_zero_not_nan():
 
 # ---- bookkeeping -----------------------------------------------------------------------------------
 def test_dn_indices_follow_the_contract():
-    targets = [{"labels": torch.tensor([0, 1])}, {"labels": torch.tensor([1])}, {"labels": torch.zeros(0, dtype=torch.long)}]
+    targets = [
+        {"labels": torch.tensor([0, 1])},
+        {"labels": torch.tensor([1])},
+        {"labels": torch.zeros(0, dtype=torch.long)},
+    ]
     (q0, g0), (q1, g1), (q2, g2) = dn_indices(targets, scalar=3, single_pad=2)
     assert q0.tolist() == [0, 1, 2, 3, 4, 5] and g0.tolist() == [0, 1, 0, 1, 0, 1]
     assert q1.tolist() == [0, 2, 4] and g1.tolist() == [0, 0, 0]
@@ -255,8 +262,14 @@ def test_full_setting_has_96_terms_and_total_is_their_weighted_sum():
     expected |= {f"{n}_dn_{i}" for n in TERMS for i in range(1, 9)}
     assert set(raw) == expected
     weighted = crit.weight_terms(raw)
-    base_weight = {"loss_ce": 4.0, "loss_mask": 5.0, "loss_dice": 5.0, "loss_bbox": 5.0, "loss_giou": 2.0,
-                   "loss_proposal": 80.0}
+    base_weight = {
+        "loss_ce": 4.0,
+        "loss_mask": 5.0,
+        "loss_dice": 5.0,
+        "loss_bbox": 5.0,
+        "loss_giou": 2.0,
+        "loss_proposal": 80.0,
+    }
     total = 0.0
     for name, value in raw.items():
         base = next(b for b in base_weight if name == b or name.startswith(b + "_"))
@@ -268,8 +281,13 @@ def test_full_setting_has_96_terms_and_total_is_their_weighted_sum():
 
 @pytest.mark.parametrize(
     "layers,dn,proposal,weight,count",
-    [(3, True, True, 80.0, 5 + 5 + 15 + 10 + 1), (3, True, True, 0.0, 35), (3, True, False, 80.0, 35),
-     (2, False, True, 80.0, 5 + 10 + 1), (0, False, False, 80.0, 5)],
+    [
+        (3, True, True, 80.0, 5 + 5 + 15 + 10 + 1),
+        (3, True, True, 0.0, 35),
+        (3, True, False, 80.0, 35),
+        (2, False, True, 80.0, 5 + 10 + 1),
+        (0, False, False, 80.0, 5),
+    ],
 )
 def test_term_count_follows_layers_dn_and_dqs_switches(layers, dn, proposal, weight, count):
     crit = _criterion(proposal_weight=weight)
@@ -357,6 +375,7 @@ def test_from_train_config_uses_preset_weights():
 
 def _slice_outputs(out: dict, b: int) -> dict:
     """The outputs of image b alone, as a batch of one."""
+
     def one(pred: dict) -> dict:
         return {k: pred[k][b : b + 1] for k in ("pred_logits", "pred_masks", "pred_boxes")}
 

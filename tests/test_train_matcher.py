@@ -1,4 +1,5 @@
 """Hungarian matcher: point sampling, each cost against a direct computation, brute-force optimality."""
+
 import itertools
 import math
 
@@ -132,10 +133,16 @@ def test_matches_the_query_that_reproduces_the_target():
 
 def test_batch_with_empty_target_and_more_targets_than_queries():
     logits, masks, boxes, target, _ = _random_image(2, 3, seed=5)
-    empty = {"labels": torch.zeros(0, dtype=torch.long), "masks": torch.zeros(0, 24, 24, dtype=torch.bool),
-             "boxes": torch.zeros(0, 4)}
-    outputs = {"pred_logits": logits[None].repeat(2, 1, 1), "pred_masks": masks[None].repeat(2, 1, 1, 1),
-               "pred_boxes": boxes[None].repeat(2, 1, 1)}
+    empty = {
+        "labels": torch.zeros(0, dtype=torch.long),
+        "masks": torch.zeros(0, 24, 24, dtype=torch.bool),
+        "boxes": torch.zeros(0, 4),
+    }
+    outputs = {
+        "pred_logits": logits[None].repeat(2, 1, 1),
+        "pred_masks": masks[None].repeat(2, 1, 1, 1),
+        "pred_boxes": boxes[None].repeat(2, 1, 1),
+    }
     (r0, c0), (r1, c1) = HungarianMatcher(num_points=32)(outputs, [empty, target])
     assert r0.numel() == c0.numel() == 0
     assert len(r1) == 2 and len(set(c1.tolist())) == 2  # Q=2 < n=3: every query gets a distinct target
@@ -143,8 +150,11 @@ def test_batch_with_empty_target_and_more_targets_than_queries():
 
 def test_bf16_inputs_under_autocast_give_fp32_matching():
     logits, masks, boxes, target, _ = _random_image(6, 2, seed=6)
-    lo = {"pred_logits": logits[None].bfloat16(), "pred_masks": masks[None].bfloat16(),
-          "pred_boxes": boxes[None].bfloat16()}
+    lo = {
+        "pred_logits": logits[None].bfloat16(),
+        "pred_masks": masks[None].bfloat16(),
+        "pred_boxes": boxes[None].bfloat16(),
+    }
     hi = {k: v.float() for k, v in lo.items()}
     matcher = HungarianMatcher(num_points=64)
     with torch.autocast("cpu", dtype=torch.bfloat16):

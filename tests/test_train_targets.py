@@ -107,7 +107,9 @@ def test_dqs_target_batch_and_bad_mode():
         dqs_target(sem, (2, 2), "nope")
 
 
-@pytest.mark.skipif(not GDD.is_dir(), reason=f"real GDD masks not found at {GDD} (set GLASSGEM_SHARED to the shared folder)")
+@pytest.mark.skipif(
+    not GDD.is_dir(), reason=f"real GDD masks not found at {GDD} (set GLASSGEM_SHARED to the shared folder)"
+)
 def test_real_gdd_mask_targets():
     from glassgem.io import load_mask
 
@@ -122,8 +124,12 @@ def test_real_gdd_mask_targets():
         ys, xs = (sem == 1).nonzero(as_tuple=True)
         hgt, wid = sem.shape
         expect = torch.tensor(
-            [(xs.min() + xs.max()) / 2 / wid, (ys.min() + ys.max()) / 2 / hgt,
-             (xs.max() - xs.min()) / wid, (ys.max() - ys.min()) / hgt],
+            [
+                (xs.min() + xs.max()) / 2 / wid,
+                (ys.min() + ys.max()) / 2 / hgt,
+                (xs.max() - xs.min()) / wid,
+                (ys.max() - ys.min()) / hgt,
+            ],
             dtype=torch.float32,
         )
         assert torch.allclose(t["boxes"][glass[0, 0]], expect, atol=1e-6)

@@ -1,5 +1,6 @@
 """glassgem predict on video files (glassgem.inference.video): per-frame masks equal the photo predictions of the
 decoded frames, frames.csv, the overlay video, --every/--max-frames, --resume, bad files."""
+
 from __future__ import annotations
 
 import csv
@@ -29,7 +30,7 @@ def _frames(n: int, h: int, w: int) -> list[np.ndarray]:
     frames = []
     for i in range(n):
         img = np.stack([60 + 0 * x, 255 * y / h, 255 * x / w], axis=-1)
-        img[h // 4: h // 4 + h // 3, 4 * i: 4 * i + w // 3, 0] = 230
+        img[h // 4 : h // 4 + h // 3, 4 * i : 4 * i + w // 3, 0] = 230
         frames.append(img.astype(np.uint8))
     return frames
 
@@ -81,8 +82,9 @@ def clip(tmp_path_factory) -> Path:
 
 def test_frame_masks_equal_the_photo_predictions_of_the_decoded_frames(clip, tmp_path):
     out = tmp_path / "out"
-    summary = predict_files([Photo(clip, "clip")], out, RedScorer(), batch_size=3, overlay=True,
-                            save_prob=True, every=3, progress=False)
+    summary = predict_files(
+        [Photo(clip, "clip")], out, RedScorer(), batch_size=3, overlay=True, save_prob=True, every=3, progress=False
+    )
     assert not summary.failed and len(summary.videos) == 1 and summary.videos[0].frames == 4
     decoded = _decode(clip)
     assert len(decoded) == 12
@@ -115,7 +117,9 @@ def test_frame_masks_equal_the_photo_predictions_of_the_decoded_frames(clip, tmp
         expected = overlay_mask(decoded[i], mask).astype(float)
         err = np.abs(frame.astype(float) - expected)[mask].mean()
         plain = np.abs(frame.astype(float) - decoded[i])[mask].mean()
-        assert err < 12 and plain > 2.5 * err  # on the glass (H.264 4:2:0 blurs the red outline): close to the tinted frame, not to the plain one
+        assert (
+            err < 12 and plain > 2.5 * err
+        )  # on the glass (H.264 4:2:0 blurs the red outline): close to the tinted frame, not to the plain one
     assert not list(out.glob(".*part"))  # the temporary file was moved into place
 
 
@@ -161,15 +165,28 @@ def test_cli_video_and_photo_together_with_a_corrupt_video(clip, tmp_path, capsy
     Image.fromarray(frames[0]).save(tmp_path / "photo.jpg")
     (tmp_path / "broken.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42 not really a video")
     out = tmp_path / "out"
-    rc = main(["predict", str(clip), str(tmp_path / "broken.mp4"), str(tmp_path / "photo.jpg"), "--out", str(out),
-               "--weights", str(weights), "--every", "4", "--overlay", "--quiet"])
+    rc = main(
+        [
+            "predict",
+            str(clip),
+            str(tmp_path / "broken.mp4"),
+            str(tmp_path / "photo.jpg"),
+            "--out",
+            str(out),
+            "--weights",
+            str(weights),
+            "--every",
+            "4",
+            "--overlay",
+            "--quiet",
+        ]
+    )
     captured = capsys.readouterr()
     assert rc == 1
     assert "broken.mp4: cannot read video" in captured.err
     assert "3 frame mask(s)" in captured.out and "frames/s" in captured.out
     assert "wrote 1 mask(s)" in captured.out and "1 failed" in captured.out
-    assert sorted(p.name for p in (out / "clip").iterdir()) == ["000000.png", "000004.png", "000008.png",
-                                                                "frames.csv"]
+    assert sorted(p.name for p in (out / "clip").iterdir()) == ["000000.png", "000004.png", "000008.png", "frames.csv"]
     assert (out / "photo.png").is_file() and (out / "clip_overlay.mp4").is_file()
     assert not (out / "broken").exists()
 
@@ -187,11 +204,11 @@ def test_folders_take_videos_and_clashing_names_are_renamed(clip, tmp_path):
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a", "a_2", "b.png"]
 
 
-def test_bad_frame_options_and_missing_pyav_are_reported_before_any_model_loads(clip, tmp_path, capsys,
-                                                                               monkeypatch):
+def test_bad_frame_options_and_missing_pyav_are_reported_before_any_model_loads(clip, tmp_path, capsys, monkeypatch):
     for flag, value in (("--every", "0"), ("--max-frames", "0")):
-        rc = main(["predict", str(clip), "--out", str(tmp_path / "o"), "--weights", str(tmp_path / "none"),
-                   flag, value])
+        rc = main(
+            ["predict", str(clip), "--out", str(tmp_path / "o"), "--weights", str(tmp_path / "none"), flag, value]
+        )
         assert rc != 0 and f"{flag} must be at least 1" in capsys.readouterr().err
     monkeypatch.setitem(sys.modules, "av", None)  # as if PyAV were not installed
     rc = main(["predict", str(clip), "--out", str(tmp_path / "o"), "--weights", str(tmp_path / "none")])

@@ -1,4 +1,5 @@
 """glassgem.viz.overlay: the glass is tinted and outlined, everything else is left as it was; sheets line up."""
+
 from __future__ import annotations
 
 import numpy as np

@@ -1,5 +1,6 @@
 """`glassgem visualize queries` / viz.queries.query_figure: the dots sit on the positions DQS selected,
 the red tint is the predicted mask, and the figures are valid images of the documented size."""
+
 import numpy as np
 import pytest
 import torch
@@ -149,14 +150,32 @@ def test_cli_writes_figures(model_dir, photo, tmp_path, capsys):
 
 def test_cli_errors_name_the_problem(model_dir, photo, tmp_path, capsys):
     missing = tmp_path / "nope.jpg"
-    assert main(["visualize", "queries", str(missing), "--weights", str(model_dir), "--out", str(tmp_path / "o.png")]) == 2
+    assert (
+        main(["visualize", "queries", str(missing), "--weights", str(model_dir), "--out", str(tmp_path / "o.png")]) == 2
+    )
     assert f"{missing}: file not found" in capsys.readouterr().err
     broken = tmp_path / "broken.jpg"
     broken.write_bytes(b"not a jpeg")
-    assert main(["visualize", "queries", str(broken), "--weights", str(model_dir), "--out", str(tmp_path / "o.png")]) == 2
+    assert (
+        main(["visualize", "queries", str(broken), "--weights", str(model_dir), "--out", str(tmp_path / "o.png")]) == 2
+    )
     assert f"{broken}: cannot read image" in capsys.readouterr().err
-    assert main(["visualize", "queries", str(photo), "--weights", str(model_dir), "--out", str(tmp_path / "o.png"),
-                 "--size", "100"]) == 2
+    assert (
+        main(
+            [
+                "visualize",
+                "queries",
+                str(photo),
+                "--weights",
+                str(model_dir),
+                "--out",
+                str(tmp_path / "o.png"),
+                "--size",
+                "100",
+            ]
+        )
+        == 2
+    )
     assert "multiple of 32" in capsys.readouterr().err
     assert not (tmp_path / "o.png").exists()
 

@@ -1,5 +1,6 @@
 """`glassgem analyze tsne` / viz.tsne: one point per image with its set's label in the CSV, a valid plot,
 encoder and CLIP features, deterministic sampling, valid perplexity, clear errors."""
+
 import csv
 import os
 from pathlib import Path
@@ -12,8 +13,15 @@ from PIL import Image
 from glassgem.cli import main
 from glassgem.errors import ConfigError, DataError
 from glassgem import GEM
-from glassgem.viz.tsne import (clip_extractor, encoder_extractor, list_images, load_sets, sample, tsne_figure,
-                               valid_perplexity)
+from glassgem.viz.tsne import (
+    clip_extractor,
+    encoder_extractor,
+    list_images,
+    load_sets,
+    sample,
+    tsne_figure,
+    valid_perplexity,
+)
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -47,10 +55,24 @@ def clip_dir(tmp_path_factory):
 
     torch.manual_seed(0)
     config = CLIPConfig(
-        text_config=dict(hidden_size=32, intermediate_size=37, num_attention_heads=4, num_hidden_layers=2,
-                         vocab_size=1000, bos_token_id=0, eos_token_id=2, pad_token_id=1),
-        vision_config=dict(hidden_size=32, intermediate_size=37, num_attention_heads=4, num_hidden_layers=2,
-                           image_size=32, patch_size=8),
+        text_config=dict(
+            hidden_size=32,
+            intermediate_size=37,
+            num_attention_heads=4,
+            num_hidden_layers=2,
+            vocab_size=1000,
+            bos_token_id=0,
+            eos_token_id=2,
+            pad_token_id=1,
+        ),
+        vision_config=dict(
+            hidden_size=32,
+            intermediate_size=37,
+            num_attention_heads=4,
+            num_hidden_layers=2,
+            image_size=32,
+            patch_size=8,
+        ),
         projection_dim=16,
     )
     folder = tmp_path_factory.mktemp("clip")
@@ -79,8 +101,17 @@ def _check_outputs(out: Path, sets: Path) -> list[dict]:
 
 def test_encoder_features_cli(sets, model_dir, tmp_path, capsys):
     out = tmp_path / "tsne.png"
-    args = ["analyze", "tsne", "--data", f"real={sets / 'real'}", f"synth={sets / 'synth'}", "--out", str(out),
-            "--weights", str(model_dir)]
+    args = [
+        "analyze",
+        "tsne",
+        "--data",
+        f"real={sets / 'real'}",
+        f"synth={sets / 'synth'}",
+        "--out",
+        str(out),
+        "--weights",
+        str(model_dir),
+    ]
     assert main(args) == 0
     rows = _check_outputs(out, sets)
     printed = capsys.readouterr().out
@@ -100,8 +131,11 @@ def test_encoder_features_are_the_pooled_stride16_map(sets, model_dir):
     model = GEM.from_pretrained(model_dir)
     photo = np.asarray(Image.open(sets / "synth" / "s0.png").convert("RGB"))
     got = encoder_extractor(model)([photo])
-    x = torch.from_numpy(np.asarray(Image.fromarray(photo).resize((128, 128), Image.Resampling.BILINEAR))
-                         .transpose(2, 0, 1).astype(np.float32))[None]
+    x = torch.from_numpy(
+        np.asarray(Image.fromarray(photo).resize((128, 128), Image.Resampling.BILINEAR))
+        .transpose(2, 0, 1)
+        .astype(np.float32)
+    )[None]
     with torch.no_grad():
         res4 = model.features(x)["res4"]  # the pyramid's stride-16 level is the encoder map itself
     assert res4.shape[-2:] == (8, 8)
@@ -110,8 +144,26 @@ def test_encoder_features_are_the_pooled_stride16_map(sets, model_dir):
 
 def test_clip_features_cli(sets, clip_dir, tmp_path):
     out = tmp_path / "clip.png"
-    assert main(["analyze", "tsne", "--data", f"real={sets / 'real'}", f"synth={sets / 'synth'}", "--out", str(out),
-                 "--features", "clip", "--clip-model", str(clip_dir), "--perplexity", "2"]) == 0
+    assert (
+        main(
+            [
+                "analyze",
+                "tsne",
+                "--data",
+                f"real={sets / 'real'}",
+                f"synth={sets / 'synth'}",
+                "--out",
+                str(out),
+                "--features",
+                "clip",
+                "--clip-model",
+                str(clip_dir),
+                "--perplexity",
+                "2",
+            ]
+        )
+        == 0
+    )
     _check_outputs(out, sets)
 
 
@@ -121,8 +173,9 @@ def test_clip_features_are_normalised_image_embeddings(sets, clip_dir):
     photos = [np.asarray(Image.open(p).convert("RGB")) for p in sorted((sets / "synth").glob("*.png"))[:2]]
     got = clip_extractor(clip_dir)(photos)
     clip = CLIPModel.from_pretrained(clip_dir).eval()
-    pixels = CLIPImageProcessor.from_pretrained(clip_dir)(images=[Image.fromarray(p) for p in photos],
-                                                          return_tensors="pt").pixel_values
+    pixels = CLIPImageProcessor.from_pretrained(clip_dir)(
+        images=[Image.fromarray(p) for p in photos], return_tensors="pt"
+    ).pixel_values
     with torch.no_grad():
         emb = clip.get_image_features(pixel_values=pixels)
     emb = emb if isinstance(emb, torch.Tensor) else emb.pooler_output

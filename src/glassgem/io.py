@@ -4,6 +4,7 @@ Images come back as uint8 RGB arrays (H, W, 3) with EXIF orientation applied; ma
 arrays (H, W) with values in {0, 1}. There is no ignore label inside a glass mask: any non-zero
 value (1, 255, a palette index, a coloured pixel) is glass.
 """
+
 from __future__ import annotations
 
 import io as _io
@@ -116,8 +117,10 @@ def exif_note(orientation: int) -> str:
     if orientation in (None, 1) or not 2 <= orientation <= 8:
         return ""
     what = "rotates" if orientation in ROTATING else "flips or turns"
-    return (f"the photo's EXIF orientation tag ({orientation}) {what} it when read, the mask is used as stored; "
-            "store the photo upright without the tag, or turn the mask to match")
+    return (
+        f"the photo's EXIF orientation tag ({orientation}) {what} it when read, the mask is used as stored; "
+        "store the photo upright without the tag, or turn the mask to match"
+    )
 
 
 def exif_orientation(path: str | os.PathLike) -> int:
@@ -195,8 +198,11 @@ def load_prediction(path: str | os.PathLike, max_pixels: int = MAX_PIXELS) -> np
         return (np.asarray(img, dtype=np.float32) / 65535.0).astype(np.float32)
     if img.mode == "I":
         a = np.asarray(img)
-        return a.astype(np.uint8) if 0 <= a.min(initial=0) and a.max(initial=0) <= 255 else (
-            np.clip(a, 0, 65535).astype(np.float32) / np.float32(65535.0))
+        return (
+            a.astype(np.uint8)
+            if 0 <= a.min(initial=0) and a.max(initial=0) <= 255
+            else (np.clip(a, 0, 65535).astype(np.float32) / np.float32(65535.0))
+        )
     if img.mode == "F":
         return np.asarray(img, dtype=np.float32)
     return np.asarray(img.convert("RGB")).max(axis=2)
@@ -299,8 +305,10 @@ def save_image(path: str | os.PathLike, arr: np.ndarray | Image.Image, **save_kw
     # on a full disk. Handed a real file, Pillow's encoders write to its descriptor in C and ignore a short
     # final write: a full disk published a truncated JPEG as written.
     if fmt == "JPEG" and max(img.size) > JPEG_MAX_SIDE:
-        raise DataError(f"{path}: {img.size[0]}x{img.size[1]} is beyond the JPEG format's limit of {JPEG_MAX_SIDE} "
-                        "pixels a side; this picture cannot be written as a JPEG")
+        raise DataError(
+            f"{path}: {img.size[0]}x{img.size[1]} is beyond the JPEG format's limit of {JPEG_MAX_SIDE} "
+            "pixels a side; this picture cannot be written as a JPEG"
+        )
     buf = _io.BytesIO()
     img.save(buf, format=fmt, **save_kwargs)
     return atomic_write_bytes(path, buf.getvalue())

@@ -6,6 +6,7 @@ who holds it (process id, host, start time, command line) into the file. The ope
 lock when its process ends, however it ends, so a killed run never leaves a stale lock behind; the file
 is removed when the holder finishes. Where flock does not exist (Windows) the lock is a no-op.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -47,8 +48,10 @@ def _acquire(path: Path, option: str) -> int:
         except BlockingIOError:
             holder = _read(fd)
             os.close(fd)
-            raise GlassgemError(f"{option} {path.parent}: in use by another glassgem command ({holder}); wait for "
-                                f"it to finish or stop it (the lock is {path})") from None
+            raise GlassgemError(
+                f"{option} {path.parent}: in use by another glassgem command ({holder}); wait for "
+                f"it to finish or stop it (the lock is {path})"
+            ) from None
         try:  # the holder before us may have removed the file after we opened it: lock the file that is there
             same = os.path.samestat(os.fstat(fd), os.stat(path))
         except FileNotFoundError:

@@ -8,6 +8,7 @@ refuses a file below an output folder whose folders lead out of it (a symbolic l
 one plain path component ("..", "a/b", an absolute path). Paths are compared resolved (symbolic links
 followed), so a second name for the same folder does not slip through.
 """
+
 from __future__ import annotations
 
 import os
@@ -30,8 +31,12 @@ def is_within(path: Path, folder: Path) -> bool:
     return path == folder or folder in path.parents
 
 
-def check_not_input(output: Optional[str | os.PathLike], inputs: Iterable[Optional[str | os.PathLike]],
-                    option: str, roots: Iterable[Optional[str | os.PathLike]] = ()) -> Optional[Path]:
+def check_not_input(
+    output: Optional[str | os.PathLike],
+    inputs: Iterable[Optional[str | os.PathLike]],
+    option: str,
+    roots: Iterable[Optional[str | os.PathLike]] = (),
+) -> Optional[Path]:
     """Refuse (DataError naming `option`) an `output` that is one of `inputs` (files, or folders that hold input
     files; None ones are skipped) or lies inside one of them, or that is one of `roots` (folders whose input
     files lie in subfolders, e.g. a data set's images/ and masks/: a report beside those is fine).
@@ -45,11 +50,15 @@ def check_not_input(output: Optional[str | os.PathLike], inputs: Iterable[Option
             continue
         src = resolved(item, str(item))
         if out == src:
-            raise DataError(f"{option} {output}: this is the input {item}; writing there would overwrite it; "
-                            f"choose another {option}")
+            raise DataError(
+                f"{option} {output}: this is the input {item}; writing there would overwrite it; "
+                f"choose another {option}"
+            )
         if holds_files and src.is_dir() and is_within(out, src):
-            raise DataError(f"{option} {output}: inside the input folder {item}; writing there would overwrite or "
-                            f"mix with its files; choose another {option} outside it")
+            raise DataError(
+                f"{option} {output}: inside the input folder {item}; writing there would overwrite or "
+                f"mix with its files; choose another {option} outside it"
+            )
     return out
 
 
@@ -68,8 +77,10 @@ def check_inside(path: str | os.PathLike, root: str | os.PathLike, option: str) 
     path = Path(path)
     target = resolved(path.parent, str(path.parent)) / path.name
     if not is_within(target.parent, base) or path.name in ("", ".", ".."):
-        raise DataError(f"{option} {root}: {path} would be written to {target}, outside {root} (a symbolic link "
-                        "or '..' on the way); remove the link or choose another output folder")
+        raise DataError(
+            f"{option} {root}: {path} would be written to {target}, outside {root} (a symbolic link "
+            "or '..' on the way); remove the link or choose another output folder"
+        )
     return target
 
 
@@ -77,10 +88,19 @@ def plain_name(name: object, what: str) -> str:
     """`name` if it is one plain path component (a folder or file name, no separators, not '.' or '..'),
     else DataError naming `what` (e.g. "plan.toml: run 2's name")."""
     text = name if isinstance(name, str) else ""
-    if (not text.strip() or text in (".", "..") or "/" in text or "\\" in text or "\0" in text
-            or os.path.isabs(text) or Path(text).drive):
-        raise DataError(f"{what} {name!r}: expected a plain name (letters, digits, '-', '_', '.'; no '/', "
-                        "'..' or absolute path), as it names a folder below the output folder")
+    if (
+        not text.strip()
+        or text in (".", "..")
+        or "/" in text
+        or "\\" in text
+        or "\0" in text
+        or os.path.isabs(text)
+        or Path(text).drive
+    ):
+        raise DataError(
+            f"{what} {name!r}: expected a plain name (letters, digits, '-', '_', '.'; no '/', "
+            "'..' or absolute path), as it names a folder below the output folder"
+        )
     return text
 
 

@@ -8,6 +8,7 @@ order `glassgem --help` lists them). Options several commands share are in commo
 needs lazily so that `glassgem --help` stays fast (no torch).
 User errors (GlassgemError) are printed as one line naming the file and the problem, exit code 2.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -17,13 +18,45 @@ import sys
 from .. import __version__
 from ..errors import GlassgemError
 from ..inference.threads import configure_cpu_threads, keep_freed_memory
-from . import (analyze, average, bench, compare, convert, data, demo, evaluate, evaluate_masks, experiment, export,
-               predict, ros2, synth, train, visualize)
+from . import (
+    analyze,
+    average,
+    bench,
+    compare,
+    convert,
+    data,
+    demo,
+    evaluate,
+    evaluate_masks,
+    experiment,
+    export,
+    predict,
+    ros2,
+    synth,
+    train,
+    visualize,
+)
 from .common import INFERENCE_COMMANDS
 
 # The command modules in the order `glassgem --help` lists their commands.
-COMMANDS = (demo, predict, evaluate, evaluate_masks, compare, train, synth, data, convert, average, bench, visualize,
-            analyze, export, experiment, ros2)
+COMMANDS = (
+    demo,
+    predict,
+    evaluate,
+    evaluate_masks,
+    compare,
+    train,
+    synth,
+    data,
+    convert,
+    average,
+    bench,
+    visualize,
+    analyze,
+    export,
+    experiment,
+    ros2,
+)
 
 
 # ---------------------------------------------------------------------------------------- main

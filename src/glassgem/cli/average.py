@@ -1,4 +1,5 @@
 """`glassgem average`: the element-wise mean of checkpoints of one model."""
+
 from __future__ import annotations
 
 import argparse
@@ -8,7 +9,8 @@ from .common import _refuse_writing_inputs
 
 def _add_average(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "average", help="average the weights of checkpoints of one model into a glassgem directory",
+        "average",
+        help="average the weights of checkpoints of one model into a glassgem directory",
         description="Element-wise mean of the weights of glassgem directories, original GEM checkpoints or "
         "training checkpoints (RUN/checkpoints/step_N.pt) of the same model (a 'model soup', e.g. the last "
         "checkpoints of a run). BatchNorm running statistics are averaged too (an approximation). With one "

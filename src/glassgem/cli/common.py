@@ -1,9 +1,11 @@
 """Helpers shared by the command modules."""
+
 from __future__ import annotations
 
 import argparse
 
 from ..errors import ConfigError
+
 
 def _print_help(parser: argparse.ArgumentParser) -> int:
     parser.print_help()
@@ -43,14 +45,16 @@ def _test_size(text: str) -> int:
     except ValueError:
         raise argparse.ArgumentTypeError(f"--size must be a whole number (a multiple of 32), got {text!r}") from None
     if value < 32 or value % 32 or value > MAX_TEST_SIZE:
-        raise argparse.ArgumentTypeError(f"--size {value}: expected a multiple of 32 from 32 to {MAX_TEST_SIZE} "
-                                         "(384 is the paper's)")
+        raise argparse.ArgumentTypeError(
+            f"--size {value}: expected a multiple of 32 from 32 to {MAX_TEST_SIZE} (384 is the paper's)"
+        )
     return value
 
 
 def _cpu_count(minimum: int):
     """An argparse type for a thread or worker-process count: a whole number from `minimum` to the CPUs this
     process may use (more only oversubscribes them; 100000 threads crashed torch)."""
+
     def parse(text: str) -> int:
         from ..inference.threads import cpu_cores
 
@@ -75,12 +79,21 @@ INFERENCE_COMMANDS = frozenset({"predict", "evaluate", "bench", "demo", "visuali
 # --report/--worst (evaluate, evaluate-masks), dataset folders (train, evaluate), --threshold/--smoothing
 # (predict, evaluate).
 def _add_report_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--report", default=None, metavar="DIR",
-                   help="write a per-image report here: per_image.csv (IoU, MAE, BER, glass and predicted "
-                   "fractions per image), worst.jpg (the lowest-IoU images with their errors coloured: "
-                   "green found, red false, blue missed glass) and metrics.json")
-    p.add_argument("--worst", type=int, default=12, metavar="N",
-                   help="how many lowest-IoU images worst.jpg shows (default 12; 0: no picture)")
+    p.add_argument(
+        "--report",
+        default=None,
+        metavar="DIR",
+        help="write a per-image report here: per_image.csv (IoU, MAE, BER, glass and predicted "
+        "fractions per image), worst.jpg (the lowest-IoU images with their errors coloured: "
+        "green found, red false, blue missed glass) and metrics.json",
+    )
+    p.add_argument(
+        "--worst",
+        type=int,
+        default=12,
+        metavar="N",
+        help="how many lowest-IoU images worst.jpg shows (default 12; 0: no picture)",
+    )
 
 
 def _make_report(args: argparse.Namespace):
@@ -123,13 +136,23 @@ def _spec(args: argparse.Namespace, dest: str):
 
 def _add_mask_args(p: argparse.ArgumentParser) -> None:
     """--threshold and --smoothing: how predict and evaluate turn the model's scores into a mask."""
-    p.add_argument("--threshold", type=float, default=None, metavar="T",
-                   help="glass where its probability exceeds T, 0 < T < 1 (default: the larger score wins, "
-                   "= 0.5, the paper's protocol); lower finds more glass and more false glass")
-    p.add_argument("--smoothing", type=float, default=None, metavar="F",
-                   help="box-average the glass scores over this fraction of the input side before resizing them "
-                   "back (default: the model's; the shipped models: 0.0625 = 24 px at 384; 0 = off, the "
-                   "original GEM's raw scores)")
+    p.add_argument(
+        "--threshold",
+        type=float,
+        default=None,
+        metavar="T",
+        help="glass where its probability exceeds T, 0 < T < 1 (default: the larger score wins, "
+        "= 0.5, the paper's protocol); lower finds more glass and more false glass",
+    )
+    p.add_argument(
+        "--smoothing",
+        type=float,
+        default=None,
+        metavar="F",
+        help="box-average the glass scores over this fraction of the input side before resizing them "
+        "back (default: the model's; the shipped models: 0.0625 = 24 px at 384; 0 = off, the "
+        "original GEM's raw scores)",
+    )
 
 
 def _check_mask_args(args: argparse.Namespace) -> None:
@@ -142,8 +165,7 @@ def _check_mask_args(args: argparse.Namespace) -> None:
         check_smoothing(args.smoothing)
 
 
-def _refuse_writing_inputs(outputs: dict[str, object], inputs, files: tuple[str, ...] = ("--json",),
-                           roots=()) -> None:
+def _refuse_writing_inputs(outputs: dict[str, object], inputs, files: tuple[str, ...] = ("--json",), roots=()) -> None:
     """Refuse, before any work, each output (option -> file or folder; None: not asked for) that is one of
     `inputs` or inside one of them, or one of `roots` (data set folders; glassgem.outputs.check_not_input): no
     input is ever overwritten. The options in `files` name files, and an existing folder there is refused too."""
@@ -159,4 +181,3 @@ def _refuse_writing_inputs(outputs: dict[str, object], inputs, files: tuple[str,
 def _pair_folders(pairs) -> set:
     """The folders a data set's image/mask files lie in (inputs an output must stay out of)."""
     return {p.image_path.parent for p in pairs} | {p.mask_path.parent for p in pairs if p.mask_path is not None}
-

@@ -1,4 +1,5 @@
 """`glassgem convert`: an original GEM checkpoint -> a glassgem directory."""
+
 from __future__ import annotations
 
 import argparse
@@ -7,7 +8,9 @@ from .common import _refuse_writing_inputs
 
 
 def _add_convert(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("convert", help="convert an original GEM checkpoint (model_final.pth/.pkl) to a glassgem directory")
+    p = sub.add_parser(
+        "convert", help="convert an original GEM checkpoint (model_final.pth/.pkl) to a glassgem directory"
+    )
     p.add_argument("src", help="original checkpoint ({'model': state_dict} with detectron2/MaskDINO key names)")
     p.add_argument("dst", help="output directory (config.json + model.safetensors)")
     p.set_defaults(func=_run_convert)
@@ -18,8 +21,10 @@ def _run_convert(args: argparse.Namespace) -> int:
 
     _refuse_writing_inputs({"DST": args.dst}, [args.src])
     summary = convert(args.src, args.dst)
-    print(f"converted {args.src} ({summary['encoder']}, {summary['tensors']} tensors, "
-          f"{summary['parameters'] / 1e6:.1f} M parameters) -> {args.dst}")
+    print(
+        f"converted {args.src} ({summary['encoder']}, {summary['tensors']} tensors, "
+        f"{summary['parameters'] / 1e6:.1f} M parameters) -> {args.dst}"
+    )
     return 0
 
 

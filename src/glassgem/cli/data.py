@@ -1,4 +1,5 @@
 """`glassgem data check | negatives | crops | photos | real-scenes`: dataset checks, crops and corpora."""
+
 from __future__ import annotations
 
 import argparse
@@ -11,8 +12,12 @@ from .common import _add_group, _pair_folders, _refuse_writing_inputs
 
 # `glassgem data <what>`: dataset tools.
 def _add_data(sub: argparse._SubParsersAction) -> None:
-    _add_group(sub, "data", "dataset tools (check a dataset before training or evaluation; glass-free crops)",
-               (_add_data_check, _add_data_negatives, _add_data_crops, _add_data_photos, _add_data_real_scenes))
+    _add_group(
+        sub,
+        "data",
+        "dataset tools (check a dataset before training or evaluation; glass-free crops)",
+        (_add_data_check, _add_data_negatives, _add_data_crops, _add_data_photos, _add_data_real_scenes),
+    )
 
 
 def _add_data_check(data_sub: argparse._SubParsersAction) -> None:
@@ -23,8 +28,12 @@ def _add_data_check(data_sub: argparse._SubParsersAction) -> None:
         "mismatches, duplicate stems and empty folders (errors), and non-binary or empty masks (warnings).",
     )
     p.add_argument("dir", nargs="?", default=None, help="dataset folder (optional with --images/--masks)")
-    p.add_argument("--layout", default="auto", choices=("auto", "gsds", "gdd", "gsd", "sgsd"),
-                   help="folder layout (default: auto-detect)")
+    p.add_argument(
+        "--layout",
+        default="auto",
+        choices=("auto", "gsds", "gdd", "gsd", "sgsd"),
+        help="folder layout (default: auto-detect)",
+    )
     p.add_argument("--split", default=None, help="train, val or test (default: every split found)")
     p.add_argument("--images", default=None, help="images folder (with --masks; relative to DIR if given)")
     p.add_argument("--masks", default=None, help="masks folder (with --images)")
@@ -39,8 +48,9 @@ def _run_data_check(args: argparse.Namespace) -> int:
 
     if args.dir is None and args.images is None:
         raise GlassgemError("data check: give a dataset folder, or --images and --masks")
-    report = check_dataset(args.dir, layout=args.layout, split=args.split, images=args.images,
-                           masks=args.masks, strict=args.strict)  # progress bar on big sets
+    report = check_dataset(
+        args.dir, layout=args.layout, split=args.split, images=args.images, masks=args.masks, strict=args.strict
+    )  # progress bar on big sets
     print(report.to_text())
     folders = [s[k] for s in report.splits for k in ("images_dir", "masks_dir")]
     _refuse_writing_inputs({"--json": args.json}, [args.images, args.masks, *folders], roots=[args.dir])
@@ -53,8 +63,12 @@ def _add_crop_source(p: argparse.ArgumentParser, out_help: str) -> None:
     """The dataset a crop writer reads (DIR, --layout, --split) and its --out."""
     p.add_argument("dir", help="dataset folder (any known layout)")
     p.add_argument("--out", required=True, help=out_help)
-    p.add_argument("--layout", default="auto", choices=("auto", "gsds", "gdd", "gsd", "sgsd"),
-                   help="folder layout (default: auto-detect)")
+    p.add_argument(
+        "--layout",
+        default="auto",
+        choices=("auto", "gsds", "gdd", "gsd", "sgsd"),
+        help="folder layout (default: auto-detect)",
+    )
     p.add_argument("--split", default=None, help="train, val or test (default: auto)")
 
 
@@ -68,14 +82,27 @@ def _add_data_negatives(data_sub: argparse._SubParsersAction) -> None:
         "IoU = fraction of crops with none); OUT can also be mixed into training data.",
     )
     _add_crop_source(p, "output folder (images/, masks/, negatives.json)")
-    p.add_argument("--min-side", type=int, default=128,
-                   help="skip photos whose glass-free rectangle has a side shorter than this (pixels)")
+    p.add_argument(
+        "--min-side",
+        type=int,
+        default=128,
+        help="skip photos whose glass-free rectangle has a side shorter than this (pixels)",
+    )
     p.add_argument("--max-aspect", type=float, default=2.0, help="longest / shortest side of a crop at most")
-    p.add_argument("--sample", type=int, default=None, metavar="N",
-                   help="write only N of the eligible crops, drawn with --seed (e.g. a set share for training)")
+    p.add_argument(
+        "--sample",
+        type=int,
+        default=None,
+        metavar="N",
+        help="write only N of the eligible crops, drawn with --seed (e.g. a set share for training)",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of --sample (default 0)")
-    p.add_argument("--prefix", default="", help="put this before every crop's name (e.g. neg_, to mix the crops "
-                   "into the folder of the photos they came from)")
+    p.add_argument(
+        "--prefix",
+        default="",
+        help="put this before every crop's name (e.g. neg_, to mix the crops "
+        "into the folder of the photos they came from)",
+    )
     p.set_defaults(func=_run_data_negatives)
 
 
@@ -84,11 +111,20 @@ def _run_data_negatives(args: argparse.Namespace) -> int:
     from ..data.negatives import glass_free_crops
 
     if args.prefix and (any(c in args.prefix for c in "/\\:\0") or args.prefix.startswith(".")):
-        raise GlassgemError(f"--prefix {args.prefix!r}: must be a plain part of a file name (no /, \\, : or "
-                            "leading .), so every crop stays inside --out")
+        raise GlassgemError(
+            f"--prefix {args.prefix!r}: must be a plain part of a file name (no /, \\, : or "
+            "leading .), so every crop stays inside --out"
+        )
     pairs = find_pairs(args.dir, args.layout, args.split)
-    summary = glass_free_crops(pairs, args.out, min_side=args.min_side, max_aspect=args.max_aspect,
-                               sample=args.sample, seed=args.seed, prefix=args.prefix)
+    summary = glass_free_crops(
+        pairs,
+        args.out,
+        min_side=args.min_side,
+        max_aspect=args.max_aspect,
+        sample=args.sample,
+        seed=args.seed,
+        prefix=args.prefix,
+    )
     print(f"{summary.line()} in {args.out} (from {len(pairs)} photos)")
     return 0
 
@@ -113,8 +149,9 @@ def _add_data_crops(data_sub: argparse._SubParsersAction) -> None:
     )
     _add_crop_source(p, "output folder (new or empty)")
     p.add_argument("--share", default="0.05,0.35", help="glass share of a crop, LO,HI (default 0.05,0.35)")
-    p.add_argument("--size", default="0.35,0.70", help="crop side as a fraction of the photo's, LO,HI "
-                   "(default 0.35,0.70)")
+    p.add_argument(
+        "--size", default="0.35,0.70", help="crop side as a fraction of the photo's, LO,HI (default 0.35,0.70)"
+    )
     p.add_argument("--per-image", type=int, default=2, help="crops per photo at most (default 2)")
     p.add_argument("--tries", type=int, default=200, help="random boxes tried per photo (default 200)")
     p.add_argument("--seed", type=int, default=0, help="seed of the draw (default 0)")
@@ -127,12 +164,20 @@ def _run_data_crops(args: argparse.Namespace) -> int:
 
     pairs = find_pairs(args.dir, args.layout, args.split)
     _refuse_writing_inputs({"--out": args.out}, _pair_folders(pairs), files=(), roots=[args.dir])
-    record = share_crops(pairs, args.out, share=_pair_range(args.share, "--share"),
-                         size=_pair_range(args.size, "--size"), per_image=args.per_image, tries=args.tries,
-                         seed=args.seed)
+    record = share_crops(
+        pairs,
+        args.out,
+        share=_pair_range(args.share, "--share"),
+        size=_pair_range(args.size, "--size"),
+        per_image=args.per_image,
+        tries=args.tries,
+        seed=args.seed,
+    )
     shares = [c["glass"] for c in record["crops"]]
-    print(f"{len(shares)} crops from {len(pairs)} photos in {args.out} (glass share mean {sum(shares) / len(shares):.3f}; "
-          f"{len(record['no_crop'])} photos gave none)")
+    print(
+        f"{len(shares)} crops from {len(pairs)} photos in {args.out} (glass share mean {sum(shares) / len(shares):.3f}; "
+        f"{len(record['no_crop'])} photos gave none)"
+    )
     return 0
 
 
@@ -150,13 +195,26 @@ def _add_data_photos(data_sub: argparse._SubParsersAction) -> None:
         "Install the Debian sources first: apt-get install " + " ".join(DEBIAN_PACKAGES),
     )
     p.add_argument("--out", required=True, help="output folder (new or empty)")
-    p.add_argument("--folder", action="append", default=[], metavar="SOURCE=DIR",
-                   help="also read the photos of DIR as source SOURCE (repeatable)")
+    p.add_argument(
+        "--folder",
+        action="append",
+        default=[],
+        metavar="SOURCE=DIR",
+        help="also read the photos of DIR as source SOURCE (repeatable)",
+    )
     p.add_argument("--only-folders", action="store_true", help="read only the --folder sources, no packages")
-    p.add_argument("--heldout", default=",".join(HELDOUT_SOURCES), metavar="SRC,SRC",
-                   help=f"sources used only to measure false glass (default: {','.join(HELDOUT_SOURCES)})")
-    p.add_argument("--crops", type=int, default=3, help="random crops per training photo besides the whole photo (default 3)")
-    p.add_argument("--long-side", type=int, default=640, help="scale photos down to this long side (default 640, as gdd-dev)")
+    p.add_argument(
+        "--heldout",
+        default=",".join(HELDOUT_SOURCES),
+        metavar="SRC,SRC",
+        help=f"sources used only to measure false glass (default: {','.join(HELDOUT_SOURCES)})",
+    )
+    p.add_argument(
+        "--crops", type=int, default=3, help="random crops per training photo besides the whole photo (default 3)"
+    )
+    p.add_argument(
+        "--long-side", type=int, default=640, help="scale photos down to this long side (default 640, as gdd-dev)"
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of the crops (default 0)")
     p.add_argument("--keep-all", action="store_true", help="keep the photos excluded by eye (to look at them again)")
     p.set_defaults(func=_run_data_photos)
@@ -178,8 +236,15 @@ def _run_data_photos(args: argparse.Namespace) -> int:
     if missing:
         print(f"note: no photos from {', '.join(missing)} (not installed)")
     heldout = tuple(s for s in args.heldout.split(",") if s)
-    corpus = build_corpus(photos, args.out, heldout=heldout, crops=args.crops, long_side=args.long_side,
-                          seed=args.seed, keep_all=args.keep_all)
+    corpus = build_corpus(
+        photos,
+        args.out,
+        heldout=heldout,
+        crops=args.crops,
+        long_side=args.long_side,
+        seed=args.seed,
+        keep_all=args.keep_all,
+    )
     print(corpus.line())
     return 0
 
@@ -194,8 +259,13 @@ def _add_data_real_scenes(data_sub: argparse._SubParsersAction) -> None:
         "or bare: DIR/owner+name, DIR/owner/name or DIR/name) or a URL prefix to clone them from, e.g. "
         "https://github.com. Resumes: files already written are kept.",
     )
-    p.add_argument("--from", dest="origin", required=True, metavar="DIR_OR_URL",
-                   help="folder of repositories, or a URL prefix (PREFIX/owner/name is cloned)")
+    p.add_argument(
+        "--from",
+        dest="origin",
+        required=True,
+        metavar="DIR_OR_URL",
+        help="folder of repositories, or a URL prefix (PREFIX/owner/name is cloned)",
+    )
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--split", default="all", choices=("all", "train", "dev"), help="which split (default all)")
     p.add_argument("--manifest", default=None, help="another manifest.csv (default: the shipped one)")
@@ -209,10 +279,12 @@ def _run_data_real_scenes(args: argparse.Namespace) -> int:
 
     splits = rs.SPLITS if args.split == "all" else (args.split,)
     local = args.origin if Path(args.origin).exists() else None
-    _refuse_writing_inputs({"--out": args.out}, [local, args.manifest or rs.MANIFEST, args.labels or rs.LABELS],
-                           files=())
-    counts = rs.rebuild(args.origin, args.out, splits, manifest=args.manifest or rs.MANIFEST,
-                        labels=args.labels or rs.LABELS)
+    _refuse_writing_inputs(
+        {"--out": args.out}, [local, args.manifest or rs.MANIFEST, args.labels or rs.LABELS], files=()
+    )
+    counts = rs.rebuild(
+        args.origin, args.out, splits, manifest=args.manifest or rs.MANIFEST, labels=args.labels or rs.LABELS
+    )
     for split, n in counts.items():
         line = f"{split}: {n} photos with masks in {args.out}/{split}"
         if args.sheet and n:

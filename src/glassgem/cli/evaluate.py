@@ -1,20 +1,37 @@
 """`glassgem evaluate`: a model on a dataset with the GSD-S metrics."""
+
 from __future__ import annotations
 
 import argparse
 
 from ..errors import GlassgemError
-from .common import (_add_data_args, _add_mask_args, _add_report_args, _check_mask_args, _finish_report, _make_report,
-                     _pair_folders, _refuse_writing_inputs, _spec, _test_size)
+from .common import (
+    _add_data_args,
+    _add_mask_args,
+    _add_report_args,
+    _check_mask_args,
+    _finish_report,
+    _make_report,
+    _pair_folders,
+    _refuse_writing_inputs,
+    _spec,
+    _test_size,
+)
 
 
 def _add_evaluate(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("evaluate", help="evaluate a model on a dataset with the GSD-S metrics",
-                       description="Squash each image to --size, predict, resize the scores back to the "
-                       "original size and score IoU / max F-beta / MAE / BER (also the zero-shot protocol).")
-    p.add_argument("--weights", default=None,
-                   help="glassgem model dir, original GEM checkpoint or Hugging Face Hub id (owner/name, "
-                        "hf://owner/name/file; default: the shipped model)")
+    p = sub.add_parser(
+        "evaluate",
+        help="evaluate a model on a dataset with the GSD-S metrics",
+        description="Squash each image to --size, predict, resize the scores back to the "
+        "original size and score IoU / max F-beta / MAE / BER (also the zero-shot protocol).",
+    )
+    p.add_argument(
+        "--weights",
+        default=None,
+        help="glassgem model dir, original GEM checkpoint or Hugging Face Hub id (owner/name, "
+        "hf://owner/name/file; default: the shipped model)",
+    )
     _add_data_args(p, "--data", "evaluation")
     p.add_argument("--size", type=_test_size, default=None, help="square test size (default: the model's, 384)")
     p.add_argument("--batch-size", type=int, default=4)
@@ -23,9 +40,12 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--save-masks", default=None, metavar="DIR", help="write <stem>.png masks (0/255) here")
     p.add_argument("--save-prob", action="store_true", help="with --save-masks, also write glass probability maps")
     p.add_argument("--legacy", action="store_true", help="original NaN behaviour for images without glass")
-    p.add_argument("--tta", action="store_true",
-                   help="test-time augmentation: also score the mirrored images and average (2x the time; "
-                   "not the paper's protocol)")
+    p.add_argument(
+        "--tta",
+        action="store_true",
+        help="test-time augmentation: also score the mirrored images and average (2x the time; "
+        "not the paper's protocol)",
+    )
     _add_mask_args(p)
     p.add_argument("--json", default=None, metavar="FILE", help="also write the metrics as JSON")
     _add_report_args(p)
@@ -47,17 +67,30 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     _refuse_writing_inputs(outputs, _pair_folders(pairs))  # the folders of its images and masks
     model, device, dtype = load_model_for_inference(args.weights, args.device, args.dtype, args.smoothing)
     size = args.size if args.size is not None else model.cfg.image_size
-    results = evaluate_model(model, pairs, size=size, batch_size=args.batch_size, device=device, dtype=dtype,
-                             save_masks=args.save_masks, save_prob=args.save_prob, legacy=args.legacy,
-                             tta=args.tta, report=report, threshold=args.threshold)
+    results = evaluate_model(
+        model,
+        pairs,
+        size=size,
+        batch_size=args.batch_size,
+        device=device,
+        dtype=dtype,
+        save_masks=args.save_masks,
+        save_prob=args.save_prob,
+        legacy=args.legacy,
+        tta=args.tta,
+        report=report,
+        threshold=args.threshold,
+    )
     if args.threshold is not None:
         print(f"masks: glass probability > {args.threshold:g} (not the protocol's argmax)")
     if results.get("score_smoothing"):
         from ..model.postprocess import smoothing_radius
 
         r = smoothing_radius(results["score_smoothing"], (size, size))
-        print(f"scores box-smoothed over {2 * r + 1}x{2 * r + 1} px at {size}x{size} (score_smoothing "
-              f"{results['score_smoothing']:g}; --smoothing 0 for the raw scores)")
+        print(
+            f"scores box-smoothed over {2 * r + 1}x{2 * r + 1} px at {size}x{size} (score_smoothing "
+            f"{results['score_smoothing']:g}; --smoothing 0 for the raw scores)"
+        )
     _finish_report(args, report, results)
     return 0
 

@@ -1,4 +1,5 @@
 """`glassgem evaluate-masks`: predicted masks against ground truth."""
+
 from __future__ import annotations
 
 import argparse
@@ -18,11 +19,17 @@ def _add_evaluate_masks(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--pred", required=True, help="folder of predicted masks or soft maps")
     p.add_argument("--gt", required=True, help="folder of ground-truth masks (0/1 or 0/255)")
     p.add_argument("--json", default=None, metavar="FILE", help="also write the metrics as JSON to FILE")
-    p.add_argument("--legacy", action="store_true",
-                   help="reproduce the original code exactly: NaN IoU/BER for images without glass etc.")
-    p.add_argument("--resize-pred", action="store_true",
-                   help="resize predictions to the ground-truth size (soft maps bilinearly, binary "
-                        "maps nearest) instead of failing on a size mismatch")
+    p.add_argument(
+        "--legacy",
+        action="store_true",
+        help="reproduce the original code exactly: NaN IoU/BER for images without glass etc.",
+    )
+    p.add_argument(
+        "--resize-pred",
+        action="store_true",
+        help="resize predictions to the ground-truth size (soft maps bilinearly, binary "
+        "maps nearest) instead of failing on a size mismatch",
+    )
     p.add_argument("--workers", type=_cpu_count(1), default=None, help="file-reading threads (default: auto)")
     _add_report_args(p)
     p.set_defaults(func=_run_evaluate_masks)
@@ -36,11 +43,15 @@ def _run_evaluate_masks(args: argparse.Namespace) -> int:
     pairs, extra = pair_files(args.pred, args.gt)
     _refuse_writing_inputs(outputs, {f.parent for pair in pairs for f in pair})
     if extra:
-        print(f"note: {len(extra)} prediction file(s) in {args.pred} have no ground truth and are ignored "
-              f"(e.g. {extra[0].name})", file=sys.stderr)
+        print(
+            f"note: {len(extra)} prediction file(s) in {args.pred} have no ground truth and are ignored "
+            f"(e.g. {extra[0].name})",
+            file=sys.stderr,
+        )
     report = _make_report(args)
-    results = evaluate_pairs(pairs, legacy=args.legacy, resize_pred=args.resize_pred, workers=args.workers,
-                             report=report)
+    results = evaluate_pairs(
+        pairs, legacy=args.legacy, resize_pred=args.resize_pred, workers=args.workers, report=report
+    )
     _finish_report(args, report, results)
     return 0
 

@@ -1,4 +1,5 @@
 """`glassgem experiment list | run`: the paper's Tables 2-4 as plans of training runs (glassgem.experiments)."""
+
 from __future__ import annotations
 
 import argparse
@@ -7,8 +8,12 @@ from .common import _add_group
 
 
 def _add_experiment(sub: argparse._SubParsersAction) -> None:
-    _add_group(sub, "experiment", "run the paper's experiments (Tables 2-4) from plans: pretrain, fine-tune, score",
-               (_add_experiment_list, _add_experiment_run))
+    _add_group(
+        sub,
+        "experiment",
+        "run the paper's experiments (Tables 2-4) from plans: pretrain, fine-tune, score",
+        (_add_experiment_list, _add_experiment_run),
+    )
 
 
 def _add_experiment_list(group_sub: argparse._SubParsersAction) -> None:
@@ -30,19 +35,30 @@ def _run_experiment_list(args: argparse.Namespace) -> int:
 
 def _add_experiment_run(group_sub: argparse._SubParsersAction) -> None:
     p = group_sub.add_parser(
-        "run", help="run a plan's runs one after another (resumable) and write results.csv/.md/.png",
+        "run",
+        help="run a plan's runs one after another (resumable) and write results.csv/.md/.png",
         description="Run every run of a plan (pretrain, fine-tune, score on the plan's eval set) into --out. "
         "Finished stages are skipped and an interrupted one resumes, so the same command continues a run. "
-        "Data sets not given with --set data.NAME=DIR are generated procedurally (and the results say so).")
+        "Data sets not given with --set data.NAME=DIR are generated procedurally (and the results say so).",
+    )
     p.add_argument("plan", metavar="NAME|PLAN.toml", help="a shipped plan (glassgem experiment list) or a TOML file")
     p.add_argument("--out", required=True, metavar="DIR", help="experiment folder (runs/, data/, results.*)")
     p.add_argument("--budget", default="smoke", help="smoke (default), cpu or paper")
-    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
-                   help="data.NAME=DIR (a data set of the plan), budget.FIELD=VALUE (e.g. budget.pretrain_steps=50), "
-                        "or a training config field for every run (e.g. encoder_weights=mobile_sam.pt)")
+    p.add_argument(
+        "--set",
+        nargs="*",
+        default=[],
+        metavar="KEY=VALUE",
+        help="data.NAME=DIR (a data set of the plan), budget.FIELD=VALUE (e.g. budget.pretrain_steps=50), "
+        "or a training config field for every run (e.g. encoder_weights=mobile_sam.pt)",
+    )
     p.add_argument("--only", nargs="*", default=None, metavar="RUN", help="run only these runs of the plan")
-    p.add_argument("--print", action="store_true", dest="print_only",
-                   help="print one command per run (e.g. cluster jobs) and the one that collects the results")
+    p.add_argument(
+        "--print",
+        action="store_true",
+        dest="print_only",
+        help="print one command per run (e.g. cluster jobs) and the one that collects the results",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_run_experiment_run)
 

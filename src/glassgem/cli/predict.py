@@ -1,4 +1,5 @@
 """`glassgem predict`: glass masks (and overlays, probability maps) for photos and videos."""
+
 from __future__ import annotations
 
 import argparse
@@ -10,55 +11,91 @@ from .common import _add_mask_args, _check_mask_args, _test_size
 
 def _add_predict(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "predict", help="write glass masks (and optional overlays, probability maps) for photos",
+        "predict",
+        help="write glass masks (and optional overlays, probability maps) for photos",
         description="Segment glass in image files, folders and glob patterns (quote them to let glassgem "
         "expand them, ** included). Each photo is squashed to --size, scored, and the scores are resized "
         "back: OUT/<stem>.png is a 0/255 mask at the photo's own size. Unreadable photos are reported and "
         "skipped (exit code 1 if any); photos sharing a stem get _2, _3, ... (reported).",
     )
-    p.add_argument("inputs", nargs="+", metavar="INPUT",
-                   help="image or video files, folders or glob patterns; or one ROS bag, or one live stream")
+    p.add_argument(
+        "inputs",
+        nargs="+",
+        metavar="INPUT",
+        help="image or video files, folders or glob patterns; or one ROS bag, or one live stream",
+    )
     p.add_argument("--out", required=True, metavar="DIR", help="output folder")
-    p.add_argument("--weights", default=None,
-                   help="glassgem model dir, original GEM checkpoint or Hugging Face Hub id (owner/name, "
-                        "hf://owner/name/file; default: the shipped model)")
-    p.add_argument("--size", type=_test_size, default=None,
-                   help="square test size, a multiple of 32 (default: the model's, 384)")
+    p.add_argument(
+        "--weights",
+        default=None,
+        help="glassgem model dir, original GEM checkpoint or Hugging Face Hub id (owner/name, "
+        "hf://owner/name/file; default: the shipped model)",
+    )
+    p.add_argument(
+        "--size", type=_test_size, default=None, help="square test size, a multiple of 32 (default: the model's, 384)"
+    )
     p.add_argument("--batch-size", type=int, default=4, help="photos per forward pass (default 4)")
     p.add_argument("--recursive", action="store_true", help="also read the subfolders of folder inputs")
     p.add_argument("--save-prob", action="store_true", help="also write <stem>_prob.png (glass probability x 255)")
     p.add_argument("--overlay", action="store_true", help="also write <stem>_overlay.jpg (glass tinted red)")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
     p.add_argument("--dtype", default="fp32", choices=("fp32", "bf16", "fp16"), help="autocast dtype (default fp32)")
-    p.add_argument("--onnx", default=None, metavar="FILE",
-                   help="score with a graph from `glassgem export onnx` (onnxruntime) instead of PyTorch weights")
-    p.add_argument("--precision", default="fp32", choices=("fp32", "int8"),
-                   help="with --onnx: int8 quantizes the graph's linear layers at load (onnxruntime dynamic "
-                        "quantization; GEM-S about 2x faster on a CPU, masks as fp32's on 99.4%% of pixels, "
-                        "docs/speed.md); default fp32")
-    p.add_argument("--tta", action="store_true",
-                   help="test-time augmentation: also score the mirrored photo and average (2x the time)")
+    p.add_argument(
+        "--onnx",
+        default=None,
+        metavar="FILE",
+        help="score with a graph from `glassgem export onnx` (onnxruntime) instead of PyTorch weights",
+    )
+    p.add_argument(
+        "--precision",
+        default="fp32",
+        choices=("fp32", "int8"),
+        help="with --onnx: int8 quantizes the graph's linear layers at load (onnxruntime dynamic "
+        "quantization; GEM-S about 2x faster on a CPU, masks as fp32's on 99.4%% of pixels, "
+        "docs/speed.md); default fp32",
+    )
+    p.add_argument(
+        "--tta",
+        action="store_true",
+        help="test-time augmentation: also score the mirrored photo and average (2x the time)",
+    )
     _add_mask_args(p)
-    v = p.add_argument_group("videos", "video files (.mp4, .mov, .avi, .mkv, .webm, ...; needs "
-                             "the video extra: `pip install -e \".[video]\"`) get OUT/<stem>/<frame>.png masks, "
-                             "OUT/<stem>/frames.csv (frame, time, glass fraction) and, with --overlay, "
-                             "OUT/<stem>_overlay.mp4. Live streams (one INPUT: /dev/video0, rtsp://, http(s):// "
-                             "..., or file:clip.mp4 to play a file as a camera) get OUT/<name>/<frame>.png masks of "
-                             "the newest frames, dropping those that arrive while the network is busy")
+    v = p.add_argument_group(
+        "videos",
+        "video files (.mp4, .mov, .avi, .mkv, .webm, ...; needs "
+        'the video extra: `pip install -e ".[video]"`) get OUT/<stem>/<frame>.png masks, '
+        "OUT/<stem>/frames.csv (frame, time, glass fraction) and, with --overlay, "
+        "OUT/<stem>_overlay.mp4. Live streams (one INPUT: /dev/video0, rtsp://, http(s):// "
+        "..., or file:clip.mp4 to play a file as a camera) get OUT/<name>/<frame>.png masks of "
+        "the newest frames, dropping those that arrive while the network is busy",
+    )
     v.add_argument("--every", type=int, default=1, metavar="N", help="score every N-th frame (default 1: all)")
     v.add_argument("--max-frames", type=int, default=None, metavar="M", help="stop after M scored frames")
-    v.add_argument("--resume", action="store_true",
-                   help="keep what an interrupted run already wrote (photos whose outputs are there and "
-                   "decode, a video's or bag's frame masks) and score only the rest")
-    r = p.add_argument_group("ROS bags", "a rosbag2 folder or a .mcap/.db3/.bag file as the only INPUT (needs the "
-                             "ros extra: `pip install -e \".[ros]\"`): --out is the output bag (rosbag2, MCAP) with "
-                             "/glassgem/mask (sensor_msgs/Image mono8, each frame's header) and, with --overlay, "
-                             "/glassgem/overlay (rgb8); --every, --max-frames and --resume work as for videos "
-                             "(docs/ros2.md)")
-    r.add_argument("--topic", default=None, help="the image topic (sensor_msgs/Image or CompressedImage; default: "
-                   "the bag's only one)")
-    r.add_argument("--copy-topics", default=None, metavar="TOPICS",
-                   help="also copy these topics into the output bag: comma-separated names, or 'all'")
+    v.add_argument(
+        "--resume",
+        action="store_true",
+        help="keep what an interrupted run already wrote (photos whose outputs are there and "
+        "decode, a video's or bag's frame masks) and score only the rest",
+    )
+    r = p.add_argument_group(
+        "ROS bags",
+        "a rosbag2 folder or a .mcap/.db3/.bag file as the only INPUT (needs the "
+        'ros extra: `pip install -e ".[ros]"`): --out is the output bag (rosbag2, MCAP) with '
+        "/glassgem/mask (sensor_msgs/Image mono8, each frame's header) and, with --overlay, "
+        "/glassgem/overlay (rgb8); --every, --max-frames and --resume work as for videos "
+        "(docs/ros2.md)",
+    )
+    r.add_argument(
+        "--topic",
+        default=None,
+        help="the image topic (sensor_msgs/Image or CompressedImage; default: the bag's only one)",
+    )
+    r.add_argument(
+        "--copy-topics",
+        default=None,
+        metavar="TOPICS",
+        help="also copy these topics into the output bag: comma-separated names, or 'all'",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_run_predict)
 
@@ -68,16 +105,19 @@ def _scorer(args: argparse.Namespace):
     The PyTorch model code is imported only for PyTorch weights (timm and torchvision take seconds)."""
     if args.onnx:
         if args.weights or args.dtype != "fp32" or args.smoothing is not None:
-            raise GlassgemError("--onnx runs an exported graph (its smoothing included): leave out --weights, "
-                                "--dtype and --smoothing")
+            raise GlassgemError(
+                "--onnx runs an exported graph (its smoothing included): leave out --weights, --dtype and --smoothing"
+            )
         from ..inference.onnx_runner import load_onnx_scorer
 
-        scorer = load_onnx_scorer(args.onnx, device=args.device or "auto", precision=args.precision,
-                                  spinning=False)  # as the PyTorch path's OpenMP threads (threads.py)
+        scorer = load_onnx_scorer(
+            args.onnx, device=args.device or "auto", precision=args.precision, spinning=False
+        )  # as the PyTorch path's OpenMP threads (threads.py)
         size = scorer.square_size(args.size)
     elif args.precision != "fp32":
-        raise GlassgemError(f"--precision {args.precision} runs an ONNX graph: pass --onnx FILE (from `glassgem "
-                            "export onnx`)")
+        raise GlassgemError(
+            f"--precision {args.precision} runs an ONNX graph: pass --onnx FILE (from `glassgem export onnx`)"
+        )
     else:
         from ..inference.scorers import build_scorer
 
@@ -101,15 +141,27 @@ def _run_predict(args: argparse.Namespace) -> int:
     if any(is_bag(i) for i in args.inputs):
         return _run_predict_bag(args)
     if args.topic or args.copy_topics:
-        raise GlassgemError("--topic and --copy-topics are for ROS bags (a rosbag2 folder or a .mcap, .db3 or .bag "
-                            "file as the only input)")
+        raise GlassgemError(
+            "--topic and --copy-topics are for ROS bags (a rosbag2 folder or a .mcap, .db3 or .bag "
+            "file as the only input)"
+        )
     photos = collect_inputs(args.inputs, recursive=args.recursive, out=args.out)  # before loading a model
     check_video_inputs(photos, args.every, args.max_frames)
     scorer, size = _scorer(args)
-    summary = predict_files(photos, args.out, scorer, size=size, batch_size=args.batch_size,
-                            save_prob=args.save_prob, overlay=args.overlay, progress=not args.quiet,
-                            threshold=args.threshold, every=args.every, max_frames=args.max_frames,
-                            resume=args.resume)
+    summary = predict_files(
+        photos,
+        args.out,
+        scorer,
+        size=size,
+        batch_size=args.batch_size,
+        save_prob=args.save_prob,
+        overlay=args.overlay,
+        progress=not args.quiet,
+        threshold=args.threshold,
+        every=args.every,
+        max_frames=args.max_frames,
+        resume=args.resume,
+    )
     print(summary.line())
     return 1 if summary.failed else 0
 
@@ -120,8 +172,9 @@ def _run_predict_stream(args: argparse.Namespace) -> int:
     from ..inference.video import check_frame_options, require_av
 
     if len(args.inputs) > 1:
-        raise GlassgemError(f"{', '.join(args.inputs)}: a live stream is predicted on its own (one stream, no other "
-                            "inputs)")
+        raise GlassgemError(
+            f"{', '.join(args.inputs)}: a live stream is predicted on its own (one stream, no other inputs)"
+        )
     if args.resume or args.topic or args.copy_topics:
         raise GlassgemError("--resume, --topic and --copy-topics do not apply to a live stream")
     check_frame_options(args.every, args.max_frames)
@@ -129,10 +182,19 @@ def _run_predict_stream(args: argparse.Namespace) -> int:
     require_av()
     scorer, size = _scorer(args)
     source = args.inputs[0]
-    summary = predict_stream(source, stream_name(source), Path(args.out), scorer,
-                             check_size(size or getattr(scorer, "input_size", 384)), save_prob=args.save_prob,
-                             overlay=args.overlay, threshold=args.threshold, every=args.every,
-                             max_frames=args.max_frames, progress=not args.quiet)
+    summary = predict_stream(
+        source,
+        stream_name(source),
+        Path(args.out),
+        scorer,
+        check_size(size or getattr(scorer, "input_size", 384)),
+        save_prob=args.save_prob,
+        overlay=args.overlay,
+        threshold=args.threshold,
+        every=args.every,
+        max_frames=args.max_frames,
+        progress=not args.quiet,
+    )
     print(summary.line())
     return 1 if summary.error and summary.error != "interrupted" else 0
 
@@ -143,8 +205,10 @@ def _run_predict_bag(args: argparse.Namespace) -> int:
     from ..ros2.bag_predict import check_paths, predict_bag
 
     if len(args.inputs) > 1:
-        raise GlassgemError(f"{', '.join(args.inputs)}: a ROS bag is predicted on its own (one bag, no other "
-                            "inputs), its masks go into the output bag --out")
+        raise GlassgemError(
+            f"{', '.join(args.inputs)}: a ROS bag is predicted on its own (one bag, no other "
+            "inputs), its masks go into the output bag --out"
+        )
     if args.save_prob:
         raise GlassgemError("--save-prob writes image files; a bag's output is a bag: leave it out")
     check_frame_options(args.every, args.max_frames)
@@ -157,9 +221,21 @@ def _run_predict_bag(args: argparse.Namespace) -> int:
     finally:
         source.close()
     scorer, size = _scorer(args)
-    summary = predict_bag(args.inputs[0], args.out, scorer, size=size, batch_size=args.batch_size,
-                          overlay=args.overlay, threshold=args.threshold, topic=args.topic, every=args.every,
-                          max_frames=args.max_frames, copy_topics=copy, resume=args.resume, progress=not args.quiet)
+    summary = predict_bag(
+        args.inputs[0],
+        args.out,
+        scorer,
+        size=size,
+        batch_size=args.batch_size,
+        overlay=args.overlay,
+        threshold=args.threshold,
+        topic=args.topic,
+        every=args.every,
+        max_frames=args.max_frames,
+        copy_topics=copy,
+        resume=args.resume,
+        progress=not args.quiet,
+    )
     print(summary.line())
     return 1 if summary.skipped else 0
 

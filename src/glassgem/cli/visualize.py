@@ -1,4 +1,5 @@
 """`glassgem visualize queries`: the paper's Figure 6."""
+
 from __future__ import annotations
 
 import argparse
@@ -8,8 +9,12 @@ from .common import _add_group, _refuse_writing_inputs, _test_size
 
 # `glassgem visualize <what>`: inspection figures of a model; each adds a nested subcommand here.
 def _add_visualize(sub: argparse._SubParsersAction) -> None:
-    _add_group(sub, "visualize", "inspection figures of a model (DQS query positions, reference boxes)",
-               (_add_visualize_queries,))
+    _add_group(
+        sub,
+        "visualize",
+        "inspection figures of a model (DQS query positions, reference boxes)",
+        (_add_visualize_queries,),
+    )
 
 
 def _add_visualize_queries(viz_sub: argparse._SubParsersAction) -> None:
@@ -22,14 +27,24 @@ def _add_visualize_queries(viz_sub: argparse._SubParsersAction) -> None:
         "every query's reference box before the first decoder layer and after each layer.",
     )
     p.add_argument("image", metavar="IMAGE", help="photo to inspect")
-    p.add_argument("--weights", default=None,
-                   help="glassgem model dir, original GEM checkpoint or Hugging Face Hub id (owner/name, "
-                        "hf://owner/name/file; default: the shipped model)")
+    p.add_argument(
+        "--weights",
+        default=None,
+        help="glassgem model dir, original GEM checkpoint or Hugging Face Hub id (owner/name, "
+        "hf://owner/name/file; default: the shipped model)",
+    )
     p.add_argument("--out", required=True, metavar="FILE", help="figure to write (.png, .jpg)")
-    p.add_argument("--size", type=_test_size, default=None, help="square network input side (default: the model's, 384)")
+    p.add_argument(
+        "--size", type=_test_size, default=None, help="square network input side (default: the model's, 384)"
+    )
     p.add_argument("--all-layers", action="store_true", help="also draw the reference boxes of every decoder layer")
-    p.add_argument("--boxes", type=int, default=None, metavar="N",
-                   help="with --all-layers, draw the boxes of the N best-ranked queries only (default: all)")
+    p.add_argument(
+        "--boxes",
+        type=int,
+        default=None,
+        metavar="N",
+        help="with --all-layers, draw the boxes of the N best-ranked queries only (default: all)",
+    )
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
     p.set_defaults(func=_run_visualize_queries)
 
@@ -45,8 +60,10 @@ def _run_visualize_queries(args: argparse.Namespace) -> int:
     figure, info = query_figure(model, image, size=args.size, all_layers=args.all_layers, max_boxes=args.boxes)
     save_image(args.out, figure)
     h, w = info["image_size"]
-    print(f"{args.out}: {len(info['points'])} DQS positions on a {info['grid'][0]}x{info['grid'][1]} grid, "
-          f"{info['glass_fraction']:.1%} of the {w}x{h} photo predicted glass")
+    print(
+        f"{args.out}: {len(info['points'])} DQS positions on a {info['grid'][0]}x{info['grid'][1]} grid, "
+        f"{info['glass_fraction']:.1%} of the {w}x{h} photo predicted glass"
+    )
     return 0
 
 

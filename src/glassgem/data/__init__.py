@@ -2,6 +2,7 @@
 
 Names are resolved lazily so that the torch-free parts (layouts, checks) load without importing torch.
 """
+
 from __future__ import annotations
 
 import importlib

@@ -15,6 +15,7 @@ Warnings (the data loads, but look at it):
 Images are decoded cheaply (JPEG at 1/8 scale, which still reads every byte, so truncation shows);
 masks are decoded fully to see their values.
 """
+
 from __future__ import annotations
 
 import json
@@ -91,8 +92,10 @@ def _open_checked(path: Path) -> Image.Image:
     w, h = img.size
     limit = _max_pixels(MAX_PIXELS)
     if w * h > limit:
-        raise DataError(f"{w}x{h} pixels exceeds the limit of {limit} (possible decompression bomb; if the "
-                        f"image is genuine, set {MAX_PIXELS_ENV}={w * h} in the environment)")
+        raise DataError(
+            f"{w}x{h} pixels exceeds the limit of {limit} (possible decompression bomb; if the "
+            f"image is genuine, set {MAX_PIXELS_ENV}={w * h} in the environment)"
+        )
     return img
 
 
@@ -195,8 +198,15 @@ def _check_split(res: ResolvedSplit, report: CheckReport, progress: Optional[boo
     report.n_images += n_images
     report.n_masks += n_masks
     report.n_pairs += len(scan.pairs)
-    report.splits.append({"split": res.split, "layout": res.layout, "images_dir": str(res.images_dir),
-                          "masks_dir": str(res.masks_dir), "n_pairs": len(scan.pairs)})
+    report.splits.append(
+        {
+            "split": res.split,
+            "layout": res.layout,
+            "images_dir": str(res.images_dir),
+            "masks_dir": str(res.masks_dir),
+            "n_pairs": len(scan.pairs),
+        }
+    )
     images_empty = n_images == 0
     masks_empty = n_masks == 0
     if images_empty:
@@ -260,8 +270,9 @@ def check_dataset(
             targets = [resolve_split(root, layout, s) for s in available_splits(root)]
     else:
         targets = [resolve_split(root, layout, split, images, masks)]
-    report = CheckReport(root=str(root) if root is not None else None,
-                         layout=",".join(dict.fromkeys(t.layout for t in targets)))
+    report = CheckReport(
+        root=str(root) if root is not None else None, layout=",".join(dict.fromkeys(t.layout for t in targets))
+    )
     for target in targets:
         _check_split(target, report, progress, workers)
     if strict and report.warnings:
@@ -283,6 +294,8 @@ def require_valid(
     report = check_dataset(root, layout, split, images, masks, strict=strict, progress=progress)
     if not report.ok:
         first, rest = report.errors[0], len(report.errors) - 1
-        more = f" (and {rest} more error{'s' if rest > 1 else ''}: `glassgem data check` lists them all)" if rest else ""
+        more = (
+            f" (and {rest} more error{'s' if rest > 1 else ''}: `glassgem data check` lists them all)" if rest else ""
+        )
         raise DataError(f"dataset check failed: {first}{more}")
     return report

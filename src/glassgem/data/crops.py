@@ -10,6 +10,7 @@ depends only on `seed` and the photo's stem, so a set is reproducible and adding
 of the others unchanged. Crops go to OUT/images/<stem>_c<k>.png with their masks in OUT/masks/, and
 OUT/crops.json records the settings and every box.
 """
+
 from __future__ import annotations
 
 import json
@@ -32,8 +33,14 @@ def _check_range(name: str, lo: float, hi: float, low: float, high: float) -> No
         raise ConfigError(f"{name} must be LO,HI with {low:g} <= LO <= HI <= {high:g}, got {lo:g},{hi:g}")
 
 
-def draw_boxes(mask: np.ndarray, rng: np.random.Generator, share: tuple[float, float],
-               size: tuple[float, float], per_image: int, tries: int) -> list[tuple[int, int, int, int]]:
+def draw_boxes(
+    mask: np.ndarray,
+    rng: np.random.Generator,
+    share: tuple[float, float],
+    size: tuple[float, float],
+    per_image: int,
+    tries: int,
+) -> list[tuple[int, int, int, int]]:
     """Up to `per_image` boxes (top, left, h, w) of a {0,1} mask [H, W] whose glass share is in `share`."""
     H, W = mask.shape
     integral = np.zeros((H + 1, W + 1), np.int64)  # glass pixels above-left of each corner
@@ -45,16 +52,22 @@ def draw_boxes(mask: np.ndarray, rng: np.random.Generator, share: tuple[float, f
         f = rng.uniform(*size)
         h, w = max(1, round(f * H)), max(1, round(f * W))
         top, left = int(rng.integers(0, H - h + 1)), int(rng.integers(0, W - w + 1))
-        glass = (integral[top + h, left + w] - integral[top, left + w] - integral[top + h, left]
-                 + integral[top, left])
+        glass = integral[top + h, left + w] - integral[top, left + w] - integral[top + h, left] + integral[top, left]
         if share[0] <= glass / (h * w) <= share[1]:
             boxes.append((top, left, h, w))
     return boxes
 
 
-def share_crops(pairs: Sequence[Pair], out_dir: str | os.PathLike, share: tuple[float, float] = (0.05, 0.35),
-                size: tuple[float, float] = (0.35, 0.70), per_image: int = 2, tries: int = 200, seed: int = 0,
-                progress: bool = True) -> dict:
+def share_crops(
+    pairs: Sequence[Pair],
+    out_dir: str | os.PathLike,
+    share: tuple[float, float] = (0.05, 0.35),
+    size: tuple[float, float] = (0.35, 0.70),
+    per_image: int = 2,
+    tries: int = 200,
+    seed: int = 0,
+    progress: bool = True,
+) -> dict:
     """Write the crops (module docstring); returns the record written to OUT/crops.json."""
     from tqdm.auto import tqdm
 
@@ -80,12 +93,26 @@ def share_crops(pairs: Sequence[Pair], out_dir: str | os.PathLike, share: tuple[
             m = mask[top : top + h, left : left + w]
             save_image(out / "images" / f"{name}.png", image[top : top + h, left : left + w])
             save_mask(out / "masks" / f"{name}.png", m)
-            crops.append({"name": name, "source": str(pair.image_path), "box": [top, left, h, w],
-                          "glass": round(float((m > 0).mean()), 4)})
+            crops.append(
+                {
+                    "name": name,
+                    "source": str(pair.image_path),
+                    "box": [top, left, h, w],
+                    "glass": round(float((m > 0).mean()), 4),
+                }
+            )
     if not crops:
-        raise DataError(f"no crop of {len(pairs)} photos has a glass share in {share[0]:g}-{share[1]:g}; "
-                        "widen --share or --size")
-    record = {"share": list(share), "size": list(size), "per_image": per_image, "tries": tries, "seed": seed,
-              "crops": crops, "no_crop": none}
+        raise DataError(
+            f"no crop of {len(pairs)} photos has a glass share in {share[0]:g}-{share[1]:g}; widen --share or --size"
+        )
+    record = {
+        "share": list(share),
+        "size": list(size),
+        "per_image": per_image,
+        "tries": tries,
+        "seed": seed,
+        "crops": crops,
+        "no_crop": none,
+    }
     atomic_write_text(out / MANIFEST, json.dumps(record, indent=1) + "\n")
     return record

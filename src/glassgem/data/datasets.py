@@ -3,6 +3,7 @@
 `find_pairs`, `Pair` and the layout helpers are re-exported here, so
 `from glassgem.data.datasets import find_pairs, GlassDataset` is all a training script needs.
 """
+
 from __future__ import annotations
 
 from typing import Any, Callable, Optional
@@ -14,8 +15,7 @@ from ..errors import DataError
 from ..io import MAX_PIXELS, exif_note, exif_orientation, load_image, load_mask
 from .layouts import LAYOUTS, Pair, available_splits, find_pairs, resolve_split, scan_folders
 
-__all__ = ["LAYOUTS", "Pair", "available_splits", "find_pairs", "resolve_split", "scan_folders",
-           "GlassDataset"]
+__all__ = ["LAYOUTS", "Pair", "available_splits", "find_pairs", "resolve_split", "scan_folders", "GlassDataset"]
 
 Transform = Callable[[dict[str, Any], np.random.Generator], dict[str, Any]]
 

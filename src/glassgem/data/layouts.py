@@ -13,6 +13,7 @@ Layouts (root = the dataset folder, split = "train" / "val" / "test" or None):
   auto    the first of the above whose folders exist.
 Explicit `images=` + `masks=` folders bypass layouts.
 """
+
 from __future__ import annotations
 
 import os
@@ -193,8 +194,13 @@ def scan_folders(images_dir: str | os.PathLike, masks_dir: str | os.PathLike) ->
     images_dir, masks_dir = Path(images_dir), Path(masks_dir)
     imgs, ignored_i = _list_files(images_dir, IMAGE_EXTENSIONS)
     msks, ignored_m = _list_files(masks_dir, MASK_EXTENSIONS)
-    scan = FolderScan(images_dir, masks_dir, ignored=ignored_i + ignored_m,
-                      n_image_files=sum(map(len, imgs.values())), n_mask_files=sum(map(len, msks.values())))
+    scan = FolderScan(
+        images_dir,
+        masks_dir,
+        ignored=ignored_i + ignored_m,
+        n_image_files=sum(map(len, imgs.values())),
+        n_mask_files=sum(map(len, msks.values())),
+    )
     for stem, files in sorted(imgs.items()):
         if len(files) > 1:
             scan.duplicates[stem] = sorted(files)
@@ -238,11 +244,13 @@ def find_pairs(
         dup = next(iter(scan.duplicates.values()))
         problems.append(f"{len(scan.duplicates)} stems name several files (e.g. {_listing(dup)})")
     if scan.orphan_images:
-        problems.append(f"{len(scan.orphan_images)} images without a mask in {res.masks_dir} "
-                        f"({_listing(scan.orphan_images)})")
+        problems.append(
+            f"{len(scan.orphan_images)} images without a mask in {res.masks_dir} ({_listing(scan.orphan_images)})"
+        )
     if scan.orphan_masks:
-        problems.append(f"{len(scan.orphan_masks)} masks without an image in {res.images_dir} "
-                        f"({_listing(scan.orphan_masks)})")
+        problems.append(
+            f"{len(scan.orphan_masks)} masks without an image in {res.images_dir} ({_listing(scan.orphan_masks)})"
+        )
     if problems:
         raise DataError("; ".join(problems))
     return scan.pairs

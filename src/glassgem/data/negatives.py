@@ -13,6 +13,7 @@ pixels is glass (conservative), and the largest free rectangle of cells is found
 largest-rectangle-in-a-histogram stack method (O(cells)). A rectangle longer than `max_aspect` times its
 width (or the reverse) is trimmed around its centre, since the test protocol squashes every photo square.
 """
+
 from __future__ import annotations
 
 import json
@@ -103,8 +104,10 @@ def load_labelled_pair(pair: Pair) -> tuple[np.ndarray, np.ndarray]:
     mask = load_mask(pair.mask_path)
     image = load_image(pair.image_path)
     if image.shape[:2] != mask.shape:
-        raise DataError(f"size mismatch: image {pair.image_path} is {image.shape[1]}x{image.shape[0]} "
-                        f"(WxH) but mask {pair.mask_path} is {mask.shape[1]}x{mask.shape[0]}")
+        raise DataError(
+            f"size mismatch: image {pair.image_path} is {image.shape[1]}x{image.shape[0]} "
+            f"(WxH) but mask {pair.mask_path} is {mask.shape[1]}x{mask.shape[0]}"
+        )
     return image, mask
 
 
@@ -124,9 +127,17 @@ class NegativesSummary:
         return s
 
 
-def glass_free_crops(pairs: Sequence[Pair], out_dir: str | os.PathLike, min_side: int = 128,
-                     cell: int = 8, max_aspect: float = 2.0, sample: Optional[int] = None, seed: int = 0,
-                     prefix: str = "", progress: bool = True) -> NegativesSummary:
+def glass_free_crops(
+    pairs: Sequence[Pair],
+    out_dir: str | os.PathLike,
+    min_side: int = 128,
+    cell: int = 8,
+    max_aspect: float = 2.0,
+    sample: Optional[int] = None,
+    seed: int = 0,
+    prefix: str = "",
+    progress: bool = True,
+) -> NegativesSummary:
     """Write the largest glass-free rectangle of each pair's photo to out/images/<prefix><stem>.png with
     an all-zero mask out/masks/<prefix><stem>.png, skipping photos whose rectangle has a side under
     `min_side` pixels; out/negatives.json records each crop's source and box.
@@ -156,8 +167,10 @@ def glass_free_crops(pairs: Sequence[Pair], out_dir: str | os.PathLike, min_side
         else:
             eligible.append((pair, box))
     if not eligible:
-        raise DataError(f"no photo has a glass-free rectangle of at least {min_side}x{min_side} pixels "
-                        f"({len(pairs)} photos; lower --min-side)")
+        raise DataError(
+            f"no photo has a glass-free rectangle of at least {min_side}x{min_side} pixels "
+            f"({len(pairs)} photos; lower --min-side)"
+        )
     summary.eligible = len(eligible)
     if sample is not None and sample < len(eligible):
         keep = sorted(np.random.default_rng(seed).choice(len(eligible), sample, replace=False).tolist())
@@ -168,7 +181,14 @@ def glass_free_crops(pairs: Sequence[Pair], out_dir: str | os.PathLike, min_side
         save_image(out / "images" / f"{name}.png", image[top : top + h, left : left + w])
         save_mask(out / "masks" / f"{name}.png", np.zeros((h, w), np.uint8))
         summary.written.append({"name": name, "source": str(pair.image_path), "box": [top, left, h, w]})
-    record = {"min_side": min_side, "cell": cell, "max_aspect": max_aspect, "sample": sample, "seed": seed,
-              "crops": summary.written, "skipped": [{"image": i, "why": w} for i, w in summary.skipped]}
+    record = {
+        "min_side": min_side,
+        "cell": cell,
+        "max_aspect": max_aspect,
+        "sample": sample,
+        "seed": seed,
+        "crops": summary.written,
+        "skipped": [{"image": i, "why": w} for i, w in summary.skipped],
+    }
     atomic_write_text(out / MANIFEST, json.dumps(record, indent=1) + "\n")
     return summary

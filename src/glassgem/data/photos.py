@@ -19,6 +19,7 @@ photos`) gathers them, one source per package:
 - records every output file (source package, licence, original path, crop box) in `OUT/manifest.jsonl`,
   every dropped photo and why in `OUT/dropped.jsonl`, and draws a labelled contact sheet per split.
 """
+
 from __future__ import annotations
 
 import json
@@ -37,8 +38,16 @@ from ..io import atomic_write_text, load_image, save_image, save_mask
 from ..viz.overlay import grid
 
 # Debian packages of photographs and pictures; `glassgem data photos` reads those that are installed.
-DEBIAN_PACKAGES = ("gnome-backgrounds", "mate-backgrounds", "plasma-workspace-wallpapers", "ukui-wallpapers",
-                   "lomiri-wallpapers", "lomiri-wallpapers-16.04", "lomiri-wallpapers-20.04", "sway-backgrounds")
+DEBIAN_PACKAGES = (
+    "gnome-backgrounds",
+    "mate-backgrounds",
+    "plasma-workspace-wallpapers",
+    "ukui-wallpapers",
+    "lomiri-wallpapers",
+    "lomiri-wallpapers-16.04",
+    "lomiri-wallpapers-20.04",
+    "sway-backgrounds",
+)
 PYTHON_PACKAGES = ("scikit-image", "scikit-learn", "matplotlib")
 # Chosen before any model was measured on them: photos of these sources are never trained on.
 HELDOUT_SOURCES = ("mate-backgrounds", "ukui-wallpapers", "sway-backgrounds", "scikit-learn", "matplotlib")
@@ -61,8 +70,10 @@ EXCLUDED = {
     "lomiri-wallpapers-16.04:sunset_by_Aitzol_Berasategi.jpg": "a transparent dome in the foreground",
     "plasma-workspace-wallpapers:ColorfulCups": "cups that may be glass",
     "plasma-workspace-wallpapers:Grey": "a building facade that may be glazed",
-    **{f"mate-backgrounds:{n}.png": "transparent overlay: blank on its own"
-       for n in ("Arc-Colors-Transparent-Wallpaper", "Flow", "Gulp", "Silk", "Spring", "Waves", "MATE-Stripes-Light")},
+    **{
+        f"mate-backgrounds:{n}.png": "transparent overlay: blank on its own"
+        for n in ("Arc-Colors-Transparent-Wallpaper", "Flow", "Gulp", "Silk", "Spring", "Waves", "MATE-Stripes-Light")
+    },
 }
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
 DUPLICATE_DIFF = 8.0  # see same_picture
@@ -82,8 +93,13 @@ class Photo:
 def _debian_licence(package: str) -> str:
     copyright = Path("/usr/share/doc") / package / "copyright"
     try:
-        names = sorted({line.split(":", 1)[1].strip() for line in copyright.read_text(errors="replace").splitlines()
-                        if line.startswith("License:")})
+        names = sorted(
+            {
+                line.split(":", 1)[1].strip()
+                for line in copyright.read_text(errors="replace").splitlines()
+                if line.startswith("License:")
+            }
+        )
     except OSError:
         return f"unknown (no {copyright})"
     return (" / ".join(names) or "see copyright") + f" ({copyright})"
@@ -98,8 +114,11 @@ def debian_photos(package: str) -> list[Photo]:
     if listing.returncode != 0:
         return []
     licence = _debian_licence(package)
-    files = [Path(f) for f in listing.stdout.splitlines()
-             if f.lower().endswith(IMAGE_SUFFIXES) and "screenshot" not in Path(f).name.lower()]
+    files = [
+        Path(f)
+        for f in listing.stdout.splitlines()
+        if f.lower().endswith(IMAGE_SUFFIXES) and "screenshot" not in Path(f).name.lower()
+    ]
     return [Photo(package, f, licence) for f in sorted(files) if f.is_file()]
 
 
@@ -107,7 +126,11 @@ def python_photos(package: str) -> list[Photo]:
     """The sample photos an installed Python package ships; [] if it is not installed."""
     module, sub, licence = {
         "scikit-image": ("skimage", "data", "BSD-3-Clause; per-image terms in skimage/data/README.txt"),
-        "scikit-learn": ("sklearn", "datasets/images", "BSD-3-Clause; per-image terms in sklearn/datasets/images/README.txt"),
+        "scikit-learn": (
+            "sklearn",
+            "datasets/images",
+            "BSD-3-Clause; per-image terms in sklearn/datasets/images/README.txt",
+        ),
         "matplotlib": ("matplotlib", "mpl-data/sample_data", "Matplotlib licence (PSF-based)"),
     }[package]
     try:
@@ -197,8 +220,9 @@ class Corpus:
         return "; ".join(parts) + f"; {len(self.dropped)} dropped (see {self.out / 'dropped.jsonl'})"
 
 
-def select_photos(photos: Sequence[Photo], keep_all: bool = False, progress: bool = True
-                  ) -> tuple[list[tuple[Photo, np.ndarray]], list[dict]]:
+def select_photos(
+    photos: Sequence[Photo], keep_all: bool = False, progress: bool = True
+) -> tuple[list[tuple[Photo, np.ndarray]], list[dict]]:
     """Decode, drop excluded photos, resolution variants and near-duplicates. -> (kept with pixels, dropped)."""
     from tqdm.auto import tqdm
 
@@ -220,8 +244,9 @@ def select_photos(photos: Sequence[Photo], keep_all: bool = False, progress: boo
         key = variant_key(photo)
         if key in best:
             small, large = sorted([best[key], (photo, image)], key=lambda pi: pi[1].shape[0] * pi[1].shape[1])
-            dropped.append({"source": small[0].source, "path": str(small[0].path),
-                            "why": f"resolution variant of {large[0].path}"})
+            dropped.append(
+                {"source": small[0].source, "path": str(small[0].path), "why": f"resolution variant of {large[0].path}"}
+            )
             best[key] = large
         else:
             best[key] = (photo, image)
@@ -236,9 +261,16 @@ def select_photos(photos: Sequence[Photo], keep_all: bool = False, progress: boo
     return [(p, im) for p, im, _ in kept], dropped
 
 
-def build_corpus(photos: Iterable[Photo], out_dir: str | os.PathLike, heldout: Sequence[str] = HELDOUT_SOURCES,
-                 crops: int = 3, long_side: int = 640, seed: int = 0, keep_all: bool = False,
-                 progress: bool = True) -> Corpus:
+def build_corpus(
+    photos: Iterable[Photo],
+    out_dir: str | os.PathLike,
+    heldout: Sequence[str] = HELDOUT_SOURCES,
+    crops: int = 3,
+    long_side: int = 640,
+    seed: int = 0,
+    keep_all: bool = False,
+    progress: bool = True,
+) -> Corpus:
     """Write the glass-free corpus to out/{train,heldout}/{images,masks} (see the module docstring)."""
     if crops < 0 or long_side < MIN_SIDE:
         raise ConfigError(f"--crops must be >= 0 and --long-side >= {MIN_SIDE}, got {crops}, {long_side}")
@@ -250,8 +282,10 @@ def build_corpus(photos: Iterable[Photo], out_dir: str | os.PathLike, heldout: S
         raise DataError(f"{out}: already holds files; give an empty or new --out folder")
     kept, dropped = select_photos(photos, keep_all=keep_all, progress=progress)
     if not any(p.source not in heldout for p, _ in kept) or not any(p.source in heldout for p, _ in kept):
-        raise DataError("the split by source left train or heldout empty: sources found were "
-                        f"{sorted({p.source for p, _ in kept})}, held out {sorted(heldout)}")
+        raise DataError(
+            "the split by source left train or heldout empty: sources found were "
+            f"{sorted({p.source for p, _ in kept})}, held out {sorted(heldout)}"
+        )
     tmp = out.with_name(out.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)  # an interrupted earlier build
     rows, thumbs = [], {"train": [], "heldout": []}
@@ -262,12 +296,20 @@ def build_corpus(photos: Iterable[Photo], out_dir: str | os.PathLike, heldout: S
         h, w = image.shape[:2]
         boxes = [(0, 0, h, w)] + (_crop_boxes(rng, h, w, crops) if split == "train" else [])
         for k, (top, left, ch, cw) in enumerate(boxes):
-            pic = scale_down(image[top:top + ch, left:left + cw], long_side)
+            pic = scale_down(image[top : top + ch, left : left + cw], long_side)
             stem = name if k == 0 else f"{name}_crop{k}"
             save_image(tmp / split / "images" / f"{stem}.png", pic)
             save_mask(tmp / split / "masks" / f"{stem}.png", np.zeros(pic.shape[:2], np.uint8))
-            rows.append({"file": f"{split}/images/{stem}.png", "split": split, "source": photo.source,
-                         "licence": photo.licence, "original": str(photo.path), "box": [top, left, ch, cw]})
+            rows.append(
+                {
+                    "file": f"{split}/images/{stem}.png",
+                    "split": split,
+                    "source": photo.source,
+                    "licence": photo.licence,
+                    "original": str(photo.path),
+                    "box": [top, left, ch, cw],
+                }
+            )
         thumbs[split].append((scale_down(image, 256), f"{photo.source}: {photo_name(photo)}"[:40]))
     atomic_write_text(tmp / "manifest.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
     atomic_write_text(tmp / "dropped.jsonl", "".join(json.dumps(r) + "\n" for r in dropped))
@@ -282,8 +324,11 @@ def build_corpus(photos: Iterable[Photo], out_dir: str | os.PathLike, heldout: S
     return Corpus(kept_n, files, dropped, out)
 
 
-def installed_photos(debian: Sequence[str] = DEBIAN_PACKAGES, python: Sequence[str] = PYTHON_PACKAGES,
-                     folders: Optional[dict[str, str]] = None) -> tuple[list[Photo], list[str]]:
+def installed_photos(
+    debian: Sequence[str] = DEBIAN_PACKAGES,
+    python: Sequence[str] = PYTHON_PACKAGES,
+    folders: Optional[dict[str, str]] = None,
+) -> tuple[list[Photo], list[str]]:
     """Photos of every installed source. -> (photos, names of sources with none installed)."""
     photos, missing = [], []
     for package in debian:
@@ -302,7 +347,8 @@ def installed_photos(debian: Sequence[str] = DEBIAN_PACKAGES, python: Sequence[s
 def heldout_photos() -> tuple[list[tuple[Photo, np.ndarray]], list[str]]:
     """Every installed photo of the held-out sources, after select_photos (exclusions, variants,
     near-duplicates): what `glassgem demo` scores for false glass. -> (kept (photo, pixels), missing sources)."""
-    photos, missing = installed_photos([p for p in DEBIAN_PACKAGES if p in HELDOUT_SOURCES],
-                                       [p for p in PYTHON_PACKAGES if p in HELDOUT_SOURCES])
+    photos, missing = installed_photos(
+        [p for p in DEBIAN_PACKAGES if p in HELDOUT_SOURCES], [p for p in PYTHON_PACKAGES if p in HELDOUT_SOURCES]
+    )
     kept, _ = select_photos(photos, progress=False)
     return kept, missing

@@ -11,6 +11,7 @@ Coordinates are pixels of the photo as stored (x to the right, y down; fractions
 the union of the `glass` polygons minus the union of the `not_glass` ones; a photo without glass has
 `"glass": []`. The conventions for what counts as glass are in docs/labelling.md.
 """
+
 from __future__ import annotations
 
 import json
@@ -38,8 +39,11 @@ def _polygons(value: Any, key: str, where: str, size: tuple[int, int]) -> list[P
             raise DataError(f"{where}: {key}[{i}] must be a list of at least 3 [x, y] points")
         pts: Polygon = []
         for pt in poly:
-            if (not isinstance(pt, (list, tuple)) or len(pt) != 2
-                    or not all(isinstance(c, (int, float)) and not isinstance(c, bool) for c in pt)):
+            if (
+                not isinstance(pt, (list, tuple))
+                or len(pt) != 2
+                or not all(isinstance(c, (int, float)) and not isinstance(c, bool) for c in pt)
+            ):
                 raise DataError(f"{where}: {key}[{i}] has a point that is not [x, y]: {pt!r}")
             x, y = float(pt[0]), float(pt[1])
             if not (-1 <= x <= w + 1 and -1 <= y <= h + 1):
@@ -54,12 +58,18 @@ def parse_label(data: Any, where: str = "label") -> dict:
     if not isinstance(data, dict):
         raise DataError(f"{where}: a label must be a JSON object")
     size = data.get("size")
-    if (not isinstance(size, list) or len(size) != 2
-            or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in size)):
+    if (
+        not isinstance(size, list)
+        or len(size) != 2
+        or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in size)
+    ):
         raise DataError(f"{where}: 'size' must be [width, height] in pixels")
     wh = (size[0], size[1])
-    return {"size": wh, "glass": _polygons(data.get("glass"), "glass", where, wh),
-            "not_glass": _polygons(data.get("not_glass"), "not_glass", where, wh)}
+    return {
+        "size": wh,
+        "glass": _polygons(data.get("glass"), "glass", where, wh),
+        "not_glass": _polygons(data.get("not_glass"), "not_glass", where, wh),
+    }
 
 
 def load_label(path: str | os.PathLike) -> dict:

@@ -15,6 +15,7 @@ or a bare repository) or cloned from a URL prefix (`--from https://github.com`: 
 into OUT/.sources/). Photos already written are not read again, so an interrupted run resumes;
 masks are always redrawn from the current labels.
 """
+
 from __future__ import annotations
 
 import csv
@@ -102,8 +103,9 @@ def _git_dir(folder: Path) -> Optional[Path]:
     if not folder.is_dir():
         return None
     try:
-        out = subprocess.run(["git", "-C", str(folder), "rev-parse", "--absolute-git-dir"], check=True,
-                             capture_output=True, text=True).stdout.strip()
+        out = subprocess.run(
+            ["git", "-C", str(folder), "rev-parse", "--absolute-git-dir"], check=True, capture_output=True, text=True
+        ).stdout.strip()
     except (subprocess.CalledProcessError, FileNotFoundError):
         return None
     return Path(out)
@@ -111,6 +113,7 @@ def _git_dir(folder: Path) -> Optional[Path]:
 
 class Sources:
     """Finds (or clones) the git directory of each repository named in the manifest."""
+
     def __init__(self, origin: str, clone_dir: Path) -> None:
         self.origin, self.clone_dir = origin, clone_dir
         self.local = Path(origin) if Path(origin).is_dir() else None
@@ -128,8 +131,10 @@ class Sources:
                 if found is not None:
                     self._dirs[repo] = found
                     return found
-            raise DataError(f"--from {self.local}: no git repository for {repo} (looked for {owner}+{name}, "
-                            f"{owner}+{name}/repo, {owner}/{name} and {name})")
+            raise DataError(
+                f"--from {self.local}: no git repository for {repo} (looked for {owner}+{name}, "
+                f"{owner}+{name}/repo, {owner}/{name} and {name})"
+            )
         target = self.clone_dir / f"{owner}+{name}.git"
         if _git_dir(target) is None:
             url = f"{self.origin.rstrip('/')}/{owner}/{name}"
@@ -153,9 +158,14 @@ def label_path(e: Entry, labels: str | os.PathLike = LABELS) -> Path:
     return Path(labels) / e.source / f"{e.stem}.json"
 
 
-def rebuild(origin: str, out_dir: str | os.PathLike, splits: Iterable[str] = SPLITS,
-            manifest: str | os.PathLike = MANIFEST, labels: str | os.PathLike = LABELS,
-            progress: bool = True) -> dict[str, int]:
+def rebuild(
+    origin: str,
+    out_dir: str | os.PathLike,
+    splits: Iterable[str] = SPLITS,
+    manifest: str | os.PathLike = MANIFEST,
+    labels: str | os.PathLike = LABELS,
+    progress: bool = True,
+) -> dict[str, int]:
     """Write the photos and masks of `splits` under OUT (module docstring); returns {split: photos}."""
     from tqdm.auto import tqdm
 

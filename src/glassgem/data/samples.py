@@ -6,6 +6,7 @@ Grace Hopper. Some scikit-image photos are also backgrounds of glassgem's proced
 (synth/backgrounds.py), so a model trained on procedural scenes has seen them; `HELD_OUT` names the ones
 no glassgem training data uses.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -13,8 +14,20 @@ from pathlib import Path
 import numpy as np
 from ..io import load_image
 
-SKIMAGE = ("astronaut", "chelsea", "coffee", "rocket", "camera", "coins", "brick", "grass", "gravel",
-           "immunohistochemistry", "moon", "hubble_deep_field")
+SKIMAGE = (
+    "astronaut",
+    "chelsea",
+    "coffee",
+    "rocket",
+    "camera",
+    "coins",
+    "brick",
+    "grass",
+    "gravel",
+    "immunohistochemistry",
+    "moon",
+    "hubble_deep_field",
+)
 HELD_OUT = ("sklearn:china.jpg", "sklearn:flower.jpg", "matplotlib:grace_hopper.jpg")
 
 
@@ -31,5 +44,6 @@ def glass_free_photos() -> dict[str, np.ndarray]:
     for name in ("china.jpg", "flower.jpg"):
         photos[f"sklearn:{name}"] = load_image(Path(sklearn.datasets.__file__).parent / "images" / name)
     photos["matplotlib:grace_hopper.jpg"] = load_image(
-        Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg")
+        Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg"
+    )
     return photos

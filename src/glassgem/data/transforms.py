@@ -7,6 +7,7 @@ Images stay RGB 0..255 floats; the model normalises. Resizes use PIL, as detectr
 (bilinear for images, which antialiases when shrinking; nearest for masks).
 All randomness comes from the `rng` passed to each call, so augmentation is reproducible.
 """
+
 from __future__ import annotations
 
 from typing import Any, Sequence
@@ -80,8 +81,7 @@ def rgb_to_hsv_cv(image: np.ndarray) -> np.ndarray:
     s = np.where(v > 0, diff * 255.0 / np.maximum(v, 1.0), 0.0)
     d = np.maximum(diff, 1e-6)
     # Ties resolve in OpenCV's order: red, then green, then blue.
-    h = np.where(v == r, 60.0 * (g - b) / d,
-                 np.where(v == g, 120.0 + 60.0 * (b - r) / d, 240.0 + 60.0 * (r - g) / d))
+    h = np.where(v == r, 60.0 * (g - b) / d, np.where(v == g, 120.0 + 60.0 * (b - r) / d, 240.0 + 60.0 * (r - g) / d))
     h = np.where(diff > 0, np.mod(h, 360.0), 0.0)
     h8 = np.mod(np.round(h / 2.0), 180.0)
     return np.stack([h8, np.round(s), v], axis=-1).astype(np.uint8)
@@ -192,7 +192,7 @@ class TrainTransform:
         # 2. random crop of at most size (smaller when the image is smaller)
         ch, cw = min(self.size[0], hw[0]), min(self.size[1], hw[1])
         y0, x0 = int(rng.integers(hw[0] - ch + 1)), int(rng.integers(hw[1] - cw + 1))
-        image, mask = image[y0:y0 + ch, x0:x0 + cw], mask[y0:y0 + ch, x0:x0 + cw]
+        image, mask = image[y0 : y0 + ch, x0 : x0 + cw], mask[y0 : y0 + ch, x0 : x0 + cw]
         # 3. photometric jitter (image only)
         if self.color_jitter:
             image = color_aug_ssd(image, rng)

@@ -16,6 +16,7 @@ recall curves in `DIR/per_image_fbeta.npz`, resampled as a whole):
 `glassgem compare A B [--plot FILE]` prints this and can draw B's per-image IoU against A's.
 Deterministic: the resampling uses its own seeded generator.
 """
+
 from __future__ import annotations
 
 import csv
@@ -40,6 +41,7 @@ LABELS = {"iou": "IoU", "fbeta": "F-beta", "mae": "MAE", "ber": "BER (%)"}
 @dataclass(frozen=True)
 class PerImage:
     """One per-image report: where it came from and {name: {metric: value}} in file order."""
+
     path: Path
     rows: dict[str, dict[str, float]]
 
@@ -64,8 +66,10 @@ def read_per_image(path: str | Path) -> PerImage:
     reader = csv.DictReader(io.StringIO(text))
     missing = [c for c in ("name", *METRICS) if c not in (reader.fieldnames or [])]
     if missing:
-        raise DataError(f"{p}: not a per-image report: no column(s) {', '.join(missing)} "
-                        f"(header: {','.join(reader.fieldnames or []) or 'empty'})")
+        raise DataError(
+            f"{p}: not a per-image report: no column(s) {', '.join(missing)} "
+            f"(header: {','.join(reader.fieldnames or []) or 'empty'})"
+        )
     rows: dict[str, dict[str, float]] = {}
     for line, row in enumerate(reader, start=2):
         name = row["name"]
@@ -115,8 +119,9 @@ def interval(stats: np.ndarray, level: float = 0.95) -> tuple[float, float, floa
     return float(low), float(high), float(min(1.0, p))
 
 
-def paired_bootstrap(diff: np.ndarray, resamples: int = 10_000, seed: int = 0,
-                     level: float = 0.95) -> tuple[float, float, float]:
+def paired_bootstrap(
+    diff: np.ndarray, resamples: int = 10_000, seed: int = 0, level: float = 0.95
+) -> tuple[float, float, float]:
     """(low, high, p) for the mean over images of per-image differences `diff` (see `interval`)."""
     diff = np.asarray(diff, dtype=np.float64)
     if diff.ndim != 1:
@@ -136,8 +141,10 @@ def read_curves(report: PerImage) -> Optional[dict[str, tuple[np.ndarray, np.nda
     except (OSError, ValueError, KeyError) as e:
         raise DataError(f"{path}: not a per-image F-beta file ({e})") from None
     if precision.shape != recall.shape or precision.shape != (len(names), N_BINS):
-        raise DataError(f"{path}: expected precision and recall of shape ({len(names)}, {N_BINS}), got "
-                        f"{precision.shape} and {recall.shape}")
+        raise DataError(
+            f"{path}: expected precision and recall of shape ({len(names)}, {N_BINS}), got "
+            f"{precision.shape} and {recall.shape}"
+        )
     return {str(n): (p, r) for n, p, r in zip(names, precision, recall)}
 
 
@@ -153,13 +160,29 @@ def _fbeta_comparison(ca, cb, names: list[str], resamples: int, seed: int) -> di
     means = bootstrap_means(np.stack([pa, ra, pb, rb], axis=1), resamples, seed)  # [R, 4, 256]
     diffs = max_fbeta(means[:, 2], means[:, 3]) - max_fbeta(means[:, 0], means[:, 1])
     low, high, p = interval(diffs)
-    return {"n": len(names), "mean_a": fa, "mean_b": fb, "diff": fb - fa, "ci95": [low, high], "p": p,
-            "higher_is_better": True, "b_better": None, "b_worse": None, "unchanged": None,
-            "largest_changes": []}
+    return {
+        "n": len(names),
+        "mean_a": fa,
+        "mean_b": fb,
+        "diff": fb - fa,
+        "ci95": [low, high],
+        "p": p,
+        "higher_is_better": True,
+        "b_better": None,
+        "b_worse": None,
+        "unchanged": None,
+        "largest_changes": [],
+    }
 
 
-def compare_reports(a: str | Path | PerImage, b: str | Path | PerImage, resamples: int = 10_000,
-                    seed: int = 0, tie: float = 0.005, top: int = 5) -> dict[str, Any]:
+def compare_reports(
+    a: str | Path | PerImage,
+    b: str | Path | PerImage,
+    resamples: int = 10_000,
+    seed: int = 0,
+    tie: float = 0.005,
+    top: int = 5,
+) -> dict[str, Any]:
     """Paired comparison of two per-image reports (module docstring). Differences are B - A; `tie`:
     |change| at most this counts as unchanged (in the metric's unit; BER: tie x 100). Legacy NaN
     values drop that image from that metric only."""
@@ -169,9 +192,15 @@ def compare_reports(a: str | Path | PerImage, b: str | Path | PerImage, resample
     if not common:
         raise DataError(f"{ra.path} and {rb.path} share no image names: were they made on the same images?")
     out: dict[str, Any] = {
-        "a": str(ra.path), "b": str(rb.path), "n_a": len(ra.rows), "n_b": len(rb.rows),
-        "n_common": len(common), "only_in_a": [n for n in ra.rows if n not in rb.rows],
-        "only_in_b": [n for n in rb.rows if n not in ra.rows], "resamples": resamples, "seed": seed,
+        "a": str(ra.path),
+        "b": str(rb.path),
+        "n_a": len(ra.rows),
+        "n_b": len(rb.rows),
+        "n_common": len(common),
+        "only_in_a": [n for n in ra.rows if n not in rb.rows],
+        "only_in_b": [n for n in rb.rows if n not in ra.rows],
+        "resamples": resamples,
+        "seed": seed,
         "tie": tie,
     }
     results: dict[str, dict[str, Any]] = {}
@@ -195,12 +224,21 @@ def compare_reports(a: str | Path | PerImage, b: str | Path | PerImage, resample
         gain = diff if higher else -diff  # > 0: B is better on that image
         t = tie * (100.0 if m == "ber" else 1.0)
         order = np.argsort(diff, kind="stable")
-        movers = [{"name": names[i], "a": float(va[i]), "b": float(vb[i]), "change": float(diff[i])}
-                  for i in (list(order[:top]) + list(order[::-1][:top])) if diff[i] != 0.0]
+        movers = [
+            {"name": names[i], "a": float(va[i]), "b": float(vb[i]), "change": float(diff[i])}
+            for i in (list(order[:top]) + list(order[::-1][:top]))
+            if diff[i] != 0.0
+        ]
         results[m] = {
-            "n": int(va.size), "mean_a": float(va.mean()), "mean_b": float(vb.mean()),
-            "diff": float(diff.mean()), "ci95": [low, high], "p": p, "higher_is_better": higher,
-            "b_better": int(np.sum(gain > t)), "b_worse": int(np.sum(gain < -t)),
+            "n": int(va.size),
+            "mean_a": float(va.mean()),
+            "mean_b": float(vb.mean()),
+            "diff": float(diff.mean()),
+            "ci95": [low, high],
+            "p": p,
+            "higher_is_better": higher,
+            "b_better": int(np.sum(gain > t)),
+            "b_worse": int(np.sum(gain < -t)),
             "unchanged": int(np.sum(np.abs(gain) <= t)),
             "largest_changes": sorted({d["name"]: d for d in movers}.values(), key=lambda d: d["change"]),
         }
@@ -219,26 +257,44 @@ def verdict(m: str, r: dict[str, Any]) -> str:
 
 def format_comparison(result: dict[str, Any]) -> str:
     """The printed table of `compare_reports`."""
-    lines = [f"A: {result['a']} ({result['n_a']} images)", f"B: {result['b']} ({result['n_b']} images)",
-             f"{result['n_common']} images in both"
-             + (f"; {len(result['only_in_a'])} only in A, {len(result['only_in_b'])} only in B"
-                if result["only_in_a"] or result["only_in_b"] else ""), ""]
+    lines = [
+        f"A: {result['a']} ({result['n_a']} images)",
+        f"B: {result['b']} ({result['n_b']} images)",
+        f"{result['n_common']} images in both"
+        + (
+            f"; {len(result['only_in_a'])} only in A, {len(result['only_in_b'])} only in B"
+            if result["only_in_a"] or result["only_in_b"]
+            else ""
+        ),
+        "",
+    ]
     header = ("metric", "A", "B", "B - A", "95% CI (paired bootstrap)", "B better/worse/same")
     rows = []
     for m, r in result["metrics"].items():
         digits = 2 if m == "ber" else 4
         low, high = r["ci95"]
-        rows.append((LABELS[m], f"{r['mean_a']:.{digits}f}", f"{r['mean_b']:.{digits}f}",
-                     f"{r['diff']:+.{digits}f}", f"[{low:+.{digits}f}, {high:+.{digits}f}]",
-                     "-" if r["b_better"] is None else f"{r['b_better']}/{r['b_worse']}/{r['unchanged']}"))
+        rows.append(
+            (
+                LABELS[m],
+                f"{r['mean_a']:.{digits}f}",
+                f"{r['mean_b']:.{digits}f}",
+                f"{r['diff']:+.{digits}f}",
+                f"[{low:+.{digits}f}, {high:+.{digits}f}]",
+                "-" if r["b_better"] is None else f"{r['b_better']}/{r['b_worse']}/{r['unchanged']}",
+            )
+        )
     widths = [max(len(str(x[i])) for x in [header, *rows]) for i in range(len(header))]
     lines.append("  ".join(f"{h:<{w}}" for h, w in zip(header, widths)).rstrip())
     lines.extend("  ".join(f"{c:<{w}}" for c, w in zip(row, widths)).rstrip() for row in rows)
-    lines.append(f"(B - A per image, mean over images; {result['resamples']} resamples, seed {result['seed']}; "
-                 f"same = within {result['tie']:g}, BER within {result['tie'] * 100:g})")
+    lines.append(
+        f"(B - A per image, mean over images; {result['resamples']} resamples, seed {result['seed']}; "
+        f"same = within {result['tie']:g}, BER within {result['tie'] * 100:g})"
+    )
     if result.get("fbeta_missing"):
-        lines.append(f"(no F-beta: {' and '.join(result['fbeta_missing'])} missing; reports written by this "
-                     "version keep the per-image curves it needs)")
+        lines.append(
+            f"(no F-beta: {' and '.join(result['fbeta_missing'])} missing; reports written by this "
+            "version keep the per-image curves it needs)"
+        )
     else:
         lines.append("(F-beta is a dataset-level number: resampled as a whole, no per-image counts)")
     lines.append("")
@@ -247,8 +303,9 @@ def format_comparison(result: dict[str, Any]) -> str:
     if iou and iou["largest_changes"]:
         lines.append("")
         lines.append("largest IoU changes (A -> B):")
-        lines.extend(f"  {d['name']}: {d['a']:.3f} -> {d['b']:.3f} ({d['change']:+.3f})"
-                     for d in iou["largest_changes"])
+        lines.extend(
+            f"  {d['name']}: {d['a']:.3f} -> {d['b']:.3f} ({d['change']:+.3f})" for d in iou["largest_changes"]
+        )
     return "\n".join(lines)
 
 
@@ -260,8 +317,14 @@ def short_label(path: str | Path) -> str:
     return "/".join(p.parts[-2:])
 
 
-def plot_comparison(a: PerImage, b: PerImage, path: str | Path, labels: Optional[Sequence[str]] = None,
-                    metric: str = "iou", tie: float = 0.005) -> Path:
+def plot_comparison(
+    a: PerImage,
+    b: PerImage,
+    path: str | Path,
+    labels: Optional[Sequence[str]] = None,
+    metric: str = "iou",
+    tie: float = 0.005,
+) -> Path:
     """Per-image `metric` of B against A (one dot per image in both, the diagonal = no change), coloured
     as `compare_reports` counts them: better, worse, or within `tie`."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -282,8 +345,11 @@ def plot_comparison(a: PerImage, b: PerImage, path: str | Path, labels: Optional
     ax = fig.subplots()
     hi = 1.0 if metric != "ber" else max(100.0, float(np.nanmax(np.r_[va, vb])))
     ax.plot([0, hi], [0, hi], color="0.6", lw=1, zorder=0)
-    for sel, color, what in ((gain > t, "tab:green", "B better"), (gain < -t, "tab:red", "B worse"),
-                             (np.abs(gain) <= t, "0.45", f"same (within {t:g})")):
+    for sel, color, what in (
+        (gain > t, "tab:green", "B better"),
+        (gain < -t, "tab:red", "B worse"),
+        (np.abs(gain) <= t, "0.45", f"same (within {t:g})"),
+    ):
         ax.scatter(va[sel], vb[sel], s=16, color=color, label=f"{what} ({int(sel.sum())})")
     ax.set_xlim(0, hi)
     ax.set_ylim(0, hi)
@@ -291,16 +357,23 @@ def plot_comparison(a: PerImage, b: PerImage, path: str | Path, labels: Optional
     ax.set_xlabel(f"{LABELS[metric]} per image, A: {la}", fontsize=8)
     ax.set_ylabel(f"{LABELS[metric]} per image, B: {lb}", fontsize=8)
     ax.legend(loc="lower right", fontsize=8)
-    ax.set_title(f"{len(names)} images: mean {LABELS[metric]} {np.nanmean(va):.4f} (A) vs "
-                 f"{np.nanmean(vb):.4f} (B)", fontsize=9)
+    ax.set_title(
+        f"{len(names)} images: mean {LABELS[metric]} {np.nanmean(va):.4f} (A) vs {np.nanmean(vb):.4f} (B)", fontsize=9
+    )
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format=fmt)
     return atomic_write_bytes(path, buf.getvalue())
 
 
-def run_compare(a: str | Path, b: str | Path, resamples: int = 10_000, seed: int = 0, tie: float = 0.005,
-                plot: Optional[str | Path] = None) -> tuple[dict[str, Any], str]:
+def run_compare(
+    a: str | Path,
+    b: str | Path,
+    resamples: int = 10_000,
+    seed: int = 0,
+    tie: float = 0.005,
+    plot: Optional[str | Path] = None,
+) -> tuple[dict[str, Any], str]:
     """The `glassgem compare` job: (result, printed text); writes the plot when asked."""
     if resamples < 100:
         raise ConfigError(f"--resamples must be at least 100, got {resamples}")

@@ -4,6 +4,7 @@ Test protocol of the original: squash each image to size x size (aspect not kept
 2-class semantic scores, resize them bilinearly back to the original size, predict glass where the
 glass score beats the background score, and score with IoU / max F-beta / MAE / BER per image.
 """
+
 from __future__ import annotations
 
 from functools import partial
@@ -47,7 +48,8 @@ def iterate_predictions(
     `tta`: average with the mirrored images' mirrored scores (inference/protocol.flip_averaged)."""
     device = device or next(model.parameters()).device
     loader = DataLoader(  # worker processes: at most one per core beside this one (threads.loader_workers)
-        GlassDataset(list(pairs), TestTransform(size)), batch_size=batch_size,
+        GlassDataset(list(pairs), TestTransform(size)),
+        batch_size=batch_size,
         num_workers=loader_workers(num_workers),
         collate_fn=_collate,
     )

@@ -4,6 +4,7 @@ Predictions pair with ground-truth masks by file stem; a prediction at another s
 `resize_pred` (then `resize_map`: nearest for binary maps, bilinear as GEM resizes its scores for soft ones).
 Files are decoded in a thread pool a bounded number of pairs ahead; the metrics are metrics.py's.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -27,8 +28,7 @@ def _mask_files(folder: Path, what: str) -> dict[str, Path]:
             by_stem.setdefault(f.stem, []).append(f)
     dup = [v for v in by_stem.values() if len(v) > 1]
     if dup:
-        raise DataError(f"{folder}: several {what} files share a name stem, e.g. "
-                        + ", ".join(p.name for p in dup[0]))
+        raise DataError(f"{folder}: several {what} files share a name stem, e.g. " + ", ".join(p.name for p in dup[0]))
     return {stem: v[0] for stem, v in by_stem.items()}
 
 
@@ -46,8 +46,10 @@ def pair_files(pred_dir: str | Path, gt_dir: str | Path) -> tuple[list[tuple[Pat
     missing = [gts[s].name for s in gts if s not in preds]
     if missing:
         shown = ", ".join(missing[:10]) + (f" and {len(missing) - 10} more" if len(missing) > 10 else "")
-        raise DataError(f"{pred_dir}: no prediction for {len(missing)} of {len(gts)} ground-truth masks "
-                        f"in {gt_dir}: {shown} (predictions pair with masks by file stem)")
+        raise DataError(
+            f"{pred_dir}: no prediction for {len(missing)} of {len(gts)} ground-truth masks "
+            f"in {gt_dir}: {shown} (predictions pair with masks by file stem)"
+        )
     extra = [p for s, p in preds.items() if s not in gts]
     return [(preds[s], gts[s]) for s in gts], extra
 
@@ -96,9 +98,11 @@ def _pair_maps(pred_path: Path, gt_path: Path, legacy: bool, resize_pred: bool) 
     pred = load_prediction(pred_path)
     if pred.shape != gt.shape[:2]:
         if not resize_pred:
-            raise DataError(f"size mismatch: prediction {pred_path} is {pred.shape[1]}x{pred.shape[0]} (WxH) "
-                            f"but ground truth {gt_path} is {gt.shape[1]}x{gt.shape[0]}; resize predictions "
-                            "to the ground-truth size (--resize-pred)")
+            raise DataError(
+                f"size mismatch: prediction {pred_path} is {pred.shape[1]}x{pred.shape[0]} (WxH) "
+                f"but ground truth {gt_path} is {gt.shape[1]}x{gt.shape[0]}; resize predictions "
+                "to the ground-truth size (--resize-pred)"
+            )
         pred = resize_map(pred, gt.shape[:2])
     return pred, gt
 
@@ -115,8 +119,15 @@ def _pair_picture(pred_path: Path, gt_path: Path, resize_pred: bool) -> np.ndarr
     return error_overlay(None, hard, gt)
 
 
-def evaluate_pairs(pairs: list[tuple[Path, Path]], *, legacy: bool = False, resize_pred: bool = False,
-                   workers: int | None = None, progress: bool = True, report: Any = None) -> dict[str, Any]:
+def evaluate_pairs(
+    pairs: list[tuple[Path, Path]],
+    *,
+    legacy: bool = False,
+    resize_pred: bool = False,
+    workers: int | None = None,
+    progress: bool = True,
+    report: Any = None,
+) -> dict[str, Any]:
     """Score (prediction file, GT file) pairs; returns `GlassMetrics.compute()`.
 
     Files are decoded in a thread pool (PIL and most of numpy release the GIL) a bounded number of
@@ -139,10 +150,14 @@ def evaluate_pairs(pairs: list[tuple[Path, Path]], *, legacy: bool = False, resi
     metrics = GlassMetrics(legacy=legacy)
     todo = iter(pairs)
     done = 0  # pairs scored so far; results come back in the order of `pairs`
-    with ThreadPoolExecutor(max_workers=workers) as pool, \
-            tqdm(total=len(pairs), unit="img", desc="evaluate", disable=not progress) as bar:
-        ahead = deque(pool.submit(_pair_stats, p, g, legacy, resize_pred)
-                      for p, g in (next(todo) for _ in range(min(2 * workers, len(pairs)))))
+    with (
+        ThreadPoolExecutor(max_workers=workers) as pool,
+        tqdm(total=len(pairs), unit="img", desc="evaluate", disable=not progress) as bar,
+    ):
+        ahead = deque(
+            pool.submit(_pair_stats, p, g, legacy, resize_pred)
+            for p, g in (next(todo) for _ in range(min(2 * workers, len(pairs))))
+        )
         try:
             while ahead:
                 stats = ahead.popleft().result()

@@ -35,6 +35,7 @@ for masks that are not clean 0/1 or 0/255.
 Memory is constant in the number of images: the accumulator keeps per-threshold precision and recall
 sums, not per-image curves. Folders of mask files (`glassgem evaluate-masks`): mask_eval.py.
 """
+
 from __future__ import annotations
 
 import math
@@ -57,6 +58,7 @@ _DELTA_F32 = 1e-4  # float32(k/255) is within 8e-6 bins of k (float16 rounding i
 
 class ImageStats(NamedTuple):
     """Everything the accumulator needs from one image (a few KB, independent of the image size)."""
+
     hist: np.ndarray  # (2, 256) int64: pixels per prediction bin; row 0 = background GT, row 1 = glass GT
     tp: int  # counts at the pred >= 0.5 binarisation
     fp: int
@@ -93,8 +95,10 @@ def prediction_levels(pred: np.ndarray, name: str | None = None) -> tuple[np.nda
     if a.dtype.kind in "ui":
         lo, hi = int(a.min()), int(a.max())
         if lo < 0 or hi > 255:
-            raise DataError(f"{_where(name)}integer prediction values must lie in 0..255 (or 0/1), "
-                            f"got {lo}..{hi}; pass a float map in [0, 1] instead")
+            raise DataError(
+                f"{_where(name)}integer prediction values must lie in 0..255 (or 0/1), "
+                f"got {lo}..{hi}; pass a float map in [0, 1] instead"
+            )
         a8 = a.astype(np.uint8, copy=False)
         return (a8 * np.uint8(255) if hi <= 1 else a8), None  # max <= 1: a binary 0/1 map
     if a.dtype.kind != "f":
@@ -147,8 +151,10 @@ def image_stats(pred: Any, gt: Any, *, legacy: bool = False, name: str | None = 
         raise DataError(f"{_where(name)}ground truth must be a 2-D mask, got shape {gt_raw.shape}")
     bins, soft = prediction_levels(pred, name)
     if bins.shape != gt_raw.shape[:2]:
-        raise DataError(f"{_where(name)}prediction is {bins.shape[1]}x{bins.shape[0]} (WxH) but the ground "
-                        f"truth is {gt_raw.shape[1]}x{gt_raw.shape[0]}")
+        raise DataError(
+            f"{_where(name)}prediction is {bins.shape[1]}x{bins.shape[0]} (WxH) but the ground "
+            f"truth is {gt_raw.shape[1]}x{gt_raw.shape[0]}"
+        )
     glass = mask_to_binary(gt_raw)  # (H, W) uint8 {0, 1}
 
     if soft is None and _only_0_255(bins):
@@ -181,6 +187,7 @@ def image_stats(pred: Any, gt: Any, *, legacy: bool = False, name: str | None = 
 
 class ImageScore(NamedTuple):
     """One image's own numbers (what `GlassMetrics.add` returns; a per-image report's row)."""
+
     iou: float  # NaN only in legacy mode, for an image with neither glass nor predicted glass
     mae: float
     ber: float  # percent; NaN only in legacy mode, for an image without glass or all glass
@@ -198,6 +205,7 @@ class GlassMetrics:
     Keeps sums only (two 256-float arrays and a few scalars), so memory does not grow with the number
     of images; `merge` adds another accumulator's sums (e.g. from another process or worker).
     """
+
     def __init__(self, legacy: bool = False) -> None:
         self.legacy = legacy
         self.n_images = 0
@@ -226,8 +234,7 @@ class GlassMetrics:
         recall = (tp_t + EPS) / (n_glass + EPS)
         self.precision_sum += precision
         self.recall_sum += recall
-        score = ImageScore(self._iou(s), s.abs_err / n, self._ber(s), n_glass / n, (s.tp + s.fp) / n,
-                           precision, recall)
+        score = ImageScore(self._iou(s), s.abs_err / n, self._ber(s), n_glass / n, (s.tp + s.fp) / n, precision, recall)
         self.mae_sum += score.mae
         self.iou_sum += score.iou
         self.ber_sum += score.ber
@@ -310,18 +317,31 @@ def format_table(results: dict[str, Any]) -> str:
     ]
     if "area_ratio" in results:
         ratio = results["area_ratio"]
-        rows.append(("glass area, pred / true", "-" if math.isnan(ratio) else f"{ratio:.2f}",
-                     f"{results['pred_fraction']:.3f} / {results['true_fraction']:.3f} of the pixels"))
+        rows.append(
+            (
+                "glass area, pred / true",
+                "-" if math.isnan(ratio) else f"{ratio:.2f}",
+                f"{results['pred_fraction']:.3f} / {results['true_fraction']:.3f} of the pixels",
+            )
+        )
         if 0 < results["n_with_glass"] < results["n_images"]:
-            rows.append(("IoU, photos with glass", f"{results['iou_with_glass']:.4f}",
-                         f"{results['n_with_glass']} photos; glass area pred / true "
-                         f"{results['area_ratio_with_glass']:.2f}"))
+            rows.append(
+                (
+                    "IoU, photos with glass",
+                    f"{results['iou_with_glass']:.4f}",
+                    f"{results['n_with_glass']} photos; glass area pred / true {results['area_ratio_with_glass']:.2f}",
+                )
+            )
     w0 = max(len(r[0]) for r in rows)
     w1 = max(len(r[1]) for r in rows)
     lines = [f"{'metric':<{w0}}  {'value':>{w1}}", f"{'-' * w0}  {'-' * w1}"]
     lines += [f"{a:<{w0}}  {b:>{w1}}  {c}".rstrip() for a, b, c in rows]
     if results.get("bins"):
-        lines += ["", "by true glass share (IoU and predicted / true glass area per bin):", format_bins(results["bins"])]
+        lines += [
+            "",
+            "by true glass share (IoU and predicted / true glass area per bin):",
+            format_bins(results["bins"]),
+        ]
     return "\n".join(lines)
 
 

@@ -14,6 +14,7 @@
 Memory: only the `worst` lowest-IoU images keep what is needed to draw them (a callable that makes the
 picture when the sheet is written); the others keep their numbers and two 256-value curves (4 KB).
 """
+
 from __future__ import annotations
 
 import csv
@@ -47,8 +48,11 @@ def false_glass_summary(fractions) -> dict[str, Any]:
     fraction), `clean` (photos under CLEAN_BELOW) and `n`. The one definition that `glassgem experiment`,
     the demo and benchmarks/glass_free_check.py report."""
     fractions = [float(f) for f in fractions]
-    return {"false_glass": float(np.mean(fractions)) if fractions else float("nan"),
-            "clean": int(sum(f < CLEAN_BELOW for f in fractions)), "n": len(fractions)}
+    return {
+        "false_glass": float(np.mean(fractions)) if fractions else float("nan"),
+        "clean": int(sum(f < CLEAN_BELOW for f in fractions)),
+        "n": len(fractions),
+    }
 
 
 def _sort_iou(iou: float) -> float:
@@ -58,6 +62,7 @@ def _sort_iou(iou: float) -> float:
 
 class PerImageReport:
     """Collects `ImageScore`s (in order) and the `worst` lowest-IoU images' pictures; `write(dir)`."""
+
     def __init__(self, worst: int = 12) -> None:
         if worst < 0:
             raise ValueError(f"worst must be >= 0, got {worst}")
@@ -93,8 +98,9 @@ class PerImageReport:
         w = csv.writer(buf, lineterminator="\n")
         w.writerow(CSV_COLUMNS)
         for name, s in self.rows:
-            w.writerow([name] + [("nan" if math.isnan(v) else f"{v:.6f}") for v in
-                                 (s.iou, s.mae, s.ber, s.glass, s.predicted)])
+            w.writerow(
+                [name] + [("nan" if math.isnan(v) else f"{v:.6f}") for v in (s.iou, s.mae, s.ber, s.glass, s.predicted)]
+            )
         return buf.getvalue()
 
     def curves(self) -> Optional[bytes]:
@@ -102,9 +108,12 @@ class PerImageReport:
         if not self.rows or any(s.precision is None or s.recall is None for _, s in self.rows):
             return None
         buf = io.BytesIO()
-        np.savez_compressed(buf, names=np.array([name for name, _ in self.rows]),
-                            precision=np.stack([s.precision for _, s in self.rows]).astype(np.float64),
-                            recall=np.stack([s.recall for _, s in self.rows]).astype(np.float64))
+        np.savez_compressed(
+            buf,
+            names=np.array([name for name, _ in self.rows]),
+            precision=np.stack([s.precision for _, s in self.rows]).astype(np.float64),
+            recall=np.stack([s.recall for _, s in self.rows]).astype(np.float64),
+        )
         return buf.getvalue()
 
     def sheet(self) -> Optional[np.ndarray]:
@@ -115,8 +124,11 @@ class PerImageReport:
         cells = [picture() for _, _, picture in worst]
         labels = [f"{name}  IoU {s.iou:.3f}  MAE {s.mae:.3f}" for name, s, _ in worst]
         body = grid(cells, cols=SHEET_COLS, cell=SHEET_CELL, labels=labels)
-        return titled(body, f"{len(worst)} lowest-IoU of {len(self.rows)} images, worst first.  "
-                            "green: glass found   red: false glass   blue: missed glass")
+        return titled(
+            body,
+            f"{len(worst)} lowest-IoU of {len(self.rows)} images, worst first.  "
+            "green: glass found   red: false glass   blue: missed glass",
+        )
 
     def write(self, out_dir: str | Path, results: dict[str, Any]) -> list[Path]:
         """Write per_image.csv, per_image_fbeta.npz, worst.jpg (if any picture was kept) and metrics.json

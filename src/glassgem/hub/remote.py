@@ -9,6 +9,7 @@ Which file: `filename` if given; otherwise the glassgem layout if the repo has o
 checkpoint, else the one the table `PREFERRED` names for a known repo, else an error listing them.
 Offline (HF_HUB_OFFLINE=1, read when called) only the local cache is used: HF_HUB_CACHE, or HF_HOME/hub.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -22,8 +23,13 @@ from urllib.parse import urlparse
 
 from huggingface_hub import HfApi, hf_hub_download, snapshot_download
 from huggingface_hub import constants as hf_constants
-from huggingface_hub.errors import (EntryNotFoundError, HfHubHTTPError, LocalEntryNotFoundError,
-                                    RepositoryNotFoundError, RevisionNotFoundError)
+from huggingface_hub.errors import (
+    EntryNotFoundError,
+    HfHubHTTPError,
+    LocalEntryNotFoundError,
+    RepositoryNotFoundError,
+    RevisionNotFoundError,
+)
 
 from ..errors import CheckpointError
 
@@ -33,8 +39,29 @@ CONFIG_FILE, WEIGHTS_FILE = "config.json", "model.safetensors"  # the glassgem l
 _WEIGHT_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin", ".pkl", ".ckpt")
 # Files of a model repo that are certainly not weights (the rest are candidates: release files need not
 # carry a weights suffix, e.g. one seen as `GEM-Base-S-GSD-20x-IoU.774`).
-_NOT_WEIGHTS = (".md", ".txt", ".json", ".yaml", ".yml", ".py", ".sh", ".toml", ".cfg", ".ipynb", ".png", ".jpg",
-                ".jpeg", ".gif", ".svg", ".pdf", ".zip", ".tar", ".gz", ".onnx", ".csv")
+_NOT_WEIGHTS = (
+    ".md",
+    ".txt",
+    ".json",
+    ".yaml",
+    ".yml",
+    ".py",
+    ".sh",
+    ".toml",
+    ".cfg",
+    ".ipynb",
+    ".png",
+    ".jpg",
+    ".jpeg",
+    ".gif",
+    ".svg",
+    ".pdf",
+    ".zip",
+    ".tar",
+    ".gz",
+    ".onnx",
+    ".csv",
+)
 _PART = r"[A-Za-z0-9][A-Za-z0-9._-]*"
 _REPO = re.compile(rf"^({_PART}/{_PART})(?:@([A-Za-z0-9._/-]+?))?$")
 _HF_URL = re.compile(rf"^({_PART}/{_PART})(?:@([A-Za-z0-9._-]+))?(?:/(.+))?$")
@@ -53,7 +80,7 @@ def parse_hub_ref(name: str | os.PathLike | None) -> tuple[str, str | None, str 
     if not isinstance(name, str):
         return None
     if name.startswith(HUB_PREFIX):
-        m = _HF_URL.match(name[len(HUB_PREFIX):])
+        m = _HF_URL.match(name[len(HUB_PREFIX) :])
         if not m:
             raise CheckpointError(f"{name}: not a Hugging Face Hub reference (hf://owner/name[@revision][/file])")
         return m.group(1), m.group(3), m.group(2)
@@ -66,8 +93,9 @@ def parse_hub_ref(name: str | os.PathLike | None) -> tuple[str, str | None, str 
 def is_offline() -> bool:
     """HF_HUB_OFFLINE (or TRANSFORMERS_OFFLINE) as set now, not only when huggingface_hub was imported."""
     flags = (os.environ.get("HF_HUB_OFFLINE"), os.environ.get("TRANSFORMERS_OFFLINE"))
-    return any(f and f.strip().lower() in {"1", "on", "yes", "true"} for f in flags) or \
-        bool(getattr(hf_constants, "HF_HUB_OFFLINE", False))
+    return any(f and f.strip().lower() in {"1", "on", "yes", "true"} for f in flags) or bool(
+        getattr(hf_constants, "HF_HUB_OFFLINE", False)
+    )
 
 
 def cache_dir() -> str:
@@ -97,24 +125,33 @@ def choose_file(repo_id: str, files: list[str]) -> str:
     if len(preferred) == 1:
         return preferred[0]
     if not candidates:
-        raise CheckpointError(f"{repo_id}: no weights file in this Hugging Face Hub repo (files: "
-                              f"{', '.join(sorted(files)) or 'none'})")
-    raise CheckpointError(f"{repo_id}: {len(candidates)} checkpoints in this Hugging Face Hub repo "
-                          f"({', '.join(candidates)}); pick one: GEM.from_pretrained({repo_id!r}, filename=...) "
-                          f"or --weights hf://{repo_id}/<file>")
+        raise CheckpointError(
+            f"{repo_id}: no weights file in this Hugging Face Hub repo (files: {', '.join(sorted(files)) or 'none'})"
+        )
+    raise CheckpointError(
+        f"{repo_id}: {len(candidates)} checkpoints in this Hugging Face Hub repo "
+        f"({', '.join(candidates)}); pick one: GEM.from_pretrained({repo_id!r}, filename=...) "
+        f"or --weights hf://{repo_id}/<file>"
+    )
 
 
 def _where(repo_id: str, revision: str | None) -> str:
     return repo_id + (f"@{revision}" if revision else "")
 
 
-def _not_cached(repo_id: str, revision: str | None, cache: str, offline: bool, what: str = "",
-                unreachable: str = "") -> CheckpointError:
-    why = "the machine is offline (HF_HUB_OFFLINE)" if offline else \
-        f"the Hub could not be reached{f' ({unreachable})' if unreachable else ''}"
-    return CheckpointError(f"{_where(repo_id, revision)}: {what or 'not a local path, and this Hugging Face Hub repo'}"
-                           f" is not in the local cache ({cache}) and {why}; download it once online or pass a "
-                           f"local path")
+def _not_cached(
+    repo_id: str, revision: str | None, cache: str, offline: bool, what: str = "", unreachable: str = ""
+) -> CheckpointError:
+    why = (
+        "the machine is offline (HF_HUB_OFFLINE)"
+        if offline
+        else f"the Hub could not be reached{f' ({unreachable})' if unreachable else ''}"
+    )
+    return CheckpointError(
+        f"{_where(repo_id, revision)}: {what or 'not a local path, and this Hugging Face Hub repo'}"
+        f" is not in the local cache ({cache}) and {why}; download it once online or pass a "
+        f"local path"
+    )
 
 
 def unreachable_reason() -> str:
@@ -141,16 +178,19 @@ def _hub_quiet() -> Iterator[None]:
         hub_logger.setLevel(level)
 
 
-def _repo_files(repo_id: str, revision: str | None, cache: str, offline: bool,
-                unreachable: str) -> tuple[list[str], bool]:
+def _repo_files(
+    repo_id: str, revision: str | None, cache: str, offline: bool, unreachable: str
+) -> tuple[list[str], bool]:
     """(paths of the repo's files, whether only the cache can be used). Online: the Hub's listing;
     offline or unreachable: the files of the cached snapshot."""
     if not offline and not unreachable:
         try:
             return HfApi().list_repo_files(repo_id, revision=revision), False
         except (RepositoryNotFoundError, RevisionNotFoundError) as e:
-            raise CheckpointError(f"{_where(repo_id, revision)}: not a local path, and not a Hugging Face Hub "
-                                  f"repo (or revision) that can be read ({type(e).__name__})") from None
+            raise CheckpointError(
+                f"{_where(repo_id, revision)}: not a local path, and not a Hugging Face Hub "
+                f"repo (or revision) that can be read ({type(e).__name__})"
+            ) from None
         except Exception as e:  # no network, a proxy, the Hub down (httpx errors are not OSErrors): the cache
             unreachable = type(e).__name__
     try:
@@ -161,22 +201,35 @@ def _repo_files(repo_id: str, revision: str | None, cache: str, offline: bool,
     return files, True
 
 
-def _fetch(repo_id: str, filename: str, revision: str | None, cache: str, local_only: bool, offline: bool,
-           unreachable: str) -> Path:
+def _fetch(
+    repo_id: str, filename: str, revision: str | None, cache: str, local_only: bool, offline: bool, unreachable: str
+) -> Path:
     try:
-        return Path(hf_hub_download(repo_id, filename, revision=revision, cache_dir=cache,
-                                    local_files_only=local_only, library_name="glassgem"))
+        return Path(
+            hf_hub_download(
+                repo_id,
+                filename,
+                revision=revision,
+                cache_dir=cache,
+                local_files_only=local_only,
+                library_name="glassgem",
+            )
+        )
     except LocalEntryNotFoundError:
         raise _not_cached(repo_id, revision, cache, offline, filename, unreachable) from None
     except EntryNotFoundError:
-        raise CheckpointError(f"{_where(repo_id, revision)}: no file {filename!r} in this Hugging Face Hub repo") \
-            from None
+        raise CheckpointError(
+            f"{_where(repo_id, revision)}: no file {filename!r} in this Hugging Face Hub repo"
+        ) from None
     except (RepositoryNotFoundError, RevisionNotFoundError) as e:
-        raise CheckpointError(f"{_where(repo_id, revision)}: not a Hugging Face Hub repo (or revision) that can "
-                              f"be read ({type(e).__name__})") from None
+        raise CheckpointError(
+            f"{_where(repo_id, revision)}: not a Hugging Face Hub repo (or revision) that can "
+            f"be read ({type(e).__name__})"
+        ) from None
     except HfHubHTTPError as e:
-        raise CheckpointError(f"{_where(repo_id, revision)}: the Hugging Face Hub refused {filename!r} "
-                              f"({' '.join(str(e).split())[:200]})") from None
+        raise CheckpointError(
+            f"{_where(repo_id, revision)}: the Hugging Face Hub refused {filename!r} ({' '.join(str(e).split())[:200]})"
+        ) from None
 
 
 def download(repo_id: str, filename: str | None = None, revision: str | None = None) -> Path:
@@ -200,15 +253,30 @@ def download(repo_id: str, filename: str | None = None, revision: str | None = N
     return path
 
 
-def push_folder(folder: str | Path, repo_id: str, commit_message: str = "Upload GEM model",
-                private: bool | None = None, token: str | None = None, revision: str | None = None,
-                create_pr: bool = False) -> Any:
+def push_folder(
+    folder: str | Path,
+    repo_id: str,
+    commit_message: str = "Upload GEM model",
+    private: bool | None = None,
+    token: str | None = None,
+    revision: str | None = None,
+    create_pr: bool = False,
+) -> Any:
     """Create `repo_id` if needed and upload every file of `folder` in one commit. -> the CommitInfo."""
     api = HfApi(token=token)
     api.create_repo(repo_id, private=private, exist_ok=True)
-    return api.upload_folder(repo_id=repo_id, folder_path=str(folder), commit_message=commit_message,
-                             revision=revision, create_pr=create_pr)
+    return api.upload_folder(
+        repo_id=repo_id, folder_path=str(folder), commit_message=commit_message, revision=revision, create_pr=create_pr
+    )
 
 
-__all__ = ["HUB_PREFIX", "PREFERRED", "cache_dir", "choose_file", "download", "is_offline", "parse_hub_ref",
-           "push_folder"]
+__all__ = [
+    "HUB_PREFIX",
+    "PREFERRED",
+    "cache_dir",
+    "choose_file",
+    "download",
+    "is_offline",
+    "parse_hub_ref",
+    "push_folder",
+]

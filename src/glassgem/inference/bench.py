@@ -4,6 +4,7 @@
 mask upsampling and the class-weighted sum) on random input, after warm-up, in the same process as a
 2048² matmul that calibrates what this machine can do at the chosen dtype.
 """
+
 from __future__ import annotations
 
 import json
@@ -46,8 +47,9 @@ def _time_matmul(n: int, dtype: str, runs: int, device: str) -> float:
     return 2 * n**3 / best / 1e9
 
 
-def matmul_gflops(dtype: str = "fp32", n: int = 2048, runs: int = 5, device: str = "cpu",
-                  max_seconds: float = 5.0) -> tuple[float, int]:
+def matmul_gflops(
+    dtype: str = "fp32", n: int = 2048, runs: int = 5, device: str = "cpu", max_seconds: float = 5.0
+) -> tuple[float, int]:
     """Achieved GFLOP/s of an n×n @ n×n matmul (best of `runs`), the yardstick for model efficiency.
 
     -> (GFLOP/s, n used). On hardware without a fast kernel for `dtype` (bf16 on CPUs without
@@ -87,9 +89,20 @@ def count_flops(model: torch.nn.Module, images: torch.Tensor, dtype: str = "fp32
 RUNTIMES = ("torch", "onnxruntime")
 
 
-def benchmark(model: str | None = None, weights: str | None = None, size: int = 384, threads: int | None = None,
-              dtype: str = "fp32", batch: int = 1, runs: int = 10, warmup: int = 3, device: str = "cpu",
-              runtime: str = "torch", onnx: str | None = None, eager: bool = False) -> dict[str, Any]:
+def benchmark(
+    model: str | None = None,
+    weights: str | None = None,
+    size: int = 384,
+    threads: int | None = None,
+    dtype: str = "fp32",
+    batch: int = 1,
+    runs: int = 10,
+    warmup: int = 3,
+    device: str = "cpu",
+    runtime: str = "torch",
+    onnx: str | None = None,
+    eager: bool = False,
+) -> dict[str, Any]:
     """Time `runs` calls after `warmup` calls; returns latencies (ms), FLOPs and efficiency figures.
     The model: `weights` if given, else a random-weight `model` preset if given, else the shipped model.
 
@@ -136,8 +149,17 @@ def _time_calls(fn, runs: int, warmup: int, device: str = "cpu") -> tuple[list[f
     return times, cpu_times
 
 
-def _run(model: str | None, weights: str | None, size: int, dtype: str, batch: int, runs: int, warmup: int,
-         device: str, eager: bool = False) -> dict[str, Any]:
+def _run(
+    model: str | None,
+    weights: str | None,
+    size: int,
+    dtype: str,
+    batch: int,
+    runs: int,
+    warmup: int,
+    device: str,
+    eager: bool = False,
+) -> dict[str, Any]:
     net = GEM.from_pretrained(weights) if weights or model is None else GEM.from_config(model)
     net = net.to(device).eval().fuse_for_inference(graphs=False if eager else None)
     if net._graphs is not None:
@@ -155,15 +177,25 @@ def _run(model: str | None, weights: str | None, size: int, dtype: str, batch: i
     return result
 
 
-def _run_onnx(model: str | None, weights: str | None, onnx: str | None, size: int, batch: int, runs: int, warmup: int,
-              threads: int | None) -> dict[str, Any]:
+def _run_onnx(
+    model: str | None,
+    weights: str | None,
+    onnx: str | None,
+    size: int,
+    batch: int,
+    runs: int,
+    warmup: int,
+    threads: int | None,
+) -> dict[str, Any]:
     net = None  # the model whose FLOPs are counted: the exported one, or built from the file's config
     with tempfile.TemporaryDirectory(prefix="glassgem-bench-") as tmp:
         if onnx is None:
             net = GEM.from_pretrained(weights) if weights or model is None else GEM.from_config(model)
             onnx_path = str(Path(tmp) / "model.onnx")
-            print(f"exporting {net.cfg.name} at {size}x{size} to ONNX for the benchmark (verified against PyTorch) ...",
-                  flush=True)
+            print(
+                f"exporting {net.cfg.name} at {size}x{size} to ONNX for the benchmark (verified against PyTorch) ...",
+                flush=True,
+            )
             export_onnx(net.eval(), onnx_path, size=size, dynamic_batch=batch > 1)
         else:
             onnx_path = onnx
@@ -185,16 +217,36 @@ def _run_onnx(model: str | None, weights: str | None, onnx: str | None, size: in
     return result
 
 
-def _summary(name: str, weights: str | None, size: int, batch: int, dtype: str, device: str, runs: int,
-             times: list[float], cpu_times: list[float], flops: int, load_before: float | None) -> dict[str, Any]:
+def _summary(
+    name: str,
+    weights: str | None,
+    size: int,
+    batch: int,
+    dtype: str,
+    device: str,
+    runs: int,
+    times: list[float],
+    cpu_times: list[float],
+    flops: int,
+    load_before: float | None,
+) -> dict[str, Any]:
     times_ms = sorted(1000 * t for t in times)
     median = statistics.median(times_ms)
     achieved = flops / (median / 1000) / 1e9
     result: dict[str, Any] = {
-        "model": name, "weights": weights, "size": size, "batch": batch, "dtype": dtype, "device": device,
-        "threads": torch.get_num_threads(), "runs": runs,
-        "median_ms": median, "p90_ms": times_ms[min(len(times_ms) - 1, int(round(0.9 * (len(times_ms) - 1))))],
-        "min_ms": times_ms[0], "gflops": flops / 1e9, "achieved_gflops_per_s": achieved,
+        "model": name,
+        "weights": weights,
+        "size": size,
+        "batch": batch,
+        "dtype": dtype,
+        "device": device,
+        "threads": torch.get_num_threads(),
+        "runs": runs,
+        "median_ms": median,
+        "p90_ms": times_ms[min(len(times_ms) - 1, int(round(0.9 * (len(times_ms) - 1))))],
+        "min_ms": times_ms[0],
+        "gflops": flops / 1e9,
+        "achieved_gflops_per_s": achieved,
         # CPU seconds this process spent per run (all threads): on a busy machine, with 1 thread, this is
         # close to the quiet-machine latency while wall-clock time is not
         "median_cpu_ms": statistics.median(1000 * c for c in cpu_times),
@@ -235,4 +287,13 @@ def write_json(result: dict[str, Any], path: str | Path) -> None:
     atomic_write_text(path, json.dumps(result, indent=2) + "\n")
 
 
-__all__ = ["DTYPES", "RUNTIMES", "benchmark", "count_flops", "format_report", "matmul_gflops", "native_bf16", "write_json"]
+__all__ = [
+    "DTYPES",
+    "RUNTIMES",
+    "benchmark",
+    "count_flops",
+    "format_report",
+    "matmul_gflops",
+    "native_bf16",
+    "write_json",
+]

@@ -28,6 +28,7 @@ onnxruntime's TopK takes the lower index first and torch.topk promises no order;
 float rounding (~1e-7 with random weights), any two runtimes may order them differently. Such an image's
 scores then differ by ~1e-2 instead of ~1e-5. The check input is chosen to avoid this (`check_inputs`).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -64,9 +65,11 @@ META_DYNAMIC_BATCH = "glassgem.dynamic_batch"  # "true" | "false"
 META_DIFF = "glassgem.verified_max_abs_diff"
 META_TORCH = "glassgem.torch_version"
 META_OUTPUT = "glassgem.output"
-OUTPUT_DOC = ("scores float32 [B,2,H,W]: background, glass (sums over queries of class probability x mask "
-              "probability, box-smoothed per the config's score_smoothing, as GEM.semantic_scores); argmax over "
-              "dim 1 is the glass map")
+OUTPUT_DOC = (
+    "scores float32 [B,2,H,W]: background, glass (sums over queries of class probability x mask "
+    "probability, box-smoothed per the config's score_smoothing, as GEM.semantic_scores); argmax over "
+    "dim 1 is the glass map"
+)
 
 
 class ExportVerificationError(GlassgemError):
@@ -89,13 +92,18 @@ class ExportReport:
     def line(self) -> str:
         h, w = self.input_size
         batch = "dynamic batch" if self.dynamic_batch else "batch 1"
-        check = ("not verified" if self.max_abs_diff is None else
-                 f"onnxruntime vs PyTorch: max abs diff {self.max_abs_diff:.2e}, "
-                 f"same class on {self.argmax_agreement:.4%} of pixels")
+        check = (
+            "not verified"
+            if self.max_abs_diff is None
+            else f"onnxruntime vs PyTorch: max abs diff {self.max_abs_diff:.2e}, "
+            f"same class on {self.argmax_agreement:.4%} of pixels"
+        )
         if self.int8_agreement is not None:
             check += f"; quantized to int8: same class as PyTorch on {self.int8_agreement:.2%} of pixels"
-        return (f"wrote {self.path} ({self.size_bytes / 2**20:.1f} MiB, {h}x{w}, {batch}, opset {self.opset}, "
-                f"{self.precision}) in {self.seconds:.0f} s; {check}")
+        return (
+            f"wrote {self.path} ({self.size_bytes / 2**20:.1f} MiB, {h}x{w}, {batch}, opset {self.opset}, "
+            f"{self.precision}) in {self.seconds:.0f} s; {check}"
+        )
 
 
 class SemanticScores(nn.Module):
@@ -113,8 +121,9 @@ class SemanticScores(nn.Module):
     def forward(self, images: Tensor) -> Tensor:
         out = self.model(images)
         smoothing = getattr(getattr(self.model, "cfg", None), "score_smoothing", 0.0)
-        return semantic_scores_from_queries(out["pred_logits"], out["pred_masks"], tuple(images.shape[-2:]),
-                                            smoothing, tiled=False)
+        return semantic_scores_from_queries(
+            out["pred_logits"], out["pred_masks"], tuple(images.shape[-2:]), smoothing, tiled=False
+        )
 
 
 def parse_size(size: int | str | tuple[int, int] | None, default: int) -> tuple[int, int]:
@@ -147,8 +156,9 @@ def _use_export_forms(model: nn.Module) -> None:
             m.fused_attn = False
 
 
-def check_inputs(model: nn.Module, hw: tuple[int, int], batch: int, seed: int = 0,
-                 pool: int = 4) -> tuple[Tensor, Tensor, float]:
+def check_inputs(
+    model: nn.Module, hw: tuple[int, int], batch: int, seed: int = 0, pool: int = 4
+) -> tuple[Tensor, Tensor, float]:
     """Random images 0..255 to trace and verify on, PyTorch's scores for them, and their DQS ranking gap.
 
     DQS keeps the k positions with the highest max-softmax score, in rank order, and each rank has its own
@@ -159,8 +169,11 @@ def check_inputs(model: nn.Module, hw: tuple[int, int], batch: int, seed: int = 
     images = torch.rand(max(pool, batch), 3, *hw, generator=torch.Generator().manual_seed(seed)) * 255.0
     gaps: list[Tensor] = []
     dqs = getattr(model, "query_selection", None)
-    hook = None if dqs is None else dqs.register_forward_hook(
-        lambda mod, args, out: gaps.append(_rank_gaps(out.scores, mod.num_queries)))
+    hook = (
+        None
+        if dqs is None
+        else dqs.register_forward_hook(lambda mod, args, out: gaps.append(_rank_gaps(out.scores, mod.num_queries)))
+    )
     try:
         with torch.no_grad():
             scores = model.semantic_scores(images)  # also raises the model's own clear errors (size, queries)
@@ -199,14 +212,25 @@ def _trace(model: nn.Module, example: Tensor, opset: int, dynamic_batch: bool, o
         import onnx  # noqa: F401
         import onnxscript  # noqa: F401
     except ImportError as e:
-        raise GlassgemError(f"ONNX export needs onnx and onnxscript ({e}): pip install -e '.[export]' in your glassgem clone (or pip install onnx onnxscript)") from None
+        raise GlassgemError(
+            f"ONNX export needs onnx and onnxscript ({e}): pip install -e '.[export]' in your glassgem clone (or pip install onnx onnxscript)"
+        ) from None
     dynamic = {"images": {0: torch.export.Dim("batch", min=1, max=4096)}} if dynamic_batch else None
     with _quiet():
         try:
             program = torch.onnx.export(
-                SemanticScores(model), (example,), dynamo=True, opset_version=opset, dynamic_shapes=dynamic,
-                input_names=[INPUT_NAME], output_names=[OUTPUT_NAME], optimize=optimize, verify=False,
-                external_data=False, report=False, verbose=False,
+                SemanticScores(model),
+                (example,),
+                dynamo=True,
+                opset_version=opset,
+                dynamic_shapes=dynamic,
+                input_names=[INPUT_NAME],
+                output_names=[OUTPUT_NAME],
+                optimize=optimize,
+                verify=False,
+                external_data=False,
+                report=False,
+                verbose=False,
             )
         except GlassgemError:
             raise
@@ -263,8 +287,10 @@ def export_onnx(
     if precision not in PRECISIONS:
         raise ConfigError(f"precision {precision!r}: choose one of {', '.join(PRECISIONS)}")
     if opset < MIN_OPSET:
-        raise ConfigError(f"opset {opset}: the ONNX exporter of torch {torch.__version__} (dynamo) needs "
-                          f"opset {MIN_OPSET} or newer (onnxruntime >= 1.14 runs it)")
+        raise ConfigError(
+            f"opset {opset}: the ONNX exporter of torch {torch.__version__} (dynamo) needs "
+            f"opset {MIN_OPSET} or newer (onnxruntime >= 1.14 runs it)"
+        )
     cfg = getattr(model, "cfg", None)
     if cfg is None or not hasattr(model, "semantic_scores"):
         raise ConfigError(f"export_onnx needs a GEM model, got {type(model).__name__}")
@@ -276,9 +302,13 @@ def export_onnx(
     _use_export_forms(model)
     proto = _trace(model, example, opset, dynamic_batch, optimize)
     meta = {
-        META_VERSION: __version__, META_MODEL: str(cfg.name), META_CONFIG: json.dumps(cfg.to_dict()),
-        META_SIZE: f"{hw[0]}x{hw[1]}", META_DYNAMIC_BATCH: "true" if dynamic_batch else "false",
-        META_TORCH: torch.__version__, META_OUTPUT: OUTPUT_DOC,
+        META_VERSION: __version__,
+        META_MODEL: str(cfg.name),
+        META_CONFIG: json.dumps(cfg.to_dict()),
+        META_SIZE: f"{hw[0]}x{hw[1]}",
+        META_DYNAMIC_BATCH: "true" if dynamic_batch else "false",
+        META_TORCH: torch.__version__,
+        META_OUTPUT: OUTPUT_DOC,
     }
     proto.doc_string = f"glassgem {__version__} {cfg.name}: {OUTPUT_DOC}"
     _set_metadata(proto, meta)
@@ -291,8 +321,7 @@ def export_onnx(
         diff = same = None
         data = proto.SerializeToString()
         nbytes = _write(out, quantize_int8(data, str(out)) if precision == "int8" else data)
-    return ExportReport(out, hw, dynamic_batch, opset, diff, same, time.perf_counter() - start, nbytes, precision,
-                        int8)
+    return ExportReport(out, hw, dynamic_batch, opset, diff, same, time.perf_counter() - start, nbytes, precision, int8)
 
 
 def _write(path: Path, data: bytes) -> int:
@@ -300,8 +329,15 @@ def _write(path: Path, data: bytes) -> int:
     return len(data)
 
 
-def write_verified(proto, out: str | Path, example: Tensor, reference: Tensor, tolerance: float = TOLERANCE,
-                   rank_gap: float = float("inf"), precision: str = "fp32") -> tuple[float, float, int]:
+def write_verified(
+    proto,
+    out: str | Path,
+    example: Tensor,
+    reference: Tensor,
+    tolerance: float = TOLERANCE,
+    rank_gap: float = float("inf"),
+    precision: str = "fp32",
+) -> tuple[float, float, int]:
     """Run `proto` with onnxruntime (CPU) on `example`, compare with `reference` (PyTorch's scores) and
     write it to `out` if the max abs difference is within `tolerance`, recording it in the metadata
     (precision="int8": the checked graph is quantized as it is written).
@@ -319,16 +355,31 @@ def write_verified(proto, out: str | Path, example: Tensor, reference: Tensor, t
     if not diff <= tolerance:  # also catches NaN
         bad = out.with_name(out.stem + ".unverified.onnx")
         _write(bad, data)
-        tied = (f" The DQS scores of the check input are only {rank_gap:.1e} apart, so float rounding may have "
-                "reordered near-equal queries (~1e-2 change); if the classes agree, --tolerance 0.05 accepts "
-                "that." if rank_gap < 1e-5 else "")
+        tied = (
+            f" The DQS scores of the check input are only {rank_gap:.1e} apart, so float rounding may have "
+            "reordered near-equal queries (~1e-2 change); if the classes agree, --tolerance 0.05 accepts "
+            "that."
+            if rank_gap < 1e-5
+            else ""
+        )
         raise ExportVerificationError(
             f"{out}: onnxruntime and PyTorch scores differ by up to {diff:.3g} (tolerance {tolerance:g}; same "
-            f"class on {same:.2%} of pixels); not written there. The graph was saved to {bad} for inspection."
-            + tied)
+            f"class on {same:.2%} of pixels); not written there. The graph was saved to {bad} for inspection." + tied
+        )
     return diff, same, _write(out, quantize_int8(data, str(out)) if precision == "int8" else data)
 
 
-__all__ = ["DEFAULT_OPSET", "ExportReport", "ExportVerificationError", "SemanticScores", "TOLERANCE",
-           "OnnxScorer", "check_inputs", "compare_scores", "export_onnx", "load_onnx_scorer", "parse_size",
-           "write_verified"]
+__all__ = [
+    "DEFAULT_OPSET",
+    "ExportReport",
+    "ExportVerificationError",
+    "SemanticScores",
+    "TOLERANCE",
+    "OnnxScorer",
+    "check_inputs",
+    "compare_scores",
+    "export_onnx",
+    "load_onnx_scorer",
+    "parse_size",
+    "write_verified",
+]

@@ -7,6 +7,7 @@ stem (the path below the folder, for folders read with --recursive); photos that
 `_2`, `_3`, ... in input order, and each renaming is reported. A video `<name>` gets `<name>/` (a mask per
 frame, frames.csv) and `<name>_overlay.mp4` (glassgem.inference.video).
 """
+
 from __future__ import annotations
 
 import glob
@@ -36,7 +37,6 @@ def is_video(path: str | os.PathLike) -> bool:
 def video_outputs(name: str, overlay: bool) -> list[str]:
     """Output names of a video below --out (for the name clash checks of assign_names)."""
     return [f"{name}/{FRAMES_CSV}"] + ([f"{name}_overlay.mp4"] if overlay else [])
-
 
 
 @dataclass
@@ -87,13 +87,17 @@ def collect_inputs(inputs: Sequence[str], recursive: bool = False, out: Optional
 
     def add_folder(folder: Path, label: str) -> None:
         if _within(_resolve(folder, label), out_dir):
-            raise DataError(f"--out {out}: the input folder {label} is inside it (or is it), so its photos would be "
-                            "taken for earlier results and the masks mixed with them; choose another --out")
+            raise DataError(
+                f"--out {out}: the input folder {label} is inside it (or is it), so its photos would be "
+                "taken for earlier results and the masks mixed with them; choose another --out"
+            )
         images = _folder_inputs(folder, recursive)
         if not images:
             deep = "" if recursive else " (use --recursive for subfolders)"
-            raise DataError(f"{label}: no image or video files ({', '.join(IMAGE_EXTENSIONS + VIDEO_EXTENSIONS)}) "
-                            f"in this folder{deep}")
+            raise DataError(
+                f"{label}: no image or video files ({', '.join(IMAGE_EXTENSIONS + VIDEO_EXTENSIONS)}) "
+                f"in this folder{deep}"
+            )
         for p in images:
             add(p, p.relative_to(folder).with_suffix("").as_posix())
 
@@ -103,16 +107,23 @@ def collect_inputs(inputs: Sequence[str], recursive: bool = False, out: Optional
         path = Path(text)
         if path.is_file():
             if _within(_resolve(path, text), out_dir):
-                raise DataError(f"{text}: this input is inside --out {out}, where its mask would be written over or "
-                                "beside it; choose another --out")
+                raise DataError(
+                    f"{text}: this input is inside --out {out}, where its mask would be written over or "
+                    "beside it; choose another --out"
+                )
             add(path, path.stem)  # named explicitly: taken whatever its extension
         elif path.is_dir():
             add_folder(path, text)
         elif GLOB_CHARS & set(text):
             found = 0
             for m in (Path(m) for m in sorted(glob.glob(text, recursive=True))):
-                images = [(p, p.relative_to(m).with_suffix("").as_posix()) for p in _folder_inputs(m, recursive)] \
-                    if m.is_dir() else [(m, m.stem)] if _is_input(m) else []
+                images = (
+                    [(p, p.relative_to(m).with_suffix("").as_posix()) for p in _folder_inputs(m, recursive)]
+                    if m.is_dir()
+                    else [(m, m.stem)]
+                    if _is_input(m)
+                    else []
+                )
                 found += len(images)
                 for p, name in images:
                     add(p, name)
@@ -123,8 +134,9 @@ def collect_inputs(inputs: Sequence[str], recursive: bool = False, out: Optional
         else:
             raise DataError(f"{text}: no such file or folder")
     if not photos:
-        raise DataError(f"{', '.join(inputs)}: every input file is inside --out {out} (earlier results); nothing "
-                        "to predict")
+        raise DataError(
+            f"{', '.join(inputs)}: every input file is inside --out {out} (earlier results); nothing to predict"
+        )
     return photos
 
 
@@ -138,12 +150,12 @@ def _resolve(path: Path, label: str) -> Path:
 def _outputs(name: str, save_prob: bool, overlay: bool, video: bool = False) -> list[str]:
     if video:
         return video_outputs(name, overlay)
-    return [f"{name}.png"] + ([f"{name}_prob.png"] if save_prob else []) + (
-        [f"{name}_overlay.jpg"] if overlay else [])
+    return [f"{name}.png"] + ([f"{name}_prob.png"] if save_prob else []) + ([f"{name}_overlay.jpg"] if overlay else [])
 
 
-def assign_names(photos: list[Photo], out: str | Path, save_prob: bool = False, overlay: bool = False
-                 ) -> tuple[list[Photo], list[str]]:
+def assign_names(
+    photos: list[Photo], out: str | Path, save_prob: bool = False, overlay: bool = False
+) -> tuple[list[Photo], list[str]]:
     """Give every photo output names no other photo uses (`_2`, `_3`, ... in input order; compared
     case-insensitively, as on macOS and Windows disks). -> (photos, notes about renamings).
 
@@ -167,8 +179,9 @@ def assign_names(photos: list[Photo], out: str | Path, save_prob: bool = False, 
         for f in _outputs(photo.name, save_prob, overlay, photo.video):
             target = check_inside(out / f, out, "--out")  # no symbolic link inside --out leads out of it
             if target in inputs or (out / f).resolve() in inputs:
-                raise GlassgemError(f"--out {out}: writing {f} would overwrite the input {out / f}; "
-                                    "choose another output folder")
+                raise GlassgemError(
+                    f"--out {out}: writing {f} would overwrite the input {out / f}; choose another output folder"
+                )
     notes = []
     if renamed:
         shown = "; ".join(renamed[:5]) + ("; ..." if len(renamed) > 5 else "")
@@ -189,8 +202,15 @@ def outputs_done(out: Path, name: str, save_prob: bool, overlay: bool) -> bool:
     return True
 
 
-def write_prediction(out: Path, name: str, rgb: np.ndarray, scores: torch.Tensor, save_prob: bool, overlay: bool,
-                     threshold: Optional[float] = None) -> np.ndarray:
+def write_prediction(
+    out: Path,
+    name: str,
+    rgb: np.ndarray,
+    scores: torch.Tensor,
+    save_prob: bool,
+    overlay: bool,
+    threshold: Optional[float] = None,
+) -> np.ndarray:
     """scores [2,s,s] -> the photo's mask (and probability map, overlay) in `out` as `name`...; -> the mask."""
     full = unsquash(scores[None].float(), rgb.shape[:2])[0]  # 2 x H x W
     mask = glass_mask(full, threshold).numpy()
@@ -203,5 +223,16 @@ def write_prediction(out: Path, name: str, rgb: np.ndarray, scores: torch.Tensor
     return mask
 
 
-__all__ = ["FRAMES_CSV", "GLOB_CHARS", "IMAGE_EXTENSIONS", "Photo", "VIDEO_EXTENSIONS", "assign_names", "collect_inputs",
-           "is_video", "outputs_done", "video_outputs", "write_prediction"]
+__all__ = [
+    "FRAMES_CSV",
+    "GLOB_CHARS",
+    "IMAGE_EXTENSIONS",
+    "Photo",
+    "VIDEO_EXTENSIONS",
+    "assign_names",
+    "collect_inputs",
+    "is_video",
+    "outputs_done",
+    "video_outputs",
+    "write_prediction",
+]

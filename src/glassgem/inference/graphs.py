@@ -14,6 +14,7 @@ state. Graphs are kept for the last few shapes.
 Used only where it computes what eager PyTorch would: eval mode, no autograd, no autocast, CPU. Anything
 else (or a tracing failure, e.g. in a later PyTorch without TorchScript) runs the eager model.
 """
+
 from __future__ import annotations
 
 import time
@@ -53,9 +54,14 @@ class ScoreGraphs:
         self.failed: str | None = None  # why tracing was given up (then everything runs eagerly)
 
     def applies(self, images: Tensor) -> bool:
-        return (self.failed is None and not self.model.training and images.device.type == "cpu"
-                and not torch.is_grad_enabled() and not torch.is_autocast_enabled("cpu")
-                and images.dtype in (torch.float32, torch.uint8))
+        return (
+            self.failed is None
+            and not self.model.training
+            and images.device.type == "cpu"
+            and not torch.is_grad_enabled()
+            and not torch.is_autocast_enabled("cpu")
+            and images.dtype in (torch.float32, torch.uint8)
+        )
 
     def __call__(self, images: Tensor) -> Tensor:
         if not self.applies(images):
@@ -88,8 +94,10 @@ class ScoreGraphs:
                 return torch.jit.optimize_for_inference(torch.jit.freeze(traced))
         except Exception as e:  # noqa: BLE001 - any failure means: run eagerly, as without graphs
             self.failed = f"{type(e).__name__}: {e}"
-            warnings.warn(f"TorchScript graph of the model failed ({self.failed}); running it eagerly "
-                          "(same results, slower)", stacklevel=3)
+            warnings.warn(
+                f"TorchScript graph of the model failed ({self.failed}); running it eagerly (same results, slower)",
+                stacklevel=3,
+            )
             return None
 
 

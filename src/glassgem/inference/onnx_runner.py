@@ -8,6 +8,7 @@
 says whether any batch size runs in one call (a graph exported for batch 1 is run image by image),
 `scorer.config` is the model config stored in the file's metadata.
 """
+
 from __future__ import annotations
 
 import json
@@ -28,20 +29,24 @@ def _ort():
     try:
         import onnxruntime
     except ImportError:
-        raise GlassgemError("onnxruntime is not installed: pip install -e '.[export]' in your glassgem clone (or pip install onnxruntime)") from None
+        raise GlassgemError(
+            "onnxruntime is not installed: pip install -e '.[export]' in your glassgem clone (or pip install onnxruntime)"
+        ) from None
     return onnxruntime
 
 
 def _providers(device: str) -> list:
-    """"cpu", "cuda", "cuda:N" or "auto" (CUDA if this onnxruntime build has it) -> session providers."""
+    """ "cpu", "cuda", "cuda:N" or "auto" (CUDA if this onnxruntime build has it) -> session providers."""
     ort = _ort()
     kind, _, index = device.partition(":")
     if kind not in DEVICES or (index and (kind != "cuda" or not index.isdigit())):
         raise ConfigError(f"device {device!r}: choose one of cpu, cuda, cuda:N, auto")
     cuda = "CUDAExecutionProvider" in ort.get_available_providers()
     if kind == "cuda" and not cuda:
-        raise ConfigError(f"device {device!r}: this onnxruntime build has no CUDAExecutionProvider "
-                          "(install onnxruntime-gpu, or use the CPU)")
+        raise ConfigError(
+            f"device {device!r}: this onnxruntime build has no CUDAExecutionProvider "
+            "(install onnxruntime-gpu, or use the CPU)"
+        )
     if kind == "cuda" or (kind == "auto" and cuda):
         return [("CUDAExecutionProvider", {"device_id": int(index or 0)}), "CPUExecutionProvider"]
     return ["CPUExecutionProvider"]
@@ -53,12 +58,22 @@ class OnnxScorer:
     def __init__(self, session: Any, source: str) -> None:
         self.session, self.source = session, source
         inputs, outputs = session.get_inputs(), session.get_outputs()
-        if len(inputs) != 1 or len(outputs) != 1 or len(inputs[0].shape) != 4 or len(outputs[0].shape) != 4 \
-                or inputs[0].shape[1] != 3 or outputs[0].shape[1] != 2:
-            sig = ", ".join(f"{a.name} {a.shape}" for a in inputs) + " -> " + \
-                ", ".join(f"{a.name} {a.shape}" for a in outputs)
-            raise CheckpointError(f"{source}: not a glassgem export (expected images [B,3,H,W] -> scores "
-                                  f"[B,2,H,W], the graph has {sig})")
+        if (
+            len(inputs) != 1
+            or len(outputs) != 1
+            or len(inputs[0].shape) != 4
+            or len(outputs[0].shape) != 4
+            or inputs[0].shape[1] != 3
+            or outputs[0].shape[1] != 2
+        ):
+            sig = (
+                ", ".join(f"{a.name} {a.shape}" for a in inputs)
+                + " -> "
+                + ", ".join(f"{a.name} {a.shape}" for a in outputs)
+            )
+            raise CheckpointError(
+                f"{source}: not a glassgem export (expected images [B,3,H,W] -> scores [B,2,H,W], the graph has {sig})"
+            )
         self.input_name, self.output_name = inputs[0].name, outputs[0].name
         b, _, h, w = inputs[0].shape
         self.batch_dynamic = not isinstance(b, int)
@@ -73,8 +88,14 @@ class OnnxScorer:
         self.precision: str = self.metadata.get("glassgem.precision", "fp32")  # "int8": quantize.py made it
 
     @classmethod
-    def from_bytes(cls, data: bytes, source: str = "<bytes>", device: str = "cpu", threads: int | None = None,
-                   spinning: bool = True) -> "OnnxScorer":
+    def from_bytes(
+        cls,
+        data: bytes,
+        source: str = "<bytes>",
+        device: str = "cpu",
+        threads: int | None = None,
+        spinning: bool = True,
+    ) -> "OnnxScorer":
         ort = _ort()
         options = ort.SessionOptions()
         if threads:
@@ -98,11 +119,15 @@ class OnnxScorer:
             return int(requested or self.config.get("image_size", 384))
         h, w = self.input_size
         if h != w:
-            raise ConfigError(f"{self.source}: exported for {h}x{w} (HxW) inputs, but photos are squashed to a "
-                              "square; export again with --size N")
+            raise ConfigError(
+                f"{self.source}: exported for {h}x{w} (HxW) inputs, but photos are squashed to a "
+                "square; export again with --size N"
+            )
         if requested and int(requested) != h:
-            raise ConfigError(f"--size {requested}: {self.source} was exported for {h}x{w} inputs "
-                              f"(export again with --size {requested}, or leave --size out)")
+            raise ConfigError(
+                f"--size {requested}: {self.source} was exported for {h}x{w} inputs "
+                f"(export again with --size {requested}, or leave --size out)"
+            )
         return h
 
     def __call__(self, images: np.ndarray | torch.Tensor) -> torch.Tensor:
@@ -128,8 +153,10 @@ class OnnxScorer:
             raise DataError(f"images must be [B, 3, H, W] RGB 0..255, got shape {tuple(x.shape)}")
         if self.input_size is not None and tuple(x.shape[2:]) != self.input_size:
             h, w = self.input_size
-            raise DataError(f"{self.source}: exported for {h}x{w} (HxW) inputs, got {x.shape[2]}x{x.shape[3]}; "
-                            "resize the images or export again with --size")
+            raise DataError(
+                f"{self.source}: exported for {h}x{w} (HxW) inputs, got {x.shape[2]}x{x.shape[3]}; "
+                "resize the images or export again with --size"
+            )
         return x
 
     def __repr__(self) -> str:
@@ -138,8 +165,13 @@ class OnnxScorer:
         return f"OnnxScorer({self.source!r}, {size}, {batch}, {self.config.get('name', '?')}, {self.providers[0]})"
 
 
-def load_onnx_scorer(path: str | os.PathLike, device: str = "cpu", threads: int | None = None,
-                     spinning: bool = True, precision: str = "fp32") -> OnnxScorer:
+def load_onnx_scorer(
+    path: str | os.PathLike,
+    device: str = "cpu",
+    threads: int | None = None,
+    spinning: bool = True,
+    precision: str = "fp32",
+) -> OnnxScorer:
     """Open an exported glassgem ONNX file. device: "cpu", "cuda"/"cuda:N" (onnxruntime-gpu) or "auto";
     threads: onnxruntime intra-op threads (default: onnxruntime's choice, all cores); spinning=False lets
     idle worker threads sleep (measured at load 3.5 on 2 cores: 450 instead of 720 ms for GEM-Tiny);

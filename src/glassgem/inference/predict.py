@@ -8,6 +8,7 @@ with an `input_size` attribute (scorers.py): a GEM model or an exported ONNX gra
 What is written, and under which names: files.py. An unreadable photo is reported and skipped; the
 others are still written. Video files among the inputs get a mask per frame (glassgem.inference.video).
 """
+
 from __future__ import annotations
 
 import sys
@@ -53,8 +54,10 @@ class Summary:
         lines = [v.line() for v in self.videos]
         if self.written or self.kept or not self.videos or self.failed:
             kept = f"; kept {self.kept} from an earlier run (--resume)" if self.kept else ""
-            lines.append(f"wrote {self.written} mask(s){extras} to {self.out} in {self.seconds:.1f} s "
-                         f"({rate:.2f} images/s){kept}; {len(self.failed)} failed")
+            lines.append(
+                f"wrote {self.written} mask(s){extras} to {self.out} in {self.seconds:.1f} s "
+                f"({rate:.2f} images/s){kept}; {len(self.failed)} failed"
+            )
         return "\n".join(lines)
 
 
@@ -159,8 +162,7 @@ def predict_files(
     if resume:  # photos whose every output is there and decodes are done
         todo = [p for p in photos if not outputs_done(out, p.name, save_prob, overlay)]
         summary.kept, photos = len(photos) - len(todo), todo
-    bar = tqdm(total=len(photos), desc="predict", unit="img", disable=not progress or not photos,
-               dynamic_ncols=True)
+    bar = tqdm(total=len(photos), desc="predict", unit="img", disable=not progress or not photos, dynamic_ncols=True)
     say = report or (lambda line: tqdm.write(line, file=sys.stderr))  # above the bar, not through it
     for note in notes:
         say(note)
@@ -187,9 +189,21 @@ def predict_files(
     summary.seconds = time.perf_counter() - start
     for video in videos:
         try:
-            result = predict_video(video.path, video.name, out, scorer, size, batch_size=batch_size,
-                                   save_prob=save_prob, overlay=overlay, threshold=threshold, every=every,
-                                   max_frames=max_frames, resume=resume, progress=progress)
+            result = predict_video(
+                video.path,
+                video.name,
+                out,
+                scorer,
+                size,
+                batch_size=batch_size,
+                save_prob=save_prob,
+                overlay=overlay,
+                threshold=threshold,
+                every=every,
+                max_frames=max_frames,
+                resume=resume,
+                progress=progress,
+            )
         except DataError as e:
             summary.failed.append((video.path, str(e)))
             say(f"skipped {e}")

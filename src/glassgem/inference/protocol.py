@@ -6,6 +6,7 @@ glass score beats the background score (ties go to background). `glassgem.infere
 and folders), `GEM.predict` (one image) and `glassgem.evaluation.evaluate` (via data.transforms.TestTransform,
 the same squash) follow it; the tests check that the three agree.
 """
+
 from __future__ import annotations
 
 import os
@@ -113,8 +114,14 @@ def check_size(size: int) -> int:
 
 
 @torch.no_grad()
-def predict_image(model: torch.nn.Module, image: ImageLike, size: int | None = None,
-                  return_prob: bool = False, tta: bool = False, threshold: float | None = None) -> np.ndarray:
+def predict_image(
+    model: torch.nn.Module,
+    image: ImageLike,
+    size: int | None = None,
+    return_prob: bool = False,
+    tta: bool = False,
+    threshold: float | None = None,
+) -> np.ndarray:
     """One image -> uint8 {0,1} mask [H,W] at its own size, or float32 glass probability in [0,1].
     `tta`: average with the horizontally mirrored image (flip_averaged); `threshold`: see glass_mask."""
     check_threshold(threshold)

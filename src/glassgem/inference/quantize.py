@@ -11,6 +11,7 @@ images to scores like the fp32 graph (onnx_runner.OnnxScorer runs both). `benchm
 measures its speed and its masks against fp32 on gdd-dev/val (docs/speed.md): one scale per tensor
 instead of per channel kept GEM-S's IoU but its masks agreed with fp32 on only 98.9% of the pixels.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -31,8 +32,10 @@ def _quantization():
         import onnx
         from onnxruntime.quantization import QuantType, quantize_dynamic
     except ImportError as e:
-        raise GlassgemError(f"int8 needs onnx and onnxruntime ({e}): pip install -e '.[export]' in your glassgem "
-                            "clone (or pip install onnx onnxruntime)") from None
+        raise GlassgemError(
+            f"int8 needs onnx and onnxruntime ({e}): pip install -e '.[export]' in your glassgem "
+            "clone (or pip install onnx onnxruntime)"
+        ) from None
     return onnx, quantize_dynamic, QuantType
 
 
@@ -48,7 +51,7 @@ def _quiet() -> Iterator[None]:
 
 
 def precision_of(model) -> str:
-    """"int8" for a graph this module quantized, else "fp32" (an onnx.ModelProto)."""
+    """ "int8" for a graph this module quantized, else "fp32" (an onnx.ModelProto)."""
     return next((p.value for p in model.metadata_props if p.key == META_PRECISION), "fp32")
 
 
@@ -57,7 +60,7 @@ def _module_paths(node) -> list[str]:
     `name: type/name: type/...`), with the export wrapper's leading `model.` removed."""
     namespace = next((p.value for p in node.metadata_props if p.key == "namespace"), "")
     names = (part.split(":")[0].strip() for part in namespace.split("/"))
-    return [n[len("model."):] for n in names if n.startswith("model.")]
+    return [n[len("model.") :] for n in names if n.startswith("model.")]
 
 
 def weight_nodes(model, scope: str | None = None) -> list[str]:
@@ -93,15 +96,23 @@ def quantize_int8(data: bytes, source: str = "<bytes>", scope: str | None = None
     # the quantizer first splits each Gemm into `<name>_MatMul` + `<name>_Add` and quantizes that MatMul
     chosen = nodes + [f"{name}_MatMul" for name in nodes if name in gemms]
     if not nodes:
-        raise CheckpointError(f"{source}: no MatMul or Gemm weights{f' under {scope!r}' if scope else ''} to "
-                              "quantize (is it a glassgem export?)")
+        raise CheckpointError(
+            f"{source}: no MatMul or Gemm weights{f' under {scope!r}' if scope else ''} to "
+            "quantize (is it a glassgem export?)"
+        )
     with tempfile.TemporaryDirectory(prefix="glassgem-int8-") as tmp:
         out = Path(tmp) / "int8.onnx"
         try:
             with _quiet():
-                quantize_dynamic(model, out, op_types_to_quantize=list(INT8_OPS), nodes_to_quantize=chosen,
-                                 weight_type=QuantType.QInt8, per_channel=per_channel,
-                                 extra_options={"MatMulConstBOnly": True})
+                quantize_dynamic(
+                    model,
+                    out,
+                    op_types_to_quantize=list(INT8_OPS),
+                    nodes_to_quantize=chosen,
+                    weight_type=QuantType.QInt8,
+                    per_channel=per_channel,
+                    extra_options={"MatMulConstBOnly": True},
+                )
         except Exception as e:  # the quantizer raises plain Exceptions and assertion errors on odd graphs
             raise CheckpointError(f"{source}: onnxruntime cannot quantize it ({type(e).__name__}: {e})") from None
         quantized = onnx.load(str(out))

@@ -1,6 +1,7 @@
 """Where and how a model runs: device, autocast dtype, denormal floats, and the inference-only speed-ups
 (BatchNorm folding, TorchScript graphs) with their defaults. Threads and other process-level settings
 that must be made before torch starts are in threads.py (which imports no torch)."""
+
 from __future__ import annotations
 
 import contextlib
@@ -78,5 +79,13 @@ def fuse_batchnorms(model: nn.Module) -> bool:
     return bool(fuse is not None and fuse())
 
 
-__all__ = ["DTYPES", "GRAPHS_FASTER", "autocast", "flush_denormals", "fuse_batchnorms", "graphs_by_default",
-           "resolve_device", "resolve_dtype"]
+__all__ = [
+    "DTYPES",
+    "GRAPHS_FASTER",
+    "autocast",
+    "flush_denormals",
+    "fuse_batchnorms",
+    "graphs_by_default",
+    "resolve_device",
+    "resolve_dtype",
+]

@@ -2,6 +2,7 @@
 [B,2,s,s], with an `input_size` attribute. A GEM model (ModelScorer, loaded by load_model_for_inference)
 or an exported ONNX graph (onnx_runner.OnnxScorer); FlipAveraged adds flip test-time augmentation to either.
 """
+
 from __future__ import annotations
 
 from typing import Callable, Optional
@@ -16,8 +17,9 @@ from .runtime import autocast, resolve_device, resolve_dtype
 Scorer = Callable[[torch.Tensor], torch.Tensor]  # float [B,3,s,s] 0..255 -> [B,2,s,s]
 
 
-def load_model_for_inference(weights: Optional[str], device: Optional[str] = None, dtype: str = "fp32",
-                             smoothing: Optional[float] = None) -> tuple[GEM, torch.device, Optional[torch.dtype]]:
+def load_model_for_inference(
+    weights: Optional[str], device: Optional[str] = None, dtype: str = "fp32", smoothing: Optional[float] = None
+) -> tuple[GEM, torch.device, Optional[torch.dtype]]:
     """(model in eval mode on its device, BatchNorms folded, device, autocast dtype or None for fp32).
     `weights`: as GEM.from_pretrained (None: the shipped model). `smoothing`: replaces the model's
     `score_smoothing` (0: off, the original protocol's raw scores)."""
@@ -55,8 +57,9 @@ class FlipAveraged:
         return getattr(self.scorer, name)
 
 
-def build_scorer(weights: Optional[str], device: Optional[str] = None, dtype: str = "fp32",
-                 smoothing: Optional[float] = None) -> ModelScorer:
+def build_scorer(
+    weights: Optional[str], device: Optional[str] = None, dtype: str = "fp32", smoothing: Optional[float] = None
+) -> ModelScorer:
     """The shipped model (weights=None), a glassgem directory or an original GEM checkpoint; `smoothing`
     replaces the model's score smoothing (see load_model_for_inference)."""
     model, dev, autocast_dtype = load_model_for_inference(weights, device, dtype, smoothing)

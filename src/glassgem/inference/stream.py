@@ -11,6 +11,7 @@ Outputs, for a stream named `name` (the device or the URL's last path part): `na
 `name/<frame>_prob.png` with --save-prob, and `name/frames.csv` (frame, time_s, glass_fraction) written
 at the end, also after Ctrl-C.
 """
+
 from __future__ import annotations
 
 import re
@@ -113,8 +114,10 @@ class StreamSummary:
     def line(self) -> str:
         rate = self.frames / self.seconds if self.seconds > 0 else 0.0
         status = f"; stopped: {self.error}" if self.error else ""
-        return (f"{self.source}: {self.frames} frame mask(s) in {self.out} in {self.seconds:.1f} s ({rate:.2f} "
-                f"frames/s; {self.dropped} of {self.received} frames dropped while the network was busy){status}")
+        return (
+            f"{self.source}: {self.frames} frame mask(s) in {self.out} in {self.seconds:.1f} s ({rate:.2f} "
+            f"frames/s; {self.dropped} of {self.received} frames dropped while the network was busy){status}"
+        )
 
 
 def _open(source: str):
@@ -156,9 +159,19 @@ def _read(container, box: LatestFrame, stop: threading.Event, every: int, paced:
         box.close()
 
 
-def predict_stream(source: str, name: str, out, scorer, size: int, save_prob: bool = False, overlay: bool = False,
-                   threshold: Optional[float] = None, every: int = 1, max_frames: Optional[int] = None,
-                   progress: bool = True) -> StreamSummary:
+def predict_stream(
+    source: str,
+    name: str,
+    out,
+    scorer,
+    size: int,
+    save_prob: bool = False,
+    overlay: bool = False,
+    threshold: Optional[float] = None,
+    every: int = 1,
+    max_frames: Optional[int] = None,
+    progress: bool = True,
+) -> StreamSummary:
     """Masks for a live stream's frames, newest first when the network falls behind (module doc), until the
     stream ends, `max_frames` masks are written, or Ctrl-C. Raises DataError for a source that cannot be opened."""
     check_frame_options(every, max_frames)
@@ -169,8 +182,12 @@ def predict_stream(source: str, name: str, out, scorer, size: int, save_prob: bo
         raise GlassgemError(f"--out {out}: cannot create {out_dir} ({e.strerror or e})") from None
     container = _open(source)
     box, stop, failure = LatestFrame(), threading.Event(), []
-    reader = threading.Thread(target=_read, args=(container, box, stop, every, source.startswith("file:"), failure),
-                              name="glassgem-stream", daemon=True)
+    reader = threading.Thread(
+        target=_read,
+        args=(container, box, stop, every, source.startswith("file:"), failure),
+        name="glassgem-stream",
+        daemon=True,
+    )
     summary = StreamSummary(source, str(out_dir))
     rows: list[tuple[int, float, float]] = []
     bar = tqdm(total=max_frames, desc=name, unit="frame", disable=not progress, dynamic_ncols=True)

@@ -10,6 +10,7 @@ machine's noise. It is process-wide and cannot be undone cleanly, so the
 `glassgem` command calls it (it owns the process); library users may call it themselves.
 GLASSGEM_KEEP_FREED_MEMORY=0 in the environment turns it off.
 """
+
 from __future__ import annotations
 
 import ctypes
@@ -95,5 +96,11 @@ def loader_workers(requested: int, cores: int | None = None) -> int:
     return max(0, min(int(requested), (cores or cpu_cores()) - 1))
 
 
-__all__ = ["keep_freed_memory", "cpu_cores", "configure_cpu_threads", "thread_settings", "decode_threads",
-           "loader_workers"]
+__all__ = [
+    "keep_freed_memory",
+    "cpu_cores",
+    "configure_cpu_threads",
+    "thread_settings",
+    "decode_threads",
+    "loader_workers",
+]

@@ -14,6 +14,7 @@ whose outputs are already there are not scored again (their masks are read back 
 overlay video). frames.csv and the overlay video are written to temporary files and moved into place at
 the end.
 """
+
 from __future__ import annotations
 
 import csv
@@ -56,8 +57,9 @@ def require_av():
     try:
         import av
     except ImportError:
-        raise GlassgemError('reading videos needs PyAV, which is not installed: pip install -e \".[video]\" in your glassgem clone (or pip install av)') \
-            from None
+        raise GlassgemError(
+            'reading videos needs PyAV, which is not installed: pip install -e ".[video]" in your glassgem clone (or pip install av)'
+        ) from None
     return av
 
 
@@ -77,8 +79,10 @@ class VideoSummary:
         extra = f" (+ {self.overlay})" if self.overlay else ""
         again = f", {self.resumed} already there" if self.resumed else ""
         status = f"; stopped early: {self.error}" if self.error else ""
-        return (f"{self.path}: {self.frames} frame mask(s) in {self.out}{extra} in {self.seconds:.1f} s "
-                f"({rate:.2f} frames/s{again}){status}")
+        return (
+            f"{self.path}: {self.frames} frame mask(s) in {self.out}{extra} in {self.seconds:.1f} s "
+            f"({rate:.2f} frames/s{again}){status}"
+        )
 
 
 @dataclass
@@ -139,8 +143,10 @@ def _short_by(declared: Optional[int], decoded: int, every: int) -> Optional[str
     may be off by a frame or two: more than max(2, 2%) missing (beyond the `every` step) counts."""
     if not declared or declared - decoded <= every + max(2, 0.02 * declared):
         return None
-    return (f"the file declares {declared} frames but decoding ended after {decoded} (cut short or damaged); "
-            "the frames up to there are written, and --resume continues once the file is complete")
+    return (
+        f"the file declares {declared} frames but decoding ended after {decoded} (cut short or damaged); "
+        "the frames up to there are written, and --resume continues once the file is complete"
+    )
 
 
 def _expected_frames(container, every: int, max_frames: Optional[int]) -> Optional[int]:
@@ -240,8 +246,13 @@ def predict_video(
     stream = container.streams.video[0]
     fps = (stream.average_rate or stream.guessed_rate or DEFAULT_FPS) / every
     writer = _OverlayVideo(out / f"{name}_overlay.mp4", fps) if overlay else None
-    bar = tqdm(total=_expected_frames(container, every, max_frames), desc=path.name, unit="frame",
-               disable=not progress, dynamic_ncols=True)
+    bar = tqdm(
+        total=_expected_frames(container, every, max_frames),
+        desc=path.name,
+        unit="frame",
+        disable=not progress,
+        dynamic_ncols=True,
+    )
     start = time.perf_counter()
 
     def flush(batch: list[_Frame]) -> None:
@@ -253,9 +264,11 @@ def predict_video(
                 f.mask = write_prediction(out, frame_name(name, f.index), f.rgb, s, save_prob, False, threshold)
         for f in batch:
             if f.mask.shape != f.rgb.shape[:2]:
-                raise DataError(f"{out / frame_name(name, f.index)}.png: the mask from an earlier run is "
-                                f"{f.mask.shape[1]}x{f.mask.shape[0]}, the frame {f.rgb.shape[1]}x"
-                                f"{f.rgb.shape[0]}; delete {out / name} or leave out --resume")
+                raise DataError(
+                    f"{out / frame_name(name, f.index)}.png: the mask from an earlier run is "
+                    f"{f.mask.shape[1]}x{f.mask.shape[0]}, the frame {f.rgb.shape[1]}x"
+                    f"{f.rgb.shape[0]}; delete {out / name} or leave out --resume"
+                )
             rows.append((f.index, f.time, float(f.mask.mean())))
             if writer is not None:
                 writer.add(overlay_mask(f.rgb, f.mask))

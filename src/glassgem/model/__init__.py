@@ -5,6 +5,7 @@ as pure nn.Modules: no weight files, devices or image files here (glassgem.hub, 
 Submodules are imported on first use so that a small helper (e.g. `glassgem.model.box_ops`) does not
 build the whole model stack.
 """
+
 from __future__ import annotations
 
 from typing import Any

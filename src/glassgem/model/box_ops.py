@@ -4,6 +4,7 @@ Convention everywhere outside this file: boxes are normalised (cx, cy, w, h) in 
 input. Overlaps are computed in (x1, y1, x2, y2). The arithmetic is torchvision.ops'; these wrappers
 fix the formats and the mask-to-box convention.
 """
+
 from __future__ import annotations
 
 import torch

@@ -5,6 +5,7 @@ heads (3-way class, mask = MLP(query)·pixel embedding, box) and denoising queri
 Tensors are batch-first here ([B, Q, C]); the original is sequence-first, which changes nothing else.
 Attribute names follow the original's `sem_seg_head.predictor.*` so checkpoints map one to one.
 """
+
 from __future__ import annotations
 
 import math
@@ -63,8 +64,15 @@ class DecoderLayer(nn.Module):
         self.linear2 = nn.Linear(dim_ff, d_model)
         self.norm3 = nn.LayerNorm(d_model)
 
-    def forward(self, tgt: Tensor, query_pos: Tensor, ref: Tensor, memory: Tensor, shapes: list[tuple[int, int]],
-                attn_mask: Tensor | None = None) -> Tensor:
+    def forward(
+        self,
+        tgt: Tensor,
+        query_pos: Tensor,
+        ref: Tensor,
+        memory: Tensor,
+        shapes: list[tuple[int, int]],
+        attn_mask: Tensor | None = None,
+    ) -> Tensor:
         """tgt, query_pos [B,Q,C]; ref [B,Q,4] (sigmoid space); memory [B,S,C] -> [B,Q,C]."""
         q = tgt + query_pos
         tgt = self.norm2(tgt + self.self_attn(q, q, tgt, attn_mask=attn_mask, need_weights=False)[0])
@@ -90,26 +98,46 @@ def dn_attn_mask(pad_size: int, num_queries: int, scalar: int, single_pad: int, 
     return mask
 
 
-def _dn_noise(labels: Tensor, boxes: Tensor, counts: list[int], scalar: int, num_classes: int,
-              generators: list[torch.Generator] | None) -> tuple[Tensor, Tensor, Tensor]:
+def _dn_noise(
+    labels: Tensor,
+    boxes: Tensor,
+    counts: list[int],
+    scalar: int,
+    num_classes: int,
+    generators: list[torch.Generator] | None,
+) -> tuple[Tensor, Tensor, Tensor]:
     """Uniform draws for label flips, flip classes and box jitter, laid out like `labels` (group-major).
     With one generator per image, image b's draws come from generators[b] alone."""
     device = labels.device
     if generators is None:
-        return (torch.rand(labels.shape, device=device), torch.randint_like(labels, 0, num_classes),
-                torch.rand_like(boxes))
+        return (
+            torch.rand(labels.shape, device=device),
+            torch.randint_like(labels, 0, num_classes),
+            torch.rand_like(boxes),
+        )
     per_image = []
     for n, gen in zip(counts, generators):
-        per_image.append((torch.rand(scalar, n, generator=gen), torch.randint(0, num_classes, (scalar, n), generator=gen),
-                          torch.rand(scalar, n, 4, generator=gen)))
+        per_image.append(
+            (
+                torch.rand(scalar, n, generator=gen),
+                torch.randint(0, num_classes, (scalar, n), generator=gen),
+                torch.rand(scalar, n, 4, generator=gen),
+            )
+        )
     # [scalar, n_b, ...] per image -> concatenate images within each group -> flatten groups
     u, k, r = (torch.cat([p[i] for p in per_image], dim=1).flatten(0, 1).to(device) for i in range(3))
     return u, k.to(labels.dtype), r
 
 
-def build_dn_queries(targets: list[dict[str, Tensor]], label_enc: nn.Embedding, dn_num: int, noise_scale: float,
-                     num_classes: int, num_queries: int,
-                     generators: list[torch.Generator] | None = None) -> DNQueries | None:
+def build_dn_queries(
+    targets: list[dict[str, Tensor]],
+    label_enc: nn.Embedding,
+    dn_num: int,
+    noise_scale: float,
+    num_classes: int,
+    num_queries: int,
+    generators: list[torch.Generator] | None = None,
+) -> DNQueries | None:
     """DN-DETR denoising queries, MaskDINO "seg" variant: each GT (one per class mask) is repeated in
     `dn_num // max_gt` groups with label flips (p = noise_scale/2) and box jitter (±noise_scale of the
     half-size for the centre, of the size for w/h). DN query of image b's GT j in group g: g·single_pad + j.
@@ -173,8 +201,14 @@ class GEMDecoder(nn.Module):
         nn.init.zeros_(self.bbox_embed.layers[-1].bias)
 
     # ------------------------------------------------------------------------------ layers
-    def run_layers(self, tgt: Tensor, anchors: Tensor, memory: Tensor, shapes: list[tuple[int, int]],
-                   attn_mask: Tensor | None = None) -> tuple[list[Tensor], list[Tensor], list[Tensor]]:
+    def run_layers(
+        self,
+        tgt: Tensor,
+        anchors: Tensor,
+        memory: Tensor,
+        shapes: list[tuple[int, int]],
+        attn_mask: Tensor | None = None,
+    ) -> tuple[list[Tensor], list[Tensor], list[Tensor]]:
         """tgt [B,T,C], anchors [B,T,4] unsigmoided -> (raw layer outputs, decoder_norm of them, references).
 
         references has one more entry: [0] = sigmoid(anchors), [l] = the boxes refined by layer l (not
@@ -206,17 +240,25 @@ class GEMDecoder(nn.Module):
         tgt = queries if queries is not None else self.query_feat.weight[None].expand(b, -1, -1)
         return tgt, self.query_embed.weight[None].expand(b, -1, -1)
 
-    def predict_last(self, queries: Tensor | None, memory: Tensor, shapes: list[tuple[int, int]],
-                     mask_fn: MaskFn) -> tuple[Tensor, Tensor]:
+    def predict_last(
+        self, queries: Tensor | None, memory: Tensor, shapes: list[tuple[int, int]], mask_fn: MaskFn
+    ) -> tuple[Tensor, Tensor]:
         """Inference shortcut for semantic maps: the last layer's class logits [B,Q,3] and masks only
         (what `forward` returns as pred_logits/pred_masks in eval mode, without boxes or aux outputs)."""
         tgt, anchors = self._initial(queries, memory.shape[0])
         _, hs, _ = self.run_layers(tgt, anchors, memory, shapes)
         return self.predict(hs[-1], mask_fn)
 
-    def forward(self, queries: Tensor | None, memory: Tensor, shapes: list[tuple[int, int]], mask_fn: MaskFn,
-                targets: list[dict[str, Tensor]] | None = None, internals: bool = False,
-                generators: list[torch.Generator] | None = None) -> dict:
+    def forward(
+        self,
+        queries: Tensor | None,
+        memory: Tensor,
+        shapes: list[tuple[int, int]],
+        mask_fn: MaskFn,
+        targets: list[dict[str, Tensor]] | None = None,
+        internals: bool = False,
+        generators: list[torch.Generator] | None = None,
+    ) -> dict:
         """queries [B,K,C] from DQS (None: learned `query_feat`), memory [B,S,C] -> output dict (see gem.py).
 
         Eval mode predicts masks for the last layer only (as the original); training for all.
@@ -225,8 +267,15 @@ class GEMDecoder(nn.Module):
         tgt, anchors = self._initial(queries, memory.shape[0])
         dn = None
         if self.training and targets is not None and self.cfg.dn != "none":
-            dn = build_dn_queries(targets, self.label_enc, self.cfg.dn_num, self.cfg.dn_noise_scale,
-                                  self.cfg.num_classes, self.num_queries, generators)
+            dn = build_dn_queries(
+                targets,
+                self.label_enc,
+                self.cfg.dn_num,
+                self.cfg.dn_noise_scale,
+                self.cfg.num_classes,
+                self.num_queries,
+                generators,
+            )
         attn_mask = None
         if dn is not None:
             tgt = torch.cat([dn.content.to(tgt.dtype), tgt], dim=1)
@@ -249,8 +298,11 @@ class GEMDecoder(nn.Module):
         out: dict = {"dn_outputs": None}
         if dn is not None:
             p = dn.content.shape[1]
-            out["dn_outputs"] = _bundle([x[:, :p] for x in logits], [x[:, :p] if x is not None else None for x in masks],
-                                        [x[:, :p] for x in boxes])
+            out["dn_outputs"] = _bundle(
+                [x[:, :p] for x in logits],
+                [x[:, :p] if x is not None else None for x in masks],
+                [x[:, :p] for x in boxes],
+            )
             out["dn_outputs"].update(scalar=dn.scalar, single_pad=dn.single_pad)
             logits = [x[:, p:] for x in logits]
             masks = [x[:, p:] if x is not None else None for x in masks]
@@ -268,5 +320,13 @@ def _bundle(logits: list[Tensor], masks: list[Tensor | None], boxes: list[Tensor
     return {"pred_logits": logits[-1], "pred_masks": masks[-1], "pred_boxes": boxes[-1], "aux_outputs": aux}
 
 
-__all__ = ["DNQueries", "DecoderLayer", "GEMDecoder", "MLP", "build_dn_queries", "dn_attn_mask",
-           "inverse_sigmoid", "sine_embed"]
+__all__ = [
+    "DNQueries",
+    "DecoderLayer",
+    "GEMDecoder",
+    "MLP",
+    "build_dn_queries",
+    "dn_attn_mask",
+    "inverse_sigmoid",
+    "sine_embed",
+]

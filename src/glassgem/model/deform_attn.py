@@ -17,6 +17,7 @@ Corner weights and coordinates are always computed in fp32 (a bf16 coordinate ca
 grid to better than a pixel); the gathered values stay in the memory's dtype. Memory padding masks are
 not supported: GEM never pads the feature maps (valid ratios are all 1).
 """
+
 from __future__ import annotations
 
 import functools
@@ -55,8 +56,9 @@ def sample_grid(value: Tensor, shapes: list[tuple[int, int]], loc: Tensor, attn:
 
 
 @functools.lru_cache(maxsize=8)
-def _bag_constants(shapes: tuple[tuple[int, int], ...], loc_shape: tuple[int, ...], rows_per_batch: int,
-                   device: torch.device) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+def _bag_constants(
+    shapes: tuple[tuple[int, int], ...], loc_shape: tuple[int, ...], rows_per_batch: int, device: torch.device
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """Per-sample map sizes, first memory rows and widths, materialised at full size and cached.
 
     Element-wise ops that broadcast a per-level constant over tiny inner dims (P = 4, xy = 2) run

@@ -31,6 +31,7 @@ dim 1 is the glass map.
 A pure nn.Module: weight files are glassgem.hub's (the user-facing `glassgem.GEM` adds from_pretrained /
 save_pretrained), the test protocol, speed-ups and image-level prediction are glassgem.inference's.
 """
+
 from __future__ import annotations
 
 import torch
@@ -88,8 +89,13 @@ class GEM(nn.Module):
     def _folding(self) -> bool:
         return self.fold_mask_head and not self.training and self.pyramid is not None
 
-    def forward(self, images: Tensor, targets: list[dict[str, Tensor]] | None = None, internals: bool = False,
-                generators: list[torch.Generator] | None = None) -> dict:
+    def forward(
+        self,
+        images: Tensor,
+        targets: list[dict[str, Tensor]] | None = None,
+        internals: bool = False,
+        generators: list[torch.Generator] | None = None,
+    ) -> dict:
         """`generators` (training): one per image for the denoising noise, so an image's noise does not
         depend on the rest of its batch (multi-process runs then match single-process ones)."""
         _check_images(images)
@@ -98,12 +104,24 @@ class GEM(nn.Module):
         feats = self.features(images, with_res2=not self._folding())
         return self.forward_features(feats, targets, internals, generators)
 
-    def forward_features(self, feats: dict[str, Tensor], targets: list[dict[str, Tensor]] | None = None,
-                         internals: bool = False, generators: list[torch.Generator] | None = None) -> dict:
+    def forward_features(
+        self,
+        feats: dict[str, Tensor],
+        targets: list[dict[str, Tensor]] | None = None,
+        internals: bool = False,
+        generators: list[torch.Generator] | None = None,
+    ) -> dict:
         """The head on encoder/pyramid features {"res2" (or "res2_pre"), "res3", "res4", "res5"}."""
         proposals, memory, shapes, mask_fn = self._head_inputs(feats)
-        out = self.decoder(proposals.queries if proposals is not None else None, memory, shapes, mask_fn, targets,
-                           internals, generators)
+        out = self.decoder(
+            proposals.queries if proposals is not None else None,
+            memory,
+            shapes,
+            mask_fn,
+            targets,
+            internals,
+            generators,
+        )
         out["proposal_cls_logits"] = proposals.logits if proposals is not None else None
         if internals:
             out["query_indices"] = proposals.indices if proposals is not None else None

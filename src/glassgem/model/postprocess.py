@@ -5,6 +5,7 @@ method) and the ONNX export form (glassgem.inference.export) all run.
 `semantic_scores_from_queries(logits, masks, size, smoothing)` is the original's `sem_seg` [B, 2, H, W]:
 Σ_q softmax(class_q)[:2] · sigmoid(upsampled mask_q); argmax over dim 1 is the glass map.
 """
+
 from __future__ import annotations
 
 import torch
@@ -12,8 +13,9 @@ import torch.nn.functional as F
 from torch import Tensor
 
 
-def semantic_scores_from_queries(logits: Tensor, masks: Tensor, size: tuple[int, int], smoothing: float = 0.0,
-                                 tiled: bool | None = None) -> Tensor:
+def semantic_scores_from_queries(
+    logits: Tensor, masks: Tensor, size: tuple[int, int], smoothing: float = 0.0, tiled: bool | None = None
+) -> Tensor:
     """[B,Q,3] class logits and [B,Q,h,w] mask logits -> smoothed [B,2,H,W] fp32 scores at `size` (H, W)."""
     return smooth_scores(semantic_map(logits, masks, size, tiled=tiled), smoothing)
 
@@ -38,8 +40,9 @@ def _interp_matrix(n_in: int, n_out: int, device: torch.device) -> tuple[Tensor,
     return mat, lo, hi
 
 
-def semantic_map(logits: Tensor, masks: Tensor, size: tuple[int, int], rows_per_tile: int = 8,
-                 tiled: bool | None = None) -> Tensor:
+def semantic_map(
+    logits: Tensor, masks: Tensor, size: tuple[int, int], rows_per_tile: int = 8, tiled: bool | None = None
+) -> Tensor:
     """Σ_q softmax(logits_q)[:K] · sigmoid(bilinear_up(masks_q)): [B,Q,K+1] x [B,Q,h,w] -> [B,K,H,W] fp32.
 
     Same numbers as upsampling all Q masks to H×W first (the original, `tiled=False`, the default off
@@ -83,7 +86,7 @@ def _box_mean(x: Tensor, r: int, dim: int) -> Tensor:
     c = F.pad(x, pad).cumsum(dim)
     total = c.narrow(dim, 2 * r + 1, n) - c.narrow(dim, 0, n)
     i = torch.arange(n, device=x.device, dtype=x.dtype)
-    count = (torch.clamp(i + r, max=n - 1) - torch.clamp(i - r, min=0) + 1)
+    count = torch.clamp(i + r, max=n - 1) - torch.clamp(i - r, min=0) + 1
     return total / (count if dim == -1 else count[:, None])
 
 

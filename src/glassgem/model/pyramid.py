@@ -6,6 +6,7 @@ original. `PixelDecoder` then projects strides 8/16/32 with 1×1 conv + GroupNor
 the decoder's cross-attention, ordered stride 32, 16, 8 as the original's list) and makes the stride-4
 pixel embedding with a bare 1×1 conv. The original's deformable encoder has zero layers and is absent.
 """
+
 from __future__ import annotations
 
 import torch

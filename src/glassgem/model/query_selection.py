@@ -4,6 +4,7 @@ Fuse strides 8/16/32 at stride 16, classify every position background/glass, and
 the k most *confident* positions (max softmax probability over both classes) to the decoder as its
 initial content queries. Box anchors are not derived from the positions (they stay learned).
 """
+
 from __future__ import annotations
 
 from typing import NamedTuple
@@ -70,7 +71,7 @@ class QuerySelection(nn.Module):
             h, w = fused.shape[-2:]
             raise ConfigError(
                 f"input too small for {self.num_queries} queries: its stride-16 grid is {h}x{w} = {h * w} "
-                f"positions (use an input of at least {16 * int(self.num_queries ** 0.5 + 0.999)} px a side)"
+                f"positions (use an input of at least {16 * int(self.num_queries**0.5 + 0.999)} px a side)"
             )
         indices = ranking_key(scores).topk(self.num_queries, dim=1).indices  # B x K, by descending score
         flat = fused.flatten(2)  # B x C x h·w

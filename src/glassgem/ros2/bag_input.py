@@ -4,6 +4,7 @@ A bag is a rosbag2 folder (metadata.yaml; MCAP or SQLite storage), a single `.mc
 ROS 1 `.bag` file; the `rosbags` package (the `ros` extra) reads them all. Every problem with the bag is a
 DataError naming it: not there, truncated or corrupt, no image topic, several image topics and no --topic.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -27,8 +28,9 @@ def require_rosbags():
     try:
         import rosbags.highlevel
     except ImportError:
-        raise GlassgemError(f"reading ROS bags needs the rosbags package, which is not installed: {INSTALL_HINT}") \
-            from None
+        raise GlassgemError(
+            f"reading ROS bags needs the rosbags package, which is not installed: {INSTALL_HINT}"
+        ) from None
     return rosbags
 
 
@@ -39,8 +41,19 @@ def _bag_errors() -> tuple[type[BaseException], ...]:
     from rosbags.rosbag2 import ReaderError as Reader2Error
     from rosbags.serde import SerdeError
 
-    return (AnyReaderError, Reader1Error, Reader2Error, SerdeError, KeyError, ValueError, IndexError, EOFError,
-            OSError, AssertionError, RuntimeError)
+    return (
+        AnyReaderError,
+        Reader1Error,
+        Reader2Error,
+        SerdeError,
+        KeyError,
+        ValueError,
+        IndexError,
+        EOFError,
+        OSError,
+        AssertionError,
+        RuntimeError,
+    )
 
 
 class BagInput:
@@ -59,8 +72,9 @@ class BagInput:
             self.reader = AnyReader([self.path], default_typestore=get_typestore(Stores.ROS2_HUMBLE))
             self.reader.open()
         except (FileNotFoundError, *_bag_errors()) as e:
-            raise DataError(f"{self.path}: cannot open this bag, it may be truncated or corrupt "
-                            f"({type(e).__name__}: {e})") from None
+            raise DataError(
+                f"{self.path}: cannot open this bag, it may be truncated or corrupt ({type(e).__name__}: {e})"
+            ) from None
         try:
             self.topics = {name: info.msgtype for name, info in self.reader.topics.items()}
             self.topic = self._image_topic(topic)
@@ -82,14 +96,20 @@ class BagInput:
         images = sorted(n for n, t in self.topics.items() if t in IMAGE_TYPES)
         if topic is not None:
             if topic not in self.topics:
-                raise DataError(f"{self.path}: no topic {topic} in this bag (image topics: {', '.join(images) or 'none'})")
+                raise DataError(
+                    f"{self.path}: no topic {topic} in this bag (image topics: {', '.join(images) or 'none'})"
+                )
             if self.topics[topic] not in IMAGE_TYPES:
-                raise DataError(f"--topic {topic}: a {self.topics[topic]} topic, not sensor_msgs/Image or "
-                                "sensor_msgs/CompressedImage")
+                raise DataError(
+                    f"--topic {topic}: a {self.topics[topic]} topic, not sensor_msgs/Image or "
+                    "sensor_msgs/CompressedImage"
+                )
             return topic
         if not images:
-            raise DataError(f"{self.path}: no sensor_msgs/Image or CompressedImage topic in this bag (topics: "
-                            f"{self._describe(sorted(self.topics))})")
+            raise DataError(
+                f"{self.path}: no sensor_msgs/Image or CompressedImage topic in this bag (topics: "
+                f"{self._describe(sorted(self.topics))})"
+            )
         if len(images) > 1:
             raise DataError(f"{self.path}: {len(images)} image topics ({', '.join(images)}): choose one with --topic")
         return images[0]
@@ -98,11 +118,15 @@ class BagInput:
         names = sorted(self.topics) if list(copy_topics) == ["all"] else list(dict.fromkeys(copy_topics))
         unknown = [n for n in names if n not in self.topics]
         if unknown:
-            raise DataError(f"--copy-topics: no topic {', '.join(unknown)} in {self.path} (topics: "
-                            f"{', '.join(sorted(self.topics))})")
+            raise DataError(
+                f"--copy-topics: no topic {', '.join(unknown)} in {self.path} (topics: "
+                f"{', '.join(sorted(self.topics))})"
+            )
         if names and self.ros1:
-            raise DataError(f"--copy-topics: {self.path} is a ROS 1 bag; copying its messages into a ROS 2 bag "
-                            "is not supported: leave out --copy-topics")
+            raise DataError(
+                f"--copy-topics: {self.path} is a ROS 1 bag; copying its messages into a ROS 2 bag "
+                "is not supported: leave out --copy-topics"
+            )
         return names
 
     def definition(self, topic: str) -> tuple[str, str, str]:
@@ -124,8 +148,10 @@ class BagInput:
                     yield position, connection.topic, timestamp, raw
                 position += 1
         except _bag_errors() as e:
-            raise DataError(f"{self.path}: cannot read message {position} of this bag, it may be truncated or "
-                            f"corrupt ({type(e).__name__}: {e})") from None
+            raise DataError(
+                f"{self.path}: cannot read message {position} of this bag, it may be truncated or "
+                f"corrupt ({type(e).__name__}: {e})"
+            ) from None
 
     def deserialize(self, raw: Any, topic: str) -> Any:
         """A raw message of `topic` -> its rosbags message object; DataError if it does not deserialize."""

@@ -10,6 +10,7 @@ metadata.yaml's custom_data carries the run's resume state (`glassgem.*` keys): 
 --every, --overlay, --copy-topics), how many input messages are written (`glassgem.consumed`), how many
 masks, and whether the run finished. `--resume` continues from there; other options refuse to mix.
 """
+
 from __future__ import annotations
 
 import os
@@ -39,9 +40,10 @@ def read_state(out: Path) -> Optional[dict[str, str]]:
     try:
         custom = _info(out).get("custom_data") or {}
     except (yaml.YAMLError, KeyError, TypeError, AttributeError, OSError) as e:
-        raise DataError(f"--out {out}: its {METADATA} cannot be read ({type(e).__name__}); choose another --out") \
-            from None
-    state = {k[len(PREFIX):]: str(v) for k, v in custom.items() if str(k).startswith(PREFIX)}
+        raise DataError(
+            f"--out {out}: its {METADATA} cannot be read ({type(e).__name__}); choose another --out"
+        ) from None
+    state = {k[len(PREFIX) :]: str(v) for k, v in custom.items() if str(k).startswith(PREFIX)}
     if "consumed" not in state:
         raise DataError(f"--out {out}: a bag that glassgem predict did not write; choose another --out")
     return state
@@ -56,17 +58,21 @@ def _append(info: Optional[dict], part: dict) -> dict:
     start = min(info["starting_time"]["nanoseconds_since_epoch"], part["starting_time"]["nanoseconds_since_epoch"])
     end = max(s["starting_time"]["nanoseconds_since_epoch"] + s["duration"]["nanoseconds"] for s in (info, part))
     counts = {t["topic_metadata"]["name"]: t["message_count"] for t in part["topics_with_message_count"]}
-    topics = [{**t, "message_count": t["message_count"] + counts.pop(t["topic_metadata"]["name"], 0)}
-              for t in info["topics_with_message_count"]]
+    topics = [
+        {**t, "message_count": t["message_count"] + counts.pop(t["topic_metadata"]["name"], 0)}
+        for t in info["topics_with_message_count"]
+    ]
     topics += [t for t in part["topics_with_message_count"] if t["topic_metadata"]["name"] in counts]
-    merged.update({
-        "relative_file_paths": info["relative_file_paths"] + part["relative_file_paths"],
-        "files": info["files"] + part["files"],
-        "message_count": info["message_count"] + part["message_count"],
-        "starting_time": {"nanoseconds_since_epoch": start},
-        "duration": {"nanoseconds": max(0, end - start)},
-        "topics_with_message_count": topics,
-    })
+    merged.update(
+        {
+            "relative_file_paths": info["relative_file_paths"] + part["relative_file_paths"],
+            "files": info["files"] + part["files"],
+            "message_count": info["message_count"] + part["message_count"],
+            "starting_time": {"nanoseconds_since_epoch": start},
+            "duration": {"nanoseconds": max(0, end - start)},
+            "topics_with_message_count": topics,
+        }
+    )
     return merged
 
 
@@ -88,8 +94,10 @@ class OutputBag:
         shutil.rmtree(tmp, ignore_errors=True)
         self.writer = Writer(tmp, version=9, storage_plugin=StoragePlugin.MCAP)
         self.writer.open()
-        self.connections = {topic: self.writer.add_connection(topic, msgtype, msgdef=msgdef, rihs01=rihs01)
-                            for topic, msgtype, msgdef, rihs01 in self.topics}
+        self.connections = {
+            topic: self.writer.add_connection(topic, msgtype, msgdef=msgdef, rihs01=rihs01)
+            for topic, msgtype, msgdef, rihs01 in self.topics
+        }
 
     def write(self, topic: str, timestamp: int, data: bytes) -> None:
         if self.writer is None:

@@ -14,6 +14,7 @@ work and at the end): a killed run leaves a bag that opens, and `--resume` conti
 checkpoint. A frame that does not decode is reported and skipped; an encoding glassgem cannot read stops
 the run with one line naming it.
 """
+
 from __future__ import annotations
 
 import math
@@ -57,8 +58,10 @@ class BagSummary:
         rate = scored / self.seconds if self.seconds > 0 else 0.0
         again = f", {self.resumed} already there" if self.resumed else ""
         bad = f"; {len(self.skipped)} frame(s) skipped" if self.skipped else ""
-        return (f"{self.bag}: {self.frames} mask(s) of {self.topic} in {self.out} in {self.seconds:.1f} s "
-                f"({rate:.2f} frames/s{again}){bad}")
+        return (
+            f"{self.bag}: {self.frames} mask(s) of {self.topic} in {self.out} in {self.seconds:.1f} s "
+            f"({rate:.2f} frames/s{again}){bad}"
+        )
 
 
 @dataclass
@@ -81,8 +84,9 @@ class _Item:
 def check_paths(bag: Path, out: Path, resume: bool) -> None:
     b, o = bag.resolve(), out.resolve()
     if o == b or b in o.parents or o in b.parents:
-        raise DataError(f"--out {out}: the input bag {bag} is inside it, or it is inside the input bag; choose "
-                        "another --out")
+        raise DataError(
+            f"--out {out}: the input bag {bag} is inside it, or it is inside the input bag; choose another --out"
+        )
     if out.exists() and not out.is_dir():
         raise DataError(f"--out {out}: a file is there; the output bag is a folder, choose another --out")
     if out.exists() and not resume and any(out.iterdir()):
@@ -98,16 +102,30 @@ def _start_state(out: Path, wanted: dict[str, str]) -> dict[str, str]:
         return {**wanted, "consumed": "0", "images": "0", "selected": "0", "frames": "0", "done": "false"}
     for key in _KEPT:
         if state.get(key) != wanted[key]:
-            raise DataError(f"--out {out} was written with {key} = {state.get(key)!r}, not {wanted[key]!r}: resume "
-                            "with the same bag and options, or choose another --out")
+            raise DataError(
+                f"--out {out} was written with {key} = {state.get(key)!r}, not {wanted[key]!r}: resume "
+                "with the same bag and options, or choose another --out"
+            )
     return state
 
 
-def predict_bag(bag: str | Path, out: str | Path, scorer: Scorer, size: Optional[int] = None, batch_size: int = 4,
-                overlay: bool = False, threshold: Optional[float] = None, topic: Optional[str] = None,
-                every: int = 1, max_frames: Optional[int] = None, copy_topics: Sequence[str] = (),
-                resume: bool = False, progress: bool = True, report: Callable[[str], None] | None = None,
-                checkpoint_s: float = 60.0) -> BagSummary:
+def predict_bag(
+    bag: str | Path,
+    out: str | Path,
+    scorer: Scorer,
+    size: Optional[int] = None,
+    batch_size: int = 4,
+    overlay: bool = False,
+    threshold: Optional[float] = None,
+    topic: Optional[str] = None,
+    every: int = 1,
+    max_frames: Optional[int] = None,
+    copy_topics: Sequence[str] = (),
+    resume: bool = False,
+    progress: bool = True,
+    report: Callable[[str], None] | None = None,
+    checkpoint_s: float = 60.0,
+) -> BagSummary:
     """Masks for the frames of `bag`'s image topic (`topic`, or its only one) into the bag folder `out`.
 
     `scorer`/`size`/`threshold`/`batch_size` as in glassgem.inference.predict.predict_files; `every`: every
@@ -124,8 +142,18 @@ def predict_bag(bag: str | Path, out: str | Path, scorer: Scorer, size: Optional
     say = report or (lambda line: tqdm.write(line, file=sys.stderr))
     source = BagInput(bag, topic, copy_topics)
     try:
-        return _run(source, out, FrameProcessor(scorer, size, threshold, overlay), batch_size, every, max_frames,
-                    resume, progress, say, checkpoint_s)
+        return _run(
+            source,
+            out,
+            FrameProcessor(scorer, size, threshold, overlay),
+            batch_size,
+            every,
+            max_frames,
+            resume,
+            progress,
+            say,
+            checkpoint_s,
+        )
     finally:
         source.close()
 
@@ -150,8 +178,11 @@ class _Serializer:
 
         self.store = get_typestore(Stores.ROS2_HUMBLE)
         types = self.store.types
-        self.image, self.header, self.time = (types[IMAGE], types["std_msgs/msg/Header"],
-                                              types["builtin_interfaces/msg/Time"])
+        self.image, self.header, self.time = (
+            types[IMAGE],
+            types["std_msgs/msg/Header"],
+            types["builtin_interfaces/msg/Time"],
+        )
 
     def __call__(self, header: Any, fields: dict[str, Any]) -> bytes:
         stamp = self.time(sec=int(header.stamp.sec), nanosec=int(header.stamp.nanosec))
@@ -185,15 +216,30 @@ def _decode(source: BagInput, processor: FrameProcessor):
             except DataError as e:
                 item.error = str(e)
         return item
+
     return load
 
 
-def _run(source: BagInput, out: Path, processor: FrameProcessor, batch_size: int, every: int,
-         max_frames: Optional[int], resume: bool, progress: bool, say: Callable[[str], None],
-         checkpoint_s: float) -> BagSummary:
-    wanted = {"input": str(source.path.resolve()), "topic": source.topic, "every": str(every),
-              "max_frames": str(max_frames), "overlay": str(processor.overlay).lower(),
-              "copy_topics": ",".join(source.copied)}
+def _run(
+    source: BagInput,
+    out: Path,
+    processor: FrameProcessor,
+    batch_size: int,
+    every: int,
+    max_frames: Optional[int],
+    resume: bool,
+    progress: bool,
+    say: Callable[[str], None],
+    checkpoint_s: float,
+) -> BagSummary:
+    wanted = {
+        "input": str(source.path.resolve()),
+        "topic": source.topic,
+        "every": str(every),
+        "max_frames": str(max_frames),
+        "overlay": str(processor.overlay).lower(),
+        "copy_topics": ",".join(source.copied),
+    }
     out.mkdir(parents=True, exist_ok=True)
     state = _start_state(out, wanted)
     summary = BagSummary(bag=source.path, out=out, topic=source.topic, frames=int(state["frames"]))
@@ -204,8 +250,14 @@ def _run(source: BagInput, out: Path, processor: FrameProcessor, batch_size: int
     writer.abort()  # a part a killed run left half-written
     serialize = _Serializer()
     expected = math.ceil(source.count / every)
-    bar = tqdm(total=min(expected, max_frames) if max_frames else expected, initial=int(state["selected"]),
-               desc=source.path.name, unit="frame", disable=not progress, dynamic_ncols=True)
+    bar = tqdm(
+        total=min(expected, max_frames) if max_frames else expected,
+        initial=int(state["selected"]),
+        desc=source.path.name,
+        unit="frame",
+        disable=not progress,
+        dynamic_ncols=True,
+    )
     start = last = time.perf_counter()
     counters = {k: int(state[k]) for k in ("consumed", "images", "selected", "frames")}
 

@@ -6,6 +6,7 @@ and into the fields of the output messages. The live node also uses LatestFrame,
 glassgem.inference.stream (a camera faster than the network overwrites the waiting frame instead of
 queueing it), and RateMeter (frames/s).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -33,8 +34,9 @@ class FrameOutput:
 class FrameProcessor:
     """Frames -> masks and output message fields, with any scorer (GEM, ONNX, flip-averaged)."""
 
-    def __init__(self, scorer: Scorer, size: Optional[int] = None, threshold: Optional[float] = None,
-                 overlay: bool = False) -> None:
+    def __init__(
+        self, scorer: Scorer, size: Optional[int] = None, threshold: Optional[float] = None, overlay: bool = False
+    ) -> None:
         self.scorer = scorer
         self.size = check_size(size or getattr(scorer, "input_size", 384))
         self.threshold, self.overlay = threshold, overlay
@@ -45,8 +47,9 @@ class FrameProcessor:
         rgb = message_to_rgb(msg, msgtype)
         return rgb, squash(rgb, self.size)
 
-    def masks(self, frames: Sequence[np.ndarray], squashed: Optional[Sequence[torch.Tensor]] = None
-              ) -> list[np.ndarray]:
+    def masks(
+        self, frames: Sequence[np.ndarray], squashed: Optional[Sequence[torch.Tensor]] = None
+    ) -> list[np.ndarray]:
         """uint8 {0,1} masks at each frame's size, one scorer call for the batch."""
         if not frames:
             return []
@@ -55,8 +58,9 @@ class FrameProcessor:
             scores = self.scorer(batch).float().cpu()
         return [glass_mask(unsquash(s[None], f.shape[:2])[0], self.threshold).numpy() for f, s in zip(frames, scores)]
 
-    def outputs(self, frames: Sequence[np.ndarray], squashed: Optional[Sequence[torch.Tensor]] = None
-                ) -> list[FrameOutput]:
+    def outputs(
+        self, frames: Sequence[np.ndarray], squashed: Optional[Sequence[torch.Tensor]] = None
+    ) -> list[FrameOutput]:
         """Masks and the fields of the mask (mono8, 0/255) and, with `overlay`, overlay (rgb8) messages."""
         result = []
         for frame, mask in zip(frames, self.masks(frames, squashed)):

@@ -10,6 +10,7 @@ Raw encodings read: rgb8, bgr8, rgba8, bgra8, mono8, mono16 and their OpenCV spe
 0..255 (as glassgem.io reads 16-bit image files). Compressed formats read: JPEG and PNG (the `format`
 field names them, as image_transport writes it: "jpeg", "png", "bgr8; jpeg compressed bgr8", ...).
 """
+
 from __future__ import annotations
 
 import array
@@ -28,10 +29,16 @@ IMAGE_TYPES = (IMAGE, COMPRESSED)
 
 # encoding -> (channels, bytes per channel, channel order of the output RGB: indices into the pixel)
 _RAW = {
-    "rgb8": (3, 1, (0, 1, 2)), "bgr8": (3, 1, (2, 1, 0)), "8uc3": (3, 1, (2, 1, 0)),
-    "rgba8": (4, 1, (0, 1, 2)), "bgra8": (4, 1, (2, 1, 0)), "8uc4": (4, 1, (2, 1, 0)),
-    "mono8": (1, 1, (0, 0, 0)), "8uc1": (1, 1, (0, 0, 0)),
-    "mono16": (1, 2, (0, 0, 0)), "16uc1": (1, 2, (0, 0, 0)),
+    "rgb8": (3, 1, (0, 1, 2)),
+    "bgr8": (3, 1, (2, 1, 0)),
+    "8uc3": (3, 1, (2, 1, 0)),
+    "rgba8": (4, 1, (0, 1, 2)),
+    "bgra8": (4, 1, (2, 1, 0)),
+    "8uc4": (4, 1, (2, 1, 0)),
+    "mono8": (1, 1, (0, 0, 0)),
+    "8uc1": (1, 1, (0, 0, 0)),
+    "mono16": (1, 2, (0, 0, 0)),
+    "16uc1": (1, 2, (0, 0, 0)),
 }
 RAW_ENCODINGS = ("rgb8", "bgr8", "rgba8", "bgra8", "mono8", "mono16", "8UC1", "8UC3", "8UC4", "16UC1")
 COMPRESSED_FORMATS = ("jpeg", "png")
@@ -54,8 +61,9 @@ def raw_to_rgb(msg: Any) -> np.ndarray:
     DataError for data that does not fit the stated size."""
     encoding = str(msg.encoding)
     if encoding.lower() not in _RAW:
-        raise UnsupportedEncoding(f"unsupported image encoding {encoding!r} (glassgem reads "
-                                  f"{', '.join(RAW_ENCODINGS)})")
+        raise UnsupportedEncoding(
+            f"unsupported image encoding {encoding!r} (glassgem reads {', '.join(RAW_ENCODINGS)})"
+        )
     channels, depth, order = _RAW[encoding.lower()]
     h, w, step = int(msg.height), int(msg.width), int(msg.step)
     if h < 1 or w < 1:
@@ -63,8 +71,9 @@ def raw_to_rgb(msg: Any) -> np.ndarray:
     data = _bytes(msg.data)
     row = w * channels * depth
     if step < row or data.size < step * (h - 1) + row:
-        raise DataError(f"{encoding} image {w}x{h}: {data.size} data bytes with step {step} do not hold "
-                        f"{h} rows of {row} bytes")
+        raise DataError(
+            f"{encoding} image {w}x{h}: {data.size} data bytes with step {step} do not hold {h} rows of {row} bytes"
+        )
     rows = np.lib.stride_tricks.as_strided(data, shape=(h, row), strides=(step, 1))
     if depth == 2:
         dtype = ">u2" if int(msg.is_bigendian) else "<u2"
@@ -81,8 +90,9 @@ def compressed_to_rgb(msg: Any) -> np.ndarray:
     fmt = str(msg.format)
     low = fmt.lower()
     if "compresseddepth" in low or not any(f in low for f in ("jpeg", "jpg", "png")):
-        raise UnsupportedEncoding(f"unsupported compressed image format {fmt!r} (glassgem reads "
-                                  f"{' and '.join(COMPRESSED_FORMATS)})")
+        raise UnsupportedEncoding(
+            f"unsupported compressed image format {fmt!r} (glassgem reads {' and '.join(COMPRESSED_FORMATS)})"
+        )
     try:
         with PILImage.open(io.BytesIO(_bytes(msg.data).tobytes())) as img:
             img.load()
@@ -139,6 +149,19 @@ def image_array(msg: Any) -> np.ndarray:
     return raw_to_rgb(msg)[:, :, 0] if str(msg.encoding) == "mono8" else raw_to_rgb(msg)
 
 
-__all__ = ["COMPRESSED", "COMPRESSED_FORMATS", "IMAGE", "IMAGE_TYPES", "RAW_ENCODINGS", "UnsupportedEncoding",
-           "build_image", "compressed_to_rgb", "image_array", "is_compressed_topic", "message_to_rgb", "mono8_fields", "raw_to_rgb",
-           "rgb8_fields"]
+__all__ = [
+    "COMPRESSED",
+    "COMPRESSED_FORMATS",
+    "IMAGE",
+    "IMAGE_TYPES",
+    "RAW_ENCODINGS",
+    "UnsupportedEncoding",
+    "build_image",
+    "compressed_to_rgb",
+    "image_array",
+    "is_compressed_topic",
+    "message_to_rgb",
+    "mono8_fields",
+    "raw_to_rgb",
+    "rgb8_fields",
+]

@@ -11,6 +11,7 @@ NodeSettings (the ROS parameters) and everything per frame (frames.FrameProcesso
 Python, tested without ROS. Only run_node imports rclpy and the message packages of a ROS 2 install; that
 thin shell is the one part the tests cannot run.
 """
+
 from __future__ import annotations
 
 import threading
@@ -20,9 +21,11 @@ from typing import Any, Optional
 from ..errors import ConfigError, GlassgemError
 from .messages import COMPRESSED, IMAGE, build_image, is_compressed_topic
 
-ROS_HINT = ("glassgem ros2 node needs rclpy, ROS 2's Python client library, which this Python cannot import: "
-            "install ROS 2 (Humble or newer, see docs.ros.org), `source /opt/ros/<distro>/setup.bash`, and run "
-            "glassgem from a Python that sees it (a venv made with --system-site-packages); see docs/ros2.md")
+ROS_HINT = (
+    "glassgem ros2 node needs rclpy, ROS 2's Python client library, which this Python cannot import: "
+    "install ROS 2 (Humble or newer, see docs.ros.org), `source /opt/ros/<distro>/setup.bash`, and run "
+    "glassgem from a Python that sees it (a venv made with --system-site-packages); see docs/ros2.md"
+)
 
 
 @dataclass
@@ -57,8 +60,9 @@ class NodeSettings:
 
     @property
     def input_msgtype(self) -> str:
-        compressed = self.input_type == "compressed" or (self.input_type == "auto"
-                                                         and is_compressed_topic(self.input_topic))
+        compressed = self.input_type == "compressed" or (
+            self.input_type == "auto" and is_compressed_topic(self.input_topic)
+        )
         return COMPRESSED if compressed else IMAGE
 
     @classmethod
@@ -100,8 +104,9 @@ def run_node(defaults: NodeSettings, ros_args: Optional[list[str]] = None) -> in
     mailbox, stop = LatestFrame(), threading.Event()
     mask_pub = node.create_publisher(Image, settings.mask_topic, 10)
     overlay_pub = node.create_publisher(Image, settings.overlay_topic, 10) if settings.publish_overlay else None
-    node.create_subscription(CompressedImage if msgtype == COMPRESSED else Image, settings.input_topic,
-                             mailbox.put, sensor_qos)
+    node.create_subscription(
+        CompressedImage if msgtype == COMPRESSED else Image, settings.input_topic, mailbox.put, sensor_qos
+    )
     log = node.get_logger()
 
     def work() -> None:
@@ -123,8 +128,10 @@ def run_node(defaults: NodeSettings, ros_args: Optional[list[str]] = None) -> in
 
     worker = threading.Thread(target=work, name="glassgem-inference", daemon=True)
     worker.start()
-    log.info(f"glass masks of {settings.input_topic} ({msgtype}) -> {settings.mask_topic}"
-             + (f", {settings.overlay_topic}" if overlay_pub else ""))
+    log.info(
+        f"glass masks of {settings.input_topic} ({msgtype}) -> {settings.mask_topic}"
+        + (f", {settings.overlay_topic}" if overlay_pub else "")
+    )
     try:
         rclpy.spin(node)
     except KeyboardInterrupt:

@@ -6,6 +6,7 @@ the shards into manifest.jsonl (atomically) and removes them. Readers are forgiv
 a kill, or any line that is not a JSON object with an "id", is skipped, and the job it described is
 simply done again.
 """
+
 from __future__ import annotations
 
 import json
@@ -61,8 +62,9 @@ def append_record(path: Path, record: dict) -> None:
         os.fsync(f.fileno())
 
 
-def merge(out: str | os.PathLike, is_valid: Callable[[dict], bool],
-          order: Optional[dict[str, int]] = None) -> list[dict]:
+def merge(
+    out: str | os.PathLike, is_valid: Callable[[dict], bool], order: Optional[dict[str, int]] = None
+) -> list[dict]:
     """Rewrite manifest.jsonl from itself and the shards: records whose files are present (`is_valid`),
     in plan order (`order`: id -> index; unknown ids after, by id); then delete the shards."""
     out = Path(out)

@@ -11,6 +11,7 @@ BatchNorm running statistics are averaged like any other tensor, an approximatio
 re-estimate them on training data. With a single source this simply exports a training checkpoint as a
 glassgem directory.
 """
+
 from __future__ import annotations
 
 import json

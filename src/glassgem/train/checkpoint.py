@@ -3,6 +3,7 @@
 A checkpoint holds only tensors, numbers, strings, lists and dicts, so it loads with
 `torch.load(weights_only=True)` like any other file glassgem reads.
 """
+
 from __future__ import annotations
 
 import io

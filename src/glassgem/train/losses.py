@@ -12,6 +12,7 @@ denoising queries (fixed assignment, normalised by num_masks·scalar; aux 0 has 
 original). `compute_terms` gives the unweighted terms (for logging), `weight_terms` the weighted ones
 plus their sum `loss`; `forward` does both.
 """
+
 from __future__ import annotations
 
 import torch
@@ -206,9 +207,9 @@ class GEMCriterion(nn.Module):
         with torch.no_grad():
             if isinstance(generator, (list, tuple)):
                 counts = [len(q) for q, _ in indices]
-                points = torch.cat([
-                    self._points(chunk, generator[b]) for b, chunk in enumerate(src.split(counts)) if len(chunk)
-                ])
+                points = torch.cat(
+                    [self._points(chunk, generator[b]) for b, chunk in enumerate(src.split(counts)) if len(chunk)]
+                )
             else:
                 points = self._points(src, generator)
             labels = sample_target_masks(targets, indices, points, self.point_padding)  # [M, N]
@@ -216,8 +217,9 @@ class GEMCriterion(nn.Module):
         return sigmoid_bce_loss(logits, labels, num_masks), dice_loss(logits, labels, num_masks)
 
     def _points(self, src: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-        return sample_uncertain_points(src, self.num_points, self.oversample_ratio, self.importance_sample_ratio,
-                                       generator, self.point_padding)
+        return sample_uncertain_points(
+            src, self.num_points, self.oversample_ratio, self.importance_sample_ratio, generator, self.point_padding
+        )
 
     def loss_boxes(
         self, boxes: torch.Tensor, targets: Targets, indices: Indices, num_masks: torch.Tensor
@@ -253,9 +255,7 @@ class GEMCriterion(nn.Module):
         return {"loss_ce": ce, "loss_mask": mask, "loss_dice": dice, "loss_bbox": bbox, "loss_giou": giou}
 
     # ---- the whole criterion -----------------------------------------------------------------------
-    def compute_terms(
-        self, outputs: dict, targets: Targets, generator: Generators = None
-    ) -> dict[str, torch.Tensor]:
+    def compute_terms(self, outputs: dict, targets: Targets, generator: Generators = None) -> dict[str, torch.Tensor]:
         """All unweighted terms, fp32 even under autocast. Randomness (matching and loss points) comes
         from `generator` when given (one for the batch or one per image), in a fixed order, so a resumed
         run can reproduce it."""

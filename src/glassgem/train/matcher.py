@@ -7,6 +7,7 @@ uses softmax CE. Mask costs use one set of uniformly random points per image, sh
 and target, so the costs are comparable across the image's pairs. Matching is per image, so no
 [B·Q, ΣGT] tensor is ever built.
 """
+
 from __future__ import annotations
 
 import torch
@@ -34,9 +35,7 @@ def point_sample(inp: torch.Tensor, coords: torch.Tensor, padding: str = "border
     return out[..., 0]
 
 
-def uniform_points(
-    m: int, n: int, device: torch.device, generator: torch.Generator | None = None
-) -> torch.Tensor:
+def uniform_points(m: int, n: int, device: torch.device, generator: torch.Generator | None = None) -> torch.Tensor:
     """[m, n, 2] uniform points in [0, 1)^2, drawn from `generator` if given.
 
     A CPU generator with an accelerator `device`: one seed is drawn from the generator and the points

@@ -13,6 +13,7 @@ layer-wise decay `layer_decay`^(depth from the top) for encoders that number the
 backward stops at the first trainable block; an encoder's `embeddings` (ViT position table, class
 token) get `weight_decay_embed`.
 """
+
 from __future__ import annotations
 
 import bisect
@@ -26,8 +27,14 @@ from ..errors import ConfigError
 
 # Modules whose parameters get weight_decay_norm. The neck's LayerNorm2d is deliberately absent.
 NORM_TYPES = (
-    nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm, nn.GroupNorm,
-    nn.InstanceNorm2d, nn.LayerNorm, nn.LocalResponseNorm,
+    nn.BatchNorm1d,
+    nn.BatchNorm2d,
+    nn.BatchNorm3d,
+    nn.SyncBatchNorm,
+    nn.GroupNorm,
+    nn.InstanceNorm2d,
+    nn.LayerNorm,
+    nn.LocalResponseNorm,
 )
 BACKBONE_PREFIXES = ("encoder.", "pyramid.")
 
@@ -45,8 +52,9 @@ def _pretrained_encoder_param(encoder: nn.Module, name: str) -> bool:
 def _require_numbered_layers(encoder: nn.Module, option: str, instead: str) -> None:
     """ConfigError naming `option` unless the encoder numbers its layers (`lr_layer_id`, the ViT-S)."""
     if not hasattr(encoder, "lr_layer_id"):
-        raise ConfigError(f"{option} needs an encoder with numbered layers (dinov2_vits14), not "
-                          f"{type(encoder).__name__}; {instead}")
+        raise ConfigError(
+            f"{option} needs an encoder with numbered layers (dinov2_vits14), not {type(encoder).__name__}; {instead}"
+        )
 
 
 def encoder_lr_scale(encoder: nn.Module, name: str, cfg: TrainConfig) -> float:
@@ -88,7 +96,7 @@ def param_groups(model: nn.Module, cfg: TrainConfig) -> list[dict]:
             full = f"{module_name}.{pname}" if module_name else pname
             lr = cfg.lr * (cfg.backbone_lr_mult if is_backbone(full) else 1.0)
             if encoder is not None and full.startswith("encoder."):
-                lr *= encoder_lr_scale(encoder, full[len("encoder."):], cfg)
+                lr *= encoder_lr_scale(encoder, full[len("encoder.") :], cfg)
             if isinstance(module, NORM_TYPES):
                 wd = cfg.weight_decay_norm
             elif isinstance(module, nn.Embedding) or full in embeddings:
@@ -112,7 +120,9 @@ def lr_factor(step: int, steps: Iterable[int], gamma: float, warmup_iters: int, 
     return factor
 
 
-def build_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig, max_iter: int) -> torch.optim.lr_scheduler.LambdaLR:
+def build_scheduler(
+    optimizer: torch.optim.Optimizer, cfg: TrainConfig, max_iter: int
+) -> torch.optim.lr_scheduler.LambdaLR:
     steps = scaled_lr_steps(cfg, max_iter)
     return torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: lr_factor(s, steps, cfg.lr_gamma, cfg.warmup_iters, cfg.warmup_factor)

@@ -1,4 +1,5 @@
 """Run logs: CSV files anyone can plot, plus TensorBoard scalars. Only the main process writes."""
+
 from __future__ import annotations
 
 import csv
@@ -30,8 +31,15 @@ class RunLogger:
         except Exception:  # tensorboard missing or broken: CSV logs still work
             self._tb = None
 
-    def log_train(self, step: int, loss: float, terms: Mapping[str, torch.Tensor], lr: float,
-                  grad_norm: float, images_per_s: float) -> None:
+    def log_train(
+        self,
+        step: int,
+        loss: float,
+        terms: Mapping[str, torch.Tensor],
+        lr: float,
+        grad_norm: float,
+        images_per_s: float,
+    ) -> None:
         if not self.enabled:
             return
         row = {"step": step, "loss": loss}

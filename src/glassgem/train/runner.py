@@ -1,5 +1,6 @@
 """What `glassgem train` and `glassgem evaluate` do between parsing and the loop: resolve the
 datasets, validate them (bad data fails in seconds, not hours), and refuse test-split selection."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ TEST_SPLITS = ("test", "testing")
 @dataclass
 class DataSpec:
     """A dataset on disk: a root (with an optional split) or explicit images/masks folders."""
+
     root: Optional[str] = None
     split: Optional[str] = None
     layout: str = "auto"
@@ -54,8 +56,10 @@ def load_pairs(spec: DataSpec, progress: bool = True) -> list:
         for w in shown:
             print(f"warning: {w}", file=sys.stderr)
         if more:
-            print(f"warning: ... and {more} more (`glassgem data check {spec.root or spec.images}` lists them all)",
-                  file=sys.stderr)
+            print(
+                f"warning: ... and {more} more (`glassgem data check {spec.root or spec.images}` lists them all)",
+                file=sys.stderr,
+            )
     return find_pairs(spec.root, spec.layout, spec.split, spec.images, spec.masks)
 
 
@@ -69,9 +73,17 @@ def holdout(pairs: list, fraction: float, seed: int) -> tuple[list, list]:
     return ([p for i, p in enumerate(pairs) if i not in val_idx], [p for i, p in enumerate(pairs) if i in val_idx])
 
 
-def run_training(cfg: TrainConfig, train: DataSpec, out: str | Path, val: Optional[DataSpec] = None,
-                 val_fraction: float = 0.0, resume: bool = False, allow_test_selection: bool = False,
-                 progress: bool = True, stop_after: Optional[int] = None) -> dict[str, Any]:
+def run_training(
+    cfg: TrainConfig,
+    train: DataSpec,
+    out: str | Path,
+    val: Optional[DataSpec] = None,
+    val_fraction: float = 0.0,
+    resume: bool = False,
+    allow_test_selection: bool = False,
+    progress: bool = True,
+    stop_after: Optional[int] = None,
+) -> dict[str, Any]:
 
     if train.split is None and not train.images:
         train.split = default_split(train.root, TRAIN_SPLITS)

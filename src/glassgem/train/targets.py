@@ -4,6 +4,7 @@ A semantic map `sem` is int64 [H, W] with 0 = background, 1 = glass and 255 = pa
 ignore value). As in the original GEM, every class present in a crop is one "object": so an image has
 one or two targets (background and/or glass), ordered by class id (GEM_ORIGINAL.md §7.2 step 6).
 """
+
 from __future__ import annotations
 
 from typing import Literal

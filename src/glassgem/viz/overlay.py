@@ -3,6 +3,7 @@
 Every function takes and returns uint8 numpy arrays (RGB H x W x 3; masks H x W, any non-zero = glass),
 so the results go straight to glassgem.io.save_image.
 """
+
 from __future__ import annotations
 
 from typing import Sequence

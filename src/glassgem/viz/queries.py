@@ -6,6 +6,7 @@ the centres of the stride-16 cells whose features DQS picked as the decoder's in
 back from the squashed input to the photo. With `all_layers` it also draws the decoder's reference
 boxes (sigmoid cxcywh, normalised to the image), one small panel per decoder layer.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -48,8 +49,12 @@ def draw_dots(picture: np.ndarray, points: np.ndarray, radius: float, color=YELL
     rim = 1 if radius >= 3 else 0
     for x, y in points:
         cx, cy = x - 0.5, y - 0.5  # PIL puts integer coordinates on pixel centres
-        draw.ellipse((cx - radius, cy - radius, cx + radius, cy + radius), fill=color,
-                     outline=DOT_EDGE if rim else None, width=rim)
+        draw.ellipse(
+            (cx - radius, cy - radius, cx + radius, cy + radius),
+            fill=color,
+            outline=DOT_EDGE if rim else None,
+            width=rim,
+        )
         if rim:  # the rim is drawn inside the box: keep the centre pixel's colour exact
             draw.point((int(x), int(y)), fill=color)
     return np.asarray(img)
@@ -81,8 +86,14 @@ def run_queries(model: torch.nn.Module, image: np.ndarray, size: int | None = No
     }
 
 
-def query_figure(model: torch.nn.Module, image: ImageLike, size: int | None = None, all_layers: bool = False,
-                 max_boxes: int | None = None, alpha: float = 0.45) -> tuple[np.ndarray, dict[str, Any]]:
+def query_figure(
+    model: torch.nn.Module,
+    image: ImageLike,
+    size: int | None = None,
+    all_layers: bool = False,
+    max_boxes: int | None = None,
+    alpha: float = 0.45,
+) -> tuple[np.ndarray, dict[str, Any]]:
     """-> (figure uint8 RGB, info).
 
     Without `all_layers` the figure is the photo at its own size with the glass mask in red and the
@@ -101,17 +112,29 @@ def query_figure(model: torch.nn.Module, image: ImageLike, size: int | None = No
     tinted = overlay_mask(img, res["mask"], GLASS_RED, alpha)
     picture = draw_dots(tinted, points, radius)
     info = {
-        "points": points, "pixels": np.floor(points).astype(np.int64), "indices": res["indices"],
-        "grid": res["grid"], "image_size": hw, "input_size": res["input_size"], "dot_radius": radius,
-        "glass_fraction": float(res["mask"].mean()), "references": res["references"],
+        "points": points,
+        "pixels": np.floor(points).astype(np.int64),
+        "indices": res["indices"],
+        "grid": res["grid"],
+        "image_size": hw,
+        "input_size": res["input_size"],
+        "dot_radius": radius,
+        "glass_fraction": float(res["mask"].mean()),
+        "references": res["references"],
     }
     if all_layers:
         return layer_panels(picture, res["references"], tinted, max_boxes=max_boxes), info
     return picture, info
 
 
-def layer_panels(picture: np.ndarray, references: np.ndarray, background: np.ndarray | None = None,
-                 max_boxes: int | None = None, cols: int = 4, panel_inches: float = 2.5) -> np.ndarray:
+def layer_panels(
+    picture: np.ndarray,
+    references: np.ndarray,
+    background: np.ndarray | None = None,
+    max_boxes: int | None = None,
+    cols: int = 4,
+    panel_inches: float = 2.5,
+) -> np.ndarray:
     """Grid of panels: `picture`, then one per entry of `references` [L+1, K, 4] with the boxes of the
     queries (the first `max_boxes`, i.e. the best-ranked, if given) drawn on a faded copy of `background`
     (default `picture`), coloured by query rank. -> uint8 RGB."""
@@ -148,8 +171,16 @@ def layer_panels(picture: np.ndarray, references: np.ndarray, background: np.nda
         boxes = references[i - 1]
         for q in range(shown - 1, -1, -1):  # best-ranked queries drawn last, on top
             cx, cy, bw, bh = boxes[q]
-            ax.add_patch(Rectangle(((cx - bw / 2) * w, (cy - bh / 2) * h), bw * w, bh * h, fill=False,
-                                   linewidth=0.6, edgecolor=colors[q]))
+            ax.add_patch(
+                Rectangle(
+                    ((cx - bw / 2) * w, (cy - bh / 2) * h),
+                    bw * w,
+                    bh * h,
+                    fill=False,
+                    linewidth=0.6,
+                    edgecolor=colors[q],
+                )
+            )
         ax.set_xlim(0, w)
         ax.set_ylim(h, 0)
         ax.set_title("initial anchors" if i == 1 else f"after decoder layer {i - 1}", fontsize=9)
@@ -159,5 +190,4 @@ def layer_panels(picture: np.ndarray, references: np.ndarray, background: np.nda
     return np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()
 
 
-__all__ = ["YELLOW", "cell_centres", "draw_dots", "dot_radius", "layer_panels", "query_figure",
-           "run_queries"]
+__all__ = ["YELLOW", "cell_centres", "draw_dots", "dot_radius", "layer_panels", "query_figure", "run_queries"]

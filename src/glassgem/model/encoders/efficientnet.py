@@ -7,6 +7,7 @@ mean = std = 0.5 on [0,1] RGB (the gem-lite preset's pixel_mean/std). Two modes:
 - native: {"res2","res3","res4","res5"} at strides 4/8/16/32 with 24/40/112/320 channels.
 Only the blocks a mode uses are kept, so no parameter goes unused (DDP needs that).
 """
+
 from __future__ import annotations
 
 import timm
@@ -60,7 +61,9 @@ class EfficientNetLite0Encoder(nn.Module):
             bn = getattr(parent, bn_name)
             setattr(parent, conv_name, fuse_conv_bn_eval(getattr(parent, conv_name), bn))
             # timm's BatchNormAct2d = BN -> drop -> act; only the drop (identity) and the act remain
-            setattr(parent, bn_name, nn.Sequential(getattr(bn, "drop", nn.Identity()), getattr(bn, "act", nn.Identity())))
+            setattr(
+                parent, bn_name, nn.Sequential(getattr(bn, "drop", nn.Identity()), getattr(bn, "act", nn.Identity()))
+            )
 
         if self.training:
             raise RuntimeError("fuse_batchnorm_() needs eval mode (it folds the running statistics)")
@@ -106,8 +109,15 @@ def unpadded_stride2_conv(conv: nn.Conv2d) -> nn.Conv2d:
     if conv.kernel_size != (k, k) or conv.stride != (2, 2) or conv.dilation != (1, 1) or k % 2 == 0:
         raise ValueError(f"expected an odd square stride-2 conv, got {conv}")
     left = (k - 2) // 2
-    out = nn.Conv2d(conv.in_channels, conv.out_channels, k + 1, stride=2, padding=left + 1,
-                    groups=conv.groups, bias=conv.bias is not None).to(conv.weight.device, conv.weight.dtype)
+    out = nn.Conv2d(
+        conv.in_channels,
+        conv.out_channels,
+        k + 1,
+        stride=2,
+        padding=left + 1,
+        groups=conv.groups,
+        bias=conv.bias is not None,
+    ).to(conv.weight.device, conv.weight.dtype)
     out.weight.zero_()
     out.weight[:, :, 1:, 1:] = conv.weight
     if conv.bias is not None:

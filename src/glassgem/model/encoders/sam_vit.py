@@ -8,6 +8,7 @@ windowed blocks' rel-pos tables [27,64], global blocks' (2, 5, 8, 11) [47,64], L
 The parameter names equal the original's except SAM's `mlp.lin1/lin2`, which timm calls `mlp.fc1/fc2`;
 `sam_to_timm_key` / `timm_to_sam_key` convert (checkpoint loaders use them).
 """
+
 from __future__ import annotations
 
 from functools import partial
@@ -17,8 +18,17 @@ from torch import Tensor, nn
 
 # SAM ViT-B (segment-anything build_sam_vit_b) at GEM's 384² input.
 SAM_VIT_B_ARGS = dict(
-    patch_size=16, embed_dim=768, depth=12, num_heads=12, mlp_ratio=4.0, qkv_bias=True,
-    use_abs_pos=True, use_rel_pos=True, window_size=14, global_attn_indexes=(2, 5, 8, 11), neck_chans=256,
+    patch_size=16,
+    embed_dim=768,
+    depth=12,
+    num_heads=12,
+    mlp_ratio=4.0,
+    qkv_bias=True,
+    use_abs_pos=True,
+    use_rel_pos=True,
+    window_size=14,
+    global_attn_indexes=(2, 5, 8, 11),
+    neck_chans=256,
 )
 SAM_VIT_B_IMG_SIZE = 384
 

@@ -14,6 +14,7 @@ which change the numbers at 384²:
   which is exactly what the original computes for its zero-padded tokens), and padded rows are cropped
   before `proj`, so no matmul is spent on padding.
 """
+
 from __future__ import annotations
 
 import torch
@@ -47,8 +48,16 @@ class Conv1x1(nn.Conv2d):
 
 
 class Conv2d_BN(nn.Sequential):  # noqa: N801 - the original's name; its children are `c` and `bn`
-    def __init__(self, cin: int, cout: int, k: int = 1, stride: int = 1, pad: int = 0, groups: int = 1,
-                 bn_weight_init: float = 1.0) -> None:
+    def __init__(
+        self,
+        cin: int,
+        cout: int,
+        k: int = 1,
+        stride: int = 1,
+        pad: int = 0,
+        groups: int = 1,
+        bn_weight_init: float = 1.0,
+    ) -> None:
         super().__init__()
         self.add_module("c", nn.Conv2d(cin, cout, k, stride, pad, groups=groups, bias=False))
         bn = nn.BatchNorm2d(cout)
@@ -71,8 +80,9 @@ class PatchEmbed(nn.Module):
 
     def __init__(self, embed_dim: int) -> None:
         super().__init__()
-        self.seq = nn.Sequential(Conv2d_BN(3, embed_dim // 2, 3, 2, 1), nn.GELU(),
-                                 Conv2d_BN(embed_dim // 2, embed_dim, 3, 2, 1))
+        self.seq = nn.Sequential(
+            Conv2d_BN(3, embed_dim // 2, 3, 2, 1), nn.GELU(), Conv2d_BN(embed_dim // 2, embed_dim, 3, 2, 1)
+        )
 
     def forward(self, x: Tensor) -> Tensor:
         return self.seq(x)
@@ -161,8 +171,9 @@ class Attention(nn.Module):
         table = self.attention_biases
         # Inference tensors (a model built under inference_mode) have no version counter: no caching.
         # No caching while tracing/compiling either: the graph must contain the gather.
-        cacheable = not (torch.is_grad_enabled() or table.is_inference() or torch.jit.is_tracing()
-                         or torch.compiler.is_compiling())
+        cacheable = not (
+            torch.is_grad_enabled() or table.is_inference() or torch.jit.is_tracing() or torch.compiler.is_compiling()
+        )
         if cacheable:
             key = (table._version, dtype, self.attention_bias_idxs.device)
             cached = getattr(self, "_bias_cache", None)
@@ -214,8 +225,9 @@ class Mlp(nn.Module):
 class TinyViTBlock(nn.Module):
     """x + attn(x); depthwise 3×3 local conv (no residual, no activation); x + mlp(x). B×H×W×C in and out."""
 
-    def __init__(self, dim: int, num_heads: int, window: int, mlp_ratio: float, drop_path: float,
-                 local_conv_size: int) -> None:
+    def __init__(
+        self, dim: int, num_heads: int, window: int, mlp_ratio: float, drop_path: float, local_conv_size: int
+    ) -> None:
         super().__init__()
         self.attn = Attention(dim, num_heads, window)
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
@@ -232,8 +244,18 @@ class TinyViTBlock(nn.Module):
 class BasicLayer(nn.Module):
     """Stages 1..3: TinyViT blocks, then an optional PatchMerging."""
 
-    def __init__(self, dim: int, depth: int, num_heads: int, window: int, mlp_ratio: float,
-                 drop_path: list[float], local_conv_size: int, out_dim: int | None, stride: int) -> None:
+    def __init__(
+        self,
+        dim: int,
+        depth: int,
+        num_heads: int,
+        window: int,
+        mlp_ratio: float,
+        drop_path: list[float],
+        local_conv_size: int,
+        out_dim: int | None,
+        stride: int,
+    ) -> None:
         super().__init__()
         self.blocks = nn.ModuleList(
             TinyViTBlock(dim, num_heads, window, mlp_ratio, drop_path[i], local_conv_size) for i in range(depth)
@@ -251,10 +273,18 @@ class BasicLayer(nn.Module):
 class TinyViT(nn.Module):
     """MobileSAM's TinyViT-5M + SAM neck: normalised B×3×H×W (H, W multiples of 32) → B×256×H/16×W/16."""
 
-    def __init__(self, embed_dims: tuple[int, ...] = (64, 128, 160, 320), depths: tuple[int, ...] = (2, 2, 6, 2),
-                 num_heads: tuple[int, ...] = (2, 4, 5, 10), window_sizes: tuple[int, ...] = (7, 7, 14, 7),
-                 mlp_ratio: float = 4.0, drop_path_rate: float = 0.0, mbconv_expand_ratio: float = 4.0,
-                 local_conv_size: int = 3, out_chans: int = 256) -> None:
+    def __init__(
+        self,
+        embed_dims: tuple[int, ...] = (64, 128, 160, 320),
+        depths: tuple[int, ...] = (2, 2, 6, 2),
+        num_heads: tuple[int, ...] = (2, 4, 5, 10),
+        window_sizes: tuple[int, ...] = (7, 7, 14, 7),
+        mlp_ratio: float = 4.0,
+        drop_path_rate: float = 0.0,
+        mbconv_expand_ratio: float = 4.0,
+        local_conv_size: int = 3,
+        out_chans: int = 256,
+    ) -> None:
         super().__init__()
         n = len(depths)
         self.out_channels = out_chans
@@ -263,17 +293,25 @@ class TinyViT(nn.Module):
         dpr = torch.linspace(0, drop_path_rate, sum(depths)).tolist()
         self.layers = nn.ModuleList()
         for i in range(n):
-            drop = dpr[sum(depths[:i]):sum(depths[:i + 1])]
+            drop = dpr[sum(depths[:i]) : sum(depths[: i + 1])]
             if i == 0:
                 self.layers.append(ConvLayer(embed_dims[0], depths[0], drop, embed_dims[1], mbconv_expand_ratio))
                 continue
             last = i == n - 1
-            self.layers.append(BasicLayer(
-                embed_dims[i], depths[i], num_heads[i], window_sizes[i], mlp_ratio, drop, local_conv_size,
-                out_dim=None if last else embed_dims[i + 1],
-                # The merging into the last stage keeps the resolution, so the output stays at stride 16.
-                stride=1 if i == n - 2 else 2,
-            ))
+            self.layers.append(
+                BasicLayer(
+                    embed_dims[i],
+                    depths[i],
+                    num_heads[i],
+                    window_sizes[i],
+                    mlp_ratio,
+                    drop,
+                    local_conv_size,
+                    out_dim=None if last else embed_dims[i + 1],
+                    # The merging into the last stage keeps the resolution, so the output stays at stride 16.
+                    stride=1 if i == n - 2 else 2,
+                )
+            )
         self.neck = nn.Sequential(
             Conv1x1(embed_dims[-1], out_chans),
             LayerNorm2d(out_chans),

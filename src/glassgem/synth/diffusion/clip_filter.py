@@ -3,6 +3,7 @@
 Score = 100 x cosine(image embedding, text embedding), the scale of CLIPScore and of the original
 release's `clip_sim_large_than_20.txt` list (images with similarity > 20 to their prompt).
 """
+
 from __future__ import annotations
 
 import os

@@ -13,6 +13,7 @@ complete; `resume=True` continues from the newest one and, because every random 
 (seed, micro-batch), reproduces the uninterrupted run. Accelerate stores optimizer and RNG state as
 pickles, so resume only from run folders you made yourself.
 """
+
 from __future__ import annotations
 
 import json
@@ -30,11 +31,17 @@ from PIL import Image
 
 from ...errors import ConfigError, GlassgemError
 from ...io import atomic_write_text, save_image
-from .controlnet_data import (ControlNetPairs, DrawSampler, micro_batch_generator, take_validation_masks,
-                              training_pairs)
+from .controlnet_data import ControlNetPairs, DrawSampler, micro_batch_generator, take_validation_masks, training_pairs
 from .prompts import select_prompts
-from .sd_components import (DEFAULT_BASE, DEFAULT_CONTROLNET, build_pipeline, load_controlnet, load_sd,
-                            make_scheduler, weight_dtype)
+from .sd_components import (
+    DEFAULT_BASE,
+    DEFAULT_CONTROLNET,
+    build_pipeline,
+    load_controlnet,
+    load_sd,
+    make_scheduler,
+    weight_dtype,
+)
 
 CHECKPOINT_PREFIX = "checkpoint-"
 STATE_FILE = "glassgem_state.json"
@@ -88,7 +95,7 @@ def list_checkpoints(out: str | os.PathLike) -> list[tuple[int, Path]]:
     found = []
     if root.is_dir():
         for d in root.iterdir():
-            step = d.name[len(CHECKPOINT_PREFIX):]
+            step = d.name[len(CHECKPOINT_PREFIX) :]
             if d.is_dir() and d.name.startswith(CHECKPOINT_PREFIX) and step.isdigit():
                 found.append((int(step), d))
     return sorted(found)
@@ -159,14 +166,26 @@ def encode_prompts(sd: Any, prompts: tuple[str, ...], device: torch.device, dtyp
     """[P, L, D] text states of every prompt: the text encoder is frozen, so encode each once."""
     chunks = []
     for i in range(0, len(prompts), 64):
-        ids = sd.tokenizer(list(prompts[i:i + 64]), padding="max_length", max_length=sd.tokenizer.model_max_length,
-                           truncation=True, return_tensors="pt").input_ids
+        ids = sd.tokenizer(
+            list(prompts[i : i + 64]),
+            padding="max_length",
+            max_length=sd.tokenizer.model_max_length,
+            truncation=True,
+            return_tensors="pt",
+        ).input_ids
         chunks.append(sd.text_encoder(ids.to(device))[0].to(dtype))
     return torch.cat(chunks)
 
 
-def diffusion_loss(batch: dict, sd: Any, controlnet: torch.nn.Module, noise_scheduler: Any,
-                   prompt_states: torch.Tensor, generator: torch.Generator, dtype: torch.dtype) -> torch.Tensor:
+def diffusion_loss(
+    batch: dict,
+    sd: Any,
+    controlnet: torch.nn.Module,
+    noise_scheduler: Any,
+    prompt_states: torch.Tensor,
+    generator: torch.Generator,
+    dtype: torch.dtype,
+) -> torch.Tensor:
     """The ControlNet objective: predict the noise (or velocity) added to the latents of the real image,
     with the mask as control. All randomness comes from `generator`."""
     device = prompt_states.device
@@ -180,9 +199,14 @@ def diffusion_loss(batch: dict, sd: Any, controlnet: torch.nn.Module, noise_sche
     noisy = noise_scheduler.add_noise(latents, noise, t)
     states = prompt_states[batch["prompt_index"].to(device)]  # B x L x D
     down, mid = controlnet(noisy, t, encoder_hidden_states=states, controlnet_cond=cond, return_dict=False)
-    pred = sd.unet(noisy, t, encoder_hidden_states=states,
-                   down_block_additional_residuals=[r.to(dtype) for r in down],
-                   mid_block_additional_residual=mid.to(dtype), return_dict=False)[0]
+    pred = sd.unet(
+        noisy,
+        t,
+        encoder_hidden_states=states,
+        down_block_additional_residuals=[r.to(dtype) for r in down],
+        mid_block_additional_residual=mid.to(dtype),
+        return_dict=False,
+    )[0]
     if noise_scheduler.config.prediction_type == "v_prediction":
         target = noise_scheduler.get_velocity(latents, noise, t)
     else:
@@ -191,8 +215,16 @@ def diffusion_loss(batch: dict, sd: Any, controlnet: torch.nn.Module, noise_sche
 
 
 # ------------------------------------------------------------------------------ validation grid
-def render_validation(accelerator: Any, sd: Any, controlnet: torch.nn.Module, scheduler_config: dict,
-                      masks: list[np.ndarray], prompt: str, cfg: FinetuneConfig, path: Path) -> Path:
+def render_validation(
+    accelerator: Any,
+    sd: Any,
+    controlnet: torch.nn.Module,
+    scheduler_config: dict,
+    masks: list[np.ndarray],
+    prompt: str,
+    cfg: FinetuneConfig,
+    path: Path,
+) -> Path:
     """One row per validation mask: mask | image generated from it (fixed seed, so rows are comparable
     across steps)."""
     pipe = build_pipeline(sd, accelerator.unwrap_model(controlnet), make_scheduler("unipc", scheduler_config))
@@ -200,8 +232,13 @@ def render_validation(accelerator: Any, sd: Any, controlnet: torch.nn.Module, sc
     for i, mask in enumerate(masks):
         control = np.repeat(mask[:, :, None] * 255, 3, axis=2).astype(np.uint8)
         with accelerator.autocast():
-            image = pipe(prompt, image=Image.fromarray(control), num_inference_steps=cfg.validation_inference_steps,
-                         generator=torch.Generator().manual_seed(cfg.seed + i), output_type="np").images[0]
+            image = pipe(
+                prompt,
+                image=Image.fromarray(control),
+                num_inference_steps=cfg.validation_inference_steps,
+                generator=torch.Generator().manual_seed(cfg.seed + i),
+                output_type="np",
+            ).images[0]
         rows.append(np.concatenate([control, (image * 255).round().astype(np.uint8)], axis=1))
     return save_image(path, np.concatenate(rows, axis=0))
 
@@ -212,8 +249,9 @@ def _make_accelerator(cfg: FinetuneConfig) -> Any:
     from accelerate.utils import ProjectConfiguration
 
     try:
-        return Accelerator(mixed_precision=cfg.mixed_precision,
-                           project_config=ProjectConfiguration(project_dir=cfg.out))
+        return Accelerator(
+            mixed_precision=cfg.mixed_precision, project_config=ProjectConfiguration(project_dir=cfg.out)
+        )
     except ValueError as e:  # e.g. fp16 without a GPU
         raise ConfigError(f"--mixed-precision {cfg.mixed_precision}: {e}") from None
 
@@ -222,8 +260,10 @@ def _start(accelerator: Any, cfg: FinetuneConfig, out: Path) -> Optional[tuple[i
     """The checkpoint to resume from, or None; refuses to overwrite a run without --resume."""
     found = list_checkpoints(out)
     if found and not cfg.resume:
-        raise GlassgemError(f"{out}: already holds checkpoints (newest {found[-1][1].name}); "
-                            "pass --resume to continue that run, or choose another --out")
+        raise GlassgemError(
+            f"{out}: already holds checkpoints (newest {found[-1][1].name}); "
+            "pass --resume to continue that run, or choose another --out"
+        )
     if cfg.resume and not found and accelerator.is_main_process:
         print(f"glassgem: no checkpoint in {out / 'checkpoints'}; starting from step 0")
     return found[-1] if found else None
@@ -266,15 +306,28 @@ def finetune_controlnet(cfg: FinetuneConfig) -> dict:
         accelerator.load_state(str(folder))
     prompt_states = encode_prompts(sd, prompts, device, dtype)
     dataset = ControlNetPairs(pairs, cfg.resolution, len(prompts), cfg.seed)
-    sampler = DrawSampler(len(pairs), cfg.batch_size, cfg.seed, accelerator.process_index,
-                          accelerator.num_processes, start=start_step * cfg.grad_accum)
-    loader = iter(DataLoader(dataset, batch_sampler=sampler, num_workers=cfg.num_workers,
-                             pin_memory=device.type == "cuda"))
+    sampler = DrawSampler(
+        len(pairs),
+        cfg.batch_size,
+        cfg.seed,
+        accelerator.process_index,
+        accelerator.num_processes,
+        start=start_step * cfg.grad_accum,
+    )
+    loader = iter(
+        DataLoader(dataset, batch_sampler=sampler, num_workers=cfg.num_workers, pin_memory=device.type == "cuda")
+    )
     validation_masks = take_validation_masks(pairs, cfg.validation_images, cfg.resolution)
     meta = {"config": asdict(cfg), "prompts": list(prompts), "n_pairs": len(pairs)}
 
-    bar = tqdm(total=cfg.max_steps, initial=start_step, desc="finetune-controlnet", unit="step",
-               disable=not (cfg.progress and accelerator.is_main_process), dynamic_ncols=True)
+    bar = tqdm(
+        total=cfg.max_steps,
+        initial=start_step,
+        desc="finetune-controlnet",
+        unit="step",
+        disable=not (cfg.progress and accelerator.is_main_process),
+        dynamic_ncols=True,
+    )
     step, loss_value = start_step, float("nan")
     while step < cfg.max_steps:
         total = 0.0
@@ -298,12 +351,26 @@ def finetune_controlnet(cfg: FinetuneConfig) -> dict:
         if step % cfg.checkpoint_every == 0 or step == cfg.max_steps:
             save_checkpoint(accelerator, out, step, cfg.keep_last, meta)
         if cfg.validate_every and (step % cfg.validate_every == 0) and accelerator.is_main_process:
-            render_validation(accelerator, sd, controlnet, sd.scheduler_config, validation_masks, prompts[0],
-                              cfg, out / "validation" / f"step-{step:06d}.png")
+            render_validation(
+                accelerator,
+                sd,
+                controlnet,
+                sd.scheduler_config,
+                validation_masks,
+                prompts[0],
+                cfg,
+                out / "validation" / f"step-{step:06d}.png",
+            )
     bar.close()
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         export_controlnet(accelerator.unwrap_model(controlnet), out / "controlnet")
     accelerator.wait_for_everyone()
-    return {"start_step": start_step, "step": step, "loss": loss_value, "controlnet": str(out / "controlnet"),
-            "checkpoints": [str(p) for _, p in list_checkpoints(out)], "main_process": accelerator.is_main_process}
+    return {
+        "start_step": start_step,
+        "step": step,
+        "loss": loss_value,
+        "controlnet": str(out / "controlnet"),
+        "checkpoints": [str(p) for _, p in list_checkpoints(out)],
+        "main_process": accelerator.is_main_process,
+    }

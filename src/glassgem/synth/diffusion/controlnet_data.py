@@ -5,6 +5,7 @@ from a folder named like an evaluation split are refused unless the user says ot
 Every random choice (caption, flip, order) is a pure function of (seed, draw number), so a resumed
 run sees exactly the batches an uninterrupted run would have seen.
 """
+
 from __future__ import annotations
 
 import os
@@ -72,13 +73,13 @@ def _square_geometry(h: int, w: int, size: int) -> tuple[tuple[int, int], int, i
 def center_square(image: np.ndarray, mask: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
     """Resize the short side to `size` and take the centre square (SD's training crop)."""
     hw, top, left = _square_geometry(*mask.shape, size)
-    image = resize_image(image, hw)[top:top + size, left:left + size]
+    image = resize_image(image, hw)[top : top + size, left : left + size]
     return image, center_square_mask(mask, size)
 
 
 def center_square_mask(mask: np.ndarray, size: int) -> np.ndarray:
     hw, top, left = _square_geometry(*mask.shape, size)
-    return resize_mask(mask, hw)[top:top + size, left:left + size]
+    return resize_mask(mask, hw)[top : top + size, left : left + size]
 
 
 def mask_condition(mask: np.ndarray) -> torch.Tensor:
@@ -89,6 +90,7 @@ def mask_condition(mask: np.ndarray) -> torch.Tensor:
 class ControlNetPairs(Dataset):
     """Item `draw` (= epoch * len(pairs) + index, see DrawSampler) ->
     {"pixel_values": [3,R,R] in [-1,1], "conditioning": [3,R,R] in {0,1}, "prompt_index": int}."""
+
     def __init__(self, pairs: list, resolution: int, n_prompts: int, seed: int, flip: bool = True) -> None:
         if not pairs:
             raise DataError("no training pairs")
@@ -104,15 +106,20 @@ class ControlNetPairs(Dataset):
         pair = self.pairs[index]
         image, mask = load_image(pair.image_path), load_mask(pair.mask_path)
         if image.shape[:2] != mask.shape:
-            raise DataError(f"{pair.mask_path}: mask is {mask.shape[1]}x{mask.shape[0]} but image "
-                            f"{pair.image_path} is {image.shape[1]}x{image.shape[0]}")
+            raise DataError(
+                f"{pair.mask_path}: mask is {mask.shape[1]}x{mask.shape[0]} but image "
+                f"{pair.image_path} is {image.shape[1]}x{image.shape[0]}"
+            )
         image, mask = center_square(image, mask, self.resolution)
         prompt_index = int(rng.integers(self.n_prompts))
         if self.flip and rng.random() < 0.5:  # glass has no handedness; doubles the scenes seen
             image, mask = image[:, ::-1], mask[:, ::-1]
         pixels = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))).float() / 127.5 - 1.0
-        return {"pixel_values": pixels, "conditioning": mask_condition(np.ascontiguousarray(mask)),
-                "prompt_index": prompt_index}
+        return {
+            "pixel_values": pixels,
+            "conditioning": mask_condition(np.ascontiguousarray(mask)),
+            "prompt_index": prompt_index,
+        }
 
 
 class DrawSampler(Sampler):
@@ -123,6 +130,7 @@ class DrawSampler(Sampler):
     run the same number of batches. Micro-batch m is therefore a pure function of m: resuming at
     m = step * grad_accum continues exactly where a checkpoint left off.
     """
+
     def __init__(self, n: int, batch_size: int, seed: int, rank: int = 0, world: int = 1, start: int = 0) -> None:
         self.n, self.batch_size, self.seed = n, batch_size, seed
         self.rank, self.world, self.start = rank, world, start
@@ -133,8 +141,8 @@ class DrawSampler(Sampler):
     def batch(self, m: int) -> list[int]:
         epoch, b = divmod(m, self.batches_per_epoch)
         perm = np.random.default_rng([self.seed, 1_000_003, epoch]).permutation(self.n)
-        mine = perm[self.rank::self.world]
-        return [epoch * self.n + int(i) for i in mine[b * self.batch_size:(b + 1) * self.batch_size]]
+        mine = perm[self.rank :: self.world]
+        return [epoch * self.n + int(i) for i in mine[b * self.batch_size : (b + 1) * self.batch_size]]
 
     def __iter__(self) -> Iterator[list[int]]:
         m = self.start

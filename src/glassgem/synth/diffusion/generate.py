@@ -12,6 +12,7 @@ Output, in the layout glassgem's datasets read (`sgsd`):
 A job is finished when its record is in the manifest and, if the image was kept, both files exist
 (they are written atomically before the record). Jobs dropped by the CLIP filter are recorded too.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -29,8 +30,16 @@ from .. import manifest
 from .clip_filter import ClipScorer
 from .controlnet_data import refuse_eval_split
 from .prompts import select_prompts
-from .sd_components import (DEFAULT_BASE, SCHEDULERS, build_pipeline, downsample_factor, load_controlnet,
-                            load_sd, make_scheduler, resolve_dtype)
+from .sd_components import (
+    DEFAULT_BASE,
+    SCHEDULERS,
+    build_pipeline,
+    downsample_factor,
+    load_controlnet,
+    load_sd,
+    make_scheduler,
+    resolve_dtype,
+)
 
 IMAGE_FORMATS = ("jpg", "png")
 # Settings that change the pixels: a finished job made with other values is a conflict, not a skip.
@@ -106,8 +115,11 @@ def find_masks(folder: str | os.PathLike, allow_eval_masks: bool = False) -> lis
     if (folder / "masks").is_dir():
         folder = folder / "masks"
     refuse_eval_split([folder], allow_eval_masks)
-    files = sorted(p for p in folder.iterdir()
-                   if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in MASK_EXTENSIONS)
+    files = sorted(
+        p
+        for p in folder.iterdir()
+        if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in MASK_EXTENSIONS
+    )
     stems: dict[str, Path] = {}
     for p in files:
         if p.stem in stems:
@@ -122,8 +134,17 @@ def plan_jobs(mask_paths: list[Path], scale: int, seed: int, prompts: tuple[str,
     jobs = []
     for path in mask_paths:
         for k in range(scale):
-            jobs.append(Job(len(jobs), f"{path.stem}_{k}", path.stem, k, path,
-                            job_prompt(prompts, seed, path.stem, k), job_seed(seed, path.stem, k)))
+            jobs.append(
+                Job(
+                    len(jobs),
+                    f"{path.stem}_{k}",
+                    path.stem,
+                    k,
+                    path,
+                    job_prompt(prompts, seed, path.stem, k),
+                    job_seed(seed, path.stem, k),
+                )
+            )
     return jobs
 
 
@@ -148,9 +169,17 @@ def render(pipe: Any, job: Job, mask: np.ndarray, cfg: GenerateConfig, multiple:
     control = Image.fromarray(mask * 255).convert("RGB").resize((gw, gh), Image.Resampling.NEAREST)
     # A CPU generator makes a job's noise identical on any device.
     generator = torch.Generator().manual_seed(job.seed)
-    image = pipe(job.prompt, image=control, height=gh, width=gw, num_inference_steps=cfg.steps,
-                 guidance_scale=cfg.guidance, controlnet_conditioning_scale=cfg.conditioning_scale,
-                 generator=generator, output_type="pil").images[0]
+    image = pipe(
+        job.prompt,
+        image=control,
+        height=gh,
+        width=gw,
+        num_inference_steps=cfg.steps,
+        guidance_scale=cfg.guidance,
+        controlnet_conditioning_scale=cfg.conditioning_scale,
+        generator=generator,
+        output_type="pil",
+    ).images[0]
     return image if image.size == (w, h) else image.resize((w, h), Image.Resampling.LANCZOS)
 
 
@@ -158,15 +187,39 @@ def _paths(out: Path, job: Job, image_format: str) -> tuple[Path, Path]:
     return out / "images" / f"{job.id}.{image_format}", out / "masks" / f"{job.id}.png"
 
 
-def _record(job: Job, cfg: GenerateConfig, dtype: str, kept: bool, score: Optional[float],
-            size: tuple[int, int], image_rel: Optional[str], mask_rel: Optional[str]) -> dict:
+def _record(
+    job: Job,
+    cfg: GenerateConfig,
+    dtype: str,
+    kept: bool,
+    score: Optional[float],
+    size: tuple[int, int],
+    image_rel: Optional[str],
+    mask_rel: Optional[str],
+) -> dict:
     return {
-        "id": job.id, "stem": job.stem, "k": job.k, "source_mask": str(job.mask_path),
-        "image": image_rel, "mask": mask_rel, "kept": kept, "clip_score": score,
-        "clip_model": cfg.clip_filter, "min_score": cfg.min_score, "width": size[1], "height": size[0],
-        "prompt": job.prompt, "seed": job.seed, "base": cfg.base, "controlnet": cfg.controlnet,
-        "scheduler": cfg.scheduler, "steps": cfg.steps, "guidance": cfg.guidance,
-        "conditioning_scale": cfg.conditioning_scale, "resolution": cfg.resolution, "dtype": dtype,
+        "id": job.id,
+        "stem": job.stem,
+        "k": job.k,
+        "source_mask": str(job.mask_path),
+        "image": image_rel,
+        "mask": mask_rel,
+        "kept": kept,
+        "clip_score": score,
+        "clip_model": cfg.clip_filter,
+        "min_score": cfg.min_score,
+        "width": size[1],
+        "height": size[0],
+        "prompt": job.prompt,
+        "seed": job.seed,
+        "base": cfg.base,
+        "controlnet": cfg.controlnet,
+        "scheduler": cfg.scheduler,
+        "steps": cfg.steps,
+        "guidance": cfg.guidance,
+        "conditioning_scale": cfg.conditioning_scale,
+        "resolution": cfg.resolution,
+        "dtype": dtype,
     }
 
 
@@ -179,9 +232,15 @@ def is_finished(record: Optional[dict], out: Path) -> bool:
 
 
 def _check_same_settings(record: dict, job: Job, cfg: GenerateConfig) -> None:
-    expected = {"prompt": job.prompt, "seed": job.seed, "steps": cfg.steps, "guidance": cfg.guidance,
-                "conditioning_scale": cfg.conditioning_scale, "scheduler": cfg.scheduler,
-                "resolution": cfg.resolution}
+    expected = {
+        "prompt": job.prompt,
+        "seed": job.seed,
+        "steps": cfg.steps,
+        "guidance": cfg.guidance,
+        "conditioning_scale": cfg.conditioning_scale,
+        "scheduler": cfg.scheduler,
+        "resolution": cfg.resolution,
+    }
     for key in SAMPLING_KEYS:
         if record.get(key) != expected[key]:
             raise ConfigError(
@@ -228,8 +287,13 @@ def generate(cfg: GenerateConfig, on_job_done: Optional[Callable[[Job, dict], No
         if cfg.clip_filter:
             scorer = ClipScorer(cfg.clip_filter, state.device)
         shard = manifest.shard_path(out, state.process_index)
-        bar = tqdm(mine, desc="synth generate", unit="img", dynamic_ncols=True,
-                   disable=not (cfg.progress and state.is_main_process))
+        bar = tqdm(
+            mine,
+            desc="synth generate",
+            unit="img",
+            dynamic_ncols=True,
+            disable=not (cfg.progress and state.is_main_process),
+        )
         for job in bar:
             mask = load_mask(job.mask_path)
             with torch.inference_mode():
@@ -256,5 +320,12 @@ def generate(cfg: GenerateConfig, on_job_done: Optional[Callable[[Job, dict], No
         kept = sum(1 for r in merged if r.get("kept", True) and r["id"] in order)
         dropped = sum(1 for r in merged if not r.get("kept", True) and r["id"] in order)
     state.wait_for_everyone()
-    return {"jobs": len(jobs), "done_before": done_before, "generated": generated, "kept": kept,
-            "dropped": dropped, "out": str(out), "main_process": state.is_main_process}
+    return {
+        "jobs": len(jobs),
+        "done_before": done_before,
+        "generated": generated,
+        "kept": kept,
+        "dropped": dropped,
+        "out": str(out),
+        "main_process": state.is_main_process,
+    }

@@ -4,6 +4,7 @@ A "base" is a Stable Diffusion model in the diffusers layout (unet/, vae/, text_
 scheduler/), given as a local folder or a hub repo id (downloaded by the libraries' own cache when the
 user has network). Whatever goes wrong while loading becomes a CheckpointError that names the model.
 """
+
 from __future__ import annotations
 
 import os
@@ -108,8 +109,12 @@ def conditioning_channels(vae: Optional[torch.nn.Module]) -> tuple[int, ...]:
     return tuple(widths)
 
 
-def load_controlnet(ref: str | os.PathLike, unet: Optional[torch.nn.Module] = None,
-                    dtype: Optional[torch.dtype] = None, vae: Optional[torch.nn.Module] = None) -> torch.nn.Module:
+def load_controlnet(
+    ref: str | os.PathLike,
+    unet: Optional[torch.nn.Module] = None,
+    dtype: Optional[torch.dtype] = None,
+    vae: Optional[torch.nn.Module] = None,
+) -> torch.nn.Module:
     """A ControlNet from a folder or hub id; `ref="unet"` copies the encoder half of `unet`
     (ControlNetModel.from_unet), the original ControlNet's initialisation, with a conditioning embedding
     that matches `vae`'s down-sampling (`conditioning_channels`)."""
@@ -177,9 +182,15 @@ def build_pipeline(sd: SDComponents, controlnet: torch.nn.Module, scheduler: Any
     from diffusers import StableDiffusionControlNetPipeline
 
     pipe = StableDiffusionControlNetPipeline(
-        vae=sd.vae, text_encoder=sd.text_encoder, tokenizer=sd.tokenizer, unet=sd.unet,
-        controlnet=controlnet, scheduler=scheduler,
-        safety_checker=None, feature_extractor=None, requires_safety_checker=False,
+        vae=sd.vae,
+        text_encoder=sd.text_encoder,
+        tokenizer=sd.tokenizer,
+        unet=sd.unet,
+        controlnet=controlnet,
+        scheduler=scheduler,
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
     )
     pipe.set_progress_bar_config(disable=True)  # the caller shows one bar over all jobs
     return pipe

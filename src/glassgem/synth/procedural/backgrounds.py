@@ -5,6 +5,7 @@ Otherwise a user folder of any images, read with glassgem.io.load_image. Each sc
 flips, scales and colour shifts of them, and sometimes a plain painted wall instead, so thousands of
 scenes do not look like the same fifteen pictures.
 """
+
 from __future__ import annotations
 
 import os
@@ -25,9 +26,23 @@ CACHE_SIZE = 48
 # scikit-image sample photos that load offline, with how often each is the scene itself: real scenes
 # are; textures (brick, gravel, text...) rarely are, but serve as views, reflections and wall texture.
 SKIMAGE_PHOTOS: dict[str, float] = {
-    "astronaut": 3, "chelsea": 3, "coffee": 3, "rocket": 3, "camera": 3, "motorcycle_left": 3,
-    "motorcycle_right": 3, "clock": 1, "coins": 1, "brick": 0.3, "grass": 0.3, "gravel": 0.3, "page": 0.1,
-    "text": 0.1, "hubble_deep_field": 0.3, "immunohistochemistry": 0.3, "moon": 0.3,
+    "astronaut": 3,
+    "chelsea": 3,
+    "coffee": 3,
+    "rocket": 3,
+    "camera": 3,
+    "motorcycle_left": 3,
+    "motorcycle_right": 3,
+    "clock": 1,
+    "coins": 1,
+    "brick": 0.3,
+    "grass": 0.3,
+    "gravel": 0.3,
+    "page": 0.1,
+    "text": 0.1,
+    "hubble_deep_field": 0.3,
+    "immunohistochemistry": 0.3,
+    "moon": 0.3,
 }
 
 
@@ -88,8 +103,13 @@ class Backgrounds:
     `weights` say how often each photo is picked as the scene itself (other uses pick uniformly).
     """
 
-    def __init__(self, names: Sequence[str], loader: Callable[[int], np.ndarray],
-                 weights: Sequence[float] | None = None, source: str = "arrays"):
+    def __init__(
+        self,
+        names: Sequence[str],
+        loader: Callable[[int], np.ndarray],
+        weights: Sequence[float] | None = None,
+        source: str = "arrays",
+    ):
         if not names:
             raise DataError("no background images given")
         self.names = list(names)
@@ -127,8 +147,12 @@ class Backgrounds:
 def default_backgrounds() -> Backgrounds:
     """scikit-image's bundled sample photos (read from its installed package, never downloaded)."""
     names = list(SKIMAGE_PHOTOS)
-    return Backgrounds([f"skimage:{n}" for n in names], _SkimageLoader(names),
-                       weights=[SKIMAGE_PHOTOS[n] for n in names], source="skimage")
+    return Backgrounds(
+        [f"skimage:{n}" for n in names],
+        _SkimageLoader(names),
+        weights=[SKIMAGE_PHOTOS[n] for n in names],
+        source="skimage",
+    )
 
 
 def folder_backgrounds(folder: str | os.PathLike) -> Backgrounds:
@@ -163,8 +187,9 @@ def augment(rng: np.random.Generator, img: np.ndarray, size: tuple[int, int]) ->
     cw, ch = max_w * frac, max_w * frac / aspect
     x0, y0 = rng.uniform(0, w - cw), rng.uniform(0, h - ch)
     flip = bool(rng.random() < 0.5)
-    crop = Image.fromarray(img).resize((w_out, h_out), Image.BILINEAR, box=(x0, y0, x0 + cw, y0 + ch),
-                                       reducing_gap=2.0)  # big shrinks: a fast integer reduce first
+    crop = Image.fromarray(img).resize(
+        (w_out, h_out), Image.BILINEAR, box=(x0, y0, x0 + cw, y0 + ch), reducing_gap=2.0
+    )  # big shrinks: a fast integer reduce first
     if flip:
         crop = crop.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
     gray = bool(np.ptp(img[::8, ::8].astype(np.int16), axis=2).max() < 3)
@@ -184,17 +209,27 @@ def augment(rng: np.random.Generator, img: np.ndarray, size: tuple[int, int]) ->
     lut = np.clip(np.linspace(0.0, 1.0, 256) ** gamma * 255.0 + 0.5, 0, 255).astype(np.uint8)
     out = np.asarray(crop.point(lut.tolist() * 3), dtype=np.float32)
     out *= np.float32(1.0 / 255.0)
-    params = {"crop": [round(float(v), 2) for v in (x0, y0, x0 + cw, y0 + ch)], "flip": flip,
-              "gains": np.round(gains, 3).tolist(), "brightness": round(float(bright), 3),
-              "contrast": round(float(contrast), 3), "saturation": round(float(sat), 3),
-              "gamma": round(float(gamma), 3)}
+    params = {
+        "crop": [round(float(v), 2) for v in (x0, y0, x0 + cw, y0 + ch)],
+        "flip": flip,
+        "gains": np.round(gains, 3).tolist(),
+        "brightness": round(float(bright), 3),
+        "contrast": round(float(contrast), 3),
+        "saturation": round(float(sat), 3),
+        "gamma": round(float(gamma), 3),
+    }
     return out, params
 
 
 WALL_PAINTS = {
-    "white": (0.90, 0.89, 0.86), "cream": (0.88, 0.83, 0.72), "grey": (0.68, 0.68, 0.67),
-    "concrete": (0.58, 0.57, 0.54), "sage": (0.67, 0.72, 0.62), "blue": (0.62, 0.70, 0.78),
-    "terracotta": (0.70, 0.45, 0.35), "dark": (0.28, 0.28, 0.30),
+    "white": (0.90, 0.89, 0.86),
+    "cream": (0.88, 0.83, 0.72),
+    "grey": (0.68, 0.68, 0.67),
+    "concrete": (0.58, 0.57, 0.54),
+    "sage": (0.67, 0.72, 0.62),
+    "blue": (0.62, 0.70, 0.78),
+    "terracotta": (0.70, 0.45, 0.35),
+    "dark": (0.28, 0.28, 0.30),
 }
 
 
@@ -241,8 +276,7 @@ def painted_wall(rng: np.random.Generator, size: tuple[int, int]) -> tuple[np.nd
     return np.clip(img, 0.0, 1.0).astype(np.float32), meta
 
 
-def outdoor_view(rng: np.random.Generator, size: tuple[int, int], ground: np.ndarray | None
-                 ) -> tuple[np.ndarray, dict]:
+def outdoor_view(rng: np.random.Generator, size: tuple[int, int], ground: np.ndarray | None) -> tuple[np.ndarray, dict]:
     """What a window looks out on: sky with clouds, a skyline or trees, and the ground (from a photo).
 
     A daylight view is the strongest single cue that a framed rectangle is a window, not a picture.
@@ -287,6 +321,5 @@ def outdoor_view(rng: np.random.Generator, size: tuple[int, int], ground: np.nda
         else:
             field = np.float32([0.35, 0.45, 0.25]) * rng.uniform(0.6, 1.2)
             img[r_h:] = field * (1 + 0.1 * smooth_noise(rng, (h - r_h, w), 8))[..., None]
-    meta = {"horizon": round(horizon, 3), "overcast": overcast, "skyline": skyline,
-            "ground": ground is not None}
+    meta = {"horizon": round(horizon, 3), "overcast": overcast, "skyline": skyline, "ground": ground is not None}
     return np.clip(img, 0, 1).astype(np.float32), meta

@@ -6,6 +6,7 @@ and at grazing view angles, with a vertical gradient), plus soft specular streak
 dark green-grey rim where the thick edge of the sheet is seen. Every effect is low-frequency and
 vectorised over the pane's bounding box; the only resampling is one bilinear lookup per covered pixel.
 """
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
@@ -53,28 +54,28 @@ def plane_coords(h_inv: np.ndarray, box: Box) -> tuple[np.ndarray, np.ndarray]:
 def sample_bilinear(img: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
     """img (H, W, 3) at fractional (rows, cols) -> (3, N) planes; outside reads the nearest border pixel."""
     coords = np.stack([rows.ravel(), cols.ravel()])
-    return np.stack([ndimage.map_coordinates(img[..., k], coords, order=1, mode="nearest")
-                     for k in range(3)])
+    return np.stack([ndimage.map_coordinates(img[..., k], coords, order=1, mode="nearest") for k in range(3)])
 
 
 # ------------------------------------------------------------------------------------------ glass
 @dataclass
 class GlassLook:
     """Everything that decides how one glazed unit looks; recorded in the manifest."""
-    tint: tuple[float, float, float]      # per-channel transmission (slight green/blue cast)
-    attenuation: float                    # overall darkening of what is behind
-    contrast_loss: float                  # pull of the transmitted image towards its own mean
-    refraction_px: float                  # amplitude of the smooth displacement field
-    edge_refraction_px: float             # extra displacement near the pane edges (thick glass)
-    defocus_sigma: float                  # blur of what is behind the glass
-    reflectance: float                    # base reflection weight, straight on
-    fresnel: float                        # how much more it reflects near the edges / at grazing angles
-    reflection_gradient: float            # vertical gradient of the reflection (sign = direction)
-    reflection_patchiness: float = 0.0    # low-frequency variation of the reflection over the pane
+
+    tint: tuple[float, float, float]  # per-channel transmission (slight green/blue cast)
+    attenuation: float  # overall darkening of what is behind
+    contrast_loss: float  # pull of the transmitted image towards its own mean
+    refraction_px: float  # amplitude of the smooth displacement field
+    edge_refraction_px: float  # extra displacement near the pane edges (thick glass)
+    defocus_sigma: float  # blur of what is behind the glass
+    reflectance: float  # base reflection weight, straight on
+    fresnel: float  # how much more it reflects near the edges / at grazing angles
+    reflection_gradient: float  # vertical gradient of the reflection (sign = direction)
+    reflection_patchiness: float = 0.0  # low-frequency variation of the reflection over the pane
     streaks: list[tuple[float, float, float, float]] = field(default_factory=list)  # angle, pos, width, amp
-    smudge: float = 0.0                   # haze strength of smudge blobs
-    dust: float = 0.0                     # specks per 10k glass pixels
-    rim_px: float = 1.5                   # width of the dark edge of the sheet
+    smudge: float = 0.0  # haze strength of smudge blobs
+    dust: float = 0.0  # specks per 10k glass pixels
+    rim_px: float = 1.5  # width of the dark edge of the sheet
     rim_darkening: float = 0.3
 
     def to_dict(self) -> dict:
@@ -84,12 +85,23 @@ class GlassLook:
 def sample_glass_look(rng: np.random.Generator, grazing: float) -> GlassLook:
     """A plausible look; `grazing` in [0, 1] says how obliquely the pane is seen."""
     cast = rng.choice(["green", "blue", "neutral", "grey"], p=[0.45, 0.25, 0.2, 0.1])
-    base = {"green": (0.93, 0.99, 0.96), "blue": (0.92, 0.96, 0.99), "neutral": (0.98, 0.99, 0.98),
-            "grey": (0.85, 0.86, 0.86)}[cast]
+    base = {
+        "green": (0.93, 0.99, 0.96),
+        "blue": (0.92, 0.96, 0.99),
+        "neutral": (0.98, 0.99, 0.98),
+        "grey": (0.85, 0.86, 0.86),
+    }[cast]
     tint = tuple(float(np.clip(b + rng.normal(0, 0.01), 0.75, 1.0)) for b in base)
     n_streaks = int(rng.choice([0, 1, 2, 3], p=[0.25, 0.35, 0.28, 0.12]))
-    streaks = [(float(rng.uniform(0.5, 1.2) * rng.choice([-1, 1])), float(rng.uniform(-0.2, 1.2)),
-                float(rng.uniform(0.03, 0.18)), float(rng.uniform(0.04, 0.22))) for _ in range(n_streaks)]
+    streaks = [
+        (
+            float(rng.uniform(0.5, 1.2) * rng.choice([-1, 1])),
+            float(rng.uniform(-0.2, 1.2)),
+            float(rng.uniform(0.03, 0.18)),
+            float(rng.uniform(0.04, 0.22)),
+        )
+        for _ in range(n_streaks)
+    ]
     return GlassLook(
         tint=tint,
         attenuation=float(rng.uniform(0.02, 0.12)),
@@ -98,8 +110,9 @@ def sample_glass_look(rng: np.random.Generator, grazing: float) -> GlassLook:
         refraction_px=float(rng.uniform(0.2, 1.2) if rng.random() < 0.85 else rng.uniform(1.5, 3.5)),
         edge_refraction_px=float(rng.uniform(0.0, 5.0)),
         defocus_sigma=float(rng.choice([0.0, rng.uniform(0.4, 1.6)], p=[0.3, 0.7])),
-        reflectance=float((rng.uniform(0.07, 0.22) if rng.random() < 0.75 else rng.uniform(0.25, 0.45))
-                          + 0.12 * grazing),  # a quarter are strongly reflective (shop windows)
+        reflectance=float(
+            (rng.uniform(0.07, 0.22) if rng.random() < 0.75 else rng.uniform(0.25, 0.45)) + 0.12 * grazing
+        ),  # a quarter are strongly reflective (shop windows)
         fresnel=float(rng.uniform(0.3, 1.5)),
         reflection_gradient=float(rng.uniform(-0.6, 0.6)),
         reflection_patchiness=float(rng.uniform(0.2, 0.8)),
@@ -117,9 +130,16 @@ def _edge_distance(s: np.ndarray, t: np.ndarray, size_px: tuple[float, float]) -
     return np.minimum(np.minimum(s, 1 - s) * pw, np.minimum(t, 1 - t) * ph)
 
 
-def render_pane(canvas: np.ndarray, behind: np.ndarray, reflection: np.ndarray, quad: np.ndarray,
-                unit_h_inv: np.ndarray, rect: Rect, look: GlassLook, rng: np.random.Generator
-                ) -> tuple[Box, np.ndarray] | None:
+def render_pane(
+    canvas: np.ndarray,
+    behind: np.ndarray,
+    reflection: np.ndarray,
+    quad: np.ndarray,
+    unit_h_inv: np.ndarray,
+    rect: Rect,
+    look: GlassLook,
+    rng: np.random.Generator,
+) -> tuple[Box, np.ndarray] | None:
     """Paint one pane (image-space quad = `rect` of its unit's plane) into `canvas`.
 
     `behind` is what the glass is in front of, `reflection` the (already mirrored, blurred) room the
@@ -136,8 +156,10 @@ def render_pane(canvas: np.ndarray, behind: np.ndarray, reflection: np.ndarray, 
     u, v = plane_coords(unit_h_inv, box)
     u, v = u[cov], v[cov]
     s, t = (u - rect[0]) / (rect[2] - rect[0]), (v - rect[1]) / (rect[3] - rect[1])
-    size_px = (float(np.linalg.norm(quad[1] - quad[0]) + np.linalg.norm(quad[2] - quad[3])) / 2,
-               float(np.linalg.norm(quad[3] - quad[0]) + np.linalg.norm(quad[2] - quad[1])) / 2)
+    size_px = (
+        float(np.linalg.norm(quad[1] - quad[0]) + np.linalg.norm(quad[2] - quad[3])) / 2,
+        float(np.linalg.norm(quad[3] - quad[0]) + np.linalg.norm(quad[2] - quad[1])) / 2,
+    )
     edge_d = _edge_distance(s, t, size_px)
     rows, cols = np.nonzero(cov)
     rows, cols = rows + r0, cols + c0
@@ -163,8 +185,9 @@ def render_pane(canvas: np.ndarray, behind: np.ndarray, reflection: np.ndarray, 
     if look.reflection_patchiness > 0:
         noise = smooth_noise(rng, cov.shape, rng.uniform(1.5, 4))[cov]
         patchy = np.clip(1.0 + look.reflection_patchiness * noise, 0.2, 2.0)
-    refl_w = (look.reflectance * patchy * (1.0 + look.fresnel * edge_term)
-              * (1.0 + look.reflection_gradient * (v - 0.5) * 2))
+    refl_w = (
+        look.reflectance * patchy * (1.0 + look.fresnel * edge_term) * (1.0 + look.reflection_gradient * (v - 0.5) * 2)
+    )
     refl_w = np.clip(refl_w, 0.0, 0.6).astype(np.float32)
     block = reflection[r0:r1, c0:c1]
     mirrored = np.stack([block[..., k][cov] for k in range(3)])
@@ -177,7 +200,7 @@ def render_pane(canvas: np.ndarray, behind: np.ndarray, reflection: np.ndarray, 
         light = np.zeros_like(u)
         for angle, pos, width, amp in look.streaks:
             d = u * np.float32(aspect * np.cos(angle)) + v * np.float32(np.sin(angle)) - np.float32(pos)
-            light += np.float32(amp) * np.exp(-(d / np.float32(width)) ** 2)
+            light += np.float32(amp) * np.exp(-((d / np.float32(width)) ** 2))
         seen += light * (1.0 - seen)
 
     # Smudges (low-amplitude haze blobs) and dust specks.
@@ -211,9 +234,16 @@ FRAME_COLOURS = {  # name -> (base RGB, sheen): the finishes one sees on window 
 }
 
 
-def render_bar(canvas: np.ndarray, quad: np.ndarray, h_inv: np.ndarray, colour: np.ndarray,
-               sheen: float, light: float, rng: np.random.Generator, round_profile: bool = False
-               ) -> tuple[Box, np.ndarray] | None:
+def render_bar(
+    canvas: np.ndarray,
+    quad: np.ndarray,
+    h_inv: np.ndarray,
+    colour: np.ndarray,
+    sheen: float,
+    light: float,
+    rng: np.random.Generator,
+    round_profile: bool = False,
+) -> tuple[Box, np.ndarray] | None:
     """Paint an opaque bar (frame, mullion, seam, handle) with a bevel shading across its width.
 
     `h_inv` maps image -> the bar's own unit square; the shorter side (in pixels) is "across".
@@ -234,7 +264,7 @@ def render_bar(canvas: np.ndarray, quad: np.ndarray, h_inv: np.ndarray, colour: 
     if round_profile:  # a cylindrical handle: bright ridge, dark flanks
         shade = 0.55 + 0.75 * np.sin(np.pi * across) ** 2 * sheen * 2
     else:  # a flat bar with a chamfer: one lit edge, one shaded edge
-        shade = 1.0 + sheen * (0.5 - across) * light + 0.25 * sheen * np.exp(-((across - 0.25) / 0.12) ** 2)
+        shade = 1.0 + sheen * (0.5 - across) * light + 0.25 * sheen * np.exp(-(((across - 0.25) / 0.12) ** 2))
     shade = shade * (1.0 + 0.06 * (along - 0.5) * light)
     # A dark joint line where bars meet each other and the glass (gaskets, profile edges).
     shade = shade * (1.0 - 0.35 * np.exp(-np.minimum(across, 1 - across) * across_px / 0.8))
@@ -244,8 +274,9 @@ def render_bar(canvas: np.ndarray, quad: np.ndarray, h_inv: np.ndarray, colour: 
     return box, cov
 
 
-def drop_shadow(canvas: np.ndarray, quad: np.ndarray, offset: tuple[float, float], sigma: float,
-                strength: float) -> None:
+def drop_shadow(
+    canvas: np.ndarray, quad: np.ndarray, offset: tuple[float, float], sigma: float, strength: float
+) -> None:
     """Darken the wall around an object as if it stood a little off the wall (soft, offset shadow)."""
     h, w = canvas.shape[:2]
     hit = local_mask(quad + np.asarray(offset), (h, w))
@@ -255,13 +286,14 @@ def drop_shadow(canvas: np.ndarray, quad: np.ndarray, offset: tuple[float, float
     pad = int(3 * sigma) + 1  # blur only the shadow's neighbourhood, not the whole image
     R0, R1, C0, C1 = max(r0 - pad, 0), min(r1 + pad, h), max(c0 - pad, 0), min(c1 + pad, w)
     shadow = np.zeros((R1 - R0, C1 - C0), np.float32)
-    shadow[r0 - R0:r1 - R0, c0 - C0:c1 - C0] = cov
+    shadow[r0 - R0 : r1 - R0, c0 - C0 : c1 - C0] = cov
     shadow = ndimage.gaussian_filter(shadow, sigma)
     canvas[R0:R1, C0:C1] *= (1.0 - strength * shadow)[..., None]
 
 
-def render_occluder(canvas: np.ndarray, poly: np.ndarray, texture: np.ndarray, rng: np.random.Generator,
-                    flatten: float | None = None) -> tuple[Box, np.ndarray] | None:
+def render_occluder(
+    canvas: np.ndarray, poly: np.ndarray, texture: np.ndarray, rng: np.random.Generator, flatten: float | None = None
+) -> tuple[Box, np.ndarray] | None:
     """Paint an opaque object: a uint8 texture, shaded darker towards its outline (reads as round).
 
     `flatten` pulls a photo texture towards one colour (None: a random amount) so it reads as an object.

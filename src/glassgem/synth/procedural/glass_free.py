@@ -5,6 +5,7 @@ shift, through the same camera model as the glass scenes (so noise and blur are 
 zero. They are spread evenly: scene i is one when floor((i+1)p) > floor(ip), so every prefix of a set
 (1x inside 20x) holds floor(n p) of them.
 """
+
 from __future__ import annotations
 
 import math
@@ -20,9 +21,12 @@ def is_glass_free(i: int, fraction: float) -> bool:
     return fraction > 0 and math.floor((i + 1) * fraction + 1e-9) > math.floor(i * fraction + 1e-9)
 
 
-def glass_free_scene(rng: np.random.Generator, backgrounds: Backgrounds, size: tuple[int, int],
-                     camera: Callable[[np.random.Generator, np.ndarray], tuple[np.ndarray, dict]]
-                     ) -> tuple[np.ndarray, np.ndarray, dict]:
+def glass_free_scene(
+    rng: np.random.Generator,
+    backgrounds: Backgrounds,
+    size: tuple[int, int],
+    camera: Callable[[np.random.Generator, np.ndarray], tuple[np.ndarray, dict]],
+) -> tuple[np.ndarray, np.ndarray, dict]:
     """(image uint8 (H, W, 3), an all-zero mask, meta) for one glass-free scene; `camera` is the glass
     scenes' camera model (pipeline._camera)."""
     w, h = size
@@ -31,8 +35,18 @@ def glass_free_scene(rng: np.random.Generator, backgrounds: Backgrounds, size: t
     i = int(rng.choice(len(backgrounds), p=p))
     base, params = augment(rng, backgrounds.image(i), size)
     image, camera_meta = camera(rng, base)
-    meta = {"mode": "glass_free_photo", "no_glass": True, "n_panes": 0, "glass_fraction": 0.0, "size": [w, h],
-            "background": {"source": backgrounds.name(i), **params}, "behind": None, "reflection": None,
-            "camera": camera_meta, "units": [], "layers": [],
-            "coordinates": "x right, y down, pixels; pixel (r, c) is centred at (x=c, y=r)"}
+    meta = {
+        "mode": "glass_free_photo",
+        "no_glass": True,
+        "n_panes": 0,
+        "glass_fraction": 0.0,
+        "size": [w, h],
+        "background": {"source": backgrounds.name(i), **params},
+        "behind": None,
+        "reflection": None,
+        "camera": camera_meta,
+        "units": [],
+        "layers": [],
+        "coordinates": "x right, y down, pixels; pixel (r, c) is centred at (x=c, y=r)",
+    }
     return image, np.zeros((h, w), np.uint8), meta

@@ -6,6 +6,7 @@ Everything a window is made of (frame bars, mullions, panes, handles) is first l
 the window's own (u, v) ∈ [0, 1]² plane and then mapped to the image by one homography, so the pieces
 tile the window with no gaps and stay consistent under perspective.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -47,8 +48,7 @@ def sub_homography(h: np.ndarray, rect: Rect) -> np.ndarray:
     return h @ s
 
 
-def perspective_plane(rng: np.random.Generator, box: tuple[float, float, float, float],
-                      strength: float) -> np.ndarray:
+def perspective_plane(rng: np.random.Generator, box: tuple[float, float, float, float], strength: float) -> np.ndarray:
     """Homography from the unit square to a quad filling roughly `box` = (x0, y0, x1, y1).
 
     Mimics a level camera looking at a wall at an angle: vertical edges stay nearly vertical, the far
@@ -109,8 +109,13 @@ def rasterize_polygon(poly: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     return out
 
 
-def blob_polygon(rng: np.random.Generator, center: tuple[float, float], radius: tuple[float, float],
-                 n: int = 40, wobble: float = 0.18) -> np.ndarray:
+def blob_polygon(
+    rng: np.random.Generator,
+    center: tuple[float, float],
+    radius: tuple[float, float],
+    n: int = 40,
+    wobble: float = 0.18,
+) -> np.ndarray:
     """A star-shaped outline (n, 2): an ellipse whose radius wobbles with a few harmonics."""
     t = np.linspace(0, 2 * np.pi, n, endpoint=False)
     r = np.ones(n)
@@ -128,6 +133,7 @@ class UnitLayout:
 
     Bars (frame, mullions, seams) and panes tile the square exactly; handles/fittings sit on top.
     """
+
     bars: list[Rect] = field(default_factory=list)
     panes: list[Rect] = field(default_factory=list)
     hardware: list[Rect] = field(default_factory=list)
@@ -139,8 +145,14 @@ def _splits(rng: np.random.Generator, n: int, even: bool) -> np.ndarray:
     return np.concatenate([[0.0], np.cumsum(w) / w.sum()])
 
 
-def grid_layout(rng: np.random.Generator, rows: int, cols: int, frame: tuple[float, float, float, float],
-                mullion: tuple[float, float], even: bool = True) -> UnitLayout:
+def grid_layout(
+    rng: np.random.Generator,
+    rows: int,
+    cols: int,
+    frame: tuple[float, float, float, float],
+    mullion: tuple[float, float],
+    even: bool = True,
+) -> UnitLayout:
     """Frame of widths (left, top, right, bottom) and a rows x cols grid of mullions of (width, height).
 
     Widths are fractions of the unit square's side. Zero frame widths give a frameless edge.
@@ -173,9 +185,9 @@ def grid_layout(rng: np.random.Generator, rows: int, cols: int, frame: tuple[flo
     for c in range(1, cols):  # vertical mullions run the full inner height
         out.bars.append((xs[c] - mw / 2, ft, xs[c] + mw / 2, 1.0 - fb))
     for r in range(1, rows):  # horizontal transoms between vertical mullions
-        for (left, right) in x_edges:
+        for left, right in x_edges:
             out.bars.append((left, ys[r] - mh / 2, right, ys[r] + mh / 2))
-    for (top, bottom) in y_edges:
-        for (left, right) in x_edges:
+    for top, bottom in y_edges:
+        for left, right in x_edges:
             out.panes.append((left, top, right, bottom))
     return out

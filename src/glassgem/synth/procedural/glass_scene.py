@@ -5,6 +5,7 @@ partitions, and opaque framed decoys), each a plane seen in perspective and laid
 panes + hardware in its own unit square (glass_geometry). Each scene kind has a maker here that decides
 sizes, grids, frames and what the glass shows; procedural.py draws the units back to front.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -15,17 +16,16 @@ from .glass_effects import FRAME_COLOURS, GlassLook, sample_glass_look
 from .glass_geometry import UnitLayout, grid_layout, perspective_plane, rect_to_quad, sub_homography
 
 # Scene kinds and how often each is drawn. "none" scenes have no glass at all (hard negatives).
-MODES = {"glass_wall": 0.26, "windows": 0.2, "doors": 0.2, "partition": 0.16, "small_windows": 0.11,
-         "none": 0.07}
+MODES = {"glass_wall": 0.26, "windows": 0.2, "doors": 0.2, "partition": 0.16, "small_windows": 0.11, "none": 0.07}
 
 
 @dataclass
 class Unit:
-    kind: str                      # glass_wall | window | door | sidelight | partition | panel (opaque decoy)
-    h: np.ndarray                  # unit square -> image
+    kind: str  # glass_wall | window | door | sidelight | partition | panel (opaque decoy)
+    h: np.ndarray  # unit square -> image
     layout: UnitLayout
-    finish: str                    # frame colour name (FRAME_COLOURS)
-    through: str = "other"         # what the glass shows: "same" scene continued, or an "other" view
+    finish: str  # frame colour name (FRAME_COLOURS)
+    through: str = "other"  # what the glass shows: "same" scene continued, or an "other" view
     look: GlassLook | None = None  # None for opaque decoys
     shadow: bool = False
     handle_round: bool = True
@@ -35,7 +35,7 @@ class Unit:
 class Scene:
     size: tuple[int, int]
     units: list[Unit] = field(default_factory=list)
-    wall_base: bool = False        # base is a painted wall rather than a photo
+    wall_base: bool = False  # base is a painted wall rather than a photo
 
 
 # ----------------------------------------------------------------------------------- unit makers
@@ -48,8 +48,10 @@ def _frame_uv(px: tuple[float, float, float, float], quad_size: tuple[float, flo
 
 def _quad_size(h: np.ndarray) -> tuple[float, float]:
     q = rect_to_quad(h, (0, 0, 1, 1))
-    return (float(np.linalg.norm(q[1] - q[0]) + np.linalg.norm(q[2] - q[3])) / 2,
-            float(np.linalg.norm(q[3] - q[0]) + np.linalg.norm(q[2] - q[1])) / 2)
+    return (
+        float(np.linalg.norm(q[1] - q[0]) + np.linalg.norm(q[2] - q[3])) / 2,
+        float(np.linalg.norm(q[3] - q[0]) + np.linalg.norm(q[2] - q[1])) / 2,
+    )
 
 
 def _grazing(h: np.ndarray) -> float:
@@ -86,16 +88,24 @@ def _finish(rng) -> str:
 
 def _wall_plane(rng, w, h, max_strength=0.8):
     strength = 0.0 if rng.random() < 0.35 else rng.uniform(0.1, max_strength)
-    box = (rng.uniform(-0.12, -0.02) * w, rng.uniform(-0.12, -0.02) * h,
-           rng.uniform(1.02, 1.12) * w, rng.uniform(1.02, 1.12) * h)
+    box = (
+        rng.uniform(-0.12, -0.02) * w,
+        rng.uniform(-0.12, -0.02) * h,
+        rng.uniform(1.02, 1.12) * w,
+        rng.uniform(1.02, 1.12) * h,
+    )
     return perspective_plane(rng, box, strength)
 
 
 def make_glass_wall(rng, scene: Scene) -> None:
     """A storefront / curtain wall covering most of the image, framed or frameless."""
     w, h = scene.size
-    box = (rng.uniform(-0.3, 0.15) * w, rng.uniform(-0.3, 0.2) * h,
-           rng.uniform(0.85, 1.3) * w, rng.uniform(0.8, 1.3) * h)
+    box = (
+        rng.uniform(-0.3, 0.15) * w,
+        rng.uniform(-0.3, 0.2) * h,
+        rng.uniform(0.85, 1.3) * w,
+        rng.uniform(0.8, 1.3) * h,
+    )
     if rng.random() < 0.75:  # floor to ceiling: a pane that ends inside the picture reads as a poster
         box = (box[0], rng.uniform(-0.3, -0.02) * h, box[2], rng.uniform(1.02, 1.3) * h)
     plane = perspective_plane(rng, box, 0.0 if rng.random() < 0.3 else rng.uniform(0.2, 1.0))
@@ -108,16 +118,26 @@ def make_glass_wall(rng, scene: Scene) -> None:
     mullion = rng.uniform(4, 12) if framed else rng.uniform(1.5, 3.5)  # frameless panels meet at seams
     # Frameless glass showing an unrelated picture reads as a pasted photo: it mostly shows the scene.
     through = "same" if rng.random() < (0.6 if framed else 0.85) else "other"
-    unit = _glass_unit(rng, "glass_wall", plane, rows, cols, frame_px, mullion, through,
-                       _finish(rng) if framed else "steel",
-                       even=rng.random() < 0.6)
+    unit = _glass_unit(
+        rng,
+        "glass_wall",
+        plane,
+        rows,
+        cols,
+        frame_px,
+        mullion,
+        through,
+        _finish(rng) if framed else "steel",
+        even=rng.random() < 0.6,
+    )
     if rng.random() < 0.3:  # one panel is a door
         pane = unit.layout.panes[int(rng.integers(len(unit.layout.panes)))]
         hu, hv = pane[2] - pane[0], pane[3] - pane[1]
         size = _quad_size(plane)
         hd = _handle(rng, (size[0] * hu, size[1] * hv), str(rng.choice(["left", "right"])))
-        unit.layout.hardware.append((pane[0] + hd[0] * hu, pane[1] + hd[1] * hv,
-                                     pane[0] + hd[2] * hu, pane[1] + hd[3] * hv))
+        unit.layout.hardware.append(
+            (pane[0] + hd[0] * hu, pane[1] + hd[1] * hv, pane[0] + hd[2] * hu, pane[1] + hd[3] * hv)
+        )
     scene.units.append(unit)
 
 
@@ -135,8 +155,17 @@ def make_windows(rng, scene: Scene) -> None:
     frame = rng.uniform(6, 18)
     for k in range(n):
         plane = sub_homography(wall, (u, top, u + widths[k], top + height))
-        unit = _glass_unit(rng, "window", plane, rows, cols, (frame, frame, frame, frame * rng.uniform(1.2, 2.2)),
-                           rng.uniform(3, 10), through, finish)
+        unit = _glass_unit(
+            rng,
+            "window",
+            plane,
+            rows,
+            cols,
+            (frame, frame, frame, frame * rng.uniform(1.2, 2.2)),
+            rng.uniform(3, 10),
+            through,
+            finish,
+        )
         unit.shadow = rng.random() < 0.7
         scene.units.append(unit)
         u += widths[k] + gap
@@ -186,12 +215,22 @@ def make_partition(rng, scene: Scene) -> None:
             box = (box[0], rng.uniform(-0.2, -0.02) * h, box[2], rng.uniform(1.02, 1.2) * h)
         plane = perspective_plane(rng, box, rng.uniform(0.2, 1.0))
         rail = (0.0, rng.uniform(5, 14), 0.0, rng.uniform(5, 14)) if rng.random() < 0.4 else (0.0,) * 4
-        unit = _glass_unit(rng, "partition", plane, 1, int(rng.integers(1, 5)), rail, rng.uniform(1.5, 3.0),
-                           "same" if rng.random() < 0.75 else "other", "steel", even=rng.random() < 0.5)
+        unit = _glass_unit(
+            rng,
+            "partition",
+            plane,
+            1,
+            int(rng.integers(1, 5)),
+            rail,
+            rng.uniform(1.5, 3.0),
+            "same" if rng.random() < 0.75 else "other",
+            "steel",
+            even=rng.random() < 0.5,
+        )
         if rng.random() < 0.4:  # patch fittings: small metal clamps at the panel corners
             size = _quad_size(plane)
             fw, fh = rng.uniform(10, 22) / size[0], rng.uniform(10, 22) / size[1]
-            for (u0, v0, u1, v1) in unit.layout.panes:
+            for u0, v0, u1, v1 in unit.layout.panes:
                 for uu in (u0, u1 - fw):
                     for vv in (v0, v1 - fh):
                         unit.layout.hardware.append((uu, vv, uu + fw, vv + fh))
@@ -241,5 +280,11 @@ def make_none(rng, scene: Scene) -> None:
     scene.wall_base = rng.random() < 0.6
 
 
-MAKERS = {"glass_wall": make_glass_wall, "windows": make_windows, "doors": make_doors,
-          "partition": make_partition, "small_windows": make_small_windows, "none": make_none}
+MAKERS = {
+    "glass_wall": make_glass_wall,
+    "windows": make_windows,
+    "doors": make_doors,
+    "partition": make_partition,
+    "small_windows": make_small_windows,
+    "none": make_none,
+}

@@ -4,6 +4,7 @@ They are opaque, so each one is cleared from the glass mask and recorded as an "
 polygon per piece). Shapes are simple silhouettes with generated textures; what matters for training is
 that glass is interrupted by real-looking opaque things at plausible places (standing on the floor).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -13,8 +14,17 @@ from .glass_geometry import blob_polygon, fit_homography
 
 UNIT_SQUARE = np.array([[0, 0], [1, 0], [1, 1], [0, 1]], dtype=float)
 SKIN = [(0.87, 0.70, 0.58), (0.72, 0.53, 0.40), (0.48, 0.33, 0.24), (0.30, 0.20, 0.15)]
-CLOTHES = [(0.10, 0.12, 0.20), (0.08, 0.08, 0.09), (0.40, 0.40, 0.42), (0.70, 0.64, 0.52),
-           (0.85, 0.85, 0.83), (0.25, 0.35, 0.55), (0.55, 0.12, 0.12), (0.35, 0.24, 0.16), (0.20, 0.30, 0.22)]
+CLOTHES = [
+    (0.10, 0.12, 0.20),
+    (0.08, 0.08, 0.09),
+    (0.40, 0.40, 0.42),
+    (0.70, 0.64, 0.52),
+    (0.85, 0.85, 0.83),
+    (0.25, 0.35, 0.55),
+    (0.55, 0.12, 0.12),
+    (0.35, 0.24, 0.16),
+    (0.20, 0.30, 0.22),
+]
 HAIR = [(0.08, 0.06, 0.05), (0.25, 0.17, 0.10), (0.55, 0.42, 0.25), (0.45, 0.45, 0.45)]
 
 
@@ -46,8 +56,9 @@ def _plant(rng, cx: float, w: int, h: int) -> list[tuple[np.ndarray, np.ndarray]
     """A pot on the floor with a leafy crown above it."""
     pw, ph = rng.uniform(0.05, 0.12) * w, rng.uniform(0.07, 0.15) * h
     bottom = h * rng.uniform(0.92, 1.05)
-    pot = np.array([[cx - pw / 2, bottom - ph], [cx + pw / 2, bottom - ph],
-                    [cx + pw * 0.38, bottom], [cx - pw * 0.38, bottom]])
+    pot = np.array(
+        [[cx - pw / 2, bottom - ph], [cx + pw / 2, bottom - ph], [cx + pw * 0.38, bottom], [cx - pw * 0.38, bottom]]
+    )
     crown_r = (pw * rng.uniform(0.8, 1.6), ph * rng.uniform(1.2, 2.8))
     crown = blob_polygon(rng, (cx, bottom - ph - crown_r[1] * 0.85), crown_r, n=64, wobble=0.5)
     pot_colour = [(0.70, 0.40, 0.28), (0.88, 0.88, 0.86), (0.20, 0.20, 0.22)][int(rng.integers(3))]
@@ -60,8 +71,14 @@ def _furniture(rng, cx: float, w: int, h: int) -> list[tuple[np.ndarray, np.ndar
     fw, fh = rng.uniform(0.15, 0.45) * w, rng.uniform(0.12, 0.35) * h
     bottom = h * rng.uniform(0.95, 1.05)
     slope = rng.uniform(-0.05, 0.05) * fw
-    box = np.array([[cx - fw / 2, bottom - fh + slope], [cx + fw / 2, bottom - fh - slope],
-                    [cx + fw / 2, bottom], [cx - fw / 2, bottom]])
+    box = np.array(
+        [
+            [cx - fw / 2, bottom - fh + slope],
+            [cx + fw / 2, bottom - fh - slope],
+            [cx + fw / 2, bottom],
+            [cx - fw / 2, bottom],
+        ]
+    )
     colour = rng.uniform(0.15, 0.85) * rng.uniform(0.7, 1.0, 3)
     return [(box, _texture(rng, colour, 0.06, 10))]
 
@@ -80,14 +97,36 @@ def add_occluders(rng: np.random.Generator, canvas: np.ndarray, mask: np.ndarray
         hits = []
         if kind == "pillar":
             half, lean = rng.uniform(0.02, 0.06) * w, rng.uniform(-0.02, 0.02) * w
-            poly = np.array([[cx - half + lean, -1.3], [cx + half + lean, -1.3], [cx + half - lean, h + 0.3],
-                             [cx - half - lean, h + 0.3]])
+            poly = np.array(
+                [
+                    [cx - half + lean, -1.3],
+                    [cx + half + lean, -1.3],
+                    [cx + half - lean, h + 0.3],
+                    [cx - half - lean, h + 0.3],
+                ]
+            )
             colour = np.float32(rng.uniform(0.3, 0.85)) * np.float32([1.0, 0.98, 0.95])
-            hits.append((poly, render_bar(canvas, poly, np.linalg.inv(fit_homography(UNIT_SQUARE, poly)),
-                                          colour, 0.4, 1.0, rng, round_profile=rng.random() < 0.5)))
+            hits.append(
+                (
+                    poly,
+                    render_bar(
+                        canvas,
+                        poly,
+                        np.linalg.inv(fit_homography(UNIT_SQUARE, poly)),
+                        colour,
+                        0.4,
+                        1.0,
+                        rng,
+                        round_profile=rng.random() < 0.5,
+                    ),
+                )
+            )
         else:
-            maker = {"person": lambda: _person(rng, cx, h), "plant": lambda: _plant(rng, cx, w, h),
-                     "furniture": lambda: _furniture(rng, cx, w, h)}[kind]
+            maker = {
+                "person": lambda: _person(rng, cx, h),
+                "plant": lambda: _plant(rng, cx, w, h),
+                "furniture": lambda: _furniture(rng, cx, w, h),
+            }[kind]
             for poly, tex in maker():
                 hits.append((poly, render_occluder(canvas, poly, tex, rng, flatten=0.0)))
         for poly, hit in hits:

@@ -8,6 +8,7 @@ same bytes. Output, the `sgsd` layout glassgem's datasets read:
 plus OUT/meta/<id>.json (the per-scene records the manifest is rebuilt from) and OUT/synth_config.json.
 `glass_free=p`: a fraction p of the scenes are plain glass-free photos (glass_free.py).
 """
+
 from __future__ import annotations
 
 import json
@@ -24,8 +25,7 @@ from tqdm import tqdm
 
 from ...errors import ConfigError, DataError
 from ...io import atomic_write_text, load_image, load_mask, save_image, save_mask
-from .backgrounds import (Backgrounds, augment, default_backgrounds, folder_backgrounds, outdoor_view,
-                          painted_wall)
+from .backgrounds import Backgrounds, augment, default_backgrounds, folder_backgrounds, outdoor_view, painted_wall
 from .glass_free import glass_free_scene, is_glass_free
 from .glass_effects import FRAME_COLOURS, drop_shadow, polygon_bbox, render_bar, render_occluder, render_pane
 from .glass_geometry import rect_to_quad, sub_homography
@@ -93,7 +93,7 @@ def _reflected_room(rng, bgs: Backgrounds, size, avoid: set[int]) -> tuple[np.nd
         y = rng.uniform(0.05, 0.4) * hh
         for x in rng.uniform(0.1, 0.9, lights) * hw:
             rx, ry = rng.uniform(0.01, 0.06) * hw, rng.uniform(0.005, 0.02) * hh + 0.5
-            img = img + (np.exp(-((ys - y) / ry) ** 4) * np.exp(-((xs - x) / rx) ** 4))[..., None] * 2.0
+            img = img + (np.exp(-(((ys - y) / ry) ** 4)) * np.exp(-(((xs - x) / rx) ** 4)))[..., None] * 2.0
     sigma = float(rng.uniform(0.8, 3.5))
     meta.update(mirrored=True, blur=round(sigma, 2), lights=lights)
     small = Image.fromarray(_to_u8(img)).filter(ImageFilter.GaussianBlur(sigma / 2))
@@ -117,7 +117,7 @@ def _camera(rng, canvas: np.ndarray) -> tuple[np.ndarray, dict]:
     ys = np.arange(h, dtype=np.float32)[:, None] / h - 0.5
     xs = np.arange(w, dtype=np.float32)[None, :] / w - 0.5
     vignette = float(rng.uniform(0.0, 0.25))
-    canvas *= (1 - vignette * 2 * (xs ** 2 + ys ** 2))[..., None]  # in place: the canvas is ours
+    canvas *= (1 - vignette * 2 * (xs**2 + ys**2))[..., None]  # in place: the canvas is ours
     noise = float(rng.uniform(0.5, 2.5))
     # Uniform noise of the same standard deviation: indistinguishable here and 4x cheaper to draw.
     grain = rng.random(canvas.shape, dtype=np.float32)
@@ -129,8 +129,9 @@ def _camera(rng, canvas: np.ndarray) -> tuple[np.ndarray, dict]:
     return image, {"blur": round(soft, 3), "vignette": round(vignette, 3), "noise": round(noise, 3)}
 
 
-def _render_unit(canvas, mask, unit: Unit, other: np.ndarray, reflection: np.ndarray, rng, bgs, avoid,
-                 light: float) -> list[dict]:
+def _render_unit(
+    canvas, mask, unit: Unit, other: np.ndarray, reflection: np.ndarray, rng, bgs, avoid, light: float
+) -> list[dict]:
     """Draw a unit back to front (shadow, panes, bars, hardware); update the mask; return its layers."""
     layers = []
     outer = rect_to_quad(unit.h, (0, 0, 1, 1))
@@ -154,8 +155,9 @@ def _render_unit(canvas, mask, unit: Unit, other: np.ndarray, reflection: np.nda
                 tex, _ = _photo(rng, bgs, (96, 96), avoid)
                 hit = render_occluder(canvas, quad, _to_u8(tex), rng, flatten=0.0)
             else:
-                hit = render_bar(canvas, quad, np.linalg.inv(sub_homography(unit.h, rect)), colour * 0.9, 0.1,
-                                 light, rng)
+                hit = render_bar(
+                    canvas, quad, np.linalg.inv(sub_homography(unit.h, rect)), colour * 0.9, 0.1, light, rng
+                )
             if hit is not None:
                 (r0, r1, c0, c1), cov = hit
                 mask[r0:r1, c0:c1] &= ~cov
@@ -167,12 +169,21 @@ def _render_unit(canvas, mask, unit: Unit, other: np.ndarray, reflection: np.nda
             mask[r0:r1, c0:c1] |= cov
         layers.append({"kind": "pane", "glass": True, "polygon": quad.tolist()})
     for kind, rects, colour_k, sheen_k, rnd in (
-            ("frame", unit.layout.bars, colour, sheen, False),
-            ("handle", unit.layout.hardware, np.float32([0.72, 0.73, 0.74]), 0.5, unit.handle_round)):
+        ("frame", unit.layout.bars, colour, sheen, False),
+        ("handle", unit.layout.hardware, np.float32([0.72, 0.73, 0.74]), 0.5, unit.handle_round),
+    ):
         for rect in rects:
             quad = rect_to_quad(unit.h, rect)
-            hit = render_bar(canvas, quad, np.linalg.inv(sub_homography(unit.h, rect)), colour_k, sheen_k,
-                             light, rng, round_profile=rnd)
+            hit = render_bar(
+                canvas,
+                quad,
+                np.linalg.inv(sub_homography(unit.h, rect)),
+                colour_k,
+                sheen_k,
+                light,
+                rng,
+                round_profile=rnd,
+            )
             if hit is not None:
                 (r0, r1, c0, c1), cov = hit
                 mask[r0:r1, c0:c1] &= ~cov
@@ -180,8 +191,9 @@ def _render_unit(canvas, mask, unit: Unit, other: np.ndarray, reflection: np.nda
     return layers
 
 
-def generate_scene(rng: np.random.Generator, backgrounds: Backgrounds, size: tuple[int, int] = DEFAULT_SIZE
-                   ) -> tuple[np.ndarray, np.ndarray, dict]:
+def generate_scene(
+    rng: np.random.Generator, backgrounds: Backgrounds, size: tuple[int, int] = DEFAULT_SIZE
+) -> tuple[np.ndarray, np.ndarray, dict]:
     """One scene: (image uint8 (H, W, 3), mask uint8 (H, W) in {0, 1}, meta dict)."""
     if not isinstance(backgrounds, Backgrounds):
         backgrounds = Backgrounds.from_arrays(list(backgrounds))
@@ -212,9 +224,17 @@ def generate_scene(rng: np.random.Generator, backgrounds: Backgrounds, size: tup
     layers, units_meta = [], []
     for unit in scene.units:
         unit_layers = _render_unit(canvas, mask, unit, other, reflection, rng, backgrounds, avoid, light)
-        units_meta.append({"kind": unit.kind, "through": unit.through, "finish": unit.finish,
-                           "homography": unit.h.tolist(), "outer": rect_to_quad(unit.h, (0, 0, 1, 1)).tolist(),
-                           "panes": len(unit.layout.panes), "look": unit.look.to_dict() if unit.look else None})
+        units_meta.append(
+            {
+                "kind": unit.kind,
+                "through": unit.through,
+                "finish": unit.finish,
+                "homography": unit.h.tolist(),
+                "outer": rect_to_quad(unit.h, (0, 0, 1, 1)).tolist(),
+                "panes": len(unit.layout.panes),
+                "look": unit.look.to_dict() if unit.look else None,
+            }
+        )
         layers += unit_layers
     if mask.any() and rng.random() < 0.3:
         layers += add_occluders(rng, canvas, mask)
@@ -222,12 +242,20 @@ def generate_scene(rng: np.random.Generator, backgrounds: Backgrounds, size: tup
     image, camera = _camera(rng, canvas)
 
     n_panes = sum(1 for L in layers if L["glass"] and polygon_bbox(np.asarray(L["polygon"]), (h, w)))
-    meta = {"mode": mode, "no_glass": not mask.any(), "n_panes": n_panes,
-            "glass_fraction": round(float(mask.mean()), 5), "size": [w, h],
-            "background": base_meta, "behind": other_meta, "reflection": refl_meta,
-            "camera": camera,
-            "units": units_meta, "layers": layers,
-            "coordinates": "x right, y down, pixels; pixel (r, c) is centred at (x=c, y=r)"}
+    meta = {
+        "mode": mode,
+        "no_glass": not mask.any(),
+        "n_panes": n_panes,
+        "glass_fraction": round(float(mask.mean()), 5),
+        "size": [w, h],
+        "background": base_meta,
+        "behind": other_meta,
+        "reflection": refl_meta,
+        "camera": camera,
+        "units": units_meta,
+        "layers": layers,
+        "coordinates": "x right, y down, pixels; pixel (r, c) is centred at (x=c, y=r)",
+    }
     return image, mask.astype(np.uint8), meta
 
 
@@ -239,15 +267,19 @@ def scene_id(i: int) -> str:
 class _Writer:
     """Everything a worker needs to make and write scene i (sent once per worker process)."""
 
-    def __init__(self, out: Path, seed: int, size: tuple[int, int], image_format: str, bgs: Backgrounds,
-                 glass_free: float = 0.0):
+    def __init__(
+        self, out: Path, seed: int, size: tuple[int, int], image_format: str, bgs: Backgrounds, glass_free: float = 0.0
+    ):
         self.out, self.seed, self.size, self.image_format, self.bgs = out, seed, size, image_format, bgs
         self.glass_free = glass_free
 
     def paths(self, i: int) -> tuple[Path, Path, Path]:
         sid = scene_id(i)
-        return (self.out / "images" / f"{sid}.{self.image_format}", self.out / "masks" / f"{sid}.png",
-                self.out / "meta" / f"{sid}.json")
+        return (
+            self.out / "images" / f"{sid}.{self.image_format}",
+            self.out / "masks" / f"{sid}.png",
+            self.out / "meta" / f"{sid}.json",
+        )
 
     def done(self, i: int) -> bool:
         return all(p.is_file() for p in self.paths(i))
@@ -258,8 +290,14 @@ class _Writer:
         img_path, mask_path, meta_path = self.paths(i)
         save_image(img_path, image, **({"quality": 92} if self.image_format == "jpg" else {}))
         save_mask(mask_path, mask)
-        record = {"id": scene_id(i), "index": i, "seed": self.seed, "image": f"images/{img_path.name}",
-                  "mask": f"masks/{mask_path.name}", **meta}
+        record = {
+            "id": scene_id(i),
+            "index": i,
+            "seed": self.seed,
+            "image": f"images/{img_path.name}",
+            "mask": f"masks/{mask_path.name}",
+            **meta,
+        }
         # The record goes last: its presence says the scene is complete (every write is atomic).
         atomic_write_text(meta_path, json.dumps(record, separators=(",", ":")) + "\n")
         return i
@@ -287,17 +325,22 @@ def _check_config(out: Path, config: dict, n: int) -> None:
             raise ConfigError(f"{path}: unreadable synthesis config ({e}); remove it or use another --out") from None
         diff = sorted(k for k in set(old) | set(config) if old.get(k) != config.get(k))
         if diff:
-            raise ConfigError(f"{path}: {out} was generated with different settings ({', '.join(diff)}); "
-                              "use another --out folder or the original settings")
+            raise ConfigError(
+                f"{path}: {out} was generated with different settings ({', '.join(diff)}); "
+                "use another --out folder or the original settings"
+            )
         held = [int(s[5:]) + 1 for s in (p.stem for p in (out / "meta").glob("proc_*.json")) if s[5:].isdigit()]
         if max(held, default=0) > n:
-            raise ConfigError(f"--n {n}: {out} holds {max(held)} scenes; fewer leave the rest outside the manifest "
-                              f"but read by training; use --n {max(held)} or more, or another --out")
+            raise ConfigError(
+                f"--n {n}: {out} holds {max(held)} scenes; fewer leave the rest outside the manifest "
+                f"but read by training; use --n {max(held)} or more, or another --out"
+            )
         return
     images = out / "images"
     if images.is_dir() and any(images.iterdir()):
-        raise DataError(f"{out}: has images/ but no {CONFIG_NAME}; not a procedural synthesis folder "
-                        "(choose an empty --out folder)")
+        raise DataError(
+            f"{out}: has images/ but no {CONFIG_NAME}; not a procedural synthesis folder (choose an empty --out folder)"
+        )
     atomic_write_text(path, json.dumps(config, indent=1) + "\n")
 
 
@@ -313,10 +356,17 @@ def write_manifest(out: str | os.PathLike, n: int) -> Path:
     return atomic_write_text(out / MANIFEST_NAME, "\n".join(lines) + ("\n" if lines else ""))
 
 
-def synthesize(out_dir: str | os.PathLike, n: int, seed: int = 0,
-               backgrounds: str | os.PathLike | Backgrounds | None = None, workers: int = 1,
-               size: tuple[int, int] = DEFAULT_SIZE, image_format: str = "jpg", progress: bool = True,
-               glass_free: float = 0.0) -> dict:
+def synthesize(
+    out_dir: str | os.PathLike,
+    n: int,
+    seed: int = 0,
+    backgrounds: str | os.PathLike | Backgrounds | None = None,
+    workers: int = 1,
+    size: tuple[int, int] = DEFAULT_SIZE,
+    image_format: str = "jpg",
+    progress: bool = True,
+    glass_free: float = 0.0,
+) -> dict:
     """Write scenes 0..n-1 (a `glass_free` fraction of them plain photos) to out_dir (resumable: finished
     scenes are skipped); return a summary."""
     if n < 0 or workers < 1:
@@ -328,21 +378,30 @@ def synthesize(out_dir: str | os.PathLike, n: int, seed: int = 0,
         raise ConfigError(f"size {w}x{h}: width and height must be at least 32 pixels")
     if image_format not in ("jpg", "png"):
         raise ConfigError(f"image_format must be 'jpg' or 'png', got {image_format!r}")
-    bgs = backgrounds if isinstance(backgrounds, Backgrounds) else (
-        default_backgrounds() if backgrounds is None else folder_backgrounds(backgrounds))
+    bgs = (
+        backgrounds
+        if isinstance(backgrounds, Backgrounds)
+        else (default_backgrounds() if backgrounds is None else folder_backgrounds(backgrounds))
+    )
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    config = {"generator": "glassgem.synth.procedural", "version": GENERATOR_VERSION, "seed": int(seed),
-              "size": [w, h], "image_format": image_format,
-              "backgrounds": {"source": bgs.source, "names": bgs.names}}
+    config = {
+        "generator": "glassgem.synth.procedural",
+        "version": GENERATOR_VERSION,
+        "seed": int(seed),
+        "size": [w, h],
+        "image_format": image_format,
+        "backgrounds": {"source": bgs.source, "names": bgs.names},
+    }
     config.update({"glass_free": glass_free} if glass_free > 0 else {})  # absent at 0: old folders resume
     _check_config(out, config, n)
 
     writer = _Writer(out, int(seed), (w, h), image_format, bgs, glass_free)
     todo = [i for i in range(n) if not writer.done(i)]
     start = time.perf_counter()
-    bar = tqdm(total=n, initial=n - len(todo), unit="scene", desc="synth procedural", disable=not progress,
-               dynamic_ncols=True)
+    bar = tqdm(
+        total=n, initial=n - len(todo), unit="scene", desc="synth procedural", disable=not progress, dynamic_ncols=True
+    )
     if workers == 1 or len(todo) <= 1:
         for i in todo:
             writer(i)
@@ -356,16 +415,28 @@ def synthesize(out_dir: str | os.PathLike, n: int, seed: int = 0,
     write_manifest(out, n)
 
     records = [json.loads(line) for line in (out / MANIFEST_NAME).read_text().splitlines()]
-    return {"out": str(out), "n": n, "generated": len(todo), "skipped": n - len(todo),
-            "no_glass": sum(r["no_glass"] for r in records),
-            "glass_free_photos": sum(r["mode"] == "glass_free_photo" for r in records),
-            "mean_glass_fraction": float(np.mean([r["glass_fraction"] for r in records])) if records else 0.0,
-            "seconds": elapsed, "scenes_per_second": len(todo) / elapsed if todo and elapsed > 0 else 0.0}
+    return {
+        "out": str(out),
+        "n": n,
+        "generated": len(todo),
+        "skipped": n - len(todo),
+        "no_glass": sum(r["no_glass"] for r in records),
+        "glass_free_photos": sum(r["mode"] == "glass_free_photo" for r in records),
+        "mean_glass_fraction": float(np.mean([r["glass_fraction"] for r in records])) if records else 0.0,
+        "seconds": elapsed,
+        "scenes_per_second": len(todo) / elapsed if todo and elapsed > 0 else 0.0,
+    }
 
 
 # --------------------------------------------------------------------------------- contact sheet
-def contact_sheet(out_dir: str | os.PathLike, path: str | os.PathLike, n: int = 16,
-                  tile: tuple[int, int] = (256, 192), pairs_per_row: int = 4, quality: int = 85) -> Path:
+def contact_sheet(
+    out_dir: str | os.PathLike,
+    path: str | os.PathLike,
+    n: int = 16,
+    tile: tuple[int, int] = (256, 192),
+    pairs_per_row: int = 4,
+    quality: int = 85,
+) -> Path:
     """Save an image of n scenes spread over the set, each as `image | mask overlay` side by side."""
     out = Path(out_dir)
     manifest = out / MANIFEST_NAME
@@ -391,10 +462,12 @@ def contact_sheet(out_dir: str | os.PathLike, path: str | os.PathLike, n: int = 
     rows = []
     for r in range(0, len(cells), pairs_per_row):
         row = []
-        for c in cells[r:r + pairs_per_row]:
+        for c in cells[r : r + pairs_per_row]:
             row += [c, np.full((th, 3 * gap, 3), 255, np.uint8)]
-        rows += [np.concatenate(row[:-1], axis=1), np.full((3 * gap, row[0].shape[1] * pairs_per_row
-                                                            + 3 * gap * (pairs_per_row - 1), 3), 255, np.uint8)]
+        rows += [
+            np.concatenate(row[:-1], axis=1),
+            np.full((3 * gap, row[0].shape[1] * pairs_per_row + 3 * gap * (pairs_per_row - 1), 3), 255, np.uint8),
+        ]
     sheet = np.concatenate(rows[:-1], axis=0)
     kwargs = {"quality": quality} if Path(path).suffix.lower() in (".jpg", ".jpeg") else {}
     return save_image(path, sheet, **kwargs)
