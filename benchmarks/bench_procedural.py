@@ -17,7 +17,8 @@ import time
 import numpy as np
 
 from glassgem.synth.procedural.backgrounds import default_backgrounds
-from glassgem.synth.procedural.pipeline import generate_scene, synthesize
+from glassgem.synth.procedural.pipeline import synthesize
+from glassgem.synth.procedural.render import generate_scene
 
 
 def main() -> None:

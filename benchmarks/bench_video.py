@@ -24,7 +24,7 @@ def write_pan(path: Path, frames: int, width: int, height: int) -> None:
     import av
 
     from glassgem.synth.procedural.backgrounds import default_backgrounds
-    from glassgem.synth.procedural.pipeline import generate_scene
+    from glassgem.synth.procedural.render import generate_scene
 
     scene, _, _ = generate_scene(np.random.default_rng([7, 1]), default_backgrounds(), (width * 3 // 2, height))
     step = max(1, (scene.shape[1] - width) // max(1, frames - 1))

@@ -30,7 +30,8 @@ from glassgem.synth.procedural.glass_geometry import (
     rect_to_quad,
 )
 from glassgem.synth.procedural.glass_scene import MODES
-from glassgem.synth.procedural.pipeline import contact_sheet, generate_scene, synthesize
+from glassgem.synth.procedural.pipeline import contact_sheet, synthesize
+from glassgem.synth.procedural.render import generate_scene
 
 SMALL = (160, 120)
 

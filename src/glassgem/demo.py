@@ -38,7 +38,7 @@ from .inference.files import collect_inputs
 from .inference.predict import predict_files
 from .inference.scorers import build_scorer
 from .synth.procedural.backgrounds import default_backgrounds
-from .synth.procedural.pipeline import generate_scene
+from .synth.procedural.render import generate_scene
 from .viz.overlay import grid, overlay_mask
 
 N_SCENES = 8

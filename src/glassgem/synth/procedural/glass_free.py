@@ -28,7 +28,7 @@ def glass_free_scene(
     camera: Callable[[np.random.Generator, np.ndarray], tuple[np.ndarray, dict]],
 ) -> tuple[np.ndarray, np.ndarray, dict]:
     """(image uint8 (H, W, 3), an all-zero mask, meta) for one glass-free scene; `camera` is the glass
-    scenes' camera model (pipeline._camera)."""
+    scenes' camera model (render.camera_effects)."""
     w, h = size
     p = backgrounds.weights.copy()
     p /= p.sum()  # the scene photo is picked as the glass scenes pick theirs
