@@ -1,6 +1,6 @@
 """Tiny offline Stable Diffusion / ControlNet / CLIP components for the synthesis tests.
 
-The shapes are the small configs diffusers' own tests use (SYNTHESIS.md); the weights are random and
+The shapes are the small configs diffusers' own tests use; the weights are random and
 seeded, so every test sees the same model. The CLIP tokenizer is built from a vocab.json + merges.txt
 written here (printable ASCII, ids < 1000), because diffusers' tests fetch theirs from the hub.
 Nothing here touches the network.

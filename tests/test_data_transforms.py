@@ -38,7 +38,7 @@ def _rng(seed: int) -> np.random.Generator:
 
 # ------------------------------------------------------------------------------ train geometry
 def test_paper_short_edge_choices():
-    # GEM_ORIGINAL.md §7.2, as listed there.
+    # docs/original.md#training-pipeline, as listed there.
     listed = (256, 307, 358, 409, 460, 512, 563, 614, 665, 716, 768, 819, 870, 921, 972, 1024)
     assert PAPER_MIN_SIZES == listed
     assert min_sizes_for(512) == PAPER_MIN_SIZES

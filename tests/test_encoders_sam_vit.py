@@ -42,7 +42,7 @@ def test_keys_and_shapes_equal_the_original_backbone(vit: SamViTEncoder) -> None
 
 
 def test_architecture_facts(vit: SamViTEncoder) -> None:
-    # GEM_ORIGINAL.md §1.2 / §1.7: 86.93 M parameters at 384², LayerNorm eps 1e-6, global blocks 2/5/8/11.
+    # docs/original.md#gem-base-backbone: 86.93 M parameters at 384², LayerNorm eps 1e-6, global blocks 2/5/8/11.
     assert round(sum(p.numel() for p in vit.parameters()) / 1e6, 2) == 86.93
     norms = [m for m in vit.modules() if isinstance(m, nn.LayerNorm)]
     assert norms and all(m.eps == 1e-6 for m in norms)

@@ -85,7 +85,7 @@ def test_parity_with_original_at_384() -> None:
 
 
 def test_parameter_count_matches_mobilesam() -> None:
-    # GEM_ORIGINAL.md §1.7, hand-computed: TinyViT body 5,071,124 + neck 672,768.
+    # docs/original.md#parameter-counts, hand-computed: TinyViT body 5,071,124 + neck 672,768.
     assert sum(p.numel() for p in TinyViT().parameters()) == 5_071_124 + 672_768
 
 

@@ -1,4 +1,6 @@
-"""glassgem.evaluation.metrics and `glassgem evaluate-masks`: the GSD-S numbers (METRICS.md), edge cases, the CLI."""
+"""glassgem.evaluation.metrics and `glassgem evaluate-masks`: the GSD-S numbers, edge cases, the CLI.
+
+The GSD-S definitions: docs/original.md#metrics."""
 
 from __future__ import annotations
 
@@ -17,7 +19,7 @@ from glassgem.evaluation.mask_eval import resize_map
 from glassgem.evaluation.metrics import GlassMetrics, format_table, image_stats
 from conftest import GDD_DEV
 
-E = 1e-4  # the smoothing term of METRICS.md
+E = 1e-4  # the smoothing term of docs/original.md#metrics
 
 
 def fbeta(p: float, r: float) -> float:
@@ -33,7 +35,7 @@ def score(pairs, legacy: bool = False) -> dict:
 
 # ------------------------------------------------------------------------------ naive reference
 def naive(pairs, legacy: bool = False, tol: float = 0.0) -> dict:
-    """Straight from METRICS.md: per image, a loop over the 256 thresholds; then means over images.
+    """Straight from docs/original.md#metrics: per image, a loop over 256 thresholds; then means over images.
 
     pred must be a float map in [0, 1]. tol widens each threshold downwards (the documented float32
     slack); 0 is the plain `pred >= k/255`.

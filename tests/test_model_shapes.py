@@ -67,7 +67,7 @@ def test_gem_tiny_forward_384():
     assert len(out["aux_outputs"]) == 9
     assert out["proposal_cls_logits"].shape == (1, 2, 24, 24)
     n_params = sum(p.numel() for p in model.parameters())
-    assert abs(n_params - 21_606_861) < 0.001 * 21_606_861  # GEM_ORIGINAL.md §1.7 / keys.txt
+    assert abs(n_params - 21_606_861) < 0.001 * 21_606_861  # docs/original.md#parameter-counts
 
 
 def test_training_forward_contract_and_gradients():

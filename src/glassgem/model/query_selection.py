@@ -1,4 +1,4 @@
-"""Discerning query selection (DQS, GEM_ORIGINAL.md §4.1).
+"""Discerning query selection (DQS, docs/original.md#discerning-query-selection-dqs).
 
 Fuse strides 8/16/32 at stride 16, classify every position background/glass, and hand the features of
 the k most *confident* positions (max softmax probability over both classes) to the decoder as its

@@ -1,4 +1,4 @@
-"""The GEM training criterion (GEM_ORIGINAL.md §4.2, §5 denoising, §6).
+"""The GEM training criterion (docs/original.md#the-proposal-loss, #denoising-queries, #criterion-and-matcher).
 
 Terms, each with the same weights at every depth:
   loss_ce      softmax CE over {background, glass, no-object}, class weights [1, 1, eos]

@@ -1,4 +1,4 @@
-"""Hungarian matching of predicted queries to per-class targets (GEM_ORIGINAL.md §6).
+"""Hungarian matching of predicted queries to per-class targets (docs/original.md#criterion-and-matcher).
 
 Cost per (query, target) pair:
     C = w_class·focal_class_cost + w_mask·BCE + w_dice·dice + w_box·L1(cxcywh) + w_giou·(−GIoU)

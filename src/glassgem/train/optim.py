@@ -1,4 +1,4 @@
-"""Optimiser and learning-rate schedule of the original GEM recipe (GEM_ORIGINAL.md §7.3).
+"""Optimiser and learning-rate schedule of the original GEM recipe (docs/original.md#optimisation).
 
 AdamW; the encoder and simple feature pyramid (the original's "backbone") train at lr x 0.5;
 no weight decay on BatchNorm/GroupNorm/nn.LayerNorm parameters nor on nn.Embedding; everything else,

@@ -2,7 +2,7 @@
 
 A semantic map `sem` is int64 [H, W] with 0 = background, 1 = glass and 255 = padding (the only
 ignore value). As in the original GEM, every class present in a crop is one "object": so an image has
-one or two targets (background and/or glass), ordered by class id (GEM_ORIGINAL.md §7.2 step 6).
+one or two targets (background and/or glass), ordered by class id (docs/original.md#training-pipeline, step 6).
 """
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ def dqs_target(sem: torch.Tensor, size: tuple[int, int], mode: DQSTarget = "soun
 
     "sound" (default): a cell is glass (1) when at least half of its non-padding pixels are glass;
     a cell that is more than half padding is ignored (-1).
-    "original" (GEM_ORIGINAL.md §4.2): the fraction of pixels NOT in the first present class's mask,
+    "original" (docs/original.md#the-proposal-loss): the fraction of pixels NOT in the first present class's mask,
     truncated to int. So a cell is 1 only if it is entirely glass or padding, and a crop that is all
     glass (first class = glass) is labelled all 0. A map with no class at all is labelled all 1 (no
     first mask, so every pixel is "not in it").

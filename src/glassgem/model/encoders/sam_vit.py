@@ -1,6 +1,6 @@
 """SAM ViT-B image encoder (GEM-Base), from timm's `VisionTransformerSAM`.
 
-Built like the original GEM-Base backbone (GEM_ORIGINAL.md §1.2): img_size 384 → `pos_embed` [1,24,24,768],
+Built like GEM-Base's original backbone (docs/original.md#gem-base-backbone): img_size 384 → `pos_embed` [1,24,24,768],
 windowed blocks' rel-pos tables [27,64], global blocks' (2, 5, 8, 11) [47,64], LayerNorm eps 1e-6, SAM neck to
 256 channels. Any input whose sides are multiples of 32 works: timm resamples `pos_embed` to the token grid
 (bicubic) and linearly resizes the global rel-pos tables to 2·max(h,w)−1 rows at run time.

@@ -1,6 +1,6 @@
 """MobileSAM's TinyViT-5M image encoder + SAM neck (GEM-Tiny), for any input whose sides are multiples of 32.
 
-Architecture and parameter names follow the original exactly (GEM_ORIGINAL.md §1.1), so an original
+Architecture and parameter names follow the original exactly (docs/original.md#gem-tiny-backbone), so an original
 `backbone.*` state dict (minus the pyramid's `transpose*`) loads with no renaming. Differences, none of
 which change the numbers at 384²:
 - the token grid is computed from the input at run time (the original hard-codes 24×24);
