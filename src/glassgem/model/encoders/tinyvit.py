@@ -381,14 +381,14 @@ def timm_imagenet_key(key: str) -> str | None:
     "tinyvit",
     weights=(
         WeightSource(
-            "sam", "MobileSAM's mobile_sam.pt", lambda sd: "patch_embed.seq.0.c.weight" in sd, from_mobile_sam
+            "sam", from_mobile_sam, "MobileSAM's mobile_sam.pt", lambda sd: "patch_embed.seq.0.c.weight" in sd
         ),
         WeightSource(
             "imagenet",
+            lambda sd, own: rename_and_fit(sd, own, timm_imagenet_key),
             "timm's tiny_vit_5m_224 ImageNet weights (e.g. timm/tiny_vit_5m_224.dist_in22k_ft_in1k, "
             "its model.safetensors)",
             lambda sd: "patch_embed.conv1.conv.weight" in sd,
-            lambda sd, own: rename_and_fit(sd, own, timm_imagenet_key),
         ),
     ),
 )
