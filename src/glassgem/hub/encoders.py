@@ -79,13 +79,14 @@ def load_converted(encoder: nn.Module, converted: Converted, source: str, discar
     )
 
 
-def _read(path_or_state_dict: str | Path | dict[str, Tensor]) -> tuple[str, dict[str, Tensor]]:
+def read_state_dict(path_or_state_dict: str | Path | dict[str, Tensor]) -> tuple[str, dict[str, Tensor]]:
+    """(what to call it in messages, its tensors): a file read safely, or a state dict as given."""
     if isinstance(path_or_state_dict, dict):
         return "state dict", path_or_state_dict
     return str(path_or_state_dict), read_weights(path_or_state_dict)
 
 
-def _source_for(encoder: nn.Module, init: str, what: str) -> tuple[str, WeightSource]:
+def weight_source_of(encoder: nn.Module, init: str, what: str) -> tuple[str, WeightSource]:
     """(encoder name, its `init` weight source), or CheckpointError naming the encoders that have one."""
     try:
         spec = spec_of(encoder)
@@ -141,8 +142,8 @@ def load_sam_encoder_weights(
     """
     if vit_pos_init not in _VIT_POS_INIT:
         raise CheckpointError(f"vit_pos_init must be one of {', '.join(_VIT_POS_INIT)}, got {vit_pos_init!r}")
-    name, source = _source_for(encoder, "sam", "load_sam_encoder_weights")
-    src, sd = _read(path_or_state_dict)
+    name, source = weight_source_of(encoder, "sam", "load_sam_encoder_weights")
+    src, sd = read_state_dict(path_or_state_dict)
     prefix = _encoder_prefix(sd)
     if prefix is None:
         raise CheckpointError(f"{src}: no image_encoder.* keys; this looks like {_describe_checkpoint(sd)}")
@@ -233,6 +234,8 @@ __all__ = [
     "EncoderLoadReport",
     "efficientnet_lite0_file",
     "load_converted",
+    "read_state_dict",
+    "weight_source_of",
     "build_pretrained_encoder",
     "efficientnet_lite0_timm_state_dict",
     "load_efficientnet_lite0_weights",

@@ -18,7 +18,7 @@ from torch import Tensor, nn
 from ..errors import CheckpointError
 from ..model.encoders import encoder_spec, list_encoders
 from ..model.encoders.convert import WeightSource
-from .encoders import EncoderLoadReport, _read, _source_for, load_converted
+from .encoders import EncoderLoadReport, load_converted, read_state_dict, weight_source_of
 
 
 def imagenet_file(encoder: str) -> str | None:
@@ -50,8 +50,8 @@ def load_imagenet_vit_weights(
 ) -> EncoderLoadReport:
     """Load timm ImageNet weights into a glassgem TinyViT or ViT-B encoder; the report lists what stayed at
     init (the neck, ViT-B rel-pos tables). CheckpointError names the file when it is another model."""
-    name, source = _source_for(encoder, "imagenet", "ImageNet ViT weights")
-    src, sd = _read(path_or_state_dict)
+    name, source = weight_source_of(encoder, "imagenet", "ImageNet ViT weights")
+    src, sd = read_state_dict(path_or_state_dict)
     if source.recognise is not None and not source.recognise(sd):
         raise CheckpointError(
             f"{src}: the encoder is {name}, which needs {source.file}; this file is {_looks_like(sd, name)}"

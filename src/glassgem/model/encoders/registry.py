@@ -3,8 +3,8 @@
 A family file (tinyvit.py, sam_vit.py, efficientnet.py, dinov2.py, debug.py) holds the architecture, its
 pure state-dict converters and one builder per encoder, registered with `register_encoder`:
 
-    @register_encoder("tinyvit", pixel_mean=..., weights=(WeightSource("sam", "MobileSAM's mobile_sam.pt"),))
-    def build_tinyvit(drop_path_rate: float = 0.1) -> TinyViT: ...
+    @register_encoder("tinyvit", weights=(WeightSource("sam", from_mobile_sam, "MobileSAM's mobile_sam.pt"),))
+    def build_tinyvit(drop_path_rate: float = 0.0) -> TinyViT: ...
 
 `build_encoder(name, **options)` builds one (options are the builder's keywords, named like the ModelConfig
 fields), `encoder_spec(name)` gives its default config and converters, `list_encoders()` the known names.
@@ -22,7 +22,7 @@ from typing import Any, Callable
 
 from torch import nn
 
-from ...config import ModelConfig
+from ...config import SAM_PIXEL_MEAN, SAM_PIXEL_STD, ModelConfig
 from ...errors import ConfigError
 from .convert import WeightSource
 
@@ -36,8 +36,7 @@ BUILTIN = {
 }
 FEATURE_MODES = ("pyramid", "native")
 # ImageNet mean / std on 0..255 RGB: SAM's pixel normalisation, and DINOv2's.
-IMAGENET_MEAN = (123.675, 116.28, 103.53)
-IMAGENET_STD = (58.395, 57.12, 57.375)
+IMAGENET_MEAN, IMAGENET_STD = SAM_PIXEL_MEAN, SAM_PIXEL_STD
 
 
 def _same(key: str) -> str:
