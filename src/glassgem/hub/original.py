@@ -3,7 +3,7 @@
 Original (detectron2 + MaskDINO) layout -> glassgem `GEM` module names:
 
     backbone.transpose{1,2}.*                      pyramid.transpose{1,2}.*
-    backbone.*                                     encoder.*   (ViT-B: SAM -> timm names)
+    backbone.*                                     encoder.*   (renamed by the encoder family: ViT-B SAM -> timm)
     sem_seg_head.pixel_decoder.*                   pixel_decoder.*
     sem_seg_head.predictor.query_proposal.*        query_selection.*
     sem_seg_head.predictor.decoder.norm.*          decoder.decoder_norm.*   (alias of decoder_norm)
@@ -23,6 +23,7 @@ import torch
 from torch import Tensor
 
 from ..errors import CheckpointError
+from ..model.encoders import encoder_spec
 
 # --------------------------------------------------------------------------------- key map
 
@@ -53,13 +54,11 @@ def original_encoder_kind(sd: dict[str, Tensor]) -> str | None:
 
 
 def _encoder_renames(encoder: str) -> tuple[Callable[[str], str], Callable[[str], str]]:
-    """(original -> glassgem, glassgem -> original) renames of a key inside the encoder."""
-    if encoder == "sam_vit_b":  # SAM lin1/lin2 = timm fc1/fc2
-        # imported here: sam_vit.py pulls in timm (~1.5 s), which loading any other model does not need
-        from ..model.encoders.sam_vit import sam_to_timm_key, timm_to_sam_key
-
-        return sam_to_timm_key, timm_to_sam_key
-    return (lambda k: k), (lambda k: k)
+    """(original -> glassgem, glassgem -> original) renames of a key inside the encoder: the original
+    backbones keep SAM's names, which the encoder's family renames (ViT-B: SAM lin1/lin2 = timm fc1/fc2).
+    The family file is imported on first use, so only a SAM checkpoint imports the ViT-B's (and timm)."""
+    spec = encoder_spec(encoder)
+    return spec.from_sam_key, spec.to_sam_key
 
 
 def original_key_to_glassgem(key: str, encoder: str = "tinyvit") -> str | None:

