@@ -26,7 +26,7 @@ from glassgem.ros2.messages import (
     raw_to_rgb,
 )
 from glassgem.ros2.node import NodeSettings
-from glassgem.viz.overlay import overlay_mask
+from glassgem.overlay import overlay_mask
 
 from ros_bags import STORE, Image, compressed_image, frames, header, raw_image
 

@@ -22,7 +22,7 @@ from ..inference.protocol import check_threshold, flip_averaged, glass_mask, gla
 from ..inference.runtime import autocast
 from ..inference.threads import loader_workers
 from ..io import load_image, save_image, save_mask
-from ..viz.overlay import error_overlay
+from ..overlay import error_overlay
 from .metrics import GlassMetrics
 
 

@@ -28,7 +28,7 @@ import numpy as np
 
 from .metrics import ImageScore
 from ..io import atomic_write_bytes, atomic_write_text, save_image
-from ..viz.overlay import grid, titled
+from ..overlay import grid, titled
 from .metrics import write_json
 
 Picture = Callable[[], np.ndarray]  # makes one error picture (uint8 [H,W,3]) on demand

@@ -22,7 +22,7 @@ import torch
 from ..errors import DataError, GlassgemError
 from ..io import IMAGE_EXTENSIONS, not_a_file, save_image, save_mask
 from ..outputs import check_inside
-from ..viz.overlay import overlay_mask
+from ..overlay import overlay_mask
 from .protocol import glass_mask, glass_probability, unsquash
 
 GLOB_CHARS = set("*?[")

@@ -34,7 +34,7 @@ from tqdm.auto import tqdm
 
 from ..errors import DataError, GlassgemError
 from ..io import atomic_write_text, load_mask
-from ..viz.overlay import overlay_mask
+from ..overlay import overlay_mask
 from .files import FRAMES_CSV, write_prediction
 from .protocol import squash
 from .threads import decode_threads

@@ -18,7 +18,7 @@ import torch
 from ..inference.protocol import check_size, glass_mask, squash, unsquash
 from ..inference.scorers import Scorer
 from ..inference.stream import LatestFrame, RateMeter  # the node's mailbox and rate log, shared with live streams
-from ..viz.overlay import overlay_mask
+from ..overlay import overlay_mask
 from .messages import message_to_rgb, mono8_fields, rgb8_fields
 
 
