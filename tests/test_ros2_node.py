@@ -1,6 +1,6 @@
 """glassgem.ros2 without ROS: image messages <-> arrays (rosbags' message classes), the per-frame logic the bag
-path and the live node share, the node's parameters (its frame dropping and rate log: tests/test_stream.py), and the one-line error of
-`glassgem ros2 node` where rclpy is missing."""
+path and the live node share, the node's parameters (its frame dropping and rate log: tests/test_stream.py), and
+the one-line error of `glassgem ros2 node` where rclpy is missing."""
 
 from __future__ import annotations
 

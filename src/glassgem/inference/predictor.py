@@ -70,7 +70,7 @@ def _threshold(value: Any) -> float:
     if value is None:
         return PROTOCOL_THRESHOLD
     try:
-        if isinstance(value, bool):
+        if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
             raise TypeError(value)
         return float(check_threshold(value))  # type: ignore[arg-type]
     except (TypeError, ValueError):

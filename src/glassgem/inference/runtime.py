@@ -106,7 +106,7 @@ def fuse_for_inference(model: nn.Module) -> nn.Module:
 
 
 def inference_only(model: nn.Module) -> bool:
-    """Whether `model` was fused for inference (fuse_for_inference folded weights away): its weights stay as they are."""
+    """Whether `model` was fused for inference (fuse_for_inference folded weights away): its weights stay put."""
     return bool(getattr(model, "_fused", False))
 
 
