@@ -122,7 +122,7 @@ def read_pretrained(
     return config, with_packaged_vit(config.encoder, sd, path), path
 
 
-def load_checked(model: nn.Module, sd: dict[str, Tensor], source: str | Path, strict: bool = True) -> None:
+def load_checked(model: Network, sd: dict[str, Tensor], source: str | Path, strict: bool = True) -> None:
     """load_state_dict with user-facing errors: CheckpointError naming `source` if it is not a GEM
     checkpoint, a shape differs or (with `strict`) a weight of the model is not in it; a warning listing
     the keys the model does not use (and, without `strict`, the weights left at their initial values)."""

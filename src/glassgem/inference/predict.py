@@ -174,10 +174,10 @@ def run_files(
     loaded = prefetched(run.photos, lambda photo: _load(photo, predictor.preparer), window=2 * size)
     try:
         for batch in _batches(loaded, size):
-            good = [item for item in batch if item.error is None]
-            results = iter(predictor.outputs([i.rgb for i in good], [i.squashed for i in good], run.save_prob))
+            good = [(item.rgb, item.squashed) for item in batch if item.rgb is not None and item.squashed is not None]
+            results = iter(predictor.outputs([g[0] for g in good], [g[1] for g in good], run.save_prob))
             for item in batch:
-                if item.error is None:
+                if item.rgb is not None:
                     try:
                         write_outputs(run.out, item.photo.name, item.rgb, next(results), run.overlay)
                         summary.written += 1

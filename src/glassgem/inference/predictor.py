@@ -21,10 +21,11 @@ from typing import Any, Sequence, Union
 
 import numpy as np
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from ..config import check_smoothing
 from ..errors import ConfigError, DataError
+from ..model.gem import GEM
 from .onnx_runner import OnnxScorer, load_onnx_scorer
 from .protocol import ImageLike, as_rgb_array, check_threshold, flip_averaged, glass_mask, glass_probability
 from .protocol import squash, unsquash
@@ -94,10 +95,10 @@ def _scorer(model: Any, device: Any, dtype: Any, smoothing: Any, precision: str)
     onnx = isinstance(model, OnnxScorer) or _is_onnx_path(model)
     if not onnx and precision != "fp32":
         raise ConfigError(f"precision={precision!r} runs an ONNX graph: pass an .onnx file (glassgem export onnx)")
-    if onnx or not isinstance(model, (nn.Module, str, os.PathLike, type(None))):
+    if onnx or not isinstance(model, (GEM, str, os.PathLike, type(None))):
         if resolve_dtype(dtype) is not None or smoothing is not None:
             raise ConfigError("dtype= and smoothing= are a PyTorch model's: an ONNX graph or a scorer has its own")
-    if isinstance(model, nn.Module):
+    if isinstance(model, GEM):
         if device is not None:
             model.to(resolve_device(device))
         if smoothing is not None:
@@ -247,7 +248,7 @@ def _as_items(images: Images) -> tuple[bool, list[ImageLike]]:
         return False, list(images)
     if isinstance(images, (list, tuple)):
         return False, list(images)
-    return True, [images]
+    return True, [images]  # type: ignore[list-item]  # one image: a PIL image, an array or a path
 
 
 def as_predictor(

@@ -5,7 +5,7 @@ made before torch starts are in threads.py (which imports no torch)."""
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator, Optional
+from typing import Iterator, Optional, TypeVar
 
 import torch
 from torch import nn
@@ -95,13 +95,16 @@ def fuse_batchnorms(model: nn.Module) -> bool:
     return bool(fuse is not None and fuse())
 
 
-def fuse_for_inference(model: nn.Module) -> nn.Module:
+M = TypeVar("M", bound=nn.Module)
+
+
+def fuse_for_inference(model: M) -> M:
     """Eval mode and BatchNorms folded (fuse_batchnorms), in place and one-way. A model that lost weights to the
     folding is marked `_fused`: glassgem.hub refuses to save it, glassgem.GEM to train it, and a Predictor runs it
     through TorchScript graphs where those are faster (GRAPHS_FASTER), its weights being frozen from now on."""
     model.eval()
     if not getattr(model, "_fused", False) and fuse_batchnorms(model):
-        model._fused = True
+        setattr(model, "_fused", True)  # a plain attribute (nn.Module's typing knows only tensors and modules)
     return model
 
 

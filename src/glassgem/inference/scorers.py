@@ -8,10 +8,9 @@ from __future__ import annotations
 from typing import Callable, Optional
 
 import torch
-from torch import nn
-
 from ..config import check_smoothing
-from ..hub.pretrained import PretrainedGEM, from_pretrained
+from ..hub.pretrained import PretrainedGEM
+from ..model.gem import GEM
 from .graphs import ScoreGraphs
 from .runtime import (
     autocast,
@@ -27,14 +26,17 @@ Scorer = Callable[[torch.Tensor], torch.Tensor]  # float [B,3,s,s] 0..255 -> [B,
 
 
 def load_model_for_inference(
-    weights: Optional[str], device: Optional[str] = None, dtype: str = "fp32", smoothing: Optional[float] = None
+    weights: Optional[str],
+    device: Optional[str] = None,
+    dtype: str | torch.dtype | None = "fp32",
+    smoothing: Optional[float] = None,
 ) -> tuple[PretrainedGEM, torch.device, Optional[torch.dtype]]:
     """(model in eval mode on its device, fused for inference, device, autocast dtype or None for fp32).
     `weights`: as glassgem.hub.pretrained.from_pretrained (None: the shipped model). `smoothing`: replaces the
     model's `score_smoothing` (0: off, the original protocol's raw scores)."""
     autocast_dtype = resolve_dtype(dtype)
     dev = resolve_device(device)
-    model = fuse_for_inference(from_pretrained(weights, model_class=PretrainedGEM).to(dev))
+    model = fuse_for_inference(PretrainedGEM.from_pretrained(weights).to(dev))
     if smoothing is not None:
         model.cfg.score_smoothing = check_smoothing(smoothing)
     return model, dev, autocast_dtype
@@ -48,7 +50,7 @@ class ModelScorer:
 
     def __init__(
         self,
-        model: nn.Module,
+        model: GEM,
         device: Optional[torch.device] = None,
         dtype: Optional[torch.dtype] = None,
         graphs: Optional[bool] = None,
@@ -75,7 +77,10 @@ class ModelScorer:
 
 
 def build_scorer(
-    weights: Optional[str], device: Optional[str] = None, dtype: str = "fp32", smoothing: Optional[float] = None
+    weights: Optional[str],
+    device: Optional[str] = None,
+    dtype: str | torch.dtype | None = "fp32",
+    smoothing: Optional[float] = None,
 ) -> ModelScorer:
     """The shipped model (weights=None), a glassgem directory, an original GEM checkpoint or a Hub id, fused
     for inference; `smoothing` replaces the model's score smoothing (see load_model_for_inference)."""
