@@ -1,12 +1,16 @@
-"""End-to-end photos/s of `glassgem predict` on a folder: idle, beside a second `glassgem predict`, and
-beside N busy processes, next to the model-only rate. Prints one table (Markdown) and the machine's load.
+"""End-to-end photos/s of `glassgem predict` on a folder and of glassgem.Predictor in a library script on the same
+photos: idle, beside a second `glassgem predict`, and beside N busy processes, next to the model-only rate. Prints
+one table (Markdown) and the machine's load.
 
     python benchmarks/bench_predict.py --photos ../shared/data/gdd-dev/val/images --n 40
     python benchmarks/bench_predict.py --src /path/to/other/checkout/src   # the same script on another tree
 
 It copies the first --n photos of --photos to a temporary folder, then for each condition runs
 `python -m glassgem.cli predict TMP --out OUT --quiet` --repeats times and reports the median of predict's
-own photos/s (its summary line: the loop, model load excluded) and of the whole process (wall clock).
+own photos/s (its summary line: the loop, model load excluded) and of the whole process (wall clock); then
+--repeats times a library script (API_SCRIPT: `Predictor(weights).predict(paths)`, the same photos as one list,
+model load excluded, masks kept in memory) in a fresh process, and reports its photos/s and per-photo time beside
+predict's (the API column: API ms per photo / predict's ms per photo; 1.00 = the command's speed).
 The neighbours are started here and stopped (killed with their process group) before the next condition:
   predict: a loop of `glassgem predict` on the same photos, started ~--settle s before the timed run;
   busy N:  N processes spinning a pure-Python loop.
@@ -49,6 +53,20 @@ print('RATE', n / (time.perf_counter() - t), torch.get_num_threads())
 """
 
 
+API_SCRIPT = r"""
+import sys, time
+from pathlib import Path
+from glassgem import Predictor  # first, as a library user would: the thread policy precedes torch
+files = sorted(p for p in Path({photos!r}).iterdir())
+predictor = Predictor({weights!r}, batch_size={batch_size})
+t = time.perf_counter()
+masks = predictor.predict(files)
+seconds = time.perf_counter() - t
+assert len(masks) == len(files)
+print('RATE', len(files) / seconds)
+"""
+
+
 def _env(src: str | None) -> dict[str, str]:
     env = dict(os.environ)
     if src:
@@ -70,6 +88,21 @@ def run_predict(photos: Path, out: Path, env: dict, extra: list[str]) -> tuple[f
     if proc.returncode != 0 or not m:
         sys.exit(f"bench_predict: predict failed (exit {proc.returncode}): {proc.stderr.strip()[-500:]}")
     return float(m.group(3)), int(m.group(1)) / wall
+
+
+def run_api(photos: Path, env: dict, weights: str | None, batch_size: int) -> float:
+    """Photos/s of glassgem.Predictor on the photos in a fresh library process (model load excluded)."""
+    code = API_SCRIPT.format(photos=str(photos), weights=weights, batch_size=batch_size)
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    m = re.search(r"RATE ([\d.]+)", proc.stdout)
+    if proc.returncode != 0 or not m:
+        sys.exit(f"bench_predict: the API script failed (exit {proc.returncode}): {proc.stderr.strip()[-500:]}")
+    return float(m.group(1))
+
+
+def _option(extra: list[str], name: str, default: str | None) -> str | None:
+    """The value of `name` in the predict options, so the API script runs the same model and batch size."""
+    return extra[extra.index(name) + 1] if name in extra[:-1] else default
 
 
 def start_neighbours(kind: str, n: int, photos: Path, tmp: Path, env: dict, extra: list[str]) -> list[subprocess.Popen]:
@@ -146,11 +179,15 @@ def main() -> int:
             f"src {args.src or 'installed glassgem'}; predict args '{args.predict_args}'",
             flush=True,
         )
-        weights = extra[extra.index("--weights") + 1] if "--weights" in extra[:-1] else None
+        weights = _option(extra, "--weights", None)
+        batch_size = int(_option(extra, "--batch-size", "4") or 4)
         mo, threads = model_only(env, args.model_seconds, weights)
         print(f"model only (semantic_scores, batch 4, 384², {threads} threads, idle): {mo:.1f} photos/s\n")
-        print("| condition | predict photos/s (its own figure) | whole process photos/s | of idle | runs | load |")
-        print("|---|---|---|---|---|---|", flush=True)
+        print(
+            "| condition | predict photos/s (its own figure) | whole process photos/s | of idle | runs "
+            "| API photos/s (library script) | API ms/photo vs predict's | load |"
+        )
+        print("|---|---|---|---|---|---|---|---|", flush=True)
         conditions = [("idle", None, 0), ("beside 1 predict", "predict", 1)] + [
             (f"beside {k} busy loop(s)", "busy", k) for k in args.busy
         ]
@@ -161,14 +198,17 @@ def main() -> int:
                 if procs:
                     time.sleep(args.settle)
                 runs = [run_predict(photos, tmp / "out", env, extra) for _ in range(args.repeats)]
+                api_runs = [run_api(photos, env, weights, batch_size) for _ in range(args.repeats)]
             finally:
                 stop_neighbours(procs)
             own = statistics.median(r[0] for r in runs)
             wall = statistics.median(r[1] for r in runs)
+            api = statistics.median(api_runs)
             idle = idle or own
             print(
                 f"| {label} | {own:.1f} | {wall:.1f} | {own / idle:.2f} | "
-                f"{' '.join(f'{r[0]:.1f}' for r in runs)} | {os.getloadavg()[0]:.1f} |",
+                f"{' '.join(f'{r[0]:.1f}' for r in runs)} | {api:.1f} ({' '.join(f'{r:.1f}' for r in api_runs)}) | "
+                f"{1000 / api:.0f} vs {1000 / own:.0f} ms ({own / api:.2f}) | {os.getloadavg()[0]:.1f} |",
                 flush=True,
             )
     return 0

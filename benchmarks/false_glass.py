@@ -22,7 +22,7 @@ def main() -> None:
     from glassgem import GEM
     from glassgem.data.samples import HELD_OUT, glass_free_photos
     from glassgem.io import save_image
-    from glassgem.viz.overlay import grid, overlay_mask
+    from glassgem.overlay import grid, overlay_mask
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--weights", nargs="*", default=[None], help="glassgem dirs (default: the shipped model)")

@@ -566,12 +566,12 @@ def test_python_api_refuses_bad_input_by_name(world, tmp_path):
     weights file (strict by default; strict=False loads it with a warning)."""
     from glassgem import GEM
     from glassgem.config import ModelConfig
-    from glassgem.errors import CheckpointError, DataError
+    from glassgem.errors import CheckpointError, ConfigError, DataError
 
     model = GEM.from_pretrained(world["model"])
     photo = np.full((40, 48, 3), 100, np.uint8)
     for size in (0, -32, 100, "384", True):
-        with pytest.raises(DataError, match="test size"):
+        with pytest.raises(ConfigError, match="size=.*test size"):
             model.predict(photo, size=size)
     closed = Image.open(world["photos"] / "p0.png")
     closed.close()

@@ -75,22 +75,24 @@ def test_preset_smoothing_defaults(preset, smoothing):
 
 
 def test_semantic_scores_applies_the_config_eagerly_and_in_graphs():
+    from glassgem.inference.graphs import ScoreGraphs
+
     torch.manual_seed(0)
-    model = GEM.from_config("debug").fuse_for_inference(graphs=True)
-    model._graphs.after_seconds = 0.0
+    model = GEM.from_config("debug").fuse_for_inference()
+    graphs = ScoreGraphs(model, after_seconds=0.0)
     x = torch.rand(1, 3, 128, 128, generator=torch.Generator().manual_seed(2)) * 255
     with torch.no_grad():
-        raw = model.semantic_scores(x, graph=False)
+        raw = model.semantic_scores(x)
         model.cfg.score_smoothing = 0.1
-        eager = model.semantic_scores(x, graph=False)
-        graphed = model.semantic_scores(x)  # traced with the smoothing
+        eager = model.semantic_scores(x)
+        graphed = graphs(x)  # traced with the smoothing
         model.cfg.score_smoothing = 0.0
-        graphed_raw = model.semantic_scores(x)  # another graph, not the smoothed one
+        graphed_raw = graphs(x)  # another graph, not the smoothed one
     torch.testing.assert_close(eager, smooth_scores(raw, 0.1), atol=1e-6, rtol=0)
     assert (eager - raw).abs().max().item() > 1e-3
     torch.testing.assert_close(graphed, eager, atol=1e-4, rtol=0)
     torch.testing.assert_close(graphed_raw, raw, atol=1e-4, rtol=0)
-    assert sorted(key[-1] for key in model._graphs.graphs) == [0.0, 0.1]
+    assert sorted(key[-1] for key in graphs.graphs) == [0.0, 0.1]
 
 
 @pytest.mark.parametrize("command", ["evaluate", "predict"])
@@ -139,11 +141,9 @@ def test_predict_smoothing_override_changes_the_mask(tmp_path):
             == 0
         )
         probs[value] = np.asarray(Image.open(out / "noise_prob.png"), dtype=np.float32)
-    model = GEM.from_pretrained(weights)
-    with torch.no_grad():
-        from glassgem.inference.protocol import predict_image
+    from glassgem import Predictor
 
-        raw = predict_image(model, np.asarray(Image.open(photo)), return_prob=True)
+    raw = Predictor(GEM.from_pretrained(weights)).probabilities(np.asarray(Image.open(photo)))
     assert np.abs(probs["0"] - raw * 255).max() <= 1.0
     # the box mean flattens the map: less spread between pixels
     assert probs["0.3"].std() < 0.7 * probs["0"].std()

@@ -16,7 +16,7 @@ from PIL import Image
 from glassgem import GEM
 from glassgem.cli import main
 from glassgem.data.transforms import TestTransform
-from glassgem.errors import DataError, GlassgemError
+from glassgem.errors import ConfigError, DataError, GlassgemError
 from glassgem.io import load_image
 from glassgem.model.postprocess import semantic_map
 from glassgem.inference.files import Photo, collect_inputs
@@ -334,7 +334,7 @@ def test_gem_predict_rejects_bad_inputs(photos, weights, tmp_path):
         model.predict(np.zeros((32, 32, 5), np.uint8))
     with pytest.raises(DataError, match="corrupt.jpg"):
         model.predict(photos / "corrupt.jpg")
-    with pytest.raises(DataError, match="multiple of 32"):
+    with pytest.raises(ConfigError, match="size=100.*multiple of 32"):  # an option: checked when the Predictor is made
         model.predict(np.zeros((32, 32, 3), np.uint8), size=100)
 
 
@@ -459,5 +459,5 @@ def test_threshold_cuts_the_glass_probability_on_every_user_path(photos, weights
     for bad in ("0", "1", "-0.2", "1.5"):
         assert main(["predict", str(photos / "wide.jpg"), "--out", str(tmp_path / "o"), "--threshold", bad]) == 2
         assert "--threshold" in capsys.readouterr().err
-    with pytest.raises(ValueError, match="between 0 and 1"):
+    with pytest.raises(ConfigError, match="threshold=1.0.*between 0 and 1"):
         model.predict(arr, threshold=1.0)

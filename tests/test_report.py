@@ -19,7 +19,7 @@ from glassgem.data.datasets import find_pairs
 from glassgem.io import load_image, load_mask
 from glassgem.evaluation.metrics import GlassMetrics, ImageScore
 from glassgem.evaluation.report import SHEET_CELL, PerImageReport
-from glassgem.viz.overlay import FALSE_RED, HIT_GREEN, MISS_BLUE, error_overlay
+from glassgem.overlay import FALSE_RED, HIT_GREEN, MISS_BLUE, error_overlay
 
 
 # ------------------------------------------------------------------------------ error pictures

@@ -1,6 +1,6 @@
 """glassgem.ros2 without ROS: image messages <-> arrays (rosbags' message classes), the per-frame logic the bag
-path and the live node share, the node's parameters (its frame dropping and rate log: tests/test_stream.py), and the one-line error of
-`glassgem ros2 node` where rclpy is missing."""
+path and the live node share, the node's parameters (its frame dropping and rate log: tests/test_stream.py), and
+the one-line error of `glassgem ros2 node` where rclpy is missing."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import torch
 
 from glassgem.cli import main
 from glassgem.errors import ConfigError, DataError
-from glassgem.inference.files import write_prediction
+from glassgem.inference.predictor import Predictor
 from glassgem.ros2.frames import FrameProcessor
 from glassgem.ros2.messages import (
     COMPRESSED,
@@ -26,7 +26,7 @@ from glassgem.ros2.messages import (
     raw_to_rgb,
 )
 from glassgem.ros2.node import NodeSettings
-from glassgem.viz.overlay import overlay_mask
+from glassgem.overlay import overlay_mask
 
 from ros_bags import STORE, Image, compressed_image, frames, header, raw_image
 
@@ -92,11 +92,10 @@ def test_mask_messages_survive_cdr_and_carry_the_header():
     assert isinstance(for_rclpy.data, array.array) and bytes(for_rclpy.data) == (mask * 255).tobytes()
 
 
-def test_frame_processor_gives_the_photo_paths_mask_and_an_overlay(tmp_path):
+def test_frame_processor_gives_the_photo_paths_mask_and_an_overlay():
     processor = FrameProcessor(RedScorer(), overlay=True)
     out = processor.process(raw_image(FRAME, "bgr8"), IMAGE)
-    scores = RedScorer()(processor.prepare(raw_image(FRAME, "rgb8"), IMAGE)[1][None])[0]
-    expected = write_prediction(tmp_path, "frame", FRAME, scores, save_prob=False, overlay=False)
+    expected = Predictor(RedScorer()).predict(FRAME).astype(np.uint8)  # the photo path's mask
     assert expected.any() and not expected.all()
     assert np.array_equal(out.mask, expected)
     assert out.mask_fields["encoding"] == "mono8" and np.array_equal(

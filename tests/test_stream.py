@@ -17,8 +17,7 @@ from PIL import Image
 import av  # the video extra, part of the dev extra that `make test` installs
 
 from glassgem.cli import main
-from glassgem.inference.files import write_prediction
-from glassgem.inference.protocol import squash
+from glassgem.inference.predictor import Predictor
 from glassgem.inference.stream import LatestFrame, RateMeter, is_stream, predict_stream, stream_name
 
 FPS = 20
@@ -78,8 +77,7 @@ def test_a_slow_network_gets_the_newest_frames_and_drops_the_rest(tmp_path):
     with open(tmp_path / "out" / "cam" / "frames.csv", newline="") as f:
         assert [int(r["frame"]) for r in csv.DictReader(f)] == written
     for index in written:  # each mask is the photo path's mask of the decoded frame with that index
-        scores = SlowRedScorer(0)(squash(frames[index], 64)[None])[0]
-        want = write_prediction(tmp_path / "check", str(index), frames[index], scores, False, False) * 255
+        want = Predictor(SlowRedScorer(0), size=64).predict(frames[index]).astype(np.uint8) * 255
         assert np.array_equal(np.asarray(Image.open(tmp_path / "out" / "cam" / f"{index:06d}.png")), want)
 
 

@@ -19,7 +19,7 @@ from glassgem.cli import main
 from glassgem.errors import GlassgemError
 from glassgem.inference.files import Photo, collect_inputs
 from glassgem.inference.predict import predict_files
-from glassgem.viz.overlay import overlay_mask
+from glassgem.overlay import overlay_mask
 
 FPS = 10
 

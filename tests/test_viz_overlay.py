@@ -1,11 +1,11 @@
-"""glassgem.viz.overlay: the glass is tinted and outlined, everything else is left as it was; sheets line up."""
+"""glassgem.overlay: the glass is tinted and outlined, everything else is left as it was; sheets line up."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from glassgem.viz.overlay import grid, mask_outline, overlay_mask, side_by_side
+from glassgem.overlay import grid, mask_outline, overlay_mask, side_by_side
 
 
 @pytest.fixture

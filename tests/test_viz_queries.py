@@ -10,7 +10,7 @@ from torch import nn
 from glassgem.cli import main
 from glassgem.errors import ConfigError
 from glassgem import GEM
-from glassgem.viz.overlay import GLASS_RED, overlay_mask
+from glassgem.overlay import GLASS_RED, overlay_mask
 from glassgem.viz.queries import YELLOW, layer_panels, query_figure
 
 H, W = 150, 200  # not a multiple of 32, not square: the dots must be mapped back from the squashed input

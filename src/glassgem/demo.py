@@ -39,7 +39,7 @@ from .inference.predict import predict_files
 from .inference.scorers import build_scorer
 from .synth.procedural.backgrounds import default_backgrounds
 from .synth.procedural.render import generate_scene
-from .viz.overlay import grid, overlay_mask
+from .overlay import grid, overlay_mask
 
 N_SCENES = 8
 SCENE_SEED = 2024

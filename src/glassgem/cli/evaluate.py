@@ -54,7 +54,7 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
 
 def _run_evaluate(args: argparse.Namespace) -> int:
     from ..evaluation.evaluate import evaluate_model
-    from ..inference.scorers import load_model_for_inference
+    from ..inference.predictor import Predictor
     from ..train.runner import load_pairs
 
     if args.data is None:
@@ -65,21 +65,19 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     _refuse_writing_inputs(outputs, [args.weights], roots=[args.data])  # (a Hub id is no local path: skipped)
     pairs = load_pairs(_spec(args, "data"))
     _refuse_writing_inputs(outputs, _pair_folders(pairs))  # the folders of its images and masks
-    model, device, dtype = load_model_for_inference(args.weights, args.device, args.dtype, args.smoothing)
-    size = args.size if args.size is not None else model.cfg.image_size
-    results = evaluate_model(
-        model,
-        pairs,
-        size=size,
-        batch_size=args.batch_size,
-        device=device,
-        dtype=dtype,
-        save_masks=args.save_masks,
-        save_prob=args.save_prob,
-        legacy=args.legacy,
+    predictor = Predictor(
+        args.weights,
+        size=args.size,
         tta=args.tta,
-        report=report,
         threshold=args.threshold,
+        device=args.device,
+        dtype=args.dtype,
+        batch_size=args.batch_size,
+        smoothing=args.smoothing,
+    )
+    size = predictor.size
+    results = evaluate_model(
+        predictor, pairs, save_masks=args.save_masks, save_prob=args.save_prob, legacy=args.legacy, report=report
     )
     if args.threshold is not None:
         print(f"masks: glass probability > {args.threshold:g} (not the protocol's argmax)")

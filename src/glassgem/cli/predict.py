@@ -100,9 +100,10 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_run_predict)
 
 
-def _scorer(args: argparse.Namespace):
-    """The scorer the options ask for (PyTorch weights or an ONNX graph, flip-averaged with --tta), its size.
-    The PyTorch model code is imported only for PyTorch weights (timm and torchvision take seconds)."""
+def _predictor(args: argparse.Namespace):
+    """The glassgem.Predictor the options ask for: PyTorch weights or an ONNX graph, --size, --tta, --threshold,
+    --batch-size, --device, --dtype, --smoothing. The PyTorch model code is imported only for PyTorch weights
+    (timm and torchvision take seconds)."""
     if args.onnx:
         if args.weights or args.dtype != "fp32" or args.smoothing is not None:
             raise GlassgemError(
@@ -110,28 +111,32 @@ def _scorer(args: argparse.Namespace):
             )
         from ..inference.onnx_runner import load_onnx_scorer
 
-        scorer = load_onnx_scorer(
+        model = load_onnx_scorer(
             args.onnx, device=args.device or "auto", precision=args.precision, spinning=False
-        )  # as the PyTorch path's OpenMP threads (threads.py)
-        size = scorer.square_size(args.size)
+        )  # idle onnxruntime threads sleep, as the PyTorch path's OpenMP threads (threads.py)
     elif args.precision != "fp32":
         raise GlassgemError(
             f"--precision {args.precision} runs an ONNX graph: pass --onnx FILE (from `glassgem export onnx`)"
         )
     else:
-        from ..inference.scorers import build_scorer
+        model = args.weights
+    from ..inference.predictor import Predictor
 
-        scorer, size = build_scorer(args.weights, args.device, args.dtype, args.smoothing), args.size
-    if args.tta:
-        from ..inference.scorers import FlipAveraged
-
-        scorer = FlipAveraged(scorer)
-    return scorer, size
+    return Predictor(
+        model,
+        size=args.size,
+        tta=args.tta,
+        threshold=args.threshold,
+        device=None if args.onnx else args.device,
+        dtype=None if args.onnx else args.dtype,
+        batch_size=args.batch_size,
+        smoothing=None if args.onnx else args.smoothing,
+    )
 
 
 def _run_predict(args: argparse.Namespace) -> int:
     from ..inference.files import collect_inputs
-    from ..inference.predict import check_video_inputs, predict_files
+    from ..inference.predict import plan_files, run_files
     from ..inference.stream import is_stream
     from ..ros2.bag_input import is_bag
 
@@ -146,28 +151,13 @@ def _run_predict(args: argparse.Namespace) -> int:
             "file as the only input)"
         )
     photos = collect_inputs(args.inputs, recursive=args.recursive, out=args.out)  # before loading a model
-    check_video_inputs(photos, args.every, args.max_frames)
-    scorer, size = _scorer(args)
-    summary = predict_files(
-        photos,
-        args.out,
-        scorer,
-        size=size,
-        batch_size=args.batch_size,
-        save_prob=args.save_prob,
-        overlay=args.overlay,
-        progress=not args.quiet,
-        threshold=args.threshold,
-        every=args.every,
-        max_frames=args.max_frames,
-        resume=args.resume,
-    )
+    run = plan_files(photos, args.out, args.save_prob, args.overlay, args.every, args.max_frames, args.resume)
+    summary = run_files(run, _predictor(args), progress=not args.quiet)
     print(summary.line())
     return 1 if summary.failed else 0
 
 
 def _run_predict_stream(args: argparse.Namespace) -> int:
-    from ..inference.protocol import check_size, threshold_option
     from ..inference.stream import predict_stream, stream_name
     from ..inference.video import check_frame_options, require_av
 
@@ -178,19 +168,15 @@ def _run_predict_stream(args: argparse.Namespace) -> int:
     if args.resume or args.topic or args.copy_topics:
         raise GlassgemError("--resume, --topic and --copy-topics do not apply to a live stream")
     check_frame_options(args.every, args.max_frames)
-    threshold_option(args.threshold)
     require_av()
-    scorer, size = _scorer(args)
     source = args.inputs[0]
     summary = predict_stream(
         source,
         stream_name(source),
         Path(args.out),
-        scorer,
-        check_size(size or getattr(scorer, "input_size", 384)),
+        _predictor(args),
         save_prob=args.save_prob,
         overlay=args.overlay,
-        threshold=args.threshold,
         every=args.every,
         max_frames=args.max_frames,
         progress=not args.quiet,
@@ -220,15 +206,11 @@ def _run_predict_bag(args: argparse.Namespace) -> int:
         source.check_encoding()
     finally:
         source.close()
-    scorer, size = _scorer(args)
     summary = predict_bag(
         args.inputs[0],
         args.out,
-        scorer,
-        size=size,
-        batch_size=args.batch_size,
+        _predictor(args),
         overlay=args.overlay,
-        threshold=args.threshold,
         topic=args.topic,
         every=args.every,
         max_frames=args.max_frames,

@@ -35,7 +35,7 @@ import numpy as np
 
 from ..errors import ConfigError, DataError, GlassgemError
 from ..io import atomic_write_text, load_image, save_image, save_mask
-from ..viz.overlay import grid
+from ..overlay import grid
 
 # Debian packages of photographs and pictures; `glassgem data photos` reads those that are installed.
 DEBIAN_PACKAGES = (

@@ -190,7 +190,7 @@ def rebuild(
 
 def contact_sheet(split_dir: str | os.PathLike, cols: int = 6) -> np.ndarray:
     """Every photo of a rebuilt split with its glass tinted, labelled with its name and glass share."""
-    from ..viz.overlay import grid, overlay_mask
+    from ..overlay import grid, overlay_mask
     from .layouts import find_pairs
     from ..io import load_mask
 

@@ -1,8 +1,9 @@
-"""Model inference on image files and evaluation with the GSD-S protocol (docs/original.md#metrics).
+"""Evaluating a model on image/mask pairs with the GSD-S protocol (docs/evaluation.md, docs/original.md#metrics).
 
-Test protocol of the original: squash each image to size x size (aspect not kept), compute the
-2-class semantic scores, resize them bilinearly back to the original size, predict glass where the
-glass score beats the background score, and score with IoU / max F-beta / MAE / BER per image.
+Every image goes through a glassgem.Predictor (squash to size x size, 2-class scores, bilinear resize back to
+the image's size, glass where the glass score beats the background score or its probability beats --threshold),
+decoded and squashed in data-loading worker processes by the Predictor's own Preparer; the masks are scored
+with IoU / max F-beta / MAE / BER per image.
 """
 
 from __future__ import annotations
@@ -17,61 +18,67 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from ..data.datasets import GlassDataset, Pair
-from ..data.transforms import TestTransform
-from ..inference.protocol import check_threshold, flip_averaged, glass_mask, glass_probability, unsquash
-from ..inference.runtime import autocast
+from ..inference.predictor import PROTOCOL_THRESHOLD, Output, Predictor, Preparer
 from ..inference.threads import loader_workers
 from ..io import load_image, save_image, save_mask
-from ..viz.overlay import error_overlay
+from ..overlay import error_overlay
 from .metrics import GlassMetrics
 
 
+class _Prepare:
+    """The dataset transform: a sample's image through the Predictor's Preparer (picklable, for workers)."""
+
+    def __init__(self, preparer: Preparer) -> None:
+        self.preparer = preparer
+
+    def __call__(self, sample: dict[str, Any], rng: Any = None) -> dict[str, Any]:
+        rgb, squashed = self.preparer(sample["image"])
+        return {"squashed": squashed, "hw": rgb.shape[:2], "stem": sample["stem"], "mask": sample.get("mask")}
+
+
 def _collate(batch: list[dict[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {"image": torch.stack([b["image"] for b in batch])}
-    for key in ("orig_size", "stem", "mask"):
-        out[key] = [b.get(key) for b in batch]
-    return out
+    return {key: [b[key] for b in batch] for key in ("squashed", "hw", "stem", "mask")}
 
 
-@torch.no_grad()
+def _predictor(model: Any, size: int, batch_size: int, device: Any, dtype: Any, tta: bool, threshold: Any) -> Predictor:
+    if isinstance(model, Predictor):
+        return model
+    return Predictor(model, size=size, tta=tta, threshold=threshold, device=device, dtype=dtype, batch_size=batch_size)
+
+
 def iterate_predictions(
-    model: torch.nn.Module,
+    model: Any,
     pairs: Sequence[Pair],
-    size: int | tuple[int, int] = 384,
+    size: int = 384,
     batch_size: int = 4,
     num_workers: int = 2,
     device: Optional[torch.device] = None,
     dtype: Optional[torch.dtype] = None,
     tta: bool = False,
-) -> Iterable[tuple[str, torch.Tensor, Optional[torch.Tensor]]]:
-    """Yield (stem, scores [2,H,W] at the original size, gt mask [H,W] or None) per pair, in order.
-    `tta`: average with the mirrored images' mirrored scores (inference/protocol.flip_averaged)."""
-    device = device or next(model.parameters()).device
+    threshold: Optional[float] = None,
+    probabilities: bool = False,
+) -> Iterable[tuple[str, Output, Optional[np.ndarray]]]:
+    """Yield (stem, Output at the image's size, ground-truth mask [H,W] or None) per pair, in order. `model`: a
+    glassgem.Predictor (then the other prediction options are its own), or a model it is made of with `size`,
+    `batch_size`, `device`, `dtype`, `tta` (flip test-time augmentation) and `threshold`."""
+    predictor = _predictor(model, size, batch_size, device, dtype, tta, threshold)
     loader = DataLoader(  # worker processes: at most one per core beside this one (threads.loader_workers)
-        GlassDataset(list(pairs), TestTransform(size)),
-        batch_size=batch_size,
+        GlassDataset(list(pairs), _Prepare(predictor.preparer)),
+        batch_size=predictor.batch_size,
         num_workers=loader_workers(num_workers),
         collate_fn=_collate,
     )
-    was_training = model.training
-    model.eval()
-    try:
-        for batch in loader:
-            with autocast(device, dtype):
-                images = batch["image"].to(device)
-                scores = flip_averaged(model.semantic_scores, images) if tta else model.semantic_scores(images)
-            scores = scores.float().cpu()
-            for i, stem in enumerate(batch["stem"]):
-                full = unsquash(scores[i : i + 1], batch["orig_size"][i])[0]
-                yield stem, full, batch["mask"][i]
-    finally:
-        model.train(was_training)
+    for batch in loader:
+        scores = predictor.score(batch["squashed"])
+        for i, stem in enumerate(batch["stem"]):
+            mask = batch["mask"][i]
+            yield stem, predictor.output(scores[i], batch["hw"][i], probabilities), mask
 
 
 def evaluate_model(
-    model: torch.nn.Module,
+    model: Any,
     pairs: Sequence[Pair],
-    size: int | tuple[int, int] = 384,
+    size: int = 384,
     batch_size: int = 4,
     num_workers: int = 2,
     device: Optional[torch.device] = None,
@@ -84,30 +91,30 @@ def evaluate_model(
     report: Any = None,
     threshold: Optional[float] = None,
 ) -> dict[str, Any]:
-    """GSD-S metrics of `model` on image/mask pairs; optionally writes `<stem>.png` masks (0/255).
+    """GSD-S metrics of `model` (a glassgem.Predictor, or a model it is made of with `size`, `batch_size`,
+    `device`, `dtype`, `tta` and `threshold`) on image/mask pairs; optionally writes `<stem>.png` masks (0/255).
     `report`: a `glassgem.evaluation.report.PerImageReport` that receives every image's scores and, for its worst
     images, draws the photo with the prediction's errors. `threshold`: glass where its probability
-    exceeds it (default None: the larger score wins, the protocol; see inference.protocol.glass_mask)."""
-    check_threshold(threshold)
+    exceeds it (default None: the larger score wins, the protocol; see glassgem.Predictor)."""
+    predictor = _predictor(model, size, batch_size, device, dtype, tta, threshold)
     metrics = GlassMetrics(legacy=legacy)
     out_dir = Path(save_masks) if save_masks else None
-    preds = iterate_predictions(model, pairs, size, batch_size, num_workers, device, dtype, tta)
+    preds = iterate_predictions(predictor, pairs, num_workers=num_workers, probabilities=save_prob and bool(out_dir))
     bar = tqdm(preds, total=len(pairs), desc="evaluate", unit="img", disable=not progress)
-    for pair, (stem, scores, gt) in zip(pairs, bar):
-        pred = glass_mask(scores, threshold).numpy()  # default: argmax, ties go to background
-        gt = gt.numpy()
+    for pair, (stem, output, gt) in zip(pairs, bar):
+        pred = output.mask.astype(np.uint8)
         score = metrics.update(pred, gt, name=str(pair.image_path))
         if report is not None:
             report.add(stem, score, partial(_error_picture, pair.image_path, pred, gt))
         if out_dir is not None:
             save_mask(out_dir / f"{stem}.png", pred)
-            if save_prob:
-                prob = (glass_probability(scores).numpy() * 255.0 + 0.5).astype(np.uint8)
+            if output.probability is not None:
+                prob = (output.probability * 255.0 + 0.5).astype(np.uint8)
                 save_image(out_dir / "prob" / f"{stem}.png", prob)
     results = metrics.compute()
-    if threshold is not None:
-        results["threshold"] = float(threshold)  # not the protocol's argmax: said in the JSON too
-    smoothing = float(getattr(getattr(model, "cfg", None), "score_smoothing", 0.0))
+    if predictor.threshold != PROTOCOL_THRESHOLD:
+        results["threshold"] = predictor.threshold  # not the protocol's rule: said in the JSON too
+    smoothing = predictor.smoothing
     if smoothing:
         results["score_smoothing"] = smoothing  # the model's post-processing, recorded beside its numbers
     return results

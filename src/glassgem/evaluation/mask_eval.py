@@ -15,7 +15,7 @@ import numpy as np
 from ..errors import ConfigError, DataError
 from .metrics import GlassMetrics, ImageStats, image_stats, prediction_levels
 from ..io import MASK_EXTENSIONS, load_mask, load_prediction, read_mask_values
-from ..viz.overlay import error_overlay
+from ..overlay import error_overlay
 
 
 def _mask_files(folder: Path, what: str) -> dict[str, Path]:

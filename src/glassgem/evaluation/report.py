@@ -5,7 +5,7 @@
   image that is glass in the ground truth and the fraction predicted as glass;
 - `worst.jpg`: the `worst` lowest-IoU images, worst first (equal IoUs, e.g. the zeros of glass-free photos
   with false glass: larger MAE first), each with its errors coloured
-  (`viz.overlay.error_overlay`: green = glass found, red = false glass, blue = missed glass);
+  (`glassgem.overlay.error_overlay`: green = glass found, red = false glass, blue = missed glass);
 - `per_image_fbeta.npz`: every image's precision and recall at the 256 thresholds k/255 (`names`,
   `precision` and `recall` [N, 256] float64): max F-beta is computed from their means over images, so
   `glassgem compare` needs them to resample F-beta;
@@ -28,7 +28,7 @@ import numpy as np
 
 from .metrics import ImageScore
 from ..io import atomic_write_bytes, atomic_write_text, save_image
-from ..viz.overlay import grid, titled
+from ..overlay import grid, titled
 from .metrics import write_json
 
 Picture = Callable[[], np.ndarray]  # makes one error picture (uint8 [H,W,3]) on demand

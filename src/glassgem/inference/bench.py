@@ -20,11 +20,13 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from ..config import ModelConfig
 from ..errors import ConfigError
-from ..hub.pretrained import GEM
+from ..hub.pretrained import from_pretrained
 from ..io import atomic_write_text
+from ..model.gem import GEM
 from .export import export_onnx
 from .onnx_runner import load_onnx_scorer
-from .runtime import DTYPES, autocast
+from .runtime import DTYPES, autocast, fuse_for_inference, resolve_dtype
+from .scorers import ModelScorer
 from .threads import cpu_cores
 
 
@@ -82,7 +84,7 @@ def count_flops(model: torch.nn.Module, images: torch.Tensor, dtype: str = "fp32
     eager model: a TorchScript graph's pre-packed oneDNN ops are invisible to the counter."""
     counter = FlopCounterMode(display=False)
     with torch.no_grad(), autocast(images.device, dtype), counter:
-        model.semantic_scores(images, graph=False)
+        model.semantic_scores(images)
     return int(counter.get_total_flops())
 
 
@@ -106,8 +108,8 @@ def benchmark(
     """Time `runs` calls after `warmup` calls; returns latencies (ms), FLOPs and efficiency figures.
     The model: `weights` if given, else a random-weight `model` preset if given, else the shipped model.
 
-    runtime "torch" times the CLI's inference path (`fuse_for_inference()`: a TorchScript graph where that
-    is faster, inference/graphs.py); `eager` times plain eager PyTorch instead.
+    runtime "torch" times the CLI's inference path (the scorer of a model fused for inference: a TorchScript
+    graph where that is faster, inference/graphs.py); `eager` times plain eager PyTorch instead.
     runtime "onnxruntime" times the exported graph (glassgem export onnx) on onnxruntime's CPU provider:
     the file `onnx`, or, without one, an export of the model made (and verified) for this run."""
     if dtype not in DTYPES:
@@ -160,17 +162,17 @@ def _run(
     device: str,
     eager: bool = False,
 ) -> dict[str, Any]:
-    net = GEM.from_pretrained(weights) if weights or model is None else GEM.from_config(model)
-    net = net.to(device).eval().fuse_for_inference(graphs=False if eager else None)
-    if net._graphs is not None:
-        net._graphs.after_seconds = 0.0  # the steady state a long stream reaches: trace in the warm-up
+    net = from_pretrained(weights) if weights or model is None else GEM.from_config(model)
+    net = fuse_for_inference(net.to(device))
+    scorer = ModelScorer(net, torch.device(device), resolve_dtype(dtype), graphs=False if eager else None)
+    if scorer.graphs is not None:
+        scorer.graphs.after_seconds = 0.0  # the steady state a long stream reaches: trace in the warm-up
     images = torch.rand(batch, 3, size, size, device=device) * 255
     load_before = _load_average()
-    with torch.no_grad(), autocast(device, dtype):
-        times, cpu_times = _time_calls(lambda: net.semantic_scores(images), runs, warmup, device)
+    times, cpu_times = _time_calls(lambda: scorer(images), runs, warmup, device)
     flops = count_flops(net, images, dtype)
     result = _summary(net.cfg.name, weights, size, batch, dtype, device, runs, times, cpu_times, flops, load_before)
-    graphs = net._graphs
+    graphs = scorer.graphs
     result["runtime"] = "torch"
     # whether the timed calls ran a TorchScript graph (they do not under autocast, on GPUs, or if tracing failed)
     result["graph"] = bool(graphs is not None and graphs.graphs and graphs.failed is None)
@@ -190,7 +192,7 @@ def _run_onnx(
     net = None  # the model whose FLOPs are counted: the exported one, or built from the file's config
     with tempfile.TemporaryDirectory(prefix="glassgem-bench-") as tmp:
         if onnx is None:
-            net = GEM.from_pretrained(weights) if weights or model is None else GEM.from_config(model)
+            net = from_pretrained(weights) if weights or model is None else GEM.from_config(model)
             onnx_path = str(Path(tmp) / "model.onnx")
             print(
                 f"exporting {net.cfg.name} at {size}x{size} to ONNX for the benchmark (verified against PyTorch) ...",
@@ -271,7 +273,8 @@ def format_report(r: dict[str, Any]) -> str:
         f"{r['threads']} threads, {r['runs']} runs",
         f"  latency   median {r['median_ms']:.1f} ms   p90 {r['p90_ms']:.1f} ms   min {r['min_ms']:.1f} ms   "
         f"(CPU time per run {r['median_cpu_ms']:.1f} ms)",
-        f"  FLOPs     {r['gflops']:.2f} GFLOP (2·MAC, torch flop counter)   achieved {r['achieved_gflops_per_s']:.1f} GFLOP/s",
+        f"  FLOPs     {r['gflops']:.2f} GFLOP (2·MAC, torch flop counter)   "
+        f"achieved {r['achieved_gflops_per_s']:.1f} GFLOP/s",
     ]
     if None not in r.get("load_average", [None]):
         lines[0] += f" (load average {r['load_average'][0]:.2f} -> {r['load_average'][1]:.2f})"

@@ -14,16 +14,17 @@ import glob
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import TYPE_CHECKING, Optional, Sequence
 
 import numpy as np
-import torch
 
 from ..errors import DataError, GlassgemError
 from ..io import IMAGE_EXTENSIONS, not_a_file, save_image, save_mask
 from ..outputs import check_inside
-from ..viz.overlay import overlay_mask
-from .protocol import glass_mask, glass_probability, unsquash
+from ..overlay import overlay_mask
+
+if TYPE_CHECKING:
+    from .predictor import Output
 
 GLOB_CHARS = set("*?[")
 VIDEO_EXTENSIONS = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
@@ -202,25 +203,15 @@ def outputs_done(out: Path, name: str, save_prob: bool, overlay: bool) -> bool:
     return True
 
 
-def write_prediction(
-    out: Path,
-    name: str,
-    rgb: np.ndarray,
-    scores: torch.Tensor,
-    save_prob: bool,
-    overlay: bool,
-    threshold: Optional[float] = None,
-) -> np.ndarray:
-    """scores [2,s,s] -> the photo's mask (and probability map, overlay) in `out` as `name`...; -> the mask."""
-    full = unsquash(scores[None].float(), rgb.shape[:2])[0]  # 2 x H x W
-    mask = glass_mask(full, threshold).numpy()
-    save_mask(out / f"{name}.png", mask)
-    if save_prob:
-        prob = (glass_probability(full).numpy() * 255.0 + 0.5).astype(np.uint8)
-        save_image(out / f"{name}_prob.png", prob)
+def write_outputs(out: Path, name: str, rgb: np.ndarray, output: Output, overlay: bool) -> np.ndarray:
+    """One photo's Output (glassgem.Predictor) -> `name.png` (mask 0/255), `name_prob.png` when it holds the
+    probability, `name_overlay.jpg` with `overlay`, in `out`; -> the mask."""
+    save_mask(out / f"{name}.png", output.mask)
+    if output.probability is not None:
+        save_image(out / f"{name}_prob.png", (output.probability * 255.0 + 0.5).astype(np.uint8))
     if overlay:
-        save_image(out / f"{name}_overlay.jpg", overlay_mask(rgb, mask), quality=90)
-    return mask
+        save_image(out / f"{name}_overlay.jpg", overlay_mask(rgb, output.mask), quality=90)
+    return output.mask
 
 
 __all__ = [
@@ -234,5 +225,5 @@ __all__ = [
     "is_video",
     "outputs_done",
     "video_outputs",
-    "write_prediction",
+    "write_outputs",
 ]

@@ -12,7 +12,9 @@ evaluation switches over after ~80 frames. `glassgem bench` traces in its warm-u
 state. Graphs are kept for the last few shapes.
 
 Used only where it computes what eager PyTorch would: eval mode, no autograd, no autocast, CPU. Anything
-else (or a tracing failure, e.g. in a later PyTorch without TorchScript) runs the eager model.
+else (or a tracing failure, e.g. in a later PyTorch without TorchScript) runs the eager model. A graph holds a
+frozen copy of the weights, so scorers.ModelScorer keeps graphs only for a model fused for inference
+(runtime.fuse_for_inference), whose weights no longer change.
 """
 
 from __future__ import annotations
@@ -27,11 +29,6 @@ from torch import Tensor, nn
 from ..model.gem import GEM
 
 
-def eager_scores(model: GEM, images: Tensor) -> Tensor:
-    """The network's own (eager) semantic scores, whatever subclass `model` is."""
-    return GEM.semantic_scores(model, images)
-
-
 class _Scores(nn.Module):
     """The eager `semantic_scores` as a module owning the model, so tracing sees its weights as parameters."""
 
@@ -40,7 +37,7 @@ class _Scores(nn.Module):
         self.model = model
 
     def forward(self, images: Tensor) -> Tensor:
-        return eager_scores(self.model, images)
+        return self.model.semantic_scores(images)
 
 
 class ScoreGraphs:
@@ -65,19 +62,19 @@ class ScoreGraphs:
 
     def __call__(self, images: Tensor) -> Tensor:
         if not self.applies(images):
-            return eager_scores(self.model, images)
+            return self.model.semantic_scores(images)
         # the smoothing is traced in as a constant, so a changed cfg.score_smoothing needs its own graph
         key = (tuple(images.shape), images.dtype, torch.get_num_threads(), self.model.cfg.score_smoothing)
         graph = self.graphs.get(key)
         if graph is None:
             if self.eager_seconds.get(key, 0.0) < self.after_seconds:
                 start = time.perf_counter()
-                scores = eager_scores(self.model, images)
+                scores = self.model.semantic_scores(images)
                 self.eager_seconds[key] = self.eager_seconds.get(key, 0.0) + time.perf_counter() - start
                 return scores
             graph = self._trace(images)
             if graph is None:
-                return eager_scores(self.model, images)
+                return self.model.semantic_scores(images)
             self.eager_seconds.pop(key, None)
             self.graphs[key] = graph
             while len(self.graphs) > self.max_graphs:
@@ -101,4 +98,4 @@ class ScoreGraphs:
             return None
 
 
-__all__ = ["ScoreGraphs", "eager_scores"]
+__all__ = ["ScoreGraphs"]

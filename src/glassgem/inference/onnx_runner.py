@@ -30,7 +30,8 @@ def _ort():
         import onnxruntime
     except ImportError:
         raise GlassgemError(
-            "onnxruntime is not installed: pip install -e '.[export]' in your glassgem clone (or pip install onnxruntime)"
+            "onnxruntime is not installed: pip install -e '.[export]' in your glassgem clone "
+            "(or pip install onnxruntime)"
         ) from None
     return onnxruntime
 

@@ -1,12 +1,10 @@
 """`glassgem predict`: glass masks for image files, folders and globs.
 
-Each photo follows the test protocol (glassgem.inference.protocol): squash to size x size, 2-class
-semantic scores from a *scorer*, bilinear resize back to the photo's size, glass where the glass score
-beats the background score. A scorer is any callable float [B,3,s,s] RGB 0..255 -> [B,2,s,s] scores
-with an `input_size` attribute (scorers.py): a GEM model or an exported ONNX graph.
-
-What is written, and under which names: files.py. An unreadable photo is reported and skipped; the
-others are still written. Video files among the inputs get a mask per frame (glassgem.inference.video).
+Every photo goes through a glassgem.Predictor (predictor.py: squash, score in batches, resize back, threshold):
+decoded and squashed in prefetch threads (Preparer), scored a batch at a time, written by files.py. The inputs
+and the output folder are checked before a model is needed (`plan_files`), the photos then run (`run_files`).
+An unreadable photo is reported and skipped; the others are still written. Video files among the inputs get a
+mask per frame (glassgem.inference.video).
 """
 
 from __future__ import annotations
@@ -18,21 +16,18 @@ from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Optional, Sequence, TypeVar
+from typing import Any, Callable, Iterable, Iterator, Optional, Sequence, TypeVar
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
 from ..errors import DataError, GlassgemError
-from ..io import load_image, remove_stale_temps
-from .files import Photo, assign_names, outputs_done, write_prediction
-from .protocol import check_size, squash, threshold_option
+from ..io import remove_stale_temps
+from .files import Photo, assign_names, outputs_done, write_outputs
+from .predictor import Predictor, Preparer, as_predictor
 from .threads import decode_threads
 from .video import check_frame_options, predict_video, require_av
-
-if TYPE_CHECKING:  # the model code (timm, torchvision) is imported only when a PyTorch model is loaded
-    from .scorers import Scorer
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -78,12 +73,12 @@ class _Loaded:
     error: Optional[str] = None
 
 
-def _load(photo: Photo, size: int) -> _Loaded:
+def _load(photo: Photo, prepare: Preparer) -> _Loaded:
     try:
-        rgb = load_image(photo.path)
+        rgb, squashed = prepare(photo.path)
     except DataError as e:
         return _Loaded(photo, error=str(e))
-    return _Loaded(photo, rgb, squash(rgb, size))
+    return _Loaded(photo, rgb, squashed)
 
 
 def prefetched(items: Iterable[T], load: Callable[[T], R], window: int) -> Iterator[R]:
@@ -100,11 +95,6 @@ def prefetched(items: Iterable[T], load: Callable[[T], R], window: int) -> Itera
             yield pending.popleft().result()
 
 
-def _prefetch(photos: Iterable[Photo], size: int, window: int) -> Iterator[_Loaded]:
-    """Decoded and squashed photos, prefetched."""
-    return prefetched(photos, lambda photo: _load(photo, size), window)
-
-
 def _batches(loaded: Iterator[_Loaded], batch_size: int) -> Iterator[list[_Loaded]]:
     batch: list[_Loaded] = []
     for item in loaded:
@@ -116,12 +106,127 @@ def _batches(loaded: Iterator[_Loaded], batch_size: int) -> Iterator[list[_Loade
         yield batch
 
 
+@dataclass
+class FilesRun:
+    """What plan_files checked and named: the photos to score, the videos, where to, and how."""
+
+    out: Path
+    photos: list[Photo]
+    videos: list[Photo]
+    notes: list[str]
+    kept: int = 0
+    save_prob: bool = False
+    overlay: bool = False
+    every: int = 1
+    max_frames: Optional[int] = None
+    resume: bool = False
+
+
+def plan_files(
+    photos: Sequence[Photo],
+    out: str | Path,
+    save_prob: bool = False,
+    overlay: bool = False,
+    every: int = 1,
+    max_frames: Optional[int] = None,
+    resume: bool = False,
+) -> FilesRun:
+    """Everything predict_files checks before a model is needed: videos readable (PyAV) and the frame options,
+    output names (renamings noted; never over an input nor out of `out`), and with `resume` the photos an earlier
+    run finished. Raises GlassgemError naming the problem."""
+    check_video_inputs(photos, every, max_frames)
+    out = Path(out)
+    named, notes = assign_names(list(photos), out, save_prob, overlay)
+    run = FilesRun(out, [p for p in named if not p.video], [p for p in named if p.video], notes)
+    run.save_prob, run.overlay, run.every, run.max_frames, run.resume = save_prob, overlay, every, max_frames, resume
+    if resume:  # photos whose every output is there and decodes are done
+        todo = [p for p in run.photos if not outputs_done(out, p.name, save_prob, overlay)]
+        run.kept, run.photos = len(run.photos) - len(todo), todo
+    return run
+
+
+def _open_out(out: Path) -> None:
+    """Create `out` and check it takes files, now rather than after scoring every photo."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out):
+            pass
+    except OSError as e:
+        raise GlassgemError(f"--out {out}: cannot create or write to the output folder ({e.strerror or e})") from None
+    remove_stale_temps(out, min_age_s=600)  # left by killed runs (not by one writing here right now)
+
+
+def run_files(
+    run: FilesRun, predictor: Predictor, progress: bool = True, report: Callable[[str], None] | None = None
+) -> Summary:
+    """Score and write what plan_files planned with `predictor` (photos in its batches, then each video)."""
+    _open_out(run.out)
+    extras = tuple(x for x, on in (("overlays", run.overlay), ("probability maps", run.save_prob)) if on)
+    summary = Summary(out=run.out, extras=extras, kept=run.kept)
+    bar = tqdm(
+        total=len(run.photos), desc="predict", unit="img", disable=not progress or not run.photos, dynamic_ncols=True
+    )
+    say = report or (lambda line: tqdm.write(line, file=sys.stderr))  # above the bar, not through it
+    for note in run.notes:
+        say(note)
+    start = time.perf_counter()
+    size = predictor.batch_size
+    loaded = prefetched(run.photos, lambda photo: _load(photo, predictor.preparer), window=2 * size)
+    try:
+        for batch in _batches(loaded, size):
+            good = [(item.rgb, item.squashed) for item in batch if item.rgb is not None and item.squashed is not None]
+            results = iter(predictor.outputs([g[0] for g in good], [g[1] for g in good], run.save_prob))
+            for item in batch:
+                if item.rgb is not None:
+                    try:
+                        write_outputs(run.out, item.photo.name, item.rgb, next(results), run.overlay)
+                        summary.written += 1
+                    except (OSError, DataError) as e:  # a full disk; a picture no JPEG can hold
+                        item.error = f"{item.photo.path}: cannot write its outputs to {run.out} ({e})"
+                if item.error is not None:
+                    summary.failed.append((item.photo.path, item.error))
+                    say(f"skipped {item.error}")
+                bar.update(1)
+    finally:
+        bar.close()
+    summary.seconds = time.perf_counter() - start
+    for video in run.videos:
+        _run_video(run, video, predictor, progress, summary, say)
+    return summary
+
+
+def _run_video(
+    run: FilesRun, video: Photo, predictor: Predictor, progress: bool, summary: Summary, say: Callable[[str], None]
+) -> None:
+    try:
+        result = predict_video(
+            video.path,
+            video.name,
+            run.out,
+            predictor,
+            save_prob=run.save_prob,
+            overlay=run.overlay,
+            every=run.every,
+            max_frames=run.max_frames,
+            resume=run.resume,
+            progress=progress,
+        )
+    except DataError as e:
+        summary.failed.append((video.path, str(e)))
+        say(f"skipped {e}")
+        return
+    summary.videos.append(result)
+    if result.error:
+        summary.failed.append((video.path, f"{video.path}: {result.error}"))
+        say(f"{video.path}: {result.error}")
+
+
 def predict_files(
     photos: Sequence[Photo],
     out: str | Path,
-    scorer: Scorer,
+    scorer: Any,
     size: Optional[int] = None,
-    batch_size: int = 4,
+    batch_size: Optional[int] = None,
     save_prob: bool = False,
     overlay: bool = False,
     progress: bool = True,
@@ -133,86 +238,17 @@ def predict_files(
 ) -> Summary:
     """Write masks (and optional probability maps / overlays) for `photos` into `out`.
 
-    `size`: the square test size (default: scorer.input_size). `report` receives one line per
-    renamed output or skipped photo (default: stderr, above the progress bar). Never raises for a bad
-    photo: it is listed in the returned Summary.failed with the reason. `threshold`: see glass_mask.
-    `resume`: photos whose outputs an earlier run wrote (every one there and decoding) are kept, not scored again.
-    Videos among `photos` follow the photos, one by one (glassgem.inference.video.predict_video with `every`,
-    `max_frames`, `resume`); a video that cannot be opened, or stops decoding part-way, is in
-    Summary.failed too (in the second case with its frames up to there written).
+    `scorer`: a glassgem.Predictor, or what one is made of (a model, weights, a scorer) with `size`,
+    `threshold` and `batch_size` (default 4). `report` receives one line per renamed output or skipped photo
+    (default: stderr, above the progress bar). Never raises for a bad photo: it is listed in the returned
+    Summary.failed with the reason. `resume`: photos whose outputs an earlier run wrote (every one there and
+    decoding) are kept, not scored again. Videos among `photos` follow the photos, one by one
+    (glassgem.inference.video.predict_video with `every`, `max_frames`, `resume`); a video that cannot be opened,
+    or stops decoding part-way, is in Summary.failed too (in the second case with its frames up to there written).
     """
-    size = check_size(size or getattr(scorer, "input_size", 384))
-    threshold_option(threshold)
-    if batch_size < 1:
-        raise GlassgemError(f"--batch-size must be at least 1, got {batch_size}")
-    check_video_inputs(photos, every, max_frames)
-    out = Path(out)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=out):  # writable? asked now, not after scoring every photo
-            pass
-    except OSError as e:
-        raise GlassgemError(f"--out {out}: cannot create or write to the output folder ({e.strerror or e})") from None
-    remove_stale_temps(out, min_age_s=600)  # left by killed runs (not by one writing here right now)
-    photos, notes = assign_names(list(photos), out, save_prob, overlay)
-    videos = [p for p in photos if p.video]
-    photos = [p for p in photos if not p.video]
-    extras = tuple(x for x, on in (("overlays", overlay), ("probability maps", save_prob)) if on)
-    summary = Summary(out=out, extras=extras)
-    if resume:  # photos whose every output is there and decodes are done
-        todo = [p for p in photos if not outputs_done(out, p.name, save_prob, overlay)]
-        summary.kept, photos = len(photos) - len(todo), todo
-    bar = tqdm(total=len(photos), desc="predict", unit="img", disable=not progress or not photos, dynamic_ncols=True)
-    say = report or (lambda line: tqdm.write(line, file=sys.stderr))  # above the bar, not through it
-    for note in notes:
-        say(note)
-    start = time.perf_counter()
-    try:
-        for batch in _batches(_prefetch(photos, size, window=2 * batch_size), batch_size):
-            good = [item for item in batch if item.error is None]
-            with torch.no_grad():
-                scores = scorer(torch.stack([item.squashed for item in good])).float().cpu() if good else []
-            rows = iter(scores)  # one [2,s,s] row per readable photo, in batch order
-            for item in batch:
-                if item.error is None:
-                    try:
-                        write_prediction(out, item.photo.name, item.rgb, next(rows), save_prob, overlay, threshold)
-                        summary.written += 1
-                    except (OSError, DataError) as e:  # a full disk; a picture no JPEG can hold
-                        item.error = f"{item.photo.path}: cannot write its outputs to {out} ({e})"
-                if item.error is not None:
-                    summary.failed.append((item.photo.path, item.error))
-                    say(f"skipped {item.error}")
-                bar.update(1)
-    finally:
-        bar.close()
-    summary.seconds = time.perf_counter() - start
-    for video in videos:
-        try:
-            result = predict_video(
-                video.path,
-                video.name,
-                out,
-                scorer,
-                size,
-                batch_size=batch_size,
-                save_prob=save_prob,
-                overlay=overlay,
-                threshold=threshold,
-                every=every,
-                max_frames=max_frames,
-                resume=resume,
-                progress=progress,
-            )
-        except DataError as e:
-            summary.failed.append((video.path, str(e)))
-            say(f"skipped {e}")
-            continue
-        summary.videos.append(result)
-        if result.error:
-            summary.failed.append((video.path, f"{video.path}: {result.error}"))
-            say(f"{video.path}: {result.error}")
-    return summary
+    predictor = as_predictor(scorer, size, threshold, batch_size)
+    run = plan_files(photos, out, save_prob, overlay, every, max_frames, resume)
+    return run_files(run, predictor, progress, report)
 
 
-__all__ = ["Summary", "check_video_inputs", "predict_files", "prefetched"]
+__all__ = ["FilesRun", "Summary", "check_video_inputs", "plan_files", "predict_files", "prefetched", "run_files"]

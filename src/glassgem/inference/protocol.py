@@ -2,9 +2,9 @@
 
 Squash the photo to size x size (aspect not kept, PIL bilinear as the original's T.Resize), compute the
 2-class semantic scores, resize them bilinearly back to the photo's size, and call a pixel glass where the
-glass score beats the background score (ties go to background). `glassgem.inference.predict` (files
-and folders), `GEM.predict` (one image) and `glassgem.evaluation.evaluate` (via data.transforms.TestTransform,
-the same squash) follow it; the tests check that the three agree.
+glass score beats the background score (ties go to background). These are the protocol's pieces; the one
+prediction path built from them is glassgem.Predictor (predictor.py), which `GEM.predict`, `glassgem predict`
+(photos, videos, streams, ROS bags) and `glassgem evaluate` all go through.
 """
 
 from __future__ import annotations
@@ -56,15 +56,17 @@ def threshold_option(threshold: float | None) -> float | None:
 
 def glass_mask(scores: Tensor, threshold: float | None = None) -> Tensor:
     """[..., 2, H, W] semantic scores -> uint8 {0, 1} [..., H, W]. Default: glass score > background score
-    (ties: background), i.e. glass probability > 0.5. With `threshold`: glass probability > threshold
-    (lower finds more glass and more false glass)."""
-    if check_threshold(threshold) is None:
+    (ties: background), i.e. glass probability > 0.5. With `threshold` (checked by the caller, check_threshold):
+    glass probability > threshold (lower finds more glass and more false glass)."""
+    if threshold is None:
         return (scores[..., 1, :, :] > scores[..., 0, :, :]).to(torch.uint8)
     return (glass_probability(scores) > threshold).to(torch.uint8)
 
 
-def as_rgb_array(image: ImageLike) -> np.ndarray:
-    """A PIL image, a uint8 array (H x W x 3 or H x W) or an image file -> uint8 RGB H x W x 3.
+def as_rgb_array(image: ImageLike, bgr: bool = False) -> np.ndarray:
+    """A PIL image, a uint8 array (H x W x 3 RGB, H x W x 4 RGBA with the alpha dropped, or H x W grey) or an
+    image file -> uint8 RGB H x W x 3. `bgr`: arrays are in OpenCV's B, G, R order (PIL images and files are
+    read in their own order whatever it says).
 
     Files go through glassgem.io.load_image (EXIF orientation applied, any mode converted). A PIL
     image is taken as given (no EXIF rotation: the mask must line up with the pixels passed in).
@@ -83,8 +85,11 @@ def as_rgb_array(image: ImageLike) -> np.ndarray:
             raise DataError(f"image array must be uint8 RGB (0..255), got dtype {image.dtype}")
         if image.ndim == 2:
             image = np.repeat(image[:, :, None], 3, axis=2)
-        if image.ndim != 3 or image.shape[2] != 3 or 0 in image.shape:
-            raise DataError(f"image array must be H x W x 3 (RGB) or H x W (gray), got shape {image.shape}")
+        if image.ndim != 3 or image.shape[2] not in (3, 4) or 0 in image.shape:
+            raise DataError(
+                f"image array must be H x W x 3 (RGB), H x W x 4 (RGBA) or H x W (gray), got shape {image.shape}"
+            )
+        image = image[:, :, 2::-1] if bgr else image[:, :, :3]
         return np.ascontiguousarray(image)
     raise DataError(f"cannot use a {type(image).__name__} as an image: pass a PIL image, a uint8 array or a path")
 
@@ -111,31 +116,3 @@ def check_size(size: int) -> int:
     if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size <= 0 or size % 32:
         raise DataError(f"test size {size!r} must be a positive multiple of 32 (384 is the paper's)")
     return int(size)
-
-
-@torch.no_grad()
-def predict_image(
-    model: torch.nn.Module,
-    image: ImageLike,
-    size: int | None = None,
-    return_prob: bool = False,
-    tta: bool = False,
-    threshold: float | None = None,
-) -> np.ndarray:
-    """One image -> uint8 {0,1} mask [H,W] at its own size, or float32 glass probability in [0,1].
-    `tta`: average with the horizontally mirrored image (flip_averaged); `threshold`: see glass_mask."""
-    check_threshold(threshold)
-    rgb = as_rgb_array(image)
-    size = check_size(model.cfg.image_size if size is None else size)
-    param = next(model.parameters())
-    was_training = model.training
-    model.eval()
-    try:
-        x = squash(rgb, size)[None].to(param.device)
-        scores = flip_averaged(model.semantic_scores, x) if tta else model.semantic_scores(x)
-    finally:
-        model.train(was_training)
-    full = unsquash(scores.float(), rgb.shape[:2])[0].cpu()  # 2 x H x W
-    if return_prob:
-        return glass_probability(full).numpy().astype(np.float32)
-    return glass_mask(full, threshold).numpy()

@@ -21,13 +21,12 @@ from dataclasses import dataclass
 from typing import Any, Optional
 
 import numpy as np
-import torch
 from tqdm.auto import tqdm
 
 from ..errors import DataError, GlassgemError
 from ..io import atomic_write_text
-from .files import FRAMES_CSV, write_prediction
-from .protocol import squash
+from .files import FRAMES_CSV, write_outputs
+from .predictor import as_predictor
 from .threads import decode_threads
 from .video import check_frame_options, frames_csv_text, frame_name, require_av
 
@@ -164,7 +163,7 @@ def predict_stream(
     name: str,
     out,
     scorer,
-    size: int,
+    size: Optional[int] = None,
     save_prob: bool = False,
     overlay: bool = False,
     threshold: Optional[float] = None,
@@ -173,8 +172,10 @@ def predict_stream(
     progress: bool = True,
 ) -> StreamSummary:
     """Masks for a live stream's frames, newest first when the network falls behind (module doc), until the
-    stream ends, `max_frames` masks are written, or Ctrl-C. Raises DataError for a source that cannot be opened."""
+    stream ends, `max_frames` masks are written, or Ctrl-C. `scorer`: a glassgem.Predictor, or what one is made
+    of with `size` and `threshold`. Raises DataError for a source that cannot be opened."""
     check_frame_options(every, max_frames)
+    predictor = as_predictor(scorer, size, threshold)
     out_dir = out / name
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -201,9 +202,8 @@ def predict_stream(
                     break
                 continue
             index, t, rgb = item
-            with torch.no_grad():
-                scores = scorer(squash(rgb, size)[None]).float().cpu()
-            mask = write_prediction(out, frame_name(name, index), rgb, scores[0], save_prob, overlay, threshold)
+            result = predictor.outputs([rgb], [predictor.preparer.squash(rgb)], save_prob)[0]
+            mask = write_outputs(out, frame_name(name, index), rgb, result, overlay)
             rows.append((index, t, float(np.mean(mask))))
             summary.frames += 1
             bar.update(1)

@@ -9,6 +9,9 @@ gdd-dev run 1.29 -> 1.47 images/s; single-image inference latency showed no diff
 machine's noise. It is process-wide and cannot be undone cleanly, so the
 `glassgem` command calls it (it owns the process); library users may call it themselves.
 GLASSGEM_KEEP_FREED_MEMORY=0 in the environment turns it off.
+
+`configure_cpu_threads()`: the OpenMP thread policy below, for the command; `library_thread_policy()` the same
+for library users (glassgem.Predictor applies it once; GLASSGEM_THREAD_POLICY=0 opts out).
 """
 
 from __future__ import annotations
@@ -69,19 +72,39 @@ def thread_settings(cores: int | None = None) -> dict[str, str]:
     return {"OMP_NUM_THREADS": str(cores), "OMP_WAIT_POLICY": "PASSIVE", "GOMP_SPINCOUNT": SPIN_COUNT}
 
 
+_set_here: dict[str, str] = {}  # what configure_cpu_threads put into os.environ in this process
+_set_late: set[str] = set()  # of those, the ones set after torch (and its OpenMP runtime) had started
+
+
 def configure_cpu_threads(environ: dict | None = None) -> dict[str, str]:
     """Put the threading policy (thread_settings) into `environ` (default os.environ) for every variable the
     user has not set. -> the variables set here. The `glassgem` command calls this first, before anything
     imports torch; its data-loading worker processes inherit the environment. In a process that has already
-    imported torch (a library user, a test calling `glassgem.cli.main`) it changes nothing there: the OpenMP
-    runtime read its settings at start, and the caller's own torch.set_num_threads is left alone."""
+    imported torch (a library user, a test calling `glassgem.cli.main`) the OpenMP runtime read its settings
+    at start: there only the thread count can still change (runtime.apply_thread_policy)."""
+    own = environ is None
     environ = os.environ if environ is None else environ
     applied = {}
     user_policy = "OMP_WAIT_POLICY" in environ  # then the spin count is theirs too (it would override it)
     for key, value in thread_settings().items():
         if key not in environ and not (key == "GOMP_SPINCOUNT" and user_policy):
             environ[key] = applied[key] = value
+    if own:
+        _set_here.update(applied)
+        if "torch" in sys.modules:
+            _set_late.update(applied)
     return applied
+
+
+def library_thread_policy() -> dict[str, str]:
+    """The command's policy for a library process (glassgem.Predictor, `from glassgem import ...`): as
+    configure_cpu_threads, unless GLASSGEM_THREAD_POLICY=0 is in the environment. -> the variables glassgem has
+    put into this process's environment after torch had started (now or before), which torch has not read;
+    those the user set are never touched."""
+    if os.environ.get("GLASSGEM_THREAD_POLICY", "1") == "0":
+        return {}
+    configure_cpu_threads()
+    return {key: _set_here[key] for key in _set_late}
 
 
 def decode_threads(cores: int | None = None) -> int:
@@ -100,6 +123,7 @@ __all__ = [
     "keep_freed_memory",
     "cpu_cores",
     "configure_cpu_threads",
+    "library_thread_policy",
     "thread_settings",
     "decode_threads",
     "loader_workers",

@@ -1,6 +1,6 @@
 """Glass masks for videos: `glassgem predict clip.mp4 --out out/` (PyAV: `pip install -e ".[video]"` in a clone).
 
-Every processed frame follows the photo protocol of glassgem.inference.predict (squash, score, resize back). For a
+Every processed frame goes through the same glassgem.Predictor as photos (squash, score, resize back). For a
 video named `clip`, --out receives:
 
     clip/000000.png ...     0/255 mask of each processed frame at the video's size; the number is the
@@ -25,18 +25,16 @@ import time
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Callable, Iterator, Optional
+from typing import Any, Iterator, Optional
 
 import numpy as np
-import torch
-
 from tqdm.auto import tqdm
 
 from ..errors import DataError, GlassgemError
 from ..io import atomic_write_text, load_mask
-from ..viz.overlay import overlay_mask
-from .files import FRAMES_CSV, write_prediction
-from .protocol import squash
+from ..overlay import overlay_mask
+from .files import FRAMES_CSV, write_outputs
+from .predictor import as_predictor
 from .threads import decode_threads
 
 DEFAULT_FPS = Fraction(25)
@@ -58,7 +56,8 @@ def require_av():
         import av
     except ImportError:
         raise GlassgemError(
-            'reading videos needs PyAV, which is not installed: pip install -e ".[video]" in your glassgem clone (or pip install av)'
+            'reading videos needs PyAV, which is not installed: pip install -e ".[video]" in your glassgem clone '
+            "(or pip install av)"
         ) from None
     return av
 
@@ -218,9 +217,9 @@ def predict_video(
     path: str | os.PathLike,
     name: str,
     out: str | os.PathLike,
-    scorer: Callable[[torch.Tensor], torch.Tensor],
-    size: int,
-    batch_size: int = 4,
+    scorer: Any,
+    size: Optional[int] = None,
+    batch_size: Optional[int] = None,
     save_prob: bool = False,
     overlay: bool = False,
     threshold: Optional[float] = None,
@@ -231,13 +230,15 @@ def predict_video(
 ) -> VideoSummary:
     """Masks (and probability maps, frames.csv, an overlay video) for the frames of one video.
 
-    `scorer`/`size`/`threshold` as in glassgem.inference.predict.predict_files. `every`: score every n-th frame;
+    `scorer`/`size`/`threshold`/`batch_size` as in glassgem.inference.predict.predict_files (a Predictor, or
+    what one is made of). `every`: score every n-th frame;
     `max_frames`: stop after this many processed frames. Raises DataError for a file that cannot be
     opened as a video; a decoding error part-way, or a file whose frames end well before the count (or
     duration) it declares, is returned in VideoSummary.error with the frames before it written (frames.csv
     and the overlay then cover those frames).
     """
     check_frame_options(every, max_frames)
+    predictor = as_predictor(scorer, size, threshold, batch_size)
     path, out = Path(path), Path(out)
     av = require_av()
     container = _open(path)
@@ -257,11 +258,9 @@ def predict_video(
 
     def flush(batch: list[_Frame]) -> None:
         todo = [f for f in batch if f.mask is None]
-        if todo:
-            with torch.no_grad():
-                scores = scorer(torch.stack([squash(f.rgb, size) for f in todo])).float().cpu()
-            for f, s in zip(todo, scores):
-                f.mask = write_prediction(out, frame_name(name, f.index), f.rgb, s, save_prob, False, threshold)
+        squashed = [predictor.preparer.squash(f.rgb) for f in todo]
+        for f, result in zip(todo, predictor.outputs([f.rgb for f in todo], squashed, save_prob)):
+            f.mask = write_outputs(out, frame_name(name, f.index), f.rgb, result, False)
         for f in batch:
             if f.mask.shape != f.rgb.shape[:2]:
                 raise DataError(
@@ -286,7 +285,7 @@ def predict_video(
                 mask = _done_mask(out, name, index, save_prob) if resume else None
                 summary.resumed += mask is not None
                 batch.append(_Frame(index, t, rgb, mask))
-                if sum(f.mask is None for f in batch) >= batch_size:
+                if sum(f.mask is None for f in batch) >= predictor.batch_size:
                     flush(batch)
                     batch = []
         except av.FFmpegError as e:

@@ -1,8 +1,8 @@
 """`glassgem predict BAG --out OUT_BAG`: a glass mask for every frame of a bag's image topic.
 
 Frames are read with rosbags (bag_input.py), decoded and squashed in the photo path's prefetch threads,
-scored in batches by the same scorer as photos and videos (FrameProcessor, frames.py), and written to a
-rosbag2 MCAP bag (bag_output.py):
+scored in batches by the same glassgem.Predictor as photos and videos (FrameProcessor, frames.py), and
+written to a rosbag2 MCAP bag (bag_output.py):
 
     /glassgem/mask      sensor_msgs/Image, mono8 (0/255), the frame's size, the frame's header (stamp,
                         frame_id) and log time
@@ -27,10 +27,9 @@ from typing import Any, Callable, Iterator, Optional, Sequence
 import numpy as np
 from tqdm.auto import tqdm
 
-from ..errors import DataError, GlassgemError
+from ..errors import DataError
 from ..inference.predict import prefetched
-from ..inference.protocol import threshold_option
-from ..inference.scorers import Scorer
+from ..inference.predictor import as_predictor
 from ..inference.video import check_frame_options
 from .bag_input import BagInput
 from .bag_output import METADATA, PART_DIR, OutputBag, read_state
@@ -112,9 +111,9 @@ def _start_state(out: Path, wanted: dict[str, str]) -> dict[str, str]:
 def predict_bag(
     bag: str | Path,
     out: str | Path,
-    scorer: Scorer,
+    scorer: Any,
     size: Optional[int] = None,
-    batch_size: int = 4,
+    batch_size: Optional[int] = None,
     overlay: bool = False,
     threshold: Optional[float] = None,
     topic: Optional[str] = None,
@@ -128,15 +127,14 @@ def predict_bag(
 ) -> BagSummary:
     """Masks for the frames of `bag`'s image topic (`topic`, or its only one) into the bag folder `out`.
 
-    `scorer`/`size`/`threshold`/`batch_size` as in glassgem.inference.predict.predict_files; `every`: every
+    `scorer`/`size`/`threshold`/`batch_size` as in glassgem.inference.predict.predict_files (a glassgem.Predictor,
+    or what one is made of); `every`: every
     n-th frame; `max_frames`: stop after that many frames; `copy_topics`: topics to copy (["all"]: every one).
     Raises DataError (one line) for a bag that cannot be read, a topic choice that is not clear, an
     unsupported encoding, or an --out that is taken. `report` receives a line per skipped frame.
     """
     check_frame_options(every, max_frames)
-    threshold_option(threshold)
-    if batch_size < 1:
-        raise GlassgemError(f"--batch-size must be at least 1, got {batch_size}")
+    predictor = as_predictor(scorer, size, threshold, batch_size)
     bag, out = Path(bag), Path(out)
     check_paths(bag, out, resume)
     say = report or (lambda line: tqdm.write(line, file=sys.stderr))
@@ -145,8 +143,8 @@ def predict_bag(
         return _run(
             source,
             out,
-            FrameProcessor(scorer, size, threshold, overlay),
-            batch_size,
+            FrameProcessor(predictor, overlay=overlay),
+            predictor.batch_size,
             every,
             max_frames,
             resume,

@@ -1,8 +1,8 @@
 """The per-frame logic shared by bags (bag_predict.py) and the live node (node.py), with no ROS import.
 
-FrameProcessor turns decoded frames into masks with the photo protocol of glassgem.inference (squash,
-one scorer call per batch, scores resized back, glass where the glass score wins or above --threshold)
-and into the fields of the output messages. The live node also uses LatestFrame, the one-slot mailbox of
+FrameProcessor turns decoded frames into masks with the same glassgem.Predictor as photos (squash, one
+scorer call per batch, scores resized back, glass where the glass score wins or above --threshold) and into
+the fields of the output messages. The live node also uses LatestFrame, the one-slot mailbox of
 glassgem.inference.stream (a camera faster than the network overwrites the waiting frame instead of
 queueing it), and RateMeter (frames/s).
 """
@@ -15,10 +15,9 @@ from typing import Any, Optional, Sequence
 import numpy as np
 import torch
 
-from ..inference.protocol import check_size, glass_mask, squash, unsquash
-from ..inference.scorers import Scorer
+from ..inference.predictor import as_predictor
 from ..inference.stream import LatestFrame, RateMeter  # the node's mailbox and rate log, shared with live streams
-from ..viz.overlay import overlay_mask
+from ..overlay import overlay_mask
 from .messages import message_to_rgb, mono8_fields, rgb8_fields
 
 
@@ -32,31 +31,28 @@ class FrameOutput:
 
 
 class FrameProcessor:
-    """Frames -> masks and output message fields, with any scorer (GEM, ONNX, flip-averaged)."""
+    """Frames -> masks and output message fields, with a glassgem.Predictor (or what one is made of: a GEM, an
+    ONNX graph, any scorer, with `size` and `threshold`)."""
 
     def __init__(
-        self, scorer: Scorer, size: Optional[int] = None, threshold: Optional[float] = None, overlay: bool = False
+        self, scorer: Any, size: Optional[int] = None, threshold: Optional[float] = None, overlay: bool = False
     ) -> None:
-        self.scorer = scorer
-        self.size = check_size(size or getattr(scorer, "input_size", 384))
-        self.threshold, self.overlay = threshold, overlay
+        self.predictor = as_predictor(scorer, size, threshold)
+        self.size, self.overlay = self.predictor.size, overlay
 
     def prepare(self, msg: Any, msgtype: str) -> tuple[np.ndarray, torch.Tensor]:
         """Decode a message and squash it to the network size: (RGB frame, float [3,s,s]). Safe to run in
         a decoding thread; raises DataError (UnsupportedEncoding) for a frame it cannot read."""
         rgb = message_to_rgb(msg, msgtype)
-        return rgb, squash(rgb, self.size)
+        return rgb, self.predictor.preparer.squash(rgb)
 
     def masks(
         self, frames: Sequence[np.ndarray], squashed: Optional[Sequence[torch.Tensor]] = None
     ) -> list[np.ndarray]:
         """uint8 {0,1} masks at each frame's size, one scorer call for the batch."""
-        if not frames:
-            return []
-        batch = torch.stack(list(squashed) if squashed is not None else [squash(f, self.size) for f in frames])
-        with torch.no_grad():
-            scores = self.scorer(batch).float().cpu()
-        return [glass_mask(unsquash(s[None], f.shape[:2])[0], self.threshold).numpy() for f, s in zip(frames, scores)]
+        if squashed is None:
+            squashed = [self.predictor.preparer.squash(f) for f in frames]
+        return [o.mask.astype(np.uint8) for o in self.predictor.outputs(list(frames), list(squashed))]
 
     def outputs(
         self, frames: Sequence[np.ndarray], squashed: Optional[Sequence[torch.Tensor]] = None

@@ -1,2 +1,3 @@
-"""Pictures of what GEM sees: mask overlays and contact sheets (overlay), DQS query points (queries),
-t-SNE of image features of several sets (tsne). Import the submodule you need; this package imports nothing heavy."""
+"""Inspection figures of a model: DQS query points and reference boxes (queries), t-SNE of image features of
+several sets (tsne). Mask overlays and contact sheets are glassgem.overlay (every layer draws them). Import the
+submodule you need; this package imports nothing heavy."""

@@ -22,7 +22,7 @@ from ..errors import ConfigError, DataError
 from ..io import IMAGE_EXTENSIONS, atomic_write_bytes, atomic_write_text, load_image
 from ..data.layouts import available_splits, resolve_split
 from ..inference.protocol import check_size, squash
-from ..synth.diffusion.sd_components import check_ref, load_or_raise
+from ..hub.refs import check_ref, load_or_raise
 
 FEATURES = ("encoder", "clip")
 PLOT_FORMATS = (".png", ".jpg", ".jpeg", ".pdf", ".svg")

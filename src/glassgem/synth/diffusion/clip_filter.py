@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from .sd_components import check_ref, load_or_raise
+from ...hub.refs import check_ref, load_or_raise
 
 
 class ClipScorer:

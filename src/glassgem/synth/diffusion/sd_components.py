@@ -1,4 +1,4 @@
-"""Loading Stable Diffusion and ControlNet components: a hub id or a local folder, one place.
+"""Loading Stable Diffusion and ControlNet components: a hub id or a local folder (glassgem.hub.refs).
 
 A "base" is a Stable Diffusion model in the diffusers layout (unet/, vae/, text_encoder/, tokenizer/,
 scheduler/), given as a local folder or a hub repo id (downloaded by the libraries' own cache when the
@@ -10,9 +10,10 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Optional, TypeVar
+from typing import TYPE_CHECKING, Any, Optional
 
 from ...errors import CheckpointError, ConfigError
+from ...hub.refs import check_ref, load_or_raise
 
 DEFAULT_BASE = "stable-diffusion-v1-5/stable-diffusion-v1-5"
 DEFAULT_CONTROLNET = "lllyasviel/sd-controlnet-seg"
@@ -20,8 +21,6 @@ SD_SUBFOLDERS = ("unet", "vae", "text_encoder", "tokenizer", "scheduler")
 
 if TYPE_CHECKING:  # torch is imported where it is used, so the CLI can read the defaults cheaply
     import torch
-
-T = TypeVar("T")
 
 
 @dataclass
@@ -42,27 +41,6 @@ class SDComponents:
 
 def _is_local(ref: str | os.PathLike) -> bool:
     return Path(ref).exists()
-
-
-def check_ref(ref: str | os.PathLike, what: str) -> None:
-    """A reference that is neither an existing folder nor shaped like a hub id is a typo'd path."""
-    text = str(ref)
-    if _is_local(text):
-        return
-    parts = text.split("/")
-    looks_like_hub_id = len(parts) == 2 and all(parts) and not text.startswith((".", "~"))
-    if not looks_like_hub_id:
-        raise CheckpointError(f"{text}: {what} not found (give a local folder or a hub id like owner/name)")
-
-
-def load_or_raise(what: str, ref: str | os.PathLike, loader: Callable[..., T], **kwargs: Any) -> T:
-    try:
-        return loader(str(ref), **kwargs)
-    except (OSError, ValueError, EnvironmentError, KeyError, RuntimeError) as e:
-        where = f"{ref}/{kwargs['subfolder']}" if "subfolder" in kwargs else str(ref)
-        hint = "" if _is_local(ref) else " (a hub id needs network or a filled cache; a local folder always works)"
-        first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise CheckpointError(f"{where}: cannot load the {what}: {first_line}{hint}") from None
 
 
 def load_sd(base: str | os.PathLike, dtype: Optional[torch.dtype] = None) -> SDComponents:

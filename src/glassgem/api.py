@@ -1,0 +1,56 @@
+"""The user-facing model class, `glassgem.GEM`: the network (glassgem.model.GEM) with its weight files
+(glassgem.hub.pretrained: from_pretrained, save_pretrained, push_to_hub) and `predict`, a thin call of
+glassgem.Predictor. It sits above hub/ and inference/ and overrides no computation of the network.
+
+    from glassgem import GEM
+    model = GEM.from_pretrained()          # the shipped GEM-S
+    mask = model.predict("photo.jpg")      # uint8 {0, 1} at the photo's size
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .hub.pretrained import PretrainedGEM
+from .inference.predictor import Predictor
+from .inference.protocol import ImageLike
+from .inference.runtime import fuse_for_inference
+
+
+class GEM(PretrainedGEM):
+    """glassgem.model.GEM with weight files (hub.pretrained) and prediction (glassgem.Predictor)."""
+
+    def predict(
+        self,
+        image: ImageLike,
+        size: int | None = None,
+        return_prob: bool = False,
+        tta: bool = False,
+        threshold: float | None = None,
+    ) -> np.ndarray:
+        """Glass mask of one photo (PIL image, uint8 H x W x 3 RGB array or file path) at its own size:
+        uint8 {0, 1} [H, W], or with `return_prob` the glass probability, float32 [H, W] in [0, 1].
+        `Predictor(self, size=size, tta=tta, threshold=threshold).predict(image)`: see glassgem.Predictor; make
+        one Predictor for many photos (it takes lists and batches)."""
+        result = Predictor(self, size=size, tta=tta, threshold=threshold).predict(image, return_probs=return_prob)
+        return result if return_prob else result.astype(np.uint8)
+
+    def fuse_for_inference(self) -> "GEM":
+        """Eval mode with the encoder's BatchNorms folded into its convs (inference/runtime.py), in place and
+        one-way: a model that lost weights to the folding can no longer be trained or saved, and a Predictor
+        runs it through TorchScript graphs where those are faster. What `glassgem predict` does to the weights
+        it loads; `Predictor("gem-lite")` does it too."""
+        fuse_for_inference(self)
+        return self
+
+    def train(self, mode: bool = True) -> "GEM":
+        """nn.Module.train, refused for a model fused for inference (its BatchNorm weights are gone)."""
+        if mode and getattr(self, "_fused", False):
+            raise RuntimeError(
+                "this GEM was fused for inference (fuse_for_inference) and cannot be trained; "
+                "load the weights again to train"
+            )
+        return super().train(mode)
+
+
+__all__ = ["GEM"]
