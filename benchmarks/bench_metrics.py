@@ -23,7 +23,6 @@ from PIL import Image
 from glassgem.evaluation.mask_eval import evaluate_pairs, pair_files
 from glassgem.evaluation.metrics import GlassMetrics
 
-
 VARIANTS = ("binary", "soft", "noisy")
 
 

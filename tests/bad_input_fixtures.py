@@ -8,8 +8,8 @@ import contextlib
 import errno
 import json
 import os
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
 
 import numpy as np
 from PIL import Image

@@ -4,8 +4,8 @@ import json
 
 import torch
 
-from glassgem.inference.bench import count_flops, matmul_gflops
 from glassgem.cli import main
+from glassgem.inference.bench import count_flops, matmul_gflops
 
 
 class _Matmul(torch.nn.Module):

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from glassgem import GEM
 from glassgem.cli import main
 from glassgem.demo import N_SCENES, SCENE_SIZE
 from glassgem.evaluation.metrics import GlassMetrics
-from glassgem import GEM
 
 
 @pytest.fixture(scope="module")

@@ -10,6 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
+from conftest import REFERENCE
 from glassgem.config import SAM_PIXEL_MEAN, SAM_PIXEL_STD
 from glassgem.errors import CheckpointError
 from glassgem.hub.encoders import (
@@ -18,8 +19,6 @@ from glassgem.hub.encoders import (
 )
 from glassgem.model.encoders.sam_vit import SamViTEncoder, build_sam_vit_b
 from glassgem.model.encoders.tinyvit import TinyViT
-from conftest import REFERENCE
-
 
 REF = REFERENCE
 needs_ref = pytest.mark.skipif(

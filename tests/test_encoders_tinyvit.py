@@ -11,11 +11,10 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from conftest import REFERENCE
 from glassgem.config import SAM_PIXEL_MEAN, SAM_PIXEL_STD, model_preset
 from glassgem.model.encoders import build_encoder
 from glassgem.model.encoders.tinyvit import Attention, TinyViT
-from conftest import REFERENCE
-
 
 REF = REFERENCE / "gem-tiny"
 needs_ref = pytest.mark.skipif(

@@ -6,9 +6,8 @@ original code's own sem_seg). Metadata round-trips; bad inputs raise errors that
 """
 
 import contextlib
-import json
 import io
-import os
+import json
 from pathlib import Path
 
 import numpy as np
@@ -16,25 +15,23 @@ import pytest
 import torch
 from PIL import Image
 
-onnx = pytest.importorskip("onnx", reason="the export extra (onnx, onnxruntime) is not installed")
-pytest.importorskip("onnxruntime", reason="the export extra (onnx, onnxruntime) is not installed")
-
-from glassgem import __version__  # noqa: E402
-from glassgem.cli import main  # noqa: E402
-from glassgem.config import ModelConfig  # noqa: E402
-from glassgem.errors import CheckpointError, ConfigError, DataError  # noqa: E402
+from conftest import SHARED
+from glassgem import GEM, __version__
+from glassgem.cli import main
+from glassgem.config import ModelConfig
+from glassgem.errors import CheckpointError, ConfigError, DataError
 from glassgem.inference.export import (
     ExportVerificationError,
     export_onnx,
     load_onnx_scorer,
-    parse_size,  # noqa: E402
+    parse_size,
     write_verified,
 )
-from glassgem.io import load_image  # noqa: E402
-from glassgem import GEM  # noqa: E402
-from glassgem.inference.protocol import glass_probability, squash, unsquash  # noqa: E402
+from glassgem.inference.protocol import glass_probability, squash, unsquash
+from glassgem.io import load_image
 
-from conftest import SHARED  # noqa: E402
+onnx = pytest.importorskip("onnx", reason="the export extra (onnx, onnxruntime) is not installed")
+pytest.importorskip("onnxruntime", reason="the export extra (onnx, onnxruntime) is not installed")
 
 REF = SHARED / "reference" / "gem-tiny"
 GDD_VAL = SHARED / "data" / "gdd-dev" / "val" / "images"

@@ -12,6 +12,7 @@ import torch
 from huggingface_hub import constants as hf_constants
 from PIL import Image
 
+from conftest import REFERENCE, needs
 from glassgem import GEM
 from glassgem.cli import main
 from glassgem.config import model_preset
@@ -19,8 +20,6 @@ from glassgem.errors import CheckpointError
 from glassgem.hub import remote
 from glassgem.hub.original import glassgem_to_original, original_to_glassgem
 from glassgem.hub.pretrained import resolve_pretrained
-
-from conftest import REFERENCE, needs
 
 ORIGINAL_REPO = "Bryceee/GEM-Glass-Segment-model"
 COMMIT = "0123456789abcdef0123456789abcdef01234567"

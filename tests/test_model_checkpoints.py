@@ -13,15 +13,14 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
+from conftest import SHARED
+from glassgem import GEM
 from glassgem.cli import main
 from glassgem.config import model_preset
 from glassgem.errors import CheckpointError
 from glassgem.hub import pretrained as gem_module
 from glassgem.hub.files import read_weights, state_dict_bytes
 from glassgem.hub.original import glassgem_to_original, original_key_to_glassgem
-from glassgem import GEM
-
-from conftest import SHARED
 
 REF = SHARED / "reference"
 needs_reference = pytest.mark.skipif(

@@ -1,20 +1,16 @@
 """Number-for-number parity with the original GEM code (reference tensors in shared/reference/gem-tiny):
 every intermediate within 1e-4, the DQS top-k indices exactly, `sem_seg` within 1e-4 absolute."""
 
-import os
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
-from glassgem.io import load_image
+from conftest import SHARED
 from glassgem import GEM
+from glassgem.io import load_image
 from glassgem.model.gem import flatten_levels
 from glassgem.model.postprocess import semantic_map
-
-from conftest import SHARED
 
 REF = SHARED / "reference" / "gem-tiny"
 pytestmark = pytest.mark.skipif(

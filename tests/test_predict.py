@@ -13,16 +13,16 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from conftest import GDD_DEV
 from glassgem import GEM
 from glassgem.cli import main
 from glassgem.data.transforms import TestTransform
 from glassgem.errors import DataError, GlassgemError
-from glassgem.io import load_image
-from glassgem.model.postprocess import semantic_map
 from glassgem.inference.files import Photo, collect_inputs
 from glassgem.inference.predict import predict_files
 from glassgem.inference.scorers import ModelScorer
-from conftest import GDD_DEV
+from glassgem.io import load_image
+from glassgem.model.postprocess import semantic_map
 
 
 def _photo(rng: np.random.Generator, h: int, w: int) -> np.ndarray:

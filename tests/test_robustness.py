@@ -53,7 +53,7 @@ def train(data: Path, run: Path, *extra: str, steps: int | None = None) -> int:
 def one_line_error(capsys, code: int, expected: int = 2, *names: str) -> str:
     err = capsys.readouterr().err
     assert code == expected, err
-    lines = [l for l in err.splitlines() if l.startswith("glassgem: error:")]
+    lines = [line for line in err.splitlines() if line.startswith("glassgem: error:")]
     assert len(lines) == 1 and "Traceback" not in err, err
     for name in names:
         assert name in lines[0], (name, lines[0])
@@ -297,7 +297,6 @@ def test_d13_predict_removes_old_orphan_temporary_files_in_out(tmp_path, capsys)
     import time
 
     from glassgem.inference.files import collect_inputs
-
     from glassgem.inference.predict import predict_files
 
     class Scorer:

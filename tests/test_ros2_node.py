@@ -1,6 +1,6 @@
 """glassgem.ros2 without ROS: image messages <-> arrays (rosbags' message classes), the per-frame logic the bag
-path and the live node share, the node's parameters (its frame dropping and rate log: tests/test_stream.py), and the one-line error of
-`glassgem ros2 node` where rclpy is missing."""
+path and the live node share, the node's parameters (its frame dropping and rate log: tests/test_stream.py),
+and the one-line error of `glassgem ros2 node` where rclpy is missing."""
 
 from __future__ import annotations
 
@@ -27,7 +27,6 @@ from glassgem.ros2.messages import (
 )
 from glassgem.ros2.node import NodeSettings
 from glassgem.viz.overlay import overlay_mask
-
 from ros_bags import STORE, Image, compressed_image, frames, header, raw_image
 
 FRAME = frames(3)[2]

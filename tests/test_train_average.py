@@ -7,10 +7,10 @@ import json
 import pytest
 import torch
 
+from glassgem import GEM
 from glassgem.cli import main
 from glassgem.config import TrainConfig, model_preset
 from glassgem.errors import CheckpointError
-from glassgem import GEM
 from glassgem.train.average import AVERAGE_RECORD, average_checkpoints, average_state_dicts
 from glassgem.train.checkpoint import save_checkpoint
 

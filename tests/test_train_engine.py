@@ -219,8 +219,8 @@ def test_bad_data_fails_before_the_first_step(tmp_path):
 
 
 def test_init_from_takes_every_weight_of_the_source(tmp_path):
-    from glassgem.errors import CheckpointError
     from glassgem import GEM
+    from glassgem.errors import CheckpointError
     from glassgem.train.engine import build_model
 
     torch.manual_seed(1)

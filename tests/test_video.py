@@ -8,12 +8,11 @@ import sys
 from fractions import Fraction
 from pathlib import Path
 
+import av  # the video extra, part of the dev extra that `make test` installs
 import numpy as np
 import pytest
 import torch
 from PIL import Image
-
-import av  # the video extra, part of the dev extra that `make test` installs
 
 from glassgem.cli import main
 from glassgem.errors import GlassgemError

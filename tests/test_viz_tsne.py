@@ -10,9 +10,9 @@ import pytest
 import torch
 from PIL import Image
 
+from glassgem import GEM
 from glassgem.cli import main
 from glassgem.errors import ConfigError, DataError
-from glassgem import GEM
 from glassgem.viz.tsne import (
     clip_extractor,
     encoder_extractor,

@@ -10,8 +10,8 @@ from __future__ import annotations
 import io as _io
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 from PIL import Image, ImageOps
@@ -149,8 +149,9 @@ def pil_to_rgb(img: Image.Image) -> np.ndarray:
 def mask_to_binary(arr: np.ndarray) -> np.ndarray:
     """Any mask array (0/1, 0/255, palette indices, RGB(A), 16-bit) -> uint8 {0,1}.
 
-    RGB(A) masks are reduced to the max over colour channels (alpha ignored). Then the GSD-S evaluation convention (METRICS.md): if max > 127 the
-    values are divided by 255; glass = value > 0.5. So 0/1, 0/255 and JPEG-noisy 0/255 agree.
+    RGB(A) masks are reduced to the max over colour channels (alpha ignored). Then the GSD-S evaluation
+    convention (METRICS.md): if max > 127 the values are divided by 255; glass = value > 0.5. So 0/1, 0/255
+    and JPEG-noisy 0/255 agree.
     """
     a = np.asarray(arr)
     if a.ndim == 3:

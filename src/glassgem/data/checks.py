@@ -23,7 +23,7 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -40,7 +40,7 @@ _LIST_LIMIT = 10  # stems listed in a one-line summary (empty masks)
 
 @dataclass
 class CheckReport:
-    root: Optional[str] = None
+    root: str | None = None
     layout: str = ""
     splits: list[dict[str, Any]] = field(default_factory=list)  # split, images_dir, masks_dir, n_pairs
     n_images: int = 0
@@ -67,7 +67,7 @@ class CheckReport:
             f"{self.n_empty} empty masks, {len(self.errors)} errors, {len(self.warnings)} warnings"
         )
 
-    def to_text(self, max_lines: Optional[int] = None) -> str:
+    def to_text(self, max_lines: int | None = None) -> str:
         lines = [f"error: {e}" for e in self.errors] + [f"warning: {w}" for w in self.warnings]
         if max_lines is not None and len(lines) > max_lines:
             more = len(lines) - max_lines
@@ -192,7 +192,7 @@ def _check_manifest(path: Path, report: CheckReport) -> None:
                 report.errors.append(f"{path}:{lineno}: expected a JSON object, got {type(record).__name__}")
 
 
-def _check_split(res: ResolvedSplit, report: CheckReport, progress: Optional[bool], workers: int) -> None:
+def _check_split(res: ResolvedSplit, report: CheckReport, progress: bool | None, workers: int) -> None:
     scan = scan_folders(res.images_dir, res.masks_dir)
     n_images, n_masks = scan.n_image_files, scan.n_mask_files
     report.n_images += n_images
@@ -253,12 +253,12 @@ def _check_split(res: ResolvedSplit, report: CheckReport, progress: Optional[boo
 def check_dataset(
     root: str | os.PathLike | None = None,
     layout: str = "auto",
-    split: Optional[str] = None,
+    split: str | None = None,
     images: str | os.PathLike | None = None,
     masks: str | os.PathLike | None = None,
     strict: bool = False,
-    progress: Optional[bool] = None,
-    workers: Optional[int] = None,
+    progress: bool | None = None,
+    workers: int | None = None,
 ) -> CheckReport:
     """Scan a dataset and report every problem. With no split on a dataset that has splits, all of
     them are checked. Raises DataError only when no image/mask folders can be found at all."""
@@ -284,11 +284,11 @@ def check_dataset(
 def require_valid(
     root: str | os.PathLike | None = None,
     layout: str = "auto",
-    split: Optional[str] = None,
+    split: str | None = None,
     images: str | os.PathLike | None = None,
     masks: str | os.PathLike | None = None,
     strict: bool = False,
-    progress: Optional[bool] = None,
+    progress: bool | None = None,
 ) -> CheckReport:
     """check_dataset, raising DataError with the report's text if there is any error."""
     report = check_dataset(root, layout, split, images, masks, strict=strict, progress=progress)

@@ -8,9 +8,9 @@ photos`) gathers them, one source per package:
 
 - reads each photo (one that fails to decode is reported by name and skipped, never fatal);
 - drops resolution variants of one picture (the same name with a `WxH` suffix, or one wallpaper folder
-  of Plasma's `contents/images*`; the largest is kept) and near-duplicates across sources (`same_picture`: small thumbnails of
-  nearly the same colours and detail), and photos that were checked by eye and show glass
-  (`EXCLUDED`, each with its reason) or are no photo of a scene (logos, text pages);
+  of Plasma's `contents/images*`; the largest is kept) and near-duplicates across sources
+  (`same_picture`: small thumbnails of nearly the same colours and detail), and photos that were checked
+  by eye and show glass (`EXCLUDED`, each with its reason) or are no photo of a scene (logos, text pages);
 - splits **by source**: the sources in `HELDOUT_SOURCES` (fixed before any model was scored on them)
   are only ever used to measure false glass, so it is measured on photos from packages the model never saw;
 - writes each kept photo scaled to at most `long_side` px, plus for training photos `crops` random
@@ -27,9 +27,9 @@ import os
 import re
 import shutil
 import subprocess
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Optional, Sequence
 
 import numpy as np
 
@@ -327,7 +327,7 @@ def build_corpus(
 def installed_photos(
     debian: Sequence[str] = DEBIAN_PACKAGES,
     python: Sequence[str] = PYTHON_PACKAGES,
-    folders: Optional[dict[str, str]] = None,
+    folders: dict[str, str] | None = None,
 ) -> tuple[list[Photo], list[str]]:
     """Photos of every installed source. -> (photos, names of sources with none installed)."""
     photos, missing = [], []

@@ -10,11 +10,11 @@ All randomness comes from the `rng` passed to each call, so augmentation is repr
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image
 
 from ..config import RESIZE_MODES

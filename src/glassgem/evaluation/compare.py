@@ -22,16 +22,17 @@ from __future__ import annotations
 import csv
 import io
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any
 
 import numpy as np
 
 from ..errors import ConfigError, DataError
+from ..io import atomic_write_bytes
 from .metrics import N_BINS, max_fbeta
 from .report import CSV_FILE, CURVES_FILE
-from ..io import atomic_write_bytes
 
 # metric -> True when higher is better
 METRICS = {"iou": True, "mae": False, "ber": False}
@@ -129,7 +130,7 @@ def paired_bootstrap(
     return interval(bootstrap_means(diff, resamples, seed), level)
 
 
-def read_curves(report: PerImage) -> Optional[dict[str, tuple[np.ndarray, np.ndarray]]]:
+def read_curves(report: PerImage) -> dict[str, tuple[np.ndarray, np.ndarray]] | None:
     """{name: (precision, recall)} from the report's per_image_fbeta.npz, or None if it has none
     (reports written before glassgem kept the curves)."""
     path = report.path.parent / CURVES_FILE
@@ -321,7 +322,7 @@ def plot_comparison(
     a: PerImage,
     b: PerImage,
     path: str | Path,
-    labels: Optional[Sequence[str]] = None,
+    labels: Sequence[str] | None = None,
     metric: str = "iou",
     tie: float = 0.005,
 ) -> Path:
@@ -372,7 +373,7 @@ def run_compare(
     resamples: int = 10_000,
     seed: int = 0,
     tie: float = 0.005,
-    plot: Optional[str | Path] = None,
+    plot: str | Path | None = None,
 ) -> tuple[dict[str, Any], str]:
     """The `glassgem compare` job: (result, printed text); writes the plot when asked."""
     if resamples < 100:

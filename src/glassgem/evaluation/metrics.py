@@ -262,7 +262,7 @@ class GlassMetrics:
             return 100.0 * (1.0 - rate)
         return 100.0 * (1.0 - 0.5 * (s.tp / pos + s.tn / neg))
 
-    def merge(self, other: "GlassMetrics") -> None:
+    def merge(self, other: GlassMetrics) -> None:
         if other.legacy != self.legacy:
             raise ValueError("cannot merge a legacy accumulator with a default one")
         self.n_images += other.n_images

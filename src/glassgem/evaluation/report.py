@@ -21,15 +21,15 @@ import csv
 import heapq
 import io
 import math
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any
 
 import numpy as np
 
-from .metrics import ImageScore
 from ..io import atomic_write_bytes, atomic_write_text, save_image
 from ..viz.overlay import grid, titled
-from .metrics import write_json
+from .metrics import ImageScore, write_json
 
 Picture = Callable[[], np.ndarray]  # makes one error picture (uint8 [H,W,3]) on demand
 
@@ -73,7 +73,7 @@ class PerImageReport:
         # the index is unique, so comparisons never reach the name, score or picture.
         self._heap: list[tuple[float, float, int, str, ImageScore, Picture]] = []
 
-    def add(self, name: str, score: ImageScore, picture: Optional[Picture] = None) -> None:
+    def add(self, name: str, score: ImageScore, picture: Picture | None = None) -> None:
         index = len(self.rows)
         self.rows.append((name, score))
         if self.worst == 0 or picture is None:
@@ -103,7 +103,7 @@ class PerImageReport:
             )
         return buf.getvalue()
 
-    def curves(self) -> Optional[bytes]:
+    def curves(self) -> bytes | None:
         """The per-image precision/recall curves as .npz bytes (None unless every image has them)."""
         if not self.rows or any(s.precision is None or s.recall is None for _, s in self.rows):
             return None
@@ -116,7 +116,7 @@ class PerImageReport:
         )
         return buf.getvalue()
 
-    def sheet(self) -> Optional[np.ndarray]:
+    def sheet(self) -> np.ndarray | None:
         """The worst images' error pictures on one contact sheet (None when there are none)."""
         worst = self.worst_images()
         if not worst:

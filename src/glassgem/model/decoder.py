@@ -9,7 +9,8 @@ Attribute names follow the original's `sem_seg_head.predictor.*` so checkpoints 
 from __future__ import annotations
 
 import math
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F

@@ -69,7 +69,7 @@ class GEM(nn.Module):
         self.fold_mask_head = True
 
     @classmethod
-    def from_config(cls, name_or_cfg: str | ModelConfig) -> "GEM":
+    def from_config(cls, name_or_cfg: str | ModelConfig) -> GEM:
         """A randomly initialised model of a preset name or a config."""
         return cls(model_preset(name_or_cfg) if isinstance(name_or_cfg, str) else name_or_cfg)
 

@@ -7,8 +7,9 @@ DataError naming it: not there, truncated or corrupt, no image topic, several im
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, Iterator, Optional, Sequence
+from typing import Any
 
 from ..errors import DataError, GlassgemError
 from .messages import IMAGE_TYPES, UnsupportedEncoding, message_to_rgb
@@ -59,7 +60,7 @@ def _bag_errors() -> tuple[type[BaseException], ...]:
 class BagInput:
     """An open bag, its image topic and the connections whose messages are read (image topic + copies)."""
 
-    def __init__(self, path: str | Path, topic: Optional[str] = None, copy_topics: Sequence[str] = ()) -> None:
+    def __init__(self, path: str | Path, topic: str | None = None, copy_topics: Sequence[str] = ()) -> None:
         require_rosbags()
         from rosbags.highlevel import AnyReader
         from rosbags.typesys import Stores, get_typestore
@@ -92,7 +93,7 @@ class BagInput:
     def _describe(self, names: Sequence[str]) -> str:
         return ", ".join(f"{n} ({self.topics[n]})" for n in names) or "none"
 
-    def _image_topic(self, topic: Optional[str]) -> str:
+    def _image_topic(self, topic: str | None) -> str:
         images = sorted(n for n, t in self.topics.items() if t in IMAGE_TYPES)
         if topic is not None:
             if topic not in self.topics:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
-from typing import Optional
 
 import yaml
 
@@ -32,7 +31,7 @@ def _info(folder: Path) -> dict:
     return yaml.safe_load((folder / METADATA).read_text())["rosbag2_bagfile_information"]
 
 
-def read_state(out: Path) -> Optional[dict[str, str]]:
+def read_state(out: Path) -> dict[str, str] | None:
     """The glassgem.* resume state of an output bag (keys without the prefix), or None without metadata.yaml.
     DataError for a folder whose metadata.yaml is not a glassgem output bag."""
     if not (out / METADATA).is_file():
@@ -49,7 +48,7 @@ def read_state(out: Path) -> Optional[dict[str, str]]:
     return state
 
 
-def _append(info: Optional[dict], part: dict) -> dict:
+def _append(info: dict | None, part: dict) -> dict:
     """The metadata of a bag with one more part: files listed in order, message counts summed per topic.
     An empty bag (its first part without messages) is replaced by the part."""
     if info is None or not info["message_count"]:
@@ -82,7 +81,7 @@ class OutputBag:
 
     def __init__(self, out: Path, topics: list[tuple[str, str, str, str]], state: dict[str, str]) -> None:
         self.out, self.topics, self.state = Path(out), topics, dict(state)
-        self.info: Optional[dict] = _info(self.out) if (self.out / METADATA).is_file() else None
+        self.info: dict | None = _info(self.out) if (self.out / METADATA).is_file() else None
         self.writer = None
         self.connections: dict[str, object] = {}
         self.pending = 0  # messages in the part being written

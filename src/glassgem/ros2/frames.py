@@ -9,8 +9,9 @@ queueing it), and RateMeter (frames/s).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Optional, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -28,14 +29,14 @@ class FrameOutput:
 
     mask: np.ndarray
     mask_fields: dict[str, Any]
-    overlay_fields: Optional[dict[str, Any]] = None
+    overlay_fields: dict[str, Any] | None = None
 
 
 class FrameProcessor:
     """Frames -> masks and output message fields, with any scorer (GEM, ONNX, flip-averaged)."""
 
     def __init__(
-        self, scorer: Scorer, size: Optional[int] = None, threshold: Optional[float] = None, overlay: bool = False
+        self, scorer: Scorer, size: int | None = None, threshold: float | None = None, overlay: bool = False
     ) -> None:
         self.scorer = scorer
         self.size = check_size(size or getattr(scorer, "input_size", 384))
@@ -47,9 +48,7 @@ class FrameProcessor:
         rgb = message_to_rgb(msg, msgtype)
         return rgb, squash(rgb, self.size)
 
-    def masks(
-        self, frames: Sequence[np.ndarray], squashed: Optional[Sequence[torch.Tensor]] = None
-    ) -> list[np.ndarray]:
+    def masks(self, frames: Sequence[np.ndarray], squashed: Sequence[torch.Tensor] | None = None) -> list[np.ndarray]:
         """uint8 {0,1} masks at each frame's size, one scorer call for the batch."""
         if not frames:
             return []
@@ -59,7 +58,7 @@ class FrameProcessor:
         return [glass_mask(unsquash(s[None], f.shape[:2])[0], self.threshold).numpy() for f, s in zip(frames, scores)]
 
     def outputs(
-        self, frames: Sequence[np.ndarray], squashed: Optional[Sequence[torch.Tensor]] = None
+        self, frames: Sequence[np.ndarray], squashed: Sequence[torch.Tensor] | None = None
     ) -> list[FrameOutput]:
         """Masks and the fields of the mask (mono8, 0/255) and, with `overlay`, overlay (rgb8) messages."""
         result = []

@@ -22,7 +22,7 @@ import shutil
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 import torch
@@ -68,7 +68,7 @@ class FinetuneConfig:
     validation_images: int = 4
     validation_inference_steps: int = 20
     resume: bool = False
-    prompts_file: Optional[str] = None
+    prompts_file: str | None = None
     single_prompt: bool = False
     allow_eval_masks: bool = False
     seed: int = 0
@@ -256,7 +256,7 @@ def _make_accelerator(cfg: FinetuneConfig) -> Any:
         raise ConfigError(f"--mixed-precision {cfg.mixed_precision}: {e}") from None
 
 
-def _start(accelerator: Any, cfg: FinetuneConfig, out: Path) -> Optional[tuple[int, Path]]:
+def _start(accelerator: Any, cfg: FinetuneConfig, out: Path) -> tuple[int, Path] | None:
     """The checkpoint to resume from, or None; refuses to overwrite a run without --resume."""
     found = list_checkpoints(out)
     if found and not cfg.resume:

@@ -9,17 +9,17 @@ run sees exactly the batches an uninterrupted run would have seen.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
-from ...errors import ConfigError, DataError
-from ...io import load_image, load_mask
 from ...data import available_splits, find_pairs, require_valid, resolve_split
 from ...data.transforms import resize_image, resize_mask
+from ...errors import ConfigError, DataError
+from ...io import load_image, load_mask
 
 EVAL_SPLIT_NAMES = ("val", "valid", "validation", "test", "testing")
 

@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -57,10 +58,10 @@ class GenerateConfig:
     guidance: float = 7.5
     conditioning_scale: float = 1.0
     seed: int = 0
-    prompts_file: Optional[str] = None
+    prompts_file: str | None = None
     single_prompt: bool = False
-    clip_filter: Optional[str] = None
-    min_score: Optional[float] = None
+    clip_filter: str | None = None
+    min_score: float | None = None
     resolution: int = 512
     scheduler: str = "unipc"
     dtype: str = "auto"  # auto: fp16 on CUDA, fp32 elsewhere
@@ -192,10 +193,10 @@ def _record(
     cfg: GenerateConfig,
     dtype: str,
     kept: bool,
-    score: Optional[float],
+    score: float | None,
     size: tuple[int, int],
-    image_rel: Optional[str],
-    mask_rel: Optional[str],
+    image_rel: str | None,
+    mask_rel: str | None,
 ) -> dict:
     return {
         "id": job.id,
@@ -223,7 +224,7 @@ def _record(
     }
 
 
-def is_finished(record: Optional[dict], out: Path) -> bool:
+def is_finished(record: dict | None, out: Path) -> bool:
     if record is None:
         return False
     if not record.get("kept", True):
@@ -250,7 +251,7 @@ def _check_same_settings(record: dict, job: Job, cfg: GenerateConfig) -> None:
 
 
 # ------------------------------------------------------------------------------ the run
-def generate(cfg: GenerateConfig, on_job_done: Optional[Callable[[Job, dict], None]] = None) -> dict:
+def generate(cfg: GenerateConfig, on_job_done: Callable[[Job, dict], None] | None = None) -> dict:
     """Run (or finish) a generation. `on_job_done(job, record)` is called after each new job is
     recorded. Returns {"jobs", "done_before", "generated" (by this process), "kept", "dropped" (totals, on
     the main process), "out", "main_process"}."""

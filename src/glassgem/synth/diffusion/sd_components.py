@@ -8,9 +8,10 @@ user has network). Whatever goes wrong while loading becomes a CheckpointError t
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Optional, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ...errors import CheckpointError, ConfigError
 
@@ -32,7 +33,7 @@ class SDComponents:
     unet: torch.nn.Module  # UNet2DConditionModel
     scheduler_config: dict  # the base's scheduler config; callers pick the scheduler class
 
-    def frozen(self) -> "SDComponents":
+    def frozen(self) -> SDComponents:
         """Eval mode, no gradients: SD stays frozen while the ControlNet learns (the paper's setup)."""
         for m in (self.text_encoder, self.vae, self.unet):
             m.requires_grad_(False)
@@ -58,14 +59,14 @@ def check_ref(ref: str | os.PathLike, what: str) -> None:
 def load_or_raise(what: str, ref: str | os.PathLike, loader: Callable[..., T], **kwargs: Any) -> T:
     try:
         return loader(str(ref), **kwargs)
-    except (OSError, ValueError, EnvironmentError, KeyError, RuntimeError) as e:
+    except (OSError, ValueError, KeyError, RuntimeError) as e:
         where = f"{ref}/{kwargs['subfolder']}" if "subfolder" in kwargs else str(ref)
         hint = "" if _is_local(ref) else " (a hub id needs network or a filled cache; a local folder always works)"
         first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise CheckpointError(f"{where}: cannot load the {what}: {first_line}{hint}") from None
 
 
-def load_sd(base: str | os.PathLike, dtype: Optional[torch.dtype] = None) -> SDComponents:
+def load_sd(base: str | os.PathLike, dtype: torch.dtype | None = None) -> SDComponents:
     """Tokenizer, text encoder, VAE and UNet of a Stable Diffusion base, plus its scheduler config."""
     from diffusers import AutoencoderKL, UNet2DConditionModel
     from transformers import CLIPTextModel, CLIPTokenizer
@@ -97,7 +98,7 @@ def load_scheduler_config(base: str | os.PathLike) -> dict:
 CONDITIONING_CHANNELS = (16, 32, 96, 256)
 
 
-def conditioning_channels(vae: Optional[torch.nn.Module]) -> tuple[int, ...]:
+def conditioning_channels(vae: torch.nn.Module | None) -> tuple[int, ...]:
     """Conditioning-embedding widths whose stride-2 stages shrink the control image exactly as `vae` shrinks
     the picture into latents (SD: 8x, the default widths; a 2-level test VAE: 2x, one stage)."""
     if vae is None:
@@ -111,9 +112,9 @@ def conditioning_channels(vae: Optional[torch.nn.Module]) -> tuple[int, ...]:
 
 def load_controlnet(
     ref: str | os.PathLike,
-    unet: Optional[torch.nn.Module] = None,
-    dtype: Optional[torch.dtype] = None,
-    vae: Optional[torch.nn.Module] = None,
+    unet: torch.nn.Module | None = None,
+    dtype: torch.dtype | None = None,
+    vae: torch.nn.Module | None = None,
 ) -> torch.nn.Module:
     """A ControlNet from a folder or hub id; `ref="unet"` copies the encoder half of `unet`
     (ControlNetModel.from_unet), the original ControlNet's initialisation, with a conditioning embedding

@@ -9,8 +9,8 @@ scenes do not look like the same fifteen pictures.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 from PIL import Image
@@ -138,7 +138,7 @@ class Backgrounds:
         return state
 
     @classmethod
-    def from_arrays(cls, arrays: Sequence[np.ndarray], names: Sequence[str] | None = None) -> "Backgrounds":
+    def from_arrays(cls, arrays: Sequence[np.ndarray], names: Sequence[str] | None = None) -> Backgrounds:
         arrays = [_as_rgb(a) for a in arrays]
         names = list(names) if names is not None else [f"array{i}" for i in range(len(arrays))]
         return cls(names, _ArrayLoader(arrays), source="arrays")

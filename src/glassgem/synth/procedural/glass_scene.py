@@ -42,8 +42,8 @@ class Scene:
 def _frame_uv(px: tuple[float, float, float, float], quad_size: tuple[float, float]) -> tuple:
     """Frame widths in pixels (left, top, right, bottom) -> fractions of the unit square."""
     w, h = max(quad_size[0], 1.0), max(quad_size[1], 1.0)
-    l, t, r, b = px
-    return (min(l / w, 0.3), min(t / h, 0.3), min(r / w, 0.3), min(b / h, 0.3))
+    left, top, right, bottom = px
+    return (min(left / w, 0.3), min(top / h, 0.3), min(right / w, 0.3), min(bottom / h, 0.3))
 
 
 def _quad_size(h: np.ndarray) -> tuple[float, float]:
