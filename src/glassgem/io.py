@@ -222,7 +222,7 @@ def read_mask_values(path: str | os.PathLike, max_pixels: int = MAX_PIXELS) -> n
 # Atomic writes: write to a temporary file in the same folder, fsync, then rename over the target.
 
 
-def atomic_write(path: str | os.PathLike, write: Callable[[_io.BufferedWriter], None]) -> Path:
+def atomic_write(path: str | os.PathLike, write: Callable[[_io.BufferedWriter], object]) -> Path:
     """Write `path` through `write(file)` all or nothing. An OSError (a full disk, a folder in the way) names
     `path`, never the temporary file."""
     path = Path(path)
@@ -234,7 +234,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[_io.BufferedWriter], 
         raise OSError(e.errno, e.strerror or str(e), str(path)) from None  # the errno picks the subclass
 
 
-def _atomic_write(path: Path, write: Callable[[_io.BufferedWriter], None]) -> Path:
+def _atomic_write(path: Path, write: Callable[[_io.BufferedWriter], object]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -263,7 +263,8 @@ def remove_stale_temps(folder: str | os.PathLike, min_age_s: float = 0.0) -> lis
     at least `min_age_s` old (another process may be writing there right now). -> the files removed."""
     import time
 
-    folder, removed, now = Path(folder), [], time.time()
+    folder, now = Path(folder), time.time()
+    removed: list[Path] = []
     try:
         entries = list(os.scandir(folder))
     except OSError:

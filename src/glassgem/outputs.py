@@ -44,8 +44,8 @@ def check_not_input(
     if output is None:
         return None
     out = resolved(output, f"{option} {output}")
-    inputs = [(item, True) for item in inputs] + [(item, False) for item in roots]
-    for item, holds_files in inputs:
+    checked = [(item, True) for item in inputs] + [(item, False) for item in roots]
+    for item, holds_files in checked:
         if item is None or not os.path.lexists(item):
             continue
         src = resolved(item, str(item))

@@ -140,7 +140,10 @@ def _describe_values(values: np.ndarray) -> str:
 
 def _check_pair(pair: Pair) -> _PairResult:
     res = _PairResult()
-    img_size = msk_size = None
+    if pair.mask_path is None:
+        res.errors.append(f"{pair.image_path}: no mask for this image")
+        return res
+    img_size: tuple[int, int] | None = None
     orientation = 1
     try:
         img_size, orientation = _image_size(pair.image_path)
@@ -158,7 +161,7 @@ def _check_pair(pair: Pair) -> _PairResult:
             f"{pair.mask_path}: mask is {msk_size[0]}x{msk_size[1]} but image {pair.image_path.name} is "
             f"{img_size[0]}x{img_size[1]} (width x height){exif}"
         )
-    elif note and (orientation not in ROTATING or img_size[0] == img_size[1]):
+    elif note and img_size is not None and (orientation not in ROTATING or img_size[0] == img_size[1]):
         # the sizes agree either way (a square photo, a flip or half turn): only the labels can tell
         res.warnings.append(f"{pair.image_path}: {note} (check the mask lines up with the turned photo)")
     if not _is_binary(values, palette):
@@ -230,10 +233,9 @@ def _check_split(res: ResolvedSplit, report: CheckReport, progress: bool | None,
     desc = f"checking {res.split or res.images_dir.name}"
     with ThreadPoolExecutor(max_workers=workers) as pool:  # PIL decodes without holding the GIL
         results = pool.map(_check_pair, scan.pairs)
-        bar = tqdm(results, total=len(scan.pairs), desc=desc, unit="pair", disable=not show, leave=False)
-        results = list(bar)
+        checked = list(tqdm(results, total=len(scan.pairs), desc=desc, unit="pair", disable=not show, leave=False))
     empty = []
-    for pair, r in zip(scan.pairs, results):
+    for pair, r in zip(scan.pairs, checked):
         report.errors.extend(r.errors)
         report.warnings.extend(r.warnings)
         report.n_non_binary += r.non_binary

@@ -50,6 +50,12 @@ class Pair:
     image_path: Path
     mask_path: Path | None  # None only for image-only sets (prediction)
 
+    def labelled_mask(self) -> Path:
+        """The mask file; DataError naming the image when the pair has none (an image-only set)."""
+        if self.mask_path is None:
+            raise DataError(f"{self.image_path}: no mask for this image")
+        return self.mask_path
+
 
 @dataclass
 class FolderScan:
@@ -127,7 +133,7 @@ def resolve_split(
     """Find the images and masks folders; DataError lists every place looked at if none exist."""
     if (images is None) != (masks is None):
         raise DataError("give both an images folder and a masks folder, or neither")
-    if images is not None:
+    if images is not None and masks is not None:
         base = Path(root) if root is not None else Path(".")
         img_dir, msk_dir = base / Path(images), base / Path(masks)
         for d, what in ((img_dir, "images"), (msk_dir, "masks")):

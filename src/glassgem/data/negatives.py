@@ -73,7 +73,7 @@ def glass_free_box(mask: np.ndarray, cell: int = 8, max_aspect: float = 2.0) -> 
     gh, gw = -(-H // cell), -(-W // cell)
     padded = np.zeros((gh * cell, gw * cell), bool)
     padded[:H, :W] = m
-    occupied = padded.reshape(gh, cell, gw, cell).any(axis=(1, 3))
+    occupied = np.asarray(padded.reshape(gh, cell, gw, cell).any(axis=(1, 3)))
     # Cells past the photo's edge are padding (free); the box is clipped to the photo below.
     box = largest_free_rectangle(occupied)
     if box is None:
@@ -101,7 +101,7 @@ def refuse_filled_output(out_dir: str | os.PathLike) -> Path:
 
 def load_labelled_pair(pair: Pair) -> tuple[np.ndarray, np.ndarray]:
     """(image, {0,1} mask) of a pair that must have a mask of the image's size (DataError naming both)."""
-    mask = load_mask(pair.mask_path)
+    mask = load_mask(pair.labelled_mask())
     image = load_image(pair.image_path)
     if image.shape[:2] != mask.shape:
         raise DataError(

@@ -137,6 +137,8 @@ def python_photos(package: str) -> list[Photo]:
         mod = __import__(module)
     except ImportError:
         return []
+    if mod.__file__ is None:  # a namespace package: no folder of its own
+        return []
     folder = Path(mod.__file__).parent / sub
     return [Photo(package, f, licence) for f in sorted(folder.iterdir()) if f.suffix.lower() in IMAGE_SUFFIXES]
 
@@ -173,8 +175,8 @@ def thumbnails(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     from PIL import Image
 
     pic = Image.fromarray(image)
-    colour = np.asarray(pic.resize((16, 16), Image.BOX), np.float32)
-    grey = np.asarray(pic.convert("L").resize((64, 64), Image.BOX), np.float32)
+    colour = np.asarray(pic.resize((16, 16), Image.Resampling.BOX), np.float32)
+    grey = np.asarray(pic.convert("L").resize((64, 64), Image.Resampling.BOX), np.float32)
     grey = grey - grey.mean()
     return colour, grey / max(float(np.linalg.norm(grey)), 1e-6)
 
@@ -192,7 +194,9 @@ def scale_down(image: np.ndarray, long_side: int) -> np.ndarray:
     s = long_side / max(h, w)
     if s >= 1:
         return image
-    return np.asarray(Image.fromarray(image).resize((max(1, round(w * s)), max(1, round(h * s))), Image.LANCZOS))
+    return np.asarray(
+        Image.fromarray(image).resize((max(1, round(w * s)), max(1, round(h * s))), Image.Resampling.LANCZOS)
+    )
 
 
 def _crop_boxes(rng: np.random.Generator, h: int, w: int, n: int) -> list[tuple[int, int, int, int]]:
@@ -288,7 +292,8 @@ def build_corpus(
         )
     tmp = out.with_name(out.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)  # an interrupted earlier build
-    rows, thumbs = [], {"train": [], "heldout": []}
+    rows = []
+    thumbs: dict[str, list[tuple[np.ndarray, str]]] = {"train": [], "heldout": []}
     for photo, image in kept:
         split = "heldout" if photo.source in heldout else "train"
         name = corpus_name(photo)

@@ -116,7 +116,7 @@ def interval(stats: np.ndarray, level: float = 0.95) -> tuple[float, float, floa
     low, high = np.quantile(stats, [alpha, 1.0 - alpha])
     if not np.any(stats):
         return 0.0, 0.0, 1.0
-    p = 2.0 * min(np.mean(stats <= 0.0), np.mean(stats >= 0.0))
+    p = 2.0 * min(float(np.mean(stats <= 0.0)), float(np.mean(stats >= 0.0)))
     return float(low), float(high), float(min(1.0, p))
 
 
@@ -208,7 +208,7 @@ def compare_reports(
     ca, cb = read_curves(ra), read_curves(rb)
     lacking = [str(r.path.parent / CURVES_FILE) for r, c in ((ra, ca), (rb, cb)) if c is None]
     out["fbeta_missing"] = lacking  # F-beta needs both reports' curves
-    if not lacking:
+    if ca is not None and cb is not None:  # not lacking
         with_curves = [n for n in common if n in ca and n in cb]
         if with_curves:
             results["fbeta"] = _fbeta_comparison(ca, cb, with_curves, resamples, seed)

@@ -105,14 +105,16 @@ class PerImageReport:
 
     def curves(self) -> bytes | None:
         """The per-image precision/recall curves as .npz bytes (None unless every image has them)."""
-        if not self.rows or any(s.precision is None or s.recall is None for _, s in self.rows):
+        precision = [s.precision for _, s in self.rows if s.precision is not None]
+        recall = [s.recall for _, s in self.rows if s.recall is not None]
+        if not self.rows or len(precision) < len(self.rows) or len(recall) < len(self.rows):
             return None
         buf = io.BytesIO()
         np.savez_compressed(
             buf,
             names=np.array([name for name, _ in self.rows]),
-            precision=np.stack([s.precision for _, s in self.rows]).astype(np.float64),
-            recall=np.stack([s.recall for _, s in self.rows]).astype(np.float64),
+            precision=np.stack(precision).astype(np.float64),
+            recall=np.stack(recall).astype(np.float64),
         )
         return buf.getvalue()
 

@@ -328,9 +328,7 @@ def split_overrides(plan: Plan, items: list[str]) -> Overrides:
             if name in ("set",):
                 raise ConfigError("--set budget.set: give config fields directly, e.g. --set lr=1e-4")
             current = getattr(BUDGETS["smoke"], name, None)
-            if isinstance(current, tuple):
-                value = [v for v in value.replace("x", ",").split(",")]
-            out.budget[name] = value
+            out.budget[name] = value.replace("x", ",").split(",") if isinstance(current, tuple) else value
         else:
             out.config.append(item)
     return out

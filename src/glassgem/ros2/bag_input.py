@@ -16,6 +16,7 @@ from .messages import IMAGE_TYPES, UnsupportedEncoding, message_to_rgb
 
 BAG_SUFFIXES = (".mcap", ".db3", ".bag")
 INSTALL_HINT = 'pip install -e ".[ros]" in your glassgem clone (or pip install rosbags)'
+MIXED_TYPES = "several message types"  # the type of a topic whose connections disagree (rosbags: None)
 
 
 def is_bag(path: str | Path) -> bool:
@@ -72,12 +73,12 @@ class BagInput:
         try:
             self.reader = AnyReader([self.path], default_typestore=get_typestore(Stores.ROS2_HUMBLE))
             self.reader.open()
-        except (FileNotFoundError, *_bag_errors()) as e:
+        except _bag_errors() as e:  # FileNotFoundError among them (an OSError)
             raise DataError(
                 f"{self.path}: cannot open this bag, it may be truncated or corrupt ({type(e).__name__}: {e})"
             ) from None
         try:
-            self.topics = {name: info.msgtype for name, info in self.reader.topics.items()}
+            self.topics = {name: info.msgtype or MIXED_TYPES for name, info in self.reader.topics.items()}
             self.topic = self._image_topic(topic)
             self.msgtype = self.topics[self.topic]
             self.count = self.reader.topics[self.topic].msgcount
@@ -123,6 +124,9 @@ class BagInput:
                 f"--copy-topics: no topic {', '.join(unknown)} in {self.path} (topics: "
                 f"{', '.join(sorted(self.topics))})"
             )
+        mixed = [n for n in names if self.topics[n] == MIXED_TYPES]
+        if mixed:
+            raise DataError(f"--copy-topics: {', '.join(mixed)} in {self.path} hold messages of several types")
         if names and self.ros1:
             raise DataError(
                 f"--copy-topics: {self.path} is a ROS 1 bag; copying its messages into a ROS 2 bag "

@@ -39,7 +39,9 @@ class FrameProcessor:
         self, scorer: Scorer, size: int | None = None, threshold: float | None = None, overlay: bool = False
     ) -> None:
         self.scorer = scorer
-        self.size = check_size(size or getattr(scorer, "input_size", 384))
+        if not size:
+            size = getattr(scorer, "input_size", 384)
+        self.size = check_size(size)
         self.threshold, self.overlay = threshold, overlay
 
     def prepare(self, msg: Any, msgtype: str) -> tuple[np.ndarray, torch.Tensor]:

@@ -121,7 +121,7 @@ def run_node(defaults: NodeSettings, ros_args: list[str] | None = None) -> int:
                 log.warning(f"{settings.input_topic}: frame skipped: {e}")
                 continue
             mask_pub.publish(build_image(Image, msg.header, out.mask_fields, as_array=True))
-            if overlay_pub is not None:
+            if overlay_pub is not None and out.overlay_fields is not None:
                 overlay_pub.publish(build_image(Image, msg.header, out.overlay_fields, as_array=True))
             if (rate := meter.tick()) is not None:
                 log.info(f"{rate:.2f} frames/s; {mailbox.dropped} of {mailbox.received} frames dropped so far")

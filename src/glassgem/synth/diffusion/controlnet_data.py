@@ -72,13 +72,15 @@ def _square_geometry(h: int, w: int, size: int) -> tuple[tuple[int, int], int, i
 
 def center_square(image: np.ndarray, mask: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
     """Resize the short side to `size` and take the centre square (SD's training crop)."""
-    hw, top, left = _square_geometry(*mask.shape, size)
+    h, w = mask.shape
+    hw, top, left = _square_geometry(h, w, size)
     image = resize_image(image, hw)[top : top + size, left : left + size]
     return image, center_square_mask(mask, size)
 
 
 def center_square_mask(mask: np.ndarray, size: int) -> np.ndarray:
-    hw, top, left = _square_geometry(*mask.shape, size)
+    h, w = mask.shape
+    hw, top, left = _square_geometry(h, w, size)
     return resize_mask(mask, hw)[top : top + size, left : left + size]
 
 

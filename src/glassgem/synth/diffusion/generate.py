@@ -132,7 +132,7 @@ def find_masks(folder: str | os.PathLike, allow_eval_masks: bool = False) -> lis
 
 
 def plan_jobs(mask_paths: list[Path], scale: int, seed: int, prompts: tuple[str, ...]) -> list[Job]:
-    jobs = []
+    jobs: list[Job] = []
     for path in mask_paths:
         for k in range(scale):
             jobs.append(
@@ -300,8 +300,8 @@ def generate(cfg: GenerateConfig, on_job_done: Callable[[Job, dict], None] | Non
             with torch.inference_mode():
                 image = render(pipe, job, mask, cfg, multiple)
                 score = scorer.score(image, job.prompt) if scorer else None
-            kept = score is None or score >= cfg.min_score
-            rel = (None, None)
+            kept = score is None or cfg.min_score is None or score >= cfg.min_score
+            rel: tuple[str | None, str | None] = (None, None)
             if kept:
                 image_path, mask_path = _paths(out, job, cfg.image_format)
                 save_mask(mask_path, mask)
@@ -314,19 +314,19 @@ def generate(cfg: GenerateConfig, on_job_done: Callable[[Job, dict], None] | Non
                 on_job_done(job, record)
 
     state.wait_for_everyone()
-    kept = dropped = 0
+    n_kept = n_dropped = 0
     if state.is_main_process:
         order = {job.id: job.index for job in jobs}
         merged = manifest.merge(out, lambda r: is_finished(r, out), order)
-        kept = sum(1 for r in merged if r.get("kept", True) and r["id"] in order)
-        dropped = sum(1 for r in merged if not r.get("kept", True) and r["id"] in order)
+        n_kept = sum(1 for r in merged if r.get("kept", True) and r["id"] in order)
+        n_dropped = sum(1 for r in merged if not r.get("kept", True) and r["id"] in order)
     state.wait_for_everyone()
     return {
         "jobs": len(jobs),
         "done_before": done_before,
         "generated": generated,
-        "kept": kept,
-        "dropped": dropped,
+        "kept": n_kept,
+        "dropped": n_dropped,
         "out": str(out),
         "main_process": state.is_main_process,
     }
