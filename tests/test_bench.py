@@ -2,6 +2,7 @@
 
 import json
 
+import pytest
 import torch
 
 from glassgem.cli import main
@@ -81,6 +82,7 @@ def test_inference_commands_flush_denormals_only_while_they_run():
     assert {"predict", "evaluate", "bench"} <= INFERENCE_COMMANDS and "train" not in INFERENCE_COMMANDS
 
 
+@pytest.mark.slow
 def test_bench_times_the_graph_for_gem_lite_unless_eager(tmp_path):
     results = {}
     for flag in ([], ["--eager"]):

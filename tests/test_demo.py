@@ -37,6 +37,7 @@ def other_weights(tmp_path_factory):
     return str(model.save_pretrained(tmp_path_factory.mktemp("w") / "other"))
 
 
+@pytest.mark.slow
 def test_demo_runs_end_to_end(tmp_path, capsys, debug_weights, other_weights):
     out = tmp_path / "demo"
     assert main(["demo", "--out", str(out), "--weights", debug_weights, "--also", other_weights]) == 0
@@ -105,6 +106,7 @@ def test_demo_runs_end_to_end(tmp_path, capsys, debug_weights, other_weights):
     assert (second / "contact_sheet.jpg").is_file()
 
 
+@pytest.mark.slow
 def test_demo_scenes_are_deterministic(tmp_path, debug_weights):
     for run in ("a", "b"):
         assert main(["demo", "--out", str(tmp_path / run), "--weights", debug_weights]) == 0

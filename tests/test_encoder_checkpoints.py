@@ -164,6 +164,7 @@ def test_converted_detectron2_encoder_file_loads(tmp_path: Path) -> None:
     np.testing.assert_array_equal(enc.state_dict()[key].numpy(), sd["backbone." + key])
 
 
+@pytest.mark.slow
 @needs_ref
 def test_mobile_sam_loader_reproduces_original_outputs() -> None:
     # The reference GEM-Tiny backbone renamed into the MobileSAM layout must give the original's res4.

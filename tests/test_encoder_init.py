@@ -155,6 +155,7 @@ def test_imagenet_efficientnet_loads_the_shipped_weights():
     assert torch.equal(again[stem], shipped[stem])  # the file, not the seed
 
 
+@pytest.mark.slow
 def test_sam_init_loads_a_mobile_sam_file(tmp_path):
     from glassgem.model.encoders.tinyvit import TinyViT
 

@@ -76,6 +76,7 @@ def test_pretrained_pyramid_encoder(imagenet_weights) -> None:
     assert len(enc.blocks) == 5 and not any(k.startswith(("conv_head", "bn2.")) for k in enc.state_dict())
 
 
+@pytest.mark.slow
 def test_native_features_equal_timm_feature_maps(imagenet_weights) -> None:
     enc = build_pretrained_encoder(_lite_cfg("native")).eval()
     assert enc.out_channels == {"res2": 24, "res3": 40, "res4": 112, "res5": 320}

@@ -57,6 +57,7 @@ def test_key_renames() -> None:
     assert sam_to_timm_key("blocks.0.attn.qkv.weight") == "blocks.0.attn.qkv.weight"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("h,w", [(384, 384), (512, 512), (480, 640)])
 def test_any_multiple_of_32(vit: SamViTEncoder, h: int, w: int) -> None:
     with torch.no_grad():

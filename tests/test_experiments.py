@@ -32,6 +32,7 @@ def table3_smoke(tmp_path_factory):
     return out
 
 
+@pytest.mark.slow
 def test_table3_smoke_writes_one_row_per_scale_and_paradigm(table3_smoke):
     rows = _rows(table3_smoke)
     assert len(rows) == 8

@@ -89,6 +89,7 @@ def debug_onnx(debug_dir, tmp_path_factory) -> tuple[Path, int, str]:
     return path, rc, out
 
 
+@pytest.mark.slow
 def test_cli_export_non_square_dynamic_batch_matches_pytorch(debug_onnx, debug_dir):
     path, rc, out = debug_onnx
     assert rc == 0 and path.is_file()
@@ -163,6 +164,7 @@ def test_failed_verification_leaves_out_untouched(debug_onnx, debug_dir, tmp_pat
     assert load_onnx_scorer(tmp_path / "bad.unverified.onnx").input_size == (DEBUG_H, DEBUG_W)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(
     not (REF / "model_official_format.pth").is_file(),
     reason=f"original GEM-Tiny reference checkpoint not found under {REF}",
@@ -270,6 +272,7 @@ def test_load_onnx_scorer_errors(tmp_path):
         load_onnx_scorer(other)
 
 
+@pytest.mark.slow
 def test_bench_times_onnxruntime_on_a_fresh_export_or_a_given_file(debug_onnx, tmp_path, capsys) -> None:
     path = debug_onnx[0]
     out = tmp_path / "bench.json"

@@ -127,6 +127,7 @@ def test_several_checkpoints_without_a_default_name_them(tmp_path, hub_cache):
         GEM.from_pretrained("lab/gem-runs", config=model_preset("debug"))
 
 
+@pytest.mark.slow
 @needs(REFERENCE / "gem-tiny" / "model_official_format.pth", "original GEM reference checkpoint")
 def test_original_gem_tiny_checkpoint_by_hub_id_infers_its_config(hub_cache):
     """The shared original-layout GEM-Tiny checkpoint as the only file of a Hub repo: config read off the

@@ -37,6 +37,7 @@ def _targets(b: int, h: int, w: int, seed: int = 0) -> list[dict]:
     return out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("size,batch", [((384, 384), 1), ((512, 512), 1), ((480, 640), 1), ((384, 384), 3)])
 def test_eval_forward_shapes(size, batch):
     model = _debug().eval()

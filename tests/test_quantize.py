@@ -48,6 +48,7 @@ def debug_onnx(tmp_path_factory) -> Path:
 
 
 # ------------------------------------------------------------------------------ mechanics
+@pytest.mark.slow
 def test_every_linear_layer_becomes_int8_with_one_scale_per_channel(debug_onnx) -> None:
     fp32 = onnx.load(str(debug_onnx))
     linear = weight_nodes(fp32)
@@ -80,6 +81,7 @@ def test_int8_scores_follow_fp32_and_an_int8_file_is_kept_as_it_is(debug_onnx, t
     assert torch.equal(load_onnx_scorer(saved, threads=2)(x), b)  # run as it is, no second quantization
 
 
+@pytest.mark.slow
 def test_cli_export_int8_writes_a_checked_int8_graph(tmp_path) -> None:
     torch.manual_seed(0)
     weights = GEM.from_config("debug").save_pretrained(tmp_path / "model")
@@ -133,6 +135,7 @@ def _iou(masks: Path, pairs) -> float:
     return metrics.compute()["iou"]
 
 
+@pytest.mark.slow
 def test_gem_s_int8_predict_keeps_iou_and_masks_on_real_photos(gem_s_onnx, gdd_dev, tmp_path) -> None:
     """`glassgem predict --onnx gem-s.onnx --precision int8` on the first gdd-dev/val photos: the mean IoU
     within 0.005 of fp32's, the masks the same on >= 99% of all pixels (and int8 is not fp32 in disguise)."""

@@ -11,6 +11,8 @@ from glassgem import GEM
 from glassgem.hub.pretrained import DEFAULT_WEIGHTS, SHIPPED_WEIGHTS
 
 LITE_DIR = SHIPPED_WEIGHTS / "gem-lite"
+# every test here runs a shipped model on photos; the card re-measurements score whole data sets (minutes)
+pytestmark = pytest.mark.slow
 
 
 def test_the_default_is_gem_s_and_gem_lite_still_ships_as_the_fast_model():

@@ -99,6 +99,7 @@ def _check_outputs(out: Path, sets: Path) -> list[dict]:
     return rows
 
 
+@pytest.mark.slow
 def test_encoder_features_cli(sets, model_dir, tmp_path, capsys):
     out = tmp_path / "tsne.png"
     args = [
