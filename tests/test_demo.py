@@ -114,6 +114,7 @@ def test_demo_scenes_are_deterministic(tmp_path, debug_weights):
         assert (tmp_path / "a" / sub).read_bytes() == (tmp_path / "b" / sub).read_bytes()
 
 
+@pytest.mark.slow
 def test_demo_adds_the_other_shipped_models_only_when_no_weights_are_given(
     tmp_path, capsys, debug_weights, monkeypatch
 ):

@@ -103,6 +103,7 @@ def test_cli_export_non_square_dynamic_batch_matches_pytorch(debug_onnx, debug_d
         _assert_same_scores(scorer(x), ref)
 
 
+@pytest.mark.slow
 def test_metadata_and_graph_signature(debug_onnx, debug_dir):
     path = debug_onnx[0]
     scorer = load_onnx_scorer(path)
@@ -124,6 +125,7 @@ def test_metadata_and_graph_signature(debug_onnx, debug_dir):
     assert inp.type.tensor_type.elem_type == onnx.TensorProto.FLOAT
 
 
+@pytest.mark.slow
 def test_scorer_takes_numpy_and_checks_shapes(debug_onnx):
     scorer = load_onnx_scorer(debug_onnx[0], threads=2)
     x = _random_images(2, DEBUG_H, DEBUG_W, seed=5)
@@ -134,6 +136,7 @@ def test_scorer_takes_numpy_and_checks_shapes(debug_onnx):
         scorer(np.zeros((3, DEBUG_H, DEBUG_W), np.float32))
 
 
+@pytest.mark.slow
 def test_predict_onnx_refuses_what_it_cannot_run(debug_onnx, tmp_path):
     photo = tmp_path / "photo.png"
     Image.fromarray(np.full((40, 60, 3), 128, np.uint8)).save(photo)
@@ -146,6 +149,7 @@ def test_predict_onnx_refuses_what_it_cannot_run(debug_onnx, tmp_path):
     assert rc == 2 and "--weights" in err
 
 
+@pytest.mark.slow
 def test_failed_verification_leaves_out_untouched(debug_onnx, debug_dir, tmp_path):
     proto = onnx.load(str(debug_onnx[0]))
     model = GEM.from_pretrained(debug_dir)

@@ -66,6 +66,7 @@ def test_every_linear_layer_becomes_int8_with_one_scale_per_channel(debug_onnx) 
     assert all(meta[p.key] == p.value for p in fp32.metadata_props)  # the glassgem metadata is kept
 
 
+@pytest.mark.slow
 def test_int8_scores_follow_fp32_and_an_int8_file_is_kept_as_it_is(debug_onnx, tmp_path) -> None:
     fp32 = load_onnx_scorer(debug_onnx, threads=2)
     int8 = load_onnx_scorer(debug_onnx, threads=2, precision="int8")
@@ -106,6 +107,7 @@ def test_cli_export_int8_writes_a_checked_int8_graph(tmp_path) -> None:
     assert any(n.op_type == "MatMulInteger" for n in onnx.load(str(path)).graph.node)
 
 
+@pytest.mark.slow
 def test_bad_precision_and_bad_files_are_one_line_errors(debug_onnx, tmp_path) -> None:
     with pytest.raises(ConfigError, match="int16"):
         load_onnx_scorer(debug_onnx, precision="int16")
