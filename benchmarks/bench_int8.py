@@ -102,9 +102,9 @@ def main() -> None:
     import onnxruntime
 
     from glassgem.inference.onnx_runner import OnnxScorer
+    from glassgem.inference.protocol import squash
     from glassgem.inference.quantize import quantize_int8
     from glassgem.io import load_image
-    from glassgem.inference.protocol import squash
 
     pairs = _pairs(args.data, args.split, args.limit)
     print(

@@ -23,7 +23,6 @@ from PIL import Image
 from glassgem.evaluation.mask_eval import evaluate_pairs, pair_files
 from glassgem.evaluation.metrics import GlassMetrics
 
-
 VARIANTS = ("binary", "soft", "noisy")
 
 
@@ -37,7 +36,7 @@ def make_pair(rng: np.random.Generator, h: int, w: int, noise: np.ndarray) -> tu
         gt[y0 : y0 + rng.integers(8, h // 2), x0 : x0 + rng.integers(8, w // 2)] = 255
     binary = np.roll(gt, (int(rng.integers(-9, 10)), int(rng.integers(-9, 10))), axis=(0, 1))
     small = binary[::8, ::8].astype(np.float32)  # blur: down 8x, then bilinear up again
-    soft = np.asarray(Image.fromarray(small, mode="F").resize((w, h), Image.BILINEAR))
+    soft = np.asarray(Image.fromarray(small, mode="F").resize((w, h), Image.Resampling.BILINEAR))
     soft = soft * 0.8 + np.linspace(0, 40, w, dtype=np.float32)[None, :]
     shift = int(rng.integers(0, noise.shape[1] - w))
     noisy = soft + noise[:h, shift : shift + w]

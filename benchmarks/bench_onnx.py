@@ -57,8 +57,8 @@ def main() -> None:
     import onnxruntime
     import torch
 
-    from glassgem.inference.export import export_onnx, load_onnx_scorer
     from glassgem import GEM
+    from glassgem.inference.export import export_onnx, load_onnx_scorer
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)

@@ -20,8 +20,8 @@ import time
 
 import torch
 
-from glassgem.config import apply_overrides, train_preset
 from glassgem import GEM
+from glassgem.config import apply_overrides, train_preset
 from glassgem.train.engine import build_criterion
 from glassgem.train.optim import build_optimizer
 from glassgem.train.targets import targets_from_batch

@@ -8,8 +8,8 @@ import contextlib
 import errno
 import json
 import os
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
 
 import numpy as np
 from PIL import Image
@@ -115,7 +115,7 @@ def _safety_world(w: dict[str, Path]) -> None:
             root / "images" / "s0.jpg", exif=exif
         )
         (root / "images" / "s0.png").unlink()
-        Image.open(root / "masks" / "s0.png").resize((wd, h), Image.NEAREST).save(root / "masks" / "s0.png")
+        Image.open(root / "masks" / "s0.png").resize((wd, h), Image.Resampling.NEAREST).save(root / "masks" / "s0.png")
         w[name] = root
 
 

@@ -60,3 +60,47 @@ def gdd_dev() -> Path:
 def reference() -> Path:
     """The original GEM code's reference outputs (gem-tiny/, gem-base/); skips without them."""
     return _require(REFERENCE, "original GEM reference outputs")
+
+
+# ------------------------------------------------------------------------- the synthesis tests' fixtures
+# Their tiny Stable Diffusion / ControlNet components are built by tests/synth_fixtures.py, imported only
+# when a test asks for one (it imports torch).
+
+
+@pytest.fixture
+def one_thread():
+    """The tiny models run far faster on one thread: their tensors are too small to split, and the
+    test machine's cores are shared."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="session")
+def tiny_sd(tmp_path_factory) -> Path:
+    """A tiny random Stable Diffusion pipeline folder (diffusers layout), built once per session."""
+    from synth_fixtures import make_tiny_sd
+
+    return make_tiny_sd(tmp_path_factory.mktemp("tiny_sd"))
+
+
+@pytest.fixture(scope="session")
+def tiny_cn(tmp_path_factory) -> Path:
+    """A tiny random ControlNet folder matching `tiny_sd`, built once per session."""
+    from synth_fixtures import make_tiny_controlnet_dir
+
+    return make_tiny_controlnet_dir(tmp_path_factory.mktemp("tiny_cn"))
+
+
+@pytest.fixture
+def fresh_accelerate():
+    """Accelerate keeps process-wide state (the first Accelerator's mixed precision wins); start each
+    test from none, as a new `glassgem` process would, whatever ran before it in this pytest session."""
+    from accelerate.state import AcceleratorState, GradientState
+
+    AcceleratorState._reset_state(reset_partial_state=True)
+    GradientState._reset_state()
+    yield

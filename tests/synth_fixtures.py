@@ -183,39 +183,3 @@ def write_pairs(root: Path, n: int = 4, size: tuple[int, int] = (72, 80), seed: 
         img = rng.integers(0, 256, size=(*size, 3), dtype=np.uint8)
         Image.fromarray(img).save(root / "images" / f"m{i}.jpg", quality=95)
     return root
-
-
-# ------------------------------------------------------------------------------ pytest fixtures
-# Import these into a test module (`from synth_fixtures import one_thread, tiny_sd, ...`).
-import pytest  # noqa: E402
-
-
-@pytest.fixture
-def one_thread():
-    """The tiny models run far faster on one thread: their tensors are too small to split, and the
-    test machine's cores are shared."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-@pytest.fixture(scope="session")
-def tiny_sd(tmp_path_factory) -> Path:
-    return make_tiny_sd(tmp_path_factory.mktemp("tiny_sd"))
-
-
-@pytest.fixture(scope="session")
-def tiny_cn(tmp_path_factory) -> Path:
-    return make_tiny_controlnet_dir(tmp_path_factory.mktemp("tiny_cn"))
-
-
-@pytest.fixture
-def fresh_accelerate():
-    """Accelerate keeps process-wide state (the first Accelerator's mixed precision wins); start each
-    test from none, as a new `glassgem` process would, whatever ran before it in this pytest session."""
-    from accelerate.state import AcceleratorState, GradientState
-
-    AcceleratorState._reset_state(reset_partial_state=True)
-    GradientState._reset_state()
-    yield

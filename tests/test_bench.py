@@ -2,10 +2,11 @@
 
 import json
 
+import pytest
 import torch
 
-from glassgem.inference.bench import count_flops, matmul_gflops
 from glassgem.cli import main
+from glassgem.inference.bench import count_flops, matmul_gflops
 
 
 class _Matmul(torch.nn.Module):
@@ -81,6 +82,7 @@ def test_inference_commands_flush_denormals_only_while_they_run():
     assert {"predict", "evaluate", "bench"} <= INFERENCE_COMMANDS and "train" not in INFERENCE_COMMANDS
 
 
+@pytest.mark.slow
 def test_bench_times_the_graph_for_gem_lite_unless_eager(tmp_path):
     results = {}
     for flag in ([], ["--eager"]):

@@ -8,8 +8,8 @@ import pytest
 from PIL import Image
 
 from glassgem.cli import main
-from glassgem.evaluation.compare import compare_reports, paired_bootstrap, read_per_image
 from glassgem.errors import ConfigError, DataError
+from glassgem.evaluation.compare import compare_reports, paired_bootstrap, read_per_image
 from glassgem.evaluation.metrics import ImageScore
 from glassgem.evaluation.report import PerImageReport
 

@@ -11,11 +11,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from conftest import GDD_DEV, needs_gdd_dev
 from glassgem.cli import main
 from glassgem.data.checks import check_dataset, require_valid
 from glassgem.errors import DataError
-from conftest import GDD_DEV, needs_gdd_dev
-
 
 H, W = 24, 32
 

@@ -10,11 +10,10 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader
 
+from conftest import GDD_DEV, needs_gdd_dev
 from glassgem.data.datasets import GlassDataset, Pair, find_pairs
 from glassgem.data.transforms import TestTransform, TrainTransform, collate
 from glassgem.errors import DataError
-from conftest import GDD_DEV, needs_gdd_dev
-
 
 GLASS = np.zeros((12, 16), np.uint8)
 GLASS[2:9, 3:11] = 1  # the reference glass region, {0,1}

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from conftest import GDD_DEV, needs_gdd_dev
 from glassgem.data.layouts import available_splits, find_pairs, resolve_split, scan_folders
 from glassgem.errors import DataError
-from conftest import GDD_DEV, needs_gdd_dev
 
 
 def _write_pairs(images: Path, masks: Path, stems: list[str], img_ext: str = ".jpg") -> None:

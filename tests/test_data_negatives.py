@@ -18,10 +18,10 @@ from glassgem.errors import DataError
 def _brute_force_area(grid: np.ndarray) -> int:
     h, w = grid.shape
     best = 0
-    for t, l in product(range(h), range(w)):
-        for b, r in product(range(t, h), range(l, w)):
-            if not grid[t : b + 1, l : r + 1].any():
-                best = max(best, (b - t + 1) * (r - l + 1))
+    for top, left in product(range(h), range(w)):
+        for bottom, right in product(range(top, h), range(left, w)):
+            if not grid[top : bottom + 1, left : right + 1].any():
+                best = max(best, (bottom - top + 1) * (right - left + 1))
     return best
 
 
@@ -34,9 +34,9 @@ def test_largest_free_rectangle_matches_brute_force(seed):
     if want == 0:
         assert box is None
         return
-    t, l, h, w = box
-    assert h * w == want and not grid[t : t + h, l : l + w].any()
-    assert 0 <= t and t + h <= grid.shape[0] and 0 <= l and l + w <= grid.shape[1]
+    top, left, h, w = box
+    assert h * w == want and not grid[top : top + h, left : left + w].any()
+    assert 0 <= top and top + h <= grid.shape[0] and 0 <= left and left + w <= grid.shape[1]
 
 
 def test_glass_free_box_in_pixels_is_free_and_aspect_limited():

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 import subprocess
-from pathlib import Path
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -29,7 +29,7 @@ def _photo(seed: int, h: int = 200, w: int = 300) -> np.ndarray:
     """A smooth random picture (blobs of colour), distinct per seed."""
     rng = np.random.default_rng(seed)
     small = rng.integers(0, 256, (4, 6, 3), dtype=np.uint8)
-    return np.asarray(Image.fromarray(small).resize((w, h), Image.BICUBIC))
+    return np.asarray(Image.fromarray(small).resize((w, h), Image.Resampling.BICUBIC))
 
 
 @pytest.fixture

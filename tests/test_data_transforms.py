@@ -7,7 +7,6 @@ import pytest
 import torch
 from torchvision.transforms.v2 import functional as TF
 
-from glassgem.inference.protocol import unsquash
 from glassgem.data.transforms import (
     PAPER_MIN_SIZES,
     TestTransform,
@@ -23,6 +22,7 @@ from glassgem.data.transforms import (
     rgb_to_hsv_cv,
     shortest_edge_shape,
 )
+from glassgem.inference.protocol import unsquash
 
 
 def _sample(h: int, w: int, seed: int = 0) -> dict:

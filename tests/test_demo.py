@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from glassgem import GEM
 from glassgem.cli import main
 from glassgem.demo import N_SCENES, SCENE_SIZE
 from glassgem.evaluation.metrics import GlassMetrics
-from glassgem import GEM
 
 
 @pytest.fixture(scope="module")
@@ -37,6 +37,7 @@ def other_weights(tmp_path_factory):
     return str(model.save_pretrained(tmp_path_factory.mktemp("w") / "other"))
 
 
+@pytest.mark.slow
 def test_demo_runs_end_to_end(tmp_path, capsys, debug_weights, other_weights):
     out = tmp_path / "demo"
     assert main(["demo", "--out", str(out), "--weights", debug_weights, "--also", other_weights]) == 0
@@ -105,6 +106,7 @@ def test_demo_runs_end_to_end(tmp_path, capsys, debug_weights, other_weights):
     assert (second / "contact_sheet.jpg").is_file()
 
 
+@pytest.mark.slow
 def test_demo_scenes_are_deterministic(tmp_path, debug_weights):
     for run in ("a", "b"):
         assert main(["demo", "--out", str(tmp_path / run), "--weights", debug_weights]) == 0
@@ -112,6 +114,7 @@ def test_demo_scenes_are_deterministic(tmp_path, debug_weights):
         assert (tmp_path / "a" / sub).read_bytes() == (tmp_path / "b" / sub).read_bytes()
 
 
+@pytest.mark.slow
 def test_demo_adds_the_other_shipped_models_only_when_no_weights_are_given(
     tmp_path, capsys, debug_weights, monkeypatch
 ):

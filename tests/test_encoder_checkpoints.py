@@ -10,6 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
+from conftest import REFERENCE
 from glassgem.config import SAM_PIXEL_MEAN, SAM_PIXEL_STD
 from glassgem.errors import CheckpointError
 from glassgem.hub.encoders import (
@@ -18,8 +19,6 @@ from glassgem.hub.encoders import (
 )
 from glassgem.model.encoders.sam_vit import SamViTEncoder, build_sam_vit_b
 from glassgem.model.encoders.tinyvit import TinyViT
-from conftest import REFERENCE
-
 
 REF = REFERENCE
 needs_ref = pytest.mark.skipif(
@@ -165,6 +164,7 @@ def test_converted_detectron2_encoder_file_loads(tmp_path: Path) -> None:
     np.testing.assert_array_equal(enc.state_dict()[key].numpy(), sd["backbone." + key])
 
 
+@pytest.mark.slow
 @needs_ref
 def test_mobile_sam_loader_reproduces_original_outputs() -> None:
     # The reference GEM-Tiny backbone renamed into the MobileSAM layout must give the original's res4.

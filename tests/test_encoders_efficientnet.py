@@ -12,9 +12,7 @@ import torch.nn.functional as F
 from skimage import data
 
 from glassgem.config import model_preset
-from glassgem.hub.encoders import efficientnet_lite0_timm_state_dict
-from glassgem.hub.encoders import build_pretrained_encoder
-from glassgem.model.encoders import build_encoder
+from glassgem.hub.encoders import build_pretrained_encoder, efficientnet_lite0_timm_state_dict
 from glassgem.model.encoders.efficientnet import EfficientNetLite0Encoder
 
 
@@ -78,6 +76,7 @@ def test_pretrained_pyramid_encoder(imagenet_weights) -> None:
     assert len(enc.blocks) == 5 and not any(k.startswith(("conv_head", "bn2.")) for k in enc.state_dict())
 
 
+@pytest.mark.slow
 def test_native_features_equal_timm_feature_maps(imagenet_weights) -> None:
     enc = build_pretrained_encoder(_lite_cfg("native")).eval()
     assert enc.out_channels == {"res2": 24, "res3": 40, "res4": 112, "res5": 320}
@@ -109,8 +108,8 @@ def test_rejects_sizes_that_are_not_multiples_of_32() -> None:
 
 
 def test_batchnorm_folding_keeps_outputs_and_locks_the_model(tmp_path) -> None:
-    from glassgem.errors import CheckpointError
     from glassgem import GEM
+    from glassgem.errors import CheckpointError
 
     torch.manual_seed(0)
     model = GEM.from_config("gem-lite").eval()

@@ -12,8 +12,7 @@ from torch import nn
 
 from glassgem.config import MODEL_PRESETS, model_preset
 from glassgem.errors import ConfigError
-from glassgem.model.encoders import build_encoder, encoder_spec, list_encoders, register_encoder, spec_of
-from glassgem.model.encoders import registry
+from glassgem.model.encoders import build_encoder, encoder_spec, list_encoders, register_encoder, registry, spec_of
 from glassgem.train.encoder_init import ENCODER_INITS
 
 BUILTIN = ["debug", "dinov2_vits14", "efficientnet_lite0", "sam_vit_b", "tinyvit"]

@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 
 import pytest
 import torch
 from torch import nn
 
+from conftest import REFERENCE
 from glassgem.config import model_preset
 from glassgem.errors import ConfigError
 from glassgem.model.encoders import build_encoder
 from glassgem.model.encoders.sam_vit import SamViTEncoder, build_sam_vit_b, sam_to_timm_key, timm_to_sam_key
-from conftest import REFERENCE
-
 
 KEYS = REFERENCE / "gem-base" / "keys.txt"
 
@@ -59,6 +57,7 @@ def test_key_renames() -> None:
     assert sam_to_timm_key("blocks.0.attn.qkv.weight") == "blocks.0.attn.qkv.weight"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("h,w", [(384, 384), (512, 512), (480, 640)])
 def test_any_multiple_of_32(vit: SamViTEncoder, h: int, w: int) -> None:
     with torch.no_grad():

@@ -11,11 +11,10 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from conftest import REFERENCE
 from glassgem.config import SAM_PIXEL_MEAN, SAM_PIXEL_STD, model_preset
 from glassgem.model.encoders import build_encoder
 from glassgem.model.encoders.tinyvit import Attention, TinyViT
-from conftest import REFERENCE
-
 
 REF = REFERENCE / "gem-tiny"
 needs_ref = pytest.mark.skipif(
@@ -57,6 +56,7 @@ def test_state_dict_keys_equal_the_original_backbone() -> None:
     assert mine == ref
 
 
+@pytest.mark.slow
 @needs_ref
 def test_parity_with_original_at_384() -> None:
     sd = torch.load(REF / "model_official_format.pth", map_location="cpu", weights_only=True)["model"]
@@ -89,6 +89,7 @@ def test_parameter_count_matches_mobilesam() -> None:
     assert sum(p.numel() for p in TinyViT().parameters()) == 5_071_124 + 672_768
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("batch,h,w", [(1, 512, 512), (3, 480, 640)])
 def test_any_multiple_of_32(batch: int, h: int, w: int) -> None:
     model = TinyViT().eval()
@@ -218,6 +219,7 @@ def test_stochastic_depth_rises_linearly_over_all_12_blocks() -> None:
     np.testing.assert_allclose(rates, np.linspace(0, 0.1, 12), atol=1e-7)
 
 
+@pytest.mark.slow
 def test_train_step_reaches_every_parameter() -> None:
     model = TinyViT(drop_path_rate=0.1).train()
     out = model(torch.randn(2, 3, 64, 96))
@@ -227,6 +229,7 @@ def test_train_step_reaches_every_parameter() -> None:
     assert model.layers[2].blocks[0].attn.attention_biases.grad.abs().sum() > 0
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 def test_autocast_runs_and_stays_close(dtype: torch.dtype) -> None:
     model = TinyViT().eval()

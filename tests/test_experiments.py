@@ -32,6 +32,7 @@ def table3_smoke(tmp_path_factory):
     return out
 
 
+@pytest.mark.slow
 def test_table3_smoke_writes_one_row_per_scale_and_paradigm(table3_smoke):
     rows = _rows(table3_smoke)
     assert len(rows) == 8
@@ -48,6 +49,7 @@ def test_table3_smoke_writes_one_row_per_scale_and_paradigm(table3_smoke):
     assert len(list((table3_smoke / "data" / "synthetic" / "images").iterdir())) == 80
 
 
+@pytest.mark.slow
 def test_table3_smoke_report_and_plot(table3_smoke):
     md = (table3_smoke / "results.md").read_text()
     assert "procedural stand-in" in md and "not the paper's Stable Diffusion" in md
@@ -56,6 +58,7 @@ def test_table3_smoke_report_and_plot(table3_smoke):
     assert png.startswith(b"\x89PNG") and len(png) > 10_000
 
 
+@pytest.mark.slow
 def test_rerun_skips_finished_runs_and_resumes_a_missing_stage(table3_smoke, monkeypatch):
     import shutil
 
@@ -81,6 +84,7 @@ def test_rerun_skips_finished_runs_and_resumes_a_missing_stage(table3_smoke, mon
     assert _rows(table3_smoke) == before  # the resumed stage's model and score are the same
 
 
+@pytest.mark.slow
 def test_other_settings_in_the_same_folder_are_refused(table3_smoke, capsys):
     assert main(["experiment", "run", "table3", "--out", str(table3_smoke), "--set", "lr=1e-4"]) == 2
     err = capsys.readouterr().err.strip()

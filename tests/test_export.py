@@ -6,9 +6,8 @@ original code's own sem_seg). Metadata round-trips; bad inputs raise errors that
 """
 
 import contextlib
-import json
 import io
-import os
+import json
 from pathlib import Path
 
 import numpy as np
@@ -16,25 +15,23 @@ import pytest
 import torch
 from PIL import Image
 
-onnx = pytest.importorskip("onnx", reason="the export extra (onnx, onnxruntime) is not installed")
-pytest.importorskip("onnxruntime", reason="the export extra (onnx, onnxruntime) is not installed")
-
-from glassgem import __version__  # noqa: E402
-from glassgem.cli import main  # noqa: E402
-from glassgem.config import ModelConfig  # noqa: E402
-from glassgem.errors import CheckpointError, ConfigError, DataError  # noqa: E402
+from conftest import SHARED
+from glassgem import GEM, __version__
+from glassgem.cli import main
+from glassgem.config import ModelConfig
+from glassgem.errors import CheckpointError, ConfigError, DataError
 from glassgem.inference.export import (
     ExportVerificationError,
     export_onnx,
     load_onnx_scorer,
-    parse_size,  # noqa: E402
+    parse_size,
     write_verified,
 )
-from glassgem.io import load_image  # noqa: E402
-from glassgem import GEM  # noqa: E402
-from glassgem.inference.protocol import glass_probability, squash, unsquash  # noqa: E402
+from glassgem.inference.protocol import glass_probability, squash, unsquash
+from glassgem.io import load_image
 
-from conftest import SHARED  # noqa: E402
+onnx = pytest.importorskip("onnx", reason="the export extra (onnx, onnxruntime) is not installed")
+pytest.importorskip("onnxruntime", reason="the export extra (onnx, onnxruntime) is not installed")
 
 REF = SHARED / "reference" / "gem-tiny"
 GDD_VAL = SHARED / "data" / "gdd-dev" / "val" / "images"
@@ -92,6 +89,7 @@ def debug_onnx(debug_dir, tmp_path_factory) -> tuple[Path, int, str]:
     return path, rc, out
 
 
+@pytest.mark.slow
 def test_cli_export_non_square_dynamic_batch_matches_pytorch(debug_onnx, debug_dir):
     path, rc, out = debug_onnx
     assert rc == 0 and path.is_file()
@@ -105,6 +103,7 @@ def test_cli_export_non_square_dynamic_batch_matches_pytorch(debug_onnx, debug_d
         _assert_same_scores(scorer(x), ref)
 
 
+@pytest.mark.slow
 def test_metadata_and_graph_signature(debug_onnx, debug_dir):
     path = debug_onnx[0]
     scorer = load_onnx_scorer(path)
@@ -126,6 +125,7 @@ def test_metadata_and_graph_signature(debug_onnx, debug_dir):
     assert inp.type.tensor_type.elem_type == onnx.TensorProto.FLOAT
 
 
+@pytest.mark.slow
 def test_scorer_takes_numpy_and_checks_shapes(debug_onnx):
     scorer = load_onnx_scorer(debug_onnx[0], threads=2)
     x = _random_images(2, DEBUG_H, DEBUG_W, seed=5)
@@ -136,6 +136,7 @@ def test_scorer_takes_numpy_and_checks_shapes(debug_onnx):
         scorer(np.zeros((3, DEBUG_H, DEBUG_W), np.float32))
 
 
+@pytest.mark.slow
 def test_predict_onnx_refuses_what_it_cannot_run(debug_onnx, tmp_path):
     photo = tmp_path / "photo.png"
     Image.fromarray(np.full((40, 60, 3), 128, np.uint8)).save(photo)
@@ -148,6 +149,7 @@ def test_predict_onnx_refuses_what_it_cannot_run(debug_onnx, tmp_path):
     assert rc == 2 and "--weights" in err
 
 
+@pytest.mark.slow
 def test_failed_verification_leaves_out_untouched(debug_onnx, debug_dir, tmp_path):
     proto = onnx.load(str(debug_onnx[0]))
     model = GEM.from_pretrained(debug_dir)
@@ -166,6 +168,7 @@ def test_failed_verification_leaves_out_untouched(debug_onnx, debug_dir, tmp_pat
     assert load_onnx_scorer(tmp_path / "bad.unverified.onnx").input_size == (DEBUG_H, DEBUG_W)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(
     not (REF / "model_official_format.pth").is_file(),
     reason=f"original GEM-Tiny reference checkpoint not found under {REF}",
@@ -273,6 +276,7 @@ def test_load_onnx_scorer_errors(tmp_path):
         load_onnx_scorer(other)
 
 
+@pytest.mark.slow
 def test_bench_times_onnxruntime_on_a_fresh_export_or_a_given_file(debug_onnx, tmp_path, capsys) -> None:
     path = debug_onnx[0]
     out = tmp_path / "bench.json"

@@ -12,6 +12,7 @@ import torch
 from huggingface_hub import constants as hf_constants
 from PIL import Image
 
+from conftest import REFERENCE, needs
 from glassgem import GEM
 from glassgem.cli import main
 from glassgem.config import model_preset
@@ -19,8 +20,6 @@ from glassgem.errors import CheckpointError
 from glassgem.hub import remote
 from glassgem.hub.original import glassgem_to_original, original_to_glassgem
 from glassgem.hub.pretrained import resolve_pretrained
-
-from conftest import REFERENCE, needs
 
 ORIGINAL_REPO = "Bryceee/GEM-Glass-Segment-model"
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
@@ -128,6 +127,7 @@ def test_several_checkpoints_without_a_default_name_them(tmp_path, hub_cache):
         GEM.from_pretrained("lab/gem-runs", config=model_preset("debug"))
 
 
+@pytest.mark.slow
 @needs(REFERENCE / "gem-tiny" / "model_official_format.pth", "original GEM reference checkpoint")
 def test_original_gem_tiny_checkpoint_by_hub_id_infers_its_config(hub_cache):
     """The shared original-layout GEM-Tiny checkpoint as the only file of a Hub repo: config read off the

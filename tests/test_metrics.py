@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from conftest import GDD_DEV
 from glassgem.cli import main
 from glassgem.errors import DataError
 from glassgem.evaluation.mask_eval import resize_map
 from glassgem.evaluation.metrics import GlassMetrics, format_table, image_stats
-from conftest import GDD_DEV
 
 E = 1e-4  # the smoothing term of docs/original.md#metrics
 

@@ -13,15 +13,14 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
+from conftest import SHARED
+from glassgem import GEM
 from glassgem.cli import main
 from glassgem.config import model_preset
 from glassgem.errors import CheckpointError
 from glassgem.hub import pretrained as gem_module
 from glassgem.hub.files import read_weights, state_dict_bytes
 from glassgem.hub.original import glassgem_to_original, original_key_to_glassgem
-from glassgem import GEM
-
-from conftest import SHARED
 
 REF = SHARED / "reference"
 needs_reference = pytest.mark.skipif(
@@ -78,6 +77,7 @@ def test_every_original_key_maps_onto_the_model_with_its_shape(preset, encoder):
     assert all(tuple(back[k].shape) == manifest[k] for k in manifest)
 
 
+@pytest.mark.slow
 @needs_reference
 def test_original_checkpoint_round_trips_through_glassgem_names(reference):
     _, original, model = reference
@@ -89,6 +89,7 @@ def test_original_checkpoint_round_trips_through_glassgem_names(reference):
             assert torch.equal(back[k], v), k
 
 
+@pytest.mark.slow
 @needs_reference
 def test_detectron2_pickle_with_numpy_arrays_loads(tmp_path, reference):
     _, original, model = reference
@@ -207,6 +208,7 @@ def test_default_weights_hook(tmp_path, monkeypatch):
     assert GEM.from_pretrained().cfg.name == "debug"
 
 
+@pytest.mark.slow
 @needs_reference
 def test_convert_cli(tmp_path, capsys, reference):
     src, _, model = reference

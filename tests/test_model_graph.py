@@ -20,6 +20,7 @@ def _debug(max_graphs=4, after_seconds=0.0):
     return model, ScoreGraphs(model, max_graphs=max_graphs, after_seconds=after_seconds)
 
 
+@pytest.mark.slow
 def test_shipped_model_graph_gives_the_eager_scores_on_a_real_photo():
     from skimage import data
 
@@ -40,6 +41,7 @@ def test_shipped_model_graph_gives_the_eager_scores_on_a_real_photo():
     assert torch.equal(scored.argmax(1)[decided], eager.argmax(1)[decided])
 
 
+@pytest.mark.slow
 def test_graph_is_built_per_shape_and_only_for_plain_cpu_inference():
     model, graphs = _debug(max_graphs=2)
     x = torch.rand(1, 3, 128, 128) * 255
@@ -64,6 +66,7 @@ def test_graph_is_built_per_shape_and_only_for_plain_cpu_inference():
     assert shapes == [(2, 3, 128, 128), (1, 3, 160, 160)]  # the oldest shape was dropped
 
 
+@pytest.mark.slow
 def test_a_shape_is_traced_only_after_enough_eager_time():
     model, graphs = _debug(after_seconds=3600.0)
     x = torch.rand(1, 3, 128, 128) * 255

@@ -1,20 +1,16 @@
 """Number-for-number parity with the original GEM code (reference tensors in shared/reference/gem-tiny):
 every intermediate within 1e-4, the DQS top-k indices exactly, `sem_seg` within 1e-4 absolute."""
 
-import os
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
-from glassgem.io import load_image
+from conftest import SHARED
 from glassgem import GEM
+from glassgem.io import load_image
 from glassgem.model.gem import flatten_levels
 from glassgem.model.postprocess import semantic_map
-
-from conftest import SHARED
 
 REF = SHARED / "reference" / "gem-tiny"
 pytestmark = pytest.mark.skipif(
@@ -49,6 +45,7 @@ def _ref_feats(ref: dict) -> dict:
     return {k: ref[f"backbone.{k}"] for k in ("res2", "res3", "res4", "res5")}
 
 
+@pytest.mark.slow
 def test_pyramid_and_pixel_decoder(model, ref):
     with torch.no_grad():
         pyramid = model.pyramid(ref["backbone.res4"])
@@ -109,6 +106,7 @@ def test_decoder_alone(model, ref, impl):
     _close("references", torch.stack(refs), ref["decoder.references"])
 
 
+@pytest.mark.slow
 def test_full_model_on_input_png(model, ref, image):
     with torch.no_grad():
         feats = model.features(image)
@@ -125,6 +123,7 @@ def test_full_model_on_input_png(model, ref, image):
     _close("sem_seg", sem[0], ref["sem_seg"])
 
 
+@pytest.mark.slow
 def test_bf16_autocast_agrees_with_fp32(model):
     skimage_data = pytest.importorskip("skimage.data")
     photo = torch.from_numpy(np.ascontiguousarray(skimage_data.astronaut())).permute(2, 0, 1)[None].float()

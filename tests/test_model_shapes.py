@@ -7,11 +7,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from glassgem import GEM
 from glassgem.config import model_preset
 from glassgem.errors import ConfigError, DataError
 from glassgem.model.box_ops import masks_to_boxes_cxcywh
 from glassgem.model.decoder import build_dn_queries, dn_attn_mask, inverse_sigmoid, sine_embed
-from glassgem import GEM
 from glassgem.model.postprocess import semantic_map
 from glassgem.model.query_selection import fuse_levels
 
@@ -37,6 +37,7 @@ def _targets(b: int, h: int, w: int, seed: int = 0) -> list[dict]:
     return out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("size,batch", [((384, 384), 1), ((512, 512), 1), ((480, 640), 1), ((384, 384), 3)])
 def test_eval_forward_shapes(size, batch):
     model = _debug().eval()

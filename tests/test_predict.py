@@ -13,16 +13,16 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from conftest import GDD_DEV
 from glassgem import GEM
 from glassgem.cli import main
 from glassgem.data.transforms import TestTransform
 from glassgem.errors import ConfigError, DataError, GlassgemError
-from glassgem.io import load_image
-from glassgem.model.postprocess import semantic_map
 from glassgem.inference.files import Photo, collect_inputs
 from glassgem.inference.predict import predict_files
 from glassgem.inference.scorers import ModelScorer
-from conftest import GDD_DEV
+from glassgem.io import load_image
+from glassgem.model.postprocess import semantic_map
 
 
 def _photo(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
@@ -96,6 +96,7 @@ def _one_pair_dataset(root: Path, photo: np.ndarray, mask01: np.ndarray) -> Path
 
 
 # ----------------------------------------------------------------------------------------------- CLI
+@pytest.mark.slow
 def test_cli_folder_writes_masks_overlays_probs_and_skips_the_corrupt_file(photos, weights, tmp_path, capsys):
     out = tmp_path / "out"
     rc = main(
@@ -307,6 +308,7 @@ def test_refuses_to_overwrite_an_input_photo(photos, tmp_path):
 
 
 # ------------------------------------------------------------------------------------- GEM.predict
+@pytest.mark.slow
 def test_gem_predict_pil_array_and_path_agree(photos, weights):
     model = GEM.from_pretrained(weights)
     path = photos / "portrait.png"
@@ -377,6 +379,7 @@ def test_real_photos_give_masks_at_their_own_size(weights, tmp_path):
 
 
 # ----------------------------------------------------------------------------------------------- TTA
+@pytest.mark.slow
 def test_flip_tta_is_the_mean_of_both_views_and_mirror_equivariant(photos, weights, tmp_path, capsys):
     from glassgem.inference.protocol import flip_averaged
 
@@ -414,6 +417,7 @@ def test_flip_tta_is_the_mean_of_both_views_and_mirror_equivariant(photos, weigh
     assert json.loads((tmp_path / "m.json").read_text())["iou"] > 0.999  # its own TTA masks as ground truth
 
 
+@pytest.mark.slow
 def test_threshold_cuts_the_glass_probability_on_every_user_path(photos, weights, tmp_path, capsys):
     """--threshold T: glass where probability > T, the same in GEM.predict, glassgem predict and
     glassgem evaluate; lower T only adds glass; no threshold = the larger score (the protocol)."""

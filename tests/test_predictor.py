@@ -8,18 +8,17 @@ import subprocess
 import sys
 from pathlib import Path
 
+import av  # the video extra, part of the dev extra that `make test` installs
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
-import av  # the video extra, part of the dev extra that `make test` installs
-
 from glassgem import GEM, Predictor
 from glassgem.cli import main
+from glassgem.data.layouts import find_pairs
 from glassgem.errors import ConfigError, DataError
 from glassgem.evaluation.evaluate import evaluate_model
-from glassgem.data.layouts import find_pairs
 from glassgem.inference.threads import cpu_cores
 
 

@@ -48,6 +48,7 @@ def debug_onnx(tmp_path_factory) -> Path:
 
 
 # ------------------------------------------------------------------------------ mechanics
+@pytest.mark.slow
 def test_every_linear_layer_becomes_int8_with_one_scale_per_channel(debug_onnx) -> None:
     fp32 = onnx.load(str(debug_onnx))
     linear = weight_nodes(fp32)
@@ -65,6 +66,7 @@ def test_every_linear_layer_becomes_int8_with_one_scale_per_channel(debug_onnx) 
     assert all(meta[p.key] == p.value for p in fp32.metadata_props)  # the glassgem metadata is kept
 
 
+@pytest.mark.slow
 def test_int8_scores_follow_fp32_and_an_int8_file_is_kept_as_it_is(debug_onnx, tmp_path) -> None:
     fp32 = load_onnx_scorer(debug_onnx, threads=2)
     int8 = load_onnx_scorer(debug_onnx, threads=2, precision="int8")
@@ -80,6 +82,7 @@ def test_int8_scores_follow_fp32_and_an_int8_file_is_kept_as_it_is(debug_onnx, t
     assert torch.equal(load_onnx_scorer(saved, threads=2)(x), b)  # run as it is, no second quantization
 
 
+@pytest.mark.slow
 def test_cli_export_int8_writes_a_checked_int8_graph(tmp_path) -> None:
     torch.manual_seed(0)
     weights = GEM.from_config("debug").save_pretrained(tmp_path / "model")
@@ -104,6 +107,7 @@ def test_cli_export_int8_writes_a_checked_int8_graph(tmp_path) -> None:
     assert any(n.op_type == "MatMulInteger" for n in onnx.load(str(path)).graph.node)
 
 
+@pytest.mark.slow
 def test_bad_precision_and_bad_files_are_one_line_errors(debug_onnx, tmp_path) -> None:
     with pytest.raises(ConfigError, match="int16"):
         load_onnx_scorer(debug_onnx, precision="int16")
@@ -133,6 +137,7 @@ def _iou(masks: Path, pairs) -> float:
     return metrics.compute()["iou"]
 
 
+@pytest.mark.slow
 def test_gem_s_int8_predict_keeps_iou_and_masks_on_real_photos(gem_s_onnx, gdd_dev, tmp_path) -> None:
     """`glassgem predict --onnx gem-s.onnx --precision int8` on the first gdd-dev/val photos: the mean IoU
     within 0.005 of fp32's, the masks the same on >= 99% of all pixels (and int8 is not fp32 in disguise)."""

@@ -111,6 +111,7 @@ def test_readme_shows_commands_of_every_kind_the_test_knows():
     assert {"demo", "test"} <= {argv[1] for _, argv, _ in cmds if argv[0] == "make"}
 
 
+@pytest.mark.slow
 def test_every_readme_command_runs_or_parses(tmp_path):
     _fixtures(tmp_path)
     ran = []
@@ -187,6 +188,7 @@ def test_make_demo_installs_no_extras():
     assert "glassgem demo" in r.stdout
 
 
+@pytest.mark.slow
 def test_readme_python_blocks_run(tmp_path):
     _fixtures(tmp_path)
     for code in _blocks(README.read_text(), "python"):

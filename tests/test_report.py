@@ -16,9 +16,9 @@ from PIL import Image
 from glassgem import GEM
 from glassgem.cli import main
 from glassgem.data.datasets import find_pairs
-from glassgem.io import load_image, load_mask
 from glassgem.evaluation.metrics import GlassMetrics, ImageScore
 from glassgem.evaluation.report import SHEET_CELL, PerImageReport
+from glassgem.io import load_image, load_mask
 from glassgem.overlay import FALSE_RED, HIT_GREEN, MISS_BLUE, error_overlay
 
 

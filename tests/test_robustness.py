@@ -53,7 +53,7 @@ def train(data: Path, run: Path, *extra: str, steps: int | None = None) -> int:
 def one_line_error(capsys, code: int, expected: int = 2, *names: str) -> str:
     err = capsys.readouterr().err
     assert code == expected, err
-    lines = [l for l in err.splitlines() if l.startswith("glassgem: error:")]
+    lines = [line for line in err.splitlines() if line.startswith("glassgem: error:")]
     assert len(lines) == 1 and "Traceback" not in err, err
     for name in names:
         assert name in lines[0], (name, lines[0])
@@ -97,6 +97,7 @@ def test_d1_an_empty_log_gets_its_header_back(tmp_path):
 
 
 # ------------------------------------------------------------------------ D2, D14, D13, D8 runs
+@pytest.mark.slow
 def test_d2_train_into_an_existing_run_without_resume_is_refused(tmp_path, data, capsys):
     run = tmp_path / "run"
     assert train(data, run, steps=1) == 0
@@ -261,6 +262,7 @@ def test_d11_train_shows_data_checks_warnings(tmp_path, capsys):
 
 
 # --------------------------------------------------------------------------- first-time user
+@pytest.mark.slow
 def test_bench_without_options_times_the_shipped_model(tmp_path, capsys):
     out = tmp_path / "bench.json"
     assert main(["bench", "--size", "128", "--runs", "1", "--threads", "1", "--json", str(out)]) == 0
@@ -297,7 +299,6 @@ def test_d13_predict_removes_old_orphan_temporary_files_in_out(tmp_path, capsys)
     import time
 
     from glassgem.inference.files import collect_inputs
-
     from glassgem.inference.predict import predict_files
 
     class Scorer:

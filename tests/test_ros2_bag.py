@@ -22,8 +22,7 @@ from glassgem.inference.predict import predict_files
 from glassgem.ros2.bag_output import PART_DIR
 from glassgem.ros2.bag_predict import MASK_TOPIC, OVERLAY_TOPIC, predict_bag
 from glassgem.ros2.messages import image_array
-
-from ros_bags import H, W, String, compressed_image, frames, header, image_bag, raw_image, read_topic, write_bag
+from ros_bags import H, String, W, compressed_image, frames, image_bag, raw_image, read_topic, write_bag
 
 TOPIC = "/camera/image_raw"
 

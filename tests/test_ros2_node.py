@@ -14,6 +14,7 @@ import torch
 from glassgem.cli import main
 from glassgem.errors import ConfigError, DataError
 from glassgem.inference.predictor import Predictor
+from glassgem.overlay import overlay_mask
 from glassgem.ros2.frames import FrameProcessor
 from glassgem.ros2.messages import (
     COMPRESSED,
@@ -26,8 +27,6 @@ from glassgem.ros2.messages import (
     raw_to_rgb,
 )
 from glassgem.ros2.node import NodeSettings
-from glassgem.overlay import overlay_mask
-
 from ros_bags import STORE, Image, compressed_image, frames, header, raw_image
 
 FRAME = frames(3)[2]

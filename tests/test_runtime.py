@@ -24,6 +24,7 @@ print(rss_mb() - base)
 """
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="mallopt is glibc's")
 def test_freed_blocks_stay_in_the_process_only_when_asked() -> None:
     def kept(flag: str) -> float:

@@ -6,11 +6,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from glassgem import GEM
 from conftest import GDD_DEV, needs
+from glassgem import GEM
 from glassgem.hub.pretrained import DEFAULT_WEIGHTS, SHIPPED_WEIGHTS
 
 LITE_DIR = SHIPPED_WEIGHTS / "gem-lite"
+# every test here runs a shipped model on photos; the card re-measurements score whole data sets (minutes)
+pytestmark = pytest.mark.slow
 
 
 def test_the_default_is_gem_s_and_gem_lite_still_ships_as_the_fast_model():
@@ -79,9 +81,9 @@ def test_gem_lite_card_metrics_are_what_its_weights_score_on_gdd_dev_val():
 
 @pytest.mark.parametrize("name", ["gem-lite", "gem-s"])
 def test_shipped_model_leaves_glass_free_textures_and_the_cat_clean(name):
-    """gem-lite's card claim, which the default GEM-S meets too except on the cat: scikit-image's cat, coins, textures, moon and
-    Hubble field get <= 0.1% glass (gem-lite's stage-4 weights, trained without glass-free photos, marked up
-    to 99% of them). Not the immunohistochemistry micrograph: gem-lite is undecided on it (mean glass
+    """gem-lite's card claim, which the default GEM-S meets too except on the cat: scikit-image's cat, coins,
+    textures, moon and Hubble field get <= 0.1% glass (gem-lite's stage-4 weights, trained without glass-free
+    photos, marked up to 99% of them). Not the immunohistochemistry micrograph: gem-lite is undecided on it (mean glass
     probability 0.49-0.64 across the last averages), so its argmax share flips between nearly equal weights
     (0.3% -> 96%); the card says so."""
     from glassgem.data.samples import glass_free_photos

@@ -9,12 +9,11 @@ import threading
 import time
 from pathlib import Path
 
+import av  # the video extra, part of the dev extra that `make test` installs
 import numpy as np
 import pytest
 import torch
 from PIL import Image
-
-import av  # the video extra, part of the dev extra that `make test` installs
 
 from glassgem.cli import main
 from glassgem.inference.predictor import Predictor

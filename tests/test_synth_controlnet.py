@@ -11,9 +11,8 @@ import pytest
 import torch
 from PIL import Image
 from safetensors.torch import load_file
-from conftest import GDD_DEV, needs_gdd_dev
-from synth_fixtures import fresh_accelerate, one_thread, tiny_cn, tiny_sd, write_pairs  # noqa: F401 (fixtures)
 
+from conftest import GDD_DEV, needs_gdd_dev
 from glassgem.cli import main
 from glassgem.errors import ConfigError, GlassgemError
 from glassgem.synth.diffusion.controlnet import FinetuneConfig, finetune_controlnet, list_checkpoints
@@ -24,6 +23,7 @@ from glassgem.synth.diffusion.controlnet_data import (
     micro_batch_generator,
     training_pairs,
 )
+from synth_fixtures import write_pairs
 
 pytestmark = pytest.mark.usefixtures("one_thread", "fresh_accelerate")
 WEIGHTS = "controlnet/diffusion_pytorch_model.safetensors"

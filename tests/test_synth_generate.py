@@ -12,15 +12,6 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from synth_fixtures import (
-    fresh_accelerate,
-    make_tiny_clip,
-    one_thread,
-    tiny_cn,
-    tiny_sd,  # noqa: F401
-    write_masks,
-    write_pairs,
-)
 
 import glassgem.synth.diffusion.generate as gen_mod
 from glassgem.cli import main
@@ -30,6 +21,7 @@ from glassgem.synth import manifest
 from glassgem.synth.diffusion.controlnet_data import EvalSplitError
 from glassgem.synth.diffusion.generate import GenerateConfig, find_masks, generate, generation_size, plan_jobs
 from glassgem.synth.diffusion.prompts import expand
+from synth_fixtures import make_tiny_clip, write_masks, write_pairs
 
 pytestmark = pytest.mark.usefixtures("one_thread", "fresh_accelerate")
 PROMPTS = expand()

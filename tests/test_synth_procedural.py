@@ -257,7 +257,9 @@ def test_contact_sheet_shows_image_and_overlay_pairs(small_set, tmp_path):
     first_overlay = sheet[:48, 68:132].astype(int)
     glass = (
         np.asarray(
-            Image.fromarray(load_mask(small_set / "masks/proc_000000.png") * 255).resize((64, 48), Image.NEAREST)
+            Image.fromarray(load_mask(small_set / "masks/proc_000000.png") * 255).resize(
+                (64, 48), Image.Resampling.NEAREST
+            )
         )
         > 0
     )

@@ -7,10 +7,10 @@ import json
 import pytest
 import torch
 
+from glassgem import GEM
 from glassgem.cli import main
 from glassgem.config import TrainConfig, model_preset
 from glassgem.errors import CheckpointError
-from glassgem import GEM
 from glassgem.train.average import AVERAGE_RECORD, average_checkpoints, average_state_dicts
 from glassgem.train.checkpoint import save_checkpoint
 
@@ -34,6 +34,7 @@ def _training_checkpoint(tmp_path, model: GEM, step: int):
     return save_checkpoint(tmp_path / "run", step, state, keep_last=0)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("preset", ["debug", "gem-lite"])  # gem-lite: BatchNorm buffers
 def test_average_is_the_elementwise_mean_over_every_format(tmp_path, preset):
     model = GEM(model_preset(preset))  # one build (EfficientNet's is slow); three sets of weights

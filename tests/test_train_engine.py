@@ -59,6 +59,7 @@ def _env() -> dict[str, str]:
     return env
 
 
+@pytest.mark.slow
 def test_debug_model_overfits_eight_images(tmp_path):
     """A debug-preset GEM learns 8 scenes to IoU > 0.9 on CPU (whole images, no cropping)."""
     data = make_dataset(tmp_path / "data", 8, 128, 128)
@@ -87,6 +88,7 @@ def test_debug_model_overfits_eight_images(tmp_path):
     assert log[max(log)]["loss"] < 0.5 * log[min(log)]["loss"]
 
 
+@pytest.mark.slow
 def test_sigkill_and_resume_replays_the_same_losses(tmp_path):
     data = make_dataset(tmp_path / "data", 12, 96, 128)
     args = [
@@ -170,6 +172,7 @@ def test_resume_keeps_the_runs_settings_and_applies_only_new_overrides(tmp_path,
     assert "config.json" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_two_processes_give_the_same_first_step_loss_as_one(tmp_path):
     """Same global batch of 4 on 1 process and on 2 gloo processes (torchrun): the first-step loss agrees.
     Images are larger than the crop (no padding) and every crop holds both classes, so every
@@ -204,6 +207,7 @@ def test_two_processes_give_the_same_first_step_loss_as_one(tmp_path):
     assert abs(l1 - l2) <= 1e-4 * abs(l1), (l1, l2)
 
 
+@pytest.mark.slow
 def test_bad_data_fails_before_the_first_step(tmp_path):
     data = make_dataset(tmp_path / "data", 4, 64, 64)
     (data / "images" / "s01.png").write_bytes(b"not a png at all")
@@ -219,8 +223,8 @@ def test_bad_data_fails_before_the_first_step(tmp_path):
 
 
 def test_init_from_takes_every_weight_of_the_source(tmp_path):
-    from glassgem.errors import CheckpointError
     from glassgem import GEM
+    from glassgem.errors import CheckpointError
     from glassgem.train.engine import build_model
 
     torch.manual_seed(1)

@@ -1,7 +1,6 @@
 """GEM criterion: every term against a direct computation, DN bookkeeping, term count, gradients."""
 
 import math
-import os
 
 import pytest
 import torch

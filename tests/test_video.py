@@ -8,12 +8,11 @@ import sys
 from fractions import Fraction
 from pathlib import Path
 
+import av  # the video extra, part of the dev extra that `make test` installs
 import numpy as np
 import pytest
 import torch
 from PIL import Image
-
-import av  # the video extra, part of the dev extra that `make test` installs
 
 from glassgem.cli import main
 from glassgem.errors import GlassgemError
@@ -157,6 +156,7 @@ def test_odd_sized_lossless_mkv_keeps_full_size_masks_and_an_even_overlay(tmp_pa
     assert _decode(out / "odd_overlay.mp4")[0].shape == (44, 62, 3)  # 4:2:0 needs even sizes
 
 
+@pytest.mark.slow
 def test_cli_video_and_photo_together_with_a_corrupt_video(clip, tmp_path, capsys):
     from test_predict import _balanced_debug_model  # the debug model, glass logit balanced on a frame
 

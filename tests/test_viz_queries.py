@@ -7,9 +7,9 @@ import torch
 from PIL import Image
 from torch import nn
 
+from glassgem import GEM
 from glassgem.cli import main
 from glassgem.errors import ConfigError
-from glassgem import GEM
 from glassgem.overlay import GLASS_RED, overlay_mask
 from glassgem.viz.queries import YELLOW, layer_panels, query_figure
 

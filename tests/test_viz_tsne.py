@@ -10,9 +10,9 @@ import pytest
 import torch
 from PIL import Image
 
+from glassgem import GEM
 from glassgem.cli import main
 from glassgem.errors import ConfigError, DataError
-from glassgem import GEM
 from glassgem.viz.tsne import (
     clip_extractor,
     encoder_extractor,
@@ -99,6 +99,7 @@ def _check_outputs(out: Path, sets: Path) -> list[dict]:
     return rows
 
 
+@pytest.mark.slow
 def test_encoder_features_cli(sets, model_dir, tmp_path, capsys):
     out = tmp_path / "tsne.png"
     args = [

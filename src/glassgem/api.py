@@ -35,7 +35,7 @@ class GEM(PretrainedGEM):
         result = Predictor(self, size=size, tta=tta, threshold=threshold).predict(image, return_probs=return_prob)
         return result if return_prob else result.astype(np.uint8)
 
-    def fuse_for_inference(self) -> "GEM":
+    def fuse_for_inference(self) -> GEM:
         """Eval mode with the encoder's BatchNorms folded into its convs (inference/runtime.py), in place and
         one-way: a model that lost weights to the folding can no longer be trained or saved, and a Predictor
         runs it through TorchScript graphs where those are faster. What `glassgem predict` does to the weights
@@ -43,7 +43,7 @@ class GEM(PretrainedGEM):
         fuse_for_inference(self)
         return self
 
-    def train(self, mode: bool = True) -> "GEM":
+    def train(self, mode: bool = True) -> GEM:
         """nn.Module.train, refused for a model fused for inference (its BatchNorm weights are gone)."""
         if mode and getattr(self, "_fused", False):
             raise RuntimeError(

@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from dataclasses import dataclass, field, fields
-from typing import Any
+from typing import Any, TypedDict
 
 from .errors import ConfigError
 
@@ -65,7 +65,7 @@ class ModelConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "ModelConfig":
+    def from_dict(cls, d: dict[str, Any]) -> ModelConfig:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(d) - known)
         if unknown:
@@ -90,8 +90,19 @@ def check_smoothing(value: Any) -> float:
     return value
 
 
+class _HeadSize(TypedDict):
+    """The decoder-size fields of ModelConfig that the light presets share."""
+
+    hidden_dim: int
+    mask_dim: int
+    num_queries: int
+    dec_layers: int
+    dim_feedforward: int
+    dn_num: int
+
+
 # The light head of GEM-Lite, shared by GEM-S (the two presets differ in the encoder, not the head).
-LITE_HEAD = dict(hidden_dim=128, mask_dim=128, num_queries=50, dec_layers=6, dim_feedforward=1024, dn_num=50)
+LITE_HEAD = _HeadSize(hidden_dim=128, mask_dim=128, num_queries=50, dec_layers=6, dim_feedforward=1024, dn_num=50)
 
 MODEL_PRESETS: dict[str, ModelConfig] = {
     "gem-tiny": ModelConfig(name="gem-tiny", encoder="tinyvit", drop_path_rate=0.1),
@@ -255,7 +266,7 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
+    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
         d = dict(d)
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(d) - known)

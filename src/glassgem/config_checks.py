@@ -10,7 +10,8 @@ a TypeError, an assertion or a petabyte allocation.
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from .config import ModelConfig, TrainConfig
 from .errors import ConfigError

@@ -24,22 +24,22 @@ stay under 1%, with a contact sheet of the masks.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Optional, Sequence
 
 import numpy as np
 
 from .data.photos import DEBIAN_PACKAGES, corpus_name, heldout_photos, scale_down
-from .io import load_image, load_mask, save_image, save_mask
 from .evaluation.mask_eval import evaluate_pairs, pair_files
 from .evaluation.metrics import format_table, write_json
 from .evaluation.report import false_glass_summary
 from .inference.files import collect_inputs
 from .inference.predict import predict_files
 from .inference.scorers import build_scorer
+from .io import load_image, load_mask, save_image, save_mask
+from .overlay import grid, overlay_mask
 from .synth.procedural.backgrounds import default_backgrounds
 from .synth.procedural.render import generate_scene
-from .overlay import grid, overlay_mask
 
 N_SCENES = 8
 SCENE_SEED = 2024
@@ -124,10 +124,10 @@ def real_scenes(out: Path, scenes: Path, origin: str, scorer, progress: bool = T
 
 def run_demo(
     out_dir: str | Path,
-    weights: Optional[str] = None,
+    weights: str | None = None,
     progress: bool = True,
     also: Sequence[str] = (),
-    scenes: Optional[str | Path] = None,
+    scenes: str | Path | None = None,
     scenes_from: str = "https://github.com",
 ) -> int:
     """The real scenes (when `scenes` is given), the built-in scenes and the glass-free photos with

@@ -10,8 +10,8 @@ from __future__ import annotations
 import io as _io
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 from PIL import Image, ImageOps
@@ -150,8 +150,8 @@ def mask_to_binary(arr: np.ndarray) -> np.ndarray:
     """Any mask array (0/1, 0/255, palette indices, RGB(A), 16-bit) -> uint8 {0,1}.
 
     RGB(A) masks are reduced to the max over colour channels (alpha ignored). Then the GSD-S evaluation
-    convention (docs/original.md#metrics): if max > 127 the values are divided by 255; glass =
-    value > 0.5. So 0/1, 0/255 and JPEG-noisy 0/255 agree.
+    convention (docs/original.md#metrics): if max > 127 the values are divided by 255; glass = value > 0.5.
+    So 0/1, 0/255 and JPEG-noisy 0/255 agree.
     """
     a = np.asarray(arr)
     if a.ndim == 3:
@@ -222,7 +222,7 @@ def read_mask_values(path: str | os.PathLike, max_pixels: int = MAX_PIXELS) -> n
 # Atomic writes: write to a temporary file in the same folder, fsync, then rename over the target.
 
 
-def atomic_write(path: str | os.PathLike, write: Callable[[_io.BufferedWriter], None]) -> Path:
+def atomic_write(path: str | os.PathLike, write: Callable[[_io.BufferedWriter], object]) -> Path:
     """Write `path` through `write(file)` all or nothing. An OSError (a full disk, a folder in the way) names
     `path`, never the temporary file."""
     path = Path(path)
@@ -234,7 +234,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[_io.BufferedWriter], 
         raise OSError(e.errno, e.strerror or str(e), str(path)) from None  # the errno picks the subclass
 
 
-def _atomic_write(path: Path, write: Callable[[_io.BufferedWriter], None]) -> Path:
+def _atomic_write(path: Path, write: Callable[[_io.BufferedWriter], object]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -263,7 +263,8 @@ def remove_stale_temps(folder: str | os.PathLike, min_age_s: float = 0.0) -> lis
     at least `min_age_s` old (another process may be writing there right now). -> the files removed."""
     import time
 
-    folder, removed, now = Path(folder), [], time.time()
+    folder, now = Path(folder), time.time()
+    removed: list[Path] = []
     try:
         entries = list(os.scandir(folder))
     except OSError:

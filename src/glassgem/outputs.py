@@ -12,8 +12,8 @@ followed), so a second name for the same folder does not slip through.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable, Optional
 
 from .errors import DataError
 
@@ -32,11 +32,11 @@ def is_within(path: Path, folder: Path) -> bool:
 
 
 def check_not_input(
-    output: Optional[str | os.PathLike],
-    inputs: Iterable[Optional[str | os.PathLike]],
+    output: str | os.PathLike | None,
+    inputs: Iterable[str | os.PathLike | None],
     option: str,
-    roots: Iterable[Optional[str | os.PathLike]] = (),
-) -> Optional[Path]:
+    roots: Iterable[str | os.PathLike | None] = (),
+) -> Path | None:
     """Refuse (DataError naming `option`) an `output` that is one of `inputs` (files, or folders that hold input
     files; None ones are skipped) or lies inside one of them, or that is one of `roots` (folders whose input
     files lie in subfolders, e.g. a data set's images/ and masks/: a report beside those is fine).
@@ -44,8 +44,8 @@ def check_not_input(
     if output is None:
         return None
     out = resolved(output, f"{option} {output}")
-    inputs = [(item, True) for item in inputs] + [(item, False) for item in roots]
-    for item, holds_files in inputs:
+    checked = [(item, True) for item in inputs] + [(item, False) for item in roots]
+    for item, holds_files in checked:
         if item is None or not os.path.lexists(item):
             continue
         src = resolved(item, str(item))
@@ -62,7 +62,7 @@ def check_not_input(
     return out
 
 
-def check_file_output(path: Optional[str | os.PathLike], option: str) -> None:
+def check_file_output(path: str | os.PathLike | None, option: str) -> None:
     """Refuse, before any work, an output meant as a file that is an existing folder (the write would fail
     only at the end, naming a temporary file)."""
     if path is not None and Path(path).is_dir():

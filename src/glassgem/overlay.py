@@ -6,7 +6,7 @@ so the results go straight to glassgem.io.save_image.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 from PIL import Image, ImageDraw

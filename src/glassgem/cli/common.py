@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 
 from ..errors import ConfigError
 
@@ -165,7 +166,9 @@ def _check_mask_args(args: argparse.Namespace) -> None:
         check_smoothing(args.smoothing)
 
 
-def _refuse_writing_inputs(outputs: dict[str, object], inputs, files: tuple[str, ...] = ("--json",), roots=()) -> None:
+def _refuse_writing_inputs(
+    outputs: dict[str, str | os.PathLike | None], inputs, files: tuple[str, ...] = ("--json",), roots=()
+) -> None:
     """Refuse, before any work, each output (option -> file or folder; None: not asked for) that is one of
     `inputs` or inside one of them, or one of `roots` (data set folders; glassgem.outputs.check_not_input): no
     input is ever overwritten. The options in `files` name files, and an existing folder there is refused too."""

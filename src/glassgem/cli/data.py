@@ -174,8 +174,9 @@ def _run_data_crops(args: argparse.Namespace) -> int:
         seed=args.seed,
     )
     shares = [c["glass"] for c in record["crops"]]
+    mean = sum(shares) / len(shares)
     print(
-        f"{len(shares)} crops from {len(pairs)} photos in {args.out} (glass share mean {sum(shares) / len(shares):.3f}; "
+        f"{len(shares)} crops from {len(pairs)} photos in {args.out} (glass share mean {mean:.3f}; "
         f"{len(record['no_crop'])} photos gave none)"
     )
     return 0

@@ -35,7 +35,6 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
 
 def _run_demo(args: argparse.Namespace) -> int:
     from ..demo import run_demo
-
     from ..hub.pretrained import shipped_models
 
     also = args.also

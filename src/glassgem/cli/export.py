@@ -60,8 +60,8 @@ def _add_export_onnx(export_sub: argparse._SubParsersAction) -> None:
 
 
 def _run_export_onnx(args: argparse.Namespace) -> int:
-    from ..inference.export import export_onnx
     from ..hub.pretrained import GEM
+    from ..inference.export import export_onnx
 
     _refuse_writing_inputs({"--out": args.out}, [args.weights], files=("--out",))
     model = GEM.from_pretrained(args.weights)

@@ -23,7 +23,7 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -40,7 +40,7 @@ _LIST_LIMIT = 10  # stems listed in a one-line summary (empty masks)
 
 @dataclass
 class CheckReport:
-    root: Optional[str] = None
+    root: str | None = None
     layout: str = ""
     splits: list[dict[str, Any]] = field(default_factory=list)  # split, images_dir, masks_dir, n_pairs
     n_images: int = 0
@@ -67,7 +67,7 @@ class CheckReport:
             f"{self.n_empty} empty masks, {len(self.errors)} errors, {len(self.warnings)} warnings"
         )
 
-    def to_text(self, max_lines: Optional[int] = None) -> str:
+    def to_text(self, max_lines: int | None = None) -> str:
         lines = [f"error: {e}" for e in self.errors] + [f"warning: {w}" for w in self.warnings]
         if max_lines is not None and len(lines) > max_lines:
             more = len(lines) - max_lines
@@ -140,7 +140,10 @@ def _describe_values(values: np.ndarray) -> str:
 
 def _check_pair(pair: Pair) -> _PairResult:
     res = _PairResult()
-    img_size = msk_size = None
+    if pair.mask_path is None:
+        res.errors.append(f"{pair.image_path}: no mask for this image")
+        return res
+    img_size: tuple[int, int] | None = None
     orientation = 1
     try:
         img_size, orientation = _image_size(pair.image_path)
@@ -158,7 +161,7 @@ def _check_pair(pair: Pair) -> _PairResult:
             f"{pair.mask_path}: mask is {msk_size[0]}x{msk_size[1]} but image {pair.image_path.name} is "
             f"{img_size[0]}x{img_size[1]} (width x height){exif}"
         )
-    elif note and (orientation not in ROTATING or img_size[0] == img_size[1]):
+    elif note and img_size is not None and (orientation not in ROTATING or img_size[0] == img_size[1]):
         # the sizes agree either way (a square photo, a flip or half turn): only the labels can tell
         res.warnings.append(f"{pair.image_path}: {note} (check the mask lines up with the turned photo)")
     if not _is_binary(values, palette):
@@ -192,7 +195,7 @@ def _check_manifest(path: Path, report: CheckReport) -> None:
                 report.errors.append(f"{path}:{lineno}: expected a JSON object, got {type(record).__name__}")
 
 
-def _check_split(res: ResolvedSplit, report: CheckReport, progress: Optional[bool], workers: int) -> None:
+def _check_split(res: ResolvedSplit, report: CheckReport, progress: bool | None, workers: int) -> None:
     scan = scan_folders(res.images_dir, res.masks_dir)
     n_images, n_masks = scan.n_image_files, scan.n_mask_files
     report.n_images += n_images
@@ -230,10 +233,9 @@ def _check_split(res: ResolvedSplit, report: CheckReport, progress: Optional[boo
     desc = f"checking {res.split or res.images_dir.name}"
     with ThreadPoolExecutor(max_workers=workers) as pool:  # PIL decodes without holding the GIL
         results = pool.map(_check_pair, scan.pairs)
-        bar = tqdm(results, total=len(scan.pairs), desc=desc, unit="pair", disable=not show, leave=False)
-        results = list(bar)
+        checked = list(tqdm(results, total=len(scan.pairs), desc=desc, unit="pair", disable=not show, leave=False))
     empty = []
-    for pair, r in zip(scan.pairs, results):
+    for pair, r in zip(scan.pairs, checked):
         report.errors.extend(r.errors)
         report.warnings.extend(r.warnings)
         report.n_non_binary += r.non_binary
@@ -253,12 +255,12 @@ def _check_split(res: ResolvedSplit, report: CheckReport, progress: Optional[boo
 def check_dataset(
     root: str | os.PathLike | None = None,
     layout: str = "auto",
-    split: Optional[str] = None,
+    split: str | None = None,
     images: str | os.PathLike | None = None,
     masks: str | os.PathLike | None = None,
     strict: bool = False,
-    progress: Optional[bool] = None,
-    workers: Optional[int] = None,
+    progress: bool | None = None,
+    workers: int | None = None,
 ) -> CheckReport:
     """Scan a dataset and report every problem. With no split on a dataset that has splits, all of
     them are checked. Raises DataError only when no image/mask folders can be found at all."""
@@ -284,11 +286,11 @@ def check_dataset(
 def require_valid(
     root: str | os.PathLike | None = None,
     layout: str = "auto",
-    split: Optional[str] = None,
+    split: str | None = None,
     images: str | os.PathLike | None = None,
     masks: str | os.PathLike | None = None,
     strict: bool = False,
-    progress: Optional[bool] = None,
+    progress: bool | None = None,
 ) -> CheckReport:
     """check_dataset, raising DataError with the report's text if there is any error."""
     report = check_dataset(root, layout, split, images, masks, strict=strict, progress=progress)

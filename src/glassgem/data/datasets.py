@@ -6,7 +6,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable, Optional
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 from torch.utils.data import Dataset
@@ -31,8 +32,8 @@ class GlassDataset(Dataset):
     def __init__(
         self,
         pairs: list[Pair],
-        transform: Optional[Transform] = None,
-        seed: Optional[int] = None,
+        transform: Transform | None = None,
+        seed: int | None = None,
         max_pixels: int = MAX_PIXELS,
     ) -> None:
         self.pairs = list(pairs)

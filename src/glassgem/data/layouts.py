@@ -20,7 +20,6 @@ import os
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
 
 from ..errors import DataError
 from ..io import IMAGE_EXTENSIONS, MASK_EXTENSIONS
@@ -49,7 +48,13 @@ _DIR_NAMES = {  # layout -> (image folder names, mask folder names), in preferen
 class Pair:
     stem: str
     image_path: Path
-    mask_path: Optional[Path]  # None only for image-only sets (prediction)
+    mask_path: Path | None  # None only for image-only sets (prediction)
+
+    def labelled_mask(self) -> Path:
+        """The mask file; DataError naming the image when the pair has none (an image-only set)."""
+        if self.mask_path is None:
+            raise DataError(f"{self.image_path}: no mask for this image")
+        return self.mask_path
 
 
 @dataclass
@@ -70,7 +75,7 @@ class FolderScan:
 @dataclass(frozen=True)
 class ResolvedSplit:
     layout: str
-    split: Optional[str]
+    split: str | None
     images_dir: Path
     masks_dir: Path
 
@@ -87,7 +92,7 @@ def _release_annotation_dirs(root: Path) -> list[Path]:
     return named + others
 
 
-def _candidates(root: Path, layout: str, split: Optional[str]) -> list[tuple[Path, Path]]:
+def _candidates(root: Path, layout: str, split: str | None) -> list[tuple[Path, Path]]:
     """(images_dir, masks_dir) pairs that `layout` would accept, best first."""
     image_names, mask_names = _DIR_NAMES[layout]
     bases = [root / s for s in _split_names(split)] if split else [root]
@@ -121,14 +126,14 @@ def available_splits(root: str | os.PathLike) -> list[str]:
 def resolve_split(
     root: str | os.PathLike | None,
     layout: str = "auto",
-    split: Optional[str] = None,
+    split: str | None = None,
     images: str | os.PathLike | None = None,
     masks: str | os.PathLike | None = None,
 ) -> ResolvedSplit:
     """Find the images and masks folders; DataError lists every place looked at if none exist."""
     if (images is None) != (masks is None):
         raise DataError("give both an images folder and a masks folder, or neither")
-    if images is not None:
+    if images is not None and masks is not None:
         base = Path(root) if root is not None else Path(".")
         img_dir, msk_dir = base / Path(images), base / Path(masks)
         for d, what in ((img_dir, "images"), (msk_dir, "masks")):
@@ -161,7 +166,7 @@ def _alternatives(names: tuple[str, ...]) -> str:
     return names[0] if len(names) == 1 else "{" + ",".join(names) + "}"
 
 
-def _describe(layout: str, split: Optional[str]) -> str:
+def _describe(layout: str, split: str | None) -> str:
     """The folders a layout looks for, as brace patterns (for error messages)."""
     image_names, mask_names = _DIR_NAMES[layout]
     base = _alternatives(_split_names(split)) + "/" if split else ""
@@ -226,7 +231,7 @@ def _listing(paths: list[Path], limit: int = 5) -> str:
 def find_pairs(
     root: str | os.PathLike | None,
     layout: str = "auto",
-    split: Optional[str] = None,
+    split: str | None = None,
     images: str | os.PathLike | None = None,
     masks: str | os.PathLike | None = None,
 ) -> list[Pair]:

@@ -18,15 +18,15 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional, Sequence
 
 import numpy as np
 
 from ..errors import ConfigError, DataError
-from .layouts import Pair
 from ..io import atomic_write_text, load_image, load_mask, save_image, save_mask
+from .layouts import Pair
 
 MANIFEST = "negatives.json"
 
@@ -48,7 +48,7 @@ def _largest_in_histogram(heights: np.ndarray) -> tuple[int, int, int]:
     return best
 
 
-def largest_free_rectangle(occupied: np.ndarray) -> Optional[tuple[int, int, int, int]]:
+def largest_free_rectangle(occupied: np.ndarray) -> tuple[int, int, int, int] | None:
     """(top, left, height, width) of the largest all-False rectangle of a bool grid, or None if none."""
     grid = np.asarray(occupied, dtype=bool)
     heights = np.zeros(grid.shape[1], np.int64)
@@ -62,7 +62,7 @@ def largest_free_rectangle(occupied: np.ndarray) -> Optional[tuple[int, int, int
     return box
 
 
-def glass_free_box(mask: np.ndarray, cell: int = 8, max_aspect: float = 2.0) -> Optional[tuple[int, int, int, int]]:
+def glass_free_box(mask: np.ndarray, cell: int = 8, max_aspect: float = 2.0) -> tuple[int, int, int, int] | None:
     """(top, left, height, width) in pixels of the largest glass-free rectangle of a {0,1} mask [H, W],
     on a grid of `cell`-pixel cells, trimmed to an aspect ratio of at most `max_aspect`; None if no cell
     is free."""
@@ -73,7 +73,7 @@ def glass_free_box(mask: np.ndarray, cell: int = 8, max_aspect: float = 2.0) -> 
     gh, gw = -(-H // cell), -(-W // cell)
     padded = np.zeros((gh * cell, gw * cell), bool)
     padded[:H, :W] = m
-    occupied = padded.reshape(gh, cell, gw, cell).any(axis=(1, 3))
+    occupied = np.asarray(padded.reshape(gh, cell, gw, cell).any(axis=(1, 3)))
     # Cells past the photo's edge are padding (free); the box is clipped to the photo below.
     box = largest_free_rectangle(occupied)
     if box is None:
@@ -101,7 +101,7 @@ def refuse_filled_output(out_dir: str | os.PathLike) -> Path:
 
 def load_labelled_pair(pair: Pair) -> tuple[np.ndarray, np.ndarray]:
     """(image, {0,1} mask) of a pair that must have a mask of the image's size (DataError naming both)."""
-    mask = load_mask(pair.mask_path)
+    mask = load_mask(pair.labelled_mask())
     image = load_image(pair.image_path)
     if image.shape[:2] != mask.shape:
         raise DataError(
@@ -133,7 +133,7 @@ def glass_free_crops(
     min_side: int = 128,
     cell: int = 8,
     max_aspect: float = 2.0,
-    sample: Optional[int] = None,
+    sample: int | None = None,
     seed: int = 0,
     prefix: str = "",
     progress: bool = True,

@@ -8,9 +8,9 @@ photos`) gathers them, one source per package:
 
 - reads each photo (one that fails to decode is reported by name and skipped, never fatal);
 - drops resolution variants of one picture (the same name with a `WxH` suffix, or one wallpaper folder
-  of Plasma's `contents/images*`; the largest is kept) and near-duplicates across sources (`same_picture`: small thumbnails of
-  nearly the same colours and detail), and photos that were checked by eye and show glass
-  (`EXCLUDED`, each with its reason) or are no photo of a scene (logos, text pages);
+  of Plasma's `contents/images*`; the largest is kept) and near-duplicates across sources
+  (`same_picture`: small thumbnails of nearly the same colours and detail), and photos that were checked
+  by eye and show glass (`EXCLUDED`, each with its reason) or are no photo of a scene (logos, text pages);
 - splits **by source**: the sources in `HELDOUT_SOURCES` (fixed before any model was scored on them)
   are only ever used to measure false glass, so it is measured on photos from packages the model never saw;
 - writes each kept photo scaled to at most `long_side` px, plus for training photos `crops` random
@@ -27,9 +27,9 @@ import os
 import re
 import shutil
 import subprocess
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Optional, Sequence
 
 import numpy as np
 
@@ -137,6 +137,8 @@ def python_photos(package: str) -> list[Photo]:
         mod = __import__(module)
     except ImportError:
         return []
+    if mod.__file__ is None:  # a namespace package: no folder of its own
+        return []
     folder = Path(mod.__file__).parent / sub
     return [Photo(package, f, licence) for f in sorted(folder.iterdir()) if f.suffix.lower() in IMAGE_SUFFIXES]
 
@@ -173,8 +175,8 @@ def thumbnails(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     from PIL import Image
 
     pic = Image.fromarray(image)
-    colour = np.asarray(pic.resize((16, 16), Image.BOX), np.float32)
-    grey = np.asarray(pic.convert("L").resize((64, 64), Image.BOX), np.float32)
+    colour = np.asarray(pic.resize((16, 16), Image.Resampling.BOX), np.float32)
+    grey = np.asarray(pic.convert("L").resize((64, 64), Image.Resampling.BOX), np.float32)
     grey = grey - grey.mean()
     return colour, grey / max(float(np.linalg.norm(grey)), 1e-6)
 
@@ -192,7 +194,9 @@ def scale_down(image: np.ndarray, long_side: int) -> np.ndarray:
     s = long_side / max(h, w)
     if s >= 1:
         return image
-    return np.asarray(Image.fromarray(image).resize((max(1, round(w * s)), max(1, round(h * s))), Image.LANCZOS))
+    return np.asarray(
+        Image.fromarray(image).resize((max(1, round(w * s)), max(1, round(h * s))), Image.Resampling.LANCZOS)
+    )
 
 
 def _crop_boxes(rng: np.random.Generator, h: int, w: int, n: int) -> list[tuple[int, int, int, int]]:
@@ -288,7 +292,8 @@ def build_corpus(
         )
     tmp = out.with_name(out.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)  # an interrupted earlier build
-    rows, thumbs = [], {"train": [], "heldout": []}
+    rows = []
+    thumbs: dict[str, list[tuple[np.ndarray, str]]] = {"train": [], "heldout": []}
     for photo, image in kept:
         split = "heldout" if photo.source in heldout else "train"
         name = corpus_name(photo)
@@ -327,7 +332,7 @@ def build_corpus(
 def installed_photos(
     debian: Sequence[str] = DEBIAN_PACKAGES,
     python: Sequence[str] = PYTHON_PACKAGES,
-    folders: Optional[dict[str, str]] = None,
+    folders: dict[str, str] | None = None,
 ) -> tuple[list[Photo], list[str]]:
     """Photos of every installed source. -> (photos, names of sources with none installed)."""
     photos, missing = [], []

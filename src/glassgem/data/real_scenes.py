@@ -23,9 +23,9 @@ import io
 import os
 import re
 import subprocess
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Optional
 
 import numpy as np
 
@@ -89,7 +89,7 @@ def read_manifest(path: str | os.PathLike = MANIFEST) -> list[Entry]:
     return out
 
 
-def _git(args: list[str], cwd: Optional[Path] = None) -> bytes:
+def _git(args: list[str], cwd: Path | None = None) -> bytes:
     try:
         return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True).stdout
     except FileNotFoundError:
@@ -99,7 +99,7 @@ def _git(args: list[str], cwd: Optional[Path] = None) -> bytes:
         raise DataError(f"git {' '.join(args[:3])}: {msg[-1] if msg else 'failed'}") from None
 
 
-def _git_dir(folder: Path) -> Optional[Path]:
+def _git_dir(folder: Path) -> Path | None:
     if not folder.is_dir():
         return None
     try:
@@ -190,9 +190,9 @@ def rebuild(
 
 def contact_sheet(split_dir: str | os.PathLike, cols: int = 6) -> np.ndarray:
     """Every photo of a rebuilt split with its glass tinted, labelled with its name and glass share."""
+    from ..io import load_mask
     from ..overlay import grid, overlay_mask
     from .layouts import find_pairs
-    from ..io import load_mask
 
     pictures, names = [], []
     for pair in find_pairs(split_dir):

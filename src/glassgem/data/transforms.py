@@ -10,11 +10,11 @@ All randomness comes from the `rng` passed to each call, so augmentation is repr
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image
 
 from ..config import RESIZE_MODES
@@ -187,7 +187,8 @@ class TrainTransform:
         if self.resize_mode == "squash":
             hw = (side, side)
         else:
-            hw = shortest_edge_shape(*image.shape[:2], side, self.max_size)
+            h, w = image.shape[:2]
+            hw = shortest_edge_shape(h, w, side, self.max_size)
         image, mask = resize_image(image, hw), resize_mask(mask, hw)
         # 2. random crop of at most size (smaller when the image is smaller)
         ch, cw = min(self.size[0], hw[0]), min(self.size[1], hw[1])

@@ -22,16 +22,17 @@ from __future__ import annotations
 import csv
 import io
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any
 
 import numpy as np
 
 from ..errors import ConfigError, DataError
+from ..io import atomic_write_bytes
 from .metrics import N_BINS, max_fbeta
 from .report import CSV_FILE, CURVES_FILE
-from ..io import atomic_write_bytes
 
 # metric -> True when higher is better
 METRICS = {"iou": True, "mae": False, "ber": False}
@@ -115,7 +116,7 @@ def interval(stats: np.ndarray, level: float = 0.95) -> tuple[float, float, floa
     low, high = np.quantile(stats, [alpha, 1.0 - alpha])
     if not np.any(stats):
         return 0.0, 0.0, 1.0
-    p = 2.0 * min(np.mean(stats <= 0.0), np.mean(stats >= 0.0))
+    p = 2.0 * min(float(np.mean(stats <= 0.0)), float(np.mean(stats >= 0.0)))
     return float(low), float(high), float(min(1.0, p))
 
 
@@ -129,7 +130,7 @@ def paired_bootstrap(
     return interval(bootstrap_means(diff, resamples, seed), level)
 
 
-def read_curves(report: PerImage) -> Optional[dict[str, tuple[np.ndarray, np.ndarray]]]:
+def read_curves(report: PerImage) -> dict[str, tuple[np.ndarray, np.ndarray]] | None:
     """{name: (precision, recall)} from the report's per_image_fbeta.npz, or None if it has none
     (reports written before glassgem kept the curves)."""
     path = report.path.parent / CURVES_FILE
@@ -207,7 +208,7 @@ def compare_reports(
     ca, cb = read_curves(ra), read_curves(rb)
     lacking = [str(r.path.parent / CURVES_FILE) for r, c in ((ra, ca), (rb, cb)) if c is None]
     out["fbeta_missing"] = lacking  # F-beta needs both reports' curves
-    if not lacking:
+    if ca is not None and cb is not None:  # not lacking
         with_curves = [n for n in common if n in ca and n in cb]
         if with_curves:
             results["fbeta"] = _fbeta_comparison(ca, cb, with_curves, resamples, seed)
@@ -321,7 +322,7 @@ def plot_comparison(
     a: PerImage,
     b: PerImage,
     path: str | Path,
-    labels: Optional[Sequence[str]] = None,
+    labels: Sequence[str] | None = None,
     metric: str = "iou",
     tie: float = 0.005,
 ) -> Path:
@@ -372,7 +373,7 @@ def run_compare(
     resamples: int = 10_000,
     seed: int = 0,
     tie: float = 0.005,
-    plot: Optional[str | Path] = None,
+    plot: str | Path | None = None,
 ) -> tuple[dict[str, Any], str]:
     """The `glassgem compare` job: (result, printed text); writes the plot when asked."""
     if resamples < 100:

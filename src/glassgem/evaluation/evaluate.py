@@ -8,9 +8,10 @@ with IoU / max F-beta / MAE / BER per image.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from functools import partial
 from pathlib import Path
-from typing import Any, Iterable, Optional, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -52,12 +53,12 @@ def iterate_predictions(
     size: int = 384,
     batch_size: int = 4,
     num_workers: int = 2,
-    device: Optional[torch.device] = None,
-    dtype: Optional[torch.dtype] = None,
+    device: torch.device | None = None,
+    dtype: torch.dtype | None = None,
     tta: bool = False,
-    threshold: Optional[float] = None,
+    threshold: float | None = None,
     probabilities: bool = False,
-) -> Iterable[tuple[str, Output, Optional[np.ndarray]]]:
+) -> Iterable[tuple[str, Output, np.ndarray | None]]:
     """Yield (stem, Output at the image's size, ground-truth mask [H,W] or None) per pair, in order. `model`: a
     glassgem.Predictor (then the other prediction options are its own), or a model it is made of with `size`,
     `batch_size`, `device`, `dtype`, `tta` (flip test-time augmentation) and `threshold`."""
@@ -81,15 +82,15 @@ def evaluate_model(
     size: int = 384,
     batch_size: int = 4,
     num_workers: int = 2,
-    device: Optional[torch.device] = None,
-    dtype: Optional[torch.dtype] = None,
-    save_masks: Optional[str | Path] = None,
+    device: torch.device | None = None,
+    dtype: torch.dtype | None = None,
+    save_masks: str | Path | None = None,
     save_prob: bool = False,
     legacy: bool = False,
     progress: bool = True,
     tta: bool = False,
     report: Any = None,
-    threshold: Optional[float] = None,
+    threshold: float | None = None,
 ) -> dict[str, Any]:
     """GSD-S metrics of `model` (a glassgem.Predictor, or a model it is made of with `size`, `batch_size`,
     `device`, `dtype`, `tta` and `threshold`) on image/mask pairs; optionally writes `<stem>.png` masks (0/255).

@@ -13,9 +13,9 @@ from typing import Any
 import numpy as np
 
 from ..errors import ConfigError, DataError
-from .metrics import GlassMetrics, ImageStats, image_stats, prediction_levels
 from ..io import MASK_EXTENSIONS, load_mask, load_prediction, read_mask_values
 from ..overlay import error_overlay
+from .metrics import GlassMetrics, ImageStats, image_stats, prediction_levels
 
 
 def _mask_files(folder: Path, what: str) -> dict[str, Path]:

@@ -103,9 +103,9 @@ def prediction_levels(pred: np.ndarray, name: str | None = None) -> tuple[np.nda
         return (a8 * np.uint8(255) if hi <= 1 else a8), None  # max <= 1: a binary 0/1 map
     if a.dtype.kind != "f":
         raise DataError(f"{_where(name)}prediction has unsupported dtype {a.dtype}")
-    lo, hi = float(a.min()), float(a.max())
-    if not (0.0 <= lo and hi <= 1.0):  # also catches NaN
-        raise DataError(f"{_where(name)}float prediction values must lie in [0, 1], got {lo:g}..{hi:g}")
+    low, high = float(a.min()), float(a.max())
+    if not (0.0 <= low and high <= 1.0):  # also catches NaN
+        raise DataError(f"{_where(name)}float prediction values must lie in [0, 1], got {low:g}..{high:g}")
     # float64 arithmetic whatever the input precision, so the only slack is the documented delta.
     x = a.astype(np.float64) * float(N_BINS - 1)  # (H, W)
     x += _DELTA_F64 if a.dtype == np.float64 else _DELTA_F32
@@ -262,7 +262,7 @@ class GlassMetrics:
             return 100.0 * (1.0 - rate)
         return 100.0 * (1.0 - 0.5 * (s.tp / pos + s.tn / neg))
 
-    def merge(self, other: "GlassMetrics") -> None:
+    def merge(self, other: GlassMetrics) -> None:
         if other.legacy != self.legacy:
             raise ValueError("cannot merge a legacy accumulator with a default one")
         self.n_images += other.n_images

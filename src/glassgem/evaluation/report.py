@@ -21,15 +21,15 @@ import csv
 import heapq
 import io
 import math
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any
 
 import numpy as np
 
-from .metrics import ImageScore
 from ..io import atomic_write_bytes, atomic_write_text, save_image
 from ..overlay import grid, titled
-from .metrics import write_json
+from .metrics import ImageScore, write_json
 
 Picture = Callable[[], np.ndarray]  # makes one error picture (uint8 [H,W,3]) on demand
 
@@ -73,7 +73,7 @@ class PerImageReport:
         # the index is unique, so comparisons never reach the name, score or picture.
         self._heap: list[tuple[float, float, int, str, ImageScore, Picture]] = []
 
-    def add(self, name: str, score: ImageScore, picture: Optional[Picture] = None) -> None:
+    def add(self, name: str, score: ImageScore, picture: Picture | None = None) -> None:
         index = len(self.rows)
         self.rows.append((name, score))
         if self.worst == 0 or picture is None:
@@ -103,20 +103,22 @@ class PerImageReport:
             )
         return buf.getvalue()
 
-    def curves(self) -> Optional[bytes]:
+    def curves(self) -> bytes | None:
         """The per-image precision/recall curves as .npz bytes (None unless every image has them)."""
-        if not self.rows or any(s.precision is None or s.recall is None for _, s in self.rows):
+        precision = [s.precision for _, s in self.rows if s.precision is not None]
+        recall = [s.recall for _, s in self.rows if s.recall is not None]
+        if not self.rows or len(precision) < len(self.rows) or len(recall) < len(self.rows):
             return None
         buf = io.BytesIO()
         np.savez_compressed(
             buf,
             names=np.array([name for name, _ in self.rows]),
-            precision=np.stack([s.precision for _, s in self.rows]).astype(np.float64),
-            recall=np.stack([s.recall for _, s in self.rows]).astype(np.float64),
+            precision=np.stack(precision).astype(np.float64),
+            recall=np.stack(recall).astype(np.float64),
         )
         return buf.getvalue()
 
-    def sheet(self) -> Optional[np.ndarray]:
+    def sheet(self) -> np.ndarray | None:
         """The worst images' error pictures on one contact sheet (None when there are none)."""
         worst = self.worst_images()
         if not worst:

@@ -58,7 +58,7 @@ class ShareBins:
         s[2] += glass
         s[3] += predicted
 
-    def merge(self, other: "ShareBins") -> None:
+    def merge(self, other: ShareBins) -> None:
         for name, s in other.sums.items():
             self.sums[name] = [a + b for a, b in zip(self.sums[name], s)]
 

@@ -17,7 +17,6 @@ import math
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
 
@@ -133,7 +132,7 @@ def missing_sets(plan: Plan, folders: dict[str, str]) -> set[str]:
 
 
 def prepare_data(
-    plan: Plan, folders: dict[str, str], budget: Budget, out: Path, progress: bool = True, runs: Optional[list] = None
+    plan: Plan, folders: dict[str, str], budget: Budget, out: Path, progress: bool = True, runs: list | None = None
 ) -> ExperimentData:
     """Check or generate every data set `runs` (default: the plan's) use, before any training starts."""
     data = ExperimentData(scale_base=int(budget.scale_base))

@@ -20,21 +20,21 @@ import json
 import shlex
 import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import torch
 
 from ..config import TrainConfig
 from ..errors import ConfigError
 from ..evaluation.evaluate import evaluate_model
-from ..io import atomic_write_text
-from ..inference.threads import cpu_cores
-from ..locks import folder_lock
-from ..outputs import check_inside, check_not_input, plain_name
 from ..evaluation.report import PerImageReport
 from ..hub.pretrained import GEM
-from ..train.encoder_init import check_encoder_init
+from ..inference.threads import cpu_cores
+from ..io import atomic_write_text
+from ..locks import folder_lock
+from ..outputs import check_inside, check_not_input, plain_name
 from ..train.checkpoint import list_checkpoints
+from ..train.encoder_init import check_encoder_init
 from ..train.engine import RunData, Trainer
 from ..train.optim import scaled_lr_steps
 from .datasets import ExperimentData, data_sets_line, missing_sets, prepare_data
@@ -167,8 +167,8 @@ def run_plan(
     plan: Plan,
     out: str | Path,
     budget_name: str = "smoke",
-    sets: Optional[list[str]] = None,
-    only: Optional[list[str]] = None,
+    sets: list[str] | None = None,
+    only: list[str] | None = None,
     progress: bool = True,
 ) -> Path:
     """Run (or continue) every run of `plan` into OUT and write the results; returns results.csv."""
@@ -197,7 +197,7 @@ def _run_locked(
     out: Path,
     budget: Budget,
     sets: list[str],
-    only: Optional[list[str]],
+    only: list[str] | None,
     folders: dict[str, str],
     configs: dict[str, TrainConfig],
     skipped: dict[str, str],

@@ -3,10 +3,11 @@
 A plan names its data sets (`[data]`: key = folder, "" = a procedural stand-in the runner generates) and its
 runs (`[[runs]]`). Every plan also takes two optional folders (AUX_DATA): `data.backgrounds` (photos the
 procedural stand-ins are composited on; default scikit-image's samples) and `data.glass_free` (glass-free
-photos every stage's model is also scored on: false glass). A run pretrains on one data set (optional; `scale` = multiples of the real training set),
-fine-tunes on another (optional), with its own `set = [...]` config overrides; each stage's model is scored
-on the plan's eval set: after pretraining "zero-shot", after pretraining + fine-tuning "fine-tuned", after
-fine-tuning alone "trained". `paper = {zero_shot = .., fine_tuned = ..}` carries the paper's numbers.
+photos every stage's model is also scored on: false glass). A run pretrains on one data set (optional;
+`scale` = multiples of the real training set), fine-tunes on another (optional), with its own `set = [...]`
+config overrides; each stage's model is scored on the plan's eval set: after pretraining "zero-shot", after
+pretraining + fine-tuning "fine-tuned", after fine-tuning alone "trained". `paper = {zero_shot = ..,
+fine_tuned = ..}` carries the paper's numbers.
 
 Budgets (how long each stage trains) are `paper` (the paper's epochs and the preset's batch), `cpu` (a few
 CPU hours) and `smoke` (a few steps of the `debug` preset, for tests); a plan's `[budgets.NAME]` table
@@ -21,7 +22,7 @@ import tomllib
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 from ..config import TrainConfig, apply_overrides, train_preset
 from ..errors import ConfigError
@@ -150,7 +151,7 @@ class Plan:
     standins: list[str] = field(default_factory=lambda: ["real", "synthetic", "eval"])
     path: str = ""
 
-    def budget(self, name: str, overrides: Optional[dict[str, Any]] = None) -> Budget:
+    def budget(self, name: str, overrides: dict[str, Any] | None = None) -> Budget:
         if name not in BUDGETS:
             raise ConfigError(f"unknown budget {name!r}; choose one of {', '.join(BUDGETS)}")
         b = dataclasses.replace(BUDGETS[name], set=list(BUDGETS[name].set))
@@ -327,9 +328,7 @@ def split_overrides(plan: Plan, items: list[str]) -> Overrides:
             if name in ("set",):
                 raise ConfigError("--set budget.set: give config fields directly, e.g. --set lr=1e-4")
             current = getattr(BUDGETS["smoke"], name, None)
-            if isinstance(current, tuple):
-                value = [v for v in value.replace("x", ",").split(",")]
-            out.budget[name] = value
+            out.budget[name] = value.replace("x", ",").split(",") if isinstance(current, tuple) else value
         else:
             out.config.append(item)
     return out
@@ -338,12 +337,12 @@ def split_overrides(plan: Plan, items: list[str]) -> Overrides:
 def _fill(item: str, data: dict[str, str]) -> str:
     """`{data.KEY}` in a run's override -> that data entry (e.g. encoder_weights={data.sam_weights})."""
     for key, value in data.items():
-        item = item.replace("{data.%s}" % key, value)
+        item = item.replace(f"{{data.{key}}}", value)
     return item
 
 
 def stage_config(
-    plan: Plan, budget: Budget, run: RunSpec, extra: list[str], data: Optional[dict[str, str]] = None
+    plan: Plan, budget: Budget, run: RunSpec, extra: list[str], data: dict[str, str] | None = None
 ) -> TrainConfig:
     """The training config of a run's stages: preset, budget, the run's own switches, then --set."""
     cfg = train_preset(budget.preset)

@@ -16,9 +16,9 @@ reads it, picks the converter from the encoder's registry entry and names the fi
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from torch import Tensor, nn
 

@@ -17,7 +17,8 @@ Original (detectron2 + MaskDINO) layout -> glassgem `GEM` module names:
 from __future__ import annotations
 
 import re
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import Tensor

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import glob
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -65,11 +66,11 @@ def _folder_inputs(folder: Path, recursive: bool) -> list[Path]:
     return found
 
 
-def _within(path: Path, folder: Optional[Path]) -> bool:
+def _within(path: Path, folder: Path | None) -> bool:
     return folder is not None and (path == folder or folder in path.parents)
 
 
-def collect_inputs(inputs: Sequence[str], recursive: bool = False, out: Optional[str | Path] = None) -> list[Photo]:
+def collect_inputs(inputs: Sequence[str], recursive: bool = False, out: str | Path | None = None) -> list[Photo]:
     """Files, folders and glob patterns -> photos with their base output names, in order, each file once.
 
     Folders give their image files (sorted; subfolders too with `recursive`); globs are expanded here,

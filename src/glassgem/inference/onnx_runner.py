@@ -96,7 +96,7 @@ class OnnxScorer:
         device: str = "cpu",
         threads: int | None = None,
         spinning: bool = True,
-    ) -> "OnnxScorer":
+    ) -> OnnxScorer:
         ort = _ort()
         options = ort.SessionOptions()
         if threads:

@@ -13,10 +13,11 @@ import sys
 import tempfile
 import time
 from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Optional, Sequence, TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -56,7 +57,7 @@ class Summary:
         return "\n".join(lines)
 
 
-def check_video_inputs(photos: Sequence[Photo], every: int = 1, max_frames: Optional[int] = None) -> None:
+def check_video_inputs(photos: Sequence[Photo], every: int = 1, max_frames: int | None = None) -> None:
     """Raise GlassgemError before any work if videos cannot be read (PyAV missing) or the frame options are
     wrong."""
     check_frame_options(every, max_frames)
@@ -68,9 +69,9 @@ def check_video_inputs(photos: Sequence[Photo], every: int = 1, max_frames: Opti
 @dataclass
 class _Loaded:
     photo: Photo
-    rgb: Optional[np.ndarray] = None  # uint8 H x W x 3
-    squashed: Optional[torch.Tensor] = None  # float32 3 x s x s
-    error: Optional[str] = None
+    rgb: np.ndarray | None = None  # uint8 H x W x 3
+    squashed: torch.Tensor | None = None  # float32 3 x s x s
+    error: str | None = None
 
 
 def _load(photo: Photo, prepare: Preparer) -> _Loaded:
@@ -118,7 +119,7 @@ class FilesRun:
     save_prob: bool = False
     overlay: bool = False
     every: int = 1
-    max_frames: Optional[int] = None
+    max_frames: int | None = None
     resume: bool = False
 
 
@@ -128,7 +129,7 @@ def plan_files(
     save_prob: bool = False,
     overlay: bool = False,
     every: int = 1,
-    max_frames: Optional[int] = None,
+    max_frames: int | None = None,
     resume: bool = False,
 ) -> FilesRun:
     """Everything predict_files checks before a model is needed: videos readable (PyAV) and the frame options,
@@ -225,15 +226,15 @@ def predict_files(
     photos: Sequence[Photo],
     out: str | Path,
     scorer: Any,
-    size: Optional[int] = None,
-    batch_size: Optional[int] = None,
+    size: int | None = None,
+    batch_size: int | None = None,
     save_prob: bool = False,
     overlay: bool = False,
     progress: bool = True,
     report: Callable[[str], None] | None = None,
-    threshold: Optional[float] = None,
+    threshold: float | None = None,
     every: int = 1,
-    max_frames: Optional[int] = None,
+    max_frames: int | None = None,
     resume: bool = False,
 ) -> Summary:
     """Write masks (and optional probability maps / overlays) for `photos` into `out`.

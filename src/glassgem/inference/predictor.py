@@ -16,8 +16,9 @@ Its options are checked once, when it is made (ConfigError naming the option).
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence, Union
+from typing import Any
 
 import numpy as np
 import torch
@@ -27,12 +28,20 @@ from ..config import check_smoothing
 from ..errors import ConfigError, DataError
 from ..model.gem import GEM
 from .onnx_runner import OnnxScorer, load_onnx_scorer
-from .protocol import ImageLike, as_rgb_array, check_threshold, flip_averaged, glass_mask, glass_probability
-from .protocol import squash, unsquash
+from .protocol import (
+    ImageLike,
+    as_rgb_array,
+    check_threshold,
+    flip_averaged,
+    glass_mask,
+    glass_probability,
+    squash,
+    unsquash,
+)
 from .runtime import apply_thread_policy, resolve_device, resolve_dtype
 from .scorers import ModelScorer, build_scorer
 
-Images = Union[ImageLike, Sequence[ImageLike], np.ndarray]
+Images = ImageLike | Sequence[ImageLike] | np.ndarray
 PROTOCOL_THRESHOLD = 0.5  # glass where the glass score beats the background score: the paper's rule
 
 

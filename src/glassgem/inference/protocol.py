@@ -10,7 +10,6 @@ prediction path built from them is glassgem.Predictor (predictor.py), which `GEM
 from __future__ import annotations
 
 import os
-from typing import Union
 
 import numpy as np
 import torch
@@ -21,7 +20,7 @@ from torch import Tensor
 from ..errors import DataError, GlassgemError
 from ..io import load_image, pil_to_rgb
 
-ImageLike = Union[Image.Image, np.ndarray, str, os.PathLike]
+ImageLike = Image.Image | np.ndarray | str | os.PathLike
 
 
 def glass_probability(scores: Tensor) -> Tensor:

@@ -5,7 +5,8 @@ made before torch starts are in threads.py (which imports no torch)."""
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator, Optional, TypeVar
+from collections.abc import Iterator
+from typing import TypeVar
 
 import torch
 from torch import nn
@@ -26,7 +27,7 @@ def graphs_by_default(encoder: str) -> bool:
     return encoder in GRAPHS_FASTER
 
 
-def resolve_device(device: Optional[str]) -> torch.device:
+def resolve_device(device: str | None) -> torch.device:
     """--device: None (CUDA when available, else CPU), cpu, cuda, cuda:N or mps; ConfigError otherwise."""
     if device is None:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -41,7 +42,7 @@ def resolve_device(device: Optional[str]) -> torch.device:
     return dev
 
 
-def resolve_dtype(name: str | torch.dtype | None) -> Optional[torch.dtype]:
+def resolve_dtype(name: str | torch.dtype | None) -> torch.dtype | None:
     """--dtype fp32 | bf16 | fp16 (or a torch dtype, or None) -> the autocast dtype (None for fp32: no autocast)."""
     if name is None or name == torch.float32:
         return None

@@ -5,9 +5,10 @@ ONNX graph (onnx_runner.OnnxScorer); glassgem.Predictor runs either (test-time a
 
 from __future__ import annotations
 
-from typing import Callable, Optional
+from collections.abc import Callable
 
 import torch
+
 from ..config import check_smoothing
 from ..hub.pretrained import PretrainedGEM
 from ..model.gem import GEM
@@ -26,11 +27,11 @@ Scorer = Callable[[torch.Tensor], torch.Tensor]  # float [B,3,s,s] 0..255 -> [B,
 
 
 def load_model_for_inference(
-    weights: Optional[str],
-    device: Optional[str] = None,
+    weights: str | None,
+    device: str | None = None,
     dtype: str | torch.dtype | None = "fp32",
-    smoothing: Optional[float] = None,
-) -> tuple[PretrainedGEM, torch.device, Optional[torch.dtype]]:
+    smoothing: float | None = None,
+) -> tuple[PretrainedGEM, torch.device, torch.dtype | None]:
     """(model in eval mode on its device, fused for inference, device, autocast dtype or None for fp32).
     `weights`: as glassgem.hub.pretrained.from_pretrained (None: the shipped model). `smoothing`: replaces the
     model's `score_smoothing` (0: off, the original protocol's raw scores)."""
@@ -51,9 +52,9 @@ class ModelScorer:
     def __init__(
         self,
         model: GEM,
-        device: Optional[torch.device] = None,
-        dtype: Optional[torch.dtype] = None,
-        graphs: Optional[bool] = None,
+        device: torch.device | None = None,
+        dtype: torch.dtype | None = None,
+        graphs: bool | None = None,
     ):
         self.model, self.dtype = model, dtype
         self.device = device if device is not None else next(model.parameters()).device
@@ -77,10 +78,10 @@ class ModelScorer:
 
 
 def build_scorer(
-    weights: Optional[str],
-    device: Optional[str] = None,
+    weights: str | None,
+    device: str | None = None,
     dtype: str | torch.dtype | None = "fp32",
-    smoothing: Optional[float] = None,
+    smoothing: float | None = None,
 ) -> ModelScorer:
     """The shipped model (weights=None), a glassgem directory, an original GEM checkpoint or a Hub id, fused
     for inference; `smoothing` replaces the model's score smoothing (see load_model_for_inference)."""

@@ -18,7 +18,7 @@ import re
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -28,7 +28,7 @@ from ..io import atomic_write_text
 from .files import FRAMES_CSV, write_outputs
 from .predictor import as_predictor
 from .threads import decode_threads
-from .video import check_frame_options, frames_csv_text, frame_name, require_av
+from .video import check_frame_options, frame_name, frames_csv_text, require_av
 
 SCHEMES = ("rtsp", "rtsps", "rtmp", "http", "https", "udp", "tcp", "srt")
 
@@ -66,7 +66,7 @@ class LatestFrame:
             self._item, self._full = item, True
             self._cond.notify()
 
-    def take(self, timeout: Optional[float] = None) -> Any:
+    def take(self, timeout: float | None = None) -> Any:
         """The newest frame; None after `timeout` seconds without one, or once closed and empty."""
         with self._cond:
             if not self._cond.wait_for(lambda: self._full or self.closed, timeout) or not self._full:
@@ -89,7 +89,7 @@ class RateMeter:
         self.start = clock()
         self.count = 0
 
-    def tick(self) -> Optional[float]:
+    def tick(self) -> float | None:
         """Count a frame; -> the rate of the period that just ended, or None while it runs."""
         self.count += 1
         elapsed = self.clock() - self.start
@@ -108,7 +108,7 @@ class StreamSummary:
     received: int = 0  # offered to the network (every --every-th decoded frame)
     dropped: int = 0  # of those, replaced by a newer frame before the network was free
     seconds: float = 0.0
-    error: Optional[str] = None
+    error: str | None = None
 
     def line(self) -> str:
         rate = self.frames / self.seconds if self.seconds > 0 else 0.0
@@ -163,12 +163,12 @@ def predict_stream(
     name: str,
     out,
     scorer,
-    size: Optional[int] = None,
+    size: int | None = None,
     save_prob: bool = False,
     overlay: bool = False,
-    threshold: Optional[float] = None,
+    threshold: float | None = None,
     every: int = 1,
-    max_frames: Optional[int] = None,
+    max_frames: int | None = None,
     progress: bool = True,
 ) -> StreamSummary:
     """Masks for a live stream's frames, newest first when the network falls behind (module doc), until the

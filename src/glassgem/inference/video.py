@@ -22,10 +22,11 @@ import io as _io
 import math
 import os
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -44,7 +45,7 @@ def frame_name(name: str, index: int) -> str:
     return f"{name}/{index:06d}"
 
 
-def check_frame_options(every: int, max_frames: Optional[int]) -> None:
+def check_frame_options(every: int, max_frames: int | None) -> None:
     if every < 1:
         raise GlassgemError(f"--every must be at least 1, got {every}")
     if max_frames is not None and max_frames < 1:
@@ -69,8 +70,8 @@ class VideoSummary:
     frames: int = 0  # frames with outputs, scored now or resumed
     resumed: int = 0  # of those, frames whose outputs were already there
     seconds: float = 0.0
-    overlay: Optional[Path] = None
-    error: Optional[str] = None
+    overlay: Path | None = None
+    error: str | None = None
 
     def line(self) -> str:
         scored = self.frames - self.resumed
@@ -89,7 +90,7 @@ class _Frame:
     index: int
     time: float
     rgb: np.ndarray
-    mask: Optional[np.ndarray] = None  # read back from an earlier run (resume)
+    mask: np.ndarray | None = None  # read back from an earlier run (resume)
 
 
 def _open(path: Path):
@@ -106,7 +107,7 @@ def _open(path: Path):
     return container
 
 
-def _frames(container, every: int, max_frames: Optional[int]) -> Iterator[tuple[int, float, np.ndarray]]:
+def _frames(container, every: int, max_frames: int | None) -> Iterator[tuple[int, float, np.ndarray]]:
     stream = container.streams.video[0]
     stream.thread_type = "AUTO"
     try:  # FFmpeg's default is a thread per core, which fights the network's OpenMP threads (threads.py)
@@ -125,7 +126,7 @@ def _frames(container, every: int, max_frames: Optional[int]) -> Iterator[tuple[
             return
 
 
-def _declared_frames(container) -> Optional[int]:
+def _declared_frames(container) -> int | None:
     """The frames the file says it holds: the stream's count, else its duration (or the container's) x its
     frame rate; None when it says neither."""
     stream = container.streams.video[0]
@@ -137,7 +138,7 @@ def _declared_frames(container) -> Optional[int]:
     return n or None
 
 
-def _short_by(declared: Optional[int], decoded: int, every: int) -> Optional[str]:
+def _short_by(declared: int | None, decoded: int, every: int) -> str | None:
     """Why a video that decoded without an error still ended early (a file cut short), or None. Declared counts
     may be off by a frame or two: more than max(2, 2%) missing (beyond the `every` step) counts."""
     if not declared or declared - decoded <= every + max(2, 0.02 * declared):
@@ -148,7 +149,7 @@ def _short_by(declared: Optional[int], decoded: int, every: int) -> Optional[str
     )
 
 
-def _expected_frames(container, every: int, max_frames: Optional[int]) -> Optional[int]:
+def _expected_frames(container, every: int, max_frames: int | None) -> int | None:
     n = _declared_frames(container)
     if not n:
         return max_frames
@@ -169,7 +170,7 @@ class _OverlayVideo:
         self.stream.pix_fmt = "yuv420p"
         if codec == "libx264":
             self.stream.options = {"crf": "20", "preset": "veryfast"}  # medium: ~3x slower per frame
-        self.size: Optional[tuple[int, int]] = None
+        self.size: tuple[int, int] | None = None
 
     def add(self, rgb: np.ndarray) -> None:
         av = require_av()
@@ -194,7 +195,7 @@ class _OverlayVideo:
                 self.tmp.unlink()
 
 
-def _done_mask(out: Path, name: str, index: int, save_prob: bool) -> Optional[np.ndarray]:
+def _done_mask(out: Path, name: str, index: int, save_prob: bool) -> np.ndarray | None:
     """The mask an earlier run wrote for this frame, if all its outputs are there and readable."""
     base = out / frame_name(name, index)
     if save_prob and not Path(f"{base}_prob.png").is_file():
@@ -218,13 +219,13 @@ def predict_video(
     name: str,
     out: str | os.PathLike,
     scorer: Any,
-    size: Optional[int] = None,
-    batch_size: Optional[int] = None,
+    size: int | None = None,
+    batch_size: int | None = None,
     save_prob: bool = False,
     overlay: bool = False,
-    threshold: Optional[float] = None,
+    threshold: float | None = None,
     every: int = 1,
-    max_frames: Optional[int] = None,
+    max_frames: int | None = None,
     resume: bool = False,
     progress: bool = True,
 ) -> VideoSummary:

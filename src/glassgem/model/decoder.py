@@ -9,7 +9,8 @@ Attribute names follow the original's `sem_seg_head.predictor.*` so checkpoints 
 from __future__ import annotations
 
 import math
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -193,12 +194,15 @@ class GEMDecoder(nn.Module):
 
     def reset_parameters(self) -> None:
         for layer in self.layers:
+            assert isinstance(layer, DecoderLayer)
             for p in layer.parameters():
                 if p.dim() > 1:
                     nn.init.xavier_uniform_(p)
             layer.cross_attn.reset_parameters()
-        nn.init.zeros_(self.bbox_embed.layers[-1].weight)
-        nn.init.zeros_(self.bbox_embed.layers[-1].bias)
+        last = self.bbox_embed.layers[-1]
+        assert isinstance(last, nn.Linear)
+        nn.init.zeros_(last.weight)
+        nn.init.zeros_(last.bias)
 
     # ------------------------------------------------------------------------------ layers
     def run_layers(
@@ -237,8 +241,11 @@ class GEMDecoder(nn.Module):
     # ------------------------------------------------------------------------------ forward
     def _initial(self, queries: Tensor | None, b: int) -> tuple[Tensor, Tensor]:
         """Content queries (DQS features or learned `query_feat`) and unsigmoided anchors, [B,Q,C], [B,Q,4]."""
-        tgt = queries if queries is not None else self.query_feat.weight[None].expand(b, -1, -1)
-        return tgt, self.query_embed.weight[None].expand(b, -1, -1)
+        if queries is None:
+            if self.query_feat is None:
+                raise ValueError("this decoder takes its content queries from DQS: pass them")
+            queries = self.query_feat.weight[None].expand(b, -1, -1)
+        return queries, self.query_embed.weight[None].expand(b, -1, -1)
 
     def predict_last(
         self, queries: Tensor | None, memory: Tensor, shapes: list[tuple[int, int]], mask_fn: MaskFn
@@ -247,7 +254,9 @@ class GEMDecoder(nn.Module):
         (what `forward` returns as pred_logits/pred_masks in eval mode, without boxes or aux outputs)."""
         tgt, anchors = self._initial(queries, memory.shape[0])
         _, hs, _ = self.run_layers(tgt, anchors, memory, shapes)
-        return self.predict(hs[-1], mask_fn)
+        logits, masks = self.predict(hs[-1], mask_fn)
+        assert masks is not None  # mask_fn is given
+        return logits, masks
 
     def forward(
         self,

@@ -48,13 +48,16 @@ from .query_selection import Proposals, QuerySelection
 
 
 class GEM(nn.Module):
+    pixel_mean: Tensor  # buffers, [1, 3, 1, 1]
+    pixel_std: Tensor
+
     def __init__(self, cfg: ModelConfig, encoder: nn.Module | None = None) -> None:
         super().__init__()
         self.cfg = check_model_config(cfg)  # a bad field fails here, named, not deep inside a layer
         self.register_buffer("pixel_mean", torch.tensor(cfg.pixel_mean).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("pixel_std", torch.tensor(cfg.pixel_std).view(1, 3, 1, 1), persistent=False)
         self.encoder = build_encoder(cfg) if encoder is None else encoder
-        channels = self.encoder.out_channels
+        channels = _encoder_channels(self.encoder)
         if cfg.encoder_features == "pyramid":
             if not isinstance(channels, int):
                 raise ConfigError(f"encoder {cfg.encoder!r} gives multi-scale maps; use encoder_features='native'")
@@ -69,7 +72,7 @@ class GEM(nn.Module):
         self.fold_mask_head = True
 
     @classmethod
-    def from_config(cls, name_or_cfg: str | ModelConfig) -> "GEM":
+    def from_config(cls, name_or_cfg: str | ModelConfig) -> GEM:
         """A randomly initialised model of a preset name or a config."""
         return cls(model_preset(name_or_cfg) if isinstance(name_or_cfg, str) else name_or_cfg)
 
@@ -142,14 +145,19 @@ class GEM(nn.Module):
     def _folded_mask_fn(self, pre: Tensor) -> MaskFn:
         """mask_features(transpose1[3](pre)) · e rewritten as (e·W_mask·W_convT)·pre + const: the per-query
         kernels are tiny, and the 256-ch stride-4 map is never materialised."""
-        convt, proj = self.pyramid.transpose1[3], self.pixel_decoder.mask_features
+        if self.pyramid is None:
+            raise ValueError("the folded mask head needs the feature pyramid (res2_pre is its map)")
+        convt, proj = self.pyramid.res2_conv, self.pixel_decoder.mask_features
+        if convt.bias is None or proj.bias is None:
+            raise ValueError("the folded mask head needs the biases of both convolutions")
+        convt_bias, proj_bias = convt.bias, proj.bias
         b, c, h, w = pre.shape
         flat = pre.flatten(2)  # B x C x h·w (h, w = stride 8)
 
         def mask_fn(embed: Tensor) -> Tensor:  # B x Q x D -> B x Q x 2h x 2w
             q = embed.shape[1]
             e_out = embed @ proj.weight.flatten(1)  # B x Q x C' (mask weights on the convT output)
-            const = e_out @ convt.bias + embed @ proj.bias  # B x Q
+            const = e_out @ convt_bias + embed @ proj_bias  # B x Q
             kernels = e_out @ convt.weight.permute(1, 2, 3, 0).reshape(convt.weight.shape[1], 4 * c)
             m = torch.bmm(kernels.reshape(b, q * 4, c), flat.to(kernels.dtype))  # B x Q·4 x h·w
             m = m.view(b, q, 2, 2, h, w).permute(0, 1, 4, 2, 5, 3).reshape(b, q, 2 * h, 2 * w)
@@ -171,7 +179,16 @@ class GEM(nn.Module):
             proposals, memory, shapes, mask_fn = self._head_inputs(self.features(images, not self._folding()))
             queries = proposals.queries if proposals is not None else None
             logits, masks = self.decoder.predict_last(queries, memory, shapes, mask_fn)
-        return semantic_scores_from_queries(logits, masks, tuple(images.shape[-2:]), self.cfg.score_smoothing)
+        h, w = images.shape[-2:]
+        return semantic_scores_from_queries(logits, masks, (h, w), self.cfg.score_smoothing)
+
+
+def _encoder_channels(encoder: nn.Module) -> int | dict[str, int]:
+    """An encoder's `out_channels`: an int (one stride-16 map for the pyramid) or channels per level."""
+    channels = getattr(encoder, "out_channels", None)
+    if not isinstance(channels, int | dict):
+        raise ConfigError(f"encoder {type(encoder).__name__} has no out_channels (an int, or a dict per level)")
+    return channels
 
 
 def flatten_levels(multi: list[Tensor]) -> tuple[Tensor, list[tuple[int, int]]]:

@@ -51,12 +51,16 @@ class PatchConvTranspose2d(nn.ConvTranspose2d):
     def __init__(self, cin: int, cout: int, k: int = 2) -> None:
         super().__init__(cin, cout, k, stride=k)
 
-    def forward(self, x: Tensor) -> Tensor:  # B x Cin x h x w -> B x Cout x k·h x k·w
+    def forward(self, x: Tensor, output_size: list[int] | None = None) -> Tensor:
+        """B x Cin x h x w -> B x Cout x k·h x k·w. `output_size` (nn.ConvTranspose2d's argument) can only be
+        that size: with kernel = stride there is no other."""
         b, _, h, w = x.shape
         cout, k = self.out_channels, self.kernel_size[0]
+        if output_size is not None and list(output_size[-2:]) != [h * k, w * k]:
+            raise ValueError(f"output_size {output_size}: a kernel = stride {k} transposed conv gives {h * k}x{w * k}")
         y = x.flatten(2).transpose(1, 2) @ self.weight.flatten(1).to(x.dtype)  # B x h·w x Cout·k·k
         y = y.view(b, h, w, cout, k, k).permute(0, 3, 1, 4, 2, 5).reshape(b, cout, h * k, w * k)
-        return y + self.bias.view(1, -1, 1, 1).to(y.dtype)
+        return y if self.bias is None else y + self.bias.view(1, -1, 1, 1).to(y.dtype)
 
 
 class SimpleFeaturePyramid(nn.Module):
@@ -84,6 +88,13 @@ class SimpleFeaturePyramid(nn.Module):
             out["res2_pre"] = self.transpose1[:3](x)
         return out
 
+    @property
+    def res2_conv(self) -> PatchConvTranspose2d:
+        """The stride-4 branch's last transposed conv: what `with_res2=False` leaves to the caller."""
+        conv = self.transpose1[3]
+        assert isinstance(conv, PatchConvTranspose2d)
+        return conv
+
 
 class PixelDecoder(nn.Module):
     """1×1 projections of the pyramid. Names (`input_proj.{0,1,2}`, `mask_features`) are the original's
@@ -93,17 +104,15 @@ class PixelDecoder(nn.Module):
         super().__init__()
         if isinstance(in_channels, int):
             in_channels = {k: in_channels for k in LEVELS}
-        self.input_proj = nn.ModuleList(
-            nn.Sequential(nn.Conv2d(in_channels[k], hidden_dim, 1), nn.GroupNorm(32, hidden_dim))
-            for k in ("res5", "res4", "res3")
-        )
+        convs = [nn.Conv2d(in_channels[k], hidden_dim, 1) for k in ("res5", "res4", "res3")]
+        self.input_proj = nn.ModuleList(nn.Sequential(conv, nn.GroupNorm(32, hidden_dim)) for conv in convs)
         self.mask_features = nn.Conv2d(in_channels["res2"], mask_dim, 1)
-        for proj in self.input_proj:
-            nn.init.xavier_uniform_(proj[0].weight)
-            nn.init.zeros_(proj[0].bias)
+        for conv in convs:
+            nn.init.xavier_uniform_(conv.weight)
+            _zero_bias(conv)
         # c2_xavier_fill: kaiming-uniform with a=1, zero bias
         nn.init.kaiming_uniform_(self.mask_features.weight, a=1)
-        nn.init.zeros_(self.mask_features.bias)
+        _zero_bias(self.mask_features)
 
     def project(self, feats: dict[str, Tensor]) -> list[Tensor]:
         """-> [P5, P4, P3], hidden_dim channels each (the original's `multi_scale_features`)."""
@@ -115,3 +124,9 @@ class PixelDecoder(nn.Module):
 
 
 __all__ = ["LEVELS", "LayerNorm2d", "PatchConvTranspose2d", "PixelDecoder", "SimpleFeaturePyramid"]
+
+
+def _zero_bias(layer: nn.Conv2d | nn.Linear) -> None:
+    """Zeros a layer's bias (layers built with bias=False have none)."""
+    if layer.bias is not None:
+        nn.init.zeros_(layer.bias)

@@ -7,14 +7,16 @@ DataError naming it: not there, truncated or corrupt, no image topic, several im
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, Iterator, Optional, Sequence
+from typing import Any
 
 from ..errors import DataError, GlassgemError
 from .messages import IMAGE_TYPES, UnsupportedEncoding, message_to_rgb
 
 BAG_SUFFIXES = (".mcap", ".db3", ".bag")
 INSTALL_HINT = 'pip install -e ".[ros]" in your glassgem clone (or pip install rosbags)'
+MIXED_TYPES = "several message types"  # the type of a topic whose connections disagree (rosbags: None)
 
 
 def is_bag(path: str | Path) -> bool:
@@ -59,7 +61,7 @@ def _bag_errors() -> tuple[type[BaseException], ...]:
 class BagInput:
     """An open bag, its image topic and the connections whose messages are read (image topic + copies)."""
 
-    def __init__(self, path: str | Path, topic: Optional[str] = None, copy_topics: Sequence[str] = ()) -> None:
+    def __init__(self, path: str | Path, topic: str | None = None, copy_topics: Sequence[str] = ()) -> None:
         require_rosbags()
         from rosbags.highlevel import AnyReader
         from rosbags.typesys import Stores, get_typestore
@@ -71,12 +73,12 @@ class BagInput:
         try:
             self.reader = AnyReader([self.path], default_typestore=get_typestore(Stores.ROS2_HUMBLE))
             self.reader.open()
-        except (FileNotFoundError, *_bag_errors()) as e:
+        except _bag_errors() as e:  # FileNotFoundError among them (an OSError)
             raise DataError(
                 f"{self.path}: cannot open this bag, it may be truncated or corrupt ({type(e).__name__}: {e})"
             ) from None
         try:
-            self.topics = {name: info.msgtype for name, info in self.reader.topics.items()}
+            self.topics = {name: info.msgtype or MIXED_TYPES for name, info in self.reader.topics.items()}
             self.topic = self._image_topic(topic)
             self.msgtype = self.topics[self.topic]
             self.count = self.reader.topics[self.topic].msgcount
@@ -92,7 +94,7 @@ class BagInput:
     def _describe(self, names: Sequence[str]) -> str:
         return ", ".join(f"{n} ({self.topics[n]})" for n in names) or "none"
 
-    def _image_topic(self, topic: Optional[str]) -> str:
+    def _image_topic(self, topic: str | None) -> str:
         images = sorted(n for n, t in self.topics.items() if t in IMAGE_TYPES)
         if topic is not None:
             if topic not in self.topics:
@@ -122,6 +124,9 @@ class BagInput:
                 f"--copy-topics: no topic {', '.join(unknown)} in {self.path} (topics: "
                 f"{', '.join(sorted(self.topics))})"
             )
+        mixed = [n for n in names if self.topics[n] == MIXED_TYPES]
+        if mixed:
+            raise DataError(f"--copy-topics: {', '.join(mixed)} in {self.path} hold messages of several types")
         if names and self.ros1:
             raise DataError(
                 f"--copy-topics: {self.path} is a ROS 1 bag; copying its messages into a ROS 2 bag "

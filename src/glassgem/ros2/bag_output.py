@@ -16,12 +16,16 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING
 
 import yaml
 
 from ..errors import DataError
 from ..io import atomic_write_text
+
+if TYPE_CHECKING:
+    from rosbags.interfaces import Connection
+    from rosbags.rosbag2 import Writer
 
 PREFIX = "glassgem."
 METADATA = "metadata.yaml"
@@ -32,7 +36,7 @@ def _info(folder: Path) -> dict:
     return yaml.safe_load((folder / METADATA).read_text())["rosbag2_bagfile_information"]
 
 
-def read_state(out: Path) -> Optional[dict[str, str]]:
+def read_state(out: Path) -> dict[str, str] | None:
     """The glassgem.* resume state of an output bag (keys without the prefix), or None without metadata.yaml.
     DataError for a folder whose metadata.yaml is not a glassgem output bag."""
     if not (out / METADATA).is_file():
@@ -49,7 +53,7 @@ def read_state(out: Path) -> Optional[dict[str, str]]:
     return state
 
 
-def _append(info: Optional[dict], part: dict) -> dict:
+def _append(info: dict | None, part: dict) -> dict:
     """The metadata of a bag with one more part: files listed in order, message counts summed per topic.
     An empty bag (its first part without messages) is replaced by the part."""
     if info is None or not info["message_count"]:
@@ -82,27 +86,28 @@ class OutputBag:
 
     def __init__(self, out: Path, topics: list[tuple[str, str, str, str]], state: dict[str, str]) -> None:
         self.out, self.topics, self.state = Path(out), topics, dict(state)
-        self.info: Optional[dict] = _info(self.out) if (self.out / METADATA).is_file() else None
-        self.writer = None
-        self.connections: dict[str, object] = {}
+        self.info: dict | None = _info(self.out) if (self.out / METADATA).is_file() else None
+        self.writer: Writer | None = None
+        self.connections: dict[str, Connection] = {}
         self.pending = 0  # messages in the part being written
 
-    def _open_part(self) -> None:
+    def _open_part(self) -> Writer:
         from rosbags.rosbag2 import StoragePlugin, Writer
 
         tmp = self.out / PART_DIR
         shutil.rmtree(tmp, ignore_errors=True)
-        self.writer = Writer(tmp, version=9, storage_plugin=StoragePlugin.MCAP)
-        self.writer.open()
+        writer = Writer(tmp, version=9, storage_plugin=StoragePlugin.MCAP)
+        writer.open()
+        self.writer = writer
         self.connections = {
-            topic: self.writer.add_connection(topic, msgtype, msgdef=msgdef, rihs01=rihs01)
+            topic: writer.add_connection(topic, msgtype, msgdef=msgdef, rihs01=rihs01)
             for topic, msgtype, msgdef, rihs01 in self.topics
         }
+        return writer
 
     def write(self, topic: str, timestamp: int, data: bytes) -> None:
-        if self.writer is None:
-            self._open_part()
-        self.writer.write(self.connections[topic], int(timestamp), data)
+        writer = self.writer if self.writer is not None else self._open_part()
+        writer.write(self.connections[topic], int(timestamp), data)
         self.pending += 1
 
     def checkpoint(self, **state) -> None:
@@ -125,6 +130,7 @@ class OutputBag:
             part["files"][0]["path"] = name
             self.info = _append(self.info, part)
             self.pending = 0
+        assert self.info is not None  # a bag without metadata had a (maybe empty) part written just above
         self.info["custom_data"] = {PREFIX + k: v for k, v in self.state.items()}
         atomic_write_text(self.out / METADATA, yaml.safe_dump({"rosbag2_bagfile_information": self.info}))
         for gone in old_files - set(self.info["relative_file_paths"]):

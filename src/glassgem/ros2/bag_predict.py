@@ -20,9 +20,10 @@ from __future__ import annotations
 import math
 import sys
 import time
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Optional, Sequence
+from typing import Any
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -74,10 +75,10 @@ class _Item:
     images: int = 0  # image messages read up to and with this one (the resume state after it)
     selected: int = 0  # of those, frames selected for a mask
     msg: Any = None
-    rgb: Optional[np.ndarray] = None
+    rgb: np.ndarray | None = None
     squashed: Any = None
-    error: Optional[str] = None  # a frame that does not decode: skipped
-    fatal: Optional[str] = None  # an encoding glassgem cannot read: the run stops
+    error: str | None = None  # a frame that does not decode: skipped
+    fatal: str | None = None  # an encoding glassgem cannot read: the run stops
 
 
 def check_paths(bag: Path, out: Path, resume: bool) -> None:
@@ -112,13 +113,13 @@ def predict_bag(
     bag: str | Path,
     out: str | Path,
     scorer: Any,
-    size: Optional[int] = None,
-    batch_size: Optional[int] = None,
+    size: int | None = None,
+    batch_size: int | None = None,
     overlay: bool = False,
-    threshold: Optional[float] = None,
-    topic: Optional[str] = None,
+    threshold: float | None = None,
+    topic: str | None = None,
     every: int = 1,
-    max_frames: Optional[int] = None,
+    max_frames: int | None = None,
     copy_topics: Sequence[str] = (),
     resume: bool = False,
     progress: bool = True,
@@ -188,7 +189,7 @@ class _Serializer:
         return bytes(self.store.serialize_cdr(msg, IMAGE))
 
 
-def _items(source: BagInput, state: dict[str, str], every: int, max_frames: Optional[int]) -> Iterator[_Item]:
+def _items(source: BagInput, state: dict[str, str], every: int, max_frames: int | None) -> Iterator[_Item]:
     images, selected = int(state["images"]), int(state["selected"])
     for position, topic, t, raw in source.messages(skip=int(state["consumed"])):
         item = _Item(position, topic, t, raw, copy=topic in source.copied)
@@ -224,7 +225,7 @@ def _run(
     processor: FrameProcessor,
     batch_size: int,
     every: int,
-    max_frames: Optional[int],
+    max_frames: int | None,
     resume: bool,
     progress: bool,
     say: Callable[[str], None],

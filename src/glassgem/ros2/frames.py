@@ -9,8 +9,9 @@ queueing it), and RateMeter (frames/s).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Optional, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -27,7 +28,7 @@ class FrameOutput:
 
     mask: np.ndarray
     mask_fields: dict[str, Any]
-    overlay_fields: Optional[dict[str, Any]] = None
+    overlay_fields: dict[str, Any] | None = None
 
 
 class FrameProcessor:
@@ -35,7 +36,7 @@ class FrameProcessor:
     ONNX graph, any scorer, with `size` and `threshold`)."""
 
     def __init__(
-        self, scorer: Any, size: Optional[int] = None, threshold: Optional[float] = None, overlay: bool = False
+        self, scorer: Any, size: int | None = None, threshold: float | None = None, overlay: bool = False
     ) -> None:
         self.predictor = as_predictor(scorer, size, threshold)
         self.size, self.overlay = self.predictor.size, overlay
@@ -46,16 +47,14 @@ class FrameProcessor:
         rgb = message_to_rgb(msg, msgtype)
         return rgb, self.predictor.preparer.squash(rgb)
 
-    def masks(
-        self, frames: Sequence[np.ndarray], squashed: Optional[Sequence[torch.Tensor]] = None
-    ) -> list[np.ndarray]:
+    def masks(self, frames: Sequence[np.ndarray], squashed: Sequence[torch.Tensor] | None = None) -> list[np.ndarray]:
         """uint8 {0,1} masks at each frame's size, one scorer call for the batch."""
         if squashed is None:
             squashed = [self.predictor.preparer.squash(f) for f in frames]
         return [o.mask.astype(np.uint8) for o in self.predictor.outputs(list(frames), list(squashed))]
 
     def outputs(
-        self, frames: Sequence[np.ndarray], squashed: Optional[Sequence[torch.Tensor]] = None
+        self, frames: Sequence[np.ndarray], squashed: Sequence[torch.Tensor] | None = None
     ) -> list[FrameOutput]:
         """Masks and the fields of the mask (mono8, 0/255) and, with `overlay`, overlay (rgb8) messages."""
         result = []

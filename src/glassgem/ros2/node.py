@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import asdict, dataclass, fields
-from typing import Any, Optional
+from typing import Any
 
 from ..errors import ConfigError, GlassgemError
 from .messages import COMPRESSED, IMAGE, build_image, is_compressed_topic
@@ -43,7 +43,7 @@ class NodeSettings:
     device: str = ""  # "": cuda if available
     rate_period: float = 5.0  # seconds between frames/s log lines
 
-    def checked(self) -> "NodeSettings":
+    def checked(self) -> NodeSettings:
         """Self, or a ConfigError naming the parameter that is wrong."""
         if self.input_type not in ("raw", "compressed", "auto"):
             raise ConfigError(f"input_type must be raw, compressed or auto, got {self.input_type!r}")
@@ -66,7 +66,7 @@ class NodeSettings:
         return COMPRESSED if compressed else IMAGE
 
     @classmethod
-    def from_parameters(cls, values: dict[str, Any]) -> "NodeSettings":
+    def from_parameters(cls, values: dict[str, Any]) -> NodeSettings:
         """Settings from parameter values (as the node reads them), each converted to its field's type."""
         kinds = {f.name: type(getattr(cls(), f.name)) for f in fields(cls)}
         unknown = set(values) - set(kinds)
@@ -87,7 +87,7 @@ def require_rclpy():
     return rclpy, Node, qos_profile_sensor_data, Image, CompressedImage
 
 
-def run_node(defaults: NodeSettings, ros_args: Optional[list[str]] = None) -> int:
+def run_node(defaults: NodeSettings, ros_args: list[str] | None = None) -> int:
     """Start rclpy, run the node until Ctrl-C (or shutdown), return 0. The thin shell around FrameProcessor."""
     rclpy, Node, sensor_qos, Image, CompressedImage = require_rclpy()
     from ..inference.scorers import build_scorer
@@ -121,7 +121,7 @@ def run_node(defaults: NodeSettings, ros_args: Optional[list[str]] = None) -> in
                 log.warning(f"{settings.input_topic}: frame skipped: {e}")
                 continue
             mask_pub.publish(build_image(Image, msg.header, out.mask_fields, as_array=True))
-            if overlay_pub is not None:
+            if overlay_pub is not None and out.overlay_fields is not None:
                 overlay_pub.publish(build_image(Image, msg.header, out.overlay_fields, as_array=True))
             if (rate := meter.tick()) is not None:
                 log.info(f"{rate:.2f} frames/s; {mailbox.dropped} of {mailbox.received} frames dropped so far")

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Callable, Iterable, Optional
 
 from ..io import atomic_write_text
 
@@ -62,9 +62,7 @@ def append_record(path: Path, record: dict) -> None:
         os.fsync(f.fileno())
 
 
-def merge(
-    out: str | os.PathLike, is_valid: Callable[[dict], bool], order: Optional[dict[str, int]] = None
-) -> list[dict]:
+def merge(out: str | os.PathLike, is_valid: Callable[[dict], bool], order: dict[str, int] | None = None) -> list[dict]:
     """Rewrite manifest.jsonl from itself and the shards: records whose files are present (`is_valid`),
     in plan order (`order`: id -> index; unknown ids after, by id); then delete the shards."""
     out = Path(out)

@@ -15,8 +15,8 @@ glassgem directory.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from torch import Tensor
 

@@ -21,9 +21,10 @@ import json
 import math
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any
 
 import numpy as np
 import torch
@@ -50,8 +51,8 @@ from .checkpoint import (
 from .encoder_init import init_encoder
 from .losses import GEMCriterion
 from .optim import build_optimizer, build_scheduler, freeze_encoder
-from .targets import targets_from_batch
 from .runlog import RunLogger
+from .targets import targets_from_batch
 
 
 # ------------------------------------------------------------------------------------ data order
@@ -113,7 +114,7 @@ def _plain(value: Any) -> Any:
 @dataclass
 class RunData:
     train: list[Pair]
-    val: Optional[list[Pair]] = None
+    val: list[Pair] | None = None
 
 
 def resolve_max_iter(cfg: TrainConfig, n_train: int) -> int:
@@ -158,7 +159,7 @@ class Trainer:
         data: RunData,
         out_dir: str | Path,
         progress: bool = True,
-        stop_after: Optional[int] = None,
+        stop_after: int | None = None,
     ) -> None:
         from accelerate import Accelerator
 

@@ -163,7 +163,7 @@ class GEMCriterion(nn.Module):
         self.register_buffer("empty_weight", empty_weight, persistent=False)
 
     @classmethod
-    def from_train_config(cls, cfg) -> "GEMCriterion":
+    def from_train_config(cls, cfg) -> GEMCriterion:
         """Criterion with the weights of a `glassgem.config.TrainConfig` (matcher costs stay 4/5/5/5/2)."""
         return cls(
             num_classes=cfg.model.num_classes,

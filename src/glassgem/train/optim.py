@@ -17,7 +17,7 @@ token) get `weight_decay_embed`.
 from __future__ import annotations
 
 import bisect
-from typing import Iterable
+from collections.abc import Iterable
 
 import torch
 from torch import nn

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 
@@ -24,11 +24,11 @@ TEST_SPLITS = ("test", "testing")
 class DataSpec:
     """A dataset on disk: a root (with an optional split) or explicit images/masks folders."""
 
-    root: Optional[str] = None
-    split: Optional[str] = None
+    root: str | None = None
+    split: str | None = None
     layout: str = "auto"
-    images: Optional[str] = None
-    masks: Optional[str] = None
+    images: str | None = None
+    masks: str | None = None
 
     def describe(self) -> str:
         if self.images:
@@ -36,7 +36,7 @@ class DataSpec:
         return f"{self.root}" + (f" (split {self.split})" if self.split else "")
 
 
-def default_split(root: Optional[str], wanted: tuple[str, ...]) -> Optional[str]:
+def default_split(root: str | None, wanted: tuple[str, ...]) -> str | None:
     """The first of `wanted` that `root` has; None for a split-less folder (images/ + masks/)."""
     if root is None:
         return None
@@ -77,12 +77,12 @@ def run_training(
     cfg: TrainConfig,
     train: DataSpec,
     out: str | Path,
-    val: Optional[DataSpec] = None,
+    val: DataSpec | None = None,
     val_fraction: float = 0.0,
     resume: bool = False,
     allow_test_selection: bool = False,
     progress: bool = True,
-    stop_after: Optional[int] = None,
+    stop_after: int | None = None,
 ) -> dict[str, Any]:
 
     if train.split is None and not train.images:

@@ -16,8 +16,8 @@ import torch
 from PIL import Image, ImageDraw
 
 from ..errors import ConfigError
-from ..model.postprocess import semantic_map, smooth_scores
 from ..inference.protocol import ImageLike, as_rgb_array, check_size, glass_mask, squash, unsquash
+from ..model.postprocess import semantic_map, smooth_scores
 from ..overlay import GLASS_RED, overlay_mask
 
 YELLOW = (255, 255, 0)

@@ -11,18 +11,18 @@ from __future__ import annotations
 import csv
 import io
 import os
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 import torch
 
-from ..errors import ConfigError, DataError
-from ..io import IMAGE_EXTENSIONS, atomic_write_bytes, atomic_write_text, load_image
 from ..data.layouts import available_splits, resolve_split
-from ..inference.protocol import check_size, squash
+from ..errors import ConfigError, DataError
 from ..hub.refs import check_ref, load_or_raise
+from ..inference.protocol import check_size, squash
+from ..io import IMAGE_EXTENSIONS, atomic_write_bytes, atomic_write_text, load_image
 
 FEATURES = ("encoder", "clip")
 PLOT_FORMATS = (".png", ".jpg", ".jpeg", ".pdf", ".svg")

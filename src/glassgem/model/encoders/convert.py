@@ -8,8 +8,8 @@ file name; the hub module that read the file adds it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 from torch import Tensor
 

@@ -19,7 +19,9 @@ class ClipScorer:
         from transformers import CLIPImageProcessor, CLIPModel, CLIPTokenizer
 
         check_ref(model, "CLIP model")
-        self.model = load_or_raise("CLIP model", model, CLIPModel.from_pretrained).to(device).eval()
+        clip = load_or_raise("CLIP model", model, CLIPModel.from_pretrained)
+        # the ignore: transformers wraps PreTrainedModel.to with functools.wraps, whose type is not a bound method
+        self.model = clip.to(device).eval()  # type: ignore[arg-type]
         self.tokenizer = load_or_raise("CLIP tokenizer", model, CLIPTokenizer.from_pretrained)
         self.processor = load_or_raise("CLIP image processor", model, CLIPImageProcessor.from_pretrained)
         self.device = torch.device(device)

@@ -22,7 +22,7 @@ import shutil
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -42,6 +42,9 @@ from .sd_components import (
     make_scheduler,
     weight_dtype,
 )
+
+if TYPE_CHECKING:
+    from diffusers.models.modeling_utils import ModelMixin
 
 CHECKPOINT_PREFIX = "checkpoint-"
 STATE_FILE = "glassgem_state.json"
@@ -68,7 +71,7 @@ class FinetuneConfig:
     validation_images: int = 4
     validation_inference_steps: int = 20
     resume: bool = False
-    prompts_file: Optional[str] = None
+    prompts_file: str | None = None
     single_prompt: bool = False
     allow_eval_masks: bool = False
     seed: int = 0
@@ -151,7 +154,7 @@ def _replace_dir(tmp: Path, final: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
-def export_controlnet(controlnet: torch.nn.Module, folder: Path) -> Path:
+def export_controlnet(controlnet: ModelMixin, folder: Path) -> Path:
     """save_pretrained into a temporary folder, then swap it in (a reader never sees half a model)."""
     tmp = folder.with_name(f".tmp-{folder.name}")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -180,7 +183,7 @@ def encode_prompts(sd: Any, prompts: tuple[str, ...], device: torch.device, dtyp
 def diffusion_loss(
     batch: dict,
     sd: Any,
-    controlnet: torch.nn.Module,
+    controlnet: ModelMixin,
     noise_scheduler: Any,
     prompt_states: torch.Tensor,
     generator: torch.Generator,
@@ -218,7 +221,7 @@ def diffusion_loss(
 def render_validation(
     accelerator: Any,
     sd: Any,
-    controlnet: torch.nn.Module,
+    controlnet: ModelMixin,
     scheduler_config: dict,
     masks: list[np.ndarray],
     prompt: str,
@@ -256,7 +259,7 @@ def _make_accelerator(cfg: FinetuneConfig) -> Any:
         raise ConfigError(f"--mixed-precision {cfg.mixed_precision}: {e}") from None
 
 
-def _start(accelerator: Any, cfg: FinetuneConfig, out: Path) -> Optional[tuple[int, Path]]:
+def _start(accelerator: Any, cfg: FinetuneConfig, out: Path) -> tuple[int, Path] | None:
     """The checkpoint to resume from, or None; refuses to overwrite a run without --resume."""
     found = list_checkpoints(out)
     if found and not cfg.resume:

@@ -9,17 +9,17 @@ run sees exactly the batches an uninterrupted run would have seen.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
-from ...errors import ConfigError, DataError
-from ...io import load_image, load_mask
 from ...data import available_splits, find_pairs, require_valid, resolve_split
 from ...data.transforms import resize_image, resize_mask
+from ...errors import ConfigError, DataError
+from ...io import load_image, load_mask
 
 EVAL_SPLIT_NAMES = ("val", "valid", "validation", "test", "testing")
 
@@ -72,13 +72,15 @@ def _square_geometry(h: int, w: int, size: int) -> tuple[tuple[int, int], int, i
 
 def center_square(image: np.ndarray, mask: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
     """Resize the short side to `size` and take the centre square (SD's training crop)."""
-    hw, top, left = _square_geometry(*mask.shape, size)
+    h, w = mask.shape
+    hw, top, left = _square_geometry(h, w, size)
     image = resize_image(image, hw)[top : top + size, left : left + size]
     return image, center_square_mask(mask, size)
 
 
 def center_square_mask(mask: np.ndarray, size: int) -> np.ndarray:
-    hw, top, left = _square_geometry(*mask.shape, size)
+    h, w = mask.shape
+    hw, top, left = _square_geometry(h, w, size)
     return resize_mask(mask, hw)[top : top + size, left : left + size]
 
 

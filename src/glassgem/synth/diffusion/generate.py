@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -57,10 +58,10 @@ class GenerateConfig:
     guidance: float = 7.5
     conditioning_scale: float = 1.0
     seed: int = 0
-    prompts_file: Optional[str] = None
+    prompts_file: str | None = None
     single_prompt: bool = False
-    clip_filter: Optional[str] = None
-    min_score: Optional[float] = None
+    clip_filter: str | None = None
+    min_score: float | None = None
     resolution: int = 512
     scheduler: str = "unipc"
     dtype: str = "auto"  # auto: fp16 on CUDA, fp32 elsewhere
@@ -131,7 +132,7 @@ def find_masks(folder: str | os.PathLike, allow_eval_masks: bool = False) -> lis
 
 
 def plan_jobs(mask_paths: list[Path], scale: int, seed: int, prompts: tuple[str, ...]) -> list[Job]:
-    jobs = []
+    jobs: list[Job] = []
     for path in mask_paths:
         for k in range(scale):
             jobs.append(
@@ -192,10 +193,10 @@ def _record(
     cfg: GenerateConfig,
     dtype: str,
     kept: bool,
-    score: Optional[float],
+    score: float | None,
     size: tuple[int, int],
-    image_rel: Optional[str],
-    mask_rel: Optional[str],
+    image_rel: str | None,
+    mask_rel: str | None,
 ) -> dict:
     return {
         "id": job.id,
@@ -223,7 +224,7 @@ def _record(
     }
 
 
-def is_finished(record: Optional[dict], out: Path) -> bool:
+def is_finished(record: dict | None, out: Path) -> bool:
     if record is None:
         return False
     if not record.get("kept", True):
@@ -250,7 +251,7 @@ def _check_same_settings(record: dict, job: Job, cfg: GenerateConfig) -> None:
 
 
 # ------------------------------------------------------------------------------ the run
-def generate(cfg: GenerateConfig, on_job_done: Optional[Callable[[Job, dict], None]] = None) -> dict:
+def generate(cfg: GenerateConfig, on_job_done: Callable[[Job, dict], None] | None = None) -> dict:
     """Run (or finish) a generation. `on_job_done(job, record)` is called after each new job is
     recorded. Returns {"jobs", "done_before", "generated" (by this process), "kept", "dropped" (totals, on
     the main process), "out", "main_process"}."""
@@ -299,8 +300,8 @@ def generate(cfg: GenerateConfig, on_job_done: Optional[Callable[[Job, dict], No
             with torch.inference_mode():
                 image = render(pipe, job, mask, cfg, multiple)
                 score = scorer.score(image, job.prompt) if scorer else None
-            kept = score is None or score >= cfg.min_score
-            rel = (None, None)
+            kept = score is None or cfg.min_score is None or score >= cfg.min_score
+            rel: tuple[str | None, str | None] = (None, None)
             if kept:
                 image_path, mask_path = _paths(out, job, cfg.image_format)
                 save_mask(mask_path, mask)
@@ -313,19 +314,19 @@ def generate(cfg: GenerateConfig, on_job_done: Optional[Callable[[Job, dict], No
                 on_job_done(job, record)
 
     state.wait_for_everyone()
-    kept = dropped = 0
+    n_kept = n_dropped = 0
     if state.is_main_process:
         order = {job.id: job.index for job in jobs}
         merged = manifest.merge(out, lambda r: is_finished(r, out), order)
-        kept = sum(1 for r in merged if r.get("kept", True) and r["id"] in order)
-        dropped = sum(1 for r in merged if not r.get("kept", True) and r["id"] in order)
+        n_kept = sum(1 for r in merged if r.get("kept", True) and r["id"] in order)
+        n_dropped = sum(1 for r in merged if not r.get("kept", True) and r["id"] in order)
     state.wait_for_everyone()
     return {
         "jobs": len(jobs),
         "done_before": done_before,
         "generated": generated,
-        "kept": kept,
-        "dropped": dropped,
+        "kept": n_kept,
+        "dropped": n_dropped,
         "out": str(out),
         "main_process": state.is_main_process,
     }

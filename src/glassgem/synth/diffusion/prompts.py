@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Optional
 
 from ...errors import ConfigError
 
@@ -75,7 +74,7 @@ def load_prompts(path: str | os.PathLike, object_name: str = DEFAULT_OBJECT) -> 
 
 
 def select_prompts(
-    prompts_file: Optional[str | os.PathLike] = None,
+    prompts_file: str | os.PathLike | None = None,
     single: bool = False,
     object_name: str = DEFAULT_OBJECT,
 ) -> tuple[str, ...]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any
 
 from ...errors import CheckpointError, ConfigError
 from ...hub.refs import check_ref, load_or_raise
@@ -22,16 +22,19 @@ SD_SUBFOLDERS = ("unet", "vae", "text_encoder", "tokenizer", "scheduler")
 if TYPE_CHECKING:  # torch is imported where it is used, so the CLI can read the defaults cheaply
     import torch
 
+    # diffusers' models (VAE, UNet, ControlNet); its top-level names are its placeholder classes to a type checker
+    from diffusers.models.modeling_utils import ModelMixin
+
 
 @dataclass
 class SDComponents:
     tokenizer: Any  # CLIPTokenizer
     text_encoder: torch.nn.Module  # CLIPTextModel
-    vae: torch.nn.Module  # AutoencoderKL
-    unet: torch.nn.Module  # UNet2DConditionModel
+    vae: ModelMixin  # AutoencoderKL
+    unet: ModelMixin  # UNet2DConditionModel
     scheduler_config: dict  # the base's scheduler config; callers pick the scheduler class
 
-    def frozen(self) -> "SDComponents":
+    def frozen(self) -> SDComponents:
         """Eval mode, no gradients: SD stays frozen while the ControlNet learns (the paper's setup)."""
         for m in (self.text_encoder, self.vae, self.unet):
             m.requires_grad_(False)
@@ -43,7 +46,7 @@ def _is_local(ref: str | os.PathLike) -> bool:
     return Path(ref).exists()
 
 
-def load_sd(base: str | os.PathLike, dtype: Optional[torch.dtype] = None) -> SDComponents:
+def load_sd(base: str | os.PathLike, dtype: torch.dtype | None = None) -> SDComponents:
     """Tokenizer, text encoder, VAE and UNet of a Stable Diffusion base, plus its scheduler config."""
     from diffusers import AutoencoderKL, UNet2DConditionModel
     from transformers import CLIPTextModel, CLIPTokenizer
@@ -75,7 +78,7 @@ def load_scheduler_config(base: str | os.PathLike) -> dict:
 CONDITIONING_CHANNELS = (16, 32, 96, 256)
 
 
-def conditioning_channels(vae: Optional[torch.nn.Module]) -> tuple[int, ...]:
+def conditioning_channels(vae: ModelMixin | None) -> tuple[int, ...]:
     """Conditioning-embedding widths whose stride-2 stages shrink the control image exactly as `vae` shrinks
     the picture into latents (SD: 8x, the default widths; a 2-level test VAE: 2x, one stage)."""
     if vae is None:
@@ -89,10 +92,10 @@ def conditioning_channels(vae: Optional[torch.nn.Module]) -> tuple[int, ...]:
 
 def load_controlnet(
     ref: str | os.PathLike,
-    unet: Optional[torch.nn.Module] = None,
-    dtype: Optional[torch.dtype] = None,
-    vae: Optional[torch.nn.Module] = None,
-) -> torch.nn.Module:
+    unet: ModelMixin | None = None,
+    dtype: torch.dtype | None = None,
+    vae: ModelMixin | None = None,
+) -> ModelMixin:
     """A ControlNet from a folder or hub id; `ref="unet"` copies the encoder half of `unet`
     (ControlNetModel.from_unet), the original ControlNet's initialisation, with a conditioning embedding
     that matches `vae`'s down-sampling (`conditioning_channels`)."""
@@ -129,7 +132,7 @@ def weight_dtype(mixed_precision: str) -> torch.dtype:
     return {"no": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[mixed_precision]
 
 
-def downsample_factor(vae: torch.nn.Module, unet: torch.nn.Module) -> int:
+def downsample_factor(vae: ModelMixin, unet: ModelMixin) -> int:
     """Pixel sizes must be multiples of this: the VAE's factor times the UNet's down-sampling."""
     vae_factor = 2 ** (len(vae.config.block_out_channels) - 1)
     unet_factor = 2 ** (len(unet.config.block_out_channels) - 1)
@@ -154,7 +157,7 @@ def make_scheduler(name: str, config: dict) -> Any:
     return getattr(diffusers, cls_name).from_config(config)
 
 
-def build_pipeline(sd: SDComponents, controlnet: torch.nn.Module, scheduler: Any) -> Any:
+def build_pipeline(sd: SDComponents, controlnet: ModelMixin, scheduler: Any) -> Any:
     """StableDiffusionControlNetPipeline without the safety checker (its CLIP model is another large
     download, and the images here are glass scenes rendered from masks)."""
     from diffusers import StableDiffusionControlNetPipeline
@@ -170,5 +173,7 @@ def build_pipeline(sd: SDComponents, controlnet: torch.nn.Module, scheduler: Any
         feature_extractor=None,
         requires_safety_checker=False,
     )
-    pipe.set_progress_bar_config(disable=True)  # the caller shows one bar over all jobs
+    # the caller shows one bar over all jobs; the ignore: diffusers' top-level names are its placeholder
+    # classes to a type checker (the real pipeline is a DiffusionPipeline, which has this method)
+    pipe.set_progress_bar_config(disable=True)  # type: ignore[attr-defined]
     return pipe

@@ -9,8 +9,8 @@ scenes do not look like the same fifteen pictures.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 from PIL import Image
@@ -94,7 +94,7 @@ def _shrink(img: np.ndarray) -> np.ndarray:
         return img
     scale = MAX_SIDE / max(h, w)
     size = (max(1, round(w * scale)), max(1, round(h * scale)))
-    return np.asarray(Image.fromarray(img).resize(size, Image.BILINEAR))
+    return np.asarray(Image.fromarray(img).resize(size, Image.Resampling.BILINEAR))
 
 
 class Backgrounds:
@@ -138,7 +138,7 @@ class Backgrounds:
         return state
 
     @classmethod
-    def from_arrays(cls, arrays: Sequence[np.ndarray], names: Sequence[str] | None = None) -> "Backgrounds":
+    def from_arrays(cls, arrays: Sequence[np.ndarray], names: Sequence[str] | None = None) -> Backgrounds:
         arrays = [_as_rgb(a) for a in arrays]
         names = list(names) if names is not None else [f"array{i}" for i in range(len(arrays))]
         return cls(names, _ArrayLoader(arrays), source="arrays")
@@ -188,7 +188,7 @@ def augment(rng: np.random.Generator, img: np.ndarray, size: tuple[int, int]) ->
     x0, y0 = rng.uniform(0, w - cw), rng.uniform(0, h - ch)
     flip = bool(rng.random() < 0.5)
     crop = Image.fromarray(img).resize(
-        (w_out, h_out), Image.BILINEAR, box=(x0, y0, x0 + cw, y0 + ch), reducing_gap=2.0
+        (w_out, h_out), Image.Resampling.BILINEAR, box=(x0, y0, x0 + cw, y0 + ch), reducing_gap=2.0
     )  # big shrinks: a fast integer reduce first
     if flip:
         crop = crop.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
@@ -204,8 +204,8 @@ def augment(rng: np.random.Generator, img: np.ndarray, size: tuple[int, int]) ->
     m = m * contrast
     offset = (1.0 - contrast) * float((m / contrast @ mean).mean())
     scale = (gains * bright)[:, None]
-    m, offset = m * scale, offset * scale[:, 0]
-    crop = crop.convert("RGB", tuple(float(v) for v in np.c_[m, offset].ravel()))
+    m, offsets = m * scale, offset * scale[:, 0]
+    crop = crop.convert("RGB", tuple(float(v) for v in np.c_[m, offsets].ravel()))
     lut = np.clip(np.linspace(0.0, 1.0, 256) ** gamma * 255.0 + 0.5, 0, 255).astype(np.uint8)
     out = np.asarray(crop.point(lut.tolist() * 3), dtype=np.float32)
     out *= np.float32(1.0 / 255.0)
@@ -285,8 +285,12 @@ def outdoor_view(rng: np.random.Generator, size: tuple[int, int], ground: np.nda
     ys = np.arange(h, dtype=np.float32)[:, None] / h
     horizon = float(rng.uniform(0.35, 0.9))
     overcast = bool(rng.random() < 0.3)
-    top = np.float32([0.55, 0.6, 0.66]) if overcast else np.float32([0.25, 0.45, 0.8]) * rng.uniform(0.9, 1.2)
-    low = np.float32([0.82, 0.84, 0.86]) if overcast else np.float32([0.72, 0.82, 0.95])
+    top = (
+        np.array([0.55, 0.6, 0.66], np.float32)
+        if overcast
+        else np.array([0.25, 0.45, 0.8], np.float32) * rng.uniform(0.9, 1.2)
+    )
+    low = np.array([0.82, 0.84, 0.86], np.float32) if overcast else np.array([0.72, 0.82, 0.95], np.float32)
     k = np.clip(ys / max(horizon, 1e-3), 0, 1)[..., None]
     img = top * (1 - k) + low * k + np.zeros((1, w, 1), np.float32)
     clouds = np.clip(smooth_noise(rng, (h, w), rng.uniform(3, 9)) * 0.6 + rng.uniform(-0.6, 0.2), 0, 1)
@@ -304,14 +308,14 @@ def outdoor_view(rng: np.random.Generator, size: tuple[int, int], ground: np.nda
                 pitch = (int(rng.integers(6, 16)), int(rng.integers(6, 16)))
                 rr, cc = np.arange(r1 - r0)[:, None], np.arange(c1 - c0)[None, :]
                 glazing = ((rr % pitch[0]) < pitch[0] // 2) & ((cc % pitch[1]) < pitch[1] // 2)
-                face[glazing] = face[glazing] * 0.6 + np.float32([0.2, 0.25, 0.3]) * 0.4
+                face[glazing] = face[glazing] * 0.6 + np.array([0.2, 0.25, 0.3], np.float32) * 0.4
                 img[r0:r1, c0:c1] = face
             x += bw + rng.uniform(-0.02, 0.05)
     elif rng.random() < 0.6:  # a tree line: a bumpy canopy outline above the horizon
         crown = rng.uniform(0.05, 0.25)
         outline = horizon - crown * (1 + 0.5 * smooth_noise(rng, (1, w), rng.uniform(8, 30)))
         trees = (ys > outline) & (ys <= horizon)
-        leaves = np.float32([0.18, 0.32, 0.12]) * rng.uniform(0.7, 1.3)
+        leaves = np.array([0.18, 0.32, 0.12], np.float32) * rng.uniform(0.7, 1.3)
         shade = 1 + 0.3 * smooth_noise(rng, (h, w), 40)
         img[trees] = leaves * shade[trees][:, None]
     r_h = int(horizon * h)
@@ -319,7 +323,7 @@ def outdoor_view(rng: np.random.Generator, size: tuple[int, int], ground: np.nda
         if ground is not None:
             img[r_h:] = ground[r_h:]
         else:
-            field = np.float32([0.35, 0.45, 0.25]) * rng.uniform(0.6, 1.2)
+            field = np.array([0.35, 0.45, 0.25], np.float32) * rng.uniform(0.6, 1.2)
             img[r_h:] = field * (1 + 0.1 * smooth_noise(rng, (h - r_h, w), 8))[..., None]
     meta = {"horizon": round(horizon, 3), "overcast": overcast, "skyline": skyline, "ground": ground is not None}
     return np.clip(img, 0, 1).astype(np.float32), meta

@@ -27,7 +27,7 @@ def smooth_noise(rng: np.random.Generator, shape: tuple[int, int], cells: float)
     gh = max(2, int(round(cells * h / max(h, w))) + 2)
     gw = max(2, int(round(cells * w / max(h, w))) + 2)
     grid = rng.standard_normal((gh, gw)).astype(np.float32)
-    up = Image.fromarray(grid, mode="F").resize((max(w, 1), max(h, 1)), Image.BICUBIC)
+    up = Image.fromarray(grid, mode="F").resize((max(w, 1), max(h, 1)), Image.Resampling.BICUBIC)
     return np.asarray(up, dtype=np.float32)
 
 
@@ -91,7 +91,8 @@ def sample_glass_look(rng: np.random.Generator, grazing: float) -> GlassLook:
         "neutral": (0.98, 0.99, 0.98),
         "grey": (0.85, 0.86, 0.86),
     }[cast]
-    tint = tuple(float(np.clip(b + rng.normal(0, 0.01), 0.75, 1.0)) for b in base)
+    r, g, b = (float(np.clip(c + rng.normal(0, 0.01), 0.75, 1.0)) for c in base)
+    tint = (r, g, b)
     n_streaks = int(rng.choice([0, 1, 2, 3], p=[0.25, 0.35, 0.28, 0.12]))
     streaks = [
         (
@@ -303,7 +304,7 @@ def render_occluder(
         return None
     box, cov = hit
     r0, r1, c0, c1 = box
-    tex = np.asarray(Image.fromarray(texture).resize((c1 - c0, r1 - r0), Image.BILINEAR), np.float32) / 255.0
+    tex = np.asarray(Image.fromarray(texture).resize((c1 - c0, r1 - r0), Image.Resampling.BILINEAR), np.float32) / 255.0
     inner = ndimage.distance_transform_edt(np.pad(cov, 1))[1:-1, 1:-1]
     roundness = 1.0 - 0.45 * np.exp(-inner / max(3.0, 0.15 * min(r1 - r0, c1 - c0)))
     # Flatten the texture towards one colour: an object, not a pasted photo.

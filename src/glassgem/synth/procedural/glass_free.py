@@ -9,7 +9,7 @@ zero. They are spread evenly: scene i is one when floor((i+1)p) > floor(ip), so 
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .glass_effects import FRAME_COLOURS, GlassLook, sample_glass_look
-from .glass_geometry import UnitLayout, grid_layout, perspective_plane, rect_to_quad, sub_homography
+from .glass_geometry import Rect, UnitLayout, grid_layout, perspective_plane, rect_to_quad, sub_homography
 
 # Scene kinds and how often each is drawn. "none" scenes have no glass at all (hard negatives).
 MODES = {"glass_wall": 0.26, "windows": 0.2, "doors": 0.2, "partition": 0.16, "small_windows": 0.11, "none": 0.07}
@@ -42,8 +42,8 @@ class Scene:
 def _frame_uv(px: tuple[float, float, float, float], quad_size: tuple[float, float]) -> tuple:
     """Frame widths in pixels (left, top, right, bottom) -> fractions of the unit square."""
     w, h = max(quad_size[0], 1.0), max(quad_size[1], 1.0)
-    l, t, r, b = px
-    return (min(l / w, 0.3), min(t / h, 0.3), min(r / w, 0.3), min(b / h, 0.3))
+    left, top, right, bottom = px
+    return (min(left / w, 0.3), min(top / h, 0.3), min(right / w, 0.3), min(bottom / h, 0.3))
 
 
 def _quad_size(h: np.ndarray) -> tuple[float, float]:
@@ -57,21 +57,21 @@ def _quad_size(h: np.ndarray) -> tuple[float, float]:
 def _grazing(h: np.ndarray) -> float:
     """0 for a frontal plane, towards 1 the more its far side shrinks (an oblique view)."""
     q = rect_to_quad(h, (0, 0, 1, 1))
-    left, right = np.linalg.norm(q[3] - q[0]), np.linalg.norm(q[2] - q[1])
+    left, right = float(np.linalg.norm(q[3] - q[0])), float(np.linalg.norm(q[2] - q[1]))
     return float(np.clip(2.5 * (1 - min(left, right) / max(left, right, 1e-6)), 0, 1))
 
 
-def _handle(rng: np.random.Generator, size_px: tuple[float, float], side: str) -> tuple[float, ...]:
+def _handle(rng: np.random.Generator, size_px: tuple[float, float], side: str) -> Rect:
     """A door handle in the door's unit square: a vertical pull bar near the opening edge or a push bar."""
     w, h = size_px
     if rng.random() < 0.7:
         bw, bh = rng.uniform(5, 9) / w, rng.uniform(0.18, 0.4)
         u = rng.uniform(0.07, 0.14) if side == "left" else 1 - rng.uniform(0.07, 0.14) - bw
         v = rng.uniform(0.42, 0.52) - bh / 2
-        return (u, v, u + bw, v + bh)
+        return (float(u), float(v), float(u + bw), float(v + bh))
     bh, bw = rng.uniform(5, 9) / h, rng.uniform(0.55, 0.8)
     v = rng.uniform(0.45, 0.55)
-    return ((1 - bw) / 2, v, (1 + bw) / 2, v + bh)
+    return (float((1 - bw) / 2), float(v), float((1 + bw) / 2), float(v + bh))
 
 
 def _glass_unit(rng, kind, h, rows, cols, frame_px, mullion_px, through, finish, even=True) -> Unit:

@@ -62,7 +62,7 @@ def _plant(rng, cx: float, w: int, h: int) -> list[tuple[np.ndarray, np.ndarray]
     crown_r = (pw * rng.uniform(0.8, 1.6), ph * rng.uniform(1.2, 2.8))
     crown = blob_polygon(rng, (cx, bottom - ph - crown_r[1] * 0.85), crown_r, n=64, wobble=0.5)
     pot_colour = [(0.70, 0.40, 0.28), (0.88, 0.88, 0.86), (0.20, 0.20, 0.22)][int(rng.integers(3))]
-    leaves = np.float32([0.16, 0.34, 0.12]) * rng.uniform(0.7, 1.4)
+    leaves = np.array([0.16, 0.34, 0.12], np.float32) * rng.uniform(0.7, 1.4)
     return [(pot, _texture(rng, pot_colour, 0.05, 6)), (crown, _texture(rng, leaves, 0.45, 45))]
 
 
@@ -105,7 +105,7 @@ def add_occluders(rng: np.random.Generator, canvas: np.ndarray, mask: np.ndarray
                     [cx - half - lean, h + 0.3],
                 ]
             )
-            colour = np.float32(rng.uniform(0.3, 0.85)) * np.float32([1.0, 0.98, 0.95])
+            colour = np.float32(rng.uniform(0.3, 0.85)) * np.array([1.0, 0.98, 0.95], np.float32)
             hits.append(
                 (
                     poly,

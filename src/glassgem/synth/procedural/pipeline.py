@@ -86,6 +86,7 @@ def _init_worker(writer: _Writer) -> None:
 
 
 def _work(i: int) -> int:
+    assert _WORKER is not None, "_init_worker runs first in each worker process"
     return _WORKER(i)
 
 
@@ -225,10 +226,12 @@ def contact_sheet(
     cells = []
     for k in picks:
         rec = records[k]
-        img = np.asarray(Image.fromarray(load_image(out / rec["image"])).resize(tile, Image.BILINEAR))
-        glass = np.asarray(Image.fromarray(load_mask(out / rec["mask"]) * 255).resize(tile, Image.NEAREST)) > 0
+        img = np.asarray(Image.fromarray(load_image(out / rec["image"])).resize(tile, Image.Resampling.BILINEAR))
+        glass = (
+            np.asarray(Image.fromarray(load_mask(out / rec["mask"]) * 255).resize(tile, Image.Resampling.NEAREST)) > 0
+        )
         over = img.astype(np.float32)
-        over[glass] = over[glass] * 0.45 + np.float32([0, 190, 255]) * 0.55
+        over[glass] = over[glass] * 0.45 + np.array([0, 190, 255], np.float32) * 0.55
         over[glass ^ ndimage.binary_erosion(glass)] = (255, 230, 0)  # the mask outline
         cells.append(np.concatenate([img, np.full((th, gap, 3), 255, np.uint8), over.astype(np.uint8)], axis=1))
     blank = np.full_like(cells[0], 255)

@@ -78,7 +78,7 @@ def _reflected_room(rng, bgs: Backgrounds, size, avoid: set[int]) -> tuple[np.nd
     sigma = float(rng.uniform(0.8, 3.5))
     meta.update(mirrored=True, blur=round(sigma, 2), lights=lights)
     small = Image.fromarray(_to_u8(img)).filter(ImageFilter.GaussianBlur(sigma / 2))
-    return np.asarray(small.resize((w, h), Image.BILINEAR), np.float32) / 255.0, meta
+    return np.asarray(small.resize((w, h), Image.Resampling.BILINEAR), np.float32) / 255.0, meta
 
 
 def _soften(img: np.ndarray, sigma: float) -> np.ndarray:
@@ -151,7 +151,7 @@ def _render_unit(
         layers.append({"kind": "pane", "glass": True, "polygon": quad.tolist()})
     for kind, rects, colour_k, sheen_k, rnd in (
         ("frame", unit.layout.bars, colour, sheen, False),
-        ("handle", unit.layout.hardware, np.float32([0.72, 0.73, 0.74]), 0.5, unit.handle_round),
+        ("handle", unit.layout.hardware, np.array([0.72, 0.73, 0.74], np.float32), 0.5, unit.handle_round),
     ):
         for rect in rects:
             quad = rect_to_quad(unit.h, rect)
