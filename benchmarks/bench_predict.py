@@ -58,7 +58,7 @@ import sys, time
 from pathlib import Path
 from glassgem import Predictor  # first, as a library user would: the thread policy precedes torch
 files = sorted(p for p in Path({photos!r}).iterdir())
-predictor = Predictor({weights!r}, batch_size={batch_size})
+predictor = Predictor({weights!r}, batch_size={batch_size}, precision={precision!r})
 t = time.perf_counter()
 masks = predictor.predict(files)
 seconds = time.perf_counter() - t
@@ -90,9 +90,30 @@ def run_predict(photos: Path, out: Path, env: dict, extra: list[str]) -> tuple[f
     return float(m.group(3)), int(m.group(1)) / wall
 
 
-def run_api(photos: Path, env: dict, weights: str | None, batch_size: int) -> float:
+def startup_seconds(photo: Path, out: Path, env: dict, extra: list[str], repeats: int) -> float:
+    """Median wall seconds of a whole `glassgem predict ONE_PHOTO` process (a warm run first fills the caches)."""
+    times = []
+    for i in range(repeats + 1):
+        shutil.rmtree(out, ignore_errors=True)
+        t = time.perf_counter()
+        proc = subprocess.run(_predict_cmd(photo, out, extra), env=env, capture_output=True, text=True)
+        if proc.returncode != 0:
+            sys.exit(f"bench_predict: predict failed (exit {proc.returncode}): {proc.stderr.strip()[-500:]}")
+        if i:
+            times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def matmul_yardstick(env: dict) -> str:
+    """The fp32 2048² matmul rate of a fresh process with glassgem's thread policy (GFLOP/s)."""
+    code = "import glassgem.inference.bench as b; print(round(b.matmul_gflops()[0]))"
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    return proc.stdout.strip() or "?"
+
+
+def run_api(photos: Path, env: dict, weights: str | None, batch_size: int, precision: str = "fp32") -> float:
     """Photos/s of glassgem.Predictor on the photos in a fresh library process (model load excluded)."""
-    code = API_SCRIPT.format(photos=str(photos), weights=weights, batch_size=batch_size)
+    code = API_SCRIPT.format(photos=str(photos), weights=weights, batch_size=batch_size, precision=precision)
     proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     m = re.search(r"RATE ([\d.]+)", proc.stdout)
     if proc.returncode != 0 or not m:
@@ -179,10 +200,16 @@ def main() -> int:
             f"src {args.src or 'installed glassgem'}; predict args '{args.predict_args}'",
             flush=True,
         )
-        weights = _option(extra, "--weights", None)
+        onnx = _option(extra, "--onnx", None)
+        weights = onnx or _option(extra, "--weights", None)
+        precision = _option(extra, "--precision", "fp32") or "fp32"
         batch_size = int(_option(extra, "--batch-size", "4") or 4)
-        mo, threads = model_only(env, args.model_seconds, weights)
-        print(f"model only (semantic_scores, batch 4, 384², {threads} threads, idle): {mo:.1f} photos/s\n")
+        if not onnx:
+            mo, threads = model_only(env, args.model_seconds, weights)
+            print(f"model only (semantic_scores, batch 4, 384², {threads} threads, idle): {mo:.1f} photos/s")
+        print(f"fp32 2048² matmul yardstick: {matmul_yardstick(env)} GFLOP/s")
+        start = startup_seconds(photos / files[0].name, tmp / "one", env, extra, args.repeats)
+        print(f"start-up: whole-process `glassgem predict ONE_PHOTO`, warm caches: {start:.2f} s (median)\n")
         print(
             "| condition | predict photos/s (its own figure) | whole process photos/s | of idle | runs "
             "| API photos/s (library script) | API ms/photo vs predict's | load |"
@@ -198,7 +225,7 @@ def main() -> int:
                 if procs:
                     time.sleep(args.settle)
                 runs = [run_predict(photos, tmp / "out", env, extra) for _ in range(args.repeats)]
-                api_runs = [run_api(photos, env, weights, batch_size) for _ in range(args.repeats)]
+                api_runs = [run_api(photos, env, weights, batch_size, precision) for _ in range(args.repeats)]
             finally:
                 stop_neighbours(procs)
             own = statistics.median(r[0] for r in runs)

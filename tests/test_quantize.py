@@ -83,6 +83,27 @@ def test_int8_scores_follow_fp32_and_an_int8_file_is_kept_as_it_is(debug_onnx, t
 
 
 @pytest.mark.slow
+def test_int8_graph_is_quantized_once_then_read_from_the_cache(debug_onnx, tmp_path, monkeypatch) -> None:
+    import glassgem.inference.onnx_runner as runner
+
+    monkeypatch.setenv("GLASSGEM_CACHE", str(tmp_path / "cache"))
+    calls = []
+
+    def counting(data: bytes, source: str = "") -> bytes:
+        calls.append(source)
+        return quantize_int8(data, source)
+
+    monkeypatch.setattr(runner, "quantize_int8", counting)
+    x = torch.rand(1, 3, 128, 128, generator=torch.Generator().manual_seed(2)) * 255
+    first = load_onnx_scorer(debug_onnx, threads=2, precision="int8")(x)
+    second = load_onnx_scorer(debug_onnx, threads=2, precision="int8")(x)
+    assert len(calls) == 1 and torch.equal(first, second)
+    assert len(list((tmp_path / "cache").glob("onnx-int8-*.bin"))) == 1
+    monkeypatch.setenv("GLASSGEM_CACHE", "off")  # no cache: quantized at every load, same graph
+    assert torch.equal(load_onnx_scorer(debug_onnx, threads=2, precision="int8")(x), first) and len(calls) == 2
+
+
+@pytest.mark.slow
 def test_cli_export_int8_writes_a_checked_int8_graph(tmp_path) -> None:
     torch.manual_seed(0)
     weights = GEM.from_config("debug").save_pretrained(tmp_path / "model")

@@ -126,15 +126,10 @@ def _write_entry(path: Path, tensors: dict[str, Tensor], sha: str) -> None:
 def cached_tensors(name: str, version: str, source: Path, build: Callable[[], dict[str, Tensor]]) -> dict[str, Tensor]:
     """`build()`'s tensors, made from the file `source` by converter `version`: read from the cache
     when an entry for this source's content and version is there and whole, else built and stored."""
-    folder = cache_dir()
-    if folder is None:
+    where = _entry_folder(name, source)
+    if where is None:
         return build()
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        sha = source_sha256(source, folder, name)
-    except OSError as e:
-        log.debug("no weight cache: %s (%s)", folder, e)
-        return build()
+    folder, sha = where
     entry = folder / f"{name}-{version}-{sha}.safetensors"
     tensors = _read_entry(entry, sha)
     if tensors is not None:
@@ -147,4 +142,42 @@ def cached_tensors(name: str, version: str, source: Path, build: Callable[[], di
     return tensors
 
 
-__all__ = ["CACHE_ENV", "CACHE_OFF", "cache_dir", "cached_tensors", "source_sha256"]
+def _entry_folder(name: str, source: Path) -> tuple[Path, str] | None:
+    """(the cache folder, the SHA-256 of `source`), or None when there is no usable cache."""
+    folder = cache_dir()
+    if folder is None:
+        return None
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder, source_sha256(source, folder, name)
+    except OSError as e:
+        log.debug("no cache: %s (%s)", folder, e)
+        return None
+
+
+def cached_bytes(name: str, version: str, source: Path, build: Callable[[], bytes]) -> bytes:
+    """`build()`'s bytes (e.g. a quantized ONNX graph) made from the file `source` by `version` of the
+    maker: read from the cache when its entry is whole (its CRC-32 and the source's SHA-256, kept in a
+    sidecar `.json` written after the entry, match), else built and stored, each file atomically."""
+    where = _entry_folder(name, source)
+    if where is None:
+        return build()
+    folder, sha = where
+    entry, sidecar = folder / f"{name}-{version}-{sha}.bin", folder / f"{name}-{version}-{sha}.json"
+    try:
+        record = json.loads(sidecar.read_text())
+        data = entry.read_bytes()
+        if record.get("source_sha256") == sha and record.get("crc32") == f"{zlib.crc32(data):08x}":
+            return data
+    except (OSError, ValueError, AttributeError):
+        pass  # no entry, or a broken one: build it again
+    data = build()
+    try:
+        atomic_write_bytes(entry, data)
+        atomic_write_bytes(sidecar, json.dumps({"source_sha256": sha, "crc32": f"{zlib.crc32(data):08x}"}).encode())
+    except OSError as e:
+        log.debug("cache entry not written: %s (%s)", entry, e)
+    return data
+
+
+__all__ = ["CACHE_ENV", "CACHE_OFF", "cache_dir", "cached_bytes", "cached_tensors", "source_sha256"]

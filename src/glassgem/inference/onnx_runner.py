@@ -20,7 +20,8 @@ import numpy as np
 import torch
 
 from ..errors import CheckpointError, ConfigError, DataError, GlassgemError
-from .quantize import PRECISIONS, quantize_int8
+from ..hub.cache import cached_bytes
+from .quantize import PRECISIONS, quantize_int8, quantizer_version
 
 DEVICES = ("cpu", "cuda", "auto")
 
@@ -176,19 +177,24 @@ def load_onnx_scorer(
     """Open an exported glassgem ONNX file. device: "cpu", "cuda"/"cuda:N" (onnxruntime-gpu) or "auto";
     threads: onnxruntime intra-op threads (default: onnxruntime's choice, all cores); spinning=False lets
     idle worker threads sleep (measured at load 3.5 on 2 cores: 450 instead of 720 ms for GEM-Tiny);
-    precision="int8": an fp32 file is quantized in memory first (quantize.py: seconds for GEM-S), a file
-    that is int8 already runs as it is (as it does with "fp32")."""
+    precision="int8": an fp32 file is quantized first (quantize.py: seconds for GEM-S; the result is kept in
+    the user cache, keyed by the file's SHA-256), a file that is int8 already runs as it is (as with "fp32")."""
     if precision not in PRECISIONS:
         raise ConfigError(f"precision {precision!r}: choose one of {', '.join(PRECISIONS)}")
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: ONNX file not found")
-    try:
-        data = path.read_bytes()
-    except OSError as e:
-        raise CheckpointError(f"{path}: cannot read it ({e.strerror or e})") from None
-    if precision == "int8":
-        data = quantize_int8(data, str(path))
+
+    def read() -> bytes:
+        try:
+            return path.read_bytes()
+        except OSError as e:
+            raise CheckpointError(f"{path}: cannot read it ({e.strerror or e})") from None
+
+    if precision == "int8":  # quantized once per file content, then read from the user cache (hub/cache.py)
+        data = cached_bytes("onnx-int8", quantizer_version(), path, lambda: quantize_int8(read(), str(path)))
+    else:
+        data = read()
     return OnnxScorer.from_bytes(data, source=str(path), device=device, threads=threads, spinning=spinning)
 
 

@@ -23,6 +23,18 @@ from pathlib import Path
 from ..errors import CheckpointError, GlassgemError
 
 PRECISIONS = ("fp32", "int8")
+
+
+def quantizer_version() -> str:
+    """What a cached int8 graph depends on besides its source file: this recipe and onnxruntime's version."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return f"dyn1-ort{version('onnxruntime')}"
+    except PackageNotFoundError:
+        return "dyn1"
+
+
 META_PRECISION = "glassgem.precision"
 INT8_OPS = ("MatMul", "Gemm")
 
@@ -124,4 +136,4 @@ def quantize_int8(data: bytes, source: str = "<bytes>", scope: str | None = None
     return quantized.SerializeToString()
 
 
-__all__ = ["INT8_OPS", "META_PRECISION", "PRECISIONS", "precision_of", "quantize_int8", "weight_nodes"]
+__all__ = ["INT8_OPS", "META_PRECISION", "PRECISIONS", "precision_of", "quantize_int8", "quantizer_version", "weight_nodes"]
