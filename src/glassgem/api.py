@@ -27,6 +27,8 @@ from .model.gem import GEM as Network
 class GEM(Network):
     """glassgem.model.GEM with weight files (glassgem.hub.pretrained) and prediction (glassgem.Predictor)."""
 
+    _fused = False  # True once glassgem.inference.runtime.fuse_for_inference folded weights away: not saved
+
     @classmethod
     def from_pretrained(
         cls,
@@ -90,7 +92,7 @@ class GEM(Network):
 
     def train(self, mode: bool = True) -> GEM:
         """nn.Module.train, refused for a model fused for inference (its BatchNorm weights are gone)."""
-        if mode and getattr(self, "_fused", False):
+        if mode and self._fused:
             raise RuntimeError(
                 "this GEM was fused for inference (fuse_for_inference) and cannot be trained; "
                 "load the weights again to train"

@@ -352,7 +352,7 @@ class Trainer:
                 rate = images_seen / max(time.perf_counter() - t0, 1e-9)
                 logger.log_train(self.step, loss, losses, lr, float(grad_norm), rate)
             if self.data.val and (self.step % self.cfg.eval_period == 0 or self.step == self.max_iter):
-                self.validate(logger)
+                self.validate(logger, self.data.val)
             if self.step % self.cfg.checkpoint_period == 0 or self.step == stop:
                 self.save()
         bar.close()
@@ -361,12 +361,13 @@ class Trainer:
         logger.close()
         return {"step": self.step, "max_iter": self.max_iter, "best_iou": self.best_iou}
 
-    def validate(self, logger) -> dict[str, float]:
+    def validate(self, logger: RunLogger, val: list[Pair]) -> dict[str, float]:
+        """Metrics on `val` (on the main process; {} elsewhere); a new best model is saved to best/, with best.json."""
         metrics: dict[str, float] = {}
         if self.acc.is_main_process:
             model = self.acc.unwrap_model(self.model)
             model.eval()
-            metrics = evaluate_model(model, self.data.val, size=self.cfg.eval_size, progress=False)
+            metrics = evaluate_model(model, val, size=self.cfg.eval_size, progress=False)
             model.train()
             logger.log_val(self.step, metrics)
             if metrics["iou"] > self.best_iou:
