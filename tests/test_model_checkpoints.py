@@ -127,6 +127,25 @@ def test_pickles_that_run_code_are_refused(tmp_path, suffix):
     assert not marker.exists()
 
 
+def test_loading_functions_take_the_network_and_glassgem_gem_delegates_to_them(tmp_path):
+    """hub.pretrained's functions load and save the bare network; glassgem.GEM (the one class above it) gets the
+    same weights through its methods, and hub/ defines no model class of its own."""
+    from glassgem.model import GEM as Network
+
+    net = Network.from_config("debug")
+    folder = gem_module.save_pretrained(net, tmp_path / "net")
+    loaded = gem_module.from_pretrained(folder)
+    assert type(loaded) is Network and not loaded.training
+    user = GEM.from_pretrained(folder)
+    assert type(user) is GEM and isinstance(user, Network)
+    sd, sd2 = loaded.state_dict(), user.state_dict()
+    assert set(sd) == set(sd2) and all(torch.equal(sd[k], sd2[k]) for k in sd)
+    assert user.save_pretrained(tmp_path / "user") == tmp_path / "user"
+    assert (tmp_path / "user" / "model.safetensors").read_bytes() == (folder / "model.safetensors").read_bytes()
+    classes = [v for v in vars(gem_module).values() if isinstance(v, type) and issubclass(v, torch.nn.Module)]
+    assert classes == [Network]
+
+
 def test_save_pretrained_round_trip_is_exact(tmp_path):
     model = _debug()
     model.save_pretrained(tmp_path / "ckpt")

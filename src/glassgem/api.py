@@ -1,6 +1,7 @@
-"""The user-facing model class, `glassgem.GEM`: the network (glassgem.model.GEM) with its weight files
-(glassgem.hub.pretrained: from_pretrained, save_pretrained, push_to_hub) and `predict`, a thin call of
-glassgem.Predictor. It sits above hub/ and inference/ and overrides no computation of the network.
+"""The user-facing model class, `glassgem.GEM`: the network (glassgem.model.GEM) with its weight files as
+methods (each a call of the function of the same name in glassgem.hub.pretrained: from_pretrained, load_checked,
+save_pretrained, push_to_hub) and `predict`, a thin call of glassgem.Predictor. It sits above hub/ and
+inference/ and overrides no computation of the network.
 
     from glassgem import GEM
     model = GEM.from_pretrained()          # the shipped GEM-S
@@ -9,16 +10,62 @@ glassgem.Predictor. It sits above hub/ and inference/ and overrides no computati
 
 from __future__ import annotations
 
-import numpy as np
+from pathlib import Path
+from typing import Any, Self
 
-from .hub.pretrained import PretrainedGEM
+import numpy as np
+from torch import Tensor
+
+from .config import ModelConfig
+from .hub import pretrained
 from .inference.predictor import Predictor
 from .inference.protocol import ImageLike
 from .inference.runtime import fuse_for_inference
+from .model.gem import GEM as Network
 
 
-class GEM(PretrainedGEM):
-    """glassgem.model.GEM with weight files (hub.pretrained) and prediction (glassgem.Predictor)."""
+class GEM(Network):
+    """glassgem.model.GEM with weight files (glassgem.hub.pretrained) and prediction (glassgem.Predictor)."""
+
+    _fused = False  # True once glassgem.inference.runtime.fuse_for_inference folded weights away: not saved
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        name_or_path: str | Path | None = None,
+        config: ModelConfig | None = None,
+        *,
+        filename: str | None = None,
+        revision: str | None = None,
+        strict: bool = True,
+    ) -> Self:
+        """A shipped model's name, a folder, an original checkpoint or a Hugging Face Hub id (None: the shipped
+        default) loaded into this class, in eval mode: glassgem.hub.pretrained.from_pretrained."""
+        model = pretrained.from_pretrained(
+            name_or_path, config, filename=filename, revision=revision, strict=strict, model_class=cls
+        )
+        assert isinstance(model, cls)  # from_pretrained builds model_class
+        return model
+
+    def load_checked(self, sd: dict[str, Tensor], source: str | Path, strict: bool = True) -> None:
+        """load_state_dict with errors naming `source`: glassgem.hub.pretrained.load_checked."""
+        pretrained.load_checked(self, sd, source, strict)
+
+    def save_pretrained(self, path: str | Path, packaged_vit: bool = False) -> Path:
+        """config.json + model.safetensors in `path`: glassgem.hub.pretrained.save_pretrained."""
+        return pretrained.save_pretrained(self, path, packaged_vit)
+
+    def push_to_hub(
+        self,
+        repo_id: str,
+        commit_message: str = "Upload GEM model",
+        private: bool | None = None,
+        token: str | None = None,
+        revision: str | None = None,
+        create_pr: bool = False,
+    ) -> Any:
+        """What save_pretrained writes, uploaded to the Hub repo `repo_id`: glassgem.hub.pretrained.push_to_hub."""
+        return pretrained.push_to_hub(self, repo_id, commit_message, private, token, revision, create_pr)
 
     def predict(
         self,
@@ -45,7 +92,7 @@ class GEM(PretrainedGEM):
 
     def train(self, mode: bool = True) -> GEM:
         """nn.Module.train, refused for a model fused for inference (its BatchNorm weights are gone)."""
-        if mode and getattr(self, "_fused", False):
+        if mode and self._fused:
             raise RuntimeError(
                 "this GEM was fused for inference (fuse_for_inference) and cannot be trained; "
                 "load the weights again to train"

@@ -99,7 +99,12 @@ def _as_rgb(picture: np.ndarray) -> np.ndarray:
 def _fit(picture: np.ndarray, height: int | None = None, box: tuple[int, int] | None = None) -> np.ndarray:
     """Resize to a given height, or to fit inside box (h, w) keeping the aspect ratio."""
     h, w = picture.shape[:2]
-    scale = height / h if height else min(box[0] / h, box[1] / w)
+    if height:
+        scale = height / h
+    elif box is not None:
+        scale = min(box[0] / h, box[1] / w)
+    else:
+        raise ValueError("give a height or a box to fit into")
     size = (max(1, round(w * scale)), max(1, round(h * scale)))
     if size == (w, h):
         return picture
@@ -196,7 +201,7 @@ def titled(picture: np.ndarray, title: str, background: Color = (255, 255, 255))
     pic = _as_rgb(picture)
     probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
     x0, y0, x1, y1 = probe.textbbox((0, 0), title)
-    strip = (y1 - y0) + 8
+    strip = int(y1 - y0) + 8  # PIL types the box as floats; the default font measures in whole pixels
     canvas = Image.new("RGB", (max(pic.shape[1], x1 - x0 + 8), pic.shape[0] + strip), background)
     ImageDraw.Draw(canvas).text((4, 4 - y0), title, fill=(0, 0, 0))
     canvas.paste(Image.fromarray(np.ascontiguousarray(pic)), (0, strip))

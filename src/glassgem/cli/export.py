@@ -60,11 +60,11 @@ def _add_export_onnx(export_sub: argparse._SubParsersAction) -> None:
 
 
 def _run_export_onnx(args: argparse.Namespace) -> int:
-    from ..hub.pretrained import GEM
+    from ..hub.pretrained import from_pretrained
     from ..inference.export import export_onnx
 
     _refuse_writing_inputs({"--out": args.out}, [args.weights], files=("--out",))
-    model = GEM.from_pretrained(args.weights)
+    model = from_pretrained(args.weights)
     report = export_onnx(
         model,
         args.out,

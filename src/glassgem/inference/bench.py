@@ -13,7 +13,7 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
@@ -78,7 +78,13 @@ def native_bf16() -> bool:
         return False
 
 
-def count_flops(model: torch.nn.Module, images: torch.Tensor, dtype: str = "fp32") -> int:
+class SemanticScorer(Protocol):
+    """What count_flops measures: a GEM, or any module with its `semantic_scores`."""
+
+    def semantic_scores(self, images: torch.Tensor) -> torch.Tensor: ...
+
+
+def count_flops(model: SemanticScorer, images: torch.Tensor, dtype: str = "fp32") -> int:
     """FLOPs (2·MAC) of one `semantic_scores` call as torch's FlopCounterMode counts them
     (matmuls, convolutions, attention; element-wise work and gathers are not counted). Counted on the
     eager model: a TorchScript graph's pre-packed oneDNN ops are invisible to the counter."""
@@ -211,8 +217,12 @@ def _run_onnx(
         images = (torch.rand(batch, 3, size, size) * 255).numpy()
         load_before = _load_average()
         times, cpu_times = _time_calls(lambda: scorer(images), runs, warmup)
-        if net is None:
-            net = GEM(ModelConfig.from_dict(scorer.config)) if scorer.config else GEM.from_config(model)
+        if net is None and scorer.config:
+            net = GEM(ModelConfig.from_dict(scorer.config))
+        elif net is None:
+            if model is None:
+                raise ConfigError(f"{onnx_path}: no glassgem config in the file; give --model to count its FLOPs")
+            net = GEM.from_config(model)
         flops = count_flops(net.eval(), torch.from_numpy(images))  # same graph: count it on the PyTorch model
     result = _summary(net.cfg.name, weights, size, batch, "fp32", "cpu", runs, times, cpu_times, flops, load_before)
     result.update(runtime="onnxruntime", onnx=onnx, threads=n_threads)

@@ -48,6 +48,7 @@ from .. import __version__
 from ..errors import ConfigError, GlassgemError
 from ..io import atomic_write_bytes
 from ..model.deform_attn import MSDeformAttn
+from ..model.gem import GEM
 from ..model.postprocess import semantic_scores_from_queries
 from .onnx_runner import OnnxScorer, load_onnx_scorer  # noqa: F401  (re-exported: export + run in one place)
 from .quantize import PRECISIONS, quantize_int8
@@ -122,7 +123,7 @@ class SemanticScores(nn.Module):
         out = self.model(images)
         smoothing = getattr(getattr(self.model, "cfg", None), "score_smoothing", 0.0)
         return semantic_scores_from_queries(
-            out["pred_logits"], out["pred_masks"], tuple(images.shape[-2:]), smoothing, tiled=False
+            out["pred_logits"], out["pred_masks"], (images.shape[-2], images.shape[-1]), smoothing, tiled=False
         )
 
 
@@ -153,11 +154,11 @@ def _use_export_forms(model: nn.Module) -> None:
         if isinstance(m, MSDeformAttn):
             m.impl = "grid_sample"
         if isinstance(getattr(m, "fused_attn", None), bool):
-            m.fused_attn = False
+            setattr(m, "fused_attn", False)  # a plain attribute (nn.Module's typing knows only tensors and modules)
 
 
 def check_inputs(
-    model: nn.Module, hw: tuple[int, int], batch: int, seed: int = 0, pool: int = 4
+    model: GEM, hw: tuple[int, int], batch: int, seed: int = 0, pool: int = 4
 ) -> tuple[Tensor, Tensor, float]:
     """Random images 0..255 to trace and verify on, PyTorch's scores for them, and their DQS ranking gap.
 
@@ -237,6 +238,8 @@ def _trace(model: nn.Module, example: Tensor, opset: int, dynamic_batch: bool, o
             raise
         except Exception as e:  # the exporter wraps whatever failed in its own error types
             raise GlassgemError(f"ONNX export failed: {type(e).__name__}: {str(e).splitlines()[0][:500]}") from e
+        if program is None:  # only the legacy TorchScript exporter (dynamo=False) returns nothing
+            raise GlassgemError("ONNX export failed: the exporter returned no program")
         if not optimize:  # still fold the constant subgraphs (BN folding, bias tables): seconds, not minutes
             import onnxscript.optimizer
 
@@ -262,7 +265,7 @@ def compare_scores(got: Tensor, ref: Tensor) -> tuple[float, float]:
 
 
 def export_onnx(
-    model: nn.Module,
+    model: GEM,
     out: str | Path,
     size: int | str | tuple[int, int] | None = None,
     dynamic_batch: bool = False,
@@ -292,9 +295,9 @@ def export_onnx(
             f"opset {opset}: the ONNX exporter of torch {torch.__version__} (dynamo) needs "
             f"opset {MIN_OPSET} or newer (onnxruntime >= 1.14 runs it)"
         )
-    cfg = getattr(model, "cfg", None)
-    if cfg is None or not hasattr(model, "semantic_scores"):
+    if not isinstance(model, GEM):
         raise ConfigError(f"export_onnx needs a GEM model, got {type(model).__name__}")
+    cfg = model.cfg
     hw = parse_size(size, int(cfg.image_size))
     out = Path(out)
     start = time.perf_counter()
@@ -314,6 +317,8 @@ def export_onnx(
     proto.doc_string = f"glassgem {__version__} {cfg.name}: {OUTPUT_DOC}"
     _set_metadata(proto, meta)
     int8 = None
+    diff: float | None
+    same: float | None
     if verify:
         diff, same, nbytes = write_verified(proto, out, example, reference, tolerance, gap, precision)
         if precision == "int8":

@@ -10,7 +10,7 @@ from collections.abc import Callable
 import torch
 
 from ..config import check_smoothing
-from ..hub.pretrained import PretrainedGEM
+from ..hub.pretrained import from_pretrained
 from ..model.gem import GEM
 from .graphs import ScoreGraphs
 from .runtime import (
@@ -31,13 +31,13 @@ def load_model_for_inference(
     device: str | None = None,
     dtype: str | torch.dtype | None = "fp32",
     smoothing: float | None = None,
-) -> tuple[PretrainedGEM, torch.device, torch.dtype | None]:
+) -> tuple[GEM, torch.device, torch.dtype | None]:
     """(model in eval mode on its device, fused for inference, device, autocast dtype or None for fp32).
     `weights`: as glassgem.hub.pretrained.from_pretrained (None: the shipped model). `smoothing`: replaces the
     model's `score_smoothing` (0: off, the original protocol's raw scores)."""
     autocast_dtype = resolve_dtype(dtype)
     dev = resolve_device(device)
-    model = fuse_for_inference(PretrainedGEM.from_pretrained(weights).to(dev))
+    model = fuse_for_inference(from_pretrained(weights).to(dev))
     if smoothing is not None:
         model.cfg.score_smoothing = check_smoothing(smoothing)
     return model, dev, autocast_dtype

@@ -133,7 +133,7 @@ def _open(source: str):
     return container
 
 
-def _read(container, box: LatestFrame, stop: threading.Event, every: int, paced: bool, failure: list) -> None:
+def _read(container, box: LatestFrame, stop: threading.Event, every: int, paced: bool, failure: list[str]) -> None:
     """Reader thread: decode frames into `box` until the stream ends or `stop` is set; pace a file: URL."""
     av = require_av()
     stream = container.streams.video[0]
@@ -182,7 +182,8 @@ def predict_stream(
     except OSError as e:
         raise GlassgemError(f"--out {out}: cannot create {out_dir} ({e.strerror or e})") from None
     container = _open(source)
-    box, stop, failure = LatestFrame(), threading.Event(), []
+    box, stop = LatestFrame(), threading.Event()
+    failure: list[str] = []  # the reader thread's error, if it stopped on one
     reader = threading.Thread(
         target=_read,
         args=(container, box, stop, every, source.startswith("file:"), failure),

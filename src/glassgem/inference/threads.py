@@ -20,6 +20,7 @@ import ctypes
 import ctypes.util
 import os
 import sys
+from collections.abc import MutableMapping
 
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
@@ -76,19 +77,19 @@ _set_here: dict[str, str] = {}  # what configure_cpu_threads put into os.environ
 _set_late: set[str] = set()  # of those, the ones set after torch (and its OpenMP runtime) had started
 
 
-def configure_cpu_threads(environ: dict | None = None) -> dict[str, str]:
+def configure_cpu_threads(environ: MutableMapping[str, str] | None = None) -> dict[str, str]:
     """Put the threading policy (thread_settings) into `environ` (default os.environ) for every variable the
     user has not set. -> the variables set here. The `glassgem` command calls this first, before anything
     imports torch; its data-loading worker processes inherit the environment. In a process that has already
     imported torch (a library user, a test calling `glassgem.cli.main`) the OpenMP runtime read its settings
     at start: there only the thread count can still change (runtime.apply_thread_policy)."""
     own = environ is None
-    environ = os.environ if environ is None else environ
-    applied = {}
-    user_policy = "OMP_WAIT_POLICY" in environ  # then the spin count is theirs too (it would override it)
+    env: MutableMapping[str, str] = os.environ if environ is None else environ
+    applied: dict[str, str] = {}
+    user_policy = "OMP_WAIT_POLICY" in env  # then the spin count is theirs too (it would override it)
     for key, value in thread_settings().items():
-        if key not in environ and not (key == "GOMP_SPINCOUNT" and user_policy):
-            environ[key] = applied[key] = value
+        if key not in env and not (key == "GOMP_SPINCOUNT" and user_policy):
+            env[key] = applied[key] = value
     if own:
         _set_here.update(applied)
         if "torch" in sys.modules:

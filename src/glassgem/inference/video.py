@@ -263,15 +263,17 @@ def predict_video(
         for f, result in zip(todo, predictor.outputs([f.rgb for f in todo], squashed, save_prob)):
             f.mask = write_outputs(out, frame_name(name, f.index), f.rgb, result, False)
         for f in batch:
-            if f.mask.shape != f.rgb.shape[:2]:
+            mask = f.mask
+            assert mask is not None  # read from an earlier run, or predicted just above
+            if mask.shape != f.rgb.shape[:2]:
                 raise DataError(
                     f"{out / frame_name(name, f.index)}.png: the mask from an earlier run is "
-                    f"{f.mask.shape[1]}x{f.mask.shape[0]}, the frame {f.rgb.shape[1]}x"
+                    f"{mask.shape[1]}x{mask.shape[0]}, the frame {f.rgb.shape[1]}x"
                     f"{f.rgb.shape[0]}; delete {out / name} or leave out --resume"
                 )
-            rows.append((f.index, f.time, float(f.mask.mean())))
+            rows.append((f.index, f.time, float(mask.mean())))
             if writer is not None:
-                writer.add(overlay_mask(f.rgb, f.mask))
+                writer.add(overlay_mask(f.rgb, mask))
             summary.frames += 1
         bar.update(len(batch))
 

@@ -28,11 +28,14 @@ With `internals=True` (for inspection, e.g. glassgem.viz.queries) the dict also 
 [B, 2, H, W]: Σ_q softmax(class_q)[:2] · sigmoid(upsampled mask_q) (model/postprocess.py); argmax over
 dim 1 is the glass map.
 
-A pure nn.Module: weight files are glassgem.hub's (the user-facing `glassgem.GEM` adds from_pretrained /
-save_pretrained), the test protocol, speed-ups and image-level prediction are glassgem.inference's.
+A pure nn.Module: weight files are glassgem.hub.pretrained's functions (the user-facing `glassgem.GEM` has them
+as methods: from_pretrained / save_pretrained / push_to_hub); the test protocol, speed-ups and image-level
+prediction are glassgem.inference's.
 """
 
 from __future__ import annotations
+
+from typing import Self
 
 import torch
 from torch import Tensor, nn
@@ -72,7 +75,7 @@ class GEM(nn.Module):
         self.fold_mask_head = True
 
     @classmethod
-    def from_config(cls, name_or_cfg: str | ModelConfig) -> GEM:
+    def from_config(cls, name_or_cfg: str | ModelConfig) -> Self:
         """A randomly initialised model of a preset name or a config."""
         return cls(model_preset(name_or_cfg) if isinstance(name_or_cfg, str) else name_or_cfg)
 

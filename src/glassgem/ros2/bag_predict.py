@@ -262,7 +262,8 @@ def _run(
 
     def flush(batch: list[_Item]) -> None:
         good = [i for i in batch if i.frame and i.error is None]
-        outputs = iter(processor.outputs([i.rgb for i in good], [i.squashed for i in good]))
+        frames = [i.rgb for i in good if i.rgb is not None]  # all of them: a frame without an error was decoded
+        outputs = iter(processor.outputs(frames, [i.squashed for i in good]))
         for item in batch:
             if item.copy:
                 writer.write(item.topic, item.time, item.raw)
@@ -272,7 +273,7 @@ def _run(
                 if result.overlay_fields is not None:
                     writer.write(OVERLAY_TOPIC, item.time, serialize(item.msg.header, result.overlay_fields))
                 counters["frames"] += 1
-            elif item.frame:
+            elif item.frame and item.error is not None:
                 summary.skipped.append(item.error)
                 say(f"skipped {source.path}: {source.topic}, message {item.position}: {item.error}")
             bar.update(item.frame)

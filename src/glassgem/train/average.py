@@ -22,8 +22,9 @@ from torch import Tensor
 
 from ..config import ModelConfig
 from ..errors import CheckpointError
-from ..hub.pretrained import GEM, read_pretrained
+from ..hub.pretrained import load_checked, read_pretrained, save_pretrained
 from ..io import atomic_write_text
+from ..model.gem import GEM
 from .checkpoint import load_checkpoint
 
 AVERAGE_RECORD = "average.json"
@@ -98,8 +99,8 @@ def average_checkpoints(sources: Sequence[str | Path], out: str | Path) -> Path:
     """Average `sources` (see module doc) into the glassgem directory `out`; returns it."""
     cfg, sd, kept = _average(sources)
     model = GEM(cfg)
-    model.load_checked(sd, ", ".join(str(s) for s in sources))
-    out = model.save_pretrained(out)
+    load_checked(model, sd, ", ".join(str(s) for s in sources))
+    out = save_pretrained(model, out)
     record = {"sources": [str(Path(s).resolve()) for s in sources], "method": "uniform mean of the weights"}
     if kept:
         record["config_differences_kept_from_first"] = kept

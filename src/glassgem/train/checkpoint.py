@@ -71,7 +71,8 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
 
 def rng_state() -> dict[str, Any]:
     """Every global RNG a step may touch, in weights_only-loadable form."""
-    np_state = np.random.get_state()
+    np_state = np.random.get_state(legacy=True)  # the default (numpy's stubs say otherwise)
+    assert isinstance(np_state, tuple)  # numpy's global generator is an MT19937: its state is the legacy tuple
     state = {
         "torch": torch.get_rng_state(),
         "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *np_state[2:]],

@@ -35,10 +35,11 @@ from ..data.datasets import GlassDataset, Pair
 from ..data.transforms import TrainTransform, collate
 from ..errors import CheckpointError, ConfigError
 from ..evaluation.evaluate import evaluate_model
-from ..hub.pretrained import GEM, read_pretrained
+from ..hub.pretrained import load_checked, read_pretrained, save_pretrained
 from ..inference.threads import loader_workers
 from ..io import atomic_write_text
 from ..locks import folder_lock
+from ..model.gem import GEM
 from .checkpoint import (
     checkpoint_dir,
     list_checkpoints,
@@ -132,7 +133,7 @@ def check_batch(cfg: TrainConfig, world: int) -> int:
     return per
 
 
-def build_model(cfg: TrainConfig):
+def build_model(cfg: TrainConfig) -> GEM:
     """GEM with the encoder initialised as cfg.encoder_init says, then optionally cfg.init_from."""
     encoder = init_encoder(cfg)
     model = GEM(cfg.model, encoder=encoder)
@@ -140,7 +141,7 @@ def build_model(cfg: TrainConfig):
         # Pretrain -> fine-tune: every weight of the source that fits this model is taken (read only,
         # no second model built); weights the source lacks keep their initialisation (warned about).
         _, source_sd, _ = read_pretrained(cfg.init_from)
-        model.load_checked(source_sd, cfg.init_from, strict=False)
+        load_checked(model, source_sd, cfg.init_from, strict=False)
     if cfg.freeze_encoder:
         freeze_encoder(model)
     elif cfg.freeze_encoder_layers > 0:
@@ -351,26 +352,27 @@ class Trainer:
                 rate = images_seen / max(time.perf_counter() - t0, 1e-9)
                 logger.log_train(self.step, loss, losses, lr, float(grad_norm), rate)
             if self.data.val and (self.step % self.cfg.eval_period == 0 or self.step == self.max_iter):
-                self.validate(logger)
+                self.validate(logger, self.data.val)
             if self.step % self.cfg.checkpoint_period == 0 or self.step == stop:
                 self.save()
         bar.close()
         if self.step >= self.max_iter and self.acc.is_main_process:
-            self.acc.unwrap_model(self.model).save_pretrained(self.out / "final")
+            save_pretrained(self.acc.unwrap_model(self.model), self.out / "final")
         logger.close()
         return {"step": self.step, "max_iter": self.max_iter, "best_iou": self.best_iou}
 
-    def validate(self, logger) -> dict[str, float]:
+    def validate(self, logger: RunLogger, val: list[Pair]) -> dict[str, float]:
+        """Metrics on `val` (on the main process; {} elsewhere); a new best model is saved to best/, with best.json."""
         metrics: dict[str, float] = {}
         if self.acc.is_main_process:
             model = self.acc.unwrap_model(self.model)
             model.eval()
-            metrics = evaluate_model(model, self.data.val, size=self.cfg.eval_size, progress=False)
+            metrics = evaluate_model(model, val, size=self.cfg.eval_size, progress=False)
             model.train()
             logger.log_val(self.step, metrics)
             if metrics["iou"] > self.best_iou:
                 self.best_iou = metrics["iou"]
-                model.save_pretrained(self.out / "best")
+                save_pretrained(model, self.out / "best")
                 atomic_write_text(self.out / "best.json", json.dumps({"step": self.step, **metrics}, indent=2))
         self.acc.wait_for_everyone()
         return metrics

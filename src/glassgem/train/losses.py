@@ -119,6 +119,8 @@ def _batch_index(indices: Indices) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 class GEMCriterion(nn.Module):
+    empty_weight: torch.Tensor  # buffer, [num_classes + 1]: the class weights of the classification loss
+
     def __init__(
         self,
         num_classes: int = 2,
@@ -235,7 +237,7 @@ class GEMCriterion(nn.Module):
     def loss_proposal(self, logits: torch.Tensor, targets: Targets) -> torch.Tensor:
         """DQS logits [B, 2, h, w] against per-cell glass labels (see targets.dqs_target)."""
         sem = torch.stack([t["semantic"] for t in targets]).to(logits.device)
-        target = dqs_target(sem, tuple(logits.shape[-2:]), self.dqs_target)
+        target = dqs_target(sem, (logits.shape[-2], logits.shape[-1]), self.dqs_target)
         if not (target != DQS_IGNORE).any():  # all ignored: CE's mean would be 0/0
             return logits.sum() * 0.0
         return F.cross_entropy(logits.float(), target, ignore_index=DQS_IGNORE)

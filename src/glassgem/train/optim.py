@@ -18,12 +18,14 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Iterable
+from typing import Protocol, runtime_checkable
 
 import torch
 from torch import nn
 
 from ..config import TrainConfig
 from ..errors import ConfigError
+from ..model.gem import GEM
 
 # Modules whose parameters get weight_decay_norm. The neck's LayerNorm2d is deliberately absent.
 NORM_TYPES = (
@@ -49,12 +51,23 @@ def _pretrained_encoder_param(encoder: nn.Module, name: str) -> bool:
     return not name.startswith(tuple(getattr(encoder, "new_layers", ())))
 
 
-def _require_numbered_layers(encoder: nn.Module, option: str, instead: str) -> None:
-    """ConfigError naming `option` unless the encoder numbers its layers (`lr_layer_id`, the ViT-S)."""
-    if not hasattr(encoder, "lr_layer_id"):
+@runtime_checkable
+class NumberedLayers(Protocol):
+    """An encoder that numbers its layers for layer-wise lr (the ViT-S, model/encoders/dinov2.py)."""
+
+    @property
+    def num_lr_layers(self) -> int: ...
+
+    def lr_layer_id(self, name: str) -> int: ...
+
+
+def _numbered_layers(encoder: nn.Module, option: str, instead: str) -> NumberedLayers:
+    """The encoder, if it numbers its layers (`lr_layer_id`, the ViT-S); ConfigError naming `option` otherwise."""
+    if not isinstance(encoder, NumberedLayers):
         raise ConfigError(
             f"{option} needs an encoder with numbered layers (dinov2_vits14), not {type(encoder).__name__}; {instead}"
         )
+    return encoder
 
 
 def encoder_lr_scale(encoder: nn.Module, name: str, cfg: TrainConfig) -> float:
@@ -63,20 +76,23 @@ def encoder_lr_scale(encoder: nn.Module, name: str, cfg: TrainConfig) -> float:
         return 1.0
     scale = cfg.encoder_lr_mult
     if cfg.layer_decay != 1.0:
-        _require_numbered_layers(encoder, "layer_decay", "leave layer_decay at 1")
-        scale *= cfg.layer_decay ** (encoder.num_lr_layers - 1 - encoder.lr_layer_id(name))
+        numbered = _numbered_layers(encoder, "layer_decay", "leave layer_decay at 1")
+        scale *= cfg.layer_decay ** (numbered.num_lr_layers - 1 - numbered.lr_layer_id(name))
     return scale
 
 
-def freeze_encoder(model: nn.Module, below: int | None = None) -> int:
+def freeze_encoder(model: GEM, below: int | None = None) -> int:
     """requires_grad=False on the encoder's pretrained parameters (its new layers still train): all of
     them, or with `below` only those whose lr layer (`lr_layer_id`) is under it. -> count frozen."""
     encoder = model.encoder
+    numbered = None
     if below is not None:
-        _require_numbered_layers(encoder, "freeze_encoder_layers", "use freeze_encoder=true or leave it at 0")
+        numbered = _numbered_layers(encoder, "freeze_encoder_layers", "use freeze_encoder=true or leave it at 0")
     n = 0
     for name, p in encoder.named_parameters():
-        if _pretrained_encoder_param(encoder, name) and (below is None or encoder.lr_layer_id(name) < below):
+        if _pretrained_encoder_param(encoder, name) and (
+            below is None or (numbered is not None and numbered.lr_layer_id(name) < below)
+        ):
             p.requires_grad_(False)
             n += 1
     return n

@@ -89,7 +89,7 @@ def _truncate_after(path: Path, step: int) -> None:
         rows, fields = list(reader), reader.fieldnames
     if not rows or not fields:
         return
-    keep = [r for r in rows if _step(r) is not None and _step(r) <= step and None not in r.values()]
+    keep = [r for r in rows if (s := _step(r)) is not None and s <= step and None not in r.values()]
     if len(keep) == len(rows):
         return
     text = _io.StringIO()

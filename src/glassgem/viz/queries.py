@@ -17,6 +17,7 @@ from PIL import Image, ImageDraw
 
 from ..errors import ConfigError
 from ..inference.protocol import ImageLike, as_rgb_array, check_size, glass_mask, squash, unsquash
+from ..model.gem import GEM
 from ..model.postprocess import semantic_map, smooth_scores
 from ..overlay import GLASS_RED, overlay_mask
 
@@ -61,7 +62,7 @@ def draw_dots(picture: np.ndarray, points: np.ndarray, radius: float, color=YELL
 
 
 @torch.no_grad()
-def run_queries(model: torch.nn.Module, image: np.ndarray, size: int | None = None) -> dict[str, Any]:
+def run_queries(model: GEM, image: np.ndarray, size: int | None = None) -> dict[str, Any]:
     """Model pass on one photo -> {"mask" uint8 [H,W] {0,1}, "indices" [K] by descending DQS score,
     "grid" (gh, gw), "references" [L+1, K, 4] sigmoid cxcywh, "input_size" (s, s)}."""
     if getattr(model, "query_selection", None) is None:
@@ -87,7 +88,7 @@ def run_queries(model: torch.nn.Module, image: np.ndarray, size: int | None = No
 
 
 def query_figure(
-    model: torch.nn.Module,
+    model: GEM,
     image: ImageLike,
     size: int | None = None,
     all_layers: bool = False,
@@ -149,11 +150,12 @@ def layer_panels(
     rows = -(-n // cols)
     aspect = h / w
     fig = Figure(figsize=(cols * panel_inches, rows * (panel_inches * aspect + 0.35) + 0.4), dpi=100)
-    FigureCanvasAgg(fig)
+    canvas = FigureCanvasAgg(fig)  # also fig.canvas
     axes = fig.subplots(rows, cols, squeeze=False).ravel()
     base = (picture if background is None else background).astype(np.float32)
     # a pale grey copy: the coloured boxes stand out, and the figure stays small as a JPEG
-    faded = np.repeat((base @ np.float32([0.299, 0.587, 0.114]) * 0.3 + 178.5)[..., None], 3, axis=2).astype(np.uint8)
+    luma = np.array([0.299, 0.587, 0.114], dtype=np.float32)
+    faded = np.repeat((base @ luma * 0.3 + 178.5)[..., None], 3, axis=2).astype(np.uint8)
     k = references.shape[1]
     shown = k if max_boxes is None else max(0, min(int(max_boxes), k))
     colors = colormaps["plasma"](np.linspace(0.0, 0.85, max(shown, 1)))
@@ -186,8 +188,8 @@ def layer_panels(
         ax.set_title("initial anchors" if i == 1 else f"after decoder layer {i - 1}", fontsize=9)
     fig.suptitle("Reference boxes per decoder layer (colour: query rank, dark = best DQS score)", fontsize=10)
     fig.tight_layout()
-    fig.canvas.draw()
-    return np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()
+    canvas.draw()
+    return np.asarray(canvas.buffer_rgba())[..., :3].copy()
 
 
 __all__ = ["YELLOW", "cell_centres", "draw_dots", "dot_radius", "layer_panels", "query_figure", "run_queries"]

@@ -23,6 +23,7 @@ from ..errors import ConfigError, DataError
 from ..hub.refs import check_ref, load_or_raise
 from ..inference.protocol import check_size, squash
 from ..io import IMAGE_EXTENSIONS, atomic_write_bytes, atomic_write_text, load_image
+from ..model.gem import GEM
 
 FEATURES = ("encoder", "clip")
 PLOT_FORMATS = (".png", ".jpg", ".jpeg", ".pdf", ".svg")
@@ -105,7 +106,7 @@ def load_sets(specs: Sequence[str], max_per_set: int | None = None, seed: int = 
 Extractor = Callable[[list[np.ndarray]], torch.Tensor]  # uint8 RGB photos -> [B, D]
 
 
-def encoder_extractor(model: torch.nn.Module, size: int | None = None) -> Extractor:
+def encoder_extractor(model: GEM, size: int | None = None) -> Extractor:
     """Global average pool of GEM's stride-16 encoder map ("res4" of a multi-scale encoder)."""
     size = check_size(size or model.cfg.image_size)
     device = next(model.parameters()).device
@@ -127,7 +128,8 @@ def clip_extractor(model_ref: str | os.PathLike, device: torch.device | str = "c
     from transformers import CLIPImageProcessor, CLIPModel
 
     check_ref(model_ref, "CLIP model")
-    clip = load_or_raise("CLIP model", model_ref, CLIPModel.from_pretrained).to(device).eval()
+    # transformers wraps PreTrainedModel.to in a decorator whose typing takes the model as the first argument
+    clip = load_or_raise("CLIP model", model_ref, CLIPModel.from_pretrained).to(device).eval()  # type: ignore[arg-type]
     processor = load_or_raise("CLIP image processor", model_ref, CLIPImageProcessor.from_pretrained)
 
     @torch.no_grad()
@@ -175,17 +177,17 @@ def tsne_2d(features: np.ndarray, perplexity: float, seed: int) -> np.ndarray:
 
 def plot(coords: np.ndarray, labels: Sequence[str], names: Sequence[str], title: str, path: Path) -> Path:
     """Scatter, one colour per set, legend with counts; written atomically."""
-    from matplotlib import colormaps
     from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.colors import TABLEAU_COLORS
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(6.4, 5.2), dpi=100)
     FigureCanvasAgg(fig)
     ax = fig.subplots()
-    colors = colormaps["tab10"].colors
-    labels = np.asarray(labels)
+    colors = list(TABLEAU_COLORS.values())  # the tab10 colours, in order
+    label_array = np.asarray(labels)
     for i, name in enumerate(names):
-        pts = coords[labels == name]
+        pts = coords[label_array == name]
         ax.scatter(
             pts[:, 0],
             pts[:, 1],
@@ -219,7 +221,7 @@ def tsne_figure(
     specs: Sequence[str],
     out: str | os.PathLike,
     features: str = "encoder",
-    model: torch.nn.Module | None = None,
+    model: GEM | None = None,
     clip_model: str | os.PathLike | None = None,
     max_per_set: int | None = 200,
     perplexity: float = 30.0,

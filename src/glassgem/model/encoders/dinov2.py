@@ -23,6 +23,8 @@ Output: B × 256 × H/16 × W/16 after a SAM-style neck (new layers, 384 → 256
 
 from __future__ import annotations
 
+from typing import TypedDict
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -32,7 +34,19 @@ from ..pyramid import sam_neck
 from .convert import Converted, StateDict, WeightSource
 from .registry import register_encoder
 
-VITS14 = dict(embed_dim=384, depth=12, num_heads=6, mlp_ratio=4.0, patch_size=14, pos_grid=37)
+
+class ViTArgs(TypedDict):
+    """The DinoV2ViT arguments of one ViT size."""
+
+    embed_dim: int
+    depth: int
+    num_heads: int
+    mlp_ratio: float
+    patch_size: int
+    pos_grid: int
+
+
+VITS14: ViTArgs = {"embed_dim": 384, "depth": 12, "num_heads": 6, "mlp_ratio": 4.0, "patch_size": 14, "pos_grid": 37}
 NECK_CHANNELS = 256
 GRID_FITS = ("image", "features")
 # Parameters of this encoder that no pretrained file provides (they train even when the ViT is frozen).

@@ -40,9 +40,11 @@ class EfficientNetLite0Encoder(nn.Module):
     def __init__(self, native: bool = False, drop_path_rate: float = 0.0) -> None:
         super().__init__()
         import timm  # here, not at the top: the registry imports this file without building anything
+        from timm.models.efficientnet import EfficientNet
 
         self.native = native
         net = timm.create_model(TIMM_NAME, pretrained=False, num_classes=0, drop_path_rate=drop_path_rate)
+        assert isinstance(net, EfficientNet)  # create_model is typed as returning any nn.Module
         # Same attribute names as timm, so timm-format weights load into this module unchanged.
         self.conv_stem = net.conv_stem
         self.bn1 = net.bn1
@@ -125,7 +127,7 @@ def unpadded_stride2_conv(conv: nn.Conv2d) -> nn.Conv2d:
     ).to(conv.weight.device, conv.weight.dtype)
     out.weight.zero_()
     out.weight[:, :, 1:, 1:] = conv.weight
-    if conv.bias is not None:
+    if conv.bias is not None and out.bias is not None:  # out has a bias exactly when conv has
         out.bias.copy_(conv.bias)
     return out
 

@@ -13,6 +13,7 @@ and `from_timm_imagenet` (timm `vit_base_patch16_*`) fit a file's position tenso
 from __future__ import annotations
 
 from functools import partial
+from typing import TypedDict
 
 import torch
 import torch.nn.functional as F
@@ -23,20 +24,37 @@ from ...errors import CheckpointError
 from .convert import Converted, StateDict, WeightSource, rename_and_fit
 from .registry import register_encoder
 
+
+class SamViTArgs(TypedDict):
+    """The VisionTransformerSAM arguments that make it SAM's ViT-B."""
+
+    patch_size: int
+    embed_dim: int
+    depth: int
+    num_heads: int
+    mlp_ratio: float
+    qkv_bias: bool
+    use_abs_pos: bool
+    use_rel_pos: bool
+    window_size: int
+    global_attn_indexes: tuple[int, ...]
+    neck_chans: int
+
+
 # SAM ViT-B (segment-anything build_sam_vit_b) at GEM's 384² input.
-SAM_VIT_B_ARGS = dict(
-    patch_size=16,
-    embed_dim=768,
-    depth=12,
-    num_heads=12,
-    mlp_ratio=4.0,
-    qkv_bias=True,
-    use_abs_pos=True,
-    use_rel_pos=True,
-    window_size=14,
-    global_attn_indexes=(2, 5, 8, 11),
-    neck_chans=256,
-)
+SAM_VIT_B_ARGS: SamViTArgs = {
+    "patch_size": 16,
+    "embed_dim": 768,
+    "depth": 12,
+    "num_heads": 12,
+    "mlp_ratio": 4.0,
+    "qkv_bias": True,
+    "use_abs_pos": True,
+    "use_rel_pos": True,
+    "window_size": 14,
+    "global_attn_indexes": (2, 5, 8, 11),
+    "neck_chans": 256,
+}
 SAM_VIT_B_IMG_SIZE = 384
 
 # SAM ↔ timm parameter-name differences (everything else is identical).
@@ -67,7 +85,9 @@ class SamViTEncoder(VisionTransformerSAM):
             img_size=img_size,
             num_classes=0,  # no classifier head: no head parameters in the state dict
             drop_path_rate=drop_path_rate,
-            norm_layer=partial(nn.LayerNorm, eps=1e-6),  # SAM's eps (timm's class default is 1e-5)
+            # SAM's eps (timm's class default is 1e-5). timm annotates norm_layer as a class but calls it, and
+            # passes partials itself (its own embed_layer default is one).
+            norm_layer=partial(nn.LayerNorm, eps=1e-6),  # type: ignore[arg-type]
             **SAM_VIT_B_ARGS,
         )
         self.out_channels = SAM_VIT_B_ARGS["neck_chans"]

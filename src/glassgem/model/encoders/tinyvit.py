@@ -63,18 +63,17 @@ class Conv2d_BN(nn.Sequential):  # noqa: N801 - the original's name; its childre
         bn_weight_init: float = 1.0,
     ) -> None:
         super().__init__()
-        self.add_module("c", nn.Conv2d(cin, cout, k, stride, pad, groups=groups, bias=False))
+        self.c = nn.Conv2d(cin, cout, k, stride, pad, groups=groups, bias=False)
         bn = nn.BatchNorm2d(cout)
         nn.init.constant_(bn.weight, bn_weight_init)
         nn.init.zeros_(bn.bias)
-        self.add_module("bn", bn)
+        self.bn = bn
 
     def forward(self, x: Tensor) -> Tensor:
         c, bn = self.c, self.bn
-        if self.training or bn.running_var is None:
+        if self.training or bn.running_var is None or bn.running_mean is None:  # both or neither tracked
             return bn(_conv(x, c, c.weight, None))
-        # Eval: fold BN into the conv weights on every call (cheap, never stale) to save a full pass
-        # over the activation map.
+        # Eval: fold BN into the conv weights on every call (cheap, never stale): no extra pass over the map.
         scale = bn.weight * torch.rsqrt(bn.running_var + bn.eps)  # Cout
         return _conv(x, c, c.weight * scale[:, None, None, None], bn.bias - bn.running_mean * scale)
 
@@ -154,6 +153,8 @@ def _bias_index(window: int) -> Tensor:
 class Attention(nn.Module):
     """Window attention with a learned per-head bias indexed by (|Δy|,|Δx|); runs on a B×H×W×C map."""
 
+    attention_bias_idxs: Tensor  # buffer, [ws², ws²]
+
     def __init__(self, dim: int, num_heads: int, window: int) -> None:
         super().__init__()
         self.num_heads, self.window = num_heads, window
@@ -173,8 +174,7 @@ class Attention(nn.Module):
         cannot go stale (the original's eval-mode cache could).
         """
         table = self.attention_biases
-        # Inference tensors (a model built under inference_mode) have no version counter: no caching.
-        # No caching while tracing/compiling either: the graph must contain the gather.
+        # No caching of inference tensors (no version counter) or while tracing/compiling (the graph needs the gather).
         cacheable = not (
             torch.is_grad_enabled() or table.is_inference() or torch.jit.is_tracing() or torch.compiler.is_compiling()
         )
