@@ -136,4 +136,12 @@ def quantize_int8(data: bytes, source: str = "<bytes>", scope: str | None = None
     return quantized.SerializeToString()
 
 
-__all__ = ["INT8_OPS", "META_PRECISION", "PRECISIONS", "precision_of", "quantize_int8", "quantizer_version", "weight_nodes"]
+__all__ = [
+    "INT8_OPS",
+    "META_PRECISION",
+    "PRECISIONS",
+    "precision_of",
+    "quantize_int8",
+    "quantizer_version",
+    "weight_nodes",
+]
