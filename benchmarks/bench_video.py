@@ -4,7 +4,7 @@
 
 Writes a synthetic H.264 clip (a camera panning across a procedural glass scene, 30 fps) into a temporary
 folder, then times `glassgem predict CLIP --out DIR` twice, without and with `--overlay` (the overlay video),
-through the same code as the command (shipped GEM-Lite unless --weights). Prints frames/s for each, with
+through the same code as the command (the default model unless --weights). Prints frames/s for each, with
 the machine's load average and the same-process fp32 matmul speed, so numbers from a shared machine can be
 judged.
 """
@@ -56,7 +56,7 @@ def main() -> None:
 
     print(
         f"cpus: {os.cpu_count()}, load average before: {os.getloadavg()[0]:.2f}, "
-        f"fp32 2048² matmul {matmul_gflops():.0f} GFLOP/s"
+        f"fp32 2048² matmul {matmul_gflops()[0]:.0f} GFLOP/s"
     )
     scorer = build_scorer(args.weights)
     with tempfile.TemporaryDirectory() as tmp:

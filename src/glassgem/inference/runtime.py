@@ -12,19 +12,19 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError
+from ..model.encoders.registry import encoder_spec
 from .threads import cpu_cores, library_thread_policy
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
-# Encoders whose scores run faster through TorchScript graphs (graphs.py) than eagerly on CPU: the default of
-# `fuse_for_inference(graphs=None)`. From `glassgem bench` (benchmarks/bench_predict.py) at 384² on a 2-core
-# CPU: GEM-Lite (EfficientNet-Lite0) eager 70-73 ms vs graph 53-55 ms; GEM-Tiny's ViT the other way (258 vs
-# 275 ms), so the ViT encoders stay eager. Re-measure before adding an encoder here.
-GRAPHS_FASTER = frozenset({"efficientnet_lite0"})
-
 
 def graphs_by_default(encoder: str) -> bool:
-    return encoder in GRAPHS_FASTER
+    """Whether `fuse_for_inference(graphs=None)` runs a model of this encoder through TorchScript graphs
+    (graphs.py): where its registry entry says they measured faster on a CPU (`graphs_faster`)."""
+    try:
+        return encoder_spec(encoder).graphs_faster
+    except ConfigError:  # an encoder glassgem does not know: eager
+        return False
 
 
 def resolve_device(device: str | None) -> torch.device:
@@ -102,7 +102,7 @@ M = TypeVar("M", bound=nn.Module)
 def fuse_for_inference(model: M) -> M:
     """Eval mode and BatchNorms folded (fuse_batchnorms), in place and one-way. A model that lost weights to the
     folding is marked `_fused`: glassgem.hub refuses to save it, glassgem.GEM to train it, and a Predictor runs it
-    through TorchScript graphs where those are faster (GRAPHS_FASTER), its weights being frozen from now on."""
+    through TorchScript graphs where those are faster (graphs_by_default), its weights being frozen from now on."""
     model.eval()
     if not getattr(model, "_fused", False) and fuse_batchnorms(model):
         setattr(model, "_fused", True)  # a plain attribute (nn.Module's typing knows only tensors and modules)
@@ -140,7 +140,6 @@ def apply_thread_policy(threads: int | None = None) -> None:
 
 __all__ = [
     "DTYPES",
-    "GRAPHS_FASTER",
     "apply_thread_policy",
     "autocast",
     "flush_denormals",

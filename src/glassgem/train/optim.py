@@ -65,7 +65,7 @@ def _numbered_layers(encoder: nn.Module, option: str, instead: str) -> NumberedL
     """The encoder, if it numbers its layers (`lr_layer_id`, the ViT-S); ConfigError naming `option` otherwise."""
     if not isinstance(encoder, NumberedLayers):
         raise ConfigError(
-            f"{option} needs an encoder with numbered layers (dinov2_vits14), not {type(encoder).__name__}; {instead}"
+            f"{option} needs an encoder with numbered layers (a ViT), not {type(encoder).__name__}; {instead}"
         )
     return encoder
 

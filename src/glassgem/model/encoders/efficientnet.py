@@ -212,6 +212,8 @@ def from_timm_weights(weights: StateDict, own: StateDict) -> Converted:
 @register_encoder(
     "efficientnet_lite0",
     feature_modes=("pyramid", "native"),
+    # GEM-Lite at 384² on a 2-core CPU: eager 70-73 ms, TorchScript graphs 53-55 ms (the ViTs the other way)
+    graphs_faster=True,
     pixel_mean=(127.5, 127.5, 127.5),  # [0,1] RGB normalised with mean = std = 0.5
     pixel_std=(127.5, 127.5, 127.5),
     weights=(
