@@ -45,7 +45,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--frames", type=int, default=150)
     ap.add_argument("--size", default="640x480", help="WxH of the clip")
-    ap.add_argument("--weights", default=None, help="glassgem model dir or shipped name (default: the default model, GEM-S)")
+    ap.add_argument("--weights", default=None, help="model dir or shipped name (default: GEM-S)")
     args = ap.parse_args()
     width, height = (int(v) for v in args.size.split("x"))
 
