@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from ..inference.quantize import PRECISIONS
 from .common import _add_group, _refuse_writing_inputs
 
 
@@ -45,7 +46,7 @@ def _add_export_onnx(export_sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--precision",
         default="fp32",
-        choices=("fp32", "int8"),
+        choices=PRECISIONS,
         help="int8: the checked graph's linear layers quantized (onnxruntime dynamic quantization; "
         "`glassgem predict --onnx FILE` runs it as it is); default fp32",
     )

@@ -38,6 +38,7 @@ from .protocol import (
     squash,
     unsquash,
 )
+from .quantize import PRECISIONS
 from .runtime import apply_thread_policy, resolve_device, resolve_dtype
 from .scorers import ModelScorer, build_scorer
 
@@ -99,8 +100,8 @@ def _is_onnx_path(model: Any) -> bool:
 
 def _scorer(model: Any, device: Any, dtype: Any, smoothing: Any, precision: str) -> Any:
     """What `model` names -> a scorer (scorers.py, onnx_runner.py), each option checked against it."""
-    if precision not in ("fp32", "int8"):
-        raise ConfigError(f"precision={precision!r}: choose fp32 or int8 (int8: an ONNX graph only)")
+    if precision not in PRECISIONS:
+        raise ConfigError(f"precision={precision!r}: choose {' or '.join(PRECISIONS)} (int8: an ONNX graph only)")
     onnx = isinstance(model, OnnxScorer) or _is_onnx_path(model)
     if not onnx and precision != "fp32":
         raise ConfigError(f"precision={precision!r} runs an ONNX graph: pass an .onnx file (glassgem export onnx)")
