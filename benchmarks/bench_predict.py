@@ -78,30 +78,30 @@ def _predict_cmd(photos: Path, out: Path, extra: list[str]) -> list[str]:
     return [sys.executable, "-m", "glassgem.cli", "predict", str(photos), "--out", str(out), "--quiet", *extra]
 
 
-def run_predict(photos: Path, out: Path, env: dict, extra: list[str]) -> tuple[float, float]:
-    """-> (predict's own photos/s, photos / wall seconds of the whole process)."""
+def _predict_process(photos: Path, out: Path, env: dict, extra: list[str]) -> tuple[str, float]:
+    """One whole `glassgem predict` process into a fresh `out`: (its stdout, wall seconds); exits on failure."""
     shutil.rmtree(out, ignore_errors=True)
     t = time.perf_counter()
     proc = subprocess.run(_predict_cmd(photos, out, extra), env=env, capture_output=True, text=True)
     wall = time.perf_counter() - t
-    m = RATE.search(proc.stdout)
-    if proc.returncode != 0 or not m:
+    if proc.returncode != 0:
         sys.exit(f"bench_predict: predict failed (exit {proc.returncode}): {proc.stderr.strip()[-500:]}")
+    return proc.stdout, wall
+
+
+def run_predict(photos: Path, out: Path, env: dict, extra: list[str]) -> tuple[float, float]:
+    """-> (predict's own photos/s, photos / wall seconds of the whole process)."""
+    stdout, wall = _predict_process(photos, out, env, extra)
+    m = RATE.search(stdout)
+    if not m:
+        sys.exit(f"bench_predict: predict printed no rate: {stdout.strip()[-500:]}")
     return float(m.group(3)), int(m.group(1)) / wall
 
 
 def startup_seconds(photo: Path, out: Path, env: dict, extra: list[str], repeats: int) -> float:
     """Median wall seconds of a whole `glassgem predict ONE_PHOTO` process (a warm run first fills the caches)."""
-    times = []
-    for i in range(repeats + 1):
-        shutil.rmtree(out, ignore_errors=True)
-        t = time.perf_counter()
-        proc = subprocess.run(_predict_cmd(photo, out, extra), env=env, capture_output=True, text=True)
-        if proc.returncode != 0:
-            sys.exit(f"bench_predict: predict failed (exit {proc.returncode}): {proc.stderr.strip()[-500:]}")
-        if i:
-            times.append(time.perf_counter() - t)
-    return statistics.median(times)
+    _predict_process(photo, out, env, extra)
+    return statistics.median(_predict_process(photo, out, env, extra)[1] for _ in range(repeats))
 
 
 def matmul_yardstick(env: dict) -> str:
