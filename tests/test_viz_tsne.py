@@ -50,35 +50,10 @@ def model_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def clip_dir(tmp_path_factory):
-    """A tiny random CLIP model + image processor, saved locally (no network)."""
-    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel
+    """A tiny random CLIP model + image processor, saved locally (no network): synth_fixtures' maker."""
+    from synth_fixtures import make_tiny_clip
 
-    torch.manual_seed(0)
-    config = CLIPConfig(
-        text_config=dict(
-            hidden_size=32,
-            intermediate_size=37,
-            num_attention_heads=4,
-            num_hidden_layers=2,
-            vocab_size=1000,
-            bos_token_id=0,
-            eos_token_id=2,
-            pad_token_id=1,
-        ),
-        vision_config=dict(
-            hidden_size=32,
-            intermediate_size=37,
-            num_attention_heads=4,
-            num_hidden_layers=2,
-            image_size=32,
-            patch_size=8,
-        ),
-        projection_dim=16,
-    )
-    folder = tmp_path_factory.mktemp("clip")
-    CLIPModel(config).save_pretrained(folder)
-    CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}).save_pretrained(folder)
-    return folder
+    return make_tiny_clip(tmp_path_factory.mktemp("clip"))
 
 
 def _rows(path: Path) -> list[dict]:
