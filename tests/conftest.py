@@ -8,6 +8,8 @@ neither; every test that needs them skips with a reason naming the missing path.
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -42,6 +44,14 @@ def needs(path: Path, what: str) -> pytest.MarkDecorator:
 
 
 needs_gdd_dev = needs(GDD_DEV / "train" / "images", "real GDD dev data")
+
+
+def run_fresh_python(code: str, timeout: float = 120) -> str:
+    """Run `code` in a new interpreter (nothing imported yet, as a user's process starts) and return its
+    stdout; the test fails with the child's stderr if it exits non-zero (e.g. one of its asserts failed)."""
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout)
+    assert run.returncode == 0, run.stderr
+    return run.stdout
 
 
 def _require(path: Path, what: str) -> Path:

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
-import subprocess
-import sys
 
 import pytest
 import torch
 from torch import nn
 
+from conftest import run_fresh_python
 from glassgem.config import MODEL_PRESETS, model_preset
 from glassgem.errors import ConfigError
 from glassgem.model.encoders import build_encoder, encoder_spec, list_encoders, register_encoder, registry, spec_of
@@ -122,5 +121,4 @@ def test_debug_and_gem_s_encoders_build_without_timm() -> None:
         "list_encoders(); build_encoder('debug'); build_encoder('dinov2_vits14')\n"
         "assert 'timm' not in sys.modules, 'timm imported'\n"
     )
-    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert run.returncode == 0, run.stderr
+    run_fresh_python(code)

@@ -3,8 +3,6 @@ reported and skipped, no silent name clashes; `import glassgem` stays light."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from conftest import GDD_DEV
+from conftest import GDD_DEV, run_fresh_python
 from glassgem import GEM
 from glassgem.cli import main
 from glassgem.data.transforms import TestTransform
@@ -357,8 +355,7 @@ def test_import_glassgem_and_help_do_not_import_torch():
         "assert GEM is G\n"
         "print('ok')\n"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr
+    assert run_fresh_python(code).strip() == "ok"
 
 
 # ------------------------------------------------------------------------------------- real data

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conftest import GDD_DEV, needs
+from conftest import GDD_DEV, needs, run_fresh_python
 from glassgem import GEM
 from glassgem.hub.pretrained import DEFAULT_WEIGHTS, SHIPPED_WEIGHTS
 
@@ -203,9 +203,6 @@ def test_default_gem_s_ships_without_its_vit_and_predicts_offline():
 def test_the_default_starts_without_importing_the_hub_client_or_timm():
     """Start-up: a shipped model loads from the package, so neither huggingface_hub (~0.1 s to import) nor timm
     (GEM-Lite's EfficientNet only) is imported to predict with the default."""
-    import subprocess
-    import sys
-
     code = (
         "import sys, numpy as np\n"
         "from glassgem import Predictor\n"
@@ -213,9 +210,7 @@ def test_the_default_starts_without_importing_the_hub_client_or_timm():
         "assert mask.shape == (48, 64), mask.shape\n"
         "print(sorted(m for m in ('huggingface_hub', 'timm') if m in sys.modules))\n"
     )
-    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
-    assert run.returncode == 0, run.stderr
-    assert run.stdout.strip().splitlines()[-1] == "[]"
+    assert run_fresh_python(code, timeout=300).strip().splitlines()[-1] == "[]"
 
 
 @needs(GDD_DEV / "val" / "images", "real GDD dev data")
