@@ -262,7 +262,10 @@ def _run(
 
     def flush(batch: list[_Item]) -> None:
         good = [i for i in batch if i.frame and i.error is None]
-        frames = [i.rgb for i in good if i.rgb is not None]  # all of them: a frame without an error was decoded
+        frames = []
+        for i in good:
+            assert i.rgb is not None, "a frame without an error has been decoded"
+            frames.append(i.rgb)
         outputs = iter(processor.outputs(frames, [i.squashed for i in good]))
         for item in batch:
             if item.copy:
