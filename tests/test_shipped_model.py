@@ -81,7 +81,7 @@ def test_gem_lite_card_metrics_are_what_its_weights_score_on_gdd_dev_val():
 
 @pytest.mark.parametrize("name", ["gem-lite", "gem-s"])
 def test_shipped_model_leaves_glass_free_textures_and_the_cat_clean(name):
-    """gem-lite's card claim, which the default GEM-S meets too except on the cat: scikit-image's cat, coins,
+    """gem-lite's card claim, which the default GEM-S meets too: scikit-image's cat, coins,
     textures, moon and Hubble field get <= 0.1% glass (gem-lite's stage-4 weights, trained without glass-free
     photos, marked up to 99% of them). Not the immunohistochemistry micrograph: gem-lite is undecided on it (mean glass
     probability 0.49-0.64 across the last averages), so its argmax share flips between nearly equal weights
@@ -95,7 +95,7 @@ def test_shipped_model_leaves_glass_free_textures_and_the_cat_clean(name):
     cat = model.predict(photos["skimage:chelsea"]).mean()
     if name == "gem-lite":
         assert cat <= 0.001
-    else:  # the default marks a strip at the cat photo's right edge; its card states how much
+    else:  # the default's card states its share on the cat, re-measured here
         import re
 
         m = re.search(r"scikit-image's cat \(chelsea\): ([0-9.]+)% of the pixels", GS_CARD.read_text())
