@@ -162,12 +162,31 @@ def test_rebuild_errors_name_what_is_wrong(tmp_path):
         rs.rebuild(str(repo.parent), tmp_path / "o2", ("dev",), manifest=manifest, labels=labels, progress=False)
 
 
+def test_train2_may_share_sources_with_train_but_not_with_dev(tmp_path):
+    """`train2` is a second training split: photos of train's sources (or new ones) rebuilt into OUT/train2, so
+    a model trained on `train` alone stays reproducible; a dev source in either training split is refused."""
+    repo, _, manifest, labels = _tiny_source(tmp_path)
+    shared = tmp_path / "shared.csv"
+    shared.write_text(manifest.read_text().replace("src1,a,dev", "src1,a,train").replace("src1,b,dev", "src1,b,train2"))
+    entries = rs.read_manifest(shared)
+    assert [e.split for e in entries] == ["train", "train2"]
+    counts = rs.rebuild(str(repo.parent), tmp_path / "out", rs.SPLITS, manifest=shared, labels=labels, progress=False)
+    assert counts == {"train": 1, "train2": 1, "dev": 0}
+    assert (tmp_path / "out" / "train2" / "masks" / "src1__b.png").is_file()
+    assert not (tmp_path / "out" / "train2" / "masks" / "src1__a.png").exists()
+    leak = tmp_path / "leak.csv"
+    leak.write_text(manifest.read_text().replace("src1,b,dev", "src1,b,train2"))
+    with pytest.raises(DataError, match="src1 is in both splits, dev and training"):
+        rs.read_manifest(leak)
+
+
 def test_shipped_manifest_and_labels_agree():
     entries = rs.read_manifest()
     assert entries, "the shipped manifest is empty"
     by_split = {s: [e for e in entries if e.split == s] for s in rs.SPLITS}
     assert len(by_split["train"]) >= 200 and len(by_split["dev"]) >= 40
-    assert not {e.source for e in by_split["train"]} & {e.source for e in by_split["dev"]}
+    training = {e.source for e in by_split["train"] + by_split["train2"]}
+    assert not training & {e.source for e in by_split["dev"]}
     for e in entries:
         label = rs.label_path(e)
         assert label.is_file(), f"no label for {e.source}/{e.stem}"

@@ -268,7 +268,9 @@ def _add_data_real_scenes(data_sub: argparse._SubParsersAction) -> None:
         help="folder of repositories, or a URL prefix (PREFIX/owner/name is cloned)",
     )
     p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--split", default="all", choices=("all", "train", "dev"), help="which split (default all)")
+    p.add_argument(
+        "--split", default="all", choices=("all", "train", "train2", "dev"), help="which split (default all)"
+    )
     p.add_argument("--manifest", default=None, help="another manifest.csv (default: the shipped one)")
     p.add_argument("--labels", default=None, help="another labels folder (default: the shipped one)")
     p.add_argument("--sheet", action="store_true", help="also draw OUT/<split>/sheet.jpg: every photo, glass tinted")

@@ -1,8 +1,9 @@
 """The real-scene sets: hand-drawn glass polygons for public photos, rebuilt from pinned sources.
 
 glassgem ships labels, never photos. `assets/real_scenes/manifest.csv` lists every photo with the
-repository and commit it comes from, its path there, its licence and its split (`train` or `dev`, split
-by source so that no source is in both), and `assets/real_scenes/labels/<source>/<stem>.json` holds its
+repository and commit it comes from, its path there, its licence and its split (`train`, `train2` or `dev`,
+split by source so that no dev source is in a training split; `train2` adds photos to train, of its sources
+and of others, and is a split of its own so that a model trained on `train` alone can be reproduced), and `assets/real_scenes/labels/<source>/<stem>.json` holds its
 polygons (data/polygons.py; conventions: docs/labelling.md). `rebuild` (`glassgem data real-scenes`)
 reads each photo from a git repository at the pinned commit and writes
 
@@ -37,7 +38,8 @@ ASSETS = Path(__file__).resolve().parent.parent / "assets" / "real_scenes"
 MANIFEST = ASSETS / "manifest.csv"
 LABELS = ASSETS / "labels"
 COLUMNS = ("source", "stem", "split", "repo", "commit", "path", "licence")
-SPLITS = ("train", "dev")
+SPLITS = ("train", "train2", "dev")
+TRAINING_SPLITS = ("train", "train2")  # may share sources with each other, never with dev
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")  # one plain path component
 _REPO = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _COMMIT = re.compile(r"^[0-9a-f]{40}$")
@@ -88,10 +90,13 @@ def read_manifest(path: str | os.PathLike = MANIFEST) -> list[Entry]:
             raise DataError(f"{where}: {entry.source}/{entry.stem} is listed twice")
         seen.add(entry.name)
         out.append(entry)
-    sources: dict[str, str] = {}
+    sides: dict[str, str] = {}
     for entry in out:
-        if sources.setdefault(entry.source, entry.split) != entry.split:
-            raise DataError(f"{path}: source {entry.source} is in both splits (the split is by source)")
+        side = "train" if entry.split in TRAINING_SPLITS else entry.split
+        if sides.setdefault(entry.source, side) != side:
+            raise DataError(
+                f"{path}: source {entry.source} is in both splits, dev and training (the split is by source)"
+            )
     return out
 
 
