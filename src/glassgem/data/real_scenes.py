@@ -5,7 +5,8 @@ repository and commit it comes from, its path there, its licence and its split (
 split by source so that no dev source is in a training split; `train2` adds photos to train, of its sources
 and of others, and is a split of its own so that a model trained on `train` alone can be reproduced),
 and `assets/real_scenes/labels/<source>/<stem>.json` holds its polygons (data/polygons.py; conventions:
-docs/labelling.md). `rebuild` (`glassgem data real-scenes`) reads each photo from a git repository at the pinned commit and writes
+docs/labelling.md). `rebuild` (`glassgem data real-scenes`) reads each photo from a git repository at the
+pinned commit and writes
 
     OUT/<split>/images/<source>__<stem>.<ext>   the photo's bytes as stored in the repository
     OUT/<split>/masks/<source>__<stem>.png      its mask (0/255) from the polygons
