@@ -180,6 +180,14 @@ def test_train2_may_share_sources_with_train_but_not_with_dev(tmp_path):
         rs.read_manifest(leak)
 
 
+def test_cli_split_choices_are_the_manifest_splits(capsys):
+    """`glassgem data real-scenes --split` lists its choices without importing the data module (start-up): they
+    must be the splits read_manifest accepts."""
+    assert main(["data", "real-scenes", "--from", "x", "--out", "y", "--split", "bogus"]) == 2
+    listed = ", ".join(repr(s) for s in ("all", *rs.SPLITS))
+    assert f"(choose from {listed})" in capsys.readouterr().err
+
+
 def test_shipped_manifest_and_labels_agree():
     entries = rs.read_manifest()
     assert entries, "the shipped manifest is empty"
