@@ -162,22 +162,61 @@ def test_rebuild_errors_name_what_is_wrong(tmp_path):
         rs.rebuild(str(repo.parent), tmp_path / "o2", ("dev",), manifest=manifest, labels=labels, progress=False)
 
 
-def test_train2_may_share_sources_with_train_but_not_with_dev(tmp_path):
-    """`train2` is a second training split: photos of train's sources (or new ones) rebuilt into OUT/train2, so
-    a model trained on `train` alone stays reproducible; a dev source in either training split is refused."""
+def test_later_training_splits_may_share_sources_with_train_but_not_with_dev(tmp_path):
+    """`train2` and `train3` are further training splits: photos of train's sources (or new ones) rebuilt into
+    OUT/train2 and OUT/train3, so a model trained on the earlier splits alone stays reproducible; a dev source
+    in any training split is refused."""
     repo, _, manifest, labels = _tiny_source(tmp_path)
     shared = tmp_path / "shared.csv"
     shared.write_text(manifest.read_text().replace("src1,a,dev", "src1,a,train").replace("src1,b,dev", "src1,b,train2"))
     entries = rs.read_manifest(shared)
     assert [e.split for e in entries] == ["train", "train2"]
     counts = rs.rebuild(str(repo.parent), tmp_path / "out", rs.SPLITS, manifest=shared, labels=labels, progress=False)
-    assert counts == {"train": 1, "train2": 1, "dev": 0}
+    assert counts == {"train": 1, "train2": 1, "train3": 0, "dev": 0}
     assert (tmp_path / "out" / "train2" / "masks" / "src1__b.png").is_file()
     assert not (tmp_path / "out" / "train2" / "masks" / "src1__a.png").exists()
-    leak = tmp_path / "leak.csv"
-    leak.write_text(manifest.read_text().replace("src1,b,dev", "src1,b,train2"))
-    with pytest.raises(DataError, match="src1 is in both splits, dev and training"):
-        rs.read_manifest(leak)
+    third = tmp_path / "third.csv"
+    third.write_text(manifest.read_text().replace("src1,a,dev", "src1,a,train").replace("src1,b,dev", "src1,b,train3"))
+    counts = rs.rebuild(str(repo.parent), tmp_path / "o3", ("train3",), manifest=third, labels=labels, progress=False)
+    assert counts == {"train3": 1}
+    assert sorted(p.name for p in (tmp_path / "o3" / "train3" / "masks").iterdir()) == ["src1__b.png"]
+    for split in ("train2", "train3"):
+        leak = tmp_path / f"leak_{split}.csv"
+        leak.write_text(manifest.read_text().replace("src1,b,dev", f"src1,b,{split}"))
+        with pytest.raises(DataError, match="src1 is in both splits, dev and training"):
+            rs.read_manifest(leak)
+
+
+def test_a_dev_photo_published_again_by_a_training_source_is_refused(tmp_path):
+    """Split by source is not enough: the same picture in two repositories (re-encoded) must not be in dev and
+    in a training split; the rebuild names both files. Different pictures pass."""
+    repo, _, manifest, labels = _tiny_source(tmp_path)
+    Image.open(repo / "imgs" / "a.jpg").save(repo / "imgs" / "copy_of_a.jpg", quality=70)
+    _git("add", ".", cwd=repo)
+    _git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "copy", cwd=repo)
+    commit = subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=repo, check=True, capture_output=True, text=True
+    ).stdout.strip()
+    (labels / "src2").mkdir()
+    (labels / "src2" / "copy_of_a.json").write_text(json.dumps({"size": [40, 30], "glass": []}))
+    head = "source,stem,split,repo,commit,path,licence\n"
+    a_dev = f"src1,a,dev,someone/photos,{commit},imgs/a.jpg,MIT\n"
+    b_dev = f"src1,b,dev,someone/photos,{commit},imgs/b.png,MIT\n"
+    for split in ("train", "train3"):
+        copied = tmp_path / f"copied_{split}.csv"
+        copied.write_text(head + a_dev + f"src2,copy_of_a,{split},someone/photos,{commit},imgs/copy_of_a.jpg,MIT\n")
+        with pytest.raises(
+            DataError, match=rf"dev/images/src1__a.jpg is the same picture as .*{split}/images/src2__copy_of_a"
+        ):
+            rs.rebuild(
+                str(repo.parent), tmp_path / f"o_{split}", rs.SPLITS, manifest=copied, labels=labels, progress=False
+            )
+    apart = tmp_path / "apart.csv"
+    apart.write_text(head + b_dev + f"src2,copy_of_a,train,someone/photos,{commit},imgs/copy_of_a.jpg,MIT\n")
+    counts = rs.rebuild(
+        str(repo.parent), tmp_path / "o_apart", rs.SPLITS, manifest=apart, labels=labels, progress=False
+    )
+    assert counts == {"train": 1, "train2": 0, "train3": 0, "dev": 1}
 
 
 def test_cli_split_choices_are_the_manifest_splits(capsys):
@@ -193,7 +232,7 @@ def test_shipped_manifest_and_labels_agree():
     assert entries, "the shipped manifest is empty"
     by_split = {s: [e for e in entries if e.split == s] for s in rs.SPLITS}
     assert len(by_split["train"]) >= 200 and len(by_split["dev"]) >= 40
-    training = {e.source for e in by_split["train"] + by_split["train2"]}
+    training = {e.source for s in rs.TRAINING_SPLITS for e in by_split[s]}
     assert not training & {e.source for e in by_split["dev"]}
     for e in entries:
         label = rs.label_path(e)

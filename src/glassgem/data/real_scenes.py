@@ -1,9 +1,10 @@
 """The real-scene sets: hand-drawn glass polygons for public photos, rebuilt from pinned sources.
 
 glassgem ships labels, never photos. `assets/real_scenes/manifest.csv` lists every photo with the
-repository and commit it comes from, its path there, its licence and its split (`train`, `train2` or `dev`,
-split by source so that no dev source is in a training split; `train2` adds photos to train, of its sources
-and of others, and is a split of its own so that a model trained on `train` alone can be reproduced),
+repository and commit it comes from, its path there, its licence and its split (`train`, `train2`, `train3` or
+`dev`, split by source so that no dev source is in a training split; `train2` and `train3` add photos to
+train, of its sources and of others, each a split of its own so that a model trained on the earlier
+training splits alone can be reproduced),
 and `assets/real_scenes/labels/<source>/<stem>.json` holds its polygons (data/polygons.py; conventions:
 docs/labelling.md). `rebuild` (`glassgem data real-scenes`) reads each photo from a git repository at the
 pinned commit and writes
@@ -39,8 +40,8 @@ ASSETS = Path(__file__).resolve().parent.parent / "assets" / "real_scenes"
 MANIFEST = ASSETS / "manifest.csv"
 LABELS = ASSETS / "labels"
 COLUMNS = ("source", "stem", "split", "repo", "commit", "path", "licence")
-SPLITS = ("train", "train2", "dev")
-TRAINING_SPLITS = ("train", "train2")  # may share sources with each other, never with dev
+SPLITS = ("train", "train2", "train3", "dev")
+TRAINING_SPLITS = ("train", "train2", "train3")  # may share sources with each other, never with dev
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")  # one plain path component
 _REPO = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _COMMIT = re.compile(r"^[0-9a-f]{40}$")
@@ -197,7 +198,40 @@ def rebuild(
         h, w = load_image(image_file).shape[:2]  # the mask is always redrawn: labels may have changed
         save_mask(mask_file, label_mask(label_path(e, labels), (w, h)))
     atomic_write_text(out / "manifest.csv", Path(manifest).read_text(encoding="utf-8"))
+    refuse_dev_copies(out)
     return counts
+
+
+COPY_DISTANCE = 12.0  # mean abs difference of 32x32 grey thumbnails (0-255) under which two photos are one
+
+
+def _thumbnail(path: Path) -> np.ndarray:
+    from PIL import Image
+
+    with Image.open(path) as im:
+        return np.asarray(im.convert("L").resize((32, 32), Image.BILINEAR), dtype=np.float32)
+
+
+def refuse_dev_copies(out_dir: str | os.PathLike) -> None:
+    """DataError when a photo of OUT/dev is (nearly) the same picture as one of a training split under OUT:
+    the same photo is often published in several repositories, so a split by source does not keep it out of
+    training. Checks whatever splits OUT holds (nothing when it lacks dev or every training split)."""
+    out = Path(out_dir)
+    dev = sorted((out / "dev" / "images").glob("*")) if (out / "dev" / "images").is_dir() else []
+    train = [
+        p for s in TRAINING_SPLITS if (out / s / "images").is_dir() for p in sorted((out / s / "images").glob("*"))
+    ]
+    if not dev or not train:
+        return
+    t = np.stack([_thumbnail(p) for p in train]).reshape(len(train), -1)
+    for photo in dev:
+        d = np.abs(t - _thumbnail(photo).reshape(1, -1)).mean(axis=1)
+        i = int(d.argmin())
+        if d[i] < COPY_DISTANCE:
+            raise DataError(
+                f"{photo} is the same picture as {train[i]} (thumbnail distance {d[i]:.1f}): a dev photo must not "
+                "be a training photo; drop one of them from the manifest"
+            )
 
 
 def contact_sheet(split_dir: str | os.PathLike, cols: int = 6) -> np.ndarray:
