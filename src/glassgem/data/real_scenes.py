@@ -209,7 +209,7 @@ def _thumbnail(path: Path) -> np.ndarray:
     from PIL import Image
 
     with Image.open(path) as im:
-        return np.asarray(im.convert("L").resize((32, 32), Image.BILINEAR), dtype=np.float32)
+        return np.asarray(im.convert("L").resize((32, 32), Image.Resampling.BILINEAR), dtype=np.float32)
 
 
 def refuse_dev_copies(out_dir: str | os.PathLike) -> None:
