@@ -219,6 +219,20 @@ def test_a_dev_photo_published_again_by_a_training_source_is_refused(tmp_path):
     assert counts == {"train": 1, "train2": 0, "train3": 0, "dev": 1}
 
 
+def test_rebuild_removes_photos_the_manifest_no_longer_lists(tmp_path):
+    """A photo dropped from the manifest leaves the rebuilt split (image and mask), so an evaluation of OUT/dev
+    scores the current set; files that glassgem did not name (no `source__stem`) are left alone."""
+    repo, _, manifest, labels = _tiny_source(tmp_path)
+    out = tmp_path / "out"
+    assert rs.rebuild(str(repo.parent), out, ("dev",), manifest=manifest, labels=labels, progress=False) == {"dev": 2}
+    (out / "dev" / "images" / "notes.txt").write_text("mine")
+    fewer = tmp_path / "fewer.csv"
+    fewer.write_text("".join(line for line in manifest.read_text().splitlines(True) if ",b,dev," not in line))
+    assert rs.rebuild(str(repo.parent), out, ("dev",), manifest=fewer, labels=labels, progress=False) == {"dev": 1}
+    assert sorted(p.name for p in (out / "dev" / "images").iterdir()) == ["notes.txt", "src1__a.jpg"]
+    assert sorted(p.name for p in (out / "dev" / "masks").iterdir()) == ["src1__a.png"]
+
+
 def test_cli_split_choices_are_the_manifest_splits(capsys):
     """`glassgem data real-scenes --split` lists its choices without importing the data module (start-up): they
     must be the splits read_manifest accepts."""

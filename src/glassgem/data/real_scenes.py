@@ -16,7 +16,8 @@ so `glassgem evaluate --data OUT/dev` and training read it like any dataset. Rep
 a local folder (`--from DIR`: DIR/owner+name, DIR/owner+name/repo, DIR/owner/name or DIR/name, a clone
 or a bare repository) or cloned from a URL prefix (`--from https://github.com`: PREFIX/owner/name,
 into OUT/.sources/). Photos already written are not read again, so an interrupted run resumes;
-masks are always redrawn from the current labels.
+masks are always redrawn from the current labels, and photos (`<source>__<stem>.*`) that the manifest no
+longer lists are removed from the rebuilt splits.
 """
 
 from __future__ import annotations
@@ -198,7 +199,13 @@ def rebuild(
         h, w = load_image(image_file).shape[:2]  # the mask is always redrawn: labels may have changed
         save_mask(mask_file, label_mask(label_path(e, labels), (w, h)))
     atomic_write_text(out / "manifest.csv", Path(manifest).read_text(encoding="utf-8"))
-    refuse_dev_copies(out)
+    listed = {e.name for e in read_manifest(manifest)}
+    for split in splits:  # photos an earlier manifest listed and this one does not: not part of the set now
+        for folder in (out / split / "images", out / split / "masks"):
+            for f in sorted(folder.glob("*__*")) if folder.is_dir() else []:
+                if f.is_file() and f.stem not in listed:
+                    f.unlink()
+    refuse_dev_copies(out, listed)
     return counts
 
 
@@ -212,15 +219,20 @@ def _thumbnail(path: Path) -> np.ndarray:
         return np.asarray(im.convert("L").resize((32, 32), Image.Resampling.BILINEAR), dtype=np.float32)
 
 
-def refuse_dev_copies(out_dir: str | os.PathLike) -> None:
+def refuse_dev_copies(out_dir: str | os.PathLike, listed: set[str] | None = None) -> None:
     """DataError when a photo of OUT/dev is (nearly) the same picture as one of a training split under OUT:
     the same photo is often published in several repositories, so a split by source does not keep it out of
-    training. Checks whatever splits OUT holds (nothing when it lacks dev or every training split)."""
+    training. Checks whatever splits OUT holds (nothing when it lacks dev or every training split), only the
+    photos named in `listed` (`<source>__<stem>`) when given."""
     out = Path(out_dir)
-    dev = sorted((out / "dev" / "images").glob("*")) if (out / "dev" / "images").is_dir() else []
-    train = [
-        p for s in TRAINING_SPLITS if (out / s / "images").is_dir() for p in sorted((out / s / "images").glob("*"))
-    ]
+
+    def photos(split: str) -> list[Path]:
+        folder = out / split / "images"
+        found = sorted(folder.glob("*")) if folder.is_dir() else []
+        return [p for p in found if listed is None or p.stem in listed]
+
+    dev = photos("dev")
+    train = [p for s in TRAINING_SPLITS for p in photos(s)]
     if not dev or not train:
         return
     t = np.stack([_thumbnail(p) for p in train]).reshape(len(train), -1)
