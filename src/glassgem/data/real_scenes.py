@@ -183,7 +183,8 @@ def rebuild(
     """Write the photos and masks of `splits` under OUT (module docstring); returns {split: photos}."""
     from tqdm.auto import tqdm
 
-    entries = [e for e in read_manifest(manifest) if e.split in set(splits)]
+    listed = read_manifest(manifest)
+    entries = [e for e in listed if e.split in set(splits)]
     if not entries:
         raise DataError(f"{manifest}: no photo in split(s) {', '.join(splits)}")
     out = Path(out_dir)
@@ -199,13 +200,13 @@ def rebuild(
         h, w = load_image(image_file).shape[:2]  # the mask is always redrawn: labels may have changed
         save_mask(mask_file, label_mask(label_path(e, labels), (w, h)))
     atomic_write_text(out / "manifest.csv", Path(manifest).read_text(encoding="utf-8"))
-    listed = {e.name for e in read_manifest(manifest)}
+    names = {e.name for e in listed}
     for split in splits:  # photos an earlier manifest listed and this one does not: not part of the set now
         for folder in (out / split / "images", out / split / "masks"):
             for f in sorted(folder.glob("*__*")) if folder.is_dir() else []:
-                if f.is_file() and f.stem not in listed:
+                if f.is_file() and f.stem not in names:
                     f.unlink()
-    refuse_dev_copies(out, listed)
+    refuse_dev_copies(out, names)
     return counts
 
 
@@ -219,17 +220,16 @@ def _thumbnail(path: Path) -> np.ndarray:
         return np.asarray(im.convert("L").resize((32, 32), Image.Resampling.BILINEAR), dtype=np.float32)
 
 
-def refuse_dev_copies(out_dir: str | os.PathLike, listed: set[str] | None = None) -> None:
+def refuse_dev_copies(out_dir: str | os.PathLike, listed: set[str]) -> None:
     """DataError when a photo of OUT/dev is (nearly) the same picture as one of a training split under OUT:
     the same photo is often published in several repositories, so a split by source does not keep it out of
-    training. Checks whatever splits OUT holds (nothing when it lacks dev or every training split), only the
-    photos named in `listed` (`<source>__<stem>`) when given."""
+    training. Checks the photos named in `listed` (`<source>__<stem>`) of whatever splits OUT holds (nothing
+    when it lacks dev or every training split)."""
     out = Path(out_dir)
 
     def photos(split: str) -> list[Path]:
         folder = out / split / "images"
-        found = sorted(folder.glob("*")) if folder.is_dir() else []
-        return [p for p in found if listed is None or p.stem in listed]
+        return [p for p in sorted(folder.glob("*")) if p.stem in listed] if folder.is_dir() else []
 
     dev = photos("dev")
     train = [p for s in TRAINING_SPLITS for p in photos(s)]
