@@ -248,11 +248,10 @@ def test_default_gem_s_card_low_glass_crop_numbers_are_re_measured(tmp_path):
     assert abs(got["area_ratio"] - float(m.group(2))) < 0.005
 
 
-def test_default_gem_s_card_real_scene_dev_numbers_are_re_measured():
-    """With the real-scene dev set rebuilt (`glassgem data real-scenes --split dev`, its folder in
-    $GLASSGEM_REAL_SCENES), the card's dev IoU and area over the photos with glass are re-measured."""
+def _real_scene_dev_scores(name: str) -> dict:
+    """`name`'s scores on the real-scene dev set rebuilt in $GLASSGEM_REAL_SCENES (`glassgem data real-scenes
+    --split dev`; its photos are not shipped, so the test skips without it), after checking its size."""
     import os
-    import re
     from pathlib import Path
 
     import torch
@@ -263,12 +262,21 @@ def test_default_gem_s_card_real_scene_dev_numbers_are_re_measured():
     folder = os.environ.get("GLASSGEM_REAL_SCENES")
     if not folder or not (Path(folder) / "dev" / "images").is_dir():
         pytest.skip("set GLASSGEM_REAL_SCENES to a `glassgem data real-scenes` output (its photos are not shipped)")
-    m = re.search(CROPS_ROW, GS_CARD.read_text())
-    assert m
     torch.set_num_threads(2)
-    model = GEM.from_pretrained("gem-s").eval().fuse_for_inference()
+    model = GEM.from_pretrained(name).eval().fuse_for_inference()
     got = evaluate_model(model, find_pairs(Path(folder) / "dev"), num_workers=0, progress=False)
     assert got["n_images"] == 77 and got["n_with_glass"] == 28
+    return got
+
+
+def test_default_gem_s_card_real_scene_dev_numbers_are_re_measured():
+    """With the real-scene dev set rebuilt (`glassgem data real-scenes --split dev`, its folder in
+    $GLASSGEM_REAL_SCENES), the card's dev IoU and area over the photos with glass are re-measured."""
+    import re
+
+    m = re.search(CROPS_ROW, GS_CARD.read_text())
+    assert m
+    got = _real_scene_dev_scores("gem-s")
     assert abs(got["iou_with_glass"] - float(m.group(3))) < 0.001
     assert abs(got["area_ratio_with_glass"] - float(m.group(4))) < 0.005
 
@@ -277,18 +285,8 @@ def test_default_gem_s_card_real_scene_dev_numbers_are_re_measured():
 def test_fast_models_real_scene_dev_numbers_in_both_cards_are_re_measured(name, row):
     """The fast models' real-scene dev IoU, area and false glass, as the default's card compares them and as
     their own cards warn, re-measured with the dev set rebuilt in $GLASSGEM_REAL_SCENES."""
-    import os
     import re
-    from pathlib import Path
 
-    import torch
-
-    from glassgem.data.layouts import find_pairs
-    from glassgem.evaluation.evaluate import evaluate_model
-
-    folder = os.environ.get("GLASSGEM_REAL_SCENES")
-    if not folder or not (Path(folder) / "dev" / "images").is_dir():
-        pytest.skip("set GLASSGEM_REAL_SCENES to a `glassgem data real-scenes` output (its photos are not shipped)")
     table = re.search(
         rf"\| {re.escape(row)} \| [0-9.]+ \| [0-9.]+ \([0-9.]+\) \| ([0-9.]+) \(([0-9.]+)\) \| ([0-9.]+) \|",
         GS_CARD.read_text(),
@@ -298,10 +296,7 @@ def test_fast_models_real_scene_dev_numbers_in_both_cards_are_re_measured(name, 
         (SHIPPED_WEIGHTS / name / "MODEL_CARD.md").read_text(),
     )
     assert table and own, name
-    torch.set_num_threads(2)
-    model = GEM.from_pretrained(name).eval().fuse_for_inference()
-    got = evaluate_model(model, find_pairs(Path(folder) / "dev"), num_workers=0, progress=False)
-    assert got["n_images"] == 77 and got["n_with_glass"] == 28
+    got = _real_scene_dev_scores(name)
     assert abs(got["iou_with_glass"] - float(table.group(1))) < 0.001
     assert abs(got["area_ratio_with_glass"] - float(table.group(2))) < 0.005
     assert abs(got["bins"]["none"]["false_glass"] - float(table.group(3))) < 0.001
