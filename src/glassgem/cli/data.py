@@ -1,4 +1,4 @@
-"""`glassgem data check | negatives | crops | photos | real-scenes`: dataset checks, crops and corpora."""
+"""`glassgem data check | negatives | crops | mix | photos | real-scenes`: dataset checks, crops and corpora."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ def _add_data(sub: argparse._SubParsersAction) -> None:
         sub,
         "data",
         "dataset tools (check a dataset before training or evaluation; glass-free crops)",
-        (_add_data_check, _add_data_negatives, _add_data_crops, _add_data_photos, _add_data_real_scenes),
+        (_add_data_check, _add_data_negatives, _add_data_crops, _add_data_mix, _add_data_photos, _add_data_real_scenes),
     )
 
 
@@ -179,6 +179,33 @@ def _run_data_crops(args: argparse.Namespace) -> int:
         f"{len(shares)} crops from {len(pairs)} photos in {args.out} (glass share mean {mean:.3f}; "
         f"{len(record['no_crop'])} photos gave none)"
     )
+    return 0
+
+
+def _add_data_mix(data_sub: argparse._SubParsersAction) -> None:
+    p = data_sub.add_parser(
+        "mix",
+        help="one training folder from several labelled sets, each listed K times (links, no copies)",
+        description="Write OUT/images + OUT/masks as links to the pairs of every SET (any layout), a set given "
+        "as DIR:K listed K times, so training draws it K times as often; DIR:K:SPLIT picks a split of a "
+        "dataset folder. Entries are named <tag>__<stem> (tag: the set's position and folder name) and "
+        "OUT/mix.json records the sets. Example (the default model's real-scene mix): glassgem data mix "
+        "--out scenes gdd-dev:1:train crops-train neg-train:2 photos/train:2 rs/train:8 rs/train2:8 rs/train3:8",
+    )
+    p.add_argument("sets", nargs="+", metavar="SET", help="DIR, DIR:K or DIR:K:SPLIT")
+    p.add_argument("--out", required=True, help="output folder (new or empty)")
+    p.add_argument("--copy", action="store_true", help="copy the files instead of linking them")
+    p.set_defaults(func=_run_data_mix)
+
+
+def _run_data_mix(args: argparse.Namespace) -> int:
+    from ..data.mix import build_mix, parse_part
+
+    parts = [parse_part(text) for text in args.sets]
+    _refuse_writing_inputs({"--out": args.out}, [p.folder for p in parts], files=())
+    record = build_mix(parts, args.out, copy=args.copy)
+    sets = ", ".join(f"{s['pairs']} x{s['times']} from {s['folder']}" for s in record["sets"])
+    print(f"{record['files']} files in {args.out} ({sets})")
     return 0
 
 
