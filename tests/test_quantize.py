@@ -58,9 +58,9 @@ def test_every_linear_layer_becomes_int8_with_one_scale_per_channel(debug_onnx) 
     assert len(integer) == len(linear)
     assert weight_nodes(int8) == []  # no fp32 weight matrix is left in a MatMul or Gemm
     init = {t.name: t for t in int8.graph.initializer}
-    for node in integer:  # inputs: x, W (int8), x's zero point, W's zero points: one per output channel
+    for node in integer:  # inputs: x, W (uint8), x's zero point, W's zero points: one per output channel
         weight, zero_point = init[node.input[1]], init[node.input[3]]
-        assert weight.data_type == onnx.TensorProto.INT8 and list(zero_point.dims) == [weight.dims[1]]
+        assert weight.data_type == onnx.TensorProto.UINT8 and list(zero_point.dims) == [weight.dims[1]]
     meta = {p.key: p.value for p in int8.metadata_props}
     assert meta[META_PRECISION] == "int8"
     assert all(meta[p.key] == p.value for p in fp32.metadata_props)  # the glassgem metadata is kept
