@@ -30,7 +30,7 @@ def _args() -> argparse.Namespace:
     p.add_argument("--onnx", nargs="+", required=True, metavar="FILE", help="fp32 graphs of `glassgem export onnx`")
     shared = Path(os.environ.get("GLASSGEM_SHARED") or Path(__file__).resolve().parents[2] / "shared")
     p.add_argument("--data", type=Path, default=shared / "data" / "gdd-dev", help="dataset folder (default gdd-dev)")
-    p.add_argument("--split", default="val", help="split of --data (\"\": a folder without splits, e.g. crops)")
+    p.add_argument("--split", default="val", help='split of --data ("": a folder without splits, e.g. crops)')
     p.add_argument("--limit", type=int, default=None, help="only the first N photos of the split")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--warmup", type=int, default=2)
