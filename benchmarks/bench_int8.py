@@ -41,6 +41,12 @@ def _args() -> argparse.Namespace:
         action="store_true",
         help="one weight scale per tensor (default: per output channel, as glassgem predict)",
     )
+    p.add_argument(
+        "--weight-type",
+        choices=("u8", "s8"),
+        default=None,
+        help="int8 weights' type (default: this CPU's, as glassgem predict: s8 with VNNI, else u8)",
+    )
     p.add_argument("--no-spin", action="store_true", help="idle worker threads sleep (for a busy machine)")
     return p.parse_args()
 
@@ -103,21 +109,25 @@ def main() -> None:
 
     from glassgem.inference.onnx_runner import OnnxScorer
     from glassgem.inference.protocol import squash
-    from glassgem.inference.quantize import quantize_int8
+    from glassgem.inference.quantize import int8_weight_type, quantize_int8
     from glassgem.io import load_image
 
     pairs = _pairs(args.data, args.split, args.limit)
+    weight_type = args.weight_type or int8_weight_type()
     print(
         f"onnxruntime {onnxruntime.__version__}, {args.threads} threads, batch 1, spinning "
         f"{'off' if args.no_spin else 'on'}, {os.cpu_count()} cores, {len(pairs)} photos of {args.data}/"
-        f"{args.split}; int8 layers: {args.scope or 'all'}, per {'tensor' if args.per_tensor else 'channel'}; "
+        f"{args.split}; int8 layers: {args.scope or 'all'}, per {'tensor' if args.per_tensor else 'channel'}, "
+        f"{weight_type} weights; "
         f"load average before: {os.getloadavg()}"
     )
     rows = []
     for path in map(Path, args.onnx):
         fp32 = path.read_bytes()
         t = time.perf_counter()
-        int8 = quantize_int8(fp32, str(path), scope=args.scope, per_channel=not args.per_tensor)
+        int8 = quantize_int8(
+            fp32, str(path), scope=args.scope, per_channel=not args.per_tensor, weight_type=weight_type
+        )
         quantize_s = time.perf_counter() - t
         scorers = {
             k: OnnxScorer.from_bytes(b, f"{path.name} {k}", threads=args.threads, spinning=not args.no_spin)

@@ -130,7 +130,7 @@ def test_lists_batches_and_every_image_kind(weights):
         ({"bgr": 1}, "bgr=1"),
         ({"batch_size": 0}, "batch_size=0"),
         ({"dtype": "fp64"}, "fp64"),
-        ({"precision": "int8"}, "precision='int8'"),
+        ({"precision": "int4"}, "precision='int4'"),
         ({"threads": 0}, "threads=0"),
     ],
 )

@@ -22,11 +22,11 @@ pytest.importorskip("onnxruntime", reason="the export extra (onnx, onnxruntime) 
 from glassgem import GEM  # noqa: E402
 from glassgem.cli import main  # noqa: E402
 from glassgem.data.layouts import find_pairs  # noqa: E402
-from glassgem.errors import CheckpointError, ConfigError  # noqa: E402
+from glassgem.errors import CheckpointError, ConfigError, GlassgemError  # noqa: E402
 from glassgem.evaluation.metrics import GlassMetrics  # noqa: E402
 from glassgem.inference.export import export_onnx  # noqa: E402
 from glassgem.inference.onnx_runner import load_onnx_scorer  # noqa: E402
-from glassgem.inference.quantize import META_PRECISION, quantize_int8, weight_nodes  # noqa: E402
+from glassgem.inference.quantize import META_PRECISION, META_WEIGHTS, quantize_int8, weight_nodes  # noqa: E402
 from glassgem.io import load_mask  # noqa: E402
 
 N_PHOTOS = 4
@@ -53,17 +53,19 @@ def test_every_linear_layer_becomes_int8_with_one_scale_per_channel(debug_onnx) 
     fp32 = onnx.load(str(debug_onnx))
     linear = weight_nodes(fp32)
     assert 0 < len(weight_nodes(fp32, "decoder.layers.0")) < len(linear)  # a scope selects a part
-    int8 = onnx.load_model_from_string(quantize_int8(debug_onnx.read_bytes(), str(debug_onnx)))
-    integer = [n for n in int8.graph.node if n.op_type == "MatMulInteger"]
-    assert len(integer) == len(linear)
-    assert weight_nodes(int8) == []  # no fp32 weight matrix is left in a MatMul or Gemm
-    init = {t.name: t for t in int8.graph.initializer}
-    for node in integer:  # inputs: x, W (uint8), x's zero point, W's zero points: one per output channel
-        weight, zero_point = init[node.input[1]], init[node.input[3]]
-        assert weight.data_type == onnx.TensorProto.UINT8 and list(zero_point.dims) == [weight.dims[1]]
-    meta = {p.key: p.value for p in int8.metadata_props}
-    assert meta[META_PRECISION] == "int8"
-    assert all(meta[p.key] == p.value for p in fp32.metadata_props)  # the glassgem metadata is kept
+    for weight_type, onnx_type in (("u8", onnx.TensorProto.UINT8), ("s8", onnx.TensorProto.INT8)):
+        data = quantize_int8(debug_onnx.read_bytes(), str(debug_onnx), weight_type=weight_type)
+        int8 = onnx.load_model_from_string(data)
+        integer = [n for n in int8.graph.node if n.op_type == "MatMulInteger"]
+        assert len(integer) == len(linear)
+        assert weight_nodes(int8) == []  # no fp32 weight matrix is left in a MatMul or Gemm
+        init = {t.name: t for t in int8.graph.initializer}
+        for node in integer:  # inputs: x, W (8-bit), x's zero point, W's zero points: one per output channel
+            weight, zero_point = init[node.input[1]], init[node.input[3]]
+            assert weight.data_type == onnx_type and list(zero_point.dims) == [weight.dims[1]]
+        meta = {p.key: p.value for p in int8.metadata_props}
+        assert meta[META_PRECISION] == "int8" and meta[META_WEIGHTS] == weight_type
+        assert all(meta[p.key] == p.value for p in fp32.metadata_props)  # the glassgem metadata is kept
 
 
 @pytest.mark.slow
@@ -136,8 +138,10 @@ def test_bad_precision_and_bad_files_are_one_line_errors(debug_onnx, tmp_path) -
         quantize_int8(b"\x00junk" * 10, "junk.onnx")
     photo = tmp_path / "photo.png"
     photo.write_bytes(b"")
-    rc, _, err = _cli("predict", str(photo), "--precision", "int8", "--out", str(tmp_path / "o"))
-    assert rc == 2 and "--precision int8" in err and "--onnx" in err and "Traceback" not in err
+    rc, _, err = _cli("predict", str(photo), "--precision", "int8", "--dtype", "bf16", "--out", str(tmp_path / "o"))
+    assert rc == 2 and "precision='int8'" in err and "dtype" in err and "Traceback" not in err
+    with pytest.raises(GlassgemError, match="int16"):
+        quantize_int8(debug_onnx.read_bytes(), weight_type="int16")
     rc, _, err = _cli("predict", str(photo), "--precision", "int4", "--out", str(tmp_path / "o"))
     assert rc == 2 and "int4" in err
 

@@ -114,10 +114,14 @@ def test_node_settings_parameters():
     assert NodeSettings(input_topic="/cam/compressed", input_type="raw").input_msgtype == IMAGE
     s = NodeSettings.from_parameters({"size": 320, "threshold": 0.3, "publish_overlay": True})
     assert (s.size, s.threshold, s.publish_overlay) == (320, 0.3, True)
+    assert (
+        NodeSettings().precision == "auto" and NodeSettings.from_parameters({"precision": "fp32"}).precision == "fp32"
+    )
     for bad, word in (
         ({"size": 100}, "size"),
         ({"threshold": 1.5}, "threshold"),
         ({"input_type": "x"}, "input_type"),
+        ({"precision": "int4"}, "precision"),
         ({"nope": 1}, "nope"),
     ):
         with pytest.raises(ConfigError, match=word):

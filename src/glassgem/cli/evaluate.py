@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ..errors import GlassgemError
+from ..inference.quantize import PREDICT_PRECISIONS
 from .common import (
     _add_data_args,
     _add_mask_args,
@@ -37,6 +38,13 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, default=4)
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
     p.add_argument("--dtype", default="fp32", choices=("fp32", "bf16", "fp16"))
+    p.add_argument(
+        "--precision",
+        default="fp32",
+        choices=PREDICT_PRECISIONS,
+        help="fp32 (default: the model's own numbers), int8 (the weights as an int8 onnxruntime graph, as "
+        "glassgem predict runs the shipped GEM-S on a CPU) or auto (what glassgem predict would run)",
+    )
     p.add_argument("--save-masks", default=None, metavar="DIR", help="write <stem>.png masks (0/255) here")
     p.add_argument("--save-prob", action="store_true", help="with --save-masks, also write glass probability maps")
     p.add_argument("--legacy", action="store_true", help="original NaN behaviour for images without glass")
@@ -74,6 +82,7 @@ def _run_evaluate(args: argparse.Namespace) -> int:
         dtype=args.dtype,
         batch_size=args.batch_size,
         smoothing=args.smoothing,
+        precision=args.precision,
     )
     size = predictor.size
     results = evaluate_model(

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from ..errors import GlassgemError
-from ..inference.quantize import PRECISIONS
+from ..inference.quantize import PREDICT_PRECISIONS
 from .common import _add_mask_args, _check_mask_args, _test_size
 
 
@@ -49,11 +49,12 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--precision",
-        default="fp32",
-        choices=PRECISIONS,
-        help="with --onnx: int8 quantizes the graph's linear layers at load, once (then read from the user "
-        "cache; onnxruntime dynamic quantization; GEM-S 7.0 instead of 6.4 photos/s on 2 cores, masks as "
-        "fp32's on 99.3%% of gdd-dev/val pixels and 99.45%% of low-glass crops' pixels, docs/speed.md); default fp32",
+        default="auto",
+        choices=PREDICT_PRECISIONS,
+        help="int8: the weights run as an int8 onnxruntime graph on the CPU, made once (about 35 s for GEM-S) "
+        "and then read from the user cache (with --onnx: the file is quantized at load); fp32: PyTorch (or the "
+        "--onnx file as it is); auto (default): int8 for the shipped GEM-S on a CPU (masks within 0.005 IoU "
+        "of fp32's and faster, docs/speed.md), fp32 otherwise",
     )
     p.add_argument(
         "--tta",
@@ -112,13 +113,10 @@ def _predictor(args: argparse.Namespace):
             )
         from ..inference.onnx_runner import load_onnx_scorer
 
+        precision = "fp32" if args.precision == "auto" else args.precision  # auto: the file as it is
         model = load_onnx_scorer(
-            args.onnx, device=args.device or "auto", precision=args.precision, spinning=False
+            args.onnx, device=args.device or "auto", precision=precision, spinning=False
         )  # idle onnxruntime threads sleep, as the PyTorch path's OpenMP threads (threads.py)
-    elif args.precision != "fp32":
-        raise GlassgemError(
-            f"--precision {args.precision} runs an ONNX graph: pass --onnx FILE (from `glassgem export onnx`)"
-        )
     else:
         model = args.weights
     from ..inference.predictor import Predictor
@@ -132,6 +130,7 @@ def _predictor(args: argparse.Namespace):
         dtype=None if args.onnx else args.dtype,
         batch_size=args.batch_size,
         smoothing=None if args.onnx else args.smoothing,
+        precision="auto" if args.onnx else args.precision,
     )
 
 

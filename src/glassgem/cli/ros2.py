@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from ..inference.quantize import PREDICT_PRECISIONS
 from .common import _add_group, _test_size
 
 
@@ -38,6 +39,12 @@ def _add_node(sub: argparse._SubParsersAction) -> None:
         "--size", type=_test_size, default=0, help="square test size, a multiple of 32 (default: the model's)"
     )
     p.add_argument("--device", default="", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
+    p.add_argument(
+        "--precision",
+        default="auto",
+        choices=PREDICT_PRECISIONS,
+        help="as glassgem predict --precision (default auto: int8 for the shipped GEM-S on a CPU, else fp32)",
+    )
     p.add_argument("--rate-period", type=float, default=5.0, help="seconds between frames/s log lines (default 5)")
     p.add_argument(
         "--ros-args",
@@ -61,6 +68,7 @@ def _run_node(args: argparse.Namespace) -> int:
         threshold=args.threshold,
         size=args.size,
         device=args.device,
+        precision=args.precision,
         rate_period=args.rate_period,
     ).checked()
     require_rclpy()  # before anything loads: one line saying how to get ROS 2

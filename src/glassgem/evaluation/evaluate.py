@@ -44,7 +44,16 @@ def _collate(batch: list[dict[str, Any]]) -> dict[str, Any]:
 def _predictor(model: Any, size: int, batch_size: int, device: Any, dtype: Any, tta: bool, threshold: Any) -> Predictor:
     if isinstance(model, Predictor):
         return model
-    return Predictor(model, size=size, tta=tta, threshold=threshold, device=device, dtype=dtype, batch_size=batch_size)
+    return Predictor(
+        model,
+        size=size,
+        tta=tta,
+        threshold=threshold,
+        device=device,
+        dtype=dtype,
+        batch_size=batch_size,
+        precision="fp32",  # a model's numbers are its PyTorch fp32 numbers; pass a Predictor for another precision
+    )
 
 
 def iterate_predictions(

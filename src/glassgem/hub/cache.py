@@ -55,6 +55,22 @@ def cache_dir() -> Path | None:
         return None
 
 
+def cache_usable() -> bool:
+    """Whether the user cache folder is on and can be made and written now (a file is made and removed)."""
+    import tempfile
+
+    folder = cache_dir()
+    if folder is None:
+        return False
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".probe-"):
+            pass
+    except OSError:
+        return False
+    return True
+
+
 def _fingerprint(path: Path) -> list[int]:
     st = path.stat()
     return [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev]
@@ -180,4 +196,4 @@ def cached_bytes(name: str, version: str, source: Path, build: Callable[[], byte
     return data
 
 
-__all__ = ["CACHE_ENV", "CACHE_OFF", "cache_dir", "cached_bytes", "cached_tensors", "source_sha256"]
+__all__ = ["CACHE_ENV", "CACHE_OFF", "cache_dir", "cache_usable", "cached_bytes", "cached_tensors", "source_sha256"]

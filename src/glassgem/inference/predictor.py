@@ -38,9 +38,9 @@ from .protocol import (
     squash,
     unsquash,
 )
-from .quantize import PRECISIONS
 from .runtime import apply_thread_policy, resolve_device, resolve_dtype
 from .scorers import ModelScorer, build_scorer
+from .weight_graphs import AUTO, auto_precision, check_precision, weights_graph
 
 Images = ImageLike | Sequence[ImageLike] | np.ndarray
 PROTOCOL_THRESHOLD = 0.5  # glass where the glass score beats the background score: the paper's rule
@@ -98,16 +98,28 @@ def _is_onnx_path(model: Any) -> bool:
     return isinstance(model, (str, os.PathLike)) and str(model).lower().endswith(".onnx")
 
 
-def _scorer(model: Any, device: Any, dtype: Any, smoothing: Any, precision: str) -> Any:
-    """What `model` names -> a scorer (scorers.py, onnx_runner.py), each option checked against it."""
-    if precision not in PRECISIONS:
-        raise ConfigError(f"precision={precision!r}: choose {' or '.join(PRECISIONS)} (int8: an ONNX graph only)")
+def _scorer(model: Any, device: Any, dtype: Any, smoothing: Any, precision: str, size: Any) -> Any:
+    """What `model` names -> a scorer (scorers.py, onnx_runner.py, weight_graphs.py), each option checked
+    against it."""
+    precision = check_precision(precision)
     onnx = isinstance(model, OnnxScorer) or _is_onnx_path(model)
-    if not onnx and precision != "fp32":
-        raise ConfigError(f"precision={precision!r} runs an ONNX graph: pass an .onnx file (glassgem export onnx)")
+    weights = model is None or (isinstance(model, (str, os.PathLike)) and not onnx)
+    if precision == AUTO:  # an .onnx file runs as it is; weights: int8 where it is the better default
+        precision = auto_precision(model, device, dtype, smoothing) if weights else "fp32"
     if onnx or not isinstance(model, (GEM, str, os.PathLike, type(None))):
         if resolve_dtype(dtype) is not None or smoothing is not None:
             raise ConfigError("dtype= and smoothing= are a PyTorch model's: an ONNX graph or a scorer has its own")
+    if precision != "fp32" and not onnx:
+        if not weights:
+            raise ConfigError(
+                f"precision={precision!r} runs weights (a name or folder) or an .onnx file, not a "
+                f"{type(model).__name__}"
+            )
+        if resolve_dtype(dtype) is not None or smoothing is not None:
+            raise ConfigError(f"precision={precision!r} runs a graph of the weights: leave out dtype= and smoothing=")
+        if device is not None and str(device) != "cpu":
+            raise ConfigError(f"precision={precision!r} runs on the CPU (onnxruntime): device={device!r}")
+        return weights_graph(None if model is None else str(model), precision, _check_size(size) if size else None)
     if isinstance(model, GEM):
         if device is not None:
             model.to(resolve_device(device))
@@ -146,14 +158,18 @@ class Predictor:
     `model`: a GEM model (glassgem.GEM or glassgem.model.GEM: used as it is, on its device unless `device` says
     otherwise; its training mode is kept), None (the shipped default), a shipped model's name ("gem-lite"), a
     glassgem folder, an original GEM checkpoint, a Hugging Face Hub id (loaded and fused for inference, as the
-    `glassgem` command does), an exported `.onnx` file (onnxruntime; `precision="int8"` quantizes it at load),
-    or any scorer: a callable float [B,3,s,s] RGB 0..255 -> [B,2,s,s] scores with an `input_size`.
+    `glassgem` command does), an exported `.onnx` file (onnxruntime), or any scorer: a callable float
+    [B,3,s,s] RGB 0..255 -> [B,2,s,s] scores with an `input_size`.
     `size`: the square test size (default: the model's, 384). `tta`: also score the mirrored photo and average
     (2x the time). `threshold`: glass where its probability exceeds it; 0.5 (or None) is the paper's rule, glass
     where the glass score beats the background score. `device`: cpu, cuda, cuda:N (default: the model's own;
     for weights it loads, CUDA when available). `dtype`: autocast to "bf16" or "fp16" (default fp32).
     `bgr`: image arrays are in OpenCV's B, G, R order (PIL images and files are read in their own order).
     `batch_size`: photos per forward pass for lists and batches. `smoothing`: replaces the model's score smoothing.
+    `precision`: "auto" (default), "fp32" or "int8". "int8" runs weights (a name or a glassgem folder) as an int8
+    onnxruntime graph on the CPU, made on first use (~35 s for GEM-S) and then read from the user cache
+    (weight_graphs.py), or quantizes an `.onnx` file at load; "auto" is int8 for the shipped GEM-S on a CPU
+    (its int8 masks measured within 0.005 IoU of fp32's, and faster) and fp32 otherwise (docs/speed.md).
 
     Threads: a Predictor applies the `glassgem` command's CPU policy to the process once (inference/threads.py:
     one intra-op thread per CPU this process may use; OpenMP threads that wait passively after a short spin,
@@ -175,13 +191,13 @@ class Predictor:
         *,
         batch_size: int = 4,
         smoothing: float | None = None,
-        precision: str = "fp32",
+        precision: str = AUTO,
     ) -> None:
         apply_thread_policy(threads)
         self.tta, self.bgr = _flag("tta", tta), _flag("bgr", bgr)
         self.threshold = _threshold(threshold)
         self.batch_size = _batch_size(batch_size)
-        self.scorer = _scorer(model, device, dtype, smoothing, precision)
+        self.scorer = _scorer(model, device, dtype, smoothing, precision, size)
         self.size = _size(self.scorer, size)
         self.preparer = Preparer(self.size, self.bgr)
 

@@ -3,12 +3,16 @@
 The weights of every MatMul and Gemm node with a constant weight matrix (the ViT's and the decoder's
 linear layers: where a ViT spends its time) are stored as 8-bit integers, one scale and zero point per
 output channel; at run time each call quantizes the layer's input to uint8 (DynamicQuantizeLinear) and
-runs MatMulInteger. The weights are uint8, not int8: onnxruntime computes uint8 x int8 products on x86
-CPUs without VNNI (AVX2, AVX-512 before VNNI) with an instruction whose 16-bit sums saturate, and the
-scores then drift (a random debug model's: 3.5% of their range with int8 weights against 0.4% with uint8
-on an AVX2 EPYC; GEM-S's masks agreed with fp32 on 99.44% against 99.64% of the gdd-dev/val pixels, at the
-same speed). Convolutions, attention products, LayerNorms and the deformable sampling stay fp32
-(onnxruntime's ConvInteger has no fast CPU kernel). No calibration data is needed.
+runs MatMulInteger. The weights' type follows the CPU (`int8_weight_type`): int8 where the CPU has VNNI
+(AVX512-VNNI or AVX-VNNI), whose uint8 x int8 dot products sum in 32 bits and are onnxruntime's fastest
+kernel (GEM-S 122 against 188 ms a photo with uint8 weights on a 2-core Xeon); uint8 elsewhere: on x86
+CPUs without VNNI (AVX2, AVX-512 before VNNI) onnxruntime computes uint8 x int8 products with an
+instruction whose 16-bit sums saturate, and the scores then drift (a random debug model's: 3.5% of their
+range with int8 weights against 0.4% with uint8 on an AVX2 EPYC; GEM-S's masks agreed with fp32 on 99.44%
+against 99.64% of the gdd-dev/val pixels, at the same speed). The type is recorded in the graph's metadata
+(`glassgem.int8_weights`): an int8-weight file made on a VNNI machine drifts on a CPU without VNNI, so
+quantize on (or for) the CPU that runs it. Convolutions, attention products, LayerNorms and the deformable
+sampling stay fp32 (onnxruntime's ConvInteger has no fast CPU kernel). No calibration data is needed.
 
 The quantized graph keeps the file's glassgem metadata and adds `glassgem.precision = int8`; it maps
 images to scores like the fp32 graph (onnx_runner.OnnxScorer runs both). `benchmarks/bench_int8.py`
@@ -26,20 +30,45 @@ from pathlib import Path
 
 from ..errors import CheckpointError, GlassgemError
 
-PRECISIONS = ("fp32", "int8")
+PRECISIONS = ("fp32", "int8")  # of a graph
+AUTO = "auto"
+PREDICT_PRECISIONS = (AUTO, *PRECISIONS)  # what glassgem predict and Predictor take (weight_graphs.py)
 
 
-def quantizer_version() -> str:
-    """What a cached int8 graph depends on besides its source file: this recipe and onnxruntime's version."""
+WEIGHT_TYPES = ("u8", "s8")
+_VNNI_FLAGS = ("avx512_vnni", "avx_vnni")
+
+
+def int8_weight_type(cpuinfo: str | None = None) -> str:
+    """ "s8" (int8 weights) on an x86 CPU with VNNI, else "u8" (module docstring). `cpuinfo`: the text of
+    /proc/cpuinfo (read when None; a system without it, or another architecture, gets "u8")."""
+    if cpuinfo is None:
+        try:
+            with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+                cpuinfo = f.read()
+        except OSError:
+            return "u8"
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() == "flags":
+            return "s8" if any(flag in value.split() for flag in _VNNI_FLAGS) else "u8"
+    return "u8"
+
+
+def quantizer_version(weight_type: str | None = None) -> str:
+    """What a cached int8 graph depends on besides its source file: this recipe, the weights' type (this
+    CPU's when None) and onnxruntime's version."""
     from importlib.metadata import PackageNotFoundError, version
 
+    recipe = f"dyn3{weight_type or int8_weight_type()}"
     try:
-        return f"dyn2-ort{version('onnxruntime')}"
+        return f"{recipe}-ort{version('onnxruntime')}"
     except PackageNotFoundError:
-        return "dyn2"
+        return recipe
 
 
 META_PRECISION = "glassgem.precision"
+META_WEIGHTS = "glassgem.int8_weights"
 INT8_OPS = ("MatMul", "Gemm")
 
 
@@ -93,13 +122,23 @@ def weight_nodes(model, scope: str | None = None) -> list[str]:
     return found
 
 
-def quantize_int8(data: bytes, source: str = "<bytes>", scope: str | None = None, per_channel: bool = True) -> bytes:
+def quantize_int8(
+    data: bytes,
+    source: str = "<bytes>",
+    scope: str | None = None,
+    per_channel: bool = True,
+    weight_type: str | None = None,
+) -> bytes:
     """The serialized fp32 glassgem graph `data` with int8 MatMul/Gemm weights (module docstring).
     A graph that is already int8 comes back as it is. CheckpointError when `data` is not an ONNX graph.
     scope: quantize only the layers of this GEM module ("encoder"); per_channel=False: one weight scale
-    per tensor instead of one per output channel.
+    per tensor instead of one per output channel; weight_type: "u8" or "s8" (default: this CPU's,
+    int8_weight_type).
 
     onnxruntime's quantizer writes its result to a file: a temporary folder holds it until it is read."""
+    weight_type = weight_type or int8_weight_type()
+    if weight_type not in WEIGHT_TYPES:
+        raise GlassgemError(f"int8 weight type {weight_type!r}: choose one of {', '.join(WEIGHT_TYPES)}")
     onnx, quantize_dynamic, QuantType = _quantization()
     try:
         model = onnx.load_model_from_string(data)
@@ -125,7 +164,7 @@ def quantize_int8(data: bytes, source: str = "<bytes>", scope: str | None = None
                     out,
                     op_types_to_quantize=list(INT8_OPS),
                     nodes_to_quantize=chosen,
-                    weight_type=QuantType.QUInt8,  # no u8s8 saturation on CPUs without VNNI
+                    weight_type=QuantType.QInt8 if weight_type == "s8" else QuantType.QUInt8,
                     per_channel=per_channel,
                     extra_options={"MatMulConstBOnly": True},
                 )
@@ -137,13 +176,19 @@ def quantize_int8(data: bytes, source: str = "<bytes>", scope: str | None = None
         if prop.key not in kept:
             quantized.metadata_props.add(key=prop.key, value=prop.value)
     quantized.metadata_props.add(key=META_PRECISION, value="int8")
+    quantized.metadata_props.add(key=META_WEIGHTS, value=weight_type)
     return quantized.SerializeToString()
 
 
 __all__ = [
+    "AUTO",
     "INT8_OPS",
     "META_PRECISION",
+    "META_WEIGHTS",
     "PRECISIONS",
+    "PREDICT_PRECISIONS",
+    "WEIGHT_TYPES",
+    "int8_weight_type",
     "precision_of",
     "quantize_int8",
     "quantizer_version",

@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from ..errors import ConfigError, GlassgemError
+from ..inference.quantize import PREDICT_PRECISIONS
 from .messages import COMPRESSED, IMAGE, build_image, is_compressed_topic
 
 ROS_HINT = (
@@ -41,6 +42,7 @@ class NodeSettings:
     threshold: float = 0.0  # 0: glass where its score beats the background's (the paper's protocol)
     size: int = 0  # 0: the model's own test size
     device: str = ""  # "": cuda if available
+    precision: str = "auto"  # auto | fp32 | int8, as glassgem predict --precision
     rate_period: float = 5.0  # seconds between frames/s log lines
 
     def checked(self) -> NodeSettings:
@@ -51,6 +53,8 @@ class NodeSettings:
             raise ConfigError(f"threshold must be 0 (off) or a glass probability in (0, 1), got {self.threshold}")
         if self.size < 0 or self.size % 32:
             raise ConfigError(f"size must be 0 (the model's) or a positive multiple of 32, got {self.size}")
+        if self.precision not in PREDICT_PRECISIONS:
+            raise ConfigError(f"precision must be one of {', '.join(PREDICT_PRECISIONS)}, got {self.precision!r}")
         if self.rate_period <= 0:
             raise ConfigError(f"rate_period must be positive, got {self.rate_period}")
         for name in ("input_topic", "mask_topic", "overlay_topic"):
@@ -90,7 +94,7 @@ def require_rclpy():
 def run_node(defaults: NodeSettings, ros_args: list[str] | None = None) -> int:
     """Start rclpy, run the node until Ctrl-C (or shutdown), return 0. The thin shell around FrameProcessor."""
     rclpy, Node, sensor_qos, Image, CompressedImage = require_rclpy()
-    from ..inference.scorers import build_scorer
+    from ..inference.predictor import Predictor
     from .frames import FrameProcessor, LatestFrame, RateMeter
 
     rclpy.init(args=["glassgem", *(ros_args or [])])
@@ -98,8 +102,14 @@ def run_node(defaults: NodeSettings, ros_args: list[str] | None = None) -> int:
     for name, value in asdict(defaults).items():
         node.declare_parameter(name, value)
     settings = NodeSettings.from_parameters({n: node.get_parameter(n).value for n in asdict(defaults)})
-    scorer = build_scorer(settings.weights or None, settings.device or None)
-    processor = FrameProcessor(scorer, settings.size or None, settings.threshold or None, settings.publish_overlay)
+    predictor = Predictor(
+        settings.weights or None,
+        size=settings.size or None,
+        threshold=settings.threshold or None,
+        device=settings.device or None,
+        precision=settings.precision,
+    )
+    processor = FrameProcessor(predictor, overlay=settings.publish_overlay)
     msgtype = settings.input_msgtype
     mailbox, stop = LatestFrame(), threading.Event()
     mask_pub = node.create_publisher(Image, settings.mask_topic, 10)
