@@ -111,7 +111,7 @@ def matmul_yardstick(env: dict) -> str:
     return proc.stdout.strip() or "?"
 
 
-def run_api(photos: Path, env: dict, weights: str | None, batch_size: int, precision: str = "fp32") -> float:
+def run_api(photos: Path, env: dict, weights: str | None, batch_size: int, precision: str = "auto") -> float:
     """Photos/s of glassgem.Predictor on the photos in a fresh library process (model load excluded)."""
     code = API_SCRIPT.format(photos=str(photos), weights=weights, batch_size=batch_size, precision=precision)
     proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
@@ -202,11 +202,11 @@ def main() -> int:
         )
         onnx = _option(extra, "--onnx", None)
         weights = onnx or _option(extra, "--weights", None)
-        precision = _option(extra, "--precision", "fp32") or "fp32"
+        precision = _option(extra, "--precision", "auto") or "auto"  # as glassgem predict
         batch_size = int(_option(extra, "--batch-size", "4") or 4)
         if not onnx:
             mo, threads = model_only(env, args.model_seconds, weights)
-            print(f"model only (semantic_scores, batch 4, 384², {threads} threads, idle): {mo:.1f} photos/s")
+            print(f"model only (PyTorch fp32, batch 4, 384², {threads} threads, idle): {mo:.1f} photos/s")
         print(f"fp32 2048² matmul yardstick: {matmul_yardstick(env)} GFLOP/s")
         start = startup_seconds(photos / files[0].name, tmp / "one", env, extra, args.repeats)
         print(f"start-up: whole-process `glassgem predict ONE_PHOTO`, warm caches: {start:.2f} s (median)\n")

@@ -1,12 +1,12 @@
 """How fast `glassgem predict` segments a video on this machine (needs glassgem[video]).
 
-    .venv/bin/python benchmarks/bench_video.py [--frames 150] [--size 640x480] [--weights DIR]
+    .venv/bin/python benchmarks/bench_video.py [--frames 150] [--size 640x480] [--weights DIR] [--precision P]
 
 Writes a synthetic H.264 clip (a camera panning across a procedural glass scene, 30 fps) into a temporary
 folder, then times `glassgem predict CLIP --out DIR` twice, without and with `--overlay` (the overlay video),
-through the same code as the command (the default model unless --weights). Prints frames/s for each, with
-the machine's load average and the same-process fp32 matmul speed, so numbers from a shared machine can be
-judged.
+through the same code as the command (the default model and precision unless --weights, --precision).
+Prints frames/s for each, with the machine's load average and the same-process fp32 matmul speed, so numbers
+from a shared machine can be judged.
 """
 
 from __future__ import annotations
@@ -46,19 +46,22 @@ def main() -> None:
     ap.add_argument("--frames", type=int, default=150)
     ap.add_argument("--size", default="640x480", help="WxH of the clip")
     ap.add_argument("--weights", default=None, help="model dir or shipped name (default: GEM-S)")
+    ap.add_argument(
+        "--precision", default="auto", choices=("auto", "fp32", "int8"), help="as glassgem predict (default auto)"
+    )
     args = ap.parse_args()
     width, height = (int(v) for v in args.size.split("x"))
 
     from glassgem.inference.bench import matmul_gflops
     from glassgem.inference.files import Photo
     from glassgem.inference.predict import predict_files
-    from glassgem.inference.scorers import build_scorer
+    from glassgem.inference.predictor import Predictor
 
     print(
         f"cpus: {os.cpu_count()}, load average before: {os.getloadavg()[0]:.2f}, "
-        f"fp32 2048² matmul {matmul_gflops()[0]:.0f} GFLOP/s"
+        f"fp32 2048² matmul {matmul_gflops()[0]:.0f} GFLOP/s; precision {args.precision}"
     )
-    scorer = build_scorer(args.weights)
+    scorer = Predictor(args.weights, precision=args.precision)  # as glassgem predict makes it
     with tempfile.TemporaryDirectory() as tmp:
         clip = Path(tmp) / "pan.mp4"
         write_pan(clip, args.frames, width, height)
