@@ -162,7 +162,11 @@ def test_the_graph_sees_imports_inside_functions_and_relative_ones():
 
 
 def test_no_import_cycles():
-    cycle = find_cycle(import_graph())
+    graph = import_graph()
+    for module, names in root_imports().items():
+        if names <= {"__version__"}:  # set by the root before it imports anything: taking it closes no circle
+            graph[module].discard("glassgem")
+    cycle = find_cycle(graph)
     assert cycle is None, "import circle: " + " -> ".join(cycle)
 
 
