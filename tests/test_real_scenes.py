@@ -163,24 +163,28 @@ def test_rebuild_errors_name_what_is_wrong(tmp_path):
 
 
 def test_later_training_splits_may_share_sources_with_train_but_not_with_dev(tmp_path):
-    """`train2` and `train3` are further training splits: photos of train's sources (or new ones) rebuilt into
-    OUT/train2 and OUT/train3, so a model trained on the earlier splits alone stays reproducible; a dev source
-    in any training split is refused."""
+    """`train2`, `train3` and `train4` are further training splits: photos of train's sources (or new ones)
+    rebuilt into OUT/train2, OUT/train3 and OUT/train4, so a model trained on the earlier splits alone stays
+    reproducible; a dev source in any training split is refused."""
     repo, _, manifest, labels = _tiny_source(tmp_path)
     shared = tmp_path / "shared.csv"
     shared.write_text(manifest.read_text().replace("src1,a,dev", "src1,a,train").replace("src1,b,dev", "src1,b,train2"))
     entries = rs.read_manifest(shared)
     assert [e.split for e in entries] == ["train", "train2"]
     counts = rs.rebuild(str(repo.parent), tmp_path / "out", rs.SPLITS, manifest=shared, labels=labels, progress=False)
-    assert counts == {"train": 1, "train2": 1, "train3": 0, "dev": 0}
+    assert counts == {"train": 1, "train2": 1, "train3": 0, "train4": 0, "dev": 0}
     assert (tmp_path / "out" / "train2" / "masks" / "src1__b.png").is_file()
     assert not (tmp_path / "out" / "train2" / "masks" / "src1__a.png").exists()
-    third = tmp_path / "third.csv"
-    third.write_text(manifest.read_text().replace("src1,a,dev", "src1,a,train").replace("src1,b,dev", "src1,b,train3"))
-    counts = rs.rebuild(str(repo.parent), tmp_path / "o3", ("train3",), manifest=third, labels=labels, progress=False)
-    assert counts == {"train3": 1}
-    assert sorted(p.name for p in (tmp_path / "o3" / "train3" / "masks").iterdir()) == ["src1__b.png"]
-    for split in ("train2", "train3"):
+    for later in ("train3", "train4"):
+        third = tmp_path / f"{later}.csv"
+        third.write_text(
+            manifest.read_text().replace("src1,a,dev", "src1,a,train").replace("src1,b,dev", f"src1,b,{later}")
+        )
+        out = tmp_path / f"o_{later}"
+        counts = rs.rebuild(str(repo.parent), out, (later,), manifest=third, labels=labels, progress=False)
+        assert counts == {later: 1}
+        assert sorted(p.name for p in (out / later / "masks").iterdir()) == ["src1__b.png"]
+    for split in ("train2", "train3", "train4"):
         leak = tmp_path / f"leak_{split}.csv"
         leak.write_text(manifest.read_text().replace("src1,b,dev", f"src1,b,{split}"))
         with pytest.raises(DataError, match="src1 is in both splits, dev and training"):
@@ -202,7 +206,7 @@ def test_a_dev_photo_published_again_by_a_training_source_is_refused(tmp_path):
     head = "source,stem,split,repo,commit,path,licence\n"
     a_dev = f"src1,a,dev,someone/photos,{commit},imgs/a.jpg,MIT\n"
     b_dev = f"src1,b,dev,someone/photos,{commit},imgs/b.png,MIT\n"
-    for split in ("train", "train3"):
+    for split in ("train", "train4"):
         copied = tmp_path / f"copied_{split}.csv"
         copied.write_text(head + a_dev + f"src2,copy_of_a,{split},someone/photos,{commit},imgs/copy_of_a.jpg,MIT\n")
         with pytest.raises(
@@ -216,7 +220,7 @@ def test_a_dev_photo_published_again_by_a_training_source_is_refused(tmp_path):
     counts = rs.rebuild(
         str(repo.parent), tmp_path / "o_apart", rs.SPLITS, manifest=apart, labels=labels, progress=False
     )
-    assert counts == {"train": 1, "train2": 0, "train3": 0, "dev": 1}
+    assert counts == {"train": 1, "train2": 0, "train3": 0, "train4": 0, "dev": 1}
 
 
 def test_rebuild_removes_photos_the_manifest_no_longer_lists(tmp_path):

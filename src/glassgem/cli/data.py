@@ -296,7 +296,10 @@ def _add_data_real_scenes(data_sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument(
-        "--split", default="all", choices=("all", "train", "train2", "train3", "dev"), help="which split (default all)"
+        "--split",
+        default="all",
+        choices=("all", "train", "train2", "train3", "train4", "dev"),
+        help="which split (default all)",
     )
     p.add_argument("--manifest", default=None, help="another manifest.csv (default: the shipped one)")
     p.add_argument("--labels", default=None, help="another labels folder (default: the shipped one)")

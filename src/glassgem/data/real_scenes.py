@@ -1,8 +1,8 @@
 """The real-scene sets: hand-drawn glass polygons for public photos, rebuilt from pinned sources.
 
 glassgem ships labels, never photos. `assets/real_scenes/manifest.csv` lists every photo with the
-repository and commit it comes from, its path there, its licence and its split (`train`, `train2`, `train3` or
-`dev`, split by source so that no dev source is in a training split; `train2` and `train3` add photos to
+repository and commit it comes from, its path there, its licence and its split (`train`, `train2`, `train3`,
+`train4` or `dev`, split by source so that no dev source is in a training split; `train2` to `train4` add photos to
 train, of its sources and of others, each a split of its own so that a model trained on the earlier
 training splits alone can be reproduced),
 and `assets/real_scenes/labels/<source>/<stem>.json` holds its polygons (data/polygons.py; conventions:
@@ -41,8 +41,8 @@ ASSETS = Path(__file__).resolve().parent.parent / "assets" / "real_scenes"
 MANIFEST = ASSETS / "manifest.csv"
 LABELS = ASSETS / "labels"
 COLUMNS = ("source", "stem", "split", "repo", "commit", "path", "licence")
-SPLITS = ("train", "train2", "train3", "dev")
-TRAINING_SPLITS = ("train", "train2", "train3")  # may share sources with each other, never with dev
+SPLITS = ("train", "train2", "train3", "train4", "dev")
+TRAINING_SPLITS = ("train", "train2", "train3", "train4")  # may share sources with each other, never with dev
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")  # one plain path component
 _REPO = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _COMMIT = re.compile(r"^[0-9a-f]{40}$")
