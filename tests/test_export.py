@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import onnx  # noqa: E402
 import pytest
 import torch
 from PIL import Image
@@ -29,9 +30,6 @@ from glassgem.inference.export import (
 )
 from glassgem.inference.protocol import glass_probability, squash, unsquash
 from glassgem.io import load_image
-
-onnx = pytest.importorskip("onnx", reason="the export extra (onnx, onnxruntime) is not installed")
-pytest.importorskip("onnxruntime", reason="the export extra (onnx, onnxruntime) is not installed")
 
 REF = SHARED / "reference" / "gem-tiny"
 GDD_VAL = SHARED / "data" / "gdd-dev" / "val" / "images"

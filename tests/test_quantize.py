@@ -13,11 +13,9 @@ import io
 from pathlib import Path
 
 import numpy as np
+import onnx  # noqa: E402
 import pytest
 import torch
-
-onnx = pytest.importorskip("onnx", reason="the export extra (onnx, onnxruntime) is not installed")
-pytest.importorskip("onnxruntime", reason="the export extra (onnx, onnxruntime) is not installed")
 
 from glassgem import GEM  # noqa: E402
 from glassgem.cli import main  # noqa: E402

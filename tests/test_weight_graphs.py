@@ -14,9 +14,6 @@ import numpy as np
 import pytest
 import torch
 
-pytest.importorskip("onnx", reason="the export extra (onnx, onnxruntime) is not installed")
-pytest.importorskip("onnxruntime", reason="the export extra (onnx, onnxruntime) is not installed")
-
 import glassgem.inference.export as export  # noqa: E402
 from glassgem import GEM, Predictor  # noqa: E402
 from glassgem.cli import main  # noqa: E402

@@ -29,7 +29,7 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
         default="torch",
         choices=("torch", "onnxruntime"),
         help="torch (default) or onnxruntime: export the model to ONNX first (verified), then time "
-        "onnxruntime's CPU provider on it (needs the export extra: pip install -e '.[export]')",
+        "onnxruntime's CPU provider on it (a core dependency)",
     )
     p.add_argument(
         "--onnx",

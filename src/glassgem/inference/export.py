@@ -214,7 +214,7 @@ def _trace(model: nn.Module, example: Tensor, opset: int, dynamic_batch: bool, o
         import onnxscript  # noqa: F401
     except ImportError as e:
         raise GlassgemError(
-            f"ONNX export needs onnx and onnxscript ({e}): pip install -e '.[export]' in your glassgem clone "
+            f"ONNX export needs onnx and onnxscript ({e}): pip install -e . in your glassgem clone "
             "(or pip install onnx onnxscript)"
         ) from None
     dynamic = {"images": {0: torch.export.Dim("batch", min=1, max=4096)}} if dynamic_batch else None

@@ -31,8 +31,7 @@ def _ort():
         import onnxruntime
     except ImportError:
         raise GlassgemError(
-            "onnxruntime is not installed: pip install -e '.[export]' in your glassgem clone "
-            "(or pip install onnxruntime)"
+            "onnxruntime is not installed: pip install -e . in your glassgem clone (or pip install onnxruntime)"
         ) from None
     return onnxruntime
 

@@ -78,7 +78,7 @@ def _quantization():
         from onnxruntime.quantization import QuantType, quantize_dynamic
     except ImportError as e:
         raise GlassgemError(
-            f"int8 needs onnx and onnxruntime ({e}): pip install -e '.[export]' in your glassgem "
+            f"int8 needs onnx and onnxruntime ({e}): pip install -e . in your glassgem "
             "clone (or pip install onnx onnxruntime)"
         ) from None
     return onnx, quantize_dynamic, QuantType

@@ -3,8 +3,8 @@
 `glassgem predict` and `glassgem.Predictor` take a precision: "fp32" runs the weights in PyTorch, "int8"
 runs them through onnxruntime as an int8 graph (quantize.py), and "auto", their default, picks int8 where it
 was measured to keep the accuracy bound and to be faster (`auto_precision`): a shipped model listed in
-INT8_BY_DEFAULT, on a CPU, in fp32 without a replaced score smoothing, with onnxruntime installed and a
-writable user cache; fp32 everywhere else.
+INT8_BY_DEFAULT, on a CPU, in fp32 without a replaced score smoothing, with onnxruntime (and onnxscript, which
+makes the graph) installed and a writable user cache; fp32 everywhere else.
 
 The graph is exported (export.py, dynamic batch, verified against PyTorch) and quantized once per weights
 file, test size, glassgem graph recipe, torch and quantizer version (the int8 weights' type follows the
@@ -64,9 +64,11 @@ def _on_cpu(device: Any) -> bool:
 
 
 def _onnxruntime_installed() -> bool:
+    """onnxruntime runs the graph; onnxscript is what torch's exporter needs to make it (both core dependencies,
+    checked for environments installed another way)."""
     from importlib.util import find_spec
 
-    return find_spec("onnxruntime") is not None
+    return find_spec("onnxruntime") is not None and find_spec("onnxscript") is not None
 
 
 def auto_precision(weights: Any, device: Any = None, dtype: Any = None, smoothing: Any = None) -> str:
