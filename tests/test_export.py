@@ -5,8 +5,6 @@ size with a dynamic batch (batch 1 and 3), and GEM-Tiny from the original checkp
 original code's own sem_seg). Metadata round-trips; bad inputs raise errors that name the file.
 """
 
-import contextlib
-import io
 import json
 from pathlib import Path
 
@@ -16,7 +14,7 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import SHARED
+from conftest import SHARED, run_cli
 from glassgem import GEM, __version__
 from glassgem.cli import main
 from glassgem.config import ModelConfig
@@ -54,13 +52,6 @@ def _assert_same_scores(got: torch.Tensor, ref: torch.Tensor) -> None:
     assert ((d_got > thr) == (d_ref > thr)).float().mean().item() >= 0.999
 
 
-def _cli(*argv: str) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        rc = main(list(argv))
-    return rc, out.getvalue(), err.getvalue()
-
-
 @pytest.fixture(scope="module")
 def debug_dir(tmp_path_factory) -> Path:
     torch.manual_seed(0)
@@ -73,7 +64,7 @@ def debug_dir(tmp_path_factory) -> Path:
 def debug_onnx(debug_dir, tmp_path_factory) -> tuple[Path, int, str]:
     """`glassgem export onnx` of the debug model at 320x448 with a dynamic batch (the one debug export)."""
     path = tmp_path_factory.mktemp("onnx") / "debug.onnx"
-    rc, out, _ = _cli(
+    rc, out, _ = run_cli(
         "export",
         "onnx",
         "--weights",
@@ -139,11 +130,11 @@ def test_predict_onnx_refuses_what_it_cannot_run(debug_onnx, tmp_path):
     photo = tmp_path / "photo.png"
     Image.fromarray(np.full((40, 60, 3), 128, np.uint8)).save(photo)
     out = str(tmp_path / "pred")
-    rc, _, err = _cli("predict", str(photo), "--onnx", str(debug_onnx[0]), "--out", out, "--quiet")
+    rc, _, err = run_cli("predict", str(photo), "--onnx", str(debug_onnx[0]), "--out", out, "--quiet")
     assert rc == 2 and f"{DEBUG_H}x{DEBUG_W}" in err and "square" in err  # predict squashes to a square
-    rc, _, err = _cli("predict", str(photo), "--onnx", str(tmp_path / "none.onnx"), "--out", out, "--quiet")
+    rc, _, err = run_cli("predict", str(photo), "--onnx", str(tmp_path / "none.onnx"), "--out", out, "--quiet")
     assert rc == 2 and "none.onnx: ONNX file not found" in err
-    rc, _, err = _cli("predict", str(photo), "--onnx", str(debug_onnx[0]), "--weights", "x", "--out", out)
+    rc, _, err = run_cli("predict", str(photo), "--onnx", str(debug_onnx[0]), "--weights", "x", "--out", out)
     assert rc == 2 and "--weights" in err
 
 
@@ -194,7 +185,7 @@ def test_gem_tiny_original_checkpoint_matches_pytorch(tmp_path):
 
     # glassgem predict --onnx: same probability maps as the PyTorch path, at the photos' own sizes
     photos = [REF / "input.png"] + real
-    rc, _, err = _cli(
+    rc, _, err = run_cli(
         "predict",
         *map(str, photos),
         "--onnx",
@@ -220,7 +211,7 @@ def test_gem_tiny_original_checkpoint_matches_pytorch(tmp_path):
 # ------------------------------------------------------------------------------------- errors
 def test_cli_missing_weights_names_the_file(tmp_path):
     missing = tmp_path / "no_such_model.pth"
-    rc, _, err = _cli("export", "onnx", "--weights", str(missing), "--out", str(tmp_path / "m.onnx"))
+    rc, _, err = run_cli("export", "onnx", "--weights", str(missing), "--out", str(tmp_path / "m.onnx"))
     assert rc == 2 and str(missing) in err and "not found" in err
     assert not (tmp_path / "m.onnx").exists()
 
@@ -228,21 +219,21 @@ def test_cli_missing_weights_names_the_file(tmp_path):
 def test_cli_not_a_checkpoint_and_no_default_weights(tmp_path, monkeypatch):
     junk = tmp_path / "weights.pth"
     junk.write_text("not a checkpoint")
-    rc, _, err = _cli("export", "onnx", "--weights", str(junk), "--out", str(tmp_path / "m.onnx"))
+    rc, _, err = run_cli("export", "onnx", "--weights", str(junk), "--out", str(tmp_path / "m.onnx"))
     assert rc == 2 and str(junk) in err
     import glassgem.hub.pretrained as pretrained
 
     monkeypatch.setattr(pretrained, "DEFAULT_WEIGHTS", tmp_path / "shipped")
-    rc, _, err = _cli("export", "onnx", "--out", str(tmp_path / "m.onnx"))
+    rc, _, err = run_cli("export", "onnx", "--out", str(tmp_path / "m.onnx"))
     assert rc == 2 and "no default weights" in err and str(tmp_path / "shipped") in err
     assert not (tmp_path / "m.onnx").exists()
 
 
 def test_cli_bad_size_and_opset(debug_dir, tmp_path):
     out = tmp_path / "m.onnx"
-    rc, _, err = _cli("export", "onnx", "--weights", str(debug_dir), "--out", str(out), "--size", "300")
+    rc, _, err = run_cli("export", "onnx", "--weights", str(debug_dir), "--out", str(out), "--size", "300")
     assert rc == 2 and "multiples of 32" in err
-    rc, _, err = _cli("export", "onnx", "--weights", str(debug_dir), "--out", str(out), "--opset", "17")
+    rc, _, err = run_cli("export", "onnx", "--weights", str(debug_dir), "--out", str(out), "--opset", "17")
     assert rc == 2 and "opset 18" in err
     assert not out.exists()
 

@@ -8,8 +8,6 @@ and agree with fp32's on >= 99% of the pixels (benchmarks/bench_int8.py measures
 
 from __future__ import annotations
 
-import contextlib
-import io
 from pathlib import Path
 
 import numpy as np
@@ -17,8 +15,8 @@ import onnx  # noqa: E402
 import pytest
 import torch
 
-from glassgem import GEM  # noqa: E402
-from glassgem.cli import main  # noqa: E402
+from conftest import run_cli  # noqa: E402
+from glassgem import GEM, Predictor  # noqa: E402
 from glassgem.data.layouts import find_pairs  # noqa: E402
 from glassgem.errors import CheckpointError, ConfigError, GlassgemError  # noqa: E402
 from glassgem.evaluation.metrics import GlassMetrics  # noqa: E402
@@ -28,13 +26,6 @@ from glassgem.inference.quantize import META_PRECISION, META_WEIGHTS, quantize_i
 from glassgem.io import load_mask  # noqa: E402
 
 N_PHOTOS = 4
-
-
-def _cli(*argv: str) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        rc = main(list(argv))
-    return rc, out.getvalue(), err.getvalue()
 
 
 @pytest.fixture(scope="module")
@@ -108,7 +99,7 @@ def test_cli_export_int8_writes_a_checked_int8_graph(tmp_path) -> None:
     torch.manual_seed(0)
     weights = GEM.from_config("debug").save_pretrained(tmp_path / "model")
     path = tmp_path / "debug.int8.onnx"
-    rc, out, err = _cli(
+    rc, out, err = run_cli(
         "export",
         "onnx",
         "--weights",
@@ -136,11 +127,11 @@ def test_bad_precision_and_bad_files_are_one_line_errors(debug_onnx, tmp_path) -
         quantize_int8(b"\x00junk" * 10, "junk.onnx")
     photo = tmp_path / "photo.png"
     photo.write_bytes(b"")
-    rc, _, err = _cli("predict", str(photo), "--precision", "int8", "--dtype", "bf16", "--out", str(tmp_path / "o"))
+    rc, _, err = run_cli("predict", str(photo), "--precision", "int8", "--dtype", "bf16", "--out", str(tmp_path / "o"))
     assert rc == 2 and "precision='int8'" in err and "dtype" in err and "Traceback" not in err
     with pytest.raises(GlassgemError, match="int16"):
         quantize_int8(debug_onnx.read_bytes(), weight_type="int16")
-    rc, _, err = _cli("predict", str(photo), "--precision", "int4", "--out", str(tmp_path / "o"))
+    rc, _, err = run_cli("predict", str(photo), "--precision", "int4", "--out", str(tmp_path / "o"))
     assert rc == 2 and "int4" in err
 
 
@@ -148,7 +139,7 @@ def test_bad_precision_and_bad_files_are_one_line_errors(debug_onnx, tmp_path) -
 @pytest.fixture(scope="module")
 def gem_s_onnx(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("gem-s") / "gem-s.onnx"
-    rc, out, err = _cli("export", "onnx", "--weights", "gem-s", "--out", str(path))
+    rc, out, err = run_cli("export", "onnx", "--weights", "gem-s", "--out", str(path))
     assert rc == 0, err
     return path
 
@@ -167,7 +158,7 @@ def test_gem_s_int8_predict_keeps_iou_and_masks_on_real_photos(gem_s_onnx, gdd_d
     pairs = find_pairs(gdd_dev, split="val")[:N_PHOTOS]
     photos = [str(p.image_path) for p in pairs]
     for precision in ("fp32", "int8"):
-        rc, out, err = _cli(
+        rc, out, err = run_cli(
             "predict",
             *photos,
             "--onnx",
@@ -181,11 +172,30 @@ def test_gem_s_int8_predict_keeps_iou_and_masks_on_real_photos(gem_s_onnx, gdd_d
             "--quiet",
         )
         assert rc == 0, err
-    iou32, iou8 = _iou(tmp_path / "fp32", pairs), _iou(tmp_path / "int8", pairs)
+    assert_int8_within_the_bound(tmp_path / "fp32", tmp_path / "int8", pairs)
+
+
+def assert_int8_within_the_bound(fp32: Path, int8: Path, pairs) -> None:
+    """The int8 masks' mean IoU within 0.005 of the fp32 masks', the masks the same on >= 99% of all pixels
+    (and not on all of them: int8 is not fp32 in disguise)."""
+    iou32, iou8 = _iou(fp32, pairs), _iou(int8, pairs)
     same = total = 0
     for pair in pairs:
-        a, b = (load_mask(tmp_path / p / f"{pair.stem}.png") for p in ("fp32", "int8"))
+        a, b = (load_mask(folder / f"{pair.stem}.png") for folder in (fp32, int8))
         same, total = same + int(np.count_nonzero(a == b)), total + a.size
     print(f"IoU fp32 {iou32:.4f} int8 {iou8:.4f}; masks agree on {100 * same / total:.3f}% of {total} pixels")
     assert abs(iou8 - iou32) <= 0.005
     assert 0.99 <= same / total < 1.0
+
+
+@pytest.mark.slow
+def test_default_predict_runs_gem_s_in_int8_within_the_accuracy_bound(gdd_dev, tmp_path) -> None:
+    """`glassgem predict` with no options on a CPU (GEM-S, precision auto: the int8 graph of
+    inference/weight_graphs.py) against `--precision fp32` on the first gdd-dev/val photos."""
+    pairs = find_pairs(gdd_dev, split="val")[:N_PHOTOS]
+    photos = [str(p.image_path) for p in pairs]
+    for name, extra in (("auto", ()), ("fp32", ("--precision", "fp32"))):
+        rc, out, err = run_cli("predict", *photos, "--device", "cpu", "--out", str(tmp_path / name), "--quiet", *extra)
+        assert rc == 0, err
+    assert Predictor(device="cpu").scorer.precision == "int8"  # what auto ran (read from the cache now)
+    assert_int8_within_the_bound(tmp_path / "fp32", tmp_path / "auto", pairs)
