@@ -88,8 +88,8 @@ def test_changed_source_content_or_converter_version_is_a_miss(folder, source) -
 
 def test_an_unchanged_source_is_hashed_once(folder, source, monkeypatch) -> None:
     hashed = []
-    real = cache._sha256
-    monkeypatch.setattr(cache, "_sha256", lambda p: hashed.append(p) or real(p))
+    real = cache.file_sha256
+    monkeypatch.setattr(cache, "file_sha256", lambda p: hashed.append(p) or real(p))
     build = Builder(source)
     for _ in range(3):
         cached_tensors("stand-in", "v1", source, build)

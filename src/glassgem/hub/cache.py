@@ -76,7 +76,8 @@ def _fingerprint(path: Path) -> list[int]:
     return [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev]
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
+    """The SHA-256 of a file's bytes, read in chunks (hex)."""
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         while chunk := f.read(_HASH_CHUNK):
@@ -97,7 +98,7 @@ def source_sha256(source: Path, folder: Path, name: str) -> str:
             return str(saved["sha256"])
     except (OSError, ValueError, KeyError, TypeError):
         pass  # no stamp, or an unreadable one: hash the file
-    sha = _sha256(source)
+    sha = file_sha256(source)
     record = {"source": str(source), "fingerprint": fingerprint, "sha256": sha}
     try:
         atomic_write_bytes(stamp, json.dumps(record).encode())
@@ -196,4 +197,13 @@ def cached_bytes(name: str, version: str, source: Path, build: Callable[[], byte
     return data
 
 
-__all__ = ["CACHE_ENV", "CACHE_OFF", "cache_dir", "cache_usable", "cached_bytes", "cached_tensors", "source_sha256"]
+__all__ = [
+    "CACHE_ENV",
+    "CACHE_OFF",
+    "cache_dir",
+    "cache_usable",
+    "cached_bytes",
+    "cached_tensors",
+    "file_sha256",
+    "source_sha256",
+]

@@ -16,7 +16,6 @@ each time, and "auto" stays with fp32 rather than pay the export on every start.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import tempfile
 import time
@@ -24,10 +23,11 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import CheckpointError, ConfigError
-from ..hub.cache import cache_usable, cached_bytes
+from ..hub.cache import cache_usable, cached_bytes, file_sha256
 from ..hub.pretrained import CONFIG_NAME, SHIPPED_WEIGHTS, WEIGHTS_NAME, resolve_pretrained
 from .onnx_runner import OnnxScorer
 from .quantize import AUTO, PRECISIONS, PREDICT_PRECISIONS, quantizer_version
+from .runtime import resolve_dtype
 
 # Shipped models whose int8 graph keeps gdd-dev/val and low-glass-crop IoU within 0.005 of fp32 and >= 99% of
 # the mask pixels (benchmarks/bench_int8.py, docs/speed.md) and runs faster than PyTorch fp32 on the CPUs
@@ -74,16 +74,11 @@ def _onnxruntime_installed() -> bool:
 def auto_precision(weights: Any, device: Any = None, dtype: Any = None, smoothing: Any = None) -> str:
     """ "int8" where the int8 graph is the better default for these weights and options (module docstring),
     else "fp32"."""
-    plain = dtype in (None, "fp32") or str(dtype) == "torch.float32"
-    if not (plain and smoothing is None and _on_cpu(device)):
+    if not (resolve_dtype(dtype) is None and smoothing is None and _on_cpu(device)):
         return "fp32"
     if _shipped_name(weights) not in INT8_BY_DEFAULT or not _onnxruntime_installed() or not cache_usable():
         return "fp32"
     return "int8"
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def weights_graph(weights: Any, precision: str, size: int | None = None, device: str = "cpu") -> OnnxScorer:
@@ -102,7 +97,7 @@ def weights_graph(weights: Any, precision: str, size: int | None = None, device:
             "an .onnx file (glassgem export onnx); other checkpoints run in fp32"
         )
     quantizer = quantizer_version() if precision == "int8" else "fp32"
-    version = f"{GRAPH_RECIPE}-{size or 'own'}-c{_sha256(config)[:16]}-torch{torch.__version__}-{quantizer}"
+    version = f"{GRAPH_RECIPE}-{size or 'own'}-c{file_sha256(config)[:16]}-torch{torch.__version__}-{quantizer}"
     label = f"{folder.name} ({precision})"
 
     def build() -> bytes:
