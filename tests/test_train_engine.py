@@ -141,7 +141,7 @@ def test_resume_keeps_the_runs_settings_and_applies_only_new_overrides(tmp_path,
 
     from glassgem.cli import main
 
-    data = make_dataset(tmp_path / "data", 4, 96, 96)
+    data = make_dataset(tmp_path / "data", 4, 128, 128)
     run = tmp_path / "run"
     base = ["train", "--preset", "debug", "--data", str(data), "--out", str(run)]
     torch.set_num_threads(1)
@@ -156,7 +156,7 @@ def test_resume_keeps_the_runs_settings_and_applies_only_new_overrides(tmp_path,
                 "num_points=256",
                 "lr=3e-5",
                 "min_sizes=[96,112]",
-                "crop_size=96",
+                "crop_size=128",
             ]
         )
         == 0
@@ -243,3 +243,38 @@ def test_init_from_takes_every_weight_of_the_source(tmp_path):
     cfg.init_from = str(tmp_path / "missing")
     with pytest.raises(CheckpointError, match="missing"):
         build_model(cfg)
+
+
+@pytest.mark.parametrize("hold", [True, False])
+def test_freeze_encoder_bn_keeps_the_running_statistics_and_trains_the_affine(tmp_path, hold):
+    """freeze_encoder_bn=true: the EfficientNet's BatchNorm statistics stay as loaded through training steps
+    and a validation in between, while their scale and shift still train; without it the statistics move."""
+    data = make_dataset(tmp_path / "data", 4, 128, 128)
+    cfg = apply_overrides(
+        train_preset("gem-lite"),
+        [
+            "encoder_init=random",
+            f"freeze_encoder_bn={str(hold).lower()}",
+            "max_iter=3",
+            "lr_steps=[100]",
+            "batch_size=2",
+            "min_sizes=[128]",
+            "crop_size=128",
+            "num_points=256",
+            "num_workers=0",
+            "eval_period=1",
+            "checkpoint_period=1000",
+            "eval_size=128",
+        ],
+    )
+    pairs = find_pairs(data)
+    trainer = Trainer(cfg, RunData(pairs, pairs[:1]), tmp_path / "run", progress=False)
+    bns = [m for m in trainer.model.encoder.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert len(bns) > 10
+    before = [(m.running_mean.clone(), m.weight.detach().clone()) for m in bns]
+    trainer.train()
+    stats_same = all(torch.equal(m.running_mean, mean) for m, (mean, _) in zip(bns, before))
+    affine_moved = any(not torch.equal(m.weight.detach(), w) for m, (_, w) in zip(bns, before))
+    assert stats_same == hold
+    assert affine_moved
+    assert all(m.training != hold for m in bns)  # still held after the validations between steps

@@ -217,6 +217,10 @@ class TrainConfig:
     layer_decay: float = 1.0
     freeze_encoder: bool = False
     freeze_encoder_layers: int = 0
+    # Keep the encoder's BatchNorm layers in eval mode while training (their running statistics stay as
+    # loaded; their scale and shift still train): fine-tuning a BatchNorm encoder (EfficientNet-Lite0) on
+    # small, mixed batches otherwise replaces its statistics with each batch's. No effect on LayerNorm.
+    freeze_encoder_bn: bool = False
     weight_decay: float = 0.05
     weight_decay_norm: float = 0.0
     weight_decay_embed: float = 0.0

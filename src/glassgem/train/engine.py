@@ -51,7 +51,7 @@ from .checkpoint import (
 )
 from .encoder_init import init_encoder
 from .losses import GEMCriterion
-from .optim import build_optimizer, build_scheduler, freeze_encoder
+from .optim import build_optimizer, build_scheduler, freeze_encoder, hold_encoder_batchnorm
 from .runlog import RunLogger
 from .targets import targets_from_batch
 
@@ -318,7 +318,7 @@ class Trainer:
             }
             atomic_write_text(self.out / "run_info.json", json.dumps(info, indent=2))
         logger = RunLogger(self.out, enabled=self.acc.is_main_process, resume_step=self.step)
-        self.model.train()
+        self._train_mode(self.model)
         loader = iter(self._loader())
         bar = tqdm(
             total=self.max_iter,
@@ -361,6 +361,11 @@ class Trainer:
         logger.close()
         return {"step": self.step, "max_iter": self.max_iter, "best_iou": self.best_iou}
 
+    def _train_mode(self, model: torch.nn.Module) -> None:
+        model.train()
+        if self.cfg.freeze_encoder_bn:
+            hold_encoder_batchnorm(self.acc.unwrap_model(model))
+
     def validate(self, logger: RunLogger, val: list[Pair]) -> dict[str, float]:
         """Metrics on `val` (on the main process; {} elsewhere); a new best model is saved to best/, with best.json."""
         metrics: dict[str, float] = {}
@@ -368,7 +373,7 @@ class Trainer:
             model = self.acc.unwrap_model(self.model)
             model.eval()
             metrics = evaluate_model(model, val, size=self.cfg.eval_size, progress=False)
-            model.train()
+            self._train_mode(model)
             logger.log_val(self.step, metrics)
             if metrics["iou"] > self.best_iou:
                 self.best_iou = metrics["iou"]

@@ -98,6 +98,17 @@ def freeze_encoder(model: GEM, below: int | None = None) -> int:
     return n
 
 
+def hold_encoder_batchnorm(model: GEM) -> int:
+    """Put the encoder's BatchNorm layers in eval mode (running statistics used and kept, not updated); call
+    after every model.train(). -> how many."""
+    n = 0
+    for module in model.encoder.modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            module.eval()
+            n += 1
+    return n
+
+
 def param_groups(model: nn.Module, cfg: TrainConfig) -> list[dict]:
     """One group per (lr, weight decay) combination, each parameter exactly once (shared ones too)."""
     encoder = getattr(model, "encoder", None)
