@@ -239,6 +239,8 @@ def test_patch_conv_transpose_equals_torch_conv_transpose():
     y_ref.square().sum().backward()
     torch.testing.assert_close(x.grad, x2.grad)
     torch.testing.assert_close(fast.weight.grad, ref.weight.grad)
+    fast.impl = "conv"  # the export form: nn.ConvTranspose2d's own forward, the same numbers
+    torch.testing.assert_close(fast(x.detach()), y.detach())
 
 
 def test_semantic_scores_shortcut_equals_full_forward():

@@ -15,7 +15,9 @@ are refused.
 Deformable attention is exported in its `grid_sample` form (the original's: one GridSample per level),
 not the default `embedding_bag` form, which has no ONNX op and becomes a Loop (~1.8x slower
 in onnxruntime). The two agree to float rounding (~1e-6); the verification compares with the default form.
-Likewise timm's SAM ViT-B attention (GEM-Base) is exported without its fused SDPA call. Checked: debug,
+The pyramid's kernel = stride transposed convolutions (a matmul and a reshuffle in PyTorch) are exported
+as ConvTranspose nodes, which onnxruntime runs faster. Likewise timm's SAM ViT-B attention (GEM-Base) is
+exported without its fused SDPA call. Checked: debug,
 GEM-Tiny, GEM-Lite (dynamic batch) and GEM-Base (398 MiB) export and match within 4e-5.
 
 After export the graph is run with onnxruntime on a random input and compared with
@@ -49,7 +51,9 @@ from ..errors import ConfigError, GlassgemError
 from ..io import atomic_write_bytes
 from ..model.deform_attn import MSDeformAttn
 from ..model.gem import GEM
-from ..model.postprocess import semantic_scores_from_queries
+from ..model.postprocess import semantic_scores_from_queries, top_queries
+from ..model.pyramid import PatchConvTranspose2d
+from .graph_fusion import fuse_for_onnxruntime
 from .onnx_runner import OnnxScorer, load_onnx_scorer  # noqa: F401  (re-exported: export + run in one place)
 from .quantize import PRECISIONS, quantize_int8
 
@@ -115,16 +119,18 @@ class SemanticScores(nn.Module):
     the per-image, row-tiled loop of CPU inference, which would fix the batch size in the graph.
     """
 
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, model: nn.Module, max_queries: int | None = None) -> None:
         super().__init__()
         self.model = model
+        self.max_queries = max_queries
 
     def forward(self, images: Tensor) -> Tensor:
         out = self.model(images)
+        logits, masks = out["pred_logits"], out["pred_masks"]
+        if self.max_queries is not None:
+            logits, masks = top_queries(logits, masks, self.max_queries)
         smoothing = getattr(getattr(self.model, "cfg", None), "score_smoothing", 0.0)
-        return semantic_scores_from_queries(
-            out["pred_logits"], out["pred_masks"], (images.shape[-2], images.shape[-1]), smoothing, tiled=False
-        )
+        return semantic_scores_from_queries(logits, masks, (images.shape[-2], images.shape[-1]), smoothing, tiled=False)
 
 
 def parse_size(size: int | str | tuple[int, int] | None, default: int) -> tuple[int, int]:
@@ -148,17 +154,20 @@ def parse_size(size: int | str | tuple[int, int] | None, default: int) -> tuple[
 
 def _use_export_forms(model: nn.Module) -> None:
     """Switch `model`'s modules to their exportable forms (see the module docstring): deformable attention
-    to grid_sample, and timm attention (SAM ViT-B) off its fused SDPA call, whose decomposition in
-    torch.export lays out the output differently from the kernel traced, so timm's `.view` after it fails."""
+    to grid_sample, the pyramid's transposed convolutions to one ConvTranspose node each, and timm attention
+    (SAM ViT-B) off its fused SDPA call, whose decomposition in torch.export lays out the output differently
+    from the kernel traced, so timm's `.view` after it fails."""
     for m in model.modules():
         if isinstance(m, MSDeformAttn):
             m.impl = "grid_sample"
+        if isinstance(m, PatchConvTranspose2d):
+            m.impl = "conv"
         if isinstance(getattr(m, "fused_attn", None), bool):
             setattr(m, "fused_attn", False)  # a plain attribute (nn.Module's typing knows only tensors and modules)
 
 
 def check_inputs(
-    model: GEM, hw: tuple[int, int], batch: int, seed: int = 0, pool: int = 4
+    model: GEM, hw: tuple[int, int], batch: int, seed: int = 0, pool: int = 4, max_queries: int | None = None
 ) -> tuple[Tensor, Tensor, float]:
     """Random images 0..255 to trace and verify on, PyTorch's scores for them, and their DQS ranking gap.
 
@@ -177,7 +186,9 @@ def check_inputs(
     )
     try:
         with torch.no_grad():
-            scores = model.semantic_scores(images)  # also raises the model's own clear errors (size, queries)
+            scores = model.semantic_scores(
+                images, max_queries
+            )  # also raises the model's own clear errors (size, queries)
     finally:
         if hook is not None:
             hook.remove()
@@ -207,8 +218,10 @@ def _quiet() -> Iterator[None]:
             logger.setLevel(level)
 
 
-def _trace(model: nn.Module, example: Tensor, opset: int, dynamic_batch: bool, optimize: bool):
-    """-> onnx.ModelProto of SemanticScores(model), traced on `example`."""
+def _trace(
+    model: nn.Module, example: Tensor, opset: int, dynamic_batch: bool, optimize: bool, max_queries: int | None = None
+):
+    """-> onnx.ModelProto of SemanticScores(model, max_queries), traced on `example`."""
     try:
         import onnx  # noqa: F401
         import onnxscript  # noqa: F401
@@ -221,7 +234,7 @@ def _trace(model: nn.Module, example: Tensor, opset: int, dynamic_batch: bool, o
     with _quiet():
         try:
             program = torch.onnx.export(
-                SemanticScores(model),
+                SemanticScores(model, max_queries),
                 (example,),
                 dynamo=True,
                 opset_version=opset,
@@ -275,6 +288,8 @@ def export_onnx(
     optimize: bool = True,
     seed: int = 0,
     precision: str = "fp32",
+    max_queries: int | None = None,
+    ort_ops: bool = False,
 ) -> ExportReport:
     """Export `model` (a GEM) with semantic inference to the ONNX file `out`, written atomically.
 
@@ -287,6 +302,10 @@ def export_onnx(
     time. GEM-Tiny measured no faster in onnxruntime either way (it fuses ops itself when it loads a graph).
     precision="int8": the verified fp32 graph is quantized (quantize.py) before it is written; the int8
     graph's agreement with PyTorch on the check input is reported (its accuracy: benchmarks/bench_int8.py).
+    max_queries: the graph sums only the queries with the most class probability (GEM.semantic_scores'
+    approximation, checked against it); None: all, the model's own numbers.
+    ort_ops: rewrite the ViT's attention and GELUs into onnxruntime's own ops (graph_fusion.py) before the
+    check; the file then runs only in onnxruntime.
     """
     if precision not in PRECISIONS:
         raise ConfigError(f"precision {precision!r}: choose one of {', '.join(PRECISIONS)}")
@@ -302,9 +321,15 @@ def export_onnx(
     out = Path(out)
     start = time.perf_counter()
     model = copy.deepcopy(model).float().cpu().eval()  # the caller's model is left as it is
-    example, reference, gap = check_inputs(model, hw, 2 if dynamic_batch else 1, seed)
+    if max_queries is not None and (
+        isinstance(max_queries, bool) or not isinstance(max_queries, int) or max_queries < 1
+    ):
+        raise ConfigError(f"max_queries {max_queries!r}: a positive number of queries, or None for all")
+    example, reference, gap = check_inputs(model, hw, 2 if dynamic_batch else 1, seed, max_queries=max_queries)
     _use_export_forms(model)
-    proto = _trace(model, example, opset, dynamic_batch, optimize)
+    proto = _trace(model, example, opset, dynamic_batch, optimize, max_queries)
+    if ort_ops:
+        fuse_for_onnxruntime(proto)
     meta = {
         META_VERSION: __version__,
         META_MODEL: str(cfg.name),

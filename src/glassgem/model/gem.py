@@ -45,7 +45,7 @@ from ..config_checks import check_model_config
 from ..errors import ConfigError, DataError
 from .decoder import GEMDecoder, MaskFn
 from .encoders import build_encoder
-from .postprocess import semantic_scores_from_queries
+from .postprocess import semantic_scores_from_queries, top_queries
 from .pyramid import PixelDecoder, SimpleFeaturePyramid
 from .query_selection import Proposals, QuerySelection
 
@@ -168,9 +168,10 @@ class GEM(nn.Module):
 
         return mask_fn
 
-    def semantic_scores(self, images: Tensor) -> Tensor:
+    def semantic_scores(self, images: Tensor, max_queries: int | None = None) -> Tensor:
         """The original's `sem_seg` [B, 2, H, W] (background, glass) at the input size, fp32, box-smoothed
-        per `cfg.score_smoothing` (model/postprocess.py).
+        per `cfg.score_smoothing` (model/postprocess.py). `max_queries`: sum only the queries with the most
+        class probability (postprocess.top_queries), an approximation that saves upsampling the others.
 
         In eval mode only the last layer's heads run (no boxes, no aux predictions): same numbers as
         `semantic_map` on `forward`'s outputs, less work."""
@@ -182,6 +183,8 @@ class GEM(nn.Module):
             proposals, memory, shapes, mask_fn = self._head_inputs(self.features(images, not self._folding()))
             queries = proposals.queries if proposals is not None else None
             logits, masks = self.decoder.predict_last(queries, memory, shapes, mask_fn)
+        if max_queries is not None:
+            logits, masks = top_queries(logits, masks, max_queries)
         h, w = images.shape[-2:]
         return semantic_scores_from_queries(logits, masks, (h, w), self.cfg.score_smoothing)
 

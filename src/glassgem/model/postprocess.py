@@ -20,6 +20,19 @@ def semantic_scores_from_queries(
     return smooth_scores(semantic_map(logits, masks, size, tiled=tiled), smoothing)
 
 
+def top_queries(logits: Tensor, masks: Tensor, k: int) -> tuple[Tensor, Tensor]:
+    """The k queries (of [B,Q,K+1] logits, [B,Q,h,w] masks) with the most class probability outside "no
+    object", per image: the semantic map is a sum over queries weighted by that probability, so the others
+    add at most their summed probability to any pixel's score. k >= Q: unchanged."""
+    if k >= logits.shape[1]:
+        return logits, masks
+    mass = logits.float().softmax(-1)[..., :-1].sum(-1)  # B x Q
+    idx = mass.topk(k, dim=1).indices  # B x k
+    logits = torch.gather(logits, 1, idx[..., None].expand(-1, -1, logits.shape[-1]))
+    masks = torch.gather(masks, 1, idx[..., None, None].expand(-1, -1, masks.shape[-2], masks.shape[-1]))
+    return logits, masks
+
+
 def _source_rows(n_in: int, n_out: int, device: torch.device) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """Bilinear (align_corners=False) source indices and weights along one axis, as PyTorch computes them:
     -> (lo, hi, w_lo, w_hi), each [n_out]."""
@@ -104,4 +117,4 @@ def smooth_scores(scores: Tensor, fraction: float) -> Tensor:
     return _box_mean(_box_mean(scores, r, -1), r, -2)
 
 
-__all__ = ["semantic_map", "semantic_scores_from_queries", "smooth_scores", "smoothing_radius"]
+__all__ = ["semantic_map", "semantic_scores_from_queries", "smooth_scores", "smoothing_radius", "top_queries"]

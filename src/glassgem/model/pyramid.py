@@ -46,7 +46,11 @@ def sam_neck(cin: int, cout: int = 256) -> nn.Sequential:
 class PatchConvTranspose2d(nn.ConvTranspose2d):
     """ConvTranspose2d with kernel = stride (no overlap): every input pixel independently becomes a k×k
     output patch, so it is one matmul [h·w, Cin] @ [Cin, Cout·k·k] plus a reshuffle. Same parameters
-    (and numbers, up to summation order) as nn.ConvTranspose2d; oneDNN's deconvolution is ~2x slower."""
+    (and numbers, up to summation order) as nn.ConvTranspose2d; oneDNN's deconvolution is ~2x slower.
+    `impl = "conv"` runs nn.ConvTranspose2d's own forward instead: the ONNX export's form (one ConvTranspose
+    node, which onnxruntime runs faster than the matmul and its six-axis transpose)."""
+
+    impl = "matmul"
 
     def __init__(self, cin: int, cout: int, k: int = 2) -> None:
         super().__init__(cin, cout, k, stride=k)
@@ -56,6 +60,8 @@ class PatchConvTranspose2d(nn.ConvTranspose2d):
         that size: with kernel = stride there is no other."""
         b, _, h, w = x.shape
         cout, k = self.out_channels, self.kernel_size[0]
+        if self.impl == "conv":
+            return super().forward(x, output_size)
         if output_size is not None and list(output_size[-2:]) != [h * k, w * k]:
             raise ValueError(f"output_size {output_size}: a kernel = stride {k} transposed conv gives {h * k}x{w * k}")
         y = x.flatten(2).transpose(1, 2) @ self.weight.flatten(1).to(x.dtype)  # B x h·w x Cout·k·k
