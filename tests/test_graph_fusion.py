@@ -48,6 +48,9 @@ def test_vit_attention_and_gelu_fuse_with_the_same_numbers(two_blocks) -> None:
     ops = [n.op_type for n in fused.graph.node]
     assert ops.count("MultiHeadAttention") == 2 and ops.count("Gelu") == 2
     assert "Softmax" not in ops and "Erf" not in ops  # the replaced nodes are gone, not left beside
+    square = {t.name for t in fused.graph.initializer if list(t.dims) == [32, 32]}
+    projections = [n for n in fused.graph.node if n.op_type == "MatMul" and n.input[1] in square]
+    assert len(projections) == 2 * 4 and "Split" not in ops  # q, k, v (cut from qkv) and proj in each block
     names = {t.name for t in fused.graph.initializer}
     assert names <= {i for n in fused.graph.node for i in n.input}  # no constant left unused
     with torch.no_grad():

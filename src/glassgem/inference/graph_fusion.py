@@ -3,7 +3,8 @@
 - Attention: the exporter writes a ViT attention as qkv [B,N,3C] -> Reshape [B,N,3,H,D] -> Transpose ->
   Gather q, k, v -> q·s, k·s (s = D^-1/4) -> MatMul -> Softmax -> MatMul -> Transpose -> Reshape [B,N,C]: two
   transposes of the activations and three full-size products per block. `MultiHeadAttention` does the same
-  in one node from q, k and v in [B,N,C] (its default scale is D^-1/2 = s·s).
+  in one node from q, k and v in [B,N,C] (its default scale is D^-1/2 = s·s), which three projections of
+  the block's input make (the qkv weights cut in three) instead of one projection and a copy per part.
 - GELU: x·0.5·(1 + erf(x/√2)) exported as five element-wise nodes becomes one `Gelu` node.
 Together ~15% of GEM-S's int8 CPU time. A fused graph runs only in onnxruntime, so only the graphs glassgem
 makes for itself (weight_graphs.py) are fused, never a file `glassgem export onnx` writes.
@@ -94,11 +95,53 @@ def _gelu(final, producer, initializers, constants):
     return None
 
 
+def _projection(name: str, producer, initializers):
+    """`name` = x @ W + b with W [C, 3C] and b [3C] constants -> (MatMul, Add, x, W, b), or None."""
+    from onnx import numpy_helper
+
+    add = producer.get(name)
+    if add is None or add.op_type != "Add":
+        return None
+    for product, bias in (add.input, add.input[::-1]):
+        matmul = producer.get(product)
+        if matmul is None or matmul.op_type != "MatMul" or bias not in initializers:
+            continue
+        if matmul.input[1] not in initializers:
+            continue
+        w, b = (numpy_helper.to_array(initializers[n]) for n in (matmul.input[1], bias))
+        if w.ndim == 2 and b.shape == (w.shape[1],):
+            return matmul, add, matmul.input[0], w, b
+    return None
+
+
+def _q_k_v(qkv: str, tag: str, producer, initializers, graph, c: int) -> list:
+    """Nodes that make `{tag}_q`, `_k`, `_v` [B,N,C] from the attention's qkv [B,N,3C]: three projections of
+    its input when qkv is one (a slice of the weights each, which int8 quantizes per output channel just as
+    the whole, without copying q, k and v out of qkv), else one Split of qkv."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    names = [f"{tag}_{part}" for part in "qkv"]
+    found = _projection(qkv, producer, initializers)
+    if found is None or found[3].shape[1] != 3 * c:
+        graph.initializer.append(helper.make_tensor(f"{tag}_sizes", TensorProto.INT64, [3], [c] * 3))
+        return [helper.make_node("Split", [qkv, f"{tag}_sizes"], names, axis=-1, name=f"{tag}_split")]
+    matmul, add, x, w, b = found
+    nodes = []
+    for i, name in enumerate(names):
+        graph.initializer.append(numpy_helper.from_array(w[:, i * c : (i + 1) * c].copy(), f"{name}_weight"))
+        graph.initializer.append(numpy_helper.from_array(b[i * c : (i + 1) * c].copy(), f"{name}_bias"))
+        nodes.append(helper.make_node("MatMul", [x, f"{name}_weight"], [f"{name}_product"], name=f"{name}_matmul"))
+        nodes.append(helper.make_node("Add", [f"{name}_product", f"{name}_bias"], [name], name=f"{name}_add"))
+        for new, old in ((nodes[-2], matmul), (nodes[-1], add)):  # the module path the int8 scope reads
+            new.metadata_props.extend(old.metadata_props)
+    return nodes
+
+
 def fuse_for_onnxruntime(proto) -> dict[str, int]:
-    """Rewrite `proto` (an onnx ModelProto, in place): every exported ViT attention becomes Split + one
-    MultiHeadAttention node and every exact GELU one Gelu node; the nodes and constants no longer needed
-    are removed. -> {"attention": n, "gelu": n} fused."""
-    from onnx import TensorProto, helper
+    """Rewrite `proto` (an onnx ModelProto, in place): every exported ViT attention becomes q, k and v
+    projections + one MultiHeadAttention node and every exact GELU one Gelu node; the nodes and constants
+    no longer needed are removed. -> {"attention": n, "gelu": n} fused."""
+    from onnx import helper
 
     graph = proto.graph
     initializers = {t.name: t for t in graph.initializer}
@@ -115,11 +158,8 @@ def fuse_for_onnxruntime(proto) -> dict[str, int]:
             continue
         qkv, heads, head_dim, merge = found
         tag = f"glassgem_mha{len(replace)}"
-        graph.initializer.append(helper.make_tensor(f"{tag}_sizes", TensorProto.INT64, [3], [heads * head_dim] * 3))
         replace[id(merge)] = [
-            helper.make_node(
-                "Split", [qkv, f"{tag}_sizes"], [f"{tag}_q", f"{tag}_k", f"{tag}_v"], axis=2, name=f"{tag}_split"
-            ),
+            *_q_k_v(qkv, tag, producer, initializers, graph, heads * head_dim),
             helper.make_node(
                 "MultiHeadAttention",
                 [f"{tag}_q", f"{tag}_k", f"{tag}_v"],

@@ -33,7 +33,7 @@ from .runtime import resolve_dtype
 # the mask pixels (benchmarks/bench_int8.py, docs/speed.md) and runs faster than PyTorch fp32 on the CPUs
 # measured; GEM-Lite's time is in convolutions, which stay fp32, so it keeps PyTorch's TorchScript graphs.
 INT8_BY_DEFAULT = ("gem-s",)
-GRAPH_RECIPE = "g2"  # bump when the exported graph changes for the same weights (export.py's forms, options)
+GRAPH_RECIPE = "g3"  # bump when the exported graph changes for the same weights (export.py's forms, options)
 # The graph sums the 16 of 50 queries with the most class probability (GEM.semantic_scores' max_queries: the
 # others' weights add up to < 0.09 on real photos) and runs onnxruntime's own attention and GELU kernels
 # (graph_fusion.py): together with the export's ConvTranspose form ~20% faster than the plain int8 graph.
