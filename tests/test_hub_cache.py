@@ -223,3 +223,21 @@ def test_cached_bytes_miss_hit_corrupt_and_read_only(folder, source, monkeypatch
     (folder.parent / "ro").mkdir()
     assert cached_bytes("graph", "v1", source, build) == build()
     assert list((folder.parent / "ro").iterdir()) == []
+
+
+def test_cached_bytes_keeps_the_most_recently_used_entries_of_a_name(folder, source) -> None:
+    """Entries of newer maker versions push the least recently used out (KEEP_BYTE_ENTRIES per name); a
+    read counts as a use; other names are not touched."""
+    keep = cache.KEEP_BYTE_ENTRIES
+    cached_bytes("other", "v0", source, lambda: b"kept")
+    for i in range(keep):
+        cached_bytes("graph", f"v{i}", source, lambda i=i: b"graph %d" % i)
+        for path in folder.glob(f"graph-v{i}-*"):
+            os.utime(path, ns=(10**18 + i, 10**18 + i))  # v0 oldest, whatever the clock's tick
+    assert cached_bytes("graph", "v0", source, lambda: b"rebuilt") == b"graph 0"  # a hit: v0 is now the newest
+    cached_bytes("graph", "new", source, lambda: b"graph new")
+    versions = sorted(p.name.split("-")[1] for p in folder.glob("graph-*.bin"))
+    assert versions == sorted(["v0", "new", *[f"v{i}" for i in range(2, keep)]])  # v1, least recently used, went
+    sidecars = [p for p in folder.glob("graph-*.json") if not p.name.endswith(".stamp.json")]
+    assert len(sidecars) == keep  # with its sidecar
+    assert [p.name.split("-")[1] for p in folder.glob("other-*.bin")] == ["v0"]

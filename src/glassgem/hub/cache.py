@@ -11,6 +11,10 @@ mtime and ctime in ns, inode, device): while the fingerprint is unchanged the st
 rewrite of the file later than the file system's clock tick (even one that restores its size and mtime)
 changes its ctime, and the file is hashed again.
 
+Byte entries (`cached_bytes`, e.g. the int8 graphs, ~36 MiB each) that a new glassgem, torch or onnxruntime
+no longer reads would pile up: each name keeps its KEEP_BYTE_ENTRIES most recently used entries (a read
+marks an entry used) and older ones are removed when a new one is written.
+
 Failures never stop a load: an entry that is not a whole safetensors file of this source, or whose
 tensor bytes fail the CRC-32 stored in its metadata, is rebuilt; a cache folder that cannot be made or
 written (read-only, full, a file in the way) means no cache for this load, noted once at debug level.
@@ -35,6 +39,7 @@ from ..io import atomic_write_bytes
 CACHE_ENV = "GLASSGEM_CACHE"
 CACHE_OFF = "off"
 _HASH_CHUNK = 1 << 22
+KEEP_BYTE_ENTRIES = 3
 log = logging.getLogger(__name__)
 
 
@@ -185,6 +190,7 @@ def cached_bytes(name: str, version: str, source: Path, build: Callable[[], byte
         record = json.loads(sidecar.read_text())
         data = entry.read_bytes()
         if record.get("source_sha256") == sha and record.get("crc32") == f"{zlib.crc32(data):08x}":
+            _mark_used(entry)
             return data
     except (OSError, ValueError, AttributeError):
         pass  # no entry, or a broken one: build it again
@@ -194,12 +200,38 @@ def cached_bytes(name: str, version: str, source: Path, build: Callable[[], byte
         atomic_write_bytes(sidecar, json.dumps({"source_sha256": sha, "crc32": f"{zlib.crc32(data):08x}"}).encode())
     except OSError as e:
         log.debug("cache entry not written: %s (%s)", entry, e)
+    else:
+        _prune(folder, name, KEEP_BYTE_ENTRIES)
     return data
+
+
+def _mark_used(entry: Path) -> None:
+    try:
+        os.utime(entry)
+    except OSError:
+        pass  # a read-only cache still serves its entries
+
+
+def _prune(folder: Path, name: str, keep: int) -> None:
+    """Remove all but the `keep` most recently used `<name>-*.bin` entries (and their sidecars)."""
+    entries = []
+    for path in folder.glob(f"{name}-*.bin"):
+        try:
+            entries.append((path.stat().st_mtime_ns, path))
+        except OSError:
+            continue  # removed meanwhile by another process
+    for _, path in sorted(entries, reverse=True)[keep:]:
+        for old in (path, path.with_suffix(".json")):
+            try:
+                old.unlink()
+            except OSError as e:
+                log.debug("old cache entry not removed: %s (%s)", old, e)
 
 
 __all__ = [
     "CACHE_ENV",
     "CACHE_OFF",
+    "KEEP_BYTE_ENTRIES",
     "cache_dir",
     "cache_usable",
     "cached_bytes",
