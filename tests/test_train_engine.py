@@ -141,7 +141,7 @@ def test_resume_keeps_the_runs_settings_and_applies_only_new_overrides(tmp_path,
 
     from glassgem.cli import main
 
-    data = make_dataset(tmp_path / "data", 4, 128, 128)
+    data = make_dataset(tmp_path / "data", 4, 96, 96)
     run = tmp_path / "run"
     base = ["train", "--preset", "debug", "--data", str(data), "--out", str(run)]
     torch.set_num_threads(1)
@@ -156,7 +156,7 @@ def test_resume_keeps_the_runs_settings_and_applies_only_new_overrides(tmp_path,
                 "num_points=256",
                 "lr=3e-5",
                 "min_sizes=[96,112]",
-                "crop_size=128",
+                "crop_size=96",
             ]
         )
         == 0

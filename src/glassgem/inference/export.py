@@ -12,13 +12,7 @@ its LayerNormalization translation cannot take. The dynamo exporter starts at op
 leaves the graph at 18 (the ONNX version converter cannot take its Reduce ops down), so opsets below 18
 are refused.
 
-Deformable attention is exported in its `grid_sample` form (the original's: one GridSample per level),
-not the default `embedding_bag` form, which has no ONNX op and becomes a Loop (~1.8x slower
-in onnxruntime). The two agree to float rounding (~1e-6); the verification compares with the default form.
-The pyramid's kernel = stride transposed convolutions (a matmul and a reshuffle in PyTorch) are exported
-as ConvTranspose nodes, which onnxruntime runs faster. Likewise timm's SAM ViT-B attention (GEM-Base) is
-exported without its fused SDPA call. Checked: debug,
-GEM-Tiny, GEM-Lite (dynamic batch) and GEM-Base (398 MiB) export and match within 4e-5.
+The exportable forms of the modules and the semantic post-processing: export_forms.py.
 
 After export the graph is run with onnxruntime on a random input and compared with
 `GEM.semantic_scores`; a difference above `tolerance` raises ExportVerificationError and the file goes
@@ -49,10 +43,8 @@ from torch import Tensor, nn
 from .. import __version__
 from ..errors import ConfigError, GlassgemError
 from ..io import atomic_write_bytes
-from ..model.deform_attn import MSDeformAttn
 from ..model.gem import GEM
-from ..model.postprocess import semantic_scores_from_queries, top_queries
-from ..model.pyramid import PatchConvTranspose2d
+from .export_forms import SemanticScores, use_export_forms
 from .graph_fusion import fuse_for_onnxruntime
 from .onnx_runner import OnnxScorer, load_onnx_scorer  # noqa: F401  (re-exported: export + run in one place)
 from .quantize import PRECISIONS, quantize_int8
@@ -111,28 +103,6 @@ class ExportReport:
         )
 
 
-class SemanticScores(nn.Module):
-    """GEM + semantic inference as one module: images [B,3,H,W] 0..255 -> scores [B,2,H,W] fp32.
-
-    The post-processing of `GEM.semantic_scores` (model/postprocess.py: the semantic map, then the score
-    smoothing, baked in for the exported size) in its whole-batch form (Resize, Sigmoid, MatMul) instead of
-    the per-image, row-tiled loop of CPU inference, which would fix the batch size in the graph.
-    """
-
-    def __init__(self, model: nn.Module, max_queries: int | None = None) -> None:
-        super().__init__()
-        self.model = model
-        self.max_queries = max_queries
-
-    def forward(self, images: Tensor) -> Tensor:
-        out = self.model(images)
-        logits, masks = out["pred_logits"], out["pred_masks"]
-        if self.max_queries is not None:
-            logits, masks = top_queries(logits, masks, self.max_queries)
-        smoothing = getattr(getattr(self.model, "cfg", None), "score_smoothing", 0.0)
-        return semantic_scores_from_queries(logits, masks, (images.shape[-2], images.shape[-1]), smoothing, tiled=False)
-
-
 def parse_size(size: int | str | tuple[int, int] | None, default: int) -> tuple[int, int]:
     """384, "384", "320x448" (height x width), (320, 448) or None (= default square) -> (H, W),
     both positive multiples of 32; ConfigError otherwise."""
@@ -150,20 +120,6 @@ def parse_size(size: int | str | tuple[int, int] | None, default: int) -> tuple[
     if h <= 0 or w <= 0 or h % 32 or w % 32:
         raise ConfigError(f"size {h}x{w}: height and width must be positive multiples of 32")
     return h, w
-
-
-def _use_export_forms(model: nn.Module) -> None:
-    """Switch `model`'s modules to their exportable forms (see the module docstring): deformable attention
-    to grid_sample, the pyramid's transposed convolutions to one ConvTranspose node each, and timm attention
-    (SAM ViT-B) off its fused SDPA call, whose decomposition in torch.export lays out the output differently
-    from the kernel traced, so timm's `.view` after it fails."""
-    for m in model.modules():
-        if isinstance(m, MSDeformAttn):
-            m.impl = "grid_sample"
-        if isinstance(m, PatchConvTranspose2d):
-            m.impl = "conv"
-        if isinstance(getattr(m, "fused_attn", None), bool):
-            setattr(m, "fused_attn", False)  # a plain attribute (nn.Module's typing knows only tensors and modules)
 
 
 def check_inputs(
@@ -326,7 +282,7 @@ def export_onnx(
     ):
         raise ConfigError(f"max_queries {max_queries!r}: a positive number of queries, or None for all")
     example, reference, gap = check_inputs(model, hw, 2 if dynamic_batch else 1, seed, max_queries=max_queries)
-    _use_export_forms(model)
+    use_export_forms(model)
     proto = _trace(model, example, opset, dynamic_batch, optimize, max_queries)
     if ort_ops:
         fuse_for_onnxruntime(proto)
