@@ -84,6 +84,9 @@ def test_top_queries_keeps_the_most_probable_and_bounds_the_change() -> None:
     left_out = mass.sort(-1, descending=True).values[:, 4:].sum(-1)  # B
     change = (full - part).abs().flatten(1).max(1).values
     assert (change > 0).all() and (change <= left_out + 1e-6).all()
+    for bad in (0, -1, 2.5, True):
+        with pytest.raises(ConfigError, match="max_queries"):
+            top_queries(logits, masks, bad)
 
 
 def test_export_with_max_queries_matches_the_models_own_approximation(tmp_path) -> None:

@@ -142,9 +142,8 @@ def check_inputs(
     )
     try:
         with torch.no_grad():
-            scores = model.semantic_scores(
-                images, max_queries
-            )  # also raises the model's own clear errors (size, queries)
+            # also raises the model's own clear errors (size, queries, max_queries)
+            scores = model.semantic_scores(images, max_queries)
     finally:
         if hook is not None:
             hook.remove()
@@ -277,10 +276,6 @@ def export_onnx(
     out = Path(out)
     start = time.perf_counter()
     model = copy.deepcopy(model).float().cpu().eval()  # the caller's model is left as it is
-    if max_queries is not None and (
-        isinstance(max_queries, bool) or not isinstance(max_queries, int) or max_queries < 1
-    ):
-        raise ConfigError(f"max_queries {max_queries!r}: a positive number of queries, or None for all")
     example, reference, gap = check_inputs(model, hw, 2 if dynamic_batch else 1, seed, max_queries=max_queries)
     use_export_forms(model)
     proto = _trace(model, example, opset, dynamic_batch, optimize, max_queries)

@@ -29,12 +29,17 @@ def _constant(name: str, initializers: dict[str, Any], constants: dict[str, Any]
     return None
 
 
+def _made_by(producer: dict[str, Any], name: str, op: str):
+    """The node that makes `name` if it is an `op`, else None."""
+    node = producer.get(name)
+    return node if node is not None and node.op_type == op else None
+
+
 def _attention(softmax, producer, consumers, initializers, constants):
     """The nodes of one exported attention around `softmax` -> (qkv name, heads, last Reshape), or None."""
 
     def made_by(name: str, op: str):
-        node = producer.get(name)
-        return node if node is not None and node.op_type == op else None
+        return _made_by(producer, name, op)
 
     def only_user(name: str, op: str):
         users = consumers.get(name, [])
@@ -66,8 +71,7 @@ def _gelu(final, producer, initializers, constants):
     """x·(0.5·(1 + erf(x/√2))) ending at the Mul `final` -> x's name, or None."""
 
     def made_by(name: str, op: str):
-        node = producer.get(name)
-        return node if node is not None and node.op_type == op else None
+        return _made_by(producer, name, op)
 
     def is_const(name: str, value: float) -> bool:
         c = _constant(name, initializers, constants)
@@ -99,14 +103,12 @@ def _projection(name: str, producer, initializers):
     """`name` = x @ W + b with W [C, 3C] and b [3C] constants -> (MatMul, Add, x, W, b), or None."""
     from onnx import numpy_helper
 
-    add = producer.get(name)
-    if add is None or add.op_type != "Add":
+    add = _made_by(producer, name, "Add")
+    if add is None:
         return None
     for product, bias in (add.input, add.input[::-1]):
-        matmul = producer.get(product)
-        if matmul is None or matmul.op_type != "MatMul" or bias not in initializers:
-            continue
-        if matmul.input[1] not in initializers:
+        matmul = _made_by(producer, product, "MatMul")
+        if matmul is None or bias not in initializers or matmul.input[1] not in initializers:
             continue
         w, b = (numpy_helper.to_array(initializers[n]) for n in (matmul.input[1], bias))
         if w.ndim == 2 and b.shape == (w.shape[1],):

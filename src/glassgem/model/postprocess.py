@@ -12,6 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..errors import ConfigError
+
 
 def semantic_scores_from_queries(
     logits: Tensor, masks: Tensor, size: tuple[int, int], smoothing: float = 0.0, tiled: bool | None = None
@@ -24,6 +26,8 @@ def top_queries(logits: Tensor, masks: Tensor, k: int) -> tuple[Tensor, Tensor]:
     """The k queries (of [B,Q,K+1] logits, [B,Q,h,w] masks) with the most class probability outside "no
     object", per image: the semantic map is a sum over queries weighted by that probability, so the others
     add at most their summed probability to any pixel's score. k >= Q: unchanged."""
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise ConfigError(f"max_queries {k!r}: a positive number of queries, or None for all")
     if k >= logits.shape[1]:
         return logits, masks
     mass = logits.float().softmax(-1)[..., :-1].sum(-1)  # B x Q
