@@ -1,4 +1,4 @@
-"""`glassgem data check | negatives | crops | mix | photos | real-scenes`: dataset checks, crops and corpora."""
+"""`glassgem data check | negatives | crops | paste | mix | photos | real-scenes`: dataset checks, crops and corpora."""
 
 from __future__ import annotations
 
@@ -16,7 +16,15 @@ def _add_data(sub: argparse._SubParsersAction) -> None:
         sub,
         "data",
         "dataset tools (check a dataset before training or evaluation; glass-free crops)",
-        (_add_data_check, _add_data_negatives, _add_data_crops, _add_data_mix, _add_data_photos, _add_data_real_scenes),
+        (
+            _add_data_check,
+            _add_data_negatives,
+            _add_data_crops,
+            _add_data_paste,
+            _add_data_mix,
+            _add_data_photos,
+            _add_data_real_scenes,
+        ),
     )
 
 
@@ -178,6 +186,59 @@ def _run_data_crops(args: argparse.Namespace) -> int:
     print(
         f"{len(shares)} crops from {len(pairs)} photos in {args.out} (glass share mean {mean:.3f}; "
         f"{len(record['no_crop'])} photos gave none)"
+    )
+    return 0
+
+
+def _add_data_paste(data_sub: argparse._SubParsersAction) -> None:
+    p = data_sub.add_parser(
+        "paste",
+        help="real glass pasted small into labelled photos (scenes where glass is a small part of the view)",
+        description="Write --n photos, each a photo of --onto with one glass region of DIR pasted into it: the "
+        "region's box grown by --margin (so the frame around the pane comes along), scaled so that its glass "
+        "covers a share of the photo drawn from --share, flipped at random and faded in at its border. Masks "
+        "follow (the piece's where it shows, the photo's elsewhere). Both sets must be labelled; --onto may "
+        "hold glass-free photos (all-zero masks) and photos with glass. OUT/paste.json records every output's "
+        "sources and placement; output k depends only on --seed and k.",
+    )
+    _add_crop_source(p, "output folder (new or empty)")
+    p.add_argument("--onto", required=True, metavar="DIR", help="labelled photos to paste into (any layout)")
+    p.add_argument("--n", type=int, default=500, help="photos to write (default 500)")
+    p.add_argument("--share", default="0.01,0.10", help="glass share of the pasted piece, LO,HI (default 0.01,0.10)")
+    p.add_argument("--margin", type=float, default=0.25, help="box grown by this x its size a side (default 0.25)")
+    p.add_argument("--feather", type=float, default=0.08, help="border fade, x the piece's shorter side (0.08)")
+    p.add_argument(
+        "--min-share", type=float, default=0.003, help="smallest glass region used, share of its photo (0.003)"
+    )
+    p.add_argument("--max-side", type=int, default=1024, help="photos scaled down to this longer side (1024)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the draw (default 0)")
+    p.set_defaults(func=_run_data_paste)
+
+
+def _run_data_paste(args: argparse.Namespace) -> int:
+    from ..data.layouts import find_pairs
+    from ..data.paste import paste_glass
+
+    glass = find_pairs(args.dir, args.layout, args.split)
+    onto = find_pairs(args.onto, "auto", None)
+    folders = _pair_folders(glass) | _pair_folders(onto)
+    _refuse_writing_inputs({"--out": args.out}, folders, files=(), roots=[args.dir, args.onto])
+    record = paste_glass(
+        glass,
+        onto,
+        args.out,
+        n=args.n,
+        share=_pair_range(args.share, "--share"),
+        margin=args.margin,
+        feather=args.feather,
+        min_share=args.min_share,
+        max_side=args.max_side,
+        seed=args.seed,
+    )
+    pasted = [o["pasted_share"] for o in record["outputs"]]
+    print(
+        f"{len(pasted)} photos in {args.out} ({record['pieces']} glass regions of {len(glass)} photos pasted into "
+        f"{len(onto)}; pasted glass share mean {sum(pasted) / len(pasted):.3f})"
     )
     return 0
 
