@@ -28,7 +28,7 @@ from .negatives import load_labelled_pair, refuse_filled_output
 MANIFEST = "crops.json"
 
 
-def _check_range(name: str, lo: float, hi: float, low: float, high: float) -> None:
+def check_range(name: str, lo: float, hi: float, low: float, high: float) -> None:
     if not (low <= lo <= hi <= high):
         raise ConfigError(f"{name} must be LO,HI with {low:g} <= LO <= HI <= {high:g}, got {lo:g},{hi:g}")
 
@@ -71,8 +71,8 @@ def share_crops(
     """Write the crops (module docstring); returns the record written to OUT/crops.json."""
     from tqdm.auto import tqdm
 
-    _check_range("--share", *share, 0.0, 1.0)
-    _check_range("--size", *size, 0.01, 1.0)
+    check_range("--share", *share, 0.0, 1.0)
+    check_range("--size", *size, 0.01, 1.0)
     if per_image < 1 or tries < 1:
         raise ConfigError(f"--per-image and --tries must be >= 1, got {per_image}, {tries}")
     if not pairs:

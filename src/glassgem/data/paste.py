@@ -29,9 +29,10 @@ from PIL import Image
 
 from ..errors import ConfigError, DataError
 from ..io import atomic_write_text, load_mask, save_image, save_mask
-from .crops import _check_range
+from .crops import check_range
 from .layouts import Pair
 from .negatives import load_labelled_pair, refuse_filled_output
+from .transforms import resize_image
 
 MANIFEST = "paste.json"
 
@@ -75,15 +76,15 @@ def _fit(image: np.ndarray, mask: np.ndarray, max_side: int) -> tuple[np.ndarray
     f = max_side / max(H, W)
     if f >= 1:
         return image, mask
-    size = (max(1, round(W * f)), max(1, round(H * f)))
-    small = np.asarray(Image.fromarray(image).resize(size, Image.Resampling.BILINEAR))
-    return small, _resize_mask(mask, size)
+    hw = (max(1, round(H * f)), max(1, round(W * f)))
+    return resize_image(image, hw), _resize_mask(mask, hw)
 
 
-def _resize_mask(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """A {0,1} mask resized to (W, h) by area-weighted interpolation, then cut at one half."""
+def _resize_mask(mask: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
+    """A {0,1} mask resized to (h, w) by area-weighted interpolation, then cut at one half (not
+    transforms.resize_mask's nearest neighbour, which drops thin panes when shrinking)."""
     grey = Image.fromarray((np.asarray(mask) > 0).astype(np.float32))
-    return (np.asarray(grey.resize(size, Image.Resampling.BILINEAR)) >= 0.5).astype(np.uint8)
+    return (np.asarray(grey.resize((hw[1], hw[0]), Image.Resampling.BILINEAR)) >= 0.5).astype(np.uint8)
 
 
 def fade(h: int, w: int, width: int) -> np.ndarray:
@@ -134,7 +135,7 @@ def paste_glass(
     """Write `n` outputs (module docstring); returns the record written to OUT/paste.json."""
     from tqdm.auto import tqdm
 
-    _check_range("--share", *share, 0.0005, 0.5)
+    check_range("--share", *share, 0.0005, 0.5)
     if n < 1:
         raise ConfigError(f"--n must be >= 1, got {n}")
     if not (0 <= margin <= 2 and 0 <= feather <= 0.5 and 0 <= min_share < 1 and max_side >= 64):
@@ -144,9 +145,8 @@ def paste_glass(
         )
     if not onto:
         raise DataError("no photos to paste onto")
-    for pair in list(glass) + list(onto):
-        if pair.mask_path is None:
-            raise DataError(f"{pair.image_path}: no mask; pasting needs labelled photos on both sides")
+    for pair in [*glass, *onto]:
+        pair.labelled_mask()  # DataError naming an image without a mask, before anything is written
     out = refuse_filled_output(out_dir)
     pieces = [
         Piece(pair, box, count)
@@ -168,9 +168,8 @@ def paste_glass(
         scale = min(float(np.sqrt(wanted * H * W / piece.glass)), 0.9 * H / h, 0.9 * W / w)
         ph, pw = max(1, round(h * scale)), max(1, round(w * scale))
         image, mask = load_labelled_pair(piece.pair)
-        cut = Image.fromarray(image[top : top + h, left : left + w]).resize((pw, ph), Image.Resampling.BILINEAR)
-        cut_mask = _resize_mask(mask[top : top + h, left : left + w], (pw, ph))
-        cut_arr = np.asarray(cut)
+        cut_arr = resize_image(image[top : top + h, left : left + w], (ph, pw))
+        cut_mask = _resize_mask(mask[top : top + h, left : left + w], (ph, pw))
         if flip:
             cut_arr, cut_mask = cut_arr[:, ::-1], cut_mask[:, ::-1]
         at = (int(rng.integers(0, H - ph + 1)), int(rng.integers(0, W - pw + 1)))
